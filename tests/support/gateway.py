@@ -1,0 +1,84 @@
+"""Running the real gateway in tests: uvicorn in a background thread on a free port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from tollway.config import settings_from_dict
+from tollway.server.app import Gateway, create_app
+from tollway.server.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedServer:
+    """An ASGI app served by uvicorn in its own thread and event loop."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
+                                loop="asyncio", http="httptools", access_log=False, timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server exited during startup (see the log above)")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not start in time")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: Gateway
+    server: ThreadedServer
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app.runtime
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_gateway(config: dict[str, Any]) -> RunningGateway:
+    app = create_app(settings_from_dict(config))
+    server = ThreadedServer(app)
+    server.start()
+    return RunningGateway(f"http://127.0.0.1:{server.port}", app, server)
+
+
+def mock_providers(mock_url: str, **extra: Any) -> dict[str, Any]:
+    """Providers of every type, all pointing at the mock upstream."""
+    providers = {
+        "openai": {"type": "openai", "base_url": f"{mock_url}/v1", "keys": [{"value": "sk-test-openai"}]},
+        "anthropic": {"type": "anthropic", "base_url": mock_url, "keys": [{"value": "sk-ant-test"}]},
+        "azure": {"type": "azure", "base_url": mock_url, "api_version": "2024-06-01",
+                  "keys": [{"value": "azure-test-key"}], "deployments": {"gpt-4o-mini": "mini-deploy"}},
+    }
+    for name, overrides in extra.items():
+        providers.setdefault(name, {}).update(overrides)
+    return providers

@@ -1,0 +1,138 @@
+"""`tollway` command line: serve, demo, mock-upstream, db."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from tollway.config import ConfigError, Settings, load_settings
+from tollway.config.loader import CONFIG_PATH_VARIABLE
+
+app = typer.Typer(help="Tollway: an LLM gateway with exact, hierarchical budgets and rate limits.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = typer.Option(Path("tollway.yaml"), "--config", "-c", help="The configuration file (YAML or JSON).")
+
+
+def _settings(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        typer.echo(f"configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: Path = ConfigOption,
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(8080, help="Port to bind."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (use redis counters for more than one)."),
+) -> None:
+    """Run the gateway."""
+    settings = _settings(config)
+    _configure_logging(settings.log_level)
+    prepare(settings)
+    run_server(config, host, port, workers, settings.log_level)
+
+
+def prepare(settings: Settings) -> None:
+    """Migrate the database and load the config file's governance, once, before workers start."""
+    from tollway.server.startup import prepare_database  # noqa: PLC0415 - keeps `--help` fast
+
+    try:
+        generated = asyncio.run(prepare_database(settings))
+    except Exception as exc:  # noqa: BLE001 - any failure here is fatal and explained
+        typer.echo(f"cannot prepare the database: {exc}", err=True)
+        raise typer.Exit(3) from None
+    for key in generated:
+        typer.echo(f"generated virtual key {key.id!r} ({key.name}): {key.value}  (shown once; store it now)")
+
+
+def run_server(config: Path, host: str, port: int, workers: int, log_level: str) -> None:
+    import os  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
+    uvicorn.run(
+        "tollway.server.startup:worker_app", factory=True, host=host, port=port, workers=workers,
+        loop="uvloop" if _has_uvloop() else "asyncio", http="httptools", lifespan="on",
+        access_log=False, log_level=log_level, timeout_graceful_shutdown=30, backlog=2048,
+    )
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(8080, help="Gateway port."),
+    mock_port: int = typer.Option(9911, help="Port of the built-in mock provider."),
+    directory: Path = typer.Option(Path(".tollway-demo"), help="Where the demo's config and database live."),
+) -> None:
+    """Run the gateway with a built-in mock provider and a demo governance config."""
+    from tollway.demo import run_demo  # noqa: PLC0415
+
+    run_demo(port, mock_port, directory)
+
+
+@app.command("mock-upstream")
+def mock_upstream(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(9911),
+    latency_ms: float = typer.Option(0.0, help="Delay before each response."),
+    completion_tokens: int = typer.Option(16, help="Tokens generated per answer (capped by max_tokens)."),
+    chunk_delay_ms: float = typer.Option(0.0, help="Delay between stream chunks."),
+) -> None:
+    """Serve a mock OpenAI / Anthropic / Azure provider (for tests, benchmarks and the demo)."""
+    from tollway.testing.mock_upstream import MockSettings, serve_mock_upstream  # noqa: PLC0415
+
+    serve_mock_upstream(host, port, MockSettings(latency_ms=latency_ms, completion_tokens=completion_tokens,
+                                                 chunk_delay_ms=chunk_delay_ms))
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: Path = ConfigOption, revision: str = typer.Argument("head")) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from tollway.store.migrate import upgrade  # noqa: PLC0415
+
+    asyncio.run(upgrade(_settings(config).database_url, revision))
+    typer.echo(f"upgraded to {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(config: Path = ConfigOption, revision: str = typer.Argument(..., help="Target revision, e.g. base or -1.")) -> None:
+    """Revert migrations down to REVISION."""
+    from tollway.store.migrate import downgrade  # noqa: PLC0415
+
+    asyncio.run(downgrade(_settings(config).database_url, revision))
+    typer.echo(f"downgraded to {revision}")
+
+
+@db_app.command("current")
+def db_current(config: Path = ConfigOption) -> None:
+    """Print the database's current revision."""
+    from tollway.store.migrate import current  # noqa: PLC0415
+
+    typer.echo(asyncio.run(current(_settings(config).database_url)) or "(empty database)")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,236 @@
+"""The configuration file's shape (`tollway.yaml`), validated once at start.
+
+The `governance` section uses the same shapes as the management API, so these models
+serve both. Field names follow SPEC.md §6.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tollway.governance.durations import Alignment, check_alignment, parse_duration
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+def _no_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("must not be empty or whitespace")
+    return value
+
+
+class BudgetConfig(_Strict):
+    max_limit: Annotated[Decimal, Field(gt=0, le=Decimal(10**9), allow_inf_nan=False)]
+    reset_duration: str
+    calendar_aligned: bool = False
+    timezone: str = "UTC"
+    week_start: Annotated[int, Field(ge=0, le=6)] = 0
+
+    _check_duration = field_validator("reset_duration")(_duration)
+
+    @model_validator(mode="after")
+    def _alignment_fits(self) -> BudgetConfig:
+        if self.calendar_aligned:
+            check_alignment(parse_duration(self.reset_duration), self.alignment)
+        return self
+
+    @property
+    def alignment(self) -> Alignment | None:
+        return Alignment(self.timezone, self.week_start) if self.calendar_aligned else None
+
+
+class RateLimitConfig(_Strict):
+    token_max_limit: PositiveInt | None = None
+    token_reset_duration: str | None = None
+    request_max_limit: PositiveInt | None = None
+    request_reset_duration: str | None = None
+
+    _check_durations = field_validator("token_reset_duration", "request_reset_duration")(_duration)
+
+    @model_validator(mode="after")
+    def _sides_complete(self) -> RateLimitConfig:
+        for side in ("token", "request"):
+            limit = getattr(self, f"{side}_max_limit")
+            duration = getattr(self, f"{side}_reset_duration")
+            if (limit is None) != (duration is None):
+                raise ValueError(f"{side}_max_limit and {side}_reset_duration go together")
+        if self.token_max_limit is None and self.request_max_limit is None:
+            raise ValueError("a rate limit needs token_max_limit or request_max_limit")
+        return self
+
+
+class _Governed(_Strict):
+    budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+
+
+class CustomerConfig(_Governed):
+    id: NonEmpty
+    name: NonEmpty
+
+    _blank = field_validator("id", "name")(_no_blank)
+
+
+class TeamConfig(_Governed):
+    id: NonEmpty
+    name: NonEmpty
+    customer_id: NonEmpty | None = None
+
+    _blank = field_validator("id", "name", "customer_id")(_no_blank)
+
+
+class ProviderConfigEntry(_Governed):
+    """A virtual key's per-provider routing and limits."""
+
+    provider: NonEmpty
+    weight: Annotated[float, Field(gt=0, le=1_000_000)] = 1.0  # omitted means 1 (Bifrost: 0)
+    allowed_models: list[NonEmpty] = []
+    allowed_keys: list[NonEmpty] = []
+
+
+VK_PREFIX = "tw-"
+
+
+class VirtualKeyConfig(_Governed):
+    id: NonEmpty
+    name: NonEmpty
+    value: str | None = None
+    description: str = ""
+    is_active: bool = True
+    team_id: NonEmpty | None = None
+    customer_id: NonEmpty | None = None
+    allowed_models: list[NonEmpty] = []
+    provider_configs: list[ProviderConfigEntry] = []
+
+    _blank = field_validator("id", "name", "team_id", "customer_id")(_no_blank)
+
+    @field_validator("value")
+    @classmethod
+    def _value_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(VK_PREFIX) or len(value) < len(VK_PREFIX) + 16:
+            raise ValueError(f"a virtual key value must start with '{VK_PREFIX}' and have at least 16 characters after it")
+        if any(c.isspace() for c in value) or len(value) > 256:
+            raise ValueError("a virtual key value must have no spaces and at most 256 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> VirtualKeyConfig:
+        if self.team_id and self.customer_id:
+            raise ValueError("a virtual key belongs to a team or to a customer, not both")
+        providers = [pc.provider for pc in self.provider_configs]
+        if len(set(providers)) != len(providers):
+            raise ValueError("provider_configs names a provider twice")
+        return self
+
+
+class ModelLimitConfig(_Governed):
+    """Limits for one model on one provider, or on any provider when provider is null."""
+
+    model_name: NonEmpty
+    provider: NonEmpty | None = None
+
+    _blank = field_validator("model_name", "provider")(_no_blank)
+
+
+class GovernanceConfig(_Strict):
+    customers: list[CustomerConfig] = []
+    teams: list[TeamConfig] = []
+    virtual_keys: list[VirtualKeyConfig] = []
+    model_configs: list[ModelLimitConfig] = []
+
+
+class ProviderKeyConfig(_Strict):
+    value: str = Field(min_length=1, repr=False)
+    id: NonEmpty | None = None  # named in a virtual key's allowed_keys; defaults to key-<index>
+    weight: Annotated[float, Field(gt=0, le=1_000_000)] = 1.0
+    models: list[NonEmpty] = []  # empty = every model
+
+
+ProviderType = Literal["openai", "azure", "anthropic"]
+
+
+class ProviderSettings(_Governed):
+    type: ProviderType
+    base_url: str | None = None
+    keys: list[ProviderKeyConfig] = Field(min_length=1)
+    api_version: str | None = None  # azure
+    deployments: dict[str, str] = {}  # azure: model -> deployment (default: the model name)
+    timeout: str = "60s"
+    connect_timeout: str = "5s"
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 0
+    retry_backoff: str = "1s"  # first back-off; doubles each retry
+    headers: dict[str, str] = {}
+
+    _check_durations = field_validator("timeout", "connect_timeout", "retry_backoff")(_duration)
+
+    @model_validator(mode="after")
+    def _azure_needs(self) -> ProviderSettings:
+        if self.type == "azure" and (not self.base_url or not self.api_version):
+            raise ValueError("an azure provider needs base_url and api_version")
+        return self
+
+
+class PriceConfig(_Strict):
+    """USD per million tokens."""
+
+    input: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    output: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    cached_input: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
+    cache_write: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+class CountersConfig(_Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = None
+    on_failure: Literal["fail_closed", "fail_open"] = "fail_closed"
+    timeout_ms: Annotated[int, Field(gt=0, le=60_000)] = 50
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> CountersConfig:
+        if self.backend == "redis" and not self.url:
+            raise ValueError("the redis backend needs url (e.g. redis://127.0.0.1:6379/0)")
+        return self
+
+
+class EstimateConfig(_Strict):
+    """How a request's tokens are estimated for its reservation before the call."""
+
+    default_completion_tokens: Annotated[int, Field(ge=0, le=10**7)] = 256
+    bytes_per_prompt_token: Annotated[int, Field(ge=1, le=64)] = 4
+
+
+class Settings(_Strict):
+    database_url: str = "sqlite:///tollway.db"
+    admin_token: str | None = Field(default=None, repr=False)
+    enforce_virtual_keys: bool = False
+    counters: CountersConfig = CountersConfig()
+    flush_interval: str = "10s"
+    max_body_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 4 * 1024 * 1024
+    providers: dict[NonEmpty, ProviderSettings] = {}
+    model_aliases: dict[NonEmpty, NonEmpty] = {}
+    fallbacks: dict[NonEmpty, list[NonEmpty]] = {}  # "provider/model" or alias -> tried in order
+    pricing: dict[NonEmpty, PriceConfig] = {}
+    default_price: PriceConfig | None = None
+    estimate: EstimateConfig = EstimateConfig()
+    governance: GovernanceConfig = GovernanceConfig()
+    request_log: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    cors_origins: list[str] = []
+
+    _check_durations = field_validator("flush_interval")(_duration)

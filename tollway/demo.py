@@ -1,0 +1,88 @@
+"""`tollway demo`: the gateway in front of the built-in mock provider, with a small
+governance hierarchy, so everything can be tried without an API key or a service."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+DEMO_KEY = "tw-demo-0123456789abcdefghijklmnopqrstuv"
+
+
+def demo_config(mock_port: int, database: Path) -> dict:
+    mock = f"http://127.0.0.1:{mock_port}"
+    return {
+        "database_url": f"sqlite:///{database}",
+        "enforce_virtual_keys": True,
+        "flush_interval": "5s",
+        "providers": {
+            "openai": {"type": "openai", "base_url": f"{mock}/v1", "keys": [{"value": "sk-mock"}],
+                       "rate_limit": {"request_max_limit": 3000, "request_reset_duration": "1m"}},
+            "anthropic": {"type": "anthropic", "base_url": mock, "keys": [{"value": "sk-ant-mock"}]},
+        },
+        "model_aliases": {"fast": "openai/gpt-4o-mini", "claude": "anthropic/claude-3-5-haiku-latest"},
+        "governance": {
+            "customers": [{"id": "acme", "name": "Acme", "budget": {"max_limit": 50, "reset_duration": "1M", "calendar_aligned": True}}],
+            "teams": [{"id": "search", "name": "Search", "customer_id": "acme", "budget": {"max_limit": 10, "reset_duration": "1d"}}],
+            "virtual_keys": [{
+                "id": "vk-demo", "name": "demo key", "value": DEMO_KEY, "team_id": "search",
+                "budget": {"max_limit": 1, "reset_duration": "1h"},
+                "rate_limit": {"request_max_limit": 20, "request_reset_duration": "1m",
+                               "token_max_limit": 20000, "token_reset_duration": "1m"},
+            }],
+            "model_configs": [{"model_name": "gpt-4o-mini", "rate_limit": {"request_max_limit": 600, "request_reset_duration": "1m"}}],
+        },
+    }
+
+
+def run_demo(port: int, mock_port: int, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "tollway.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(mock_port, (directory / "tollway.db").resolve()), sort_keys=False))
+    mock = subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(mock_port), "--latency-ms", "20"])
+    try:
+        _wait_for_port(mock_port)
+        print(_instructions(port, config_path), flush=True)
+        gateway = subprocess.run([sys.executable, "-m", "tollway", "serve", "--config", str(config_path), "--port", str(port)])
+        sys.exit(gateway.returncode)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mock.terminate()
+        mock.wait(timeout=10)
+
+
+def _wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the mock provider did not start on port {port}")
+
+
+def _instructions(port: int, config_path: Path) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return f"""
+Tollway demo: gateway on {base}, mock provider behind it, config in {config_path}
+The demo key {DEMO_KEY} has a $1/hour budget and 20 requests/minute; its team and customer have budgets too.
+
+Try it with curl:
+  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "openai/gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+Or with the openai SDK:
+  python -c "import openai; c = openai.OpenAI(base_url='{base}/v1', api_key='{DEMO_KEY}'); \\
+print(c.chat.completions.create(model='anthropic/claude-3-5-haiku-latest', messages=[{{'role': 'user', 'content': 'Hi'}}]).choices[0].message.content)"
+
+Send more than 20 requests in a minute to see a 429 that names the key and its limit.
+Metrics: {base}/metrics   Health: {base}/health   Stop: Ctrl-C
+"""

@@ -1,0 +1,45 @@
+"""Errors the gateway answers with: a status, a type and a message a person understands."""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error response; `body_for(api_family)` renders it in that API's error shape."""
+
+    def __init__(self, status: int, type_: str, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.code = code or type_
+        self.param = param
+        self.headers = headers or []
+
+    def openai_body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}})
+
+    def anthropic_body(self) -> bytes:
+        return orjson.dumps({"type": "error", "error": {"type": self.type, "message": self.message}})
+
+
+def bad_request(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, "invalid_request_error", message, param=param, code="invalid_request")
+
+
+def not_found(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(404, "not_found_error", message, param=param, code="model_not_found")
+
+
+def payload_too_large(limit: int) -> GatewayError:
+    return GatewayError(413, "request_too_large", f"request body is larger than the limit of {limit} bytes (max_body_bytes)")
+
+
+def upstream_timeout(provider: str) -> GatewayError:
+    return GatewayError(504, "upstream_timeout", f"provider {provider!r} did not answer in time", code="timeout")
+
+
+def upstream_unreachable(provider: str, reason: str) -> GatewayError:
+    return GatewayError(502, "upstream_unreachable", f"provider {provider!r} could not be reached: {reason}", code="bad_gateway")

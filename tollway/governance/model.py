@@ -1,0 +1,131 @@
+"""The governance policy as plain, immutable values: what the engine decides over.
+
+A `PolicySnapshot` is built from the config store and swapped atomically when
+configuration changes; the hot path only reads it. Money is integer nano-dollars
+(1 USD = 1_000_000_000) so both counter backends add it exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from tollway.governance.durations import Alignment, Duration
+
+NANO_PER_USD = 1_000_000_000
+
+
+class Level(str, enum.Enum):
+    """Where in the hierarchy a limit lives (named in denials)."""
+
+    PROVIDER = "provider"
+    MODEL = "model"
+    VIRTUAL_KEY = "virtual_key"
+    PROVIDER_CONFIG = "provider_config"
+    TEAM = "team"
+    CUSTOMER = "customer"
+
+
+class Kind(str, enum.Enum):
+    """What a counter counts."""
+
+    REQUESTS = "requests"
+    TOKENS = "tokens"
+    BUDGET = "budget"  # nano-dollars
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The entity a limit belongs to."""
+
+    level: Level
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPolicy:
+    id: str
+    max_limit_nano: int
+    duration: Duration
+    alignment: Alignment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    """Token and request sides are independent; either may be absent (None)."""
+
+    id: str
+    token_max_limit: int | None = None
+    token_duration: Duration | None = None
+    request_max_limit: int | None = None
+    request_duration: Duration | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Governed:
+    """An entity's scope with its own (1:1) budget and rate limit."""
+
+    scope: Scope
+    budget: BudgetPolicy | None = None
+    rate_limit: RateLimitPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfigPolicy:
+    """Routing and per-provider governance inside one virtual key."""
+
+    provider: str
+    weight: float
+    allowed_models: frozenset[str]  # empty = all models of the provider
+    allowed_keys: frozenset[str]  # provider key ids; empty = all
+    limits: Governed
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKeyPolicy:
+    id: str
+    name: str
+    is_active: bool
+    team_id: str | None
+    customer_id: str | None
+    allowed_models: frozenset[str]  # "model" or "provider/model"; empty = all
+    provider_configs: Mapping[str, ProviderConfigPolicy]  # by provider name; empty = all providers
+    limits: Governed
+
+
+@dataclass(frozen=True, slots=True)
+class TeamPolicy:
+    customer_id: str | None
+    limits: Governed
+
+
+def _frozen(mapping: Mapping | None = None) -> Mapping:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySnapshot:
+    """Everything governance needs to decide, as of one configuration version."""
+
+    providers: Mapping[str, Governed] = field(default_factory=_frozen)
+    model_configs: Mapping[tuple[str, str | None], Governed] = field(default_factory=_frozen)
+    keys_by_hash: Mapping[str, VirtualKeyPolicy] = field(default_factory=_frozen)
+    teams: Mapping[str, TeamPolicy] = field(default_factory=_frozen)
+    customers: Mapping[str, Governed] = field(default_factory=_frozen)
+    enforce_virtual_keys: bool = False
+    version: int = 0
+
+
+def budget_counter(budget_id: str) -> str:
+    return "b:" + budget_id
+
+
+def token_counter(rate_limit_id: str) -> str:
+    return "rt:" + rate_limit_id
+
+
+def request_counter(rate_limit_id: str) -> str:
+    return "rr:" + rate_limit_id

@@ -1,0 +1,180 @@
+"""What a request costs, in integer nano-dollars, from configured or genai-prices prices."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+import genai_prices
+from genai_prices import types as gp
+
+from tollway.usage import Usage
+
+__all__ = ["NANO_PER_USD", "ModelPrice", "PriceCatalog", "estimate_cost_nano", "parse_price"]
+
+NANO_PER_USD = 1_000_000_000
+_NANO_PER_TOKEN = Decimal(NANO_PER_USD) / Decimal(1_000_000)  # per (USD per million tokens)
+# Per-token rates are kept as integers in units of 10**-12 nano-dollars, so a cost is
+# four integer multiplications; exact for any price with up to 15 decimal places.
+_SCALE = 10**12
+_MAX_MEMO = 10_000  # model names come from clients; bound the memo rather than grow forever
+_EMPTY_USAGE = genai_prices.Usage()
+_FIELDS = ("input", "output", "cached_input", "cache_write")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per million tokens; ``None`` cache prices mean "same as input"."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Priced:
+    price: ModelPrice | None
+    rates: tuple[int, int, int, int]  # uncached input, cached input, cache write, output
+
+
+_FREE = (0, 0, 0, 0)
+
+
+class PriceCatalog:
+    """Resolves a model's price once (overrides, then genai-prices, then a default) and charges usage."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, ModelPrice] | None = None,
+        default: ModelPrice | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        """``overrides`` are keyed ``"provider/model"`` or a bare ``"model"`` (any provider)."""
+        self._overrides = dict(overrides or {})
+        self._default = default
+        self._log = logger or logging.getLogger(__name__)
+        self._memo: dict[tuple[str, str, str], _Priced] = {}
+
+    def price_for(self, provider_type: str, provider_name: str, model: str) -> ModelPrice | None:
+        """The model's price, or ``None`` when nothing is known (it is then charged nothing)."""
+        return self._priced(provider_type, provider_name, model).price
+
+    def cost_nano(self, provider_type: str, provider_name: str, model: str, usage: Usage) -> int:
+        """Cost of ``usage`` in nano-dollars, rounded up so that nothing priced is ever free."""
+        r_input, r_cached, r_write, r_output = self._priced(provider_type, provider_name, model).rates
+        uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
+        scaled = (uncached * r_input + usage.cached_tokens * r_cached
+                  + usage.cache_write_tokens * r_write + usage.completion_tokens * r_output)
+        return -(-scaled // _SCALE)
+
+    def _priced(self, provider_type: str, provider_name: str, model: str) -> _Priced:
+        key = (provider_type, provider_name, model)
+        priced = self._memo.get(key)
+        if priced is None:
+            priced = self._resolve(provider_type, provider_name, model)
+            if len(self._memo) >= _MAX_MEMO:
+                self._memo.clear()
+            self._memo[key] = priced
+        return priced
+
+    def _resolve(self, provider_type: str, provider_name: str, model: str) -> _Priced:
+        price = (self._overrides.get(f"{provider_name}/{model}") or self._overrides.get(model)
+                 or _lookup_genai(provider_type, model) or self._default)
+        if price is None:
+            self._log.warning(
+                "no price known for model %r on provider %r: its requests are charged nothing. "
+                "Set one in the config's pricing: section (USD per million tokens, keyed "
+                "'provider/model' or 'model', e.g. %r: {input: 0.15, output: 0.60}) or set default_price:",
+                model, provider_name, f"{provider_name}/{model}",
+            )
+            return _Priced(None, _FREE)
+        return _Priced(price, _rates(price))
+
+
+def estimate_cost_nano(price: ModelPrice | None, prompt_tokens: int, completion_tokens: int) -> int:
+    """Cost estimate for a reservation: prompt tokens at the input price, completion at output, rounded up."""
+    if price is None:
+        return 0
+    return math.ceil((prompt_tokens * price.input + completion_tokens * price.output) * _NANO_PER_TOKEN)
+
+
+def parse_price(d: Mapping[str, object]) -> ModelPrice:
+    """Build a ``ModelPrice`` from a config mapping such as ``{input: 0.15, output: 0.60}``."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"a price must be a mapping of {', '.join(_FIELDS)}, got {type(d).__name__}")
+    unknown = sorted(str(k) for k in d if k not in _FIELDS)
+    if unknown:
+        raise ValueError(f"unknown price field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
+    for required in ("input", "output"):
+        if d.get(required) is None:
+            raise ValueError(f"price field {required!r} is required (USD per million tokens)")
+    values = {name: _parse_amount(name, d[name]) for name in _FIELDS if d.get(name) is not None}
+    return ModelPrice(**values)
+
+
+def _parse_amount(name: str, value: object) -> Decimal:
+    bad = ValueError(f"price field {name!r} must be a non-negative number (USD per million tokens), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+        raise bad
+    try:
+        amount = Decimal(str(value))  # str() so 0.15 stays 0.15, not its binary expansion
+    except InvalidOperation:
+        raise bad from None
+    if not amount.is_finite() or amount < 0:
+        raise bad
+    return amount
+
+
+def _rates(price: ModelPrice) -> tuple[int, int, int, int]:
+    per_token = _NANO_PER_TOKEN * _SCALE
+    cached = price.input if price.cached_input is None else price.cached_input
+    write = price.input if price.cache_write is None else price.cache_write
+    return (math.ceil(price.input * per_token), math.ceil(cached * per_token),
+            math.ceil(write * per_token), math.ceil(price.output * per_token))
+
+
+def _genai_providers(provider_type: str) -> tuple[str | None, ...]:
+    # genai-prices' azure table falls back to OpenAI's; other types are tried as a
+    # genai-prices provider id, then by model name alone (e.g. a local "openai" server).
+    ptype = provider_type.lower()
+    return ("azure", "openai", None) if ptype == "azure" else (ptype, None)
+
+
+def _lookup_genai(provider_type: str, model: str) -> ModelPrice | None:
+    """The model's current base-tier price in genai-prices, or ``None``. Slow: memoise the result."""
+    for provider_id in _genai_providers(provider_type):
+        try:
+            info = genai_prices.calc_price(_EMPTY_USAGE, model, provider_id=provider_id).model
+        except (LookupError, ValueError):  # unknown provider id or model; bad data
+            continue
+        prices = [p for p in map(_from_genai, _current_prices(info, datetime.now(UTC))) if p is not None]
+        return max(prices, key=lambda p: p.input + p.output, default=None)
+    return None
+
+
+def _current_prices(info: gp.ModelInfo, now: datetime) -> list[gp.ModelPrice]:
+    """The price in force by date, plus any time-of-day prices (peak hours)."""
+    if isinstance(info.prices, gp.ModelPrice):
+        return [info.prices]
+    by_date = next((c.prices for c in reversed(info.prices) if c.constraint is None
+                    or (isinstance(c.constraint, gp.StartDateConstraint) and c.constraint.active(now))),
+                   info.prices[0].prices)
+    # A memoised price cannot follow the clock through the day, so the dearest window is
+    # charged (DeepSeek's peak hours): budgets err towards over-, never under-charging.
+    return [by_date] + [c.prices for c in info.prices if isinstance(c.constraint, gp.TimeOfDateConstraint)]
+
+
+def _from_genai(prices: gp.ModelPrice) -> ModelPrice | None:
+    def base(key: str) -> Decimal | None:
+        value = getattr(prices, key, None)
+        return value.base if isinstance(value, gp.TieredPrices) else value
+
+    input_, output = base("input_mtok"), base("output_mtok")
+    if input_ is None and output is None:
+        return None  # priced per request, image or audio only: not something we can charge by token
+    return ModelPrice(input_ or Decimal(0), output or Decimal(0), base("cache_read_mtok"), base("cache_write_mtok"))

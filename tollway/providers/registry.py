@@ -1,0 +1,22 @@
+"""Build the provider clients named in the configuration."""
+
+from __future__ import annotations
+
+from tollway.config import Settings, provider_key_ids
+from tollway.providers.client import ProviderClient, ProviderKey
+
+
+def provider_keys(settings: Settings, name: str) -> list[ProviderKey]:
+    ids = provider_key_ids(settings, name)
+    return [
+        ProviderKey(id=key_id, value=key.value, weight=key.weight, models=frozenset(key.models))
+        for key_id, key in zip(ids, settings.providers[name].keys, strict=True)
+    ]
+
+
+def build_providers(settings: Settings) -> dict[str, ProviderClient]:
+    """One client (and one pooled aiohttp session) per provider; call inside the loop."""
+    return {
+        name: ProviderClient(name, provider, provider_keys(settings, name))
+        for name, provider in settings.providers.items()
+    }

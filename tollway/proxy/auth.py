@@ -1,0 +1,27 @@
+"""Finding the virtual key a request presents (SPEC §3 step 1)."""
+
+from __future__ import annotations
+
+from tollway.server.asgi import Scope
+
+_VK_PREFIX = b"tw-"
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The virtual key value, or None.
+
+    ``x-tollway-vk`` and Bifrost's ``x-bf-vk`` are taken as they are; ``Authorization:
+    Bearer`` and ``x-api-key`` only when the value starts with ``tw-`` (clients of an
+    open gateway send placeholders there).
+    """
+    fallback: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"x-tollway-vk" or name == b"x-bf-vk":
+            return value.decode("latin-1").strip()
+        if name == b"authorization":
+            token = value[7:].strip() if value[:7].lower() == b"bearer " else b""
+            if token.startswith(_VK_PREFIX):
+                fallback = token
+        elif name == b"x-api-key" and value.startswith(_VK_PREFIX):
+            fallback = value.strip()
+    return None if fallback is None else fallback.decode("latin-1")

@@ -1,0 +1,154 @@
+"""The request's path: parse → key → target → governance → upstream → relay → settle."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from tollway.config.schema import EstimateConfig
+from tollway.errors import GatewayError, bad_request
+from tollway.governance.decisions import Denial, denial_headers, error_body
+from tollway.governance.engine import RequestFacts, find_key
+from tollway.governance.enforcer import Admission, Enforcer
+from tollway.governance.model import PolicySnapshot
+from tollway.pricing import PriceCatalog, estimate_cost_nano
+from tollway.providers.client import Api, NoUsableKey, ProviderClient
+from tollway.proxy.auth import presented_key
+from tollway.proxy.estimate import estimate_tokens
+from tollway.proxy.exchange import Exchange
+from tollway.proxy.exchanges import exchange_for
+from tollway.proxy.outcome import Outcome, OutcomeSink
+from tollway.proxy.relay import relay_stream
+from tollway.proxy.request import ClientRequest, parse_request
+from tollway.proxy.targets import Target, TargetResolver
+from tollway.proxy.upstream import RETRIABLE, call_upstream
+from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
+from tollway.usage import Usage
+
+
+@dataclass(slots=True)
+class _Failure:
+    """The last upstream failure, answered when no fallback is left."""
+
+    status: int
+    body: bytes
+    message: str
+
+
+class Proxy:
+    """Serves the OpenAI- and Anthropic-compatible routes."""
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, ProviderClient],
+        resolver: TargetResolver,
+        enforcer: Enforcer,
+        snapshot: Callable[[], PolicySnapshot],
+        pricing: PriceCatalog,
+        sink: OutcomeSink,
+        estimates: EstimateConfig,
+        max_body_bytes: int,
+    ) -> None:
+        self._providers = providers
+        self._resolver = resolver
+        self._enforcer = enforcer
+        self._snapshot = snapshot
+        self._pricing = pricing
+        self._sink = sink
+        self._estimates = estimates
+        self._max_body = max_body_bytes
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+
+    async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, int(time.time() * 1000))
+        try:
+            raw = await read_body(scope, receive, self._max_body)
+            request = parse_request(api, raw)
+            outcome.stream = request.stream
+            await self._serve(request, presented_key(scope), receive, send, outcome)
+        except GatewayError as err:
+            outcome.status, outcome.error = err.status, err.message
+            await respond_error(send, err, anthropic=api is Api.MESSAGES)
+        except ClientGone:
+            outcome.status, outcome.error = 499, "client closed the connection"
+        finally:
+            outcome.latency_ms = (time.perf_counter() - started) * 1000
+            self._sink.record(outcome)
+
+    async def _serve(self, request: ClientRequest, key_value: str | None, receive: Receive, send: Send, outcome: Outcome) -> None:
+        snapshot = self._snapshot()
+        key = find_key(snapshot, key_value) if key_value else None
+        targets = self._resolver.resolve(request.model, key)
+        prompt_est, completion_est = estimate_tokens(request, self._estimates)
+        failure: _Failure | None = None
+        for target in targets:
+            provider = self._providers[target.provider]
+            exchange = exchange_for(request.api, provider)
+            price = self._pricing.price_for(provider.type, provider.name, target.model)
+            facts = RequestFacts(target.provider, target.model, key_value, prompt_est + completion_est,
+                                 estimate_cost_nano(price, prompt_est, completion_est))
+            admission = await self._enforcer.admit(snapshot, facts)
+            outcome.provider, outcome.model = target.provider, target.model
+            outcome.key_id, outcome.team_id, outcome.customer_id = admission.key_id, admission.team_id, admission.customer_id
+            if admission.denial is not None:
+                await self._deny(request, admission.denial, send, outcome)
+                return
+            failure = await self._forward(request, target, provider, exchange, admission, (prompt_est, completion_est), receive, send, outcome)
+            if failure is None:
+                return
+            await self._enforcer.release(admission.reservation)
+            if failure.status not in RETRIABLE and failure.status not in (502, 504):
+                break
+        assert failure is not None
+        outcome.status, outcome.error = failure.status, failure.message
+        await respond(send, failure.status, failure.body)
+
+    async def _forward(self, request: ClientRequest, target: Target, provider: ProviderClient, exchange: Exchange,
+                       admission: Admission, estimate: tuple[int, int], receive: Receive, send: Send,
+                       outcome: Outcome) -> _Failure | None:
+        """Send to one target; None when a response was relayed, else the failure."""
+        try:
+            upstream_key = provider.pick_key(target.model, admission.allowed_provider_keys)
+        except NoUsableKey as exc:
+            return _Failure(400, bad_request(str(exc)).openai_body(), str(exc))
+        body = exchange.request_body(request, target.model)
+        try:
+            response = await call_upstream(provider, exchange.upstream_api, target.model, body, upstream_key, request.stream)
+        except GatewayError as err:
+            body = err.anthropic_body() if request.api is Api.MESSAGES else err.openai_body()
+            return _Failure(err.status, body, err.message)
+        if response.status >= 400:
+            data = await response.read()
+            response.release()
+            return _Failure(response.status, exchange.error(response.status, data), f"upstream answered {response.status}")
+        headers = admission.headers + [(b"x-request-id", outcome.request_id.encode())]
+        if request.stream:
+            result = await relay_stream(response, exchange.stream(request), headers, receive, send)
+            usage = result.usage_or(estimate)
+            outcome.status, outcome.error = result.status, result.error
+        else:
+            data = await response.read()
+            response.release()
+            out, reported = exchange.response(data)
+            usage = reported or Usage(*estimate)
+            await respond(send, 200, out, JSON_HEADERS + headers)
+        cost = self._pricing.cost_nano(provider.type, provider.name, target.model, usage)
+        await self._enforcer.settle(admission.reservation, usage.total_tokens, cost)
+        outcome.usage, outcome.cost_nano = usage, cost
+        return None
+
+    async def _deny(self, request: ClientRequest, denial: Denial, send: Send, outcome: Outcome) -> None:
+        outcome.status, outcome.decision = denial.decision.status, denial.decision.value
+        outcome.denied_scope, outcome.error = denial.scope, denial.message
+        body = error_body(denial)
+        if request.api is Api.MESSAGES:
+            body = orjson.dumps({"type": "error", "error": orjson.loads(body)["error"]})
+        await respond(send, denial.decision.status, body, JSON_HEADERS + denial_headers(denial))

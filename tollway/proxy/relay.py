@@ -1,0 +1,91 @@
+"""Relaying an upstream SSE stream to the client, chunk by chunk.
+
+The stream is pumped in its own task while another waits for the client to go away,
+so a client that disconnects cancels the upstream read at once, even while the
+upstream is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+from tollway.proxy.exchange import StreamConverter
+from tollway.server.asgi import SSE_HEADERS, Headers, Receive, Send
+from tollway.usage import Usage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StreamResult:
+    status: int  # 200 done, 499 client went away, 502 upstream broke mid-stream
+    usage: Usage | None  # as reported by the upstream, when it got that far
+    produced: int
+    error: str | None = None
+
+    def usage_or(self, estimate: tuple[int, int]) -> Usage:
+        """What to charge: the reported usage of a finished stream, else what was produced."""
+        if self.status == 200 and self.usage is not None:
+            return self.usage
+        prompt = self.usage.prompt_tokens if self.usage else estimate[0]
+        completion = max(self.usage.completion_tokens if self.usage else 0, self.produced)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+async def relay_stream(response: aiohttp.ClientResponse, converter: StreamConverter, headers: Headers,
+                       receive: Receive, send: Send) -> StreamResult:
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+    pump = asyncio.ensure_future(_pump(response, converter, send))
+    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not pump.done():
+            pump.cancel()
+        try:
+            await pump
+        except BaseException:  # noqa: BLE001 - examined below through pump.exception()
+            pass
+    return await _conclude(response, converter, pump, send)
+
+
+async def _conclude(response: aiohttp.ClientResponse, converter: StreamConverter, pump: asyncio.Future, send: Send) -> StreamResult:
+    if pump.cancelled():
+        response.close()  # drops the upstream connection: the provider stops generating
+        return StreamResult(499, converter.usage, converter.produced, "client disconnected mid-stream")
+    error = pump.exception()
+    if error is None:
+        response.release()
+        return StreamResult(200, converter.usage, converter.produced)
+    response.close()
+    if isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError)):
+        message = "the upstream stream was interrupted" if not isinstance(error, asyncio.TimeoutError) else "the upstream stream timed out"
+        try:
+            await send({"type": "http.response.body", "body": converter.error_event(message), "more_body": False})
+        except OSError:
+            pass
+        return StreamResult(502, converter.usage, converter.produced, message)
+    if isinstance(error, OSError):  # writing to a client that is gone
+        return StreamResult(499, converter.usage, converter.produced, "client disconnected mid-stream")
+    log.error("stream relay failed", exc_info=error)
+    return StreamResult(500, converter.usage, converter.produced, f"relay failed: {type(error).__name__}")
+
+
+async def _pump(response: aiohttp.ClientResponse, converter: StreamConverter, send: Send) -> None:
+    async for chunk in response.content.iter_any():
+        out = converter.feed(chunk)
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+    await send({"type": "http.response.body", "body": converter.finish(), "more_body": False})
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,91 @@
+"""The ASGI application: a dict of hot-path routes, the management API under /api, and
+the lifespan that starts and stops the runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from tollway.config import Settings
+from tollway.providers.client import Api
+from tollway.server.asgi import JSON_HEADERS, Receive, Scope, Send, respond
+from tollway.server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+_NOT_FOUND = orjson.dumps({"error": {"message": "no such route", "type": "not_found_error", "param": None, "code": "not_found"}})
+
+
+class Gateway:
+    """The ASGI callable that uvicorn serves. Build with `create_app`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._proxy(Api.CHAT),
+            ("POST", "/chat/completions"): self._proxy(Api.CHAT),
+            ("POST", "/v1/completions"): self._proxy(Api.COMPLETIONS),
+            ("POST", "/v1/embeddings"): self._proxy(Api.EMBEDDINGS),
+            ("POST", "/v1/messages"): self._proxy(Api.MESSAGES),
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/health"): self._health,
+            ("GET", "/metrics"): self._metrics,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            handler = self._routes.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(scope, receive, send)
+            elif scope["path"].startswith("/api") and self.runtime.management is not None:
+                await self.runtime.management(scope, receive, send)
+            else:
+                await respond(send, 404, _NOT_FOUND)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def _proxy(self, api: Api) -> Handler:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            await self.runtime.proxy.handle(api, scope, receive, send)
+
+        return handle
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        models = await self.runtime.catalog.models()
+        await respond(send, 200, orjson.dumps({"object": "list", "data": models}))
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = await self.runtime.health()
+        await respond(send, 200, orjson.dumps(status))
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.runtime.metrics
+        await respond(send, 200, metrics.render(), [(b"content-type", metrics.content_type.encode())])
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings, *, prepare_database: bool = True) -> Gateway:
+    """The gateway for ``settings``; ``prepare_database`` runs migrations and loads the
+    config file's governance section at startup (the CLI does it once before workers)."""
+    return Gateway(Runtime(settings, prepare_database=prepare_database))
+
+
+__all__ = ["Gateway", "create_app", "JSON_HEADERS"]

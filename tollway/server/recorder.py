@@ -1,0 +1,46 @@
+"""Fans a request's outcome out to the metrics and the (batched) request log."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tollway.governance.model import NANO_PER_USD
+from tollway.proxy.outcome import Outcome
+from tollway.store.request_log import RequestLogRecord, RequestLogWriter
+from tollway.telemetry import Metrics
+
+
+class Recorder:
+    def __init__(self, metrics: Metrics, log_writer: RequestLogWriter | None) -> None:
+        self._metrics = metrics
+        self._log = log_writer
+
+    def record(self, outcome: Outcome) -> None:
+        self._metrics.observe(outcome)
+        if self._log is not None:
+            self._log.write(to_log_record(outcome))
+
+
+def to_log_record(outcome: Outcome) -> RequestLogRecord:
+    scope = outcome.denied_scope
+    usage = outcome.usage
+    return RequestLogRecord(
+        at_ms=outcome.at_ms,
+        request_id=outcome.request_id,
+        virtual_key_id=outcome.key_id,
+        team_id=outcome.team_id,
+        customer_id=outcome.customer_id,
+        provider=outcome.provider,
+        model=outcome.model,
+        status=outcome.status,
+        decision=outcome.decision,
+        denied_level=scope.level.value if scope else None,
+        denied_id=scope.id if scope else None,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        cost=Decimal(outcome.cost_nano) / NANO_PER_USD,
+        latency_ms=round(outcome.latency_ms, 3),
+        stream=outcome.stream,
+        error=outcome.error,
+    )

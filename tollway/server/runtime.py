@@ -1,0 +1,151 @@
+"""Everything a running gateway holds, wired by construction: started at lifespan
+startup, stopped (with a last usage flush) at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tollway.config import Settings
+from tollway.governance.counters.base import CounterStore
+from tollway.governance.counters.memory import MemoryCounterStore
+from tollway.governance.durations import parse_duration
+from tollway.governance.enforcer import Enforcer
+from tollway.governance.model import PolicySnapshot
+from tollway.pricing import ModelPrice, PriceCatalog
+from tollway.providers.registry import build_providers
+from tollway.proxy.pipeline import Proxy
+from tollway.proxy.targets import TargetResolver
+from tollway.server.models_catalog import ModelCatalog
+from tollway.server.recorder import Recorder
+from tollway.store.bootstrap import apply_config
+from tollway.store.database import Database
+from tollway.store.migrate import upgrade
+from tollway.store.request_log import RequestLogWriter
+from tollway.store.snapshot import config_version, load_snapshot
+from tollway.store.usage import load_counters, save_counters
+from tollway.telemetry import Metrics
+
+log = logging.getLogger(__name__)
+_REFRESH_INTERVAL_S = 1.0
+
+
+def price_catalog(settings: Settings) -> PriceCatalog:
+    """The price catalog with the config file's per-model overrides and default."""
+    def price(config) -> ModelPrice:
+        return ModelPrice(config.input, config.output, config.cached_input, config.cache_write)
+
+    overrides = {name: price(config) for name, config in settings.pricing.items()}
+    default = price(settings.default_price) if settings.default_price else None
+    return PriceCatalog(overrides, default, logging.getLogger("tollway.pricing"))
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Runtime:
+    """The gateway's parts. Nothing here runs SQL on the request path: the policy is a
+    snapshot refreshed in the background, usage is flushed in the background."""
+
+    def __init__(self, settings: Settings, *, prepare_database: bool = True,
+                 clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.settings = settings
+        self.prepare_database = prepare_database
+        self.clock_ms = clock_ms
+        self.metrics = Metrics()
+        self.pricing: PriceCatalog = price_catalog(settings)
+        self.management: Any = None  # the /api application, mounted by the management package
+        self.snapshot = PolicySnapshot(enforce_virtual_keys=settings.enforce_virtual_keys)
+        self.generated_keys: list = []
+        self._tasks: list[asyncio.Task] = []
+        self.db: Database
+        self.store: CounterStore
+        self.enforcer: Enforcer
+        self.proxy: Proxy
+        self.catalog: ModelCatalog
+        self.log_writer: RequestLogWriter | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        if self.prepare_database:
+            await upgrade(settings.database_url)
+        self.db = Database(settings.database_url)
+        await self.db.ping()
+        if self.prepare_database:
+            self.generated_keys = await apply_config(self.db, settings)
+        self.snapshot = await self._load_snapshot()
+        self.store = MemoryCounterStore()
+        await self.store.load(await load_counters(self.db))
+        self.enforcer = Enforcer(self.store, self.clock_ms)
+        self.providers = build_providers(settings)
+        if settings.request_log:
+            self.log_writer = RequestLogWriter(self.db)
+            await self.log_writer.start()
+        self.metrics.gauge("tollway_reservations_in_flight", "Reservations not yet settled",
+                           lambda: self.enforcer.reservations_in_flight)
+        self.proxy = Proxy(
+            providers=self.providers,
+            resolver=TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks),
+            enforcer=self.enforcer,
+            snapshot=lambda: self.snapshot,
+            pricing=self.pricing,
+            sink=Recorder(self.metrics, self.log_writer),
+            estimates=settings.estimate,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        self.catalog = ModelCatalog(settings, self.providers)
+        flush_s = (parse_duration(settings.flush_interval).fixed_ms or 10_000) / 1000
+        self._tasks = [
+            asyncio.create_task(self._every(flush_s, self.flush_usage), name="usage-flush"),
+            asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy), name="policy-refresh"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.flush_usage()
+        except Exception:  # noqa: BLE001 - shutting down: report and carry on closing
+            log.exception("final usage flush failed")
+        if self.log_writer is not None:
+            await self.log_writer.close()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.store.close()
+        await self.db.close()
+
+    async def flush_usage(self) -> None:
+        await save_counters(self.db, await self.store.export())
+
+    async def refresh_policy(self, force: bool = False) -> None:
+        """Swap in a new snapshot when the stored configuration changed."""
+        version = await config_version(self.db)
+        if force or version != self.snapshot.version:
+            self.snapshot = await self._load_snapshot()
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await asyncio.wait_for(self.db.ping(), 2)
+            database = "ok"
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            database = f"unavailable: {type(exc).__name__}"
+        status = "ok" if database == "ok" else "degraded"  # requests still flow on in-memory state
+        return {"status": status, "database": database, "policy_version": self.snapshot.version}
+
+    async def _load_snapshot(self) -> PolicySnapshot:
+        return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a background job must outlive one failure
+                log.exception("background job %s failed", getattr(job, "__name__", job))
