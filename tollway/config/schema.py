@@ -174,10 +174,10 @@ class ProviderSettings(_Governed):
     timeout: str = "60s"
     connect_timeout: str = "5s"
     max_retries: Annotated[int, Field(ge=0, le=10)] = 0
-    retry_backoff: str = "1s"  # first back-off; doubles each retry
+    retry_backoff: Annotated[float, Field(ge=0, le=60)] = 0.5  # seconds before the first retry; doubles each time
     headers: dict[str, str] = {}
 
-    _check_durations = field_validator("timeout", "connect_timeout", "retry_backoff")(_duration)
+    _check_durations = field_validator("timeout", "connect_timeout")(_duration)
 
     @model_validator(mode="after")
     def _azure_needs(self) -> ProviderSettings:

@@ -87,12 +87,9 @@ def window_at(duration: Duration, now_ms: int, alignment: Alignment | None = Non
         start = _period_start_ms(duration, now_ms, alignment)
         return Window(floor_ms=start, reset_to_ms=start)
     fixed = duration.fixed_ms
-    if fixed is not None:
-        earliest = now_ms - fixed
-    else:
-        earliest = _to_ms(_add_months(_from_ms(now_ms, timezone.utc), -_months(duration)))
-    # Current iff now - last_reset < duration, i.e. last_reset > earliest.
-    return Window(floor_ms=earliest + 1, reset_to_ms=now_ms)
+    # Current iff now < next_reset_ms(last_reset): the floor is the earliest such last reset.
+    floor = now_ms - fixed + 1 if fixed is not None else _month_floor_ms(_months(duration), now_ms)
+    return Window(floor_ms=floor, reset_to_ms=now_ms)
 
 
 def next_reset_ms(duration: Duration, last_reset_ms: int, alignment: Alignment | None = None) -> int:
@@ -148,13 +145,32 @@ def _months(duration: Duration) -> int:
 
 
 def _add_months(moment: datetime, months: int) -> datetime:
-    """Calendar month arithmetic; the day is clamped (Jan 31 + 1M = Feb 28/29)."""
+    """Calendar month arithmetic. A day the target month lacks is clamped to the end of
+    that month (Jan 31 10:00 + 1M = Mar 1 00:00, the end of February): keeping the time on
+    Feb 28 instead would make Jan 29 00:00 + 1M fall before Jan 28 12:00 + 1M, and windows
+    need a reset time that never moves backwards when the last reset moves forwards."""
     index = moment.year * 12 + moment.month - 1 + months
     year, month = divmod(index, 12)
     month += 1
-    day = min(moment.day, _days_in_month(year, month))
-    naive = moment.replace(tzinfo=None, year=year, month=month, day=day)
+    if moment.day > _days_in_month(year, month):
+        year, month = divmod(index + 1, 12)
+        naive = datetime(year, month + 1, 1)
+    else:
+        naive = moment.replace(tzinfo=None, year=year, month=month)
     return naive.replace(tzinfo=moment.tzinfo)
+
+
+def _month_floor_ms(months: int, now_ms: int) -> int:
+    """The earliest last reset (UTC) whose rolling ``months`` window is still current at ``now_ms``."""
+    now = _from_ms(now_ms, timezone.utc).replace(tzinfo=None)
+    index = now.year * 12 + now.month - 1 - months
+    year, month = divmod(index, 12)
+    if now.day <= _days_in_month(year, month + 1):
+        # The same instant ``months`` earlier reaches exactly now: one millisecond later is current.
+        return _to_ms(now.replace(year=year, month=month + 1).replace(tzinfo=timezone.utc)) + 1
+    # Every last reset in that shorter month ends before now; the next month's first instant does not.
+    year, month = divmod(index + 1, 12)
+    return _to_ms(datetime(year, month + 1, 1, tzinfo=timezone.utc))
 
 
 def _days_in_month(year: int, month: int) -> int:

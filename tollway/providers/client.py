@@ -56,7 +56,7 @@ class ProviderClient:
             base = base.removesuffix("/v1")
         self.base_url = base
         self.max_retries = settings.max_retries
-        self.retry_backoff_s = _seconds(settings.retry_backoff)
+        self.retry_backoff_s = settings.retry_backoff
         read = _seconds(settings.timeout)
         connect = _seconds(settings.connect_timeout)
         self.timeout = aiohttp.ClientTimeout(total=read, sock_connect=connect)

@@ -22,6 +22,7 @@ class StreamConverter(Protocol):
 
     usage: Usage | None
     produced: int  # content events relayed: a token each, roughly, for streams cut short
+    error: str | None  # an error the upstream reported inside the stream
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -112,6 +113,7 @@ class _OpenAIStream:
         self._strip = strip_usage
         self.usage: Usage | None = None
         self.produced = 0
+        self.error: str | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         events = self._parser.feed(chunk)
@@ -173,6 +175,7 @@ class _AnthropicStream:
         self._start: dict[str, Any] = {}
         self.usage: Usage | None = None
         self.produced = 0
+        self.error: str | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         for event in self._parser.feed(chunk):

@@ -17,6 +17,7 @@ from tollway.governance.engine import RequestFacts, find_key
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.model import PolicySnapshot
 from tollway.pricing import PriceCatalog, estimate_cost_nano
+from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_key
 from tollway.proxy.estimate import estimate_tokens
@@ -119,7 +120,10 @@ class Proxy:
             upstream_key = provider.pick_key(target.model, admission.allowed_provider_keys)
         except NoUsableKey as exc:
             return _Failure(400, bad_request(str(exc)).openai_body(), str(exc))
-        body = exchange.request_body(request, target.model)
+        try:
+            body = exchange.request_body(request, target.model)
+        except TranslationError as exc:
+            return _Failure(400, bad_request(str(exc)).openai_body(), str(exc))
         try:
             response = await call_upstream(provider, exchange.upstream_api, target.model, body, upstream_key, request.stream)
         except GatewayError as err:

@@ -61,6 +61,8 @@ async def _conclude(response: aiohttp.ClientResponse, converter: StreamConverter
     error = pump.exception()
     if error is None:
         response.release()
+        if converter.error is not None:
+            return StreamResult(502, converter.usage, converter.produced, converter.error)
         return StreamResult(200, converter.usage, converter.produced)
     response.close()
     if isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError)):

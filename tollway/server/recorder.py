@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from tollway.governance.model import NANO_PER_USD
@@ -25,13 +26,13 @@ def to_log_record(outcome: Outcome) -> RequestLogRecord:
     scope = outcome.denied_scope
     usage = outcome.usage
     return RequestLogRecord(
-        at_ms=outcome.at_ms,
+        at=datetime.fromtimestamp(outcome.at_ms / 1000, timezone.utc),
         request_id=outcome.request_id,
         virtual_key_id=outcome.key_id,
         team_id=outcome.team_id,
         customer_id=outcome.customer_id,
-        provider=outcome.provider,
-        model=outcome.model,
+        provider=outcome.provider or None,
+        model=outcome.model or None,
         status=outcome.status,
         decision=outcome.decision,
         denied_level=scope.level.value if scope else None,

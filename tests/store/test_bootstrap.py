@@ -1,0 +1,246 @@
+"""Loading the config file into the store: creates, updates, keeps usage, never duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from tests.store.example import SEARCH_VK, example_raw, settings, sha256
+from tollway.governance.counters.base import CounterState
+from tollway.store.bootstrap import BootstrapError, apply_config
+from tollway.store.database import Database
+from tollway.store.tables import (
+    AuditEntry,
+    Base,
+    Budget,
+    Customer,
+    ModelConfig,
+    Provider,
+    RateLimit,
+    Team,
+    VirtualKey,
+    VKProviderConfig,
+)
+from tollway.store.usage import load_counters, save_counters
+from tollway.store.version import config_version
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T1 = T0 + timedelta(hours=1)
+CONFIG_TABLES = ("budgets", "rate_limits", "customers", "teams", "virtual_keys", "vk_provider_configs",
+                 "providers", "model_configs", "audit_log", "config_version")
+
+
+async def _dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every config table, sorted: equal dumps mean nothing was written."""
+    async with db.session() as session:
+        return {
+            name: sorted(tuple(map(repr, row)) for row in await session.execute(select(Base.metadata.tables[name])))
+            for name in CONFIG_TABLES
+        }
+
+
+async def _get(db: Database, entity: type, ident: Any) -> Any:
+    async with db.session() as session:
+        return await session.get(entity, ident)
+
+
+async def _count(db: Database, entity: type) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(entity)) or 0)
+
+
+async def test_spec_example_creates_every_entity(db: Database) -> None:
+    generated = await apply_config(db, settings(), now=T0)
+
+    assert generated == []
+    assert await _count(db, Customer) == await _count(db, Team) == await _count(db, VirtualKey) == 1
+    assert await _count(db, Provider) == 3
+    assert await _count(db, ModelConfig) == 2
+    assert await _count(db, VKProviderConfig) == 1
+    # acme, search, vk-search, openai, the any-provider model config
+    assert await _count(db, Budget) == 5
+    # openai, vk-search, its local provider config, the local model config
+    assert await _count(db, RateLimit) == 4
+    key = await _get(db, VirtualKey, "vk-search")
+    assert (key.value_hash, key.value_prefix) == (sha256(SEARCH_VK), SEARCH_VK[:8])
+    assert (key.team_id, key.customer_id, key.allowed_models) == ("search", None, ["gpt-4o-mini"])
+    assert (key.created_at, key.updated_at) == (T0, T0)
+    team = await _get(db, Team, "search")
+    assert team.customer_id == "acme"
+    budget = await _get(db, Budget, team.budget_id)
+    assert (budget.max_limit, budget.reset_duration, budget.current_usage, budget.last_reset) == (
+        Decimal("100"), "1M", Decimal(0), T0)
+    openai = await _get(db, Provider, "openai")
+    assert openai.settings["keys"] == [{"id": "key-0", "weight": 1.0, "models": []}]
+    assert "sk-openai-secret" not in repr(await _dump(db))  # no secret is stored anywhere
+    assert await config_version(db) == 1
+    assert await _count(db, AuditEntry) == 3 + 1 + 1 + 1 + 2
+
+
+async def test_applying_the_same_file_twice_writes_nothing_and_keeps_usage(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    counters = await load_counters(db)
+    used = {key: CounterState(used=1_234_567 + i, last_reset_ms=state.last_reset_ms + 1_000)
+            for i, (key, state) in enumerate(sorted(counters.items()))}
+    await save_counters(db, used)
+    before = await _dump(db)
+
+    assert await apply_config(db, settings(), now=T1) == []
+
+    assert await _dump(db) == before
+    assert await load_counters(db) == used
+    assert await config_version(db) == 1
+
+
+async def test_changed_limits_are_updated_and_usage_is_kept(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    key = await _get(db, VirtualKey, "vk-search")
+    await save_counters(db, {f"b:{key.budget_id}": CounterState(2_500_000_000, 1_700_000_000_000),
+                             f"rr:{key.rate_limit_id}": CounterState(42, 1_700_000_000_123)})
+    raw = example_raw()
+    vk = raw["governance"]["virtual_keys"][0]
+    vk["budget"]["max_limit"] = "12.5"
+    vk["rate_limit"]["request_max_limit"] = 90
+    vk["name"] = "search service v2"
+
+    await apply_config(db, settings(raw), now=T1)
+
+    updated = await _get(db, VirtualKey, "vk-search")
+    assert (updated.budget_id, updated.rate_limit_id) == (key.budget_id, key.rate_limit_id)
+    assert (updated.name, updated.created_at, updated.updated_at) == ("search service v2", T0, T1)
+    budget = await _get(db, Budget, key.budget_id)
+    assert (budget.max_limit, budget.current_usage) == (Decimal("12.5"), Decimal("2.5"))
+    assert budget.last_reset == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
+    rate_limit = await _get(db, RateLimit, key.rate_limit_id)
+    assert (rate_limit.request_max_limit, rate_limit.request_current_usage, rate_limit.token_max_limit) == (90, 42, 100000)
+    assert await config_version(db) == 2
+    team = await _get(db, Team, "search")
+    assert team.updated_at == T0  # untouched entities keep their timestamps
+    async with db.session() as session:
+        audit = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "update"))).one()
+    assert (audit.entity_type, audit.entity_id, audit.actor) == ("virtual_key", "vk-search", "config-file")
+    assert audit.before == {"name": "search service", "budget.max_limit": "10.000000000",
+                            "rate_limit.request_max_limit": 60}
+    assert audit.after == {"name": "search service v2", "budget.max_limit": "12.500000000",
+                           "rate_limit.request_max_limit": 90}
+
+
+async def test_a_budget_removed_from_the_file_is_deleted_with_its_row(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    team = await _get(db, Team, "search")
+    key = await _get(db, VirtualKey, "vk-search")
+    raw = example_raw()
+    del raw["governance"]["teams"][0]["budget"]
+    del raw["governance"]["virtual_keys"][0]["rate_limit"]
+
+    await apply_config(db, settings(raw), now=T1)
+
+    assert (await _get(db, Team, "search")).budget_id is None
+    assert await _get(db, Budget, team.budget_id) is None
+    assert (await _get(db, VirtualKey, "vk-search")).rate_limit_id is None
+    assert await _get(db, RateLimit, key.rate_limit_id) is None
+    assert await _count(db, Budget) == 4
+
+
+async def test_provider_configs_follow_the_file(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    async with db.session() as session:
+        local = (await session.scalars(select(VKProviderConfig))).one()
+    raw = example_raw()
+    raw["governance"]["virtual_keys"][0]["provider_configs"] = [
+        {"provider": "openai", "weight": 2, "allowed_models": ["gpt-4o"],
+         "budget": {"max_limit": 1, "reset_duration": "1d"}}
+    ]
+
+    await apply_config(db, settings(raw), now=T1)
+
+    async with db.session() as session:
+        config = (await session.scalars(select(VKProviderConfig))).one()
+    assert (config.provider, config.weight, config.allowed_models) == ("openai", 2.0, ["gpt-4o"])
+    assert config.budget_id is not None and config.rate_limit_id is None
+    assert await _get(db, RateLimit, local.rate_limit_id) is None
+
+
+async def test_a_key_without_value_gets_one_generated_only_when_created(db: Database) -> None:
+    raw = example_raw()
+    del raw["governance"]["virtual_keys"][0]["value"]
+
+    [generated] = await apply_config(db, settings(raw), now=T0)
+
+    assert (generated.id, generated.name) == ("vk-search", "search service")
+    assert generated.value.startswith("tw-") and len(generated.value) >= 3 + 32
+    assert generated.value not in repr(generated)
+    key = await _get(db, VirtualKey, "vk-search")
+    assert (key.value_hash, key.value_prefix) == (sha256(generated.value), generated.value[:8])
+    assert await apply_config(db, settings(raw), now=T1) == []
+    assert (await _get(db, VirtualKey, "vk-search")).value_hash == key.value_hash
+
+
+async def test_a_changed_value_in_the_file_replaces_the_stored_hash(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    raw = example_raw()
+    raw["governance"]["virtual_keys"][0]["value"] = "tw-rotated-0123456789abcdef"
+
+    await apply_config(db, settings(raw), now=T1)
+
+    key = await _get(db, VirtualKey, "vk-search")
+    assert (key.value_hash, key.value_prefix) == (sha256("tw-rotated-0123456789abcdef"), "tw-rotat")
+    assert await config_version(db) == 2
+
+
+async def test_entities_missing_from_the_file_are_kept(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    async with db.session() as session:
+        session.add(Customer(id="made-by-api", name="API", budget=Budget(max_limit=Decimal(5), reset_duration="1d")))
+    raw = example_raw()
+    raw["governance"]["model_configs"].pop()
+
+    await apply_config(db, settings(raw), now=T1)
+
+    assert (await _get(db, Customer, "made-by-api")).budget_id is not None
+    assert await _count(db, ModelConfig) == 2
+
+
+async def test_a_value_already_used_by_another_key_is_rejected_and_nothing_is_written(db: Database) -> None:
+    async with db.session() as session:
+        session.add(VirtualKey(id="other", name="other", value_hash=sha256(SEARCH_VK), value_prefix=SEARCH_VK[:8]))
+    with pytest.raises(BootstrapError, match="'vk-search'.*already used by virtual key 'other'"):
+        await apply_config(db, settings(), now=T0)
+    assert await _count(db, Customer) == 0
+    assert await config_version(db) == 0
+
+
+async def test_deleting_an_owner_deletes_its_budgets_and_rate_limits(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    async with db.session() as session:
+        key = await session.get(VirtualKey, "vk-search")
+        await session.delete(key)
+    assert await _count(db, VKProviderConfig) == 0
+    assert await _count(db, Budget) == 4  # the key's
+    assert await _count(db, RateLimit) == 2  # the key's and its provider config's
+    async with db.session() as session:
+        orphans = await session.scalar(sa.text(
+            "SELECT count(*) FROM budgets WHERE id NOT IN (SELECT budget_id FROM customers WHERE budget_id IS NOT NULL "
+            "UNION SELECT budget_id FROM teams WHERE budget_id IS NOT NULL "
+            "UNION SELECT budget_id FROM providers WHERE budget_id IS NOT NULL "
+            "UNION SELECT budget_id FROM model_configs WHERE budget_id IS NOT NULL)"))
+    assert orphans == 0
+
+
+async def test_nodes_bootstrapping_at_the_same_time_wait_for_each_other(db: Database) -> None:
+    other = Database(db.url)
+    raw = example_raw()
+    del raw["governance"]["virtual_keys"][0]["value"]
+
+    results = await asyncio.gather(apply_config(db, settings(raw), now=T0), apply_config(other, settings(raw), now=T0))
+
+    await other.close()
+    assert sorted(len(generated) for generated in results) == [0, 1]  # generated once, by the first
+    assert await _count(db, Customer) == await _count(db, VirtualKey) == 1
+    assert await config_version(db) == 1

@@ -1,0 +1,116 @@
+"""The request log writer: batches, a bounded buffer, and surviving database failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import cast
+
+from sqlalchemy import Table, func, select
+
+from tollway.store.database import Database
+from tollway.store.request_log import RequestLogRecord, RequestLogWriter
+from tollway.store.tables import RequestLog
+
+AT = datetime(2025, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+
+
+def record(n: int, **fields: object) -> RequestLogRecord:
+    values: dict[str, object] = {"at": AT, "request_id": f"req-{n}", "status": 200, "decision": "allow"}
+    values.update(fields)
+    return RequestLogRecord(**values)  # type: ignore[arg-type]
+
+
+async def _request_ids(db: Database) -> list[str]:
+    async with db.session() as session:
+        return list(await session.scalars(select(RequestLog.request_id).order_by(RequestLog.id)))
+
+
+async def _eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll until the background task got there (it runs on its own schedule)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_records_are_written_in_batches_with_every_field(db: Database) -> None:
+    writer = RequestLogWriter(db, batch_size=3, interval_s=0.02)
+    await writer.start()
+    full = record(0, virtual_key_id="vk", team_id="t", customer_id="c", provider="openai", model="gpt-4o-mini",
+                  status=429, decision="request_limited", denied_level="team", denied_id="t", prompt_tokens=10,
+                  completion_tokens=5, cached_tokens=2, cost=Decimal("0.000012345"), latency_ms=12.5, stream=True,
+                  error="limited")
+    writer.write(full)
+    for n in range(1, 7):
+        writer.write(record(n))
+
+    await _eventually(lambda: writer.pending == 0)
+    await writer.close()
+
+    assert await _request_ids(db) == [f"req-{n}" for n in range(7)]
+    async with db.session() as session:
+        row = (await session.scalars(select(RequestLog).where(RequestLog.request_id == "req-0"))).one()
+    assert {name: getattr(row, name) for name in RequestLogRecord.__dataclass_fields__} == {
+        name: getattr(full, name) for name in RequestLogRecord.__dataclass_fields__}
+    assert writer.dropped == 0
+
+
+async def test_a_full_buffer_drops_the_oldest_and_counts_them(db: Database) -> None:
+    writer = RequestLogWriter(db, max_buffer=3)
+    for n in range(5):
+        writer.write(record(n))
+
+    assert (writer.pending, writer.dropped) == (3, 2)
+    assert await writer.flush()
+    assert await _request_ids(db) == ["req-2", "req-3", "req-4"]
+
+
+async def test_writes_wait_for_a_failing_database_and_go_through_afterwards(db: Database) -> None:
+    writer = RequestLogWriter(db, batch_size=2, interval_s=0.02)
+    await writer.start()
+    table = cast(Table, RequestLog.__table__)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(table.drop)  # every insert now fails
+
+    for n in range(5):
+        writer.write(record(n))
+    assert not await writer.flush()
+    assert (writer.pending, writer.dropped) == (5, 0)
+
+    async with db.engine.begin() as connection:
+        await connection.run_sync(table.create)
+    await _eventually(lambda: writer.pending == 0)
+    await writer.close()
+
+    assert await _request_ids(db) == [f"req-{n}" for n in range(5)]
+    assert writer.dropped == 0
+
+
+async def test_a_record_that_cannot_be_stored_does_not_block_the_others(db: Database) -> None:
+    writer = RequestLogWriter(db, batch_size=10)
+    writer.write(record(0))
+    writer.write(record(1, request_id=None))  # NOT NULL
+    writer.write(record(2))
+
+    assert await writer.flush()
+
+    assert await _request_ids(db) == ["req-0", "req-2"]
+    assert (writer.pending, writer.dropped) == (0, 1)
+
+
+async def test_close_writes_what_is_left(db: Database) -> None:
+    writer = RequestLogWriter(db, batch_size=100, interval_s=60)
+    await writer.start()
+    for n in range(3):
+        writer.write(record(n))
+
+    await writer.close()
+
+    assert await _request_ids(db) == ["req-0", "req-1", "req-2"]
+    writer.write(record(9))  # after close: counted, not kept
+    assert (writer.pending, writer.dropped) == (0, 1)
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(RequestLog)) == 3

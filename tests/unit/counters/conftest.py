@@ -1,0 +1,46 @@
+"""The `counter_store` fixture: every backend the contract suite runs against.
+
+Add a backend by adding its name to ``BACKENDS`` and a branch to ``_open``; the suite in
+``test_counter_store_contract.py`` speaks only the `CounterStore` protocol.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tollway.governance.counters.base import CounterStore
+from tollway.governance.counters.memory import MemoryCounterStore
+
+BACKENDS = ["memory"]
+
+
+async def _open(backend: str) -> CounterStore:
+    if backend == "memory":
+        return MemoryCounterStore()
+    raise ValueError(f"unknown counter backend {backend!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+async def counter_store(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore]:
+    store = await _open(request.param)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def counter_name() -> "CounterNames":
+    """Counter names unique to the test, so a shared backend (Redis) needs no flushing."""
+    return CounterNames(uuid.uuid4().hex[:12])
+
+
+class CounterNames:
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+
+    def __call__(self, name: str = "c") -> str:
+        return f"test:{self._prefix}:{name}"

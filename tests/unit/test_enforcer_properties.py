@@ -1,0 +1,212 @@
+"""Enforcer + MemoryCounterStore under random interleavings (SPEC §4, "exact enforcement").
+
+Invariants, checked after every step on every counter:
+- reserved equals the sum of what open reservations hold on it (so it is 0 once all are
+  settled or released);
+- a request counter's used + reserved never exceeds its limit;
+- a token counter or budget exceeds its limit only by the (actual - estimate) of requests
+  settled into its current window;
+- a denial is never spurious, and a single request is admitted whenever all its limits
+  have room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tests import factories as f
+from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, CounterState, SettleOp
+from tollway.governance.counters.memory import MemoryCounterStore
+from tollway.governance.decisions import Denial
+from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, plan, static_checks
+from tollway.governance.enforcer import Enforcer, Reservation
+from tollway.governance.model import Kind
+
+T0 = f.at(2026, 6, 30, 23, 59)
+KEYS = {name: f.key_value(name) for name in ("a", "b", "c")}
+
+
+def _snapshot():
+    def rl(**kw):
+        return f.rate_limit(**kw)
+
+    return f.snapshot(
+        providers=[f.provider("openai", rate_limit=rl(requests=6, request_window="10s", tokens=300, token_window="1m"),
+                              budget=f.budget("0.000004", "30s"))],
+        model_configs=[f.model_config("gpt", "openai", rate_limit=rl(requests=5, request_window="20s")),
+                       f.model_config("gpt", budget=f.budget("0.000003", "1d", calendar=True))],
+        keys={
+            KEYS["a"]: f.virtual_key("a", team_id="t", rate_limit=rl(requests=3, request_window="15s"),
+                                     provider_configs=[f.provider_config("openai", rate_limit=rl(tokens=120, token_window="30s"),
+                                                                         budget=f.budget("0.000002", "1m"))]),
+            KEYS["b"]: f.virtual_key("b", team_id="t", budget=f.budget("0.000002", "45s")),
+            KEYS["c"]: f.virtual_key("c", customer_id="cu", rate_limit=rl(requests=2, request_window="5s", tokens=80)),
+        },
+        teams=[f.team("t", customer_id="cu", rate_limit=rl(requests=4, request_window="30s"),
+                      budget=f.budget("0.000003", "1M", calendar=True))],
+        customers=[f.customer("cu", rate_limit=rl(tokens=200, token_window="40s"), budget=f.budget("0.000005", "1h"))],
+    )
+
+
+SNAPSHOT = _snapshot()
+ALL_CHECKS: tuple[LimitCheck, ...] = tuple(
+    {c.counter: c for key in [None, *SNAPSHOT.keys_by_hash.values()]
+     for c in static_checks(SNAPSHOT, key, "openai", "gpt")}.values()
+)
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class YieldingStore:
+    """Hands control to the loop before each call, as a networked backend would."""
+
+    def __init__(self, inner: MemoryCounterStore) -> None:
+        self.inner = inner
+
+    async def acquire(self, ops: Sequence[CounterOp]) -> AcquireResult:
+        await asyncio.sleep(0)
+        return await self.inner.acquire(ops)
+
+    async def settle(self, ops: Sequence[SettleOp]) -> None:
+        await asyncio.sleep(0)
+        await self.inner.settle(ops)
+
+    async def read(self, ops: Sequence[CounterOp]) -> tuple[CounterReading, ...]:
+        return await self.inner.read(ops)
+
+    async def reset(self, counters: Sequence[str], now_ms: int) -> None:
+        await self.inner.reset(counters, now_ms)
+
+    async def export(self) -> dict[str, CounterState]:
+        return await self.inner.export()
+
+    async def load(self, states) -> None:
+        await self.inner.load(states)
+
+    async def forget(self, counters: Sequence[str]) -> None:
+        await self.inner.forget(counters)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def _together(*coroutines):
+    """Run coroutines concurrently on the machine's own loop."""
+    return await asyncio.gather(*coroutines)
+
+
+requests_st = st.lists(
+    st.tuples(st.sampled_from([None, *KEYS]), st.integers(0, 70), st.integers(0, 1500)), min_size=1, max_size=4
+)
+
+
+class EnforcerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = Clock(T0)
+        self.store = MemoryCounterStore()
+        self.enforcer = Enforcer(YieldingStore(self.store), self.clock)
+        self.open: list[Reservation] = []
+        # Excess (actual - estimate) settled into each (counter, window start).
+        self.allowance: dict[tuple[str, int], int] = defaultdict(int)
+
+    def run(self, coroutine):
+        return self.loop.run_until_complete(coroutine)
+
+    def readings(self, checks: Sequence[LimitCheck]) -> tuple[CounterReading, ...]:
+        ops = acquire_ops(Plan(tuple(checks), (0,) * len(checks)), self.clock.now)
+        return self.run(self.store.read(ops))
+
+    @rule(batch=requests_st)
+    def admit(self, batch: list[tuple[str | None, int, int]]) -> None:
+        facts = [RequestFacts("openai", "gpt", KEYS.get(k) if k else None, tokens, cost) for k, tokens, cost in batch]
+        predicted = self._predict(facts[0]) if len(facts) == 1 else None
+        admissions = self.run(_together(*(self.enforcer.admit(SNAPSHOT, fact) for fact in facts)))
+        for fact, admission in zip(facts, admissions):
+            if admission.allowed:
+                self.open.append(admission.reservation)
+            else:
+                self._assert_denial_is_due(admission.denial, fact)
+        if predicted is not None:
+            assert admissions[0].allowed is predicted
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data(), tokens=st.integers(0, 120), cost=st.integers(0, 2500), twice=st.booleans())
+    def settle(self, data: st.DataObject, tokens: int, cost: int, twice: bool) -> None:
+        reservation = self.open.pop(data.draw(st.integers(0, len(self.open) - 1)))
+        calls = [self.enforcer.settle(reservation, tokens, cost)]
+        if twice:
+            calls.append(self.enforcer.settle(reservation, tokens, cost))
+        self.run(_together(*calls))
+        checks = reservation.plan.checks
+        for check, amount, reading in zip(checks, reservation.plan.amounts, self.readings(checks)):
+            actual = 1 if check.kind is Kind.REQUESTS else tokens if check.kind is Kind.TOKENS else cost
+            self.allowance[(check.counter, reading.last_reset_ms)] += max(0, actual - amount)
+
+    @precondition(lambda self: self.open)
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        reservation = self.open.pop(data.draw(st.integers(0, len(self.open) - 1)))
+        self.run(_together(self.enforcer.release(reservation), self.enforcer.release(reservation)))
+
+    @rule(ms=st.one_of(st.integers(1, 2_000), st.integers(2_000, 90_000)))
+    def advance_clock(self, ms: int) -> None:
+        self.clock.now += ms
+
+    @rule(checks=st.lists(st.sampled_from(ALL_CHECKS), min_size=1, max_size=3, unique=True))
+    def operator_reset(self, checks: list[LimitCheck]) -> None:
+        self.run(self.store.reset([c.counter for c in checks], self.clock.now))
+
+    @invariant()
+    def books_balance(self) -> None:
+        held: dict[str, int] = defaultdict(int)
+        for reservation in self.open:
+            for check, amount in zip(reservation.plan.checks, reservation.plan.amounts):
+                held[check.counter] += amount
+        assert self.enforcer.reservations_in_flight == len(self.open)
+        for check, reading in zip(ALL_CHECKS, self.readings(ALL_CHECKS)):
+            assert reading.reserved == held[check.counter], check.counter
+            slack = 0 if check.kind is Kind.REQUESTS else self.allowance[(check.counter, reading.last_reset_ms)]
+            assert reading.used + reading.reserved <= check.limit + slack, check.counter
+
+    def teardown(self) -> None:
+        try:
+            for reservation in self.open:
+                self.run(self.enforcer.release(reservation))
+            self.open.clear()
+            assert self.enforcer.reservations_in_flight == 0
+            assert all(reading.reserved == 0 for reading in self.readings(ALL_CHECKS))
+        finally:
+            self.loop.close()
+
+    def _predict(self, fact: RequestFacts) -> bool | None:
+        planned = plan(SNAPSHOT, fact)
+        if isinstance(planned, Denial):
+            return None
+        readings = self.readings(planned.checks)
+        return all(r.used + r.reserved + amount <= c.limit for c, r, amount in zip(planned.checks, readings, planned.amounts))
+
+    def _assert_denial_is_due(self, denial: Denial, fact: RequestFacts) -> None:
+        amount = {"request_limited": 1, "token_limited": fact.estimated_tokens,
+                  "budget_exceeded": fact.estimated_cost_nano}[denial.decision.value]
+        assert denial.used + amount > denial.limit
+        assert denial.reset_at_ms > self.clock.now
+
+
+EnforcerMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_enforcer_under_random_interleavings = EnforcerMachine.TestCase

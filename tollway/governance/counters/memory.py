@@ -1,0 +1,114 @@
+"""The in-process counter store: exact counters for one gateway process.
+
+Atomicity comes from asyncio itself: the event loop runs one coroutine at a time, and
+no method here awaits between its first read and its last write, so each call is atomic
+with respect to every other task without a lock. Keep it that way: an ``await`` inside
+``acquire`` would let two requests take the same last slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from tollway.governance.counters.base import (
+    AcquireResult,
+    CounterOp,
+    CounterReading,
+    CounterState,
+    SettleOp,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _Cell:
+    """One counter's mutable state; private to the store, never handed out."""
+
+    __slots__ = ("used", "reserved", "last_reset_ms")
+
+    def __init__(self, used: int, reserved: int, last_reset_ms: int) -> None:
+        self.used = used
+        self.reserved = reserved
+        self.last_reset_ms = last_reset_ms
+
+
+class MemoryCounterStore:
+    """`CounterStore` over a dict, for a single process (the default backend)."""
+
+    def __init__(self) -> None:
+        self._cells: dict[str, _Cell] = {}
+
+    async def acquire(self, ops: Sequence[CounterOp]) -> AcquireResult:
+        """Reserve every op's amount, or none of them; no await inside (see module doc)."""
+        taken: list[_Cell] = []
+        for index, op in enumerate(ops):
+            cell = self._current(op.counter, op.floor_ms, op.reset_to_ms)
+            if cell.used + cell.reserved + op.amount > op.limit:
+                for earlier, earlier_cell in zip(ops, taken):  # all or nothing: take back this call's reservations
+                    earlier_cell.reserved -= earlier.amount
+                rest = [self._current(later.counter, later.floor_ms, later.reset_to_ms) for later in ops[index:]]
+                return AcquireResult(index, _readings(taken + rest))
+            cell.reserved += op.amount
+            taken.append(cell)
+        return AcquireResult(-1, _readings(taken))
+
+    async def settle(self, ops: Sequence[SettleOp]) -> None:
+        for op in ops:
+            cell = self._current(op.counter, op.floor_ms, op.reset_to_ms)
+            reserved = cell.reserved - op.reserved
+            if reserved < 0:
+                # Only a double settle or a counter forgotten mid-request gets here.
+                log.debug("counter %s: settling %d more than reserved; clamped to 0", op.counter, -reserved)
+                reserved = 0
+            cell.reserved = reserved
+            cell.used += op.actual
+
+    async def read(self, ops: Sequence[CounterOp]) -> tuple[CounterReading, ...]:
+        readings = []
+        for op in ops:
+            cell = self._cells.get(op.counter)
+            if cell is None:
+                readings.append(CounterReading(0, 0, op.reset_to_ms))
+            elif cell.last_reset_ms < op.floor_ms:
+                readings.append(CounterReading(0, cell.reserved, op.reset_to_ms))
+            else:
+                readings.append(CounterReading(cell.used, cell.reserved, cell.last_reset_ms))
+        return tuple(readings)
+
+    async def reset(self, counters: Sequence[str], now_ms: int) -> None:
+        """Zero the usage; reservations in flight stay (their requests will settle)."""
+        for name in counters:
+            cell = self._cells.get(name)
+            if cell is None:
+                self._cells[name] = _Cell(0, 0, now_ms)
+            else:
+                cell.used, cell.last_reset_ms = 0, now_ms
+
+    async def export(self) -> dict[str, CounterState]:
+        return {name: CounterState(cell.used, cell.last_reset_ms) for name, cell in self._cells.items()}
+
+    async def load(self, states: Mapping[str, CounterState]) -> None:
+        for name, state in states.items():
+            if name not in self._cells:
+                self._cells[name] = _Cell(state.used, 0, state.last_reset_ms)
+
+    async def forget(self, counters: Sequence[str]) -> None:
+        for name in counters:
+            self._cells.pop(name, None)
+
+    async def close(self) -> None:
+        return None
+
+    def _current(self, name: str, floor_ms: int, reset_to_ms: int) -> _Cell:
+        """The counter's cell, created or rolled into the current window."""
+        cell = self._cells.get(name)
+        if cell is None:
+            cell = self._cells[name] = _Cell(0, 0, reset_to_ms)
+        elif cell.last_reset_ms < floor_ms:
+            cell.used, cell.last_reset_ms = 0, reset_to_ms
+        return cell
+
+
+def _readings(cells: list[_Cell]) -> tuple[CounterReading, ...]:
+    return tuple(CounterReading(cell.used, cell.reserved, cell.last_reset_ms) for cell in cells)

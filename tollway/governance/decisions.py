@@ -1,0 +1,202 @@
+"""Governance decisions as values: the enum, its HTTP status, the error body and headers.
+
+Every denial names the level and entity that denied, with a message a person can act
+on. Statuses live in one mapping so that no route invents its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import orjson
+
+from tollway.governance.durations import Duration
+from tollway.governance.model import NANO_PER_USD, Kind, Level, Scope
+
+
+class Decision(str, enum.Enum):
+    """What governance decided for one request."""
+
+    ALLOW = "allow"
+    VIRTUAL_KEY_REQUIRED = "virtual_key_required"
+    VIRTUAL_KEY_NOT_FOUND = "virtual_key_not_found"
+    VIRTUAL_KEY_BLOCKED = "virtual_key_blocked"
+    PROVIDER_BLOCKED = "provider_blocked"
+    MODEL_BLOCKED = "model_blocked"
+    TOKEN_LIMITED = "token_limited"
+    REQUEST_LIMITED = "request_limited"
+    BUDGET_EXCEEDED = "budget_exceeded"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status a client gets (200 for allow)."""
+        return _STATUS[self]
+
+
+_STATUS: dict[Decision, int] = {
+    Decision.ALLOW: 200,
+    Decision.VIRTUAL_KEY_REQUIRED: 401,
+    Decision.VIRTUAL_KEY_NOT_FOUND: 401,  # Bifrost answers 403; users asked for 401 (SPEC §3)
+    Decision.VIRTUAL_KEY_BLOCKED: 403,
+    Decision.PROVIDER_BLOCKED: 403,
+    Decision.MODEL_BLOCKED: 403,
+    Decision.TOKEN_LIMITED: 429,
+    Decision.REQUEST_LIMITED: 429,
+    Decision.BUDGET_EXCEEDED: 402,
+}
+
+DECISION_FOR_KIND: dict[Kind, Decision] = {
+    Kind.REQUESTS: Decision.REQUEST_LIMITED,
+    Kind.TOKENS: Decision.TOKEN_LIMITED,
+    Kind.BUDGET: Decision.BUDGET_EXCEEDED,
+}
+
+_LEVEL_LABEL: dict[Level, str] = {
+    Level.PROVIDER: "Provider",
+    Level.MODEL: "Model config",
+    Level.VIRTUAL_KEY: "Virtual key",
+    Level.PROVIDER_CONFIG: "Provider config",
+    Level.TEAM: "Team",
+    Level.CUSTOMER: "Customer",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Why a request is refused. ``limit`` and ``used`` are in the counter's unit
+    (nano-dollars for budgets); ``used`` includes reservations of requests in flight."""
+
+    decision: Decision
+    message: str
+    scope: Scope | None = None
+    limit: int | None = None
+    used: int | None = None
+    reset_at_ms: int | None = None
+    retry_after_s: int | None = None
+
+
+def key_required() -> Denial:
+    return Denial(
+        Decision.VIRTUAL_KEY_REQUIRED,
+        "This gateway requires a virtual key: send it as 'Authorization: Bearer tw-…' "
+        "or in the x-tollway-vk header",
+    )
+
+
+def key_not_found() -> Denial:
+    # The value is never echoed: it may be a secret pasted into the wrong place.
+    return Denial(Decision.VIRTUAL_KEY_NOT_FOUND, "The virtual key presented is not known to this gateway")
+
+
+def key_blocked(scope: Scope) -> Denial:
+    return Denial(Decision.VIRTUAL_KEY_BLOCKED, f"Virtual key '{scope.name}' is inactive", scope)
+
+
+def provider_blocked(scope: Scope, provider: str, allowed: Iterable[str]) -> Denial:
+    message = f"Virtual key '{scope.name}' may not use provider '{provider}'; allowed: {_listing(allowed)}"
+    return Denial(Decision.PROVIDER_BLOCKED, message, scope)
+
+
+def model_blocked(scope: Scope, provider: str, model: str, allowed: Iterable[str]) -> Denial:
+    message = (
+        f"{_LEVEL_LABEL[scope.level]} '{scope.name}' may not use model '{model}' on provider "
+        f"'{provider}'; allowed: {_listing(allowed)}"
+    )
+    return Denial(Decision.MODEL_BLOCKED, message, scope)
+
+
+def limit_denial(
+    kind: Kind, scope: Scope, limit: int, used: int, amount: int, duration: Duration, reset_at_ms: int, now_ms: int
+) -> Denial:
+    """The denial for a limit that ``amount`` more would exceed (``used`` counts reservations)."""
+    retry_after = max(1, -((now_ms - reset_at_ms) // 1000))  # ceil without floats
+    who = f"{_LEVEL_LABEL[scope.level]} '{scope.name}'"
+    if kind is Kind.BUDGET:
+        message = f"{who} has used {usd(used)} of its {usd(limit)} budget for {duration}"
+        if used < limit:
+            message += f" and this request's estimated {usd(amount)} does not fit"
+        message += f"; it resets at {iso_utc(reset_at_ms)}"
+    else:
+        unit = "requests" if kind is Kind.REQUESTS else "tokens"
+        message = f"{who} allows {limit} {unit} per {duration}"
+        if amount > limit:
+            message += f"; this request needs up to {amount} {unit}, more than the whole limit"
+        elif kind is Kind.TOKENS:
+            message += f"; {used} are used or reserved and this request needs up to {amount}"
+        message += f"; try again in {retry_after} s"
+    return Denial(DECISION_FOR_KIND[kind], message, scope, limit, used, reset_at_ms, retry_after)
+
+
+def error_body(denial: Denial) -> bytes:
+    """The OpenAI-shaped error body (SDKs surface ``error.message``)."""
+    money = denial.decision is Decision.BUDGET_EXCEEDED
+    scope = denial.scope
+    error = {
+        "type": denial.decision.value,
+        "code": denial.decision.value,
+        "message": denial.message,
+        "scope": None if scope is None else {"level": scope.level.value, "id": scope.id, "name": scope.name},
+        "limit": _amount(denial.limit, money),
+        "used": _amount(denial.used, money),
+        "reset_at": None if denial.reset_at_ms is None else iso_utc(denial.reset_at_ms),
+    }
+    return orjson.dumps({"error": error})
+
+
+def denial_headers(denial: Denial) -> list[tuple[bytes, bytes]]:
+    """``Retry-After`` (whole seconds, at least 1) on 429 and 402 when a reset is known."""
+    if denial.retry_after_s is None or denial.decision.status not in (429, 402):
+        return []
+    return [(b"retry-after", str(max(1, denial.retry_after_s)).encode())]
+
+
+def rate_limit_headers(kind: Kind, limit: int, remaining: int, reset_in_ms: int) -> list[tuple[bytes, bytes]]:
+    """OpenAI's ``x-ratelimit-*`` headers for one side (requests or tokens)."""
+    side = b"requests" if kind is Kind.REQUESTS else b"tokens"
+    return [
+        (b"x-ratelimit-limit-" + side, str(limit).encode()),
+        (b"x-ratelimit-remaining-" + side, str(max(0, remaining)).encode()),
+        (b"x-ratelimit-reset-" + side, reset_text(reset_in_ms).encode()),
+    ]
+
+
+def reset_text(ms: int) -> str:
+    """A wait in OpenAI's header format: "120ms", "1s", "6m0s", "1h2m3s" (seconds rounded up)."""
+    if ms < 1000:
+        return f"{max(0, ms)}ms"
+    seconds = -(-ms // 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def usd(nano: int) -> str:
+    """"$100.02"; small amounts keep the digits that matter ("$0.000150")."""
+    value = nano / NANO_PER_USD
+    if nano != 0 and abs(value) < 0.01:
+        return f"${value:.6f}"
+    return f"${value:,.2f}"
+
+
+def iso_utc(ms: int) -> str:
+    """"2026-12-01T00:00:00Z" (milliseconds shown only when there are some)."""
+    moment = datetime.fromtimestamp(ms // 1000, timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else text + "Z"
+
+
+def _amount(value: int | None, money: bool) -> int | float | None:
+    if value is None or not money:
+        return value
+    return value / NANO_PER_USD
+
+
+def _listing(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names)) or "none"

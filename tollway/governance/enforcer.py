@@ -1,0 +1,216 @@
+"""The enforcer: the one async piece of governance.
+
+It asks the pure engine which limits apply, runs the plan on the `CounterStore` in one
+atomic acquire, and hands the readings back to the engine for the verdict. After the
+upstream call it settles (charges actual usage) or releases (charges nothing).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tollway.governance.counters.base import CounterStore
+from tollway.governance.decisions import Decision, Denial, iso_utc
+from tollway.governance.engine import (
+    LimitCheck,
+    LimitStatus,
+    Plan,
+    RequestFacts,
+    WindowMemo,
+    acquire_ops,
+    assess,
+    decide,
+    find_key,
+    owner_ids,
+    plan,
+    release_ops,
+    settle_ops,
+    static_checks,
+)
+from tollway.governance.model import NANO_PER_USD, Kind, PolicySnapshot, VirtualKeyPolicy
+
+# Distinct (key, provider, model) triples remembered per snapshot; clients choose model
+# names, so the memo must be bounded.
+_STATIC_MEMO_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What an admitted request holds on the counters until it is settled or released."""
+
+    id: int
+    plan: Plan
+    acquired_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The enforcer's answer for one request, with the ids the request log records."""
+
+    allowed: bool
+    denial: Denial | None
+    reservation: Reservation | None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    key_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    allowed_provider_keys: frozenset[str] = frozenset()  # provider key ids the key may use; empty = all
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Every limit a request would meet now and the decision it would get (nothing reserved)."""
+
+    decision: Decision
+    denial: Denial | None
+    limits: tuple[LimitStatus, ...]
+    key_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the management API (budgets in USD, times in ISO-8601 UTC)."""
+        return {
+            "decision": self.decision.value,
+            "message": self.denial.message if self.denial else None,
+            "virtual_key_id": self.key_id,
+            "team_id": self.team_id,
+            "customer_id": self.customer_id,
+            "limits": [_status_dict(status) for status in self.limits],
+        }
+
+
+class Enforcer:
+    """Admits requests against a `CounterStore`; ``clock_ms`` gives the time in epoch ms."""
+
+    def __init__(self, store: CounterStore, clock_ms: Callable[[], int]) -> None:
+        self._store = store
+        self._clock_ms = clock_ms
+        self._ids = itertools.count(1)
+        self._open: set[int] = set()  # ids of reservations not yet settled or released
+        self._memo_snapshot: PolicySnapshot | None = None
+        self._memo: dict[tuple[str | None, str, str], tuple[LimitCheck, ...]] = {}
+        self._windows = WindowMemo()
+
+    @property
+    def reservations_in_flight(self) -> int:
+        """Reservations neither settled nor released (a steady rise means a leak)."""
+        return len(self._open)
+
+    async def admit(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Admission:
+        """Check every applicable limit and, when all have room, reserve on all of them.
+
+        Raises `CounterUnavailable` when the store cannot be reached: whether to fail open
+        or closed is the caller's choice, not governance's.
+        """
+        now = self._clock_ms()
+        planned = plan(snapshot, facts, self._static_checks)
+        if isinstance(planned, Denial):
+            return self._refused(snapshot, facts, planned)
+        headers: list[tuple[bytes, bytes]] = []
+        if planned.checks:
+            result = await self._store.acquire(acquire_ops(planned, now, self._windows))
+            verdict = decide(planned, result, now)
+            if isinstance(verdict, Denial):
+                return Admission(False, verdict, None, [], _key_id(planned.key), planned.team_id, planned.customer_id)
+            headers = list(verdict.headers)
+        reservation = Reservation(next(self._ids), planned, now)
+        self._open.add(reservation.id)
+        return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
+                         planned.customer_id, planned.allowed_provider_keys)
+
+    async def settle(self, reservation: Reservation | None, tokens: int, cost_nano: int) -> None:
+        """Charge actual usage on every checked level; a second call does nothing."""
+        if not self._claim(reservation):
+            return
+        if reservation.plan.checks:
+            await self._store.settle(settle_ops(reservation.plan, self._clock_ms(), tokens, cost_nano, self._windows))
+
+    async def release(self, reservation: Reservation | None) -> None:
+        """Give the reservation back and charge nothing; a second call does nothing."""
+        if not self._claim(reservation):
+            return
+        if reservation.plan.checks:
+            await self._store.settle(release_ops(reservation.plan, self._clock_ms(), self._windows))
+
+    async def explain(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Explanation:
+        """Where every limit for ``facts`` stands and what the request would get now."""
+        planned = plan(snapshot, facts, self._static_checks)
+        if isinstance(planned, Denial):
+            return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
+        now = self._clock_ms()
+        readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
+        denial, limits = assess(planned, readings, now)
+        decision = Decision.ALLOW if denial is None else denial.decision
+        return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id)
+
+    def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
+        return Admission(False, denial, None, [], *_presented_ids(snapshot, facts))
+
+    def _claim(self, reservation: Reservation | None) -> bool:
+        """Take the reservation out of the open set; False when it was already settled or released.
+
+        Done before any await, so two concurrent calls cannot both charge.
+        """
+        if reservation is None or reservation.id not in self._open:
+            return False
+        self._open.remove(reservation.id)
+        return True
+
+    def _static_checks(
+        self, snapshot: PolicySnapshot, key: VirtualKeyPolicy | None, provider: str, model: str
+    ) -> tuple[LimitCheck, ...]:
+        """`static_checks`, memoised per snapshot object.
+
+        Keyed on the snapshot's identity rather than its version: snapshots are swapped
+        whole, and two built apart (tests, a reload) may carry the same version number.
+        """
+        if snapshot is not self._memo_snapshot:
+            self._memo_snapshot, self._memo = snapshot, {}
+        memo_key = (key.id if key is not None else None, provider, model)
+        checks = self._memo.get(memo_key)
+        if checks is None:
+            if len(self._memo) >= _STATIC_MEMO_SIZE:
+                del self._memo[next(iter(self._memo))]
+            checks = self._memo[memo_key] = static_checks(snapshot, key, provider, model)
+        return checks
+
+
+def _key_id(key: VirtualKeyPolicy | None) -> str | None:
+    return key.id if key is not None else None
+
+
+def _presented_ids(snapshot: PolicySnapshot, facts: RequestFacts) -> tuple[str | None, str | None, str | None]:
+    """Key, team and customer ids of the key presented, for the request log of a denial.
+
+    Identity denials are rare: finding the key again is cheaper than carrying it.
+    """
+    key = find_key(snapshot, facts.key_value) if facts.key_value is not None else None
+    if key is None:
+        return None, None, None
+    return (key.id, *owner_ids(snapshot, key))
+
+
+def _status_dict(status: LimitStatus) -> dict[str, Any]:
+    money = status.kind is Kind.BUDGET
+
+    def amount(value: int) -> int | float:
+        return value / NANO_PER_USD if money else value
+
+    return {
+        "level": status.scope.level.value,
+        "id": status.scope.id,
+        "name": status.scope.name,
+        "kind": status.kind.value,
+        "unit": "usd" if money else status.kind.value,
+        "limit": amount(status.limit),
+        "used": amount(status.used),
+        "reserved": amount(status.reserved),
+        "remaining": amount(status.remaining),
+        "duration": str(status.duration),
+        "reset_at": iso_utc(status.reset_at_ms),
+        "binding": status.binding,
+    }

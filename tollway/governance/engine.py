@@ -1,0 +1,335 @@
+"""The governance engine: which limits apply to a request, and what the counters say.
+
+Pure: plain values in, plain values out; the clock is a parameter. The enforcer runs a
+`Plan` against a `CounterStore` and hands the readings back to `decide`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from tollway.governance import decisions
+from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, SettleOp
+from tollway.governance.decisions import Denial
+from tollway.governance.durations import Alignment, Duration, next_reset_ms, window_at
+from tollway.governance.model import (
+    Governed,
+    Kind,
+    PolicySnapshot,
+    ProviderConfigPolicy,
+    Scope,
+    VirtualKeyPolicy,
+    budget_counter,
+    request_counter,
+    token_counter,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What governance needs to know about one request before it is forwarded."""
+
+    provider: str
+    model: str
+    key_value: str | None  # the raw virtual key presented, or None
+    estimated_tokens: int
+    estimated_cost_nano: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCheck:
+    """One limit that applies: a counter of ``kind`` that must stay within ``limit``."""
+
+    scope: Scope
+    kind: Kind
+    counter: str
+    limit: int
+    duration: Duration
+    alignment: Alignment | None = None
+    # A rolling window's length, precomputed: most windows are then two subtractions.
+    rolling_ms: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rolling_ms", self.duration.fixed_ms if self.alignment is None else None)
+
+
+class WindowMemo:
+    """`window_at` for calendar-aligned windows, remembered until their period ends.
+
+    Computing a calendar window costs microseconds (time zones, month arithmetic); the
+    enforcer keeps one memo so that each period is computed once, not per request.
+    """
+
+    __slots__ = ("_periods",)
+
+    def __init__(self) -> None:
+        self._periods: dict[tuple[Duration, Alignment], tuple[int, int]] = {}
+
+    def window(self, duration: Duration, alignment: Alignment, now_ms: int) -> tuple[int, int]:
+        """(floor_ms, reset_to_ms) at ``now_ms``."""
+        period = self._periods.get((duration, alignment))
+        if period is None or not period[0] <= now_ms < period[1]:
+            start = window_at(duration, now_ms, alignment).floor_ms
+            period = self._periods[(duration, alignment)] = (start, next_reset_ms(duration, start, alignment))
+        return period[0], period[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The checks for one request, in evaluation order, and the amount each reserves."""
+
+    checks: tuple[LimitCheck, ...]
+    amounts: tuple[int, ...]
+    key: VirtualKeyPolicy | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    allowed_provider_keys: frozenset[str] = frozenset()  # from the key's provider config; empty = all
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """Every limit had room; ``headers`` are the ``x-ratelimit-*`` of the tightest sides."""
+
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+StaticChecks = Callable[[PolicySnapshot, VirtualKeyPolicy | None, str, str], tuple[LimitCheck, ...]]
+
+
+def hash_key(value: str) -> str:
+    """The stored form of a virtual key value (values themselves are never kept)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def find_key(snapshot: PolicySnapshot, value: str) -> VirtualKeyPolicy | None:
+    return snapshot.keys_by_hash.get(hash_key(value))
+
+
+def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | None = None) -> Plan | Denial:
+    """The limits a request must pass, or the identity denial that stops it first.
+
+    Deliberate deviation from SPEC §3's order: the key's identity checks (required,
+    exists, active, provider and model allowed) run before any counter check. A caller
+    with an invalid key must learn nothing about limits, and those checks need no
+    counter. Pass ``static`` to reuse memoised check tuples (see `static_checks`).
+    """
+    key = _identify(snapshot, facts)
+    if isinstance(key, Denial):
+        return key
+    checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
+    per_kind = {Kind.REQUESTS: 1, Kind.TOKENS: facts.estimated_tokens, Kind.BUDGET: facts.estimated_cost_nano}
+    amounts = tuple([per_kind[check.kind] for check in checks])
+    if key is None:
+        return Plan(checks, amounts)
+    team_id, customer_id = owner_ids(snapshot, key)
+    config = key.provider_configs.get(facts.provider)
+    allowed_keys = config.allowed_keys if config else frozenset()
+    return Plan(checks, amounts, key, team_id, customer_id, allowed_keys)
+
+
+def owner_ids(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> tuple[str | None, str | None]:
+    """The key's team and customer ids; a team's key belongs to the team's customer."""
+    if key.customer_id or not key.team_id:
+        return key.team_id, key.customer_id
+    team = snapshot.teams.get(key.team_id)
+    return key.team_id, team.customer_id if team else None
+
+
+def static_checks(
+    snapshot: PolicySnapshot, key: VirtualKeyPolicy | None, provider: str, model: str
+) -> tuple[LimitCheck, ...]:
+    """Every limit for (key, provider, model) in evaluation order; depends on the snapshot only.
+
+    Order: provider rate limit then budget; the (model, provider) config, then the
+    model-only config; rate limits of key, provider config, team, customer; budgets of
+    provider config, key, team, customer. Both sides of a rate limit are separate checks,
+    so one side's window never hides the other's.
+    """
+    checks: list[LimitCheck] = []
+    for governed in (
+        snapshot.providers.get(provider),
+        snapshot.model_configs.get((model, provider)),
+        snapshot.model_configs.get((model, None)),
+    ):
+        if governed is not None:
+            _add_rate_limit(checks, governed)
+            _add_budget(checks, governed)
+    key_limits, config_limits, team_limits, customer_limits = _key_owners(snapshot, key, provider)
+    for governed in (key_limits, config_limits, team_limits, customer_limits):
+        if governed is not None:
+            _add_rate_limit(checks, governed)
+    for governed in (config_limits, key_limits, team_limits, customer_limits):
+        if governed is not None:
+            _add_budget(checks, governed)
+    return tuple(checks)
+
+
+def acquire_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list[CounterOp]:
+    """The store operations that reserve the plan's amounts under the windows current at ``now_ms``."""
+    ops = []
+    for check, amount in zip(plan.checks, plan.amounts):
+        rolling = check.rolling_ms
+        if rolling is not None:  # window_at's rolling rule, inlined: the common case is hot
+            ops.append(CounterOp(check.counter, check.limit, amount, now_ms - rolling + 1, now_ms))
+        else:
+            ops.append(CounterOp(check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo)))
+    return ops
+
+
+def settle_ops(plan: Plan, now_ms: int, tokens: int, cost_nano: int, memo: WindowMemo | None = None) -> list[SettleOp]:
+    """Replace the plan's reservations with actual usage: 1 request, ``tokens``, ``cost_nano``."""
+    return _replace(plan, now_ms, {Kind.REQUESTS: 1, Kind.TOKENS: tokens, Kind.BUDGET: cost_nano}, memo)
+
+
+def release_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list[SettleOp]:
+    """Drop the plan's reservations and charge nothing (the upstream call failed)."""
+    return _replace(plan, now_ms, {Kind.REQUESTS: 0, Kind.TOKENS: 0, Kind.BUDGET: 0}, memo)
+
+
+def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
+    """The verdict on an acquire: the denial of the first check that did not fit, or
+    the rate-limit headers of the tightest request and token checks."""
+    if result.failed >= 0:
+        index = result.failed
+        return deny(plan.checks[index], result.readings[index], plan.amounts[index], now_ms)
+    tightest: dict[Kind, tuple[int, LimitCheck, CounterReading]] = {}
+    for check, reading in zip(plan.checks, result.readings):
+        if check.kind is Kind.BUDGET:
+            continue
+        remaining = check.limit - reading.used - reading.reserved
+        best = tightest.get(check.kind)
+        if best is None or remaining < best[0]:
+            tightest[check.kind] = (remaining, check, reading)
+    headers: list[tuple[bytes, bytes]] = []
+    for kind in (Kind.REQUESTS, Kind.TOKENS):
+        if kind in tightest:
+            remaining, check, reading = tightest[kind]
+            reset_in = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment) - now_ms
+            headers += decisions.rate_limit_headers(kind, check.limit, remaining, reset_in)
+    return Allowed(tuple(headers))
+
+
+def deny(check: LimitCheck, reading: CounterReading, amount: int, now_ms: int) -> Denial:
+    """The denial for ``check``, whose counter read ``reading``, when ``amount`` did not fit."""
+    reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
+    used = reading.used + reading.reserved
+    return decisions.limit_denial(check.kind, check.scope, check.limit, used, amount, check.duration, reset_at, now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatus:
+    """One applicable limit as it stands (for explaining, never for enforcing)."""
+
+    scope: Scope
+    kind: Kind
+    limit: int
+    used: int
+    reserved: int
+    remaining: int
+    duration: Duration
+    reset_at_ms: int
+    binding: bool = False
+
+
+def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tuple[Denial | None, tuple[LimitStatus, ...]]:
+    """What a request would get now, without reserving, and where every limit stands.
+
+    The binding limit is the one that would deny; when none would, the one with the
+    smallest share of its limit left.
+    """
+    denial: Denial | None = None
+    binding = -1
+    statuses = []
+    for index, (check, reading, amount) in enumerate(zip(plan.checks, readings, plan.amounts)):
+        remaining = check.limit - reading.used - reading.reserved
+        if denial is None and amount > remaining:
+            denial, binding = deny(check, reading, amount, now_ms), index
+        reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
+        statuses.append(LimitStatus(check.scope, check.kind, check.limit, reading.used, reading.reserved,
+                                    max(0, remaining), check.duration, reset_at))
+    if binding < 0 and statuses:
+        binding = 0
+        for index, status in enumerate(statuses):
+            best = statuses[binding]
+            if status.remaining * best.limit < best.remaining * status.limit:  # shares, without floats
+                binding = index
+    if binding >= 0:
+        statuses[binding] = replace(statuses[binding], binding=True)
+    return denial, tuple(statuses)
+
+
+def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy | None | Denial:
+    """The key presented (None when none is and none is required), or why it cannot be used."""
+    if facts.key_value is None:
+        return decisions.key_required() if snapshot.enforce_virtual_keys else None
+    key = find_key(snapshot, facts.key_value)
+    if key is None:
+        return decisions.key_not_found()
+    scope = key.limits.scope
+    if not key.is_active:
+        return decisions.key_blocked(scope)
+    config: ProviderConfigPolicy | None = None
+    if key.provider_configs:
+        config = key.provider_configs.get(facts.provider)
+        if config is None:
+            return decisions.provider_blocked(scope, facts.provider, key.provider_configs)
+    if not _model_allowed(key.allowed_models, facts.provider, facts.model):
+        return decisions.model_blocked(scope, facts.provider, facts.model, key.allowed_models)
+    if config is not None and not _model_allowed(config.allowed_models, facts.provider, facts.model):
+        return decisions.model_blocked(config.limits.scope, facts.provider, facts.model, config.allowed_models)
+    return key
+
+
+def _model_allowed(allowed: frozenset[str], provider: str, model: str) -> bool:
+    return not allowed or model in allowed or f"{provider}/{model}" in allowed
+
+
+def _key_owners(snapshot: PolicySnapshot, key: VirtualKeyPolicy | None, provider: str) -> tuple[Governed | None, ...]:
+    """The limits of the key, its provider config, its team and its customer (None where absent)."""
+    if key is None:
+        return None, None, None, None
+    config = key.provider_configs.get(provider)
+    team_id, customer_id = owner_ids(snapshot, key)
+    team = snapshot.teams.get(team_id) if team_id else None
+    customer = snapshot.customers.get(customer_id) if customer_id else None
+    return key.limits, config.limits if config else None, team.limits if team else None, customer
+
+
+def _add_rate_limit(checks: list[LimitCheck], governed: Governed) -> None:
+    limit = governed.rate_limit
+    if limit is None:
+        return
+    if limit.request_max_limit is not None and limit.request_duration is not None:
+        checks.append(LimitCheck(governed.scope, Kind.REQUESTS, request_counter(limit.id),
+                                 limit.request_max_limit, limit.request_duration))
+    if limit.token_max_limit is not None and limit.token_duration is not None:
+        checks.append(LimitCheck(governed.scope, Kind.TOKENS, token_counter(limit.id),
+                                 limit.token_max_limit, limit.token_duration))
+
+
+def _add_budget(checks: list[LimitCheck], governed: Governed) -> None:
+    budget = governed.budget
+    if budget is not None:
+        checks.append(LimitCheck(governed.scope, Kind.BUDGET, budget_counter(budget.id),
+                                 budget.max_limit_nano, budget.duration, budget.alignment))
+
+
+def _replace(plan: Plan, now_ms: int, actual: dict[Kind, int], memo: WindowMemo | None) -> list[SettleOp]:
+    ops = []
+    for check, amount in zip(plan.checks, plan.amounts):
+        rolling = check.rolling_ms
+        if rolling is not None:
+            ops.append(SettleOp(check.counter, amount, actual[check.kind], now_ms - rolling + 1, now_ms))
+        else:
+            ops.append(SettleOp(check.counter, amount, actual[check.kind], *_calendar_window(check, now_ms, memo)))
+    return ops
+
+
+def _calendar_window(check: LimitCheck, now_ms: int, memo: WindowMemo | None) -> tuple[int, int]:
+    """(floor_ms, reset_to_ms) of an aligned window or a rolling month or year."""
+    if memo is not None and check.alignment is not None:
+        return memo.window(check.duration, check.alignment, now_ms)
+    window = window_at(check.duration, now_ms, check.alignment)
+    return window.floor_ms, window.reset_to_ms

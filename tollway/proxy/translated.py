@@ -1,0 +1,152 @@
+"""Exchanges between different APIs: an OpenAI client on an Anthropic model, and an
+Anthropic client on an OpenAI-compatible model, streaming included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tollway.providers.anthropic_translate import (
+    ChatStreamToMessages,
+    MessagesStreamToChat,
+    UpstreamStreamError,
+    chat_request_to_messages,
+    chat_response_to_messages,
+    messages_request_to_chat,
+    messages_response_to_chat,
+)
+from tollway.providers.client import Api
+from tollway.providers.sse import SSEParser, encode_event
+from tollway.providers.usage_extract import usage_from_anthropic, usage_from_openai
+from tollway.proxy.exchange import StreamConverter, anthropic_error_from, load_object, openai_error_from
+from tollway.proxy.request import ClientRequest
+from tollway.usage import Usage
+
+_DONE = b"data: [DONE]\n\n"
+
+
+class ChatViaMessages:
+    """OpenAI chat client, Anthropic provider."""
+
+    upstream_api = Api.MESSAGES
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(chat_request_to_messages(request.body, model))
+
+    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+        body = load_object(data)
+        if body is None:
+            return openai_error_from(502, data), None
+        return orjson.dumps(messages_response_to_chat(body, body.get("model") or "")), usage_from_anthropic(body.get("usage"))
+
+    def stream(self, request: ClientRequest) -> StreamConverter:
+        return _MessagesToChatStream(MessagesStreamToChat(request.model, request.wants_usage))
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return openai_error_from(status, data)
+
+
+class MessagesViaChat:
+    """Anthropic messages client, OpenAI-compatible provider."""
+
+    upstream_api = Api.CHAT
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        body = messages_request_to_chat(request.body)
+        body["model"] = model
+        if request.stream:
+            body["stream_options"] = {"include_usage": True}
+        return orjson.dumps(body)
+
+    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+        body = load_object(data)
+        if body is None:
+            return anthropic_error_from(502, data), None
+        return orjson.dumps(chat_response_to_messages(body, body.get("model") or "")), usage_from_openai(body.get("usage"))
+
+    def stream(self, request: ClientRequest) -> StreamConverter:
+        return _ChatToMessagesStream(ChatStreamToMessages(request.model))
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return anthropic_error_from(status, data)
+
+
+class _MessagesToChatStream:
+    def __init__(self, translator: MessagesStreamToChat) -> None:
+        self._parser = SSEParser()
+        self._translator = translator
+        self._failed = False
+        self.produced = 0
+        self.error: str | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._translator.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._parser.feed(chunk):
+            if self._failed or not event.data:
+                continue
+            data = load_object(event.data)
+            if data is None:
+                continue
+            try:
+                chunks = self._translator.feed(event.event or data.get("type"), data)
+            except UpstreamStreamError as exc:
+                self._failed, self.error = True, exc.message
+                out.append(encode_event(orjson.dumps(exc.openai_body())))
+                continue
+            if event.event == "content_block_delta":
+                self.produced += 1
+            out.extend(encode_event(orjson.dumps(c)) for c in chunks)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        return _DONE
+
+    def error_event(self, message: str) -> bytes:
+        return encode_event(orjson.dumps({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}}))
+
+
+class _ChatToMessagesStream:
+    def __init__(self, translator: ChatStreamToMessages) -> None:
+        self._parser = SSEParser()
+        self._translator = translator
+        self._failed = False
+        self.produced = 0
+        self.error: str | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._translator.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._parser.feed(chunk):
+            if self._failed or not event.data or event.data == b"[DONE]":
+                continue
+            data = load_object(event.data)
+            if data is None:
+                continue
+            try:
+                events = self._translator.feed(data)
+            except UpstreamStreamError as exc:
+                self._failed, self.error = True, exc.message
+                out.append(encode_event(orjson.dumps(exc.anthropic_body()), "error"))
+                continue
+            if data.get("choices"):
+                self.produced += 1
+            out.extend(_encode(events))
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        return b"" if self._failed else b"".join(_encode(self._translator.finish()))
+
+    def error_event(self, message: str) -> bytes:
+        return encode_event(orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}}), "error")
+
+
+def _encode(events: list[tuple[str, Any]]) -> list[bytes]:
+    return [encode_event(orjson.dumps(data), name) for name, data in events]

@@ -1,0 +1,256 @@
+"""The config store's tables (SQLAlchemy 2 declarative), shared by SQLite and PostgreSQL.
+
+Budgets and rate limits are owned 1:1: each row is referenced by exactly one parent
+(`budget_id` / `rate_limit_id`, unique) and the ORM deletes it when the parent drops it
+or is deleted (``delete-orphan``). Migrations in `tollway/store/migrations` must match
+these definitions exactly (a test compares them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
+
+from tollway.store.types import Money, UtcDateTime
+
+# Stable constraint names: SQLite migrations rebuild tables by name, PostgreSQL drops by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(256)  # ids and names from the config file or the API (schema: at most 256)
+UUID_ID = String(36)
+
+
+def new_id() -> str:
+    """A fresh id for rows the operator does not name (budgets, rate limits, …)."""
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Budget(Base):
+    """A spending cap in USD over a reset window; usage is flushed here from the counters."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        CheckConstraint("max_limit > 0", name="max_limit_positive"),
+        CheckConstraint("week_start >= 0 AND week_start <= 6", name="week_start_range"),
+    )
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    max_limit: Mapped[Decimal] = mapped_column(Money)
+    reset_duration: Mapped[str] = mapped_column(String(16))
+    calendar_aligned: Mapped[bool] = mapped_column(default=False, server_default=false())
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    week_start: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    current_usage: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default=text("0"))
+    last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RateLimit(Base):
+    """Token and request limits with independent windows; either side may be absent."""
+
+    __tablename__ = "rate_limits"
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    token_max_limit: Mapped[int | None] = mapped_column(BigInteger)
+    token_reset_duration: Mapped[str | None] = mapped_column(String(16))
+    request_max_limit: Mapped[int | None] = mapped_column(BigInteger)
+    request_reset_duration: Mapped[str | None] = mapped_column(String(16))
+    token_current_usage: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    request_current_usage: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    token_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    request_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class _Governed:
+    """An owner of at most one budget and one rate limit."""
+
+    budget_id: Mapped[str | None] = mapped_column(ForeignKey("budgets.id", ondelete="SET NULL"), unique=True)
+    rate_limit_id: Mapped[str | None] = mapped_column(ForeignKey("rate_limits.id", ondelete="SET NULL"), unique=True)
+
+    @declared_attr
+    def budget(cls) -> Mapped[Budget | None]:
+        return relationship(Budget, cascade="all, delete-orphan", single_parent=True)
+
+    @declared_attr
+    def rate_limit(cls) -> Mapped[RateLimit | None]:
+        return relationship(RateLimit, cascade="all, delete-orphan", single_parent=True)
+
+
+class _Timestamps:
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Customer(_Governed, _Timestamps, Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(ID)
+
+
+class Team(_Governed, _Timestamps, Base):
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(ID)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+
+
+class VirtualKey(_Governed, _Timestamps, Base):
+    """A client credential; only the sha256 of its value and an 8-character prefix are kept."""
+
+    __tablename__ = "virtual_keys"
+    __table_args__ = (CheckConstraint("team_id IS NULL OR customer_id IS NULL", name="one_owner"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(ID)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    value_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    value_prefix: Mapped[str] = mapped_column(String(16))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    provider_configs: Mapped[list[VKProviderConfig]] = relationship(
+        back_populates="virtual_key", cascade="all, delete-orphan", order_by="VKProviderConfig.provider"
+    )
+
+
+class VKProviderConfig(_Governed, Base):
+    """A virtual key's routing and limits for one provider."""
+
+    __tablename__ = "vk_provider_configs"
+    __table_args__ = (UniqueConstraint("virtual_key_id", "provider"),)
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    virtual_key_id: Mapped[str] = mapped_column(ForeignKey("virtual_keys.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(ID)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)
+    allowed_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    virtual_key: Mapped[VirtualKey] = relationship(back_populates="provider_configs")
+
+
+class Provider(_Governed, _Timestamps, Base):
+    """An upstream provider's governance and non-secret settings (keys stay in the file)."""
+
+    __tablename__ = "providers"
+
+    name: Mapped[str] = mapped_column(ID, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    base_url: Mapped[str | None] = mapped_column(String(2048))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ModelConfig(_Governed, _Timestamps, Base):
+    """Limits for one model on one provider, or on every provider when provider is NULL.
+
+    (model_name, provider) is unique, NULL included: a unique constraint covers named
+    providers and a partial unique index on model_name covers the NULL ones.
+    """
+
+    __tablename__ = "model_configs"
+    __table_args__ = (
+        UniqueConstraint("model_name", "provider"),
+        Index(
+            "uq_model_configs_model_name_any_provider",
+            "model_name",
+            unique=True,
+            sqlite_where=text("provider IS NULL"),
+            postgresql_where=text("provider IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    model_name: Mapped[str] = mapped_column(ID)
+    provider: Mapped[str | None] = mapped_column(ID)
+
+
+class RequestLog(Base):
+    """One proxied request (written in batches off the hot path). Strings are unbounded
+    so that no client-supplied value can make an insert fail."""
+
+    __tablename__ = "request_logs"
+    __table_args__ = (Index(None, "virtual_key_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    request_id: Mapped[str] = mapped_column(String)
+    virtual_key_id: Mapped[str | None] = mapped_column(String)
+    team_id: Mapped[str | None] = mapped_column(String)
+    customer_id: Mapped[str | None] = mapped_column(String)
+    provider: Mapped[str | None] = mapped_column(String)
+    model: Mapped[str | None] = mapped_column(String)
+    status: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String)
+    denied_level: Mapped[str | None] = mapped_column(String)
+    denied_id: Mapped[str | None] = mapped_column(String)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    stream: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Who changed which entity, with the changed fields before and after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "entity_type", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(32))
+    entity_type: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(ID)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ConfigVersion(Base):
+    """A single row whose version every config change bumps (nodes poll it to reload)."""
+
+    __tablename__ = "config_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
