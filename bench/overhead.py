@@ -1,8 +1,8 @@
 """Gateway overhead against the mock provider, measured side by side in one run.
 
-Starts the mock upstream and one gateway worker as separate processes, then drives
-the same chat-completion load at each concurrency against: the mock directly, the
-gateway without governance (no key), and the gateway with a five-level governance
+Starts the mock upstream and two one-worker gateways as separate processes, then
+drives the same chat-completion load at each concurrency against: the mock directly,
+a gateway with no governance configured, and a gateway with a five-level governance
 hierarchy (provider, model, virtual key + provider config, team, customer). The
 targets alternate run by run so that machine noise spreads evenly; medians are
 printed with their spread.
@@ -49,7 +49,18 @@ def wait_port(port: int, timeout_s: float = 30) -> None:
     raise SystemExit(f"nothing listens on port {port}")
 
 
+def plain_config(mock_port: int, database: Path) -> dict:
+    """The gateway with no governance at all: the proxy's own overhead."""
+    return {
+        "database_url": f"sqlite:///{database}",
+        "log_level": "warning",
+        "providers": {"mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "keys": [{"value": "sk-bench"}]}},
+        "pricing": {"mock/gpt-4o-mini": {"input": 0.15, "output": 0.6}},
+    }
+
+
 def bench_config(mock_port: int, database: Path) -> dict:
+    """Five levels, each with a budget and both sides of a rate limit (21 counters a request)."""
     huge = {"max_limit": 1_000_000, "reset_duration": "1d"}
     many = {"request_max_limit": 10**9, "request_reset_duration": "1m",
             "token_max_limit": 10**12, "token_reset_duration": "1m"}
@@ -108,7 +119,7 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-async def measure(args: argparse.Namespace, mock_port: int, gateway_port: int) -> dict:
+async def measure(args: argparse.Namespace, mock_port: int, plain_port: int, governed_port: int) -> dict:
     payload = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
     if args.stream:
         payload["stream"] = True
@@ -117,8 +128,8 @@ async def measure(args: argparse.Namespace, mock_port: int, gateway_port: int) -
     json_type = {"Content-Type": "application/json"}
     targets = {
         "direct": (f"http://127.0.0.1:{mock_port}/v1/chat/completions", {**json_type, "Authorization": "Bearer sk"}, direct_body),
-        "gateway": (f"http://127.0.0.1:{gateway_port}/v1/chat/completions", json_type, gateway_body),
-        "governed": (f"http://127.0.0.1:{gateway_port}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
+        "gateway": (f"http://127.0.0.1:{plain_port}/v1/chat/completions", json_type, gateway_body),
+        "governed": (f"http://127.0.0.1:{governed_port}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
     }
     results: dict = {}
     for concurrency in args.concurrency:
@@ -156,28 +167,31 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
-    mock_port, gateway_port = free_port(), free_port()
+    mock_port, plain_port, governed_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "bench.yaml"
-        config.write_text(yaml.safe_dump(bench_config(mock_port, Path(tmp) / "bench.db")))
+        configs = {plain_port: plain_config(mock_port, Path(tmp) / "plain.db"),
+                   governed_port: bench_config(mock_port, Path(tmp) / "governed.db")}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        mock = subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(mock_port)], env=env)
-        gateway = subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(config),
-                                    "--port", str(gateway_port)], env=env)
+        processes = [subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(mock_port)], env=env)]
+        for port, config in configs.items():
+            path = Path(tmp) / f"gateway-{port}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            processes.append(subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(path),
+                                               "--port", str(port)], env=env))
         try:
-            wait_port(mock_port)
-            wait_port(gateway_port)
+            for port in (mock_port, plain_port, governed_port):
+                wait_port(port)
             try:
                 import uvloop  # noqa: PLC0415 - optional speed-up of the load generator
 
                 uvloop.install()
             except ImportError:
                 pass
-            results = asyncio.run(measure(args, mock_port, gateway_port))
+            results = asyncio.run(measure(args, mock_port, plain_port, governed_port))
         finally:
-            for process in (gateway, mock):
+            for process in processes:
                 process.send_signal(signal.SIGTERM)
-            for process in (gateway, mock):
+            for process in processes:
                 process.wait(timeout=30)
     report(results, args.stream)
     if args.json:

@@ -43,3 +43,13 @@ def upstream_timeout(provider: str) -> GatewayError:
 
 def upstream_unreachable(provider: str, reason: str) -> GatewayError:
     return GatewayError(502, "upstream_unreachable", f"provider {provider!r} could not be reached: {reason}", code="bad_gateway")
+
+
+def upstream_invalid(provider: str, reason: str) -> GatewayError:
+    return GatewayError(502, "upstream_invalid_response", f"provider {provider!r} answered something that cannot be translated: {reason}", code="bad_gateway")
+
+
+def governance_unavailable(reason: str) -> GatewayError:
+    return GatewayError(503, "governance_unavailable",
+                        f"limits cannot be checked right now (counter store unavailable: {reason}); the request was not sent",
+                        code="governance_unavailable")

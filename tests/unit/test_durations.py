@@ -227,3 +227,9 @@ def test_a_stale_rolling_window_stays_stale(duration: str, last_reset: int, a: i
     earlier, later = sorted((last_reset + a, last_reset + b))
     if not _current(duration, last_reset, earlier):
         assert not _current(duration, last_reset, later)
+
+
+@pytest.mark.parametrize("text", ["999999Y", "101Y", "1300M", "999999d", "6000w"])
+def test_durations_longer_than_a_century_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="100 years"):
+        parse_duration(text)

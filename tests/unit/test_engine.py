@@ -93,8 +93,11 @@ def _identity_cases():
     ]
 
 
+IDENTITY_CASES = _identity_cases()
+
+
 @pytest.mark.parametrize(("case", "snap", "request_facts", "decision", "status", "scope_id"),
-                         _identity_cases(), ids=[c[0] for c in _identity_cases()])
+                         IDENTITY_CASES, ids=[c[0] for c in IDENTITY_CASES])
 def test_identity_denials(case, snap, request_facts, decision: Decision, status: int, scope_id: str | None) -> None:
     denial = plan(snap, request_facts)
     assert isinstance(denial, Denial)

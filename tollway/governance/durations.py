@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 _PATTERN = re.compile(r"^\s*([1-9][0-9]{0,5})\s*(s|m|h|d|w|M|Y)\s*$")
 _FIXED_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _CALENDAR_UNITS = frozenset("dwMY")
+# About a century at most, so calendar arithmetic stays far inside datetime's range.
+_MAX_COUNT = {"s": 999_999, "m": 999_999, "h": 876_600, "d": 36_525, "w": 5_218, "M": 1_200, "Y": 100}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -67,7 +69,10 @@ def parse_duration(text: str) -> Duration:
             f"invalid duration {text!r}: use a positive whole number followed by one of "
             "s, m, h, d, w, M (calendar month), Y (calendar year), e.g. '30s', '15m', '1M'"
         )
-    return Duration(int(match.group(1)), match.group(2))
+    duration = Duration(int(match.group(1)), match.group(2))
+    if duration.count > _MAX_COUNT[duration.unit]:
+        raise ValueError(f"duration {text!r} is longer than the longest allowed, 100 years")
+    return duration
 
 
 def check_alignment(duration: Duration, alignment: Alignment | None) -> None:

@@ -8,11 +8,12 @@ upstream call it settles (charges actual usage) or releases (charges nothing).
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tollway.governance.counters.base import CounterStore
+from tollway.governance.counters.base import CounterStore, CounterUnavailable, SettleOp
 from tollway.governance.decisions import Decision, Denial, iso_utc
 from tollway.governance.engine import (
     LimitCheck,
@@ -31,6 +32,8 @@ from tollway.governance.engine import (
     static_checks,
 )
 from tollway.governance.model import NANO_PER_USD, Kind, PolicySnapshot, VirtualKeyPolicy
+
+log = logging.getLogger(__name__)
 
 # Distinct (key, provider, model) triples remembered per snapshot; clients choose model
 # names, so the memo must be bounded.
@@ -127,14 +130,22 @@ class Enforcer:
         if not self._claim(reservation):
             return
         if reservation.plan.checks:
-            await self._store.settle(settle_ops(reservation.plan, self._clock_ms(), tokens, cost_nano, self._windows))
+            await self._apply(settle_ops(reservation.plan, self._clock_ms(), tokens, cost_nano, self._windows))
 
     async def release(self, reservation: Reservation | None) -> None:
         """Give the reservation back and charge nothing; a second call does nothing."""
         if not self._claim(reservation):
             return
         if reservation.plan.checks:
-            await self._store.settle(release_ops(reservation.plan, self._clock_ms(), self._windows))
+            await self._apply(release_ops(reservation.plan, self._clock_ms(), self._windows))
+
+    async def _apply(self, ops: list[SettleOp]) -> None:
+        # The response is already on its way: an unreachable store costs this request's
+        # accounting (the fail-open store keeps it locally), never the request itself.
+        try:
+            await self._store.settle(ops)
+        except CounterUnavailable as exc:
+            log.warning("usage of one request not recorded: counter store unavailable (%s)", exc)
 
     async def explain(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Explanation:
         """Where every limit for ``facts`` stands and what the request would get now."""

@@ -63,7 +63,8 @@ class ProviderClient:
         self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
         connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True)
         # auto_decompress=False: bytes pass through as they came; we ask for identity anyway.
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
+        # (No skip_auto_headers: aiohttp rebuilds that set on every request.)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         self._extra_headers = dict(settings.headers)
 
     def speaks(self, api: Api) -> bool:

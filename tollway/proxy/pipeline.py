@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import orjson
 
 from tollway.config.schema import EstimateConfig
-from tollway.errors import GatewayError, bad_request
+from tollway.errors import GatewayError, bad_request, governance_unavailable, upstream_invalid
+from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, error_body
 from tollway.governance.engine import RequestFacts, find_key
 from tollway.governance.enforcer import Admission, Enforcer
@@ -96,16 +97,23 @@ class Proxy:
             price = self._pricing.price_for(provider.type, provider.name, target.model)
             facts = RequestFacts(target.provider, target.model, key_value, prompt_est + completion_est,
                                  estimate_cost_nano(price, prompt_est, completion_est))
-            admission = await self._enforcer.admit(snapshot, facts)
+            try:
+                admission = await self._enforcer.admit(snapshot, facts)
+            except CounterUnavailable as exc:  # fail closed: a fail-open store never raises this
+                raise governance_unavailable(str(exc)) from None
             outcome.provider, outcome.model = target.provider, target.model
             outcome.key_id, outcome.team_id, outcome.customer_id = admission.key_id, admission.team_id, admission.customer_id
             if admission.denial is not None:
                 await self._deny(request, admission.denial, send, outcome)
                 return
-            failure = await self._forward(request, target, provider, exchange, admission, (prompt_est, completion_est), receive, send, outcome)
+            try:
+                failure = await self._forward(request, target, provider, exchange, admission, (prompt_est, completion_est), receive, send, outcome)
+            finally:
+                # Releasing a settled reservation does nothing; this frees what a failure,
+                # a cancellation or an unexpected error left reserved.
+                await self._enforcer.release(admission.reservation)
             if failure is None:
                 return
-            await self._enforcer.release(admission.reservation)
             if failure.status not in RETRIABLE and failure.status not in (502, 504):
                 break
         assert failure is not None
@@ -141,7 +149,11 @@ class Proxy:
         else:
             data = await response.read()
             response.release()
-            out, reported = exchange.response(data)
+            try:
+                out, reported = exchange.response(data)
+            except TranslationError as exc:  # the upstream answered something we cannot express
+                err = upstream_invalid(provider.name, str(exc))
+                return _Failure(502, err.anthropic_body() if request.api is Api.MESSAGES else err.openai_body(), err.message)
             usage = reported or Usage(*estimate)
             await respond(send, 200, out, JSON_HEADERS + headers)
         cost = self._pricing.cost_nano(provider.type, provider.name, target.model, usage)

@@ -33,7 +33,7 @@ async def counter_store(request: pytest.FixtureRequest) -> AsyncIterator[Counter
 
 
 @pytest.fixture
-def counter_name() -> "CounterNames":
+def counter_name() -> CounterNames:
     """Counter names unique to the test, so a shared backend (Redis) needs no flushing."""
     return CounterNames(uuid.uuid4().hex[:12])
 

@@ -1,0 +1,133 @@
+"""Correctness under load: the same limit scenarios on both gateways.
+
+Each scenario starts a fresh gateway with one limit, fires 50 requests at the same moment
+and counts what got through. Ground truth is the mock upstream's own request counter (a
+request that reached the provider is one that costs money); spend is that count times the
+exact per-request cost (the mock's token rules and the pricing set on both gateways), and
+each gateway's own spend figure is recorded beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from gateways import COST_PER_REQUEST, MODEL, Limits, Service, payload
+from litellm_side import litellm_service, litellm_spend_usd
+from loadgen import burst, free_port
+from tollway_side import ROUTED_MODEL, tollway_service, tollway_spend_usd
+
+CONCURRENT = 50
+RATE_LIMIT = 10
+BUDGET_REQUESTS = 5
+# "A budget sized for 5 requests": room for 5 and half of a 6th, so 5 fit and a 6th does not.
+BUDGET_USD = COST_PER_REQUEST * (BUDGET_REQUESTS * 2 + 1) / 2
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    limits: Limits
+    kind: str  # "requests" or "budget"
+
+    @property
+    def allowed(self) -> int:
+        return RATE_LIMIT if self.kind == "requests" else BUDGET_REQUESTS
+
+
+SCENARIOS = [
+    Scenario("model_rpm", f"{RATE_LIMIT} requests/minute on the model", Limits(model_rpm=RATE_LIMIT), "requests"),
+    Scenario("key_rpm", f"{RATE_LIMIT} requests/minute on the key", Limits(key_rpm=RATE_LIMIT), "requests"),
+    Scenario("provider_budget", f"provider budget for {BUDGET_REQUESTS} requests (${BUDGET_USD:.6f}/day)",
+             Limits(provider_budget_usd=BUDGET_USD), "budget"),
+    Scenario("key_budget", f"key budget for {BUDGET_REQUESTS} requests (${BUDGET_USD:.6f}/day)",
+             Limits(key_budget_usd=BUDGET_USD), "budget"),
+]
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def _post(url: str, body: bytes = b"{}") -> bytes:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+def _upstream_requests(mock_url: str) -> int:
+    return json.loads(_get(mock_url + "/_mock/stats"))["requests"]
+
+
+def _wait_for_fresh_minute() -> float:
+    """LiteLLM counts requests per clock minute ("%H-%M" keys): keep a burst inside one minute."""
+    second = time.time() % 60
+    if second > 45:
+        time.sleep(61 - second)
+    return time.time() % 60
+
+
+def _sample_denial(responses: list[tuple[int, dict, bytes]]) -> str | None:
+    for status, _headers, body in responses:
+        if status != 200:
+            return f"{status} {body[:300].decode(errors='replace')}"
+    return None
+
+
+async def _run_one(gateway: str, service: Service, key: str, mock_url: str, scenario: Scenario) -> dict:
+    model = ROUTED_MODEL if gateway == "tollway" else MODEL
+    url = service.base_url + "/v1/chat/completions"
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    body = payload(model, stream=False)
+    second = _wait_for_fresh_minute() if scenario.kind == "requests" else time.time() % 60
+    before = _upstream_requests(mock_url)
+    responses = await burst(url, headers, body, CONCURRENT)
+    upstream = _upstream_requests(mock_url) - before
+    await asyncio.sleep(0.5)  # let post-call accounting finish, then ask once more
+    after = await burst(url, headers, body, 1)
+    statuses: dict[str, int] = {}
+    for status, _h, _b in responses:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    ok = statuses.get("200", 0)
+    result = {
+        "gateway": gateway, "scenario": scenario.name, "description": scenario.description,
+        "limits": scenario.limits.describe(), "concurrent": CONCURRENT, "allowed": scenario.allowed,
+        "succeeded": ok, "upstream_requests": upstream, "statuses": statuses,
+        "beyond_limit": max(0, upstream - scenario.allowed), "start_second_of_minute": round(second, 1),
+        "next_request_status": after[0][0], "sample_denial": _sample_denial(responses),
+    }
+    if scenario.kind == "budget":
+        spent = COST_PER_REQUEST * upstream
+        budget = Decimal(str(scenario.limits.provider_budget_usd or scenario.limits.key_budget_usd))
+        result |= {"budget_usd": float(budget), "spent_usd": float(spent), "cost_per_request_usd": float(COST_PER_REQUEST),
+                   "overshoot_usd": float(max(Decimal(0), spent - budget)),
+                   "overshoot_pct": float(max(Decimal(0), spent - budget) / budget * 100)}
+        if gateway == "tollway":
+            result["gateway_reported_spend_usd"] = tollway_spend_usd(_get(service.base_url + "/metrics").decode())
+        else:
+            result["gateway_reported_spend_usd"] = litellm_spend_usd(responses)
+    return result
+
+
+def run_correctness(mock_url: str, mock_port: int, workdir: Path, log=print) -> list[dict]:
+    """Every scenario on Tollway then LiteLLM, each on a freshly started gateway."""
+    results = []
+    for scenario in SCENARIOS:
+        for gateway in ("tollway", "litellm"):
+            factory = tollway_service if gateway == "tollway" else litellm_service
+            service, key = factory(scenario.limits, mock_port, free_port(), workdir / "correctness",
+                                   tag=f"-{scenario.name}")
+            with service.start():
+                result = asyncio.run(_run_one(gateway, service, key, mock_url, scenario))
+            log(f"  {scenario.name:<16} {gateway:<8} through {result['upstream_requests']:>2}/{CONCURRENT} "
+                f"(allowed {scenario.allowed}) statuses {result['statuses']}"
+                + (f" spent ${result['spent_usd']:.6f} of ${result['budget_usd']:.6f}" if "spent_usd" in result else ""))
+            results.append(result)
+    return results
