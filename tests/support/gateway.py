@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import uvicorn
 
 from tollway.config import settings_from_dict
+from tollway.governance.counters.base import CounterState
 from tollway.server.app import Gateway, create_app
 from tollway.server.runtime import Runtime
+
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -62,6 +68,13 @@ class RunningGateway:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout_s: float = 10.0) -> T:
+        """Run a coroutine on the gateway's own event loop (its state lives there)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.runtime.loop).result(timeout_s)
+
+    def counters(self) -> dict[str, CounterState]:
+        return self.call(self.runtime.store.export())
 
 
 def start_gateway(config: dict[str, Any]) -> RunningGateway:

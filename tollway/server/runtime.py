@@ -71,6 +71,7 @@ class Runtime:
 
     async def start(self) -> None:
         settings = self.settings
+        self.loop = asyncio.get_running_loop()  # for callers on other threads (tests, admin tools)
         if self.prepare_database:
             await upgrade(settings.database_url)
         self.db = Database(settings.database_url)
