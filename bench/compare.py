@@ -99,6 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                         help="worker counts to compare (default 1,2)")
+    parser.add_argument("--hold-timeout", type=float,
+                        help="how long a burst request may be held by a gateway (default 180 s, quick 10 s)")
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-correctness", action="store_true")
     parser.add_argument("--litellm", default="litellm[proxy]", help="pip requirement for LiteLLM (e.g. a pinned version)")
@@ -107,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.seconds = args.seconds or (1.0 if args.quick else 3.0)
     args.warmup = args.warmup or (0.5 if args.quick else 1.0)
     args.repeats = args.repeats or (2 if args.quick else 3)
+    args.hold_timeout = args.hold_timeout or (10.0 if args.quick else 180.0)
     return args
 
 
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                                                "peak_rss_mb": service.meter.peak_rss_mb()})
         if not args.skip_correctness:
             log("correctness: 50 concurrent requests against each limit")
-            results["correctness"] = run_correctness(mock.base_url, mock_port, workdir, log=log)
+            results["correctness"] = run_correctness(mock.base_url, mock_port, workdir, args.hold_timeout, log=log)
     results["meta"]["elapsed_s"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     raw = args.out / "compare.json"

@@ -74,33 +74,59 @@ def _wait_for_fresh_minute() -> float:
     return time.time() % 60
 
 
-def _sample_denial(responses: list[tuple[int, dict, bytes]]) -> str | None:
-    for status, _headers, body in responses:
+def _sample_denial(responses: list[tuple]) -> str | None:
+    for status, _headers, body, _seconds in responses:
         if status != 200:
             return f"{status} {body[:300].decode(errors='replace')}"
     return None
 
 
-async def _run_one(gateway: str, service: Service, key: str, mock_url: str, scenario: Scenario) -> dict:
+async def _watch_upstream(mock_url: str, before: int, timeline: list[tuple[float, int]], stop: asyncio.Event) -> None:
+    """Poll the mock's request counter: (seconds since the burst, requests that reached it)."""
+    started = time.monotonic()
+    while not stop.is_set():
+        count = await asyncio.to_thread(_upstream_requests, mock_url)
+        timeline.append((round(time.monotonic() - started, 2), count - before))
+        try:
+            await asyncio.wait_for(stop.wait(), 0.25)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def _run_one(gateway: str, service: Service, key: str, mock_url: str, scenario: Scenario,
+                   hold_timeout_s: float) -> dict:
     model = ROUTED_MODEL if gateway == "tollway" else MODEL
     url = service.base_url + "/v1/chat/completions"
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     body = payload(model, stream=False)
     second = _wait_for_fresh_minute() if scenario.kind == "requests" else time.time() % 60
     before = _upstream_requests(mock_url)
-    responses = await burst(url, headers, body, CONCURRENT)
+    timeline: list[tuple[float, int]] = []
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(_watch_upstream(mock_url, before, timeline, stop))
+    responses = await burst(url, headers, body, CONCURRENT, hold_timeout_s)
+    stop.set()
+    await watcher
     upstream = _upstream_requests(mock_url) - before
+    # Within the limit's first window (a minute): the last reading taken before 59 s.
+    first_window = max((count for at, count in timeline if at < 59), default=upstream)
+    if max(seconds for *_rest, seconds in responses) < 59:
+        first_window = upstream
     await asyncio.sleep(0.5)  # let post-call accounting finish, then ask once more
-    after = await burst(url, headers, body, 1)
+    after = await burst(url, headers, body, 1, min(hold_timeout_s, 10))
     statuses: dict[str, int] = {}
-    for status, _h, _b in responses:
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
-    ok = statuses.get("200", 0)
+    for status, _h, _b, _s in responses:
+        label = "held (no answer)" if status == 0 else str(status)
+        statuses[label] = statuses.get(label, 0) + 1
+    slowest = max(seconds for *_rest, seconds in responses)
+    counted = first_window if scenario.kind == "requests" else upstream
     result = {
         "gateway": gateway, "scenario": scenario.name, "description": scenario.description,
         "limits": scenario.limits.describe(), "concurrent": CONCURRENT, "allowed": scenario.allowed,
-        "succeeded": ok, "upstream_requests": upstream, "statuses": statuses,
-        "beyond_limit": max(0, upstream - scenario.allowed), "start_second_of_minute": round(second, 1),
+        "succeeded": statuses.get("200", 0), "upstream_requests": upstream, "first_window_upstream": first_window,
+        "statuses": statuses, "beyond_limit": max(0, counted - scenario.allowed),
+        "slowest_answer_s": round(slowest, 2), "hold_timeout_s": hold_timeout_s,
+        "start_second_of_minute": round(second, 1), "upstream_timeline": _thin(timeline),
         "next_request_status": after[0][0], "sample_denial": _sample_denial(responses),
     }
     if scenario.kind == "budget":
@@ -116,8 +142,21 @@ async def _run_one(gateway: str, service: Service, key: str, mock_url: str, scen
     return result
 
 
-def run_correctness(mock_url: str, mock_port: int, workdir: Path, log=print) -> list[dict]:
-    """Every scenario on Tollway then LiteLLM, each on a freshly started gateway."""
+def _thin(timeline: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """Keep the readings where the count changed (and the last one)."""
+    kept = [point for i, point in enumerate(timeline) if i == 0 or point[1] != timeline[i - 1][1]]
+    if timeline and (not kept or kept[-1] != timeline[-1]):
+        kept.append(timeline[-1])
+    return kept
+
+
+def run_correctness(mock_url: str, mock_port: int, workdir: Path, hold_timeout_s: float = 180,
+                    log=print) -> list[dict]:
+    """Every scenario on Tollway then LiteLLM, each on a freshly started gateway.
+
+    A request the gateway holds (LiteLLM's router retries a rate-limited request after the
+    Retry-After of 60 s, twice by default) is waited for up to `hold_timeout_s`.
+    """
     results = []
     for scenario in SCENARIOS:
         for gateway in ("tollway", "litellm"):
@@ -125,9 +164,10 @@ def run_correctness(mock_url: str, mock_port: int, workdir: Path, log=print) -> 
             service, key = factory(scenario.limits, mock_port, free_port(), workdir / "correctness",
                                    tag=f"-{scenario.name}")
             with service.start():
-                result = asyncio.run(_run_one(gateway, service, key, mock_url, scenario))
+                result = asyncio.run(_run_one(gateway, service, key, mock_url, scenario, hold_timeout_s))
             log(f"  {scenario.name:<16} {gateway:<8} through {result['upstream_requests']:>2}/{CONCURRENT} "
-                f"(allowed {scenario.allowed}) statuses {result['statuses']}"
+                f"(first minute {result['first_window_upstream']}, allowed {scenario.allowed}) "
+                f"statuses {result['statuses']} slowest {result['slowest_answer_s']} s"
                 + (f" spent ${result['spent_usd']:.6f} of ${result['budget_usd']:.6f}" if "spent_usd" in result else ""))
             results.append(result)
     return results

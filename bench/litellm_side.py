@@ -118,10 +118,10 @@ def litellm_service(limits: Limits, mock_port: int, port: int, workdir: Path, wo
     return service, key
 
 
-def litellm_spend_usd(responses: list[tuple[int, dict, bytes]]) -> float:
+def litellm_spend_usd(responses: list[tuple]) -> float:
     """Sum of LiteLLM's own `x-litellm-response-cost` header over successful responses."""
     total = 0.0
-    for status, headers, _body in responses:
+    for status, headers, _body, *_rest in responses:
         if status == 200:
             total += float({k.lower(): v for k, v in headers.items()}.get("x-litellm-response-cost", 0) or 0)
     return total

@@ -120,17 +120,27 @@ async def drive(url: str, headers: dict, body: bytes, concurrency: int, seconds:
     return result
 
 
-async def burst(url: str, headers: dict, body: bytes, count: int) -> list[tuple[int, dict, bytes]]:
-    """Send `count` requests at the same moment (one connection each); return (status, headers, body)."""
+async def burst(url: str, headers: dict, body: bytes, count: int,
+                timeout_s: float = 60) -> list[tuple[int, dict, bytes, float]]:
+    """Send `count` requests at the same moment (one connection each).
+
+    Returns (status, headers, body, seconds) per request; status 0 means no answer
+    within `timeout_s` (the gateway held the request).
+    """
     connector = aiohttp.TCPConnector(limit=count, limit_per_host=0)
-    timeout = aiohttp.ClientTimeout(total=60)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         gate = asyncio.Event()
 
-        async def one() -> tuple[int, dict, bytes]:
+        async def one() -> tuple[int, dict, bytes, float]:
             await gate.wait()
-            async with session.post(url, data=body, headers=headers) as response:
-                return response.status, dict(response.headers), await response.read()
+            started = time.perf_counter()
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    return (response.status, dict(response.headers), await response.read(),
+                            time.perf_counter() - started)
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                return 0, {}, repr(exc).encode(), time.perf_counter() - started
 
         tasks = [asyncio.create_task(one()) for _ in range(count)]
         await asyncio.sleep(0.05)  # every task is parked on the gate

@@ -67,6 +67,8 @@ def headline(results: dict) -> list[str]:
 
 def _correctness_cell(row: dict) -> str:
     text = f"{row['upstream_requests']} of {row['concurrent']} through (allowed {row['allowed']})"
+    if row.get("first_window_upstream", row["upstream_requests"]) != row["upstream_requests"]:
+        text += f", {row['first_window_upstream']} of them in the first minute"
     if "spent_usd" in row:
         text += f", spent ${row['spent_usd']:.6f} of ${row['budget_usd']:.6f} (overshoot {row['overshoot_pct']:.0f} %)"
     return text
@@ -120,16 +122,20 @@ def correctness_table(results: dict) -> list[str]:
              "requests that reached the mock upstream (its own counter); spend = through × the exact cost per request "
              f"(${results['meta']['cost_per_request_usd']:.6f}); *reported* = the gateway's own spend figure "
              "(Tollway: /metrics `tollway_cost_usd_total`; LiteLLM: sum of `x-litellm-response-cost`). "
+             "*1st min* = of those, how many within the limit's first minute (requests a gateway held and let through "
+             "in a later minute are within a per-minute limit); *beyond* = over the limit (first minute for rate "
+             "limits, all for budgets); *slowest* = the longest a client waited for its answer; "
              "*next* = status of one more request half a second after the burst.", "",
-             "| scenario | gateway | allowed | through | beyond | statuses | spent / budget USD | overshoot | "
-             "reported USD | next |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| scenario | gateway | allowed | through | 1st min | beyond | statuses | slowest s | spent / budget USD | "
+             "overshoot | reported USD | next |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         spend = (f"{row['spent_usd']:.6f} / {row['budget_usd']:.6f}" if "spent_usd" in row else "–")
         over = (f"{row['overshoot_usd']:.6f} ({row['overshoot_pct']:.0f} %)" if "spent_usd" in row else "–")
         reported = f"{row['gateway_reported_spend_usd']:.6f}" if "gateway_reported_spend_usd" in row else "–"
         statuses = ", ".join(f"{k}×{v}" for k, v in row["statuses"].items())
         lines.append(f"| {row['description']} | {row['gateway']} | {row['allowed']} | {row['upstream_requests']} | "
-                     f"{row['beyond_limit']} | {statuses} | {spend} | {over} | {reported} | {row['next_request_status']} |")
+                     f"{row.get('first_window_upstream', '–')} | {row['beyond_limit']} | {statuses} | "
+                     f"{row.get('slowest_answer_s', '–')} | {spend} | {over} | {reported} | {row['next_request_status']} |")
     denials = [(r["scenario"], r["gateway"], r["sample_denial"]) for r in rows if r.get("sample_denial")]
     if denials:
         lines += ["", "<details><summary>sample denial bodies</summary>", ""]

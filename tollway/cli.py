@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import ipaddress
 import logging
+import os
+import secrets
 import sys
 from pathlib import Path
 
 import typer
+import uvicorn
 
 from tollway.config import ConfigError, Settings, load_settings
-from tollway.config.loader import CONFIG_PATH_VARIABLE
+from tollway.config.loader import ADMIN_TOKEN_VARIABLE, CONFIG_PATH_VARIABLE
+from tollway.demo import run_demo
+from tollway.server.startup import prepare_database
+from tollway.store.migrate import current, downgrade, upgrade
+from tollway.testing.mock_upstream import MockSettings, serve_mock_upstream
 
 app = typer.Typer(help="Tollway: an LLM gateway with exact, hierarchical budgets and rate limits.",
                   no_args_is_help=True, add_completion=False)
@@ -38,14 +47,36 @@ def serve(
     """Run the gateway."""
     settings = _settings(config)
     _configure_logging(settings.log_level)
+    _check_admin_token(settings, host)
     prepare(settings)
     run_server(config, host, port, workers, settings.log_level)
 
 
+def _check_admin_token(settings: Settings, host: str) -> None:
+    """The management API never runs open: without a configured token it refuses to
+    start, except on a loopback address, where a token is generated for this run."""
+    if not settings.management_api or settings.admin_token:
+        return
+    if not _is_loopback(host):
+        typer.echo("refusing to start: the management API is enabled and no admin_token is set "
+                   f"(set admin_token in the config file or {ADMIN_TOKEN_VARIABLE}, or management_api: false)", err=True)
+        raise typer.Exit(2)
+    token = secrets.token_urlsafe(24)
+    os.environ[ADMIN_TOKEN_VARIABLE] = token  # the workers read their settings from the environment
+    typer.echo(f"no admin_token configured: the management API on this loopback address uses {token} for this run")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def prepare(settings: Settings) -> None:
     """Migrate the database and load the config file's governance, once, before workers start."""
-    from tollway.server.startup import prepare_database  # noqa: PLC0415 - keeps `--help` fast
-
     try:
         generated = asyncio.run(prepare_database(settings))
     except Exception as exc:  # noqa: BLE001 - any failure here is fatal and explained
@@ -56,10 +87,6 @@ def prepare(settings: Settings) -> None:
 
 
 def run_server(config: Path, host: str, port: int, workers: int, log_level: str) -> None:
-    import os  # noqa: PLC0415
-
-    import uvicorn  # noqa: PLC0415
-
     os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
     uvicorn.run(
         "tollway.server.startup:worker_app", factory=True, host=host, port=port, workers=workers,
@@ -75,8 +102,6 @@ def demo(
     directory: Path = typer.Option(Path(".tollway-demo"), help="Where the demo's config and database live."),
 ) -> None:
     """Run the gateway with a built-in mock provider and a demo governance config."""
-    from tollway.demo import run_demo  # noqa: PLC0415
-
     run_demo(port, mock_port, directory)
 
 
@@ -89,8 +114,6 @@ def mock_upstream(
     chunk_delay_ms: float = typer.Option(0.0, help="Delay between stream chunks."),
 ) -> None:
     """Serve a mock OpenAI / Anthropic / Azure provider (for tests, benchmarks and the demo)."""
-    from tollway.testing.mock_upstream import MockSettings, serve_mock_upstream  # noqa: PLC0415
-
     serve_mock_upstream(host, port, MockSettings(latency_ms=latency_ms, completion_tokens=completion_tokens,
                                                  chunk_delay_ms=chunk_delay_ms))
 
@@ -98,8 +121,6 @@ def mock_upstream(
 @db_app.command("upgrade")
 def db_upgrade(config: Path = ConfigOption, revision: str = typer.Argument("head")) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from tollway.store.migrate import upgrade  # noqa: PLC0415
-
     asyncio.run(upgrade(_settings(config).database_url, revision))
     typer.echo(f"upgraded to {revision}")
 
@@ -107,8 +128,6 @@ def db_upgrade(config: Path = ConfigOption, revision: str = typer.Argument("head
 @db_app.command("downgrade")
 def db_downgrade(config: Path = ConfigOption, revision: str = typer.Argument(..., help="Target revision, e.g. base or -1.")) -> None:
     """Revert migrations down to REVISION."""
-    from tollway.store.migrate import downgrade  # noqa: PLC0415
-
     asyncio.run(downgrade(_settings(config).database_url, revision))
     typer.echo(f"downgraded to {revision}")
 
@@ -116,8 +135,6 @@ def db_downgrade(config: Path = ConfigOption, revision: str = typer.Argument(...
 @db_app.command("current")
 def db_current(config: Path = ConfigOption) -> None:
     """Print the database's current revision."""
-    from tollway.store.migrate import current  # noqa: PLC0415
-
     typer.echo(asyncio.run(current(_settings(config).database_url)) or "(empty database)")
 
 
@@ -127,11 +144,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def main() -> None:

@@ -131,13 +131,15 @@ async def test_changed_limits_are_updated_and_usage_is_kept(db: Database) -> Non
                            "rate_limit.request_max_limit": 90}
 
 
-async def test_a_budget_removed_from_the_file_is_deleted_with_its_row(db: Database) -> None:
+async def test_a_budget_set_to_null_in_the_file_is_deleted_and_an_unstated_one_is_kept(db: Database) -> None:
     await apply_config(db, settings(), now=T0)
     team = await _get(db, Team, "search")
     key = await _get(db, VirtualKey, "vk-search")
+    customer = await _get(db, Customer, "acme")
     raw = example_raw()
-    del raw["governance"]["teams"][0]["budget"]
-    del raw["governance"]["virtual_keys"][0]["rate_limit"]
+    raw["governance"]["teams"][0]["budget"] = None
+    raw["governance"]["virtual_keys"][0]["rate_limit"] = None
+    del raw["governance"]["customers"][0]["budget"]  # not stated: the stored one stays (the API may own it)
 
     await apply_config(db, settings(raw), now=T1)
 
@@ -145,6 +147,7 @@ async def test_a_budget_removed_from_the_file_is_deleted_with_its_row(db: Databa
     assert await _get(db, Budget, team.budget_id) is None
     assert (await _get(db, VirtualKey, "vk-search")).rate_limit_id is None
     assert await _get(db, RateLimit, key.rate_limit_id) is None
+    assert (await _get(db, Customer, "acme")).budget_id == customer.budget_id
     assert await _count(db, Budget) == 4
 
 

@@ -59,7 +59,7 @@ async def test_counters_of_deleted_rows_and_unknown_kinds_are_ignored(db: Databa
     await apply_config(db, settings())
     before = await load_counters(db)
     raw = example_raw()
-    del raw["governance"]["teams"][0]["budget"]
+    raw["governance"]["teams"][0]["budget"] = None  # stated as null: deleted
     await apply_config(db, settings(raw))
     states = {key: CounterState(7, T0_MS) for key in before}  # includes the team's deleted budget
     states |= {"x:whatever": CounterState(1, T0_MS), "b:": CounterState(1, T0_MS), "b:no-such-id": CounterState(1, T0_MS)}

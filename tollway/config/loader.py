@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from tollway.config.schema import Settings
 
 CONFIG_PATH_VARIABLE = "TOLLWAY_CONFIG"
+ADMIN_TOKEN_VARIABLE = "TOLLWAY_ADMIN_TOKEN"  # used when the file sets no admin_token
 _ENV_REF = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -71,6 +72,8 @@ def settings_from_dict(
     problems = list(_reference_problems(settings))
     if problems:
         raise ConfigError(source, problems)
+    if settings.admin_token is None and env.get(ADMIN_TOKEN_VARIABLE):
+        settings = settings.model_copy(update={"admin_token": env[ADMIN_TOKEN_VARIABLE]})
     return settings
 
 

@@ -217,7 +217,8 @@ class EstimateConfig(_Strict):
 
 class Settings(_Strict):
     database_url: str = "sqlite:///tollway.db"
-    admin_token: str | None = Field(default=None, repr=False)
+    admin_token: str | None = Field(default=None, repr=False, min_length=16)
+    management_api: bool = True
     enforce_virtual_keys: bool = False
     counters: CountersConfig = CountersConfig()
     flush_interval: str = "10s"

@@ -1,13 +1,20 @@
 """Loading the config file's governance into the config store, idempotently.
 
 `apply_config` runs at every start. In one transaction it creates the entities of the
-file that are missing and updates the fields that differ, matching customers, teams
-and virtual keys by id, providers by name and model configs by (model_name, provider).
-For every entity it declares, the file wins: its budget, rate limit and (for a virtual
-key) provider configs become exactly what the file says; a budget or rate limit removed
-in the file is deleted. It never touches the usage or last reset of an existing budget
-or rate limit, and never deletes entities the file does not mention (the management API
-may have created them). Running it twice with the same file writes nothing.
+file that are missing and updates existing ones, matching customers, teams and virtual
+keys by id, providers by name and model configs by (model_name, provider).
+
+For an entity that already exists, only the fields the file actually states are applied
+(pydantic's ``model_fields_set``): a key blocked through the management API stays
+blocked at the next restart unless the file says ``is_active``, and a budget added
+through the API stays unless the file states ``budget`` (``budget: null`` deletes it).
+A stated budget, rate limit or list of provider configs is applied whole: it becomes
+exactly what the file says. A key's owner (``team_id``, ``customer_id``) is one
+statement: stating either sets both. New entities get every field, defaults included.
+
+It never touches the usage or last reset of an existing budget or rate limit, and never
+deletes entities the file does not mention (the management API may have created them).
+Running it twice with the same file writes nothing.
 """
 
 from __future__ import annotations
@@ -16,45 +23,24 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tollway.config.loader import provider_key_ids
-from tollway.config.schema import (
-    VK_PREFIX,
-    BudgetConfig,
-    ModelLimitConfig,
-    ProviderConfigEntry,
-    RateLimitConfig,
-    Settings,
-    VirtualKeyConfig,
-)
+from tollway.config.schema import VK_PREFIX, ModelLimitConfig, Settings, VirtualKeyConfig
 from tollway.governance.engine import hash_key
 from tollway.store.database import Database
-from tollway.store.tables import (
-    AuditEntry,
-    Base,
-    Budget,
-    Customer,
-    ModelConfig,
-    Provider,
-    RateLimit,
-    Team,
-    VirtualKey,
-    VKProviderConfig,
-    new_id,
-    utcnow,
-)
-from tollway.store.types import to_money
+from tollway.store.entities import Diff, EntityError, EntityWriter
+from tollway.store.tables import Base, Customer, ModelConfig, Provider, Team, VirtualKey, VKProviderConfig, new_id, utcnow
 from tollway.store.version import bump_version, lock_config
 
 T = TypeVar("T", bound=Base)
-Diff = dict[str, tuple[Any, Any]]  # field -> (before, after)
 
 VALUE_PREFIX_LENGTH = 8
+_OWNER_FIELDS = frozenset({"team_id", "customer_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +52,7 @@ class GeneratedKey:
     value: str = field(repr=False)
 
 
-class BootstrapError(Exception):
+class BootstrapError(EntityError):
     """The file conflicts with what the database holds (e.g. a key value already in use)."""
 
 
@@ -93,13 +79,20 @@ def _apply(session: Session, settings: Settings, now: datetime, actor: str) -> _
     return applier
 
 
-class _Applier:
+def _stated(config: BaseModel, row: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` for a new row; for an existing one, those the file states."""
+    if row is None:
+        return values
+    stated = set(config.model_fields_set)
+    if stated & _OWNER_FIELDS:
+        stated |= _OWNER_FIELDS
+    return {name: value for name, value in values.items() if name in stated}
+
+
+class _Applier(EntityWriter):
     def __init__(self, session: Session, now: datetime, actor: str) -> None:
-        self.session = session
-        self.now = now
-        self.actor = actor
+        super().__init__(session, now, actor)
         self.generated: list[GeneratedKey] = []
-        self.changed = False
 
     def run(self, settings: Settings) -> None:
         gov = settings.governance
@@ -114,25 +107,26 @@ class _Applier:
     def _providers(self, settings: Settings) -> None:
         existing = self._load(Provider, lambda p: p.name)
         for name, provider in settings.providers.items():
+            # A provider's settings always come from the file; its limits only when stated.
             values = {"type": provider.type, "base_url": provider.base_url, "settings": _provider_settings(settings, name)}
-            row, diff = self._governed(existing.get(name), Provider, {"name": name}, values,
-                                       provider.budget, provider.rate_limit)
-            self._record(row, "provider", name, diff)
+            row, diff = self._governed(existing.get(name), Provider, {"name": name}, values, provider)
+            self.record(row, "provider", name, diff)
         self.session.flush()
 
     def _customers_and_teams(self, settings: Settings) -> None:
         customers = self._load(Customer, lambda c: c.id)
         for customer in settings.governance.customers:
-            customer_row, diff = self._governed(customers.get(customer.id), Customer, {"id": customer.id},
-                                                {"name": customer.name}, customer.budget, customer.rate_limit)
-            self._record(customer_row, "customer", customer.id, diff)
+            row = customers.get(customer.id)
+            values = _stated(customer, row, {"name": customer.name})
+            row, diff = self._governed(row, Customer, {"id": customer.id}, values, customer)
+            self.record(row, "customer", customer.id, diff)
         self.session.flush()  # teams reference customers
         teams = self._load(Team, lambda t: t.id)
         for team in settings.governance.teams:
-            values = {"name": team.name, "customer_id": team.customer_id}
-            team_row, diff = self._governed(teams.get(team.id), Team, {"id": team.id}, values,
-                                            team.budget, team.rate_limit)
-            self._record(team_row, "team", team.id, diff)
+            team_row = teams.get(team.id)
+            values = _stated(team, team_row, {"name": team.name, "customer_id": team.customer_id})
+            team_row, diff = self._governed(team_row, Team, {"id": team.id}, values, team)
+            self.record(team_row, "team", team.id, diff)
         self.session.flush()
 
     def _virtual_keys(self, keys: Iterable[VirtualKeyConfig]) -> None:
@@ -145,14 +139,14 @@ class _Applier:
         owners = {key.value_hash: key.id for key in existing.values()}
         for key in keys:
             row = existing.get(key.id)
-            values: dict[str, Any] = {
+            values = _stated(key, row, {
                 "name": key.name,
                 "description": key.description,
                 "is_active": key.is_active,
                 "team_id": key.team_id,
                 "customer_id": key.customer_id,
                 "allowed_models": list(key.allowed_models),
-            }
+            })
             value = key.value
             if value is None and row is None:
                 value = VK_PREFIX + secrets.token_urlsafe(32)
@@ -163,39 +157,20 @@ class _Applier:
                 if owner != key.id:
                     raise BootstrapError(f"virtual key {key.id!r}: its value is already used by virtual key {owner!r}")
                 values |= {"value_hash": digest, "value_prefix": value[:VALUE_PREFIX_LENGTH]}
-            row, diff = self._governed(row, VirtualKey, {"id": key.id}, values, key.budget, key.rate_limit)
-            self._provider_configs(row, key.provider_configs, diff)
-            self._record(row, "virtual_key", key.id, diff)
+            created = row is None
+            row, diff = self._governed(row, VirtualKey, {"id": key.id}, values, key)
+            if created or "provider_configs" in key.model_fields_set:
+                self.sync_provider_configs(row, key.provider_configs, diff)
+            self.record(row, "virtual_key", key.id, diff)
         self.session.flush()
-
-    def _provider_configs(self, key: VirtualKey, configs: list[ProviderConfigEntry], diff: Diff) -> None:
-        current = {pc.provider: pc for pc in key.provider_configs}
-        wanted = {pc.provider for pc in configs}
-        for provider, row in current.items():
-            if provider not in wanted:
-                diff[f"provider_configs.{provider}"] = (_view(row, ("weight", "allowed_models", "allowed_keys")), None)
-                key.provider_configs.remove(row)  # delete-orphan removes it with its limits
-        for config in configs:
-            values = {"weight": config.weight, "allowed_models": list(config.allowed_models),
-                      "allowed_keys": list(config.allowed_keys)}
-            prefix = f"provider_configs.{config.provider}"
-            existing = current.get(config.provider)
-            if existing is None:
-                existing = VKProviderConfig(id=new_id(), provider=config.provider, **values)
-                key.provider_configs.append(existing)
-                diff[prefix] = (None, values)
-            else:
-                _assign(existing, values, diff, prefix + ".")
-            self._budget(existing, config.budget, diff, prefix + ".budget")
-            self._rate_limit(existing, config.rate_limit, diff, prefix + ".rate_limit")
 
     def _model_configs(self, configs: Iterable[ModelLimitConfig]) -> None:
         existing = self._load(ModelConfig, lambda m: (m.model_name, m.provider))
         for config in configs:
             row = existing.get((config.model_name, config.provider))
             identity = {"id": new_id(), "model_name": config.model_name, "provider": config.provider}
-            row, diff = self._governed(row, ModelConfig, identity, {}, config.budget, config.rate_limit)
-            self._record(row, "model_config", row.id, diff)
+            row, diff = self._governed(row, ModelConfig, identity, {}, config)
+            self.record(row, "model_config", row.id, diff)
 
     # -- building blocks -----------------------------------------------------------------
 
@@ -207,110 +182,15 @@ class _Applier:
         return {key(row): row for row in self.session.scalars(statement)}
 
     def _governed(self, row: T | None, entity: type[T], identity: Mapping[str, Any], values: Mapping[str, Any],
-                  budget: BudgetConfig | None, rate_limit: RateLimitConfig | None) -> tuple[T, Diff]:
-        """Create ``entity`` (``identity`` + ``values``) or update the differing values,
-        then sync its budget and rate limit; returns the row and what changed."""
-        diff: Diff = {}
-        if row is None:
-            row = entity(**identity, **values, created_at=self.now, updated_at=self.now)
-            self.session.add(row)
-            diff[_CREATED] = (None, {**identity, **values})
-        else:
-            _assign(row, values, diff)
-        self._budget(row, budget, diff, "budget")
-        self._rate_limit(row, rate_limit, diff, "rate_limit")
+                  config: Any) -> tuple[T, Diff]:
+        """Create or update the row, then its budget and rate limit (when new or stated)."""
+        created = row is None
+        row, diff = self.upsert(row, entity, identity, values)
+        if created or "budget" in config.model_fields_set:
+            self.sync_budget(row, config.budget, diff)
+        if created or "rate_limit" in config.model_fields_set:
+            self.sync_rate_limit(row, config.rate_limit, diff)
         return row, diff
-
-    def _budget(self, owner: Any, config: BudgetConfig | None, diff: Diff, prefix: str) -> None:
-        values: dict[str, Any] | None = None
-        if config is not None:
-            max_limit = to_money(config.max_limit)
-            if max_limit <= 0:
-                raise BootstrapError(f"a budget of {config.max_limit} USD rounds to zero at nano-dollar precision")
-            values = {
-                "max_limit": max_limit,
-                "reset_duration": config.reset_duration,
-                "calendar_aligned": config.calendar_aligned,
-                "timezone": config.timezone,
-                "week_start": config.week_start,
-            }
-        self._sync_owned(owner, "budget", values, diff, prefix,
-                         lambda: Budget(id=new_id(), current_usage=Decimal(0), last_reset=self.now))
-
-    def _rate_limit(self, owner: Any, config: RateLimitConfig | None, diff: Diff, prefix: str) -> None:
-        values = None if config is None else config.model_dump()
-        self._sync_owned(owner, "rate_limit", values, diff, prefix,
-                         lambda: RateLimit(id=new_id(), token_current_usage=0, request_current_usage=0,
-                                           token_last_reset=self.now, request_last_reset=self.now))
-
-    def _sync_owned(self, owner: Any, attribute: str, values: dict[str, Any] | None, diff: Diff, prefix: str,
-                    make: Callable[[], Budget | RateLimit]) -> None:
-        """Create, update (limits only, never usage) or delete an owned budget / rate limit."""
-        current = getattr(owner, attribute)
-        if values is None:
-            if current is not None:
-                diff[prefix] = (_view(current, _LIMIT_FIELDS[attribute]), None)
-                setattr(owner, attribute, None)  # delete-orphan deletes the row
-            return
-        if current is None:
-            created = make()
-            for name, value in values.items():
-                setattr(created, name, value)
-            setattr(owner, attribute, created)
-            diff[prefix] = (None, values)
-            return
-        _assign(current, values, diff, prefix + ".")
-
-    def _record(self, row: Any, kind: str, ident: str, diff: Diff) -> None:
-        """Bump the row's updated_at and write an audit entry when anything changed."""
-        if not diff:
-            return
-        self.changed = True
-        if diff.pop("value_hash", None) is not None:  # a key's hash stays out of the audit log
-            diff["value"] = ("(previous)", "(replaced)")
-        created = diff.pop(_CREATED, None)
-        if created is None:
-            row.updated_at = self.now
-            before: dict[str, Any] | None = {name: old for name, (old, _) in diff.items()}
-            after = {name: new for name, (_, new) in diff.items()}
-        else:
-            before, after = None, {**created[1], **{name: new for name, (_, new) in diff.items()}}
-            after.pop("value_hash", None)
-        action = "create" if created is not None else "update"
-        self.session.add(AuditEntry(at=self.now, actor=self.actor, action=action, entity_type=kind,
-                                    entity_id=ident, before=_jsonable(before), after=_jsonable(after)))
-
-
-_CREATED = "(created)"
-_LIMIT_FIELDS = {
-    "budget": ("max_limit", "reset_duration", "calendar_aligned", "timezone", "week_start"),
-    "rate_limit": ("token_max_limit", "token_reset_duration", "request_max_limit", "request_reset_duration"),
-}
-
-
-def _assign(row: Any, values: Mapping[str, Any], diff: Diff, prefix: str = "") -> None:
-    """Set the fields that differ (so unchanged rows are never written) and note them."""
-    for name, value in values.items():
-        old = getattr(row, name)
-        if old != value:
-            setattr(row, name, value)
-            diff[prefix + name] = (old, value)
-
-
-def _view(row: Any, fields: Iterable[str]) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in fields}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _provider_settings(settings: Settings, name: str) -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""What the management API needs from the running gateway, and what every route shares:
+the runtime dependency, pagination, and the two kinds of transaction (read, change).
+
+A change runs in one transaction: the config lock first (so concurrent changes
+serialise), the writes, the audit entries and the version bump; nothing is written
+when anything fails. After the commit the counter store learns of new and deleted
+limits and the policy snapshot is reloaded, so the very next request on this node sees
+the change (other nodes poll the version within a second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Protocol, TypeVar
+
+from fastapi import Depends, Query, Request
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from tollway.config import Settings
+from tollway.governance.counters.base import CounterStore
+from tollway.governance.enforcer import Enforcer
+from tollway.governance.model import PolicySnapshot
+from tollway.pricing import PriceCatalog
+from tollway.store.database import Database
+from tollway.store.entities import EntityWriter
+from tollway.store.request_log import RequestLogWriter
+from tollway.store.usage import ms_to_datetime
+from tollway.store.version import bump_version, lock_config
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ACTOR = "admin"
+MAX_PAGE = 1000
+
+
+class ManagedRuntime(Protocol):
+    """The parts of the running gateway (`tollway.server.runtime.Runtime`) the API uses."""
+
+    settings: Settings
+    db: Database
+    store: CounterStore
+    enforcer: Enforcer
+    snapshot: PolicySnapshot
+    pricing: PriceCatalog
+    log_writer: RequestLogWriter | None
+    clock_ms: Callable[[], int]
+
+    async def refresh_policy(self, force: bool = False) -> None: ...
+
+
+def _runtime(request: Request) -> ManagedRuntime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[ManagedRuntime, Depends(_runtime)]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    limit: int
+    offset: int
+
+
+def _page(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page.")] = 100,
+    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+) -> Page:
+    return Page(limit, offset)
+
+
+PageDep = Annotated[Page, Depends(_page)]
+
+
+def paginate(session: Session, statement: Select[Any], page: Page, *order_by: Any) -> tuple[int, Sequence[Any]]:
+    """(rows matching in all, this page's rows in ``order_by`` order)."""
+    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+    rows = session.scalars(statement.order_by(*order_by).limit(page.limit).offset(page.offset)).all()
+    return int(total or 0), rows
+
+
+def search_filter(term: str, *columns: Any) -> Any:
+    """Case-insensitive substring match on any of ``columns``."""
+    needle = term.strip().lower()
+    return or_(*(func.lower(column).contains(needle, autoescape=True) for column in columns))
+
+
+class ApiWriter(EntityWriter):
+    """An `EntityWriter` acting for the admin, which may also reset counters."""
+
+    def __init__(self, session: Session, now: datetime, runtime: ManagedRuntime) -> None:
+        super().__init__(session, now, ACTOR)
+        self.runtime = runtime
+        self.resets: set[str] = set()
+
+
+def now_of(runtime: ManagedRuntime) -> datetime:
+    """The gateway clock's now (tests inject the clock)."""
+    return ms_to_datetime(runtime.clock_ms())
+
+
+async def read(runtime: ManagedRuntime, query: Callable[[Session], T]) -> T:
+    """Run ``query`` on a synchronous session in one read transaction."""
+    async with runtime.db.session() as session:
+        return await session.run_sync(query)
+
+
+async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], present: Callable[[R], T]) -> T:
+    """Run ``write`` in one locked transaction, then ``present`` its result (after the
+    flush, inside the transaction); apply the change to counters and policy after the commit."""
+    now = now_of(runtime)
+
+    def run(session: Session) -> tuple[ApiWriter, T]:
+        writer = ApiWriter(session, now, runtime)
+        result = write(writer)
+        session.flush()
+        return writer, present(result)
+
+    async with runtime.db.session() as session:
+        await lock_config(session)
+        writer, presented = await session.run_sync(run)
+        if writer.changed:
+            await bump_version(session)
+        if writer.resets:  # inside the transaction: a store failure undoes the whole change
+            await runtime.store.reset(sorted(writer.resets), runtime.clock_ms())
+    if writer.seeds:
+        await runtime.store.load(writer.seeds)  # before the new policy can use them
+    if writer.changed:
+        await runtime.refresh_policy(force=True)
+    if writer.dropped:
+        await runtime.store.forget(sorted(writer.dropped))  # after: no new request plans on them
+    return presented

@@ -1,0 +1,156 @@
+"""Request bodies of the management API.
+
+Create bodies are the config file's own shapes (`tollway.config.schema`), so a block
+copied from `tollway.yaml` can be POSTed as it is; ids may be omitted and are then
+generated. Update bodies are partial: a field left out is kept, a nullable field set to
+``null`` is cleared (``budget: null`` deletes the budget), and a nested ``budget`` or
+``rate_limit`` object changes only the fields it states.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tollway.config.schema import (
+    CustomerConfig,
+    ModelLimitConfig,
+    NonEmpty,
+    PositiveInt,
+    ProviderConfigEntry,
+    TeamConfig,
+    VirtualKeyConfig,
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may not be null (leave the field out to keep it)")
+    return value
+
+
+def _not_blank(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty or whitespace")
+    return value
+
+
+# -- create ----------------------------------------------------------------------------------
+
+
+class VirtualKeyCreate(VirtualKeyConfig):
+    """A new virtual key. ``value`` is generated (``tw-`` + 43 random characters) when
+    omitted, and returned once by the create call only; ``id`` is generated when omitted."""
+
+    id: NonEmpty | None = None  # type: ignore[assignment]
+
+
+class TeamCreate(TeamConfig):
+    id: NonEmpty | None = None  # type: ignore[assignment]
+
+
+class CustomerCreate(CustomerConfig):
+    id: NonEmpty | None = None  # type: ignore[assignment]
+
+
+ModelConfigCreate = ModelLimitConfig
+
+
+# -- update ----------------------------------------------------------------------------------
+
+
+class BudgetUpdate(_Body):
+    """The fields to change; a budget created by an update needs max_limit and reset_duration."""
+
+    max_limit: Annotated[Decimal, Field(gt=0, le=Decimal(10**9), allow_inf_nan=False)] | None = None
+    reset_duration: str | None = None
+    calendar_aligned: bool | None = None
+    timezone: str | None = None
+    week_start: Annotated[int, Field(ge=0, le=6)] | None = None
+
+    _present = field_validator("*", mode="before")(_not_null)
+
+
+class RateLimitUpdate(_Body):
+    """The fields to change; set a side's limit and duration to null to remove that side."""
+
+    token_max_limit: PositiveInt | None = None
+    token_reset_duration: str | None = None
+    request_max_limit: PositiveInt | None = None
+    request_reset_duration: str | None = None
+
+
+class _GovernedUpdate(_Body):
+    budget: BudgetUpdate | None = None
+    rate_limit: RateLimitUpdate | None = None
+
+
+class VirtualKeyUpdate(_GovernedUpdate):
+    name: NonEmpty | None = None
+    description: str | None = None
+    is_active: bool | None = None
+    team_id: NonEmpty | None = None
+    customer_id: NonEmpty | None = None
+    allowed_models: list[NonEmpty] | None = None
+    provider_configs: list[ProviderConfigEntry] | None = Field(
+        default=None, description="The complete new list (matched by provider: configs that stay keep their usage).")
+
+    _present = field_validator("name", "description", "is_active", "allowed_models", "provider_configs",
+                               mode="before")(_not_null)
+    _blank = field_validator("name", "team_id", "customer_id")(_not_blank)
+
+    @field_validator("provider_configs")
+    @classmethod
+    def _one_per_provider(cls, configs: list[ProviderConfigEntry] | None) -> list[ProviderConfigEntry] | None:
+        providers = [pc.provider for pc in configs or ()]
+        if len(set(providers)) != len(providers):
+            raise ValueError("names a provider twice")
+        return configs
+
+
+class TeamUpdate(_GovernedUpdate):
+    name: NonEmpty | None = None
+    customer_id: NonEmpty | None = None
+
+    _present = field_validator("name", mode="before")(_not_null)
+    _blank = field_validator("name", "customer_id")(_not_blank)
+
+
+class CustomerUpdate(_GovernedUpdate):
+    name: NonEmpty | None = None
+
+    _present = field_validator("name", mode="before")(_not_null)
+    _blank = field_validator("name")(_not_blank)
+
+
+class ModelConfigUpdate(_GovernedUpdate):
+    model_name: NonEmpty | None = None
+    provider: NonEmpty | None = Field(default=None, description="null: the model on any provider.")
+
+    _present = field_validator("model_name", mode="before")(_not_null)
+    _blank = field_validator("model_name", "provider")(_not_blank)
+
+
+class ProviderUpdate(_GovernedUpdate):
+    """A provider's own limits (its other settings come from the config file)."""
+
+
+# -- explain ---------------------------------------------------------------------------------
+
+
+class ExplainRequest(_Body):
+    """A request to explain: the key (by value or id), the model and token counts."""
+
+    virtual_key: str | None = Field(default=None, description="The key's value (tw-…); or give virtual_key_id.")
+    virtual_key_id: NonEmpty | None = None
+    model: NonEmpty = Field(description="'provider/model', an alias, or a bare model name with provider.")
+    provider: NonEmpty | None = None
+    prompt_tokens: Annotated[int, Field(ge=0, le=10**9)] = 0
+    completion_tokens: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
+        default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens).")
