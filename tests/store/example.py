@@ -13,7 +13,7 @@ SEARCH_VK = "tw-search-0123456789abcdefghij"
 
 _EXAMPLE: dict[str, Any] = {
     "database_url": "sqlite:///tollway.db",
-    "admin_token": "admin-secret",
+    "admin_token": "admin-secret-0123456789",
     "enforce_virtual_keys": False,
     "counters": {"backend": "memory"},
     "flush_interval": "10s",

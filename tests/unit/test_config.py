@@ -57,7 +57,7 @@ governance:
     - {model_name: gpt-4o-mini, budget: {max_limit: 50, reset_duration: 1w}}
 """
 
-ENV = {"TOLLWAY_ADMIN_TOKEN": "admin-secret", "OPENAI_API_KEY": "sk-real", "ANTHROPIC_API_KEY": "sk-ant",
+ENV = {"TOLLWAY_ADMIN_TOKEN": "admin-secret-0123456789", "OPENAI_API_KEY": "sk-real", "ANTHROPIC_API_KEY": "sk-ant",
        "SEARCH_VK": "tw-0123456789abcdefghij"}
 
 
@@ -69,7 +69,7 @@ def test_spec_example_loads_with_env_values(tmp_path: Path) -> None:
     path = tmp_path / "tollway.yaml"
     path.write_text(SPEC_EXAMPLE)
     settings = load_settings(path, environ=ENV)
-    assert settings.admin_token == "admin-secret"
+    assert settings.admin_token == "admin-secret-0123456789"
     assert settings.providers["openai"].keys[0].value == "sk-real"
     key = settings.governance.virtual_keys[0]
     assert key.value == ENV["SEARCH_VK"]

@@ -75,11 +75,12 @@ def _page(
 PageDep = Annotated[Page, Depends(_page)]
 
 
-def paginate(session: Session, statement: Select[Any], page: Page, *order_by: Any) -> tuple[int, Sequence[Any]]:
-    """(rows matching in all, this page's rows in ``order_by`` order)."""
-    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
-    rows = session.scalars(statement.order_by(*order_by).limit(page.limit).offset(page.offset)).all()
-    return int(total or 0), rows
+def paginate(session: Session, statement: Select[Any], page: Page, order_by: Sequence[Any],
+             options: Sequence[Any] = ()) -> tuple[int, Sequence[Any]]:
+    """(rows matching in all, this page's rows in ``order_by`` order, loaded with ``options``)."""
+    total = session.scalar(select(func.count()).select_from(statement.subquery()))
+    statement = statement.order_by(*order_by).limit(page.limit).offset(page.offset).options(*options)
+    return int(total or 0), session.scalars(statement).all()
 
 
 def search_filter(term: str, *columns: Any) -> Any:

@@ -1,0 +1,297 @@
+"""Response shapes of the management API, for the OpenAPI document and as a check on
+what the routes return. Envelopes follow Bifrost's: ``{"message", "virtual_key"}`` for
+one entity, ``{"virtual_keys", "count", "limit", "offset"}`` for a page (``count`` is
+the number matching, not the page's length). Money is USD; times are ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class BudgetView(BaseModel):
+    id: str
+    max_limit: float
+    reset_duration: str
+    calendar_aligned: bool
+    timezone: str
+    week_start: int
+    current_usage: float = Field(description="USD used in the current window (live).")
+    reserved: float = Field(description="USD reserved by requests in flight.")
+    last_reset: str | None
+    reset_at: str | None
+
+
+class RateLimitView(BaseModel):
+    id: str
+    token_max_limit: int | None
+    token_reset_duration: str | None
+    token_current_usage: int | None
+    token_reserved: int | None
+    token_last_reset: str | None
+    token_reset_at: str | None
+    request_max_limit: int | None
+    request_reset_duration: str | None
+    request_current_usage: int | None
+    request_reserved: int | None
+    request_last_reset: str | None
+    request_reset_at: str | None
+
+
+class _Governed(BaseModel):
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
+
+
+class ProviderConfigView(_Governed):
+    id: str
+    provider: str
+    weight: float
+    allowed_models: list[str]
+    allowed_keys: list[str]
+
+
+class VirtualKeyView(_Governed):
+    id: str
+    name: str
+    description: str
+    value: str | None = Field(None, description="The key's value: in the create response only, never again.")
+    value_prefix: str
+    is_active: bool
+    team_id: str | None
+    customer_id: str | None
+    allowed_models: list[str]
+    provider_configs: list[ProviderConfigView]
+    created_at: str | None
+    updated_at: str | None
+
+
+class TeamView(_Governed):
+    id: str
+    name: str
+    customer_id: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class CustomerView(_Governed):
+    id: str
+    name: str
+    created_at: str | None
+    updated_at: str | None
+
+
+class ModelConfigView(_Governed):
+    id: str
+    model_name: str
+    provider: str | None = Field(description="null: the model on any provider.")
+    created_at: str | None
+    updated_at: str | None
+
+
+class ProviderKeyView(BaseModel):
+    id: str
+    weight: float
+    models: list[str]
+
+
+class ProviderView(_Governed):
+    name: str
+    type: str
+    base_url: str | None
+    configured: bool = Field(description="Whether the running config file still declares it.")
+    keys: list[ProviderKeyView] = Field(description="Key ids and weights; key values are never returned.")
+    settings: dict[str, Any]
+    created_at: str | None
+    updated_at: str | None
+
+
+class Message(BaseModel):
+    message: str
+
+
+class _Page(BaseModel):
+    count: int = Field(description="Rows matching the filters, over all pages.")
+    limit: int
+    offset: int
+
+
+class VirtualKeyEnvelope(Message):
+    virtual_key: VirtualKeyView
+
+
+class VirtualKeyList(_Page):
+    virtual_keys: list[VirtualKeyView]
+
+
+class TeamEnvelope(Message):
+    team: TeamView
+
+
+class TeamList(_Page):
+    teams: list[TeamView]
+
+
+class CustomerEnvelope(Message):
+    customer: CustomerView
+
+
+class CustomerList(_Page):
+    customers: list[CustomerView]
+
+
+class ModelConfigEnvelope(Message):
+    model_config_: ModelConfigView = Field(alias="model_config")
+
+
+class ModelConfigList(_Page):
+    model_configs: list[ModelConfigView]
+
+
+class ProviderEnvelope(Message):
+    provider: ProviderView
+
+
+class ProviderList(BaseModel):
+    providers: list[ProviderView]
+    count: int
+
+
+class UsageEntry(BaseModel):
+    level: str = Field(description="provider, model, virtual_key, provider_config, team or customer.")
+    id: str
+    name: str
+    virtual_key_id: str | None = Field(None, description="For a provider config: its key.")
+    kind: str = Field(description="budget, tokens or requests.")
+    unit: str
+    limit_id: str = Field(description="The budget's or rate limit's id.")
+    limit: float
+    used: float
+    reserved: float
+    remaining: float
+    duration: str
+    last_reset: str
+    reset_at: str
+    reset_in_s: float
+
+
+class UsageList(_Page):
+    at: str
+    usage: list[UsageEntry]
+
+
+class SpendRow(BaseModel):
+    group: str | None = Field(None, description="The group's value (absent without group_by).")
+    bucket: str | None = Field(None, description="The interval's start (absent without interval).")
+    spend: float
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    requests: int
+    denied_requests: int
+
+
+class SpendReport(BaseModel):
+    start: str
+    end: str
+    group_by: str | None
+    interval: str | None
+    series: list[SpendRow]
+    total: SpendRow
+
+
+class LogEntry(BaseModel):
+    id: int
+    at: str
+    request_id: str
+    virtual_key_id: str | None
+    team_id: str | None
+    customer_id: str | None
+    provider: str | None
+    model: str | None
+    status: int
+    decision: str
+    denied_level: str | None
+    denied_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost: float
+    latency_ms: float
+    stream: bool
+    error: str | None
+
+
+class LogList(_Page):
+    logs: list[LogEntry]
+
+
+class AuditView(BaseModel):
+    id: int
+    at: str
+    actor: str
+    action: str = Field(description="create, update, delete or reset.")
+    entity_type: str
+    entity_id: str
+    before: Any
+    after: Any
+
+
+class AuditList(_Page):
+    entries: list[AuditView]
+
+
+class LimitStatusView(BaseModel):
+    level: str
+    id: str
+    name: str
+    kind: str
+    unit: str
+    limit: float
+    used: float
+    reserved: float
+    remaining: float
+    duration: str
+    reset_at: str
+    binding: bool = Field(description="The limit that denies, or else the one with the smallest share left.")
+
+
+class ScopeView(BaseModel):
+    level: str
+    id: str
+    name: str
+
+
+class Explanation(BaseModel):
+    allowed: bool
+    decision: str
+    status: int = Field(description="The HTTP status the gateway would answer (200 when allowed).")
+    message: str | None
+    scope: ScopeView | None = Field(description="The level and entity that would deny.")
+    retry_after_s: int | None
+    provider: str
+    model: str
+    estimated_tokens: int
+    estimated_cost: float
+    virtual_key_id: str | None
+    team_id: str | None
+    customer_id: str | None
+    limits: list[LimitStatusView]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+    field: str | None
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo

@@ -1,0 +1,219 @@
+"""`/api/governance/virtual-keys`: virtual keys with their limits and provider configs.
+
+A key's value is returned once, by the create call; the store keeps only its sha256
+and an 8-character prefix (``value_prefix``) to recognise it by.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from tollway.api.context import ApiWriter, PageDep, RuntimeDep, change, paginate, read, search_filter
+from tollway.api.errors import conflict, invalid, not_found
+from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
+from tollway.api.owners import check_customer, check_provider_configs, check_team
+from tollway.api.responses import Message, VirtualKeyEnvelope, VirtualKeyList
+from tollway.api.schemas import VirtualKeyCreate, VirtualKeyUpdate
+from tollway.config.schema import VK_PREFIX
+from tollway.governance.engine import hash_key
+from tollway.store.bootstrap import VALUE_PREFIX_LENGTH
+from tollway.store.tables import VirtualKey, VKProviderConfig, new_id
+
+router = APIRouter(prefix="/api/governance/virtual-keys", tags=["virtual keys"])
+
+KIND = "virtual_key"
+RESET_USAGE = Query(description="Also reset the usage of the budget / rate limit this update states.")
+_OPTIONS = (
+    selectinload(VirtualKey.budget),
+    selectinload(VirtualKey.rate_limit),
+    selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
+    selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+)
+
+
+def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict[str, Any]:
+    return {
+        "id": row.id, "name": row.name, "description": row.description, "value": value,
+        "value_prefix": row.value_prefix, "is_active": row.is_active, "team_id": row.team_id,
+        "customer_id": row.customer_id, "allowed_models": list(row.allowed_models or []),
+        "provider_configs": [
+            {"id": pc.id, "provider": pc.provider, "weight": pc.weight, "allowed_models": list(pc.allowed_models or []),
+             "allowed_keys": list(pc.allowed_keys or []), "budget": live.budget(pc.budget),
+             "rate_limit": live.rate_limit(pc.rate_limit)}
+            for pc in sorted(row.provider_configs, key=lambda pc: pc.provider)
+        ],
+        "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
+        "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
+    }
+
+
+def load_key(session: Session, key_id: str) -> VirtualKey:
+    row = session.scalars(select(VirtualKey).where(VirtualKey.id == key_id).options(*_OPTIONS)).one_or_none()
+    if row is None:
+        raise not_found("virtual key", key_id)
+    return row
+
+
+def _envelope(message: str, view: dict[str, Any]) -> dict[str, Any]:
+    return {"message": message, "virtual_key": view}
+
+
+@router.get("", response_model=VirtualKeyList, summary="List virtual keys")
+async def list_keys(
+    runtime: RuntimeDep, page: PageDep, team_id: str | None = None, customer_id: str | None = None,
+    is_active: bool | None = None,
+    search: Annotated[str | None, Query(description="Case-insensitive part of the id, name or description.")] = None,
+) -> dict[str, Any]:
+    live = LiveUsage()
+
+    def query(session: Session) -> tuple[int, list[dict[str, Any]]]:
+        statement = select(VirtualKey)
+        if team_id is not None:
+            statement = statement.where(VirtualKey.team_id == team_id)
+        if customer_id is not None:
+            statement = statement.where(VirtualKey.customer_id == customer_id)
+        if is_active is not None:
+            statement = statement.where(VirtualKey.is_active == is_active)
+        if search:
+            statement = statement.where(search_filter(search, VirtualKey.id, VirtualKey.name, VirtualKey.description))
+        total, rows = paginate(session, statement, page, (VirtualKey.id,), _OPTIONS)
+        return total, [key_view(row, live) for row in rows]
+
+    total, keys = await read(runtime, query)
+    await live.fill(runtime.store, runtime.clock_ms())
+    return {"virtual_keys": keys, "count": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.post("", status_code=201, response_model=VirtualKeyEnvelope, summary="Create a virtual key")
+async def create_key(body: VirtualKeyCreate, runtime: RuntimeDep) -> dict[str, Any]:
+    """The response carries the key's ``value``: the only time it is shown."""
+    value = body.value or VK_PREFIX + secrets.token_urlsafe(32)
+    key_id = body.id or "vk-" + new_id()
+    live = LiveUsage()
+
+    def write(writer: ApiWriter) -> VirtualKey:
+        session = writer.session
+        if session.get(VirtualKey, key_id) is not None:
+            raise conflict(f"virtual key {key_id!r} already exists")
+        digest = hash_key(value)
+        owner = session.scalar(select(VirtualKey.id).where(VirtualKey.value_hash == digest))
+        if owner is not None:
+            raise conflict(f"value: already used by virtual key {owner!r}")
+        check_team(session, body.team_id)
+        check_customer(session, body.customer_id)
+        check_provider_configs(writer.runtime.settings, body.provider_configs)
+        values = {"name": body.name, "description": body.description, "is_active": body.is_active,
+                  "team_id": body.team_id, "customer_id": body.customer_id,
+                  "allowed_models": list(body.allowed_models), "value_hash": digest,
+                  "value_prefix": value[:VALUE_PREFIX_LENGTH]}
+        row, diff = writer.upsert(None, VirtualKey, {"id": key_id}, values)
+        writer.sync_budget(row, body.budget, diff)
+        writer.sync_rate_limit(row, body.rate_limit, diff)
+        writer.sync_provider_configs(row, body.provider_configs, diff)
+        writer.record(row, KIND, key_id, diff)
+        return row
+
+    view = await change(runtime, write, lambda row: key_view(row, live, value))
+    await live.fill(runtime.store, runtime.clock_ms())
+    return _envelope("virtual key created; store its value now: it is not shown again", view)
+
+
+@router.get("/{key_id}", response_model=VirtualKeyEnvelope, summary="Get a virtual key")
+async def get_key(key_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    live = LiveUsage()
+    view = await read(runtime, lambda session: key_view(load_key(session, key_id), live))
+    await live.fill(runtime.store, runtime.clock_ms())
+    return _envelope("virtual key found", view)
+
+
+@router.api_route("/{key_id}", methods=["PUT", "PATCH"], response_model=VirtualKeyEnvelope,
+                  summary="Change a virtual key (partial)")
+async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
+                     reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:
+    """Fields left out are kept; ``budget: null`` / ``rate_limit: null`` delete them;
+    ``provider_configs`` replaces the whole list. Usage is kept unless ``reset_usage``."""
+    live = LiveUsage()
+    stated = body.model_fields_set
+
+    def write(writer: ApiWriter) -> VirtualKey:
+        row = load_key(writer.session, key_id)
+        values = {name: getattr(body, name) for name in ("name", "description", "is_active", "allowed_models")
+                  if name in stated}
+        if stated & {"team_id", "customer_id"}:
+            team_id = body.team_id if "team_id" in stated else row.team_id
+            customer_id = body.customer_id if "customer_id" in stated else row.customer_id
+            if team_id and customer_id:
+                field = "customer_id" if "customer_id" in stated else "team_id"
+                raise invalid(field, "a virtual key belongs to a team or to a customer, not both "
+                                     "(set the other one to null in the same update)")
+            check_team(writer.session, team_id)
+            check_customer(writer.session, customer_id)
+            values |= {"team_id": team_id, "customer_id": customer_id}
+        row, diff = writer.upsert(row, VirtualKey, {}, values)
+        if body.provider_configs is not None:
+            check_provider_configs(writer.runtime.settings, body.provider_configs)
+            writer.sync_provider_configs(row, body.provider_configs, diff)
+        update_limits(writer, row, body, diff, reset_usage=reset_usage)
+        writer.record(row, KIND, key_id, diff)
+        return row
+
+    view = await change(runtime, write, lambda row: key_view(row, live))
+    await live.fill(runtime.store, runtime.clock_ms())
+    return _envelope("virtual key updated", view)
+
+
+@router.delete("/{key_id}", response_model=Message, summary="Delete a virtual key")
+async def delete_key(key_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """Deletes the key with its own budget, rate limit and provider configs."""
+
+    def write(writer: ApiWriter) -> None:
+        row = load_key(writer.session, key_id)
+        writer.delete(row, KIND, key_id, key_view(row, LiveUsage()))
+
+    await change(runtime, write, lambda _: None)
+    return {"message": f"virtual key {key_id!r} deleted"}
+
+
+def _reset(which: Which, label: str) -> Any:
+    async def reset(key_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+        live = LiveUsage()
+        view = await reset_route(runtime, lambda session: load_key(session, key_id), which, KIND, key_id,
+                                 lambda row: key_view(row, live))
+        await live.fill(runtime.store, runtime.clock_ms())
+        return _envelope(f"{label} usage reset", view)
+
+    return reset
+
+
+def _reset_config(which: Which, label: str) -> Any:
+    async def reset(key_id: str, provider: str, runtime: RuntimeDep) -> dict[str, Any]:
+        def load(session: Session) -> VKProviderConfig:
+            for config in load_key(session, key_id).provider_configs:
+                if config.provider == provider:
+                    return config
+            raise not_found(f"provider config of virtual key {key_id!r} for", provider)
+
+        live = LiveUsage()
+        view = await reset_route(runtime, load, which, "provider_config", f"{key_id}/{provider}",
+                                 lambda config: key_view(config.virtual_key, live))
+        await live.fill(runtime.store, runtime.clock_ms())
+        return _envelope(f"provider config {label} usage reset", view)
+
+    return reset
+
+
+router.add_api_route("/{key_id}/budget/reset", _reset("budget", "budget"), methods=["POST"],
+                     response_model=VirtualKeyEnvelope, summary="Reset a virtual key's budget usage")
+router.add_api_route("/{key_id}/rate-limit/reset", _reset("rate_limit", "rate limit"), methods=["POST"],
+                     response_model=VirtualKeyEnvelope, summary="Reset a virtual key's rate-limit usage")
+router.add_api_route("/{key_id}/provider-configs/{provider}/budget/reset", _reset_config("budget", "budget"),
+                     methods=["POST"], response_model=VirtualKeyEnvelope,
+                     summary="Reset the budget usage of a key's provider config")
+router.add_api_route("/{key_id}/provider-configs/{provider}/rate-limit/reset",
+                     _reset_config("rate_limit", "rate limit"), methods=["POST"], response_model=VirtualKeyEnvelope,
+                     summary="Reset the rate-limit usage of a key's provider config")
