@@ -168,7 +168,7 @@ async def test_cut_stream_is_charged_for_what_was_produced(gateway, mock) -> Non
             got.append(chunk.choices[0].delta.content or "")
     used = running.counters()[token_counter(key_limits(running, KEY_A).rate_limit.id)].used
     assert 4 <= used < 50 + 200  # the prompt estimate plus the chunks relayed, not the 50 reserved
-    assert running.runtime.enforcer.reservations_in_flight == 0
+    assert running.runtime.enforcer.reservations_in_flight == 0  # nothing left reserved
 
 
 async def test_failed_upstream_call_charges_nothing(gateway, mock) -> None:

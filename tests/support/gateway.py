@@ -74,6 +74,11 @@ class RunningGateway:
         return asyncio.run_coroutine_threadsafe(coroutine, self.runtime.loop).result(timeout_s)
 
     def counters(self) -> dict[str, CounterState]:
+        """Every counter, once the requests already answered have been settled (a
+        stream's settlement may follow its last byte by a moment)."""
+        deadline = time.monotonic() + 5
+        while self.runtime.enforcer.reservations_in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
         return self.call(self.runtime.store.export())
 
 
