@@ -20,7 +20,8 @@ LABELS = {"tollway": "Tollway", "litellm": "LiteLLM proxy", "direct": "mock dire
 
 
 def main(source: str, target: str) -> None:
-    results = json.loads(open(source).read())
+    with open(source) as file:
+        results = json.load(file)
     load = results["load"]
     modes = [m for m in ("json", "stream") if any(p["mode"] == m for p in load)]
     workers = sorted({p["workers"] for p in load})
@@ -45,7 +46,7 @@ def main(source: str, target: str) -> None:
                     label = LABELS[name] + ("" if name == "direct" else f", {w} worker{'s' if w > 1 else ''}")
                     ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=marker + style, color=COLORS[name], label=label,
                                 capsize=3, alpha=0.9 if w == 1 else 0.6)
-                    for p, x, y in zip(pts, xs, ys):
+                    for p, x, y in zip(pts, xs, ys, strict=True):
                         ax.annotate(f"c={p['concurrency']}", (x, y), textcoords="offset points", xytext=(4, 4),
                                     fontsize=7, color=COLORS[name])
             ax.set_xscale("log")
@@ -59,7 +60,7 @@ def main(source: str, target: str) -> None:
     meta = results["meta"]
     fig.suptitle(f"Tollway {meta['tollway_version']} vs LiteLLM {meta['litellm_version']} (governance on), "
                  f"{meta['machine']['cores']} cores, medians of {meta['repeats']} × {meta['seconds']} s, "
-                 "bars = min–max; concurrency 1/16/64", fontsize=11)
+                 f"bars = min–max; concurrency {'/'.join(str(c) for c in meta['concurrency'])}", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(target, dpi=110)
 

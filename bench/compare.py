@@ -2,7 +2,7 @@
 
 One command (run from the repository root):
 
-    .venv/bin/python bench/compare.py            # full run, about 12 minutes on 2 cores
+    .venv/bin/python bench/compare.py            # full run, about 10 minutes on 2 cores
     .venv/bin/python bench/compare.py --quick    # smoke run, about 3 minutes
 
 Installs `litellm[proxy]` (and matplotlib) into bench/.cache/litellm-venv once, starts the
@@ -63,7 +63,7 @@ async def _load_phase(mock: Service, gateways: dict[str, tuple[Service, str]], w
         targets = _targets(mock, gateways, stream)
         names = list(targets)
         for concurrency in args.concurrency:
-            for name, (url, headers, body, meter) in targets.items():  # warm-up, not counted
+            for url, headers, body, meter in targets.values():  # warm-up, not counted
                 await metered_drive(meter, url, headers, body, concurrency, args.warmup, stream)
             runs: dict[str, list] = {name: [] for name in names}
             for repeat in range(args.repeats):
@@ -96,7 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="length of one measured run (default 3, quick 1)")
     parser.add_argument("--warmup", type=float, help="warm-up before each point, not counted (default 1, quick 0.5)")
     parser.add_argument("--repeats", type=int, help="runs per point and target (default 3, quick 2)")
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
+                        help="client concurrencies (default 1,16,64; quick 1,64)")
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                         help="worker counts to compare (default 1,2)")
     parser.add_argument("--hold-timeout", type=float,
@@ -109,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.seconds = args.seconds or (1.0 if args.quick else 3.0)
     args.warmup = args.warmup or (0.5 if args.quick else 1.0)
     args.repeats = args.repeats or (2 if args.quick else 3)
+    args.concurrency = args.concurrency or ([1, 64] if args.quick else [1, 16, 64])
     args.hold_timeout = args.hold_timeout or (10.0 if args.quick else 180.0)
     return args
 

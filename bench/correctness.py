@@ -10,6 +10,7 @@ each gateway's own spend figure is recorded beside it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.request
@@ -87,10 +88,8 @@ async def _watch_upstream(mock_url: str, before: int, timeline: list[tuple[float
     while not stop.is_set():
         count = await asyncio.to_thread(_upstream_requests, mock_url)
         timeline.append((round(time.monotonic() - started, 2), count - before))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
-        except asyncio.TimeoutError:
-            pass
 
 
 async def _run_one(gateway: str, service: Service, key: str, mock_url: str, scenario: Scenario,

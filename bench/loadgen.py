@@ -6,7 +6,7 @@ byte; for streams also to the first body byte). `burst` fires N requests at once
 returns their statuses. `ProcessMeter` reads CPU time and peak RSS of a process tree
 from /proc, so a gateway's workers and helpers are all counted.
 
-    from bench.loadgen import drive, summarise
+    from loadgen import drive, summarise   # scripts in bench/ have bench/ on sys.path
     result = await drive(url, headers, body, concurrency=16, seconds=3)
 """
 
@@ -91,7 +91,7 @@ async def drive(url: str, headers: dict, body: bytes, concurrency: int, seconds:
                         else:
                             await response.read()
                         status = response.status
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (aiohttp.ClientError, TimeoutError):
                     failures += 1
                     await asyncio.sleep(0.01)
                     continue
@@ -139,7 +139,7 @@ async def burst(url: str, headers: dict, body: bytes, count: int,
                 async with session.post(url, data=body, headers=headers) as response:
                     return (response.status, dict(response.headers), await response.read(),
                             time.perf_counter() - started)
-            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 return 0, {}, repr(exc).encode(), time.perf_counter() - started
 
         tasks = [asyncio.create_task(one()) for _ in range(count)]

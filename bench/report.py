@@ -26,6 +26,22 @@ LiteLLM without Redis): fine for throughput, not for exact shared limits.
 """
 
 
+NOTES = """\
+Reading the results:
+
+- Two workers: the load generator and the mock share the machine's cores with the gateway.
+  At Tollway's rates they take most of what one Tollway worker leaves, so on 2 cores a second
+  Tollway worker finds no idle core; LiteLLM, CPU-bound near 100 req/s per worker, still gains.
+- LiteLLM's model `rpm` (router pre-call check) holds a refused request and retries it after
+  the Retry-After of 60 s (router retries, twice by default): those answers come after one or
+  two minutes, some as 200 in the next clock minute (within a per-minute limit), the rest 429.
+- LiteLLM's budgets are checked before the call against spend recorded after earlier calls
+  finish, so every request that arrives while others are in flight passes the check: the
+  overshoot grows with the requests in flight.
+  Tollway reserves the estimated cost (prompt bytes / 4 and max_tokens) before forwarding.
+"""
+
+
 def _fmt(summary: dict, field: str, digits: int = 0) -> str:
     if field not in summary:
         return "–"
@@ -157,7 +173,7 @@ def render(results: dict) -> str:
         "the mock upstream answers at once (no simulated latency), so the figures show the gateways' own cost. "
         "Gateway, mock and load generator share the machine's cores.", "",
     ]
-    lines += headline(results) + load_tables(results) + correctness_table(results) + [ENFORCED]
+    lines += headline(results) + load_tables(results) + correctness_table(results) + [NOTES, ENFORCED]
     return "\n".join(lines)
 
 

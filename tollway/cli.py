@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
+from tollway.admin_commands import register as register_admin_commands
 from tollway.config import ConfigError, Settings, load_settings
 from tollway.config.loader import ADMIN_TOKEN_VARIABLE, CONFIG_PATH_VARIABLE
 from tollway.demo import run_demo
@@ -25,6 +26,7 @@ app = typer.Typer(help="Tollway: an LLM gateway with exact, hierarchical budgets
                   no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+register_admin_commands(app)
 
 ConfigOption = typer.Option(Path("tollway.yaml"), "--config", "-c", help="The configuration file (YAML or JSON).")
 

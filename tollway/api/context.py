@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from tollway.store.version import bump_version, lock_config
 
 T = TypeVar("T")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 ACTOR = "admin"
 MAX_PAGE = 1000
@@ -81,6 +82,16 @@ def paginate(session: Session, statement: Select[Any], page: Page, order_by: Seq
     total = session.scalar(select(func.count()).select_from(statement.subquery()))
     statement = statement.order_by(*order_by).limit(page.limit).offset(page.offset).options(*options)
     return int(total or 0), session.scalars(statement).all()
+
+
+def partial_update(router: APIRouter, path: str, **options: Any) -> Callable[[F], F]:
+    """Register a partial update under PUT (Bifrost's verb) and PATCH, as two operations."""
+    def register(endpoint: F) -> F:
+        router.add_api_route(path, endpoint, methods=["PUT"], **options)
+        router.add_api_route(path, endpoint, methods=["PATCH"], name=f"{endpoint.__name__}_patch", **options)
+        return endpoint
+
+    return register
 
 
 def search_filter(term: str, *columns: Any) -> Any:

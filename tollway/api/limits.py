@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
@@ -28,6 +28,7 @@ from tollway.governance.model import NANO_PER_USD, budget_counter, request_count
 from tollway.store.entities import LIMIT_FIELDS, Diff, view
 from tollway.store.snapshot import usd_to_nano
 from tollway.store.tables import Budget, RateLimit
+from tollway.store.usage import datetime_to_ms
 
 T = TypeVar("T")
 Which = Literal["budget", "rate_limit"]
@@ -35,10 +36,10 @@ _SIDES = (("token", token_counter), ("request", request_counter))
 
 
 def iso(moment: datetime | None) -> str | None:
-    """An aware datetime as ISO-8601 UTC with a Z."""
+    """An aware datetime as ISO-8601 UTC with a Z, to the millisecond (like every time here)."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return iso_utc(datetime_to_ms(moment))
 
 
 def money(amount: Decimal | int) -> float:

@@ -40,20 +40,17 @@ class RateLimitView(BaseModel):
     request_reset_at: str | None
 
 
-class _Governed(BaseModel):
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-
-
-class ProviderConfigView(_Governed):
+class ProviderConfigView(BaseModel):
     id: str
     provider: str
     weight: float
     allowed_models: list[str]
     allowed_keys: list[str]
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
 
 
-class VirtualKeyView(_Governed):
+class VirtualKeyView(BaseModel):
     id: str
     name: str
     description: str
@@ -64,29 +61,37 @@ class VirtualKeyView(_Governed):
     customer_id: str | None
     allowed_models: list[str]
     provider_configs: list[ProviderConfigView]
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
     created_at: str | None
     updated_at: str | None
 
 
-class TeamView(_Governed):
+class TeamView(BaseModel):
     id: str
     name: str
     customer_id: str | None
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
     created_at: str | None
     updated_at: str | None
 
 
-class CustomerView(_Governed):
+class CustomerView(BaseModel):
     id: str
     name: str
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
     created_at: str | None
     updated_at: str | None
 
 
-class ModelConfigView(_Governed):
+class ModelConfigView(BaseModel):
     id: str
     model_name: str
     provider: str | None = Field(description="null: the model on any provider.")
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
     created_at: str | None
     updated_at: str | None
 
@@ -97,13 +102,15 @@ class ProviderKeyView(BaseModel):
     models: list[str]
 
 
-class ProviderView(_Governed):
+class ProviderView(BaseModel):
     name: str
     type: str
     base_url: str | None
     configured: bool = Field(description="Whether the running config file still declares it.")
     keys: list[ProviderKeyView] = Field(description="Key ids and weights; key values are never returned.")
     settings: dict[str, Any]
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
     created_at: str | None
     updated_at: str | None
 
@@ -167,10 +174,10 @@ class UsageEntry(BaseModel):
     kind: str = Field(description="budget, tokens or requests.")
     unit: str
     limit_id: str = Field(description="The budget's or rate limit's id.")
-    limit: float
-    used: float
-    reserved: float
-    remaining: float
+    limit: int | float = Field(description="USD for budgets, else tokens or requests.")
+    used: int | float
+    reserved: int | float
+    remaining: int | float
     duration: str
     last_reset: str
     reset_at: str
@@ -249,10 +256,10 @@ class LimitStatusView(BaseModel):
     name: str
     kind: str
     unit: str
-    limit: float
-    used: float
-    reserved: float
-    remaining: float
+    limit: int | float = Field(description="USD for budgets, else tokens or requests.")
+    used: int | float
+    reserved: int | float
+    remaining: int | float
     duration: str
     reset_at: str
     binding: bool = Field(description="The limit that denies, or else the one with the smallest share left.")

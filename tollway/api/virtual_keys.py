@@ -13,7 +13,16 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from tollway.api.context import ApiWriter, PageDep, RuntimeDep, change, paginate, read, search_filter
+from tollway.api.context import (
+    ApiWriter,
+    PageDep,
+    RuntimeDep,
+    change,
+    paginate,
+    partial_update,
+    read,
+    search_filter,
+)
 from tollway.api.errors import conflict, invalid, not_found
 from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
 from tollway.api.owners import check_customer, check_provider_configs, check_team
@@ -131,7 +140,7 @@ async def get_key(key_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     return _envelope("virtual key found", view)
 
 
-@router.api_route("/{key_id}", methods=["PUT", "PATCH"], response_model=VirtualKeyEnvelope,
+@partial_update(router, "/{key_id}", response_model=VirtualKeyEnvelope,
                   summary="Change a virtual key (partial)")
 async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
                      reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:

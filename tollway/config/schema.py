@@ -176,6 +176,8 @@ class ProviderSettings(_Governed):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 0
     retry_backoff: Annotated[float, Field(ge=0, le=60)] = 0.5  # seconds before the first retry; doubles each time
     headers: dict[str, str] = {}
+    # native: tollway's keep-alive HTTP/1.1 client (providers/http); aiohttp: the fallback
+    http_client: Literal["native", "aiohttp"] = "native"
 
     _check_durations = field_validator("timeout", "connect_timeout")(_duration)
 

@@ -50,9 +50,12 @@ class LimitCheck:
     alignment: Alignment | None = None
     # A rolling window's length, precomputed: most windows are then two subtractions.
     rolling_ms: int | None = field(init=False, repr=False, compare=False)
+    # The longest a window can last, for the store's key expiry (see `CounterOp.window_ms`).
+    window_ms: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rolling_ms", self.duration.fixed_ms if self.alignment is None else None)
+        object.__setattr__(self, "window_ms", _longest_window_ms(self.duration, self.alignment))
 
 
 class WindowMemo:
@@ -172,9 +175,10 @@ def acquire_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
         if rolling is not None:  # window_at's rolling rule, inlined: the common case is hot
-            ops.append(CounterOp(check.counter, check.limit, amount, now_ms - rolling + 1, now_ms))
+            ops.append(CounterOp(check.counter, check.limit, amount, now_ms - rolling + 1, now_ms, rolling))
         else:
-            ops.append(CounterOp(check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo)))
+            ops.append(CounterOp(check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo),
+                                 check.window_ms))
     return ops
 
 
@@ -321,10 +325,24 @@ def _replace(plan: Plan, now_ms: int, actual: dict[Kind, int], memo: WindowMemo 
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
         if rolling is not None:
-            ops.append(SettleOp(check.counter, amount, actual[check.kind], now_ms - rolling + 1, now_ms))
+            ops.append(SettleOp(check.counter, amount, actual[check.kind], now_ms - rolling + 1, now_ms, rolling))
         else:
-            ops.append(SettleOp(check.counter, amount, actual[check.kind], *_calendar_window(check, now_ms, memo)))
+            ops.append(SettleOp(check.counter, amount, actual[check.kind], *_calendar_window(check, now_ms, memo),
+                                check.window_ms))
     return ops
+
+
+_HOUR_MS = 3_600_000
+_MONTH_MS = 31 * 24 * _HOUR_MS  # the longest calendar month
+
+
+def _longest_window_ms(duration: Duration, alignment: Alignment | None) -> int:
+    """An upper bound of the window's length: months count 31 days, and an aligned day
+    or week may gain an hour at a daylight-saving change."""
+    fixed = duration.fixed_ms
+    if fixed is None:
+        return duration.count * (12 if duration.unit == "Y" else 1) * _MONTH_MS + _HOUR_MS
+    return fixed + (_HOUR_MS if alignment is not None else 0)
 
 
 def _calendar_window(check: LimitCheck, now_ms: int, memo: WindowMemo | None) -> tuple[int, int]:

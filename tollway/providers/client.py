@@ -1,16 +1,30 @@
-"""One upstream provider: its keys, its URLs and its shared aiohttp session."""
+"""One upstream provider: its keys, its URLs and its pooled HTTP client (the native
+keep-alive client of `providers/http`, or aiohttp when `http_client: aiohttp`)."""
 
 from __future__ import annotations
 
 import enum
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import aiohttp
+import orjson
 
 from tollway.config.schema import ProviderSettings
 from tollway.governance.durations import parse_duration
+from tollway.providers.http import (
+    HTTPClient,
+    Origin,
+    UpstreamHTTPError,
+    UpstreamResponse,
+    encode_bodyless,
+    encode_request,
+    header_block,
+    request_prefix,
+    split_url,
+)
+from tollway.providers.http.aiohttp_adapter import AiohttpClient
 
 ANTHROPIC_VERSION = "2023-06-01"
 _DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -26,6 +40,8 @@ class Api(str, enum.Enum):
 
 
 _OPENAI_PATHS = {Api.CHAT: "/chat/completions", Api.COMPLETIONS: "/completions", Api.EMBEDDINGS: "/embeddings"}
+_MAX_PREPARED = 4096  # (url, key) request prefixes kept; azure URLs name client-chosen models
+_LIST_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +62,8 @@ class NoUsableKey(Exception):
 class ProviderClient:
     """Sends requests to one provider. Create inside the running event loop."""
 
-    def __init__(self, name: str, settings: ProviderSettings, keys: list[ProviderKey], pool_size: int = 1024) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, keys: list[ProviderKey], pool_size: int = 1024,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.name = name
         self.type = settings.type
         self.settings = settings
@@ -57,15 +74,18 @@ class ProviderClient:
         self.base_url = base
         self.max_retries = settings.max_retries
         self.retry_backoff_s = settings.retry_backoff
-        read = _seconds(settings.timeout)
-        connect = _seconds(settings.connect_timeout)
-        self.timeout = aiohttp.ClientTimeout(total=read, sock_connect=connect)
-        self.stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
-        connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        # auto_decompress=False: bytes pass through as they came; we ask for identity anyway.
-        # (No skip_auto_headers: aiohttp rebuilds that set on every request.)
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        # Non-streaming: the whole exchange within `timeout`; streaming: no silence longer than it.
+        self.timeout_s = _seconds(settings.timeout) or None
+        connect = _seconds(settings.connect_timeout) or 5.0
         self._extra_headers = dict(settings.headers)
+        self._native: HTTPClient | None = None
+        self._aiohttp: AiohttpClient | None = None
+        if settings.http_client == "aiohttp":
+            self._aiohttp = AiohttpClient(max_connections=pool_size, connect_timeout=connect)
+        else:
+            self._native = HTTPClient(max_connections=pool_size, connect_timeout=connect, ssl_context=ssl_context)
+        # (url, key id) -> origin and request bytes up to the Content-Length value.
+        self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
 
     def speaks(self, api: Api) -> bool:
         if self.type == "anthropic":
@@ -100,20 +120,68 @@ class ProviderClient:
             headers["Authorization"] = "Bearer " + key.value
         return headers
 
-    async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool) -> aiohttp.ClientResponse:
-        """One attempt; raises asyncio.TimeoutError or aiohttp.ClientError."""
-        return await self.session.post(
-            self.url(api, model), data=body, headers=self.headers(key),
-            timeout=self.stream_timeout if stream else self.timeout,
-        )
+    async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool) -> UpstreamResponse:
+        """One attempt; raises asyncio.TimeoutError or UpstreamHTTPError."""
+        url = self.url(api, model)
+        native = self._native
+        if native is None:
+            assert self._aiohttp is not None
+            if stream:
+                return await self._aiohttp.post(url, body, self.headers(key), idle=self.timeout_s)
+            return await self._aiohttp.post(url, body, self.headers(key), total=self.timeout_s)
+        prepared = self._prepared.get((url, key.id))
+        if prepared is None:
+            prepared = self._prepare(url, key)
+        origin, prefix = prepared
+        if stream:
+            return await native.request(origin, encode_request(prefix, body), idle=self.timeout_s)
+        return await native.request(origin, encode_request(prefix, body), total=self.timeout_s)
 
     async def get_json(self, path: str, key: ProviderKey) -> Mapping:
-        async with self.session.get(self.base_url + path, headers=self.headers(key), timeout=aiohttp.ClientTimeout(total=3)) as resp:
-            resp.raise_for_status()
-            return await resp.json(content_type=None)
+        """A small JSON document (the model list); off the hot path."""
+        url = self.base_url + path
+        if self._native is None:
+            assert self._aiohttp is not None
+            return await self._aiohttp.get_json(url, self.headers(key), _LIST_TIMEOUT_S)
+        origin, target = _split(url)
+        request = encode_bodyless("GET", target, _header_block(origin, self.headers(key)))
+        response = await self._native.request(origin, request, total=_LIST_TIMEOUT_S)
+        try:
+            data = await response.read()
+        finally:
+            response.release()
+        if response.status >= 400:
+            raise UpstreamHTTPError(f"{url} answered {response.status}")
+        return orjson.loads(data)
 
     async def close(self) -> None:
-        await self.session.close()
+        if self._native is not None:
+            await self._native.close()
+        if self._aiohttp is not None:
+            await self._aiohttp.close()
+
+    def _prepare(self, url: str, key: ProviderKey) -> tuple[Origin, bytes]:
+        """Everything of a request to ``url`` with ``key`` but the body, cached."""
+        origin, target = _split(url)
+        prepared = origin, request_prefix("POST", target, _header_block(origin, self.headers(key)))
+        if len(self._prepared) >= _MAX_PREPARED:
+            self._prepared.clear()
+        self._prepared[(url, key.id)] = prepared
+        return prepared
+
+
+def _split(url: str) -> tuple[Origin, str]:
+    try:
+        return split_url(url)
+    except ValueError as exc:  # a misconfigured base_url: a 502 that names it
+        raise UpstreamHTTPError(f"invalid upstream URL {url!r}: {exc}") from None
+
+
+def _header_block(origin: Origin, headers: Mapping[str, str]) -> bytes:
+    try:
+        return header_block(origin, headers)
+    except ValueError as exc:
+        raise UpstreamHTTPError(f"invalid upstream header: {exc}") from None
 
 
 def _seconds(text: str) -> float:

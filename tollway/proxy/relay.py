@@ -11,8 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import aiohttp
-
+from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.proxy.exchange import StreamConverter
 from tollway.server.asgi import SSE_HEADERS, Headers, Receive, Send
 from tollway.usage import Usage
@@ -36,13 +35,20 @@ class StreamResult:
         return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 
-async def relay_stream(response: aiohttp.ClientResponse, converter: StreamConverter, headers: Headers,
+async def relay_stream(response: UpstreamResponse, converter: StreamConverter, headers: Headers,
                        receive: Receive, send: Send) -> StreamResult:
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+    except BaseException:  # the client is gone already: drop the upstream, never leak its connection
+        response.close()
+        raise
     pump = asyncio.ensure_future(_pump(response, converter, send))
     watcher = asyncio.ensure_future(_until_disconnect(receive))
     try:
         await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # cancelled from outside (shutdown): drop the half-read upstream
+        response.close()
+        raise
     finally:
         watcher.cancel()
         if not pump.done():
@@ -54,7 +60,7 @@ async def relay_stream(response: aiohttp.ClientResponse, converter: StreamConver
     return await _conclude(response, converter, pump, send)
 
 
-async def _conclude(response: aiohttp.ClientResponse, converter: StreamConverter, pump: asyncio.Future, send: Send) -> StreamResult:
+async def _conclude(response: UpstreamResponse, converter: StreamConverter, pump: asyncio.Future, send: Send) -> StreamResult:
     if pump.cancelled():
         response.close()  # drops the upstream connection: the provider stops generating
         return StreamResult(499, converter.usage, converter.produced, "client disconnected mid-stream")
@@ -65,7 +71,7 @@ async def _conclude(response: aiohttp.ClientResponse, converter: StreamConverter
             return StreamResult(502, converter.usage, converter.produced, converter.error)
         return StreamResult(200, converter.usage, converter.produced)
     response.close()
-    if isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError)):
+    if isinstance(error, (UpstreamHTTPError, asyncio.TimeoutError)):
         message = "the upstream stream was interrupted" if not isinstance(error, asyncio.TimeoutError) else "the upstream stream timed out"
         try:
             await send({"type": "http.response.body", "body": converter.error_event(message), "more_body": False})
@@ -78,8 +84,8 @@ async def _conclude(response: aiohttp.ClientResponse, converter: StreamConverter
     return StreamResult(500, converter.usage, converter.produced, f"relay failed: {type(error).__name__}")
 
 
-async def _pump(response: aiohttp.ClientResponse, converter: StreamConverter, send: Send) -> None:
-    async for chunk in response.content.iter_any():
+async def _pump(response: UpstreamResponse, converter: StreamConverter, send: Send) -> None:
+    async for chunk in response.iter_chunks():
         out = converter.feed(chunk)
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})

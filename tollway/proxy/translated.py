@@ -72,55 +72,16 @@ class MessagesViaChat:
         return anthropic_error_from(status, data)
 
 
-class _MessagesToChatStream:
-    def __init__(self, translator: MessagesStreamToChat) -> None:
+class _TranslatedStream:
+    """Parses the upstream's SSE, hands each event to a translator, encodes what it
+    returns; an error the upstream sends mid-stream ends the translation with an error
+    event in the client's shape."""
+
+    def __init__(self) -> None:
         self._parser = SSEParser()
-        self._translator = translator
         self._failed = False
         self.produced = 0
         self.error: str | None = None
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
-
-    def feed(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
-        for event in self._parser.feed(chunk):
-            if self._failed or not event.data:
-                continue
-            data = load_object(event.data)
-            if data is None:
-                continue
-            try:
-                chunks = self._translator.feed(event.event or data.get("type"), data)
-            except UpstreamStreamError as exc:
-                self._failed, self.error = True, exc.message
-                out.append(encode_event(orjson.dumps(exc.openai_body())))
-                continue
-            if event.event == "content_block_delta":
-                self.produced += 1
-            out.extend(encode_event(orjson.dumps(c)) for c in chunks)
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        return _DONE
-
-    def error_event(self, message: str) -> bytes:
-        return encode_event(orjson.dumps({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}}))
-
-
-class _ChatToMessagesStream:
-    def __init__(self, translator: ChatStreamToMessages) -> None:
-        self._parser = SSEParser()
-        self._translator = translator
-        self._failed = False
-        self.produced = 0
-        self.error: str | None = None
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
@@ -131,15 +92,59 @@ class _ChatToMessagesStream:
             if data is None:
                 continue
             try:
-                events = self._translator.feed(data)
+                out.extend(self._translate(event.event, data))
             except UpstreamStreamError as exc:
                 self._failed, self.error = True, exc.message
-                out.append(encode_event(orjson.dumps(exc.anthropic_body()), "error"))
-                continue
-            if data.get("choices"):
-                self.produced += 1
-            out.extend(_encode(events))
+                out.append(self._error(exc))
         return b"".join(out)
+
+    def _translate(self, event: str | None, data: dict[str, Any]) -> list[bytes]:
+        raise NotImplementedError
+
+    def _error(self, error: UpstreamStreamError) -> bytes:
+        raise NotImplementedError
+
+
+class _MessagesToChatStream(_TranslatedStream):
+    def __init__(self, translator: MessagesStreamToChat) -> None:
+        super().__init__()
+        self._translator = translator
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._translator.usage
+
+    def _translate(self, event: str | None, data: dict[str, Any]) -> list[bytes]:
+        if event == "content_block_delta":
+            self.produced += 1
+        return [encode_event(orjson.dumps(chunk)) for chunk in self._translator.feed(event or data.get("type"), data)]
+
+    def _error(self, error: UpstreamStreamError) -> bytes:
+        return encode_event(orjson.dumps(error.openai_body()))
+
+    def finish(self) -> bytes:
+        return _DONE
+
+    def error_event(self, message: str) -> bytes:
+        return encode_event(orjson.dumps({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}}))
+
+
+class _ChatToMessagesStream(_TranslatedStream):
+    def __init__(self, translator: ChatStreamToMessages) -> None:
+        super().__init__()
+        self._translator = translator
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._translator.usage
+
+    def _translate(self, event: str | None, data: dict[str, Any]) -> list[bytes]:
+        if data.get("choices"):
+            self.produced += 1
+        return _encode(self._translator.feed(data))
+
+    def _error(self, error: UpstreamStreamError) -> bytes:
+        return encode_event(orjson.dumps(error.anthropic_body()), "error")
 
     def finish(self) -> bytes:
         return b"" if self._failed else b"".join(_encode(self._translator.finish()))

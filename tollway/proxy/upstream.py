@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 from tollway.errors import upstream_timeout, upstream_unreachable
 from tollway.providers.client import Api, ProviderClient, ProviderKey
+from tollway.providers.http import UpstreamConnectError, UpstreamDisconnected, UpstreamHTTPError, UpstreamResponse
 
 RETRIABLE = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 30.0
@@ -16,7 +15,7 @@ _MAX_RETRY_AFTER_S = 30.0
 
 async def call_upstream(
     provider: ProviderClient, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool
-) -> aiohttp.ClientResponse:
+) -> UpstreamResponse:
     """The upstream response (any status) after at most ``max_retries`` retries.
 
     A 429 or 5xx is retried while retries remain; the last one is returned for the
@@ -27,12 +26,12 @@ async def call_upstream(
         last = attempt == attempts - 1
         try:
             response = await provider.post(api, model, body, key, stream)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # UpstreamTimeout included: it is one
             if last:
                 raise upstream_timeout(provider.name) from None
             await asyncio.sleep(_backoff(provider, attempt, None))
             continue
-        except aiohttp.ClientError as exc:
+        except UpstreamHTTPError as exc:
             if last:
                 raise upstream_unreachable(provider.name, _reason(exc)) from None
             await asyncio.sleep(_backoff(provider, attempt, None))
@@ -56,9 +55,9 @@ def _backoff(provider: ProviderClient, attempt: int, retry_after: str | None) ->
     return delay
 
 
-def _reason(exc: aiohttp.ClientError) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
+def _reason(exc: UpstreamHTTPError) -> str:
+    if isinstance(exc, UpstreamConnectError):
         return f"cannot connect to {exc.host}:{exc.port}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, UpstreamDisconnected):
         return "the server closed the connection"
-    return type(exc).__name__
+    return str(exc) or type(exc).__name__

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tollway.api.app import create_management_app
 from tollway.config import Settings
 from tollway.governance.counters.base import CounterStore
-from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.durations import parse_duration
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import PolicySnapshot
@@ -20,6 +20,7 @@ from tollway.pricing import ModelPrice, PriceCatalog
 from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.targets import TargetResolver
+from tollway.server.counters_setup import build_counter_store, claim_flush
 from tollway.server.models_catalog import ModelCatalog
 from tollway.server.recorder import Recorder
 from tollway.store.bootstrap import apply_config
@@ -80,7 +81,7 @@ class Runtime:
         if self.prepare_database:
             self.generated_keys = await apply_config(self.db, settings)
         self.snapshot = await self._load_snapshot()
-        self.store = MemoryCounterStore()
+        self.store = build_counter_store(settings.counters, self.metrics, seed=lambda: load_counters(self.db))
         await self.store.load(await load_counters(self.db))
         self.enforcer = Enforcer(self.store, self.clock_ms)
         self.providers = build_providers(settings)
@@ -100,12 +101,14 @@ class Runtime:
             max_body_bytes=settings.max_body_bytes,
         )
         self.catalog = ModelCatalog(settings, self.providers)
+        if settings.management_api:
+            self.management = create_management_app(self)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's scans so a collection costs what the requests allocate, not more.
         gc.freeze()
         flush_s = (parse_duration(settings.flush_interval).fixed_ms or 10_000) / 1000
         self._tasks = [
-            asyncio.create_task(self._every(flush_s, self.flush_usage), name="usage-flush"),
+            asyncio.create_task(self._every(flush_s, self._periodic_flush), name="usage-flush"),
             asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy), name="policy-refresh"),
         ]
 
@@ -127,11 +130,19 @@ class Runtime:
     async def flush_usage(self) -> None:
         await save_counters(self.db, await self.store.export())
 
+    async def _periodic_flush(self) -> None:
+        """With a shared store (Redis), one process per interval writes the usage."""
+        if await claim_flush(self.store, parse_duration(self.settings.flush_interval).fixed_ms or 10_000):
+            await self.flush_usage()
+
     async def refresh_policy(self, force: bool = False) -> None:
         """Swap in a new snapshot when the stored configuration changed."""
         version = await config_version(self.db)
         if force or version != self.snapshot.version:
-            self.snapshot = await self._load_snapshot()
+            snapshot = await self._load_snapshot()
+            # A slower load that began before a newer one must not put an older policy back.
+            if snapshot.version >= self.snapshot.version:
+                self.snapshot = snapshot
 
     async def health(self) -> dict[str, Any]:
         try:

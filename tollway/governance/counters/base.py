@@ -18,13 +18,18 @@ from typing import NamedTuple, Protocol
 
 
 class CounterOp(NamedTuple):
-    """Reserve ``amount`` on ``counter`` if ``used + reserved + amount <= limit``."""
+    """Reserve ``amount`` on ``counter`` if ``used + reserved + amount <= limit``.
+
+    ``window_ms`` is the longest the counter's window can last (0: unknown); a shared
+    store uses it to expire counters nobody has touched for two windows.
+    """
 
     counter: str
     limit: int
     amount: int
     floor_ms: int
     reset_to_ms: int
+    window_ms: int = 0
 
 
 class SettleOp(NamedTuple):
@@ -35,6 +40,7 @@ class SettleOp(NamedTuple):
     actual: int
     floor_ms: int
     reset_to_ms: int
+    window_ms: int = 0  # as in CounterOp
 
 
 class CounterReading(NamedTuple):

@@ -1,0 +1,79 @@
+"""The management API application: FastAPI under `/api`, off the hot path.
+
+`create_management_app(runtime)` builds it over the running gateway's parts; the gateway
+hands it every request whose path starts with `/api`. Every route needs
+``Authorization: Bearer <admin_token>``; the OpenAPI document (`/api/openapi.json`) and
+the docs pages (`/api/docs`, `/api/redoc`) are public.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPBearer
+
+from tollway.api import audit, customers, explain, logs, model_configs, providers, spend, teams, usage, virtual_keys
+from tollway.api.context import ManagedRuntime
+from tollway.api.errors import ApiError, install_error_handlers
+from tollway.api.responses import ErrorBody
+from tollway.config.schema import VK_PREFIX
+
+DESCRIPTION = """\
+Create, change and inspect Tollway's governance while it runs: virtual keys, teams,
+customers, model configs and provider limits, each with its budget and rate limit;
+live usage, spend over time, the request log, the audit log, and an explain endpoint
+that says what a request would get now. Changes apply to the next request.
+
+**Auth**: send `Authorization: Bearer <admin_token>` (the `admin_token` setting, e.g.
+`admin_token: env.TOLLWAY_ADMIN_TOKEN`). Without `admin_token` the API answers 503.
+
+**Coming from Bifrost**: the paths and envelopes are Bifrost's (`/api/governance/...`,
+`{"message", "virtual_key"}`, `{"virtual_keys", "count"}`; `PUT` or `PATCH` for partial
+updates). Providers come from the config file; only their limits change here.
+
+**Errors**: `{"error": {"type", "message", "field", "details"}}`; 400 malformed request,
+401/403 auth, 404 unknown entity in the path, 409 duplicate or a delete that would orphan,
+422 invalid field or unknown referenced id, 503 disabled or database down.
+"""
+
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 422, 503)}
+_bearer = HTTPBearer(auto_error=False, description="The admin token (settings: admin_token).")
+
+
+async def require_admin(request: Request, _: object = Depends(_bearer)) -> None:
+    """Admit the admin token only: compared in constant time; virtual keys get 403."""
+    runtime: ManagedRuntime = request.app.state.runtime
+    expected = runtime.settings.admin_token
+    if not expected:
+        raise ApiError(503, "management API disabled: set admin_token")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "the management API needs 'Authorization: Bearer <admin_token>'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    if token.startswith(VK_PREFIX):
+        raise ApiError(403, "virtual keys cannot use the management API: send the admin token")
+    raise ApiError(401, "invalid admin token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def create_management_app(runtime: ManagedRuntime) -> FastAPI:
+    """The `/api` application over ``runtime`` (whose store and enforcer must exist)."""
+    app = FastAPI(
+        title="Tollway management API",
+        version="1",
+        description=DESCRIPTION,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url="/api/redoc",
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    guarded = [Depends(require_admin)]
+    for module in (virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain):
+        app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
+    app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
+    app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)
+    return app

@@ -1,0 +1,102 @@
+"""`/api/logs`: the request log, filtered and paginated, newest first.
+
+Records the gateway still holds in its write buffer are flushed first, so a request
+that has been answered is listed (the log is otherwise written in batches each second).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from tollway.api.context import ManagedRuntime, PageDep, RuntimeDep, paginate, read
+from tollway.api.errors import bad_request
+from tollway.api.limits import iso
+from tollway.api.responses import LogList
+from tollway.store.tables import RequestLog
+
+router = APIRouter(prefix="/api", tags=["request log"])
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Which request-log rows to look at; every field is optional."""
+
+    virtual_key_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    status: int | None = None
+    decision: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision"):
+            value = getattr(self, name)
+            if value is not None:
+                statement = statement.where(getattr(RequestLog, name) == value)
+        if self.start is not None:
+            statement = statement.where(RequestLog.at >= self.start)
+        if self.end is not None:
+            statement = statement.where(RequestLog.at < self.end)
+        return statement
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """A query time as aware UTC (a time without an offset is taken as UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _log_filter(
+    virtual_key_id: str | None = None, team_id: str | None = None, customer_id: str | None = None,
+    provider: str | None = None, model: str | None = None, status: int | None = None,
+    decision: Annotated[str | None, Query(description="allow, or a denial such as request_limited.")] = None,
+    start: Annotated[datetime | None, Query(description="From this time (ISO-8601; UTC when no offset).")] = None,
+    end: Annotated[datetime | None, Query(description="Before this time.")] = None,
+) -> LogFilter:
+    start, end = utc(start), utc(end)
+    if start is not None and end is not None and start >= end:
+        raise bad_request("start must be before end", "start")
+    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end)
+
+
+LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
+
+
+async def flush_request_log(runtime: ManagedRuntime) -> None:
+    """Write what the gateway buffered, so reads include requests already answered."""
+    if runtime.log_writer is not None:
+        await runtime.log_writer.flush()
+
+
+def log_view(row: RequestLog) -> dict[str, Any]:
+    return {
+        "id": row.id, "at": iso(row.at), "request_id": row.request_id, "virtual_key_id": row.virtual_key_id,
+        "team_id": row.team_id, "customer_id": row.customer_id, "provider": row.provider, "model": row.model,
+        "status": row.status, "decision": row.decision, "denied_level": row.denied_level,
+        "denied_id": row.denied_id, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+        "cached_tokens": row.cached_tokens, "cost": float(row.cost), "latency_ms": row.latency_ms,
+        "stream": row.stream, "error": row.error,
+    }
+
+
+@router.get("/logs", response_model=LogList, summary="The request log, newest first")
+async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep) -> dict[str, Any]:
+    await flush_request_log(runtime)
+
+    def query(session: Session) -> tuple[int, list[dict[str, Any]]]:
+        from_log: Select[Any] = where.apply(select(RequestLog))
+        total, rows = paginate(session, from_log, page, (RequestLog.at.desc(), RequestLog.id.desc()))
+        return total, [log_view(row) for row in rows]
+
+    total, entries = await read(runtime, query)
+    return {"logs": entries, "count": total, "limit": page.limit, "offset": page.offset}

@@ -1,0 +1,108 @@
+"""`/api/governance/usage`: where every budget and rate limit stands now.
+
+Read live from the counter store, under the windows the enforcer uses, for every limit
+of the policy snapshot in force (so it shows exactly what requests are checked against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from tollway.api.context import PageDep, RuntimeDep
+from tollway.api.errors import bad_request
+from tollway.api.responses import UsageList
+from tollway.governance.decisions import iso_utc
+from tollway.governance.durations import next_reset_ms
+from tollway.governance.engine import LimitCheck, Plan, acquire_ops
+from tollway.governance.model import (
+    NANO_PER_USD,
+    Governed,
+    Kind,
+    Level,
+    PolicySnapshot,
+    budget_counter,
+    request_counter,
+    token_counter,
+)
+
+router = APIRouter(prefix="/api/governance", tags=["usage"])
+
+_LEVELS = [level.value for level in Level]
+_KINDS = [kind.value for kind in Kind]
+
+
+@router.get("/usage", response_model=UsageList, summary="Live usage of every budget and rate limit")
+async def usage(
+    runtime: RuntimeDep, page: PageDep,
+    level: Annotated[str | None, Query(description=f"One of {', '.join(_LEVELS)}.")] = None,
+    id: Annotated[str | None, Query(description="The entity's id (a provider's name).")] = None,
+    kind: Annotated[str | None, Query(description="budget, tokens or requests.")] = None,
+) -> dict[str, Any]:
+    """Each limit's limit, used, reserved (requests in flight), remaining, last reset,
+    next reset and seconds until it; budgets in USD. Sorted by level, then id."""
+    if level is not None and level not in _LEVELS:
+        raise bad_request(f"unknown level {level!r}: use one of {', '.join(_LEVELS)}", "level")
+    if kind is not None and kind not in _KINDS:
+        raise bad_request(f"unknown kind {kind!r}: use one of {', '.join(_KINDS)}", "kind")
+    rows = [
+        (check, parent) for check, parent in _checks(runtime.snapshot)
+        if (level is None or check.scope.level.value == level) and (id is None or check.scope.id == id)
+        and (kind is None or check.kind.value == kind)
+    ]
+    selected = rows[page.offset:page.offset + page.limit]
+    now = runtime.clock_ms()
+    checks = tuple(check for check, _ in selected)
+    ops = acquire_ops(Plan(checks, (0,) * len(checks)), now)
+    readings = await runtime.store.read(ops) if ops else ()
+    entries = []
+    for (check, parent), reading in zip(selected, readings):
+        money = check.kind is Kind.BUDGET
+        scale: float = NANO_PER_USD if money else 1  # counts stay integers
+        reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
+        entries.append({
+            "level": check.scope.level.value, "id": check.scope.id, "name": check.scope.name,
+            "virtual_key_id": parent, "kind": check.kind.value,
+            "unit": "usd" if money else check.kind.value, "limit_id": check.counter.partition(":")[2],
+            "limit": _amount(check.limit, scale), "used": _amount(reading.used, scale),
+            "reserved": _amount(reading.reserved, scale),
+            "remaining": _amount(max(0, check.limit - reading.used - reading.reserved), scale),
+            "duration": str(check.duration), "last_reset": iso_utc(reading.last_reset_ms),
+            "reset_at": iso_utc(reset_at), "reset_in_s": max(0, reset_at - now) / 1000,
+        })
+    return {"usage": entries, "count": len(rows), "limit": page.limit, "offset": page.offset, "at": iso_utc(now)}
+
+
+def _amount(value: int, scale: float) -> int | float:
+    return value if scale == 1 else value / scale
+
+
+def _checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | None]]:
+    """Every limit of the snapshot with, for provider configs, the key they belong to."""
+    governed: list[tuple[Governed, str | None]] = [(g, None) for g in snapshot.providers.values()]
+    governed += [(g, None) for g in snapshot.model_configs.values()]
+    governed += [(g, None) for g in snapshot.customers.values()]
+    governed += [(team.limits, None) for team in snapshot.teams.values()]
+    for key in snapshot.keys_by_hash.values():
+        governed.append((key.limits, None))
+        governed += [(config.limits, key.id) for config in key.provider_configs.values()]
+    checks = [(check, parent) for limits, parent in governed for check in _limit_checks(limits)]
+    order = {level: index for index, level in enumerate(Level)}
+    checks.sort(key=lambda item: (order[item[0].scope.level], item[0].scope.id, _KINDS.index(item[0].kind.value)))
+    return checks
+
+
+def _limit_checks(governed: Governed) -> Iterator[LimitCheck]:
+    scope, rate_limit, budget = governed.scope, governed.rate_limit, governed.budget
+    if rate_limit is not None:
+        if rate_limit.request_max_limit is not None and rate_limit.request_duration is not None:
+            yield LimitCheck(scope, Kind.REQUESTS, request_counter(rate_limit.id), rate_limit.request_max_limit,
+                             rate_limit.request_duration)
+        if rate_limit.token_max_limit is not None and rate_limit.token_duration is not None:
+            yield LimitCheck(scope, Kind.TOKENS, token_counter(rate_limit.id), rate_limit.token_max_limit,
+                             rate_limit.token_duration)
+    if budget is not None:
+        yield LimitCheck(scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano, budget.duration,
+                         budget.alignment)
