@@ -85,6 +85,12 @@ class Database:
             _configure_sqlite(self.engine, foreign_keys=sqlite_foreign_keys)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file, for writers that go through the sqlite3 module (None otherwise)."""
+        database = make_url(self.url).database if self.dialect == "sqlite" else None
+        return database if database and database != ":memory:" else None
+
     def _engine_options(self) -> dict[str, Any]:
         if self.dialect == "sqlite":
             database = make_url(self.url).database

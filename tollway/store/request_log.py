@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import operator
+import sqlite3
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -26,9 +29,6 @@ from tollway.store.tables import RequestLog
 from tollway.store.types import to_money
 
 logger = logging.getLogger(__name__)
-
-_INSERT = insert(cast(Table, RequestLog.__table__))
-
 
 @dataclass(frozen=True, slots=True)
 class RequestLogRecord:
@@ -64,23 +64,58 @@ class _DriverInsert:
     def __init__(self, dialect: Any) -> None:
         compiled = insert(cast(Table, RequestLog.__table__)).values({name: None for name in _FIELDS}).compile(dialect=dialect)
         self.sql = str(compiled)
-        self._order = tuple(compiled.positiontup or ())
-        self._sqlite = dialect.name == "sqlite"
+        order = tuple(compiled.positiontup or ())
+        self._values = operator.attrgetter(*order)
+        # SQLite keeps these two as text: in the forms SQLAlchemy's SQLite types read back.
+        self._text_at = order.index("at") if dialect.name == "sqlite" else -1
+        self._text_cost = order.index("cost") if dialect.name == "sqlite" else -1
 
-    def bind(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        if self._sqlite:  # the text forms SQLAlchemy's SQLite types read back
-            row["at"] = row["at"].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-            row["cost"] = format(to_money(row["cost"]), "f")
-        return tuple(row[name] for name in self._order)
+    def bind(self, record: RequestLogRecord) -> tuple[Any, ...]:
+        values = self._values(record)
+        if self._text_at < 0:
+            return values
+        row = list(values)
+        row[self._text_at] = record.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        row[self._text_cost] = format(to_money(record.cost), "f")
+        return tuple(row)
 
 
-def _row(record: RequestLogRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in _FIELDS}
+class _SqliteInserter:
+    """Batches into SQLite through the sqlite3 module, on one worker thread of its own.
+
+    The request log is the one high-volume write: through aiosqlite and SQLAlchemy a row
+    cost 3–4 times what sqlite3's executemany costs (measured 12–16 µs against 4 µs), and
+    every request pays for its row.
+    """
+
+    def __init__(self, path: str, sql: str) -> None:
+        self._path = path
+        self._sql = sql
+        self._connection: sqlite3.Connection | None = None  # opened and used on the worker thread only
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        if self._connection is None:
+            self._connection = sqlite3.connect(self._path, timeout=5.0)
+        with self._connection:  # one transaction: committed, or rolled back on error
+            self._connection.executemany(self._sql, rows)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=False)
 
 
 def _is_bad_data(exc: BaseException) -> bool:
     """True when the batch itself cannot be stored (retrying would fail forever)."""
-    if isinstance(exc, (IntegrityError, DataError)):
+    if isinstance(exc, (IntegrityError, DataError, sqlite3.IntegrityError, sqlite3.DataError,
+                        sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError)):
         return True
     # A value that could not even be bound (not an error from the database) is bad data too.
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
@@ -104,6 +139,7 @@ class RequestLogWriter:
         self._buffer: deque[RequestLogRecord] = deque(maxlen=max_buffer)
         self._retry: list[RequestLogRecord] = []  # the batch that failed last time, written first
         self._driver_insert: _DriverInsert | None = None
+        self._sqlite: _SqliteInserter | None = None
         self._dropped = 0
         self._failing = False
         self._wake = asyncio.Event()  # a full batch is waiting
@@ -163,6 +199,8 @@ class RequestLogWriter:
             self._buffer.clear()
             self._retry = []
             logger.error("request log: %d records could not be written at shutdown", lost)
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     async def _run(self) -> None:
         while not self._closed:
@@ -179,7 +217,7 @@ class RequestLogWriter:
     async def _insert(self, batch: list[RequestLogRecord]) -> bool:
         """Insert one batch; False when the database failed (the caller keeps the batch)."""
         try:
-            await self._execute([_row(record) for record in batch])
+            await self._execute(batch)
         except Exception as exc:  # the log must outlive any database failure
             if _is_bad_data(exc):
                 return await self._insert_one_by_one(batch)
@@ -198,7 +236,7 @@ class RequestLogWriter:
         ones. False (the rest kept for a retry) when the database itself fails meanwhile."""
         for index, record in enumerate(batch):
             try:
-                await self._execute([_row(record)])
+                await self._execute([record])
             except Exception as exc:  # counted and logged, never raised
                 if not _is_bad_data(exc):
                     self._retry = batch[index:]
@@ -207,12 +245,18 @@ class RequestLogWriter:
                 logger.error("request log: dropped record %s: %s", record.request_id, describe_error(exc))
         return True
 
-    async def _execute(self, rows: list[dict[str, Any]]) -> None:
+    async def _execute(self, records: list[RequestLogRecord]) -> None:
         statement = self._statement()
+        bound = [statement.bind(record) for record in records]
+        if self._db.dialect == "sqlite" and self._db.sqlite_path:
+            if self._sqlite is None:
+                self._sqlite = _SqliteInserter(self._db.sqlite_path, statement.sql)
+            await self._sqlite.insert(bound)
+            return
         async with self._db.engine.begin() as connection:
-            await connection.exec_driver_sql(statement.sql, [statement.bind(row) for row in rows])
+            await connection.exec_driver_sql(statement.sql, bound)
 
-    def _statement(self) -> "_DriverInsert":
+    def _statement(self) -> _DriverInsert:
         if self._driver_insert is None:
             self._driver_insert = _DriverInsert(self._db.engine.dialect)
         return self._driver_insert
