@@ -1,9 +1,9 @@
 """Gateway overhead against the mock provider, measured side by side in one run.
 
-Starts the mock upstream and two one-worker gateways as separate processes, then
+Starts the mock upstream and three one-worker gateways as separate processes, then
 drives the same chat-completion load at each concurrency against: the mock directly,
-a gateway with no governance configured, and a gateway with a five-level governance
-hierarchy (provider, model, virtual key + provider config, team, customer). The
+a gateway with no governance configured, a gateway with a typical five-level governance
+hierarchy (7 counters), and one with every level fully limited (21 counters). The
 targets alternate run by run so that machine noise spreads evenly; medians are
 printed with their spread.
 
@@ -17,36 +17,17 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import yaml
+from loadgen import ProcessMeter, free_port, metered_drive, summarise, wait_http
 
 VK = "tw-bench-0123456789abcdefghijklmnopqrstuv"
 PROMPT = "Summarise the following text in one sentence. " * 20  # ≈ 1 KB request body
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port}")
 
 
 def plain_config(mock_port: int, database: Path) -> dict:
@@ -59,67 +40,51 @@ def plain_config(mock_port: int, database: Path) -> dict:
     }
 
 
+_HUGE_BUDGET = {"max_limit": 1_000_000, "reset_duration": "1d"}
+_HUGE_RATE = {"request_max_limit": 10**9, "request_reset_duration": "1m",
+              "token_max_limit": 10**12, "token_reset_duration": "1m"}
+
+
 def bench_config(mock_port: int, database: Path) -> dict:
-    """Five levels, each with a budget and both sides of a rate limit (21 counters a request)."""
-    huge = {"max_limit": 1_000_000, "reset_duration": "1d"}
-    many = {"request_max_limit": 10**9, "request_reset_duration": "1m",
-            "token_max_limit": 10**12, "token_reset_duration": "1m"}
-    return {
-        "database_url": f"sqlite:///{database}",
-        "log_level": "warning",
-        "providers": {"mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1",
-                               "keys": [{"value": "sk-bench"}], "budget": huge, "rate_limit": many}},
-        "pricing": {"mock/gpt-4o-mini": {"input": 0.15, "output": 0.6}},
-        "governance": {
-            "customers": [{"id": "c", "name": "Customer", "budget": huge, "rate_limit": many}],
-            "teams": [{"id": "t", "name": "Team", "customer_id": "c", "budget": huge, "rate_limit": many}],
-            "virtual_keys": [{"id": "k", "name": "Key", "value": VK, "team_id": "t", "budget": huge, "rate_limit": many,
-                              "provider_configs": [{"provider": "mock", "budget": huge, "rate_limit": many}]}],
-            "model_configs": [{"model_name": "gpt-4o-mini", "provider": "mock", "budget": huge, "rate_limit": many},
-                              {"model_name": "gpt-4o-mini", "budget": huge, "rate_limit": many}],
-        },
+    """A typical five-level hierarchy (7 counters a request): a provider request limit,
+    a model token limit, a key with a budget and both rate-limit sides, a team budget
+    and a customer budget."""
+    config = plain_config(mock_port, database)
+    config["providers"]["mock"]["rate_limit"] = {"request_max_limit": 10**9, "request_reset_duration": "1m"}
+    config["governance"] = {
+        "customers": [{"id": "c", "name": "Customer", "budget": _HUGE_BUDGET}],
+        "teams": [{"id": "t", "name": "Team", "customer_id": "c", "budget": _HUGE_BUDGET}],
+        "virtual_keys": [{"id": "k", "name": "Key", "value": VK, "team_id": "t", "budget": _HUGE_BUDGET,
+                          "rate_limit": _HUGE_RATE}],
+        "model_configs": [{"model_name": "gpt-4o-mini", "provider": "mock",
+                           "rate_limit": {"token_max_limit": 10**12, "token_reset_duration": "1m"}}],
     }
+    return config
 
 
-async def drive(url: str, headers: dict, body: bytes, concurrency: int, seconds: float, stream: bool) -> dict:
-    """Closed-loop load: ``concurrency`` workers each send requests back to back."""
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        errors += 1
-                        continue
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    n = len(latencies)
-    return {"rps": n / elapsed, "p50_ms": latencies[n // 2] * 1000 if n else 0,
-            "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0, "errors": errors, "n": n}
+def exhaustive_config(mock_port: int, database: Path) -> dict:
+    """The worst case: every level (provider, model + provider, model-only, key, key's
+    provider config, team, customer) with a budget and both rate-limit sides: 21 counters."""
+    config = plain_config(mock_port, database)
+    config["providers"]["mock"].update(budget=_HUGE_BUDGET, rate_limit=_HUGE_RATE)
+    full = {"budget": _HUGE_BUDGET, "rate_limit": _HUGE_RATE}
+    config["governance"] = {
+        "customers": [{"id": "c", "name": "Customer", **full}],
+        "teams": [{"id": "t", "name": "Team", "customer_id": "c", **full}],
+        "virtual_keys": [{"id": "k", "name": "Key", "value": VK, "team_id": "t", **full,
+                          "provider_configs": [{"provider": "mock", **full}]}],
+        "model_configs": [{"model_name": "gpt-4o-mini", "provider": "mock", **full},
+                          {"model_name": "gpt-4o-mini", **full}],
+    }
+    return config
 
 
-def summarise(runs: list[dict]) -> dict:
-    out = {}
-    for field in ("rps", "p50_ms", "p99_ms"):
-        values = [r[field] for r in runs]
-        out[field] = statistics.median(values)
-        out[field + "_spread"] = (max(values) - min(values)) / 2
-    out["errors"] = sum(r["errors"] for r in runs)
-    return out
+def wait_port(port: int, timeout_s: float = 60) -> None:
+    """Wait until a Tollway gateway or the mock answers on ``port``."""
+    wait_http(f"http://127.0.0.1:{port}/health", timeout_s)
 
 
-async def measure(args: argparse.Namespace, mock_port: int, plain_port: int, governed_port: int) -> dict:
+async def measure(args: argparse.Namespace, ports: dict[str, int], meters: dict[str, ProcessMeter]) -> dict:
     payload = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
     if args.stream:
         payload["stream"] = True
@@ -127,36 +92,45 @@ async def measure(args: argparse.Namespace, mock_port: int, plain_port: int, gov
     gateway_body = json.dumps({**payload, "model": "mock/gpt-4o-mini"}).encode()
     json_type = {"Content-Type": "application/json"}
     targets = {
-        "direct": (f"http://127.0.0.1:{mock_port}/v1/chat/completions", {**json_type, "Authorization": "Bearer sk"}, direct_body),
-        "gateway": (f"http://127.0.0.1:{plain_port}/v1/chat/completions", json_type, gateway_body),
-        "governed": (f"http://127.0.0.1:{governed_port}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
+        "direct": (f"http://127.0.0.1:{ports['direct']}/v1/chat/completions", {**json_type, "Authorization": "Bearer sk"}, direct_body),
+        "gateway": (f"http://127.0.0.1:{ports['gateway']}/v1/chat/completions", json_type, gateway_body),
+        "governed": (f"http://127.0.0.1:{ports['governed']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
+        "worst": (f"http://127.0.0.1:{ports['worst']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
     }
     results: dict = {}
     for concurrency in args.concurrency:
         runs: dict[str, list] = {name: [] for name in targets}
         for name, (url, headers, body) in targets.items():  # warm-up, not counted
-            await drive(url, headers, body, concurrency, 0.5, args.stream)
+            await metered_drive(None, url, headers, body, concurrency, 0.5, args.stream)
         for _ in range(args.repeats):
             for name, (url, headers, body) in targets.items():
-                runs[name].append(await drive(url, headers, body, concurrency, args.seconds, args.stream))
+                runs[name].append(await metered_drive(meters[name], url, headers, body, concurrency, args.seconds, args.stream))
         results[concurrency] = {name: summarise(r) for name, r in runs.items()}
     return results
 
 
 def report(results: dict, stream: bool) -> None:
     print(f"\nchat completions ({'stream' if stream else 'non-stream'}), one gateway worker, medians (± half range)")
-    print(f"{'conc':>4} {'target':>9} {'req/s':>14} {'p50 ms':>13} {'p99 ms':>13} {'added p50':>10} {'rps ratio':>9} {'errors':>6}")
+    print("direct = the mock alone; gateway = no governance; governed = five levels, 7 counters; worst = 21 counters")
+    print(f"{'conc':>4} {'target':>9} {'req/s':>14} {'p50 ms':>13} {'p99 ms':>13} {'added p50':>10} {'rps ratio':>9}"
+          f" {'CPU µs/req':>10} {'errors':>6}")
     for concurrency, by_target in results.items():
         direct = by_target["direct"]
         for name, r in by_target.items():
             added = r["p50_ms"] - direct["p50_ms"]
             ratio = r["rps"] / direct["rps"] if direct["rps"] else 0
-            print(f"{concurrency:>4} {name:>9} {r['rps']:>8.0f} ±{r['rps_spread']:<5.0f}"
-                  f"{r['p50_ms']:>7.3f} ±{r['p50_ms_spread']:<5.3f}{r['p99_ms']:>7.2f} ±{r['p99_ms_spread']:<5.2f}"
-                  f"{added:>10.3f} {ratio:>9.2f} {r['errors']:>6}")
+            cpu = r.get("cpu_s_per_1k", 0) * 1000
+            print(f"{concurrency:>4} {name:>9} {r['rps']:>8.0f} ±{_spread(r, 'rps'):<5.0f}"
+                  f"{r['p50_ms']:>7.3f} ±{_spread(r, 'p50_ms'):<5.3f}{r['p99_ms']:>7.2f} ±{_spread(r, 'p99_ms'):<5.2f}"
+                  f"{added:>10.3f} {ratio:>9.2f} {cpu:>10.0f} {r['errors']:>6}")
     for concurrency, by_target in results.items():
-        on, off = by_target["governed"]["rps"], by_target["gateway"]["rps"]
-        print(f"governance on/off throughput at concurrency {concurrency}: {on / off:.2f}")
+        off = by_target["gateway"]["rps"]
+        print(f"governance on/off throughput at concurrency {concurrency}: five levels {by_target['governed']['rps'] / off:.2f},"
+              f" worst case {by_target['worst']['rps'] / off:.2f}")
+
+
+def _spread(summary: dict, field: str) -> float:
+    return (summary[field + "_max"] - summary[field + "_min"]) / 2
 
 
 def main() -> None:
@@ -167,31 +141,31 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
-    mock_port, plain_port, governed_port = free_port(), free_port(), free_port()
+    ports = {name: free_port() for name in ("direct", "gateway", "governed", "worst")}
+    builders = {"gateway": plain_config, "governed": bench_config, "worst": exhaustive_config}
     with tempfile.TemporaryDirectory() as tmp:
-        configs = {plain_port: plain_config(mock_port, Path(tmp) / "plain.db"),
-                   governed_port: bench_config(mock_port, Path(tmp) / "governed.db")}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        processes = [subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(mock_port)], env=env)]
-        for port, config in configs.items():
-            path = Path(tmp) / f"gateway-{port}.yaml"
-            path.write_text(yaml.safe_dump(config))
-            processes.append(subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(path),
-                                               "--port", str(port)], env=env))
+        processes = {"direct": subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(ports["direct"])], env=env)}
+        for name, build in builders.items():
+            path = Path(tmp) / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(build(ports["direct"], Path(tmp) / f"{name}.db")))
+            processes[name] = subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(path),
+                                                "--port", str(ports[name])], env=env)
         try:
-            for port in (mock_port, plain_port, governed_port):
+            for port in ports.values():
                 wait_port(port)
+            meters = {name: ProcessMeter(process.pid) for name, process in processes.items()}
             try:
                 import uvloop  # noqa: PLC0415 - optional speed-up of the load generator
 
                 uvloop.install()
             except ImportError:
                 pass
-            results = asyncio.run(measure(args, mock_port, plain_port, governed_port))
+            results = asyncio.run(measure(args, ports, meters))
         finally:
-            for process in processes:
+            for process in processes.values():
                 process.send_signal(signal.SIGTERM)
-            for process in processes:
+            for process in processes.values():
                 process.wait(timeout=30)
     report(results, args.stream)
     if args.json:

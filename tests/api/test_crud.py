@@ -284,3 +284,22 @@ def test_provider_limits_are_set_changed_and_removed_and_keys_never_shown(api: h
     assert error(api.get("/api/providers/nope"), 404)["message"] == "provider 'nope' not found"
     assert error(api.put("/api/providers/openai", json={"type": "anthropic"}), 422)["field"] == "type"
     assert [e["action"] for e in audit_of(api, "anthropic")][:3] == ["update", "update", "update"]
+
+
+def test_spend_logs_and_usage_queries_run_on_this_database(gateway: RunningGateway, api: httpx2.Client) -> None:
+    key = api.post(KEYS, json={"name": "spender", "budget": BUDGET}).json()["virtual_key"]
+    reply = httpx2.post(f"{gateway.v1}/chat/completions", headers={"Authorization": f"Bearer {key['value']}"},
+                        json={"model": "openai/gpt-4o-mini", "max_tokens": 3,
+                              "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 200, reply.text
+
+    for interval in ("hour", "day"):
+        report = api.get("/api/usage/spend", params={"group_by": "key", "interval": interval,
+                                                     "virtual_key_id": key["id"]}).json()
+        [row] = report["series"]
+        assert (row["group"], row["requests"], row["completion_tokens"]) == (key["id"], 1, 3)
+        assert row["bucket"] <= report["end"] and row["spend"] == report["total"]["spend"] > 0
+    logs = api.get("/api/logs", params={"virtual_key_id": key["id"], "decision": "allow"}).json()
+    assert logs["count"] == 1 and logs["logs"][0]["cost"] == report["total"]["spend"]
+    assert api.get(f"{KEYS}/{key['id']}").json()["virtual_key"]["budget"]["current_usage"] == pytest.approx(
+        logs["logs"][0]["cost"])

@@ -13,12 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib.request
 import yaml
 
 from tests.support.redis_server import RedisServer, require_redis
@@ -102,9 +102,11 @@ class GatewayProcess:
         self.process = None
 
     def worker_pids(self) -> list[int]:
+        """uvicorn's worker processes (spawned by multiprocessing; its resource tracker is not one)."""
         assert self.process is not None
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

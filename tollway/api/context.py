@@ -10,6 +10,7 @@ the change (other nodes poll the version within a second).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,7 @@ from tollway.pricing import PriceCatalog
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
 from tollway.store.request_log import RequestLogWriter
-from tollway.store.usage import ms_to_datetime
+from tollway.store.usage import datetime_to_ms, ms_to_datetime
 from tollway.store.version import bump_version, lock_config
 
 T = TypeVar("T")
@@ -36,6 +37,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ACTOR = "admin"
 MAX_PAGE = 1000
+RESET_USAGE = Query(description="Also reset the usage of the budget / rate limit this update states.")
+CASCADE = Query(description="Also delete what belongs to it; without it, a delete that would orphan anything is 409.")
+log = logging.getLogger(__name__)
 
 
 class ManagedRuntime(Protocol):
@@ -137,11 +141,14 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
         if writer.changed:
             await bump_version(session)
         if writer.resets:  # inside the transaction: a store failure undoes the whole change
-            await runtime.store.reset(sorted(writer.resets), runtime.clock_ms())
+            await runtime.store.reset(sorted(writer.resets), datetime_to_ms(now))
     if writer.seeds:
         await runtime.store.load(writer.seeds)  # before the new policy can use them
     if writer.changed:
-        await runtime.refresh_policy(force=True)
+        try:
+            await runtime.refresh_policy(force=True)
+        except Exception:  # noqa: BLE001 - committed all the same; the 1 s poll loads it
+            log.exception("management API: the policy could not be reloaded after a change")
     if writer.dropped:
         await runtime.store.forget(sorted(writer.dropped))  # after: no new request plans on them
     return presented

@@ -9,6 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tollway.api.context import (
+    CASCADE,
+    RESET_USAGE,
     ApiWriter,
     PageDep,
     RuntimeDep,
@@ -22,8 +24,7 @@ from tollway.api.errors import conflict, not_found
 from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
 from tollway.api.responses import CustomerEnvelope, CustomerList, Message
 from tollway.api.schemas import CustomerCreate, CustomerUpdate
-from tollway.api.teams import CASCADE, delete_keys, orphans_message, plural, team_view
-from tollway.api.virtual_keys import RESET_USAGE
+from tollway.api.teams import delete_keys, orphans_message, plural, team_view
 from tollway.store.tables import Customer, Team, VirtualKey, new_id
 
 router = APIRouter(prefix="/api/governance/customers", tags=["customers"])

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tollway.api.context import (
+    RESET_USAGE,
     ApiWriter,
     PageDep,
     RuntimeDep,
@@ -25,7 +26,6 @@ from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
 from tollway.api.owners import check_provider
 from tollway.api.responses import Message, ModelConfigEnvelope, ModelConfigList
 from tollway.api.schemas import ModelConfigCreate, ModelConfigUpdate
-from tollway.api.virtual_keys import RESET_USAGE
 from tollway.store.tables import ModelConfig, new_id
 
 router = APIRouter(prefix="/api/governance/model-configs", tags=["model configs"])

@@ -15,16 +15,17 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from tollway.api.context import ApiWriter, RuntimeDep, change, partial_update, read
+from tollway.api.context import RESET_USAGE, ApiWriter, RuntimeDep, change, partial_update, read
 from tollway.api.errors import not_found
 from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
 from tollway.api.responses import ProviderEnvelope, ProviderList
 from tollway.api.schemas import ProviderUpdate
-from tollway.api.virtual_keys import RESET_USAGE
 from tollway.config import Settings
 from tollway.store.tables import Provider
 
 KIND = "provider"
+_SOURCE = ("Providers come from the config file (`providers`), read at start: their settings are shown here "
+           "read-only, key values never. Their budget and rate limit are managed here.")
 _OPTIONS = (selectinload(Provider.budget), selectinload(Provider.rate_limit))
 
 
@@ -98,7 +99,7 @@ def _reset(which: Which, label: str) -> Any:
 def _router(prefix: str, documented: bool) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["providers"], include_in_schema=documented)
     router.add_api_route("", list_providers, methods=["GET"], response_model=ProviderList,
-                         summary="List providers with their limits")
+                         summary="List providers with their limits", description=_SOURCE)
     router.add_api_route("/{name}", get_provider, methods=["GET"], response_model=ProviderEnvelope,
                          summary="Get a provider")
     partial_update(router, "/{name}", response_model=ProviderEnvelope,

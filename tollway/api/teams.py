@@ -9,6 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tollway.api.context import (
+    CASCADE,
+    RESET_USAGE,
     ApiWriter,
     PageDep,
     RuntimeDep,
@@ -23,13 +25,12 @@ from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
 from tollway.api.owners import check_customer
 from tollway.api.responses import Message, TeamEnvelope, TeamList
 from tollway.api.schemas import TeamCreate, TeamUpdate
-from tollway.api.virtual_keys import RESET_USAGE, key_view
+from tollway.api.virtual_keys import key_view
 from tollway.store.tables import Team, VirtualKey, new_id
 
 router = APIRouter(prefix="/api/governance/teams", tags=["teams"])
 
 KIND = "team"
-CASCADE = Query(description="Also delete what belongs to it; without it, a delete that would orphan anything is 409.")
 _OPTIONS = (selectinload(Team.budget), selectinload(Team.rate_limit))
 
 

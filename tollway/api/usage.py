@@ -38,7 +38,7 @@ _KINDS = [kind.value for kind in Kind]
 async def usage(
     runtime: RuntimeDep, page: PageDep,
     level: Annotated[str | None, Query(description=f"One of {', '.join(_LEVELS)}.")] = None,
-    id: Annotated[str | None, Query(description="The entity's id (a provider's name).")] = None,
+    entity_id: Annotated[str | None, Query(alias="id", description="The entity's id (a provider's name).")] = None,
     kind: Annotated[str | None, Query(description="budget, tokens or requests.")] = None,
 ) -> dict[str, Any]:
     """Each limit's limit, used, reserved (requests in flight), remaining, last reset,
@@ -49,7 +49,7 @@ async def usage(
         raise bad_request(f"unknown kind {kind!r}: use one of {', '.join(_KINDS)}", "kind")
     rows = [
         (check, parent) for check, parent in _checks(runtime.snapshot)
-        if (level is None or check.scope.level.value == level) and (id is None or check.scope.id == id)
+        if (level is None or check.scope.level.value == level) and (entity_id is None or check.scope.id == entity_id)
         and (kind is None or check.kind.value == kind)
     ]
     selected = rows[page.offset:page.offset + page.limit]

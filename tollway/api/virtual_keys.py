@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tollway.api.context import (
+    RESET_USAGE,
     ApiWriter,
     PageDep,
     RuntimeDep,
@@ -36,7 +37,6 @@ from tollway.store.tables import VirtualKey, VKProviderConfig, new_id
 router = APIRouter(prefix="/api/governance/virtual-keys", tags=["virtual keys"])
 
 KIND = "virtual_key"
-RESET_USAGE = Query(description="Also reset the usage of the budget / rate limit this update states.")
 _OPTIONS = (
     selectinload(VirtualKey.budget),
     selectinload(VirtualKey.rate_limit),

@@ -7,6 +7,7 @@ import enum
 import random
 import ssl
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass
 
 import orjson
@@ -137,12 +138,13 @@ class ProviderClient:
             return await native.request(origin, encode_request(prefix, body), idle=self.timeout_s)
         return await native.request(origin, encode_request(prefix, body), total=self.timeout_s)
 
-    async def get_json(self, path: str, key: ProviderKey) -> Mapping:
+    async def get_json(self, path: str, key: ProviderKey) -> Mapping[str, Any]:
         """A small JSON document (the model list); off the hot path."""
         url = self.base_url + path
         if self._native is None:
             assert self._aiohttp is not None
-            return await self._aiohttp.get_json(url, self.headers(key), _LIST_TIMEOUT_S)
+            listed: Mapping[str, Any] = await self._aiohttp.get_json(url, self.headers(key), _LIST_TIMEOUT_S)
+            return listed
         origin, target = _split(url)
         request = encode_bodyless("GET", target, _header_block(origin, self.headers(key)))
         response = await self._native.request(origin, request, total=_LIST_TIMEOUT_S)
@@ -152,7 +154,8 @@ class ProviderClient:
             response.release()
         if response.status >= 400:
             raise UpstreamHTTPError(f"{url} answered {response.status}")
-        return orjson.loads(data)
+        parsed: Mapping[str, Any] = orjson.loads(data)
+        return parsed
 
     async def close(self) -> None:
         if self._native is not None:

@@ -58,13 +58,19 @@ async def store(redis_server: RedisServer) -> AsyncIterator[RedisCounterStore]:
     await opened.close()
 
 
-async def test_every_acquire_and_settle_expires_the_counter_two_windows_after(store, raw, counter_name) -> None:
-    c = counter_name()
-    await store.acquire([op(c, window=MINUTE)])
-    assert 2 * MINUTE + HOUR - 5_000 < await raw.pttl(f"tollway:c:{c}") <= 2 * MINUTE + HOUR
-    await raw.persist(f"tollway:c:{c}")
-    await store.settle([settle(c, 1, 1, window=MINUTE)])
-    assert 2 * MINUTE + HOUR - 5_000 < await raw.pttl(f"tollway:c:{c}") <= 2 * MINUTE + HOUR
+async def test_a_counter_expires_two_windows_and_an_hour_after_it_starts_a_window(store, raw, counter_name) -> None:
+    a, b = counter_name("a"), counter_name("b")
+    horizon = 2 * MINUTE + HOUR
+    await store.acquire([op(a, window=MINUTE)])
+    await store.settle([settle(b, 0, 1, window=MINUTE)])
+    for name in (a, b):
+        assert horizon - 5_000 < await raw.pttl(f"tollway:c:{name}") <= horizon
+    await raw.persist(f"tollway:c:{a}")
+    await store.settle([settle(a, 1, 1, window=MINUTE)])  # the same window: no write of the expiry
+    assert await raw.pttl(f"tollway:c:{a}") == -1
+    later = NOW + MINUTE
+    await store.acquire([CounterOp(a, 10, 1, later - MINUTE + 1, later, MINUTE)])  # a new window
+    assert horizon - 5_000 < await raw.pttl(f"tollway:c:{a}") <= horizon
 
 
 async def test_a_counter_of_unknown_window_does_not_expire(store, raw, counter_name) -> None:

@@ -3,17 +3,20 @@
 Each call is one Lua script (``lua/*.lua``, loaded once, run with EVALSHA), so an acquire
 over every level of the hierarchy is atomic and costs one round trip; a settle or
 release costs one more. The scripts are the twins of `MemoryCounterStore`'s methods: the
-same contract suite runs against both.
+same contract suite runs against both. Calls go through `RespClient` (one pipelined
+connection; see resp.py for why not redis-py).
 
 Keys, under ``key_prefix`` (default ``tollway:``):
 
-- ``c:<counter>``: a hash {used, reserved, last_reset}. Every acquire and settle sets
-  its expiry to two windows plus an hour (``CounterOp.window_ms``): a counter nobody
-  touches for that long holds only usage of a window that has ended, so dropping it
-  changes no answer, and Redis does not grow with limits that are no longer used.
+- ``c:<counter>``: a hash {used, reserved, last_reset}. Whenever a counter starts a
+  window its expiry is set to two windows plus an hour (``CounterOp.window_ms``): a
+  counter in use starts a window at least once a window, so it never expires in use;
+  one nobody touches expires holding only usage of a window that has ended, so dropping
+  it changes no answer, and Redis does not grow with limits that are no longer used.
 - ``held:<process id>``: what one gateway process holds reserved, per counter.
 - ``owners``: a sorted set of process ids and their lease deadlines (Redis clock). A
-  live process renews its lease every third of it; when a process dies mid-request
+  process takes its lease before its first acquire and renews it every third of it;
+  when a process dies mid-request
   (SIGKILL, OOM, power), its lease runs out and any other process gives its
   reservations back (``reap.lua``). A process gives back on settle only what it still
   holds, so a reservation is never given back twice.
@@ -34,17 +37,12 @@ takes over).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
-
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError, RedisError
 
 from tollway.governance.counters.base import (
     AcquireResult,
@@ -54,6 +52,7 @@ from tollway.governance.counters.base import (
     CounterUnavailable,
     SettleOp,
 )
+from tollway.governance.counters.resp import RespClient, RespConnectionError, RespError
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +66,19 @@ _RESEED_RETRY_S = 1.0
 _UNSURE_RETRY_S = 0.25
 
 
-def _script(name: str) -> str:
-    return resources.files("tollway.governance.counters").joinpath(f"lua/{name}.lua").read_text("utf-8")
+class _Script:
+    """A Lua script of ``lua/``, read once; run by its SHA1, sent whole when Redis lacks it."""
+
+    __slots__ = ("name", "body", "sha")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.body = resources.files("tollway.governance.counters").joinpath(f"lua/{name}.lua").read_text("utf-8")
+        self.sha = hashlib.sha1(self.body.encode()).hexdigest()
+
+
+_ACQUIRE, _SETTLE, _READ, _RESET, _LOAD, _REAP, _SYNC = (
+    _Script(name) for name in ("acquire", "settle", "read", "reset", "load", "reap", "sync"))
 
 
 class RedisCounterStore:
@@ -79,19 +89,9 @@ class RedisCounterStore:
     """
 
     def __init__(self, url: str, timeout_ms: int = 50, key_prefix: str = "tollway:", *,
-                 seed: Seed | None = None, lease_ms: int = 30_000, max_connections: int = 64) -> None:
-        timeout_s = timeout_ms / 1000
-        self._timeout_s = timeout_s
-        # A bounded pool: beyond ``max_connections`` calls queue for a connection (within
-        # their timeout) instead of opening ever more; Redis runs one script at a time anyway.
-        # No socket_timeout: `_call` bounds each call whole, and redis-py's own write timeout
-        # (asyncio.wait_for on Python 3.11) can swallow a cancellation and costs a task per call.
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=None, socket_timeout=None,
-            socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0), health_check_interval=0,
-            lib_name=None, lib_version=None,
-        )
-        self._redis = Redis(connection_pool=pool)
+                 seed: Seed | None = None, lease_ms: int = 30_000) -> None:
+        self._timeout_s = timeout_ms / 1000
+        self._client = RespClient(url, connect_timeout_s=self._timeout_s)
         self._prefix = key_prefix
         self._counters = key_prefix + "c:"
         self.owner = uuid.uuid4().hex
@@ -103,10 +103,6 @@ class RedisCounterStore:
         self._lease_ms = lease_ms
         self._seed = seed
         self._unloaded: dict[str, CounterState] = {}  # loads that could not reach Redis yet
-        self._acquire, self._settle, self._read, self._reset, self._load, self._reap, self._sync = (
-            self._redis.register_script(_script(name))
-            for name in ("acquire", "settle", "read", "reset", "load", "reap", "sync")
-        )
         # What this process holds reserved per counter key, from the answers it got. A
         # call that got none (timeout) may still have run: then holdings are synced.
         self._mine: dict[str, int] = {}
@@ -115,18 +111,19 @@ class RedisCounterStore:
         self._drained: asyncio.Event | None = None
         self._syncing: asyncio.Event | None = None  # set when the sync is over
         self._wake = asyncio.Event()  # wakes the maintenance task early
-        self._maintenance: asyncio.Task[None] | None = None
+        self._failing = False  # logged once per outage
+        self._maintenance: asyncio.Task[None] | None = None  # started with the lease, before the first acquire
         self._reseeding: asyncio.Task[None] | None = None
 
     async def acquire(self, ops: Sequence[CounterOp]) -> AcquireResult:
         if self._maintenance is None:
-            self._maintenance = asyncio.create_task(self._maintain(), name="redis-counters-lease")
+            await self._take_lease()
         keys = [self._counters + op.counter for op in ops]
-        keys += (self._holdings, self._owners, self._seeded)
-        args: list[Any] = [self.owner, self._lease_ms]
+        keys += (self._holdings, self._seeded)
+        args: list[Any] = []
         for op in ops:
             args += (op.limit, op.amount, op.floor_ms, op.reset_to_ms, _ttl(op.window_ms))
-        reply = await self._changing(self._acquire, keys, args)
+        reply = await self._changing(_ACQUIRE, keys, args)
         if reply[0] == _UNSEEDED:
             await self._lost_data()
             return await self.acquire(ops)
@@ -135,9 +132,8 @@ class RedisCounterStore:
             for key, op in zip(keys, ops):
                 if op.amount:
                     mine[key] = mine.get(key, 0) + op.amount
-        values = reply[1:]
-        return AcquireResult(int(reply[0]), tuple(
-            CounterReading(int(values[i]), int(values[i + 1]), int(values[i + 2])) for i in range(0, len(values), 3)
+        return AcquireResult(reply[0], tuple(
+            CounterReading(reply[i], reply[i + 1], reply[i + 2]) for i in range(1, len(reply), 3)
         ))
 
     async def settle(self, ops: Sequence[SettleOp]) -> None:
@@ -146,7 +142,7 @@ class RedisCounterStore:
         args: list[Any] = []
         for op in ops:
             args += (op.reserved, op.actual, op.floor_ms, op.reset_to_ms, _ttl(op.window_ms))
-        if await self._changing(self._settle, keys, args) == _UNSEEDED:
+        if await self._changing(_SETTLE, keys, args) == _UNSEEDED:
             await self._lost_data()
             await self.settle(ops)
             return
@@ -163,30 +159,30 @@ class RedisCounterStore:
         args: list[Any] = []
         for op in ops:
             args += (op.floor_ms, op.reset_to_ms)
-        values = await self._script(self._read, [self._counters + op.counter for op in ops], args)
+        values = await self._script(_READ, [self._counters + op.counter for op in ops], args)
         return tuple(CounterReading(int(values[i]), int(values[i + 1]), int(values[i + 2]))
                      for i in range(0, len(values), 3))
 
     async def reset(self, counters: Sequence[str], now_ms: int) -> None:
         if counters:
-            await self._script(self._reset, [self._counters + name for name in counters], [now_ms])
+            await self._script(_RESET, [self._counters + name for name in counters], [now_ms])
 
     async def export(self) -> dict[str, CounterState]:
-        """Every counter in Redis; one bounded call per batch (SCAN, then HMGET)."""
-        names: list[str] = []
-        cursor = 0
+        """Every counter in Redis: SCAN, then HMGETs pipelined, each call bounded."""
+        names: set[str] = set()
+        cursor = "0"
         pattern = _glob_escape(self._counters) + "*"
         while True:
-            cursor, found = await self._call(self._redis.scan(cursor, match=pattern, count=1000))
-            names += (key.decode()[len(self._counters):] for key in found)
-            if cursor == 0:
+            next_cursor, found = await self._call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            names.update(key.decode()[len(self._counters):] for key in found)
+            cursor = next_cursor.decode()
+            if cursor == "0":
                 break
         states: dict[str, CounterState] = {}
-        for batch in _batches(sorted(set(names))):
-            pipe = self._redis.pipeline(transaction=False)
-            for name in batch:
-                pipe.hmget(self._counters + name, "used", "last_reset")
-            for name, (used, last_reset) in zip(batch, await self._call(pipe.execute())):
+        for batch in _batches(sorted(names)):
+            replies = await asyncio.gather(*(self._call("HMGET", self._counters + name, "used", "last_reset")
+                                             for name in batch))
+            for name, (used, last_reset) in zip(batch, replies):
                 if used is not None and last_reset is not None:  # expired between SCAN and HMGET
                     states[name] = CounterState(int(used), int(last_reset))
         return states
@@ -203,7 +199,7 @@ class RedisCounterStore:
 
     async def forget(self, counters: Sequence[str]) -> None:
         for batch in _batches(list(counters)):
-            await self._call(self._redis.delete(*(self._counters + name for name in batch)))
+            await self._call("DEL", *(self._counters + name for name in batch))
 
     async def close(self) -> None:
         for task in (self._maintenance, self._reseeding):
@@ -214,17 +210,17 @@ class RedisCounterStore:
                 await self.reap_leaked(lease_ms=-1)
             except CounterUnavailable:
                 pass
-        await self._redis.aclose()
+        await self._client.close()
 
     async def ping(self) -> None:
         """Raise `CounterUnavailable` unless Redis answers and holds the seeded counters."""
-        if not await self._call(self._redis.exists(self._seeded)):
+        if not await self._call("EXISTS", self._seeded):
             await self._lost_data()
 
     async def claim_flush(self, interval_ms: int) -> bool:
         """True for the one process that writes usage to the database this interval."""
         try:
-            return bool(await self._call(self._redis.set(self._flush_lock, self.owner, nx=True, px=interval_ms)))
+            return await self._call("SET", self._flush_lock, self.owner, "NX", "PX", interval_ms) is not None
         except CounterUnavailable:
             return False
 
@@ -232,12 +228,25 @@ class RedisCounterStore:
         """Renew this process's lease and give back the reservations of processes whose
         lease ran out; returns how many counters had reservations given back."""
         lease = self._lease_ms if lease_ms is None else lease_ms
-        return int(await self._script(self._reap, [self._owners], [self.owner, lease, self._holdings_prefix]))
+        return int(await self._script(_REAP, [self._owners], [self.owner, lease, self._holdings_prefix]))
+
+    async def _take_lease(self) -> None:
+        """Register this process in the owners set before it holds anything (a process
+        killed before registering would leave holdings no reaper looks for)."""
+        await self.reap_leaked()
+        if self._maintenance is None:
+            self._maintenance = asyncio.create_task(self._maintain(), name="redis-counters-lease")
 
     async def _maintain(self) -> None:
         """Renew the lease and reap dead processes' reservations every third of a
         lease; after a call that got no answer, sync holdings as soon as Redis answers."""
         while True:
+            try:  # until the next beat, or sooner when a call got no answer
+                async with asyncio.timeout(_UNSURE_RETRY_S if self._unsure else self._lease_ms / 3000):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
             try:
                 if self._unsure:
                     await self._sync_holdings()
@@ -247,14 +256,8 @@ class RedisCounterStore:
                                 "its lease on %d counters", released)
             except CounterUnavailable:
                 pass  # the requests report it; the next beat tries again
-            try:  # until the next beat, or sooner when a call got no answer
-                async with asyncio.timeout(_UNSURE_RETRY_S if self._unsure else self._lease_ms / 3000):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
 
-    async def _changing(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    async def _changing(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
         """A call that changes what this process holds: counted in flight, held back
         while holdings are synced, and marking them unsure when it gets no answer."""
         if self._syncing is not None:
@@ -277,11 +280,11 @@ class RedisCounterStore:
         try:
             while self._in_flight:  # each is bounded by the timeout
                 self._drained = asyncio.Event()
-                await self._call(self._drained.wait())
+                await self._bounded(self._drained.wait())
             args: list[Any] = []
             for key, amount in self._mine.items():
                 args += (key, amount)
-            corrected = await self._script(self._sync, [self._holdings, self._seeded], args)
+            corrected = await self._script(_SYNC, [self._holdings, self._seeded], args)
             if corrected == _UNSEEDED:
                 return  # reseeding first; the next beat syncs
             self._unsure = False
@@ -331,24 +334,44 @@ class RedisCounterStore:
             args: list[Any] = ["1" if index == len(batches) - 1 else "0"]
             for _, state in batch:
                 args += (state.used, state.last_reset_ms)
-            await self._script(self._load, [self._counters + name for name, _ in batch] + [self._seeded], args)
+            await self._script(_LOAD, [self._counters + name for name, _ in batch] + [self._seeded], args)
 
-    async def _script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        return await self._call(script(keys=keys, args=args))
+    async def _script(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except _NoScript:  # Redis restarted or flushed its script cache: send it whole once
+            return await self._call("EVAL", script.body, len(keys), *keys, *args)
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
+    async def _call(self, *command: Any) -> Any:
         """One Redis round trip, bounded by the timeout; any failure is `CounterUnavailable`."""
+        return await self._bounded(self._client.call(*command))
+
+    async def _bounded(self, awaitable: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await awaitable
+                result = await awaitable
         except TimeoutError:
-            raise CounterUnavailable(f"Redis did not answer within {self._timeout_s * 1000:.0f} ms") from None
-        except (RedisError, OSError) as exc:
-            if isinstance(exc, (ConnectionError, OSError)):
-                # Redis restarted or the network broke: the idle pooled connections are
-                # dead too, and would each fail one more request.
-                await self._redis.connection_pool.disconnect(inuse_connections=False)
-            raise CounterUnavailable(f"Redis: {type(exc).__name__}: {exc}") from None
+            raise self._failed(f"Redis did not answer within {self._timeout_s * 1000:.0f} ms") from None
+        except RespConnectionError as exc:
+            raise self._failed(str(exc)) from None
+        except RespError as exc:
+            if str(exc).startswith("NOSCRIPT"):
+                raise _NoScript from None
+            raise self._failed(f"Redis answered an error: {exc}") from None
+        if self._failing:
+            self._failing = False
+            log.warning("Redis answers again")
+        return result
+
+    def _failed(self, reason: str) -> CounterUnavailable:
+        if not self._failing:  # once per outage, not once per request
+            self._failing = True
+            log.warning("counter store unavailable: %s", reason)
+        return CounterUnavailable(reason)
+
+
+class _NoScript(Exception):
+    pass
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -27,7 +27,7 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, asyncio.TimeoutError):
         return UpstreamTimeout(str(exc) or "the upstream did not answer in time")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamConnectError(exc.host, exc.port, str(exc.os_error))
+        return UpstreamConnectError(exc.host, exc.port or 0, str(exc.os_error))
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return UpstreamDisconnected()
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -97,6 +97,7 @@ class AiohttpClient:
         return AiohttpResponse(response)
 
     async def get_json(self, url: str, headers: Mapping[str, str], timeout_s: float) -> Any:
+        """A small JSON document, for `ProviderClient.get_json`."""
         try:
             async with self.session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 resp.raise_for_status()

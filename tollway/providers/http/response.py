@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tollway.providers.http.errors import UpstreamDisconnected, UpstreamTimeout
 
@@ -26,6 +26,21 @@ FAILED = 3  # the exchange broke; _error says why
 # and not yet consumed (a slow client must not make us buffer a whole stream), start
 # again once the consumer has drained it.
 HIGH_WATER = 256 * 1024
+
+
+class Headers(dict[str, str]):
+    """Response headers: lower-case names, looked up case-insensitively."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name.lower() if isinstance(name, str) else name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
 
 
 class UpstreamResponse(Protocol):
@@ -61,7 +76,7 @@ class Response:
     def __init__(self, conn: Connection) -> None:
         self.status = 0
         self._raw: list[tuple[bytes, bytes]] = []
-        self._headers: dict[str, str] | None = None
+        self._headers: Headers | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._state = HEADERS
@@ -79,14 +94,14 @@ class Response:
     # -- the caller's side -------------------------------------------------------------
 
     @property
-    def headers(self) -> dict[str, str]:
-        """Response headers with lower-case names; repeated headers joined by ", "."""
+    def headers(self) -> Headers:
+        """Response headers (case-insensitive); repeated headers joined by ", "."""
         headers = self._headers
         if headers is None:  # built on first use: most proxied responses never look
-            headers = {}
+            headers = Headers()
             for raw_name, raw_value in self._raw:
                 name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-                headers[name] = headers[name] + ", " + value if name in headers else value
+                headers[name] = dict.__getitem__(headers, name) + ", " + value if name in headers else value
             self._headers = headers
         return headers
 
