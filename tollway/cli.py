@@ -50,6 +50,9 @@ def serve(
     settings = _settings(config)
     _configure_logging(settings.log_level)
     _check_admin_token(settings, host)
+    if workers > 1 and settings.counters.backend == "memory":
+        typer.echo(f"warning: {workers} workers with in-memory counters enforce every limit once per worker; "
+                   "use counters: {backend: redis, url: ...} for exact limits across workers", err=True)
     prepare(settings)
     run_server(config, host, port, workers, settings.log_level)
 
