@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tollway.admin_commands import register as register_admin_commands
 from tollway.config import ConfigError, Settings, load_settings
 from tollway.config.loader import ADMIN_TOKEN_VARIABLE, CONFIG_PATH_VARIABLE
 from tollway.demo import run_demo
+from tollway.governance.durations import parse_duration
 from tollway.server.startup import prepare_database
 from tollway.store.migrate import current, downgrade, upgrade
 from tollway.testing.mock_upstream import MockSettings, serve_mock_upstream
@@ -54,7 +56,8 @@ def serve(
         typer.echo(f"warning: {workers} workers with in-memory counters enforce every limit once per worker; "
                    "use counters: {backend: redis, url: ...} for exact limits across workers", err=True)
     prepare(settings)
-    run_server(config, host, port, workers, settings.log_level)
+    grace_s = (parse_duration(settings.shutdown_grace_period).fixed_ms or 30_000) / 1000
+    run_server(config, host, port, workers, settings.log_level, grace_s)
 
 
 def _check_admin_token(settings: Settings, host: str) -> None:
@@ -91,13 +94,21 @@ def prepare(settings: Settings) -> None:
         typer.echo(f"generated virtual key {key.id!r} ({key.name}): {key.value}  (shown once; store it now)")
 
 
-def run_server(config: Path, host: str, port: int, workers: int, log_level: str) -> None:
+def run_server(config: Path, host: str, port: int, workers: int, log_level: str, grace_s: float = 30.0) -> None:
     os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
+    # it found in place: this one, so that a graceful stop exits 0 rather than -SIGTERM.
+    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     uvicorn.run(
         "tollway.server.startup:worker_app", factory=True, host=host, port=port, workers=workers,
         loop="uvloop" if _has_uvloop() else "asyncio", http="httptools", lifespan="on",
-        access_log=False, log_level=log_level, timeout_graceful_shutdown=30, backlog=2048,
+        access_log=False, log_level=log_level, timeout_graceful_shutdown=grace_s, backlog=2048,
+        proxy_headers=False, server_header=False,  # no per-request work for headers nobody reads
     )
+
+
+def _exit_after_graceful_shutdown(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()

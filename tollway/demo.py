@@ -84,5 +84,6 @@ Or with the openai SDK:
 print(c.chat.completions.create(model='anthropic/claude-3-5-haiku-latest', messages=[{{'role': 'user', 'content': 'Hi'}}]).choices[0].message.content)"
 
 Send more than 20 requests in a minute to see a 429 that names the key and its limit.
+Admin UI: {base}/ui (log in with the admin token the gateway prints below, or $TOLLWAY_ADMIN_TOKEN)
 Metrics: {base}/metrics   Health: {base}/health   Stop: Ctrl-C
 """

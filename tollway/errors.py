@@ -34,7 +34,9 @@ def not_found(message: str, param: str | None = None) -> GatewayError:
 
 
 def payload_too_large(limit: int) -> GatewayError:
-    return GatewayError(413, "request_too_large", f"request body is larger than the limit of {limit} bytes (max_body_bytes)")
+    # Connection: close, so the rest of a body that was never read is not waited for either.
+    return GatewayError(413, "request_too_large", f"request body is larger than the limit of {limit} bytes (max_body_bytes)",
+                        headers=[(b"connection", b"close")])
 
 
 def upstream_timeout(provider: str) -> GatewayError:
@@ -47,6 +49,11 @@ def upstream_unreachable(provider: str, reason: str) -> GatewayError:
 
 def upstream_invalid(provider: str, reason: str) -> GatewayError:
     return GatewayError(502, "upstream_invalid_response", f"provider {provider!r} answered something that cannot be translated: {reason}", code="bad_gateway")
+
+
+def shutting_down() -> GatewayError:
+    return GatewayError(503, "server_shutting_down", "the gateway is shutting down and cut this request; retry it",
+                        code="shutting_down")
 
 
 def governance_unavailable(reason: str) -> GatewayError:

@@ -176,15 +176,16 @@ async def test_a_change_made_through_one_node_reaches_every_node_within_2_second
             return all([(await chat(session, node, vk))[0] == status for node in nodes])
 
         await api(nodes[0], "POST", "/virtual-keys", {"id": "vk-new", "name": "new", "value": key("new")})
-        assert await until(lambda: everywhere(key("new"), 200), 2.0, "a created key") < 2.0
+        created = await until(lambda: everywhere(key("new"), 200), 2.0, "a created key")
 
         await api(nodes[1], "PATCH", "/virtual-keys/vk-new", {"is_active": False})
-        assert await until(lambda: everywhere(key("new"), 403), 2.0, "a blocked key") < 2.0
+        blocked = await until(lambda: everywhere(key("new"), 403), 2.0, "a blocked key")
 
         assert (await chat(session, nodes[2], key("raise")))[0] == 200  # its one request
         assert await everywhere(key("raise"), 429)
         await api(nodes[2], "PATCH", "/virtual-keys/vk-raise", {"rate_limit": {"request_max_limit": 1000}})
-        assert await until(lambda: everywhere(key("raise"), 200), 2.0, "a raised limit") < 2.0
+        raised = await until(lambda: everywhere(key("raise"), 200), 2.0, "a raised limit")
+    print(f"on every node after: created {created:.2f} s, blocked {blocked:.2f} s, raised {raised:.2f} s")
 
 
 async def test_usage_is_intact_after_every_gateway_and_redis_restart(cluster) -> None:
@@ -221,8 +222,10 @@ async def test_redis_outage_fail_closed_refuses_quickly_fail_open_serves_and_bot
         async with aiohttp.ClientSession() as session:
             started = time.monotonic()
             status, body = await chat(session, closed, key("open"))
+            refused_in = time.monotonic() - started
             assert (status, body["error"]["type"]) == (503, "governance_unavailable")
-            assert time.monotonic() - started < 1.0
+            assert refused_in < 1.0
+            print(f"fail_closed answered 503 in {refused_in * 1000:.0f} ms")
             started = time.monotonic()
             assert [(await chat(session, opened, key("open")))[0] for _ in range(5)] == [200] * 5
             assert time.monotonic() - started < 2.0

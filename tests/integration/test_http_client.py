@@ -28,8 +28,8 @@ def _chat(stream: bool = False, **extra: Any) -> bytes:
 
 @pytest.fixture(params=["native", "aiohttp"])
 async def provider(request: pytest.FixtureRequest, mock: MockUpstream) -> AsyncIterator[ProviderClient]:
-    settings = ProviderSettings(type="openai", base_url=mock.url + "/v1", keys=[{"value": "sk-test"}],
-                                timeout="1s", http_client=request.param)
+    settings = ProviderSettings.model_validate({"type": "openai", "base_url": mock.url + "/v1", "keys": [{"value": "sk-test"}],
+                                                "timeout": "1s", "http_client": request.param})
     client = ProviderClient("mock", settings, [KEY])
     yield client
     await client.close()
@@ -142,8 +142,8 @@ async def test_models_are_listed(provider: ProviderClient) -> None:
 
 async def test_an_unreachable_provider_is_a_connect_error(mock: MockUpstream, unused_tcp_port: int) -> None:
     for kind in ("native", "aiohttp"):
-        settings = ProviderSettings(type="openai", base_url=f"http://127.0.0.1:{unused_tcp_port}/v1",
-                                    keys=[{"value": "k"}], http_client=kind)
+        settings = ProviderSettings.model_validate({"type": "openai", "base_url": f"http://127.0.0.1:{unused_tcp_port}/v1",
+                                                    "keys": [{"value": "k"}], "http_client": kind})
         client = ProviderClient("dead", settings, [KEY])
         try:
             with pytest.raises(UpstreamConnectError) as caught:
@@ -161,7 +161,7 @@ async def test_the_gateway_proxies_with_either_client(gateway, mock: MockUpstrea
         for _ in range(3):
             reply = await oai.chat.completions.create(model="openai/gpt-4o-mini", max_tokens=5,
                                                       messages=[{"role": "user", "content": "hi"}])
-            assert reply.usage.completion_tokens == 5
+            assert reply.usage is not None and reply.usage.completion_tokens == 5
         stream = await oai.chat.completions.create(model="anthropic/claude-3-5-haiku-latest", max_tokens=6,
                                                    stream=True, messages=[{"role": "user", "content": "hi"}])
         text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])

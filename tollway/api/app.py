@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
 from tollway.api import audit, customers, explain, logs, model_configs, providers, spend, teams, usage, virtual_keys
@@ -76,4 +77,10 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)
+    if runtime.settings.cors_origins:
+        # Off unless configured: browsers on other origins get no access. Bearer tokens, no
+        # cookies, so credentials stay off; preflights are answered before the token check.
+        app.add_middleware(CORSMiddleware, allow_origins=list(runtime.settings.cors_origins),
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)
     return app

@@ -37,6 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ACTOR = "admin"
 MAX_PAGE = 1000
+MAX_OFFSET = 10**12  # a database integer holds 2**63 - 1; larger offsets failed inside the driver
 RESET_USAGE = Query(description="Also reset the usage of the budget / rate limit this update states.")
 CASCADE = Query(description="Also delete what belongs to it; without it, a delete that would orphan anything is 409.")
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Page:
 
 def _page(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
 ) -> Page:
     return Page(limit, offset)
 

@@ -17,7 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from tollway.store.database import DatabaseUnavailable, describe_error
@@ -121,6 +122,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(OperationalError, database_down)
     app.add_exception_handler(DatabaseUnavailable, database_down)
+    # A server that is down refuses the connection before the driver can wrap the error.
+    for unreachable in (OSError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(unreachable, database_down)
     app.add_exception_handler(Exception, unexpected)
 
 

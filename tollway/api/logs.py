@@ -58,7 +58,8 @@ def utc(moment: datetime | None) -> datetime | None:
 
 def _log_filter(
     virtual_key_id: str | None = None, team_id: str | None = None, customer_id: str | None = None,
-    provider: str | None = None, model: str | None = None, status: int | None = None,
+    provider: str | None = None, model: str | None = None,
+    status: Annotated[int | None, Query(ge=100, le=599, description="An HTTP status.")] = None,
     decision: Annotated[str | None, Query(description="allow, or a denial such as request_limited.")] = None,
     start: Annotated[datetime | None, Query(description="From this time (ISO-8601; UTC when no offset).")] = None,
     end: Annotated[datetime | None, Query(description="Before this time.")] = None,

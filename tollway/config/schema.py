@@ -224,6 +224,7 @@ class Settings(_Strict):
     enforce_virtual_keys: bool = False
     counters: CountersConfig = CountersConfig()
     flush_interval: str = "10s"
+    shutdown_grace_period: str = "30s"  # on SIGTERM: how long requests in flight (streams too) may finish
     max_body_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 4 * 1024 * 1024
     providers: dict[NonEmpty, ProviderSettings] = {}
     model_aliases: dict[NonEmpty, NonEmpty] = {}
@@ -234,6 +235,6 @@ class Settings(_Strict):
     governance: GovernanceConfig = GovernanceConfig()
     request_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    cors_origins: list[str] = []
+    cors_origins: list[str] = []  # browser origins allowed to call the management API; empty: CORS off
 
-    _check_durations = field_validator("flush_interval")(_duration)
+    _check_durations = field_validator("flush_interval", "shutdown_grace_period")(_duration)

@@ -39,6 +39,8 @@ def chat_request_to_messages(body: Mapping[str, Any], model: str, default_max_to
         out["system"] = system
     _copy_sampling(body, out)
     if tools := body.get("tools"):
+        if not isinstance(tools, list):
+            raise TranslationError("tools must be an array of tool objects")
         out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
         if (choice := _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))) is not None:
             out["tool_choice"] = choice
@@ -155,6 +157,8 @@ def _user_content(content: object, where: str) -> str | list[JSON]:
 
 
 def _user_part(part: Mapping[str, Any], where: str) -> JSON:
+    if not isinstance(part, Mapping):
+        raise TranslationError(f"{where}: a content part must be an object")
     kind = part.get("type")
     if kind == "text":
         return _text_block(part)
@@ -238,6 +242,8 @@ def _copy_sampling(body: Mapping[str, Any], out: JSON) -> None:
 
 
 def _tool(tool: Mapping[str, Any], where: str) -> JSON:
+    if not isinstance(tool, Mapping):
+        raise TranslationError(f"{where}: a tool must be an object")
     if tool.get("type") != "function" or not isinstance(tool.get("function"), Mapping):
         raise TranslationError(f"{where}: only function tools can be sent to an Anthropic model")
     function = tool["function"]

@@ -50,12 +50,15 @@ def messages_request_to_chat(body: Mapping[str, Any]) -> JSON:
     if stop := body.get("stop_sequences"):
         out["stop"] = list(stop)
     if tools := body.get("tools"):
+        if not isinstance(tools, list):
+            raise TranslationError("tools must be an array of tool objects")
         out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
         _copy_tool_choice(body.get("tool_choice"), out)
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    if isinstance(user := (body.get("metadata") or {}).get("user_id"), str) and user:
+    metadata = body.get("metadata")
+    if isinstance(metadata, Mapping) and isinstance(user := metadata.get("user_id"), str) and user:
         out["user"] = user
     return out
 
@@ -177,6 +180,8 @@ def _assistant_message(content: object, where: str) -> JSON:
 
 
 def _tool(tool: Mapping[str, Any], where: str) -> JSON:
+    if not isinstance(tool, Mapping):
+        raise TranslationError(f"{where}: a tool must be an object")
     if tool.get("type") not in (None, "custom") or "input_schema" not in tool:
         raise TranslationError(f"{where}: Anthropic server tools ({tool.get('type')!r}) cannot run on an OpenAI model")
     function: JSON = {"name": tool.get("name"), "parameters": tool["input_schema"]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 import orjson
 
 from tollway.config.schema import EstimateConfig
-from tollway.errors import GatewayError, bad_request, governance_unavailable, upstream_invalid
+from tollway.errors import GatewayError, bad_request, governance_unavailable, shutting_down, upstream_invalid
 from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, error_body
 from tollway.governance.engine import RequestFacts, find_key
@@ -25,12 +27,17 @@ from tollway.proxy.estimate import estimate_tokens
 from tollway.proxy.exchange import Exchange
 from tollway.proxy.exchanges import exchange_for
 from tollway.proxy.outcome import Outcome, OutcomeSink
-from tollway.proxy.relay import relay_stream
+from tollway.proxy.relay import StreamResult, relay_stream
 from tollway.proxy.request import ClientRequest, parse_request
 from tollway.proxy.targets import Target, TargetResolver
-from tollway.proxy.upstream import RETRIABLE, call_upstream
+from tollway.proxy.upstream import RETRIABLE, call_upstream, read_whole
 from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
 from tollway.usage import Usage
+
+
+# What translating a body of an unexpected shape raises, beyond TranslationError.
+_MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+_CUT_AT_SHUTDOWN = 499  # the outcome status of a stream the server cut while shutting down
 
 
 @dataclass(slots=True)
@@ -81,6 +88,14 @@ class Proxy:
             await respond_error(send, err, anthropic=api is Api.MESSAGES)
         except ClientGone:
             outcome.status, outcome.error = 499, "client closed the connection"
+        except asyncio.CancelledError:
+            # The server cut the request at the end of its shutdown grace period. A stream was
+            # ended with an error event already; anything else gets a 503. Ending here, rather
+            # than re-raising, lets the server close the response instead of logging a traceback.
+            if outcome.status != _CUT_AT_SHUTDOWN:
+                outcome.status, outcome.error = 503, "cut at server shutdown"
+                with contextlib.suppress(Exception):  # a response may have begun already
+                    await respond_error(send, shutting_down(), anthropic=api is Api.MESSAGES)
         finally:
             outcome.latency_ms = (time.perf_counter() - started) * 1000
             self._sink.record(outcome)
@@ -127,39 +142,56 @@ class Proxy:
         try:
             upstream_key = provider.pick_key(target.model, admission.allowed_provider_keys)
         except NoUsableKey as exc:
-            return _Failure(400, bad_request(str(exc)).openai_body(), str(exc))
+            return _Failure(400, _error_body(bad_request(str(exc)), request.api), str(exc))
         try:
             body = exchange.request_body(request, target.model)
         except TranslationError as exc:
-            return _Failure(400, bad_request(str(exc)).openai_body(), str(exc))
+            return _Failure(400, _error_body(bad_request(str(exc)), request.api), str(exc))
+        except _MALFORMED as exc:  # a field of a shape the translation did not expect
+            message = (f"the request cannot be sent to provider {provider.name!r} ({provider.type}): a field has "
+                       f"an unexpected type or value ({type(exc).__name__}: {exc})")
+            return _Failure(400, _error_body(bad_request(message), request.api), message)
         try:
             response = await call_upstream(provider, exchange.upstream_api, target.model, body, upstream_key, request.stream)
+            # A body cut short or late fails the call like a refused connection would (and may fall back).
+            data = b"" if request.stream and response.status < 400 else await read_whole(provider, response)
         except GatewayError as err:
-            body = err.anthropic_body() if request.api is Api.MESSAGES else err.openai_body()
-            return _Failure(err.status, body, err.message)
+            return _Failure(err.status, _error_body(err, request.api), err.message)
         if response.status >= 400:
-            data = await response.read()
-            response.release()
             return _Failure(response.status, exchange.error(response.status, data), f"upstream answered {response.status}")
         headers = admission.headers + [(b"x-request-id", outcome.request_id.encode())]
         if request.stream:
-            result = await relay_stream(response, exchange.stream(request), headers, receive, send)
+            converter = exchange.stream(request)
+            try:
+                result = await relay_stream(response, converter, headers, receive, send)
+            except asyncio.CancelledError:
+                # Cut by the server (shutdown past its grace period): charged for what was
+                # produced, like a stream the client cut, and ended with an error event.
+                result = StreamResult(_CUT_AT_SHUTDOWN, converter.usage, converter.produced, "cut at server shutdown")
+                outcome.status, outcome.error = result.status, result.error
+                await self._charge(result.usage_or(estimate), provider, target, admission, outcome)
+                with contextlib.suppress(Exception):  # the client may be gone too
+                    await send({"type": "http.response.body", "more_body": False,
+                                "body": converter.error_event("the gateway is shutting down; the stream was cut")})
+                raise
             usage = result.usage_or(estimate)
             outcome.status, outcome.error = result.status, result.error
         else:
-            data = await response.read()
-            response.release()
             try:
                 out, reported = exchange.response(data)
-            except TranslationError as exc:  # the upstream answered something we cannot express
+            except (TranslationError, *_MALFORMED) as exc:  # the upstream answered something we cannot express
                 err = upstream_invalid(provider.name, str(exc))
-                return _Failure(502, err.anthropic_body() if request.api is Api.MESSAGES else err.openai_body(), err.message)
+                return _Failure(502, _error_body(err, request.api), err.message)
             usage = reported or Usage(*estimate)
             await respond(send, 200, out, JSON_HEADERS + headers)
+        await self._charge(usage, provider, target, admission, outcome)
+        return None
+
+    async def _charge(self, usage: Usage, provider: ProviderClient, target: Target, admission: Admission,
+                      outcome: Outcome) -> None:
         cost = self._pricing.cost_nano(provider.type, provider.name, target.model, usage)
         await self._enforcer.settle(admission.reservation, usage.total_tokens, cost)
         outcome.usage, outcome.cost_nano = usage, cost
-        return None
 
     async def _deny(self, request: ClientRequest, denial: Denial, send: Send, outcome: Outcome) -> None:
         outcome.status, outcome.decision = denial.decision.status, denial.decision.value
@@ -168,3 +200,7 @@ class Proxy:
         if request.api is Api.MESSAGES:
             body = orjson.dumps({"type": "error", "error": orjson.loads(body)["error"]})
         await respond(send, denial.decision.status, body, JSON_HEADERS + denial_headers(denial))
+
+
+def _error_body(error: GatewayError, api: Api) -> bytes:
+    return error.anthropic_body() if api is Api.MESSAGES else error.openai_body()

@@ -45,6 +45,21 @@ async def call_upstream(
     raise AssertionError("unreachable")  # the loop always returns or raises
 
 
+async def read_whole(provider: ProviderClient, response: UpstreamResponse) -> bytes:
+    """The whole body of a response that is not relayed as a stream; the response is
+    released. A body cut short raises the 502, a late one the 504, of a failed call."""
+    try:
+        data = await response.read()
+    except asyncio.TimeoutError:  # UpstreamTimeout included
+        response.close()
+        raise upstream_timeout(provider.name) from None
+    except UpstreamHTTPError as exc:
+        response.close()
+        raise upstream_unreachable(provider.name, f"the response was cut short ({_reason(exc)})") from None
+    response.release()
+    return data
+
+
 def _backoff(provider: ProviderClient, attempt: int, retry_after: str | None) -> float:
     delay = provider.retry_backoff_s * (2**attempt)
     if retry_after:

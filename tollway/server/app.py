@@ -1,5 +1,5 @@
-"""The ASGI application: a dict of hot-path routes, the management API under /api, and
-the lifespan that starts and stops the runtime."""
+"""The ASGI application: a dict of hot-path routes, the management API under /api, the
+admin UI under /ui, and the lifespan that starts and stops the runtime."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import orjson
 
 from tollway.config import Settings
 from tollway.providers.client import Api
-from tollway.server.asgi import JSON_HEADERS, Receive, Scope, Send, respond
+from tollway.errors import GatewayError
+from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, replay, respond
 from tollway.server.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ class Gateway:
             if handler is not None:
                 await handler(scope, receive, send)
             elif scope["path"].startswith("/api") and self.runtime.management is not None:
-                await self.runtime.management(scope, receive, send)
+                await self._management(scope, receive, send)
+            elif (scope["path"] == "/ui" or scope["path"].startswith("/ui/")) and self.runtime.ui is not None:
+                await self.runtime.ui(scope, receive, send)
             else:
                 await respond(send, 404, _NOT_FOUND)
         elif kind == "lifespan":
@@ -52,6 +55,20 @@ class Gateway:
             await self.runtime.proxy.handle(api, scope, receive, send)
 
         return handle
+
+    async def _management(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The management API, with its body read first within ``max_body_bytes``: FastAPI
+        would read a body of any size (before even checking the admin token)."""
+        try:
+            body = await read_body(scope, receive, self.runtime.settings.max_body_bytes)
+        except GatewayError as err:
+            error = {"type": "payload_too_large" if err.status == 413 else "bad_request", "message": err.message,
+                     "field": None}
+            await respond(send, err.status, orjson.dumps({"error": error}), JSON_HEADERS + err.headers)
+            return
+        except ClientGone:
+            return
+        await self.runtime.management(scope, replay(body, receive), send)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         models = await self.runtime.catalog.models()

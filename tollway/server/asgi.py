@@ -66,6 +66,21 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands over ``body`` (already read) as one message, then passes on
+    to ``receive`` (which reports the disconnect)."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
 async def respond(send: Send, status: int, body: bytes, headers: Headers = JSON_HEADERS) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from tollway.api.app import create_management_app
 from tollway.config import Settings
 from tollway.governance.counters.base import CounterStore
@@ -24,15 +26,17 @@ from tollway.server.counters_setup import build_counter_store, claim_flush
 from tollway.server.models_catalog import ModelCatalog
 from tollway.server.recorder import Recorder
 from tollway.store.bootstrap import apply_config
-from tollway.store.database import Database
+from tollway.store.database import Database, DatabaseUnavailable, describe_error
 from tollway.store.migrate import upgrade
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.snapshot import config_version, load_snapshot
 from tollway.store.usage import load_counters, save_counters
 from tollway.telemetry import Metrics
+from tollway.ui import create_ui_app
 
 log = logging.getLogger(__name__)
 _REFRESH_INTERVAL_S = 1.0
+_SETTLE_WAIT_S = 2.0
 
 
 def price_catalog(settings: Settings) -> PriceCatalog:
@@ -61,9 +65,11 @@ class Runtime:
         self.metrics = Metrics()
         self.pricing: PriceCatalog = price_catalog(settings)
         self.management: Any = None  # the /api application, mounted by the management package
+        self.ui: Any = None  # the /ui application (admin web UI), over the management API
         self.snapshot = PolicySnapshot(enforce_virtual_keys=settings.enforce_virtual_keys)
         self.generated_keys: list = []
         self._tasks: list[asyncio.Task] = []
+        self._failures: dict[str, int] = {}  # background job -> failures in a row
         self.db: Database
         self.store: CounterStore
         self.enforcer: Enforcer
@@ -90,6 +96,14 @@ class Runtime:
             await self.log_writer.start()
         self.metrics.gauge("tollway_reservations_in_flight", "Reservations not yet settled",
                            lambda: self.enforcer.reservations_in_flight)
+        self.metrics.gauge("tollway_usage_flush_failures", "Usage flushes failed in a row (0: the last one worked)",
+                           lambda: self._failures.get("usage-flush", 0))
+        if self.log_writer is not None:
+            writer = self.log_writer
+            self.metrics.gauge("tollway_request_log_pending", "Request log records waiting to be written",
+                               lambda: writer.pending)
+            self.metrics.gauge("tollway_request_log_dropped", "Request log records lost (buffer full or unstorable)",
+                               lambda: writer.dropped)
         self.proxy = Proxy(
             providers=self.providers,
             resolver=TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks),
@@ -103,19 +117,26 @@ class Runtime:
         self.catalog = ModelCatalog(settings, self.providers)
         if settings.management_api:
             self.management = create_management_app(self)
+            self.ui = create_ui_app(self.management, settings, self.clock_ms)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's scans so a collection costs what the requests allocate, not more.
         gc.freeze()
         flush_s = (parse_duration(settings.flush_interval).fixed_ms or 10_000) / 1000
         self._tasks = [
-            asyncio.create_task(self._every(flush_s, self._periodic_flush), name="usage-flush"),
-            asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy), name="policy-refresh"),
+            asyncio.create_task(self._every(flush_s, self._periodic_flush, "usage-flush"), name="usage-flush"),
+            asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy, "policy-refresh"),
+                                name="policy-refresh"),
         ]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Requests the server cancelled at the end of its grace period settle as they unwind:
+        # give them a moment, so that the last flush has their usage.
+        deadline = time.monotonic() + _SETTLE_WAIT_S
+        while self.enforcer.reservations_in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         try:
             await self.flush_usage()
         except Exception:  # noqa: BLE001 - shutting down: report and carry on closing
@@ -156,12 +177,24 @@ class Runtime:
     async def _load_snapshot(self) -> PolicySnapshot:
         return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
 
-    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+    async def _every(self, seconds: float, job: Callable[[], Any], name: str) -> None:
+        """Run ``job`` every ``seconds``. A failure is logged when it starts and when it ends,
+        not every time (the policy refresh would log a traceback a second while the
+        database is down); ``_failures`` counts it for the metrics meanwhile."""
         while True:
             await asyncio.sleep(seconds)
             try:
                 await job()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a background job must outlive one failure
-                log.exception("background job %s failed", getattr(job, "__name__", job))
+            except Exception as exc:  # noqa: BLE001 - a background job must outlive one failure
+                failures = self._failures[name] = self._failures.get(name, 0) + 1
+                if failures == 1:
+                    log.warning("background job %s failed, will retry every %g s: %s", name, seconds,
+                                describe_error(exc), exc_info=not isinstance(exc, (DBAPIError, OSError, DatabaseUnavailable)))
+                else:
+                    log.debug("background job %s failed again (%d in a row): %s", name, failures, describe_error(exc))
+            else:
+                failures = self._failures.pop(name, 0)
+                if failures:
+                    log.warning("background job %s recovered after %d failures", name, failures)

@@ -13,12 +13,12 @@ Keys, under ``key_prefix`` (default ``tollway:``):
   counter in use starts a window at least once a window, so it never expires in use;
   one nobody touches expires holding only usage of a window that has ended, so dropping
   it changes no answer, and Redis does not grow with limits that are no longer used.
-- ``held:<process id>``: what one gateway process holds reserved, per counter.
+- ``h:<process id>``, a field of each counter hash: what that gateway process holds
+  reserved on it; ``held:<process id>``: the set of counters it has such a field on.
 - ``owners``: a sorted set of process ids and their lease deadlines (Redis clock). A
   process takes its lease before its first acquire and renews it every third of it;
-  when a process dies mid-request
-  (SIGKILL, OOM, power), its lease runs out and any other process gives its
-  reservations back (``reap.lua``). A process gives back on settle only what it still
+  when a process dies mid-request (SIGKILL, OOM, power), its lease runs out and any
+  other process gives its reservations back (``reap.lua``). A process gives back on settle only what it still
   holds, so a reservation is never given back twice.
 - ``seeded``: set once the counters were loaded from the database. When Redis loses
   its data (restarted without persistence, flushed), the marker is gone: acquire and
@@ -37,11 +37,9 @@ takes over).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
 from tollway.governance.counters.base import (
@@ -52,6 +50,23 @@ from tollway.governance.counters.base import (
     CounterUnavailable,
     SettleOp,
 )
+from tollway.governance.counters.redis_scripts import (
+    ACQUIRE,
+    LOAD,
+    READ,
+    REAP,
+    RESET,
+    SETTLE,
+    SYNC,
+    NoScript,
+    Script,
+    batches,
+    cancel,
+    glob_escape,
+    packer,
+    ttl,
+    within,
+)
 from tollway.governance.counters.resp import RespClient, RespConnectionError, RespError
 
 log = logging.getLogger(__name__)
@@ -59,26 +74,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Seed = Callable[[], Awaitable[Mapping[str, CounterState]]]
 
-_TTL_MARGIN_MS = 3_600_000  # beyond two windows: requests in flight settle long before
-_BATCH = 500  # keys per script call or pipeline in bulk operations (load, export, forget)
 _UNSEEDED = -2
 _RESEED_RETRY_S = 1.0
 _UNSURE_RETRY_S = 0.25
-
-
-class _Script:
-    """A Lua script of ``lua/``, read once; run by its SHA1, sent whole when Redis lacks it."""
-
-    __slots__ = ("name", "body", "sha")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.body = resources.files("tollway.governance.counters").joinpath(f"lua/{name}.lua").read_text("utf-8")
-        self.sha = hashlib.sha1(self.body.encode()).hexdigest()
-
-
-_ACQUIRE, _SETTLE, _READ, _RESET, _LOAD, _REAP, _SYNC = (
-    _Script(name) for name in ("acquire", "settle", "read", "reset", "load", "reap", "sync"))
+_MAX_PIECES = 100_000
 
 
 class RedisCounterStore:
@@ -91,20 +90,20 @@ class RedisCounterStore:
     def __init__(self, url: str, timeout_ms: int = 50, key_prefix: str = "tollway:", *,
                  seed: Seed | None = None, lease_ms: int = 30_000) -> None:
         self._timeout_s = timeout_ms / 1000
-        self._client = RespClient(url, connect_timeout_s=self._timeout_s)
-        self._prefix = key_prefix
+        self._client = RespClient(url, self._timeout_s)
         self._counters = key_prefix + "c:"
         self.owner = uuid.uuid4().hex
         self._holdings_prefix = key_prefix + "held:"
-        self._holdings = self._holdings_prefix + self.owner
+        self._holdings = self._holdings_prefix + self.owner  # the counters this process holds a field on
+        self._field = "h:" + self.owner  # its field in each counter: what it holds reserved there
         self._owners = key_prefix + "owners"
         self._seeded = key_prefix + "seeded"
         self._flush_lock = key_prefix + "flush-lock"
         self._lease_ms = lease_ms
         self._seed = seed
         self._unloaded: dict[str, CounterState] = {}  # loads that could not reach Redis yet
-        # What this process holds reserved per counter key, from the answers it got. A
-        # call that got none (timeout) may still have run: then holdings are synced.
+        # What this process holds reserved per counter, from the answers it got. A call
+        # that got none (timeout) may still have run: then its holdings are synced.
         self._mine: dict[str, int] = {}
         self._unsure = False
         self._in_flight = 0
@@ -112,66 +111,63 @@ class RedisCounterStore:
         self._syncing: asyncio.Event | None = None  # set when the sync is over
         self._wake = asyncio.Event()  # wakes the maintenance task early
         self._failing = False  # logged once per outage
+        self._pieces: dict[str, str] = {}  # see `_piece`
+        self._tail = "".join(f"${len(key.encode())}\r\n{key}\r\n" for key in (self._holdings, self._seeded))
+        self._field_piece = f"\r\n${len(self._field)}\r\n{self._field}\r\n".encode()
         self._maintenance: asyncio.Task[None] | None = None  # started with the lease, before the first acquire
         self._reseeding: asyncio.Task[None] | None = None
 
     async def acquire(self, ops: Sequence[CounterOp]) -> AcquireResult:
         if self._maintenance is None:
             await self._take_lease()
-        keys = [self._counters + op.counter for op in ops]
-        keys += (self._holdings, self._seeded)
-        args: list[Any] = []
-        for op in ops:
-            args += (op.limit, op.amount, op.floor_ms, op.reset_to_ms, _ttl(op.window_ms))
-        reply = await self._changing(_ACQUIRE, keys, args)
-        if reply[0] == _UNSEEDED:
+        packed = packer(len(ops)).pack(*[
+            value for op in ops for value in (op.limit, op.amount, op.floor_ms, op.reset_to_ms, ttl(op.window_ms))])
+        values = await self._changing(ACQUIRE, [op.counter for op in ops], packed)
+        if values[0] == _UNSEEDED:
             await self._lost_data()
             return await self.acquire(ops)
-        if reply[0] == -1:
+        if values[0] == -1:
             mine = self._mine
-            for key, op in zip(keys, ops):
+            for op in ops:
                 if op.amount:
-                    mine[key] = mine.get(key, 0) + op.amount
-        return AcquireResult(reply[0], tuple(
-            CounterReading(reply[i], reply[i + 1], reply[i + 2]) for i in range(1, len(reply), 3)
-        ))
+                    mine[op.counter] = mine.get(op.counter, 0) + op.amount
+        readings = iter(values)
+        failed = next(readings)
+        return AcquireResult(failed, tuple(map(CounterReading, readings, readings, readings)))
 
     async def settle(self, ops: Sequence[SettleOp]) -> None:
-        keys = [self._counters + op.counter for op in ops]
-        keys += (self._holdings, self._seeded)
-        args: list[Any] = []
-        for op in ops:
-            args += (op.reserved, op.actual, op.floor_ms, op.reset_to_ms, _ttl(op.window_ms))
-        if await self._changing(_SETTLE, keys, args) == _UNSEEDED:
+        packed = packer(len(ops)).pack(*[
+            value for op in ops for value in (op.reserved, op.actual, op.floor_ms, op.reset_to_ms, ttl(op.window_ms))])
+        if await self._changing(SETTLE, [op.counter for op in ops], packed) == _UNSEEDED:
             await self._lost_data()
             await self.settle(ops)
             return
         mine = self._mine
-        for key, op in zip(keys, ops):  # as settle.lua: give back at most what is held
-            held = mine.get(key, 0)
+        for op in ops:  # as settle.lua: give back at most what is held
+            held = mine.get(op.counter, 0)
             if op.reserved and held:
                 if held > op.reserved:
-                    mine[key] = held - op.reserved
+                    mine[op.counter] = held - op.reserved
                 else:
-                    del mine[key]
+                    del mine[op.counter]
 
     async def read(self, ops: Sequence[CounterOp]) -> tuple[CounterReading, ...]:
         args: list[Any] = []
         for op in ops:
             args += (op.floor_ms, op.reset_to_ms)
-        values = await self._script(_READ, [self._counters + op.counter for op in ops], args)
+        values = await self._script(READ, [self._counters + op.counter for op in ops], args)
         return tuple(CounterReading(int(values[i]), int(values[i + 1]), int(values[i + 2]))
                      for i in range(0, len(values), 3))
 
     async def reset(self, counters: Sequence[str], now_ms: int) -> None:
         if counters:
-            await self._script(_RESET, [self._counters + name for name in counters], [now_ms])
+            await self._script(RESET, [self._counters + name for name in counters], [now_ms])
 
     async def export(self) -> dict[str, CounterState]:
         """Every counter in Redis: SCAN, then HMGETs pipelined, each call bounded."""
         names: set[str] = set()
         cursor = "0"
-        pattern = _glob_escape(self._counters) + "*"
+        pattern = glob_escape(self._counters) + "*"
         while True:
             next_cursor, found = await self._call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
             names.update(key.decode()[len(self._counters):] for key in found)
@@ -179,7 +175,7 @@ class RedisCounterStore:
             if cursor == "0":
                 break
         states: dict[str, CounterState] = {}
-        for batch in _batches(sorted(names)):
+        for batch in batches(sorted(names)):
             replies = await asyncio.gather(*(self._call("HMGET", self._counters + name, "used", "last_reset")
                                              for name in batch))
             for name, (used, last_reset) in zip(batch, replies):
@@ -198,13 +194,13 @@ class RedisCounterStore:
             self._start_reseed()
 
     async def forget(self, counters: Sequence[str]) -> None:
-        for batch in _batches(list(counters)):
+        for batch in batches(list(counters)):
             await self._call("DEL", *(self._counters + name for name in batch))
 
     async def close(self) -> None:
         for task in (self._maintenance, self._reseeding):
             if task is not None:
-                await _cancel(task)
+                await cancel(task)
         if self._maintenance is not None:
             try:  # give this process's lease up now: anything it still holds is released
                 await self.reap_leaked(lease_ms=-1)
@@ -228,7 +224,7 @@ class RedisCounterStore:
         """Renew this process's lease and give back the reservations of processes whose
         lease ran out; returns how many counters had reservations given back."""
         lease = self._lease_ms if lease_ms is None else lease_ms
-        return int(await self._script(_REAP, [self._owners], [self.owner, lease, self._holdings_prefix]))
+        return int(await self._script(REAP, [self._owners], [self.owner, lease, self._holdings_prefix]))
 
     async def _take_lease(self) -> None:
         """Register this process in the owners set before it holds anything (a process
@@ -256,15 +252,31 @@ class RedisCounterStore:
                                 "its lease on %d counters", released)
             except CounterUnavailable:
                 pass  # the requests report it; the next beat tries again
+            except Exception:  # noqa: BLE001 - a lapsed lease would let others take live reservations
+                log.exception("renewing the counter store's lease failed")
 
-    async def _changing(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
-        """A call that changes what this process holds: counted in flight, held back
-        while holdings are synced, and marking them unsure when it gets no answer."""
+    async def _changing(self, script: Script, counters: list[str], packed: bytes) -> Any:
+        """acquire.lua or settle.lua on ``counters`` with their packed arguments.
+
+        Such a call changes what this process holds: it is counted in flight, held back
+        while holdings are synced, and marks them unsure when it gets no answer. The
+        command is built by hand from cached pieces: it runs for every request.
+        """
         if self._syncing is not None:
-            await self._call(self._syncing.wait())
+            await self._bounded(self._syncing.wait())
+        pieces = self._pieces
+        keys = "".join([pieces.get(name) or self._piece(name) for name in counters])
+        count = len(counters) + 2
+        # EVALSHA, sha, numkeys, the keys, holder set, seeded; then the ops and the field
+        head = f"*{count + 5}\r\n"
+        rest = (f"${len(str(count))}\r\n{count}\r\n{keys}{self._tail}${len(packed)}\r\n").encode()
+        rest += packed + self._field_piece
         self._in_flight += 1
         try:
-            return await self._script(script, keys, args)
+            try:
+                return await self._guard(self._client.send((head + script.by_sha).encode() + rest))
+            except NoScript:
+                return await self._guard(self._client.send((head + script.whole).encode() + rest))
         except CounterUnavailable:
             self._unsure = True
             self._wake.set()
@@ -274,6 +286,14 @@ class RedisCounterStore:
             if not self._in_flight and self._drained is not None:
                 self._drained.set()
 
+    def _piece(self, counter: str) -> str:
+        """A counter's key as a RESP bulk string, remembered (counters are few and reused)."""
+        if len(self._pieces) >= _MAX_PIECES:
+            self._pieces.clear()
+        key = self._counters + counter
+        piece = self._pieces[counter] = f"${len(key.encode())}\r\n{key}\r\n"
+        return piece
+
     async def _sync_holdings(self) -> None:
         """Tell Redis what this process holds, with none of its changing calls in flight."""
         syncing = self._syncing = asyncio.Event()
@@ -281,10 +301,10 @@ class RedisCounterStore:
             while self._in_flight:  # each is bounded by the timeout
                 self._drained = asyncio.Event()
                 await self._bounded(self._drained.wait())
-            args: list[Any] = []
-            for key, amount in self._mine.items():
-                args += (key, amount)
-            corrected = await self._script(_SYNC, [self._holdings, self._seeded], args)
+            args: list[Any] = [self._field]
+            for counter, amount in self._mine.items():
+                args += (self._counters + counter, amount)
+            corrected = await self._script(SYNC, [self._holdings, self._seeded], args)
             if corrected == _UNSEEDED:
                 return  # reseeding first; the next beat syncs
             self._unsure = False
@@ -329,34 +349,38 @@ class RedisCounterStore:
 
     async def _load_all(self, states: Mapping[str, CounterState]) -> None:
         """Seed ``states`` in batches; the last batch sets the seeded marker."""
-        batches = _batches(list(states.items())) or [[]]
-        for index, batch in enumerate(batches):
-            args: list[Any] = ["1" if index == len(batches) - 1 else "0"]
+        parts = batches(list(states.items())) or [[]]
+        for index, batch in enumerate(parts):
+            args: list[Any] = ["1" if index == len(parts) - 1 else "0"]
             for _, state in batch:
                 args += (state.used, state.last_reset_ms)
-            await self._script(_LOAD, [self._counters + name for name, _ in batch] + [self._seeded], args)
+            await self._script(LOAD, [self._counters + name for name, _ in batch] + [self._seeded], args)
 
-    async def _script(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+    async def _script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self._call("EVALSHA", script.sha, len(keys), *keys, *args)
-        except _NoScript:  # Redis restarted or flushed its script cache: send it whole once
+        except NoScript:  # Redis restarted or flushed its script cache: send it whole once
             return await self._call("EVAL", script.body, len(keys), *keys, *args)
 
     async def _call(self, *command: Any) -> Any:
         """One Redis round trip, bounded by the timeout; any failure is `CounterUnavailable`."""
-        return await self._bounded(self._client.call(*command))
+        return await self._guard(self._client.call(*command))
 
     async def _bounded(self, awaitable: Awaitable[T]) -> T:
+        """``awaitable`` (not a Redis call: those bound themselves) within the timeout."""
+        return await self._guard(within(awaitable, self._timeout_s))
+
+    async def _guard(self, awaitable: Awaitable[T]) -> T:
+        """Any failure of a Redis call as `CounterUnavailable`, logged once per outage."""
         try:
-            async with asyncio.timeout(self._timeout_s):
-                result = await awaitable
+            result = await awaitable
         except TimeoutError:
             raise self._failed(f"Redis did not answer within {self._timeout_s * 1000:.0f} ms") from None
         except RespConnectionError as exc:
             raise self._failed(str(exc)) from None
         except RespError as exc:
             if str(exc).startswith("NOSCRIPT"):
-                raise _NoScript from None
+                raise NoScript from None
             raise self._failed(f"Redis answered an error: {exc}") from None
         if self._failing:
             self._failing = False
@@ -370,23 +394,3 @@ class RedisCounterStore:
         return CounterUnavailable(reason)
 
 
-class _NoScript(Exception):
-    pass
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    while not task.done():  # again if a library swallowed the first cancellation
-        task.cancel()
-        await asyncio.wait([task], timeout=0.1)
-
-
-def _ttl(window_ms: int) -> int:
-    return 2 * window_ms + _TTL_MARGIN_MS if window_ms > 0 else 0
-
-
-def _batches(items: list[T]) -> list[list[T]]:
-    return [items[start:start + _BATCH] for start in range(0, len(items), _BATCH)]
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

@@ -19,6 +19,8 @@ It knows the commands the counter store sends and the reply types they return
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import ssl
 from collections import deque
 from typing import Any
@@ -52,6 +54,11 @@ def encode(args: tuple[str | int, ...]) -> bytes:
     return b"".join(parts)
 
 
+@functools.cache
+def _integers(count: int) -> re.Pattern[bytes]:
+    return re.compile(rb"(?::-?\d+\r\n){%d}" % count)
+
+
 def parse(buffer: bytes, pos: int) -> tuple[Reply, int]:
     """The reply starting at ``pos`` and the position after it; `_Incomplete` when the
     buffer ends before it does."""
@@ -73,8 +80,12 @@ def parse(buffer: bytes, pos: int) -> tuple[Reply, int]:
         count = int(buffer[pos + 1:end])
         if count < 0:
             return None, end + 2
-        items = []
         pos = end + 2
+        if count and buffer[pos:pos + 1] == b":":  # integers only (an acquire's readings): in C
+            whole = _integers(count).match(buffer, pos)
+            if whole is not None:
+                return list(map(int, buffer[pos + 1:whole.end() - 2].split(b"\r\n:"))), whole.end()
+        items = []
         for _ in range(count):
             item, pos = parse(buffer, pos)
             items.append(item)
@@ -87,12 +98,14 @@ def parse(buffer: bytes, pos: int) -> tuple[Reply, int]:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
         self.transport: asyncio.Transport | None = None
         self.pending: deque[asyncio.Future[Reply]] = deque()
         self.lost: Exception | None = None
         self._buffer = b""
         self._out: list[bytes] = []
+        self._sent: list[asyncio.Future[Reply]] = []
         self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,19 +117,26 @@ class _Protocol(asyncio.Protocol):
         if len(self.pending) >= _MAX_PENDING:
             self.abort(RespConnectionError("too many calls without a reply"))
             raise RespConnectionError("too many calls without a reply")
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
         self.pending.append(future)
         self._out.append(command)
+        self._sent.append(future)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
+        """Write what this loop turn queued, and start its calls' deadline: from the
+        write, so that time the command spent waiting for the loop does not count."""
         self._flush_scheduled = False
         out, self._out = self._out, []
+        sent, self._sent = self._sent, []
         if self.transport is not None and self.lost is None and out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.timeout_s, _expire, loop, sent)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -158,20 +178,29 @@ class _Protocol(asyncio.Protocol):
 class RespClient:
     """Calls to one Redis over one connection, opened on first use and after a loss.
 
-    Calls are not bounded here: the caller wraps them in its own timeout.
+    Each call raises TimeoutError when Redis has not answered ``timeout_s`` after the
+    command was written (connecting counts too). A busy event loop is not taken for a
+    silent Redis: the deadline runs from the write, not from the call, and at the
+    deadline the failure waits for the loop's next read of the socket (two turns of the
+    loop), so that an answer already there is read first.
     """
 
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float) -> None:
         self._url = url
-        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
 
     async def call(self, *args: Any) -> Reply:
+        return await self.send(encode(args))
+
+    async def send(self, command: bytes) -> Reply:
+        """A command already in RESP (see `encode`)."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
-        return await protocol.send(encode(args))
+            async with asyncio.timeout(self._timeout_s):
+                protocol = await self._connect()
+        return await protocol.send(command)
 
     async def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:
@@ -192,14 +221,18 @@ class RespClient:
     async def _open(self) -> _Protocol:
         target = urlparse(self._url)
         loop = asyncio.get_running_loop()
+
+        def factory() -> _Protocol:
+            return _Protocol(self._timeout_s)
+
         try:
-            async with asyncio.timeout(self._connect_timeout_s):
+            async with asyncio.timeout(self._timeout_s):
                 if target.scheme == "unix":
-                    _, protocol = await loop.create_unix_connection(_Protocol, target.path)
+                    _, protocol = await loop.create_unix_connection(factory, target.path)
                 elif target.scheme in ("redis", "rediss"):
                     context = ssl.create_default_context() if target.scheme == "rediss" else None
                     _, protocol = await loop.create_connection(
-                        _Protocol, target.hostname or "localhost", target.port or 6379, ssl=context)
+                        factory, target.hostname or "localhost", target.port or 6379, ssl=context)
                 else:
                     raise RespConnectionError(f"unsupported Redis URL scheme {target.scheme!r}")
                 await _prepare(protocol, target)
@@ -209,6 +242,19 @@ class RespClient:
             raise RespConnectionError(f"could not connect to Redis: {exc}") from None
         self._protocol = protocol
         return protocol
+
+
+def _expire(loop: asyncio.AbstractEventLoop, sent: list[asyncio.Future[Reply]]) -> None:
+    """The deadline of one write passed: fail its unanswered calls after the loop's next
+    read of the socket."""
+    if any(not future.done() for future in sent):
+        loop.call_soon(loop.call_soon, _fail_unanswered, sent)
+
+
+def _fail_unanswered(sent: list[asyncio.Future[Reply]]) -> None:
+    for future in sent:
+        if not future.done():  # its reply, when it comes, is read and dropped: the FIFO holds
+            future.set_exception(TimeoutError())
 
 
 async def _prepare(protocol: _Protocol, target: Any) -> None:

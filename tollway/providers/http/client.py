@@ -12,7 +12,7 @@ from tollway.providers.http.pool import Pool
 from tollway.providers.http.response import Response
 
 DEFAULT_MAX_CONNECTIONS = 1024
-DEFAULT_KEEPALIVE_EXPIRY_S = 15.0  # aiohttp's default; servers commonly allow 5–75 s
+DEFAULT_KEEPALIVE_EXPIRY_S = 4.0  # under common servers' keep-alive timeouts (uvicorn: 5 s), so stale reuse stays rare
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 

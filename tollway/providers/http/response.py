@@ -168,11 +168,6 @@ class Response:
             self._state, self._error = FAILED, UpstreamDisconnected("the response was closed before it was complete")
         conn.abort()
 
-    @property
-    def complete(self) -> bool:
-        """The whole body has arrived (it may not have been consumed yet)."""
-        return self._state == DONE
-
     # -- waiting -----------------------------------------------------------------------
 
     async def _wait(self) -> None:

@@ -1,44 +1,86 @@
 -- Drop reservations and add actual usage: the Redis twin of MemoryCounterStore.settle.
 --
--- KEYS[1..n]  counter hashes {used, reserved, last_reset}
--- KEYS[n+1]   this process's holdings hash (counter key -> amount it holds reserved)
+-- KEYS[1..n]  counter hashes {used, reserved, last_reset, h:<process>...}
+-- KEYS[n+1]   the set of counters this process holds a field on (for the reaper)
 -- KEYS[n+2]   the seeded marker (absent: Redis lost its data; write nothing)
--- ARGV        five per op: reserved, actual, floor_ms, reset_to_ms, ttl_ms
+-- ARGV[1]     five big-endian doubles per op: reserved, actual, floor_ms, reset_to_ms,
+--             ttl_ms
+-- ARGV[2]     this process's field, h:<process id>
 --
 -- A process gives back at most what it still holds: when a reaper has already taken a
 -- reservation back (the process was presumed dead), settling it again must not eat the
--- reservations of other processes. As in acquire.lua, the expiry is set when a counter
--- starts a window. Returns 0, or -2 when unseeded.
+-- reservations of other processes. Each counter is read once and written once: one
+-- HSET of its totals while they stay below 2^53 (doubles count integers exactly up to
+-- there), exact HINCRBY deltas beyond. As in acquire.lua, the expiry is set when a
+-- counter starts a window. Returns 0, or -2 when unseeded.
 local n = #KEYS - 2
-local holdings = KEYS[n + 1]
+local mine = ARGV[2]
 if redis.call('EXISTS', KEYS[n + 2]) == 0 then
   return -2
 end
+local EXACT = 9007199254740992
+local v = {struct.unpack('>' .. string.rep('d', 5 * n), ARGV[1])}
 
+-- Per counter (slot j, in order of first op): the state as this call leaves it, and
+-- what changed, for the exact path. A counter named twice is settled twice, in order.
+local slot, keys = {}, {}
+local used, reserved, last, held, has_field, exact, rolled, ttl = {}, {}, {}, {}, {}, {}, {}, {}
+local d_used, d_reserved, d_held = {}, {}, {}
 for i = 1, n do
   local at = (i - 1) * 5
-  local key, give, actual, ttl = KEYS[i], ARGV[at + 1], ARGV[at + 2], ARGV[at + 5]
-  local last = tonumber(redis.call('HGET', key, 'last_reset'))
-  if last == nil or last < tonumber(ARGV[at + 3]) then -- a new counter, or a new window
-    redis.call('HSET', key, 'used', '0', 'last_reset', ARGV[at + 4])
-    redis.call('HSETNX', key, 'reserved', '0')
-    if ttl ~= '0' then
-      redis.call('PEXPIRE', key, ttl)
-    end
+  local key = KEYS[i]
+  local j = slot[key]
+  if j == nil then
+    j = #keys + 1
+    slot[key], keys[j] = j, key
+    local got = redis.call('HMGET', key, 'used', 'reserved', 'last_reset', mine)
+    local u, r, h = tonumber(got[1]) or 0, tonumber(got[2]) or 0, tonumber(got[4])
+    used[j], reserved[j], last[j], held[j], has_field[j] = u, r, tonumber(got[3]), h or 0, h ~= nil
+    exact[j] = u < EXACT and r < EXACT and (h or 0) < EXACT
+    rolled[j], d_used[j], d_reserved[j], d_held[j] = false, 0, 0, 0
   end
-  if give ~= '0' then
-    local left = redis.call('HINCRBY', holdings, key, '-' .. give)
-    local back = '-' .. give
-    if left < 0 then -- it held less (a reaper gave some back already): give back only that
-      redis.call('HSET', holdings, key, '0')
-      back = -(left + tonumber(give))
+  if last[j] == nil or last[j] < v[at + 3] then -- a new counter, or a new window
+    used[j], d_used[j], last[j], rolled[j], ttl[j] = 0, 0, v[at + 4], true, v[at + 5]
+  end
+  local give = v[at + 1]
+  if give > held[j] then
+    give = held[j]
+  end
+  local left = reserved[j] - give
+  if left < 0 then
+    left = 0
+  end
+  held[j], d_held[j] = held[j] - give, d_held[j] - give
+  d_reserved[j], reserved[j] = d_reserved[j] + left - reserved[j], left
+  used[j], d_used[j] = used[j] + v[at + 2], d_used[j] + v[at + 2]
+end
+
+for j, key in ipairs(keys) do
+  local gave = has_field[j] and d_held[j] ~= 0
+  if exact[j] and used[j] < EXACT then -- one write, of the fields that changed
+    if rolled[j] and gave then
+      redis.call('HSET', key, 'used', used[j], 'reserved', reserved[j], 'last_reset', last[j], mine, held[j])
+    elseif rolled[j] then
+      redis.call('HSET', key, 'used', used[j], 'reserved', reserved[j], 'last_reset', last[j])
+    elseif gave then
+      redis.call('HSET', key, 'used', used[j], 'reserved', reserved[j], mine, held[j])
+    else
+      redis.call('HSET', key, 'used', used[j], 'reserved', reserved[j])
     end
-    if back ~= 0 and redis.call('HINCRBY', key, 'reserved', back) < 0 then
+  else -- totals beyond 2^53: let Redis add the exact deltas
+    if rolled[j] then
+      redis.call('HSET', key, 'used', '0', 'last_reset', last[j])
+    end
+    redis.call('HINCRBY', key, 'used', d_used[j])
+    if redis.call('HINCRBY', key, 'reserved', d_reserved[j]) < 0 then
       redis.call('HSET', key, 'reserved', '0')
     end
+    if gave then
+      redis.call('HINCRBY', key, mine, d_held[j])
+    end
   end
-  if actual ~= '0' then
-    redis.call('HINCRBY', key, 'used', actual)
+  if rolled[j] and ttl[j] ~= 0 then
+    redis.call('PEXPIRE', key, ttl[j])
   end
 end
 return 0

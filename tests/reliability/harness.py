@@ -1,0 +1,150 @@
+"""Helpers of the reliability suite: the mock upstream on its own thread, the gateway in
+a thread or as a real `tollway serve` process, and counts of what a process holds open.
+
+Everything talks to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+import pytest
+import yaml
+
+from tests.support.gateway import RunningGateway, free_port
+from tollway.providers.http import HTTPClient
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+SLOW_VARIABLE = "TOLLWAY_SLOW_TESTS"
+slow = pytest.mark.skipif(os.environ.get(SLOW_VARIABLE) != "1",
+                          reason=f"slow (several seconds of waiting by design): set {SLOW_VARIABLE}=1 to run it")
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+def control(mock_url: str, method: str, path: str, body: Any = None) -> Any:
+    """A call of the mock's control API (`/_mock/...`), synchronous: the mock runs on its own thread."""
+    response = httpx2.request(method, mock_url + path, json=body, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def open_fds() -> int:
+    """File descriptors this process holds (sockets included)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def fds_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` in MiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def _count_tasks() -> int:
+    return len(asyncio.all_tasks())
+
+
+def gateway_tasks(gateway: RunningGateway) -> int:
+    """asyncio tasks alive on the gateway's loop (this counting task excluded)."""
+    return gateway.call(_count_tasks()) - 1
+
+
+def upstream_pool(gateway: RunningGateway, provider: str = "openai") -> tuple[int, int]:
+    """(open, idle) connections of a provider's native client pools, all origins together."""
+    client: HTTPClient | None = gateway.runtime.providers[provider]._native
+    pools = list(client._pools.values()) if client is not None else []
+    return sum(p.open_connections for p in pools), sum(p.idle_connections for p in pools)
+
+
+def eventually(probe: Callable[[], T], accept: Callable[[T], bool], timeout_s: float = 5.0,
+               pause_s: float = 0.02) -> T:
+    """``probe()`` until ``accept`` holds or the time is up; the last result either way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = probe()
+        if accept(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(pause_s)
+
+
+class ServedGateway:
+    """`python -m tollway serve` as a child process, with its stdout and stderr in files."""
+
+    def __init__(self, config: dict[str, Any], directory: Path, env: dict[str, str] | None = None,
+                 port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = directory / "tollway.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.stdout_path = directory / "stdout.log"
+        self.stderr_path = directory / "stderr.log"
+        self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tollway", "serve", "--config", str(self.config_path),
+                "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def start(self, timeout_s: float = 30.0) -> ServedGateway:
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            self.process = subprocess.Popen(self.command(), stdout=out, stderr=err, env=self.env, cwd=self.directory)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tollway serve exited with {self.process.returncode}:\n{self.stderr()}")
+            try:
+                if httpx2.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx2.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"tollway serve did not start in time:\n{self.stderr()}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+
+def run_serve(config_path: Path, env: dict[str, str] | None = None, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`tollway serve` run to its end (for start-up failures), output captured."""
+    command = [sys.executable, "-m", "tollway", "serve", "--config", str(config_path), "--port", str(free_port())]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                          env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}, cwd=config_path.parent)

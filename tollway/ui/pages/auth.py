@@ -1,0 +1,70 @@
+"""Logging in with the admin token, and out."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.ui.client import ApiProblem
+from tollway.ui.session import COOKIE
+from tollway.ui.web import Ui
+
+_CHECK = "/api/providers"  # any admin route: the API itself decides whether the token is right
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a UI path only, never another site."""
+    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ui/"
+
+
+class AuthPages:
+    def __init__(self, ui: Ui) -> None:
+        self.ui = ui
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/ui/login", self.login_form, methods=["GET"]),
+                Route("/ui/login", self.login, methods=["POST"]),
+                Route("/ui/logout", self.logout, methods=["POST"])]
+
+    async def login_form(self, request: Request) -> Response:
+        if getattr(request.state, "ui_session", None) is not None:
+            return self.ui.redirect(safe_next(request.query_params.get("next")))
+        return self._page(request, None, safe_next(request.query_params.get("next")))
+
+    def _page(self, request: Request, error: str | None, next_url: str, status: int = 200) -> Response:
+        disabled = self.ui.sessions is None
+        return self.ui.page(request, "login.html", status, title="Log in", error=error, disabled=disabled,
+                            next=next_url)
+
+    async def login(self, request: Request) -> Response:
+        form = await self.ui.form(request, check_token=False)
+        sessions = self.ui.sessions
+        next_url = safe_next(form.get("next"))
+        if sessions is None:
+            return self._page(request, None, next_url, 503)
+        token = form.get("token")
+        if not token:
+            return self._page(request, "Enter the admin token (the gateway's admin_token setting).", next_url, 400)
+        try:
+            await self.ui.api.request("GET", _CHECK, token=token)
+        except ApiProblem as problem:
+            if problem.status in (401, 403):
+                return self._page(request, "That is not the admin token of this gateway.", next_url, 401)
+            return self._page(request, f"The gateway could not check the token: {problem.message}", next_url,
+                              problem.status)
+        cookie, _ = sessions.issue()
+        response = self.ui.redirect(next_url)
+        response.set_cookie(COOKIE, cookie, max_age=sessions.ttl_s, path="/ui", httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        await self.ui.form(request)
+        if self.ui.sessions is not None:
+            self.ui.sessions.revoke(self.ui.session(request))
+        response = self.ui.redirect("/ui/login", "You are logged out.")
+        response.delete_cookie(COOKIE, path="/ui")
+        return response

@@ -1,0 +1,80 @@
+"""The request log: filters by key, team, customer, provider, model, status, decision
+and time; each denied request says which level and entity refused it, the gateway's
+message (the limit and what was used), and where that limit stands now."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.governance.decisions import Decision
+from tollway.ui import present
+from tollway.ui.client import ApiProblem
+from tollway.ui.web import LIST_LIMIT, Ui, with_query
+
+PAGE_SIZE = 50
+FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "start", "end")
+DECISIONS = [decision.value for decision in Decision]
+
+
+def entity_names(keys: list[dict[str, Any]], teams: list[dict[str, Any]], customers: list[dict[str, Any]],
+                 models: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """What to call each entity a log row can name, by level and id."""
+    return {
+        "virtual_key": {k["id"]: k["name"] for k in keys},
+        "provider_config": {pc["id"]: f"{k['name']} → {pc['provider']}" for k in keys for pc in k["provider_configs"]},
+        "team": {t["id"]: t["name"] for t in teams}, "customer": {c["id"]: c["name"] for c in customers},
+        "model": {m["id"]: f"{m['provider'] or 'any provider'}/{m['model_name']}" for m in models},
+    }
+
+
+class LogPages:
+    def __init__(self, ui: Ui) -> None:
+        self.ui = ui
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/ui/logs", self.list, methods=["GET"])]
+
+    async def _limits_now(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[present.Meter]]:
+        """The live meters of every entity that denied a request on this page."""
+        denied = sorted({(row["denied_level"], row["denied_id"]) for row in rows
+                         if row.get("denied_level") and row.get("denied_id")})
+        answers = await asyncio.gather(*(self.ui.api.get("/api/governance/usage", {"level": level, "id": ident})
+                                         for level, ident in denied), return_exceptions=True)
+        now_ms = self.ui.now_ms()
+        out = {}
+        for entity, answer in zip(denied, answers):
+            if isinstance(answer, dict):
+                out[entity] = [present.usage_meter(entry, now_ms) for entry in answer["usage"]]
+        return out
+
+    async def list(self, request: Request) -> Response:
+        query = request.query_params
+        filters = {name: query.get(name, "").strip() for name in FILTERS}
+        offset = int(query["offset"]) if query.get("offset", "").isdigit() else 0
+        api = self.ui.api
+        keys, (teams, customers), providers, models = await asyncio.gather(
+            api.get("/api/governance/virtual-keys", {"limit": LIST_LIMIT}), self.ui.owners(), self.ui.providers(),
+            api.get("/api/governance/model-configs", {"limit": LIST_LIMIT}))
+        problem: ApiProblem | None = None
+        try:
+            answer = await api.get("/api/logs", {**filters, "limit": PAGE_SIZE, "offset": offset})
+        except ApiProblem as error:
+            if error.status not in (400, 422):
+                raise
+            problem, answer = error, {"logs": [], "count": 0}
+        rows = answer["logs"]
+        names = entity_names(keys["virtual_keys"], teams, customers, models["model_configs"])
+        return self.ui.page(
+            request, "logs.html", 400 if problem else 200, title="Request log", rows=rows, count=answer["count"],
+            offset=offset, page_size=PAGE_SIZE, filters=filters, decisions=DECISIONS, names=names,
+            keys=keys["virtual_keys"], teams=teams, customers=customers,
+            providers=[p["name"] for p in providers], limits_now=await self._limits_now(rows),
+            problem=problem, action="filter the log", section="filters",
+            prev_url=with_query("/ui/logs", **filters, offset=max(0, offset - PAGE_SIZE)) if offset else None,
+            next_url=(with_query("/ui/logs", **filters, offset=offset + PAGE_SIZE)
+                      if offset + PAGE_SIZE < answer["count"] else None))

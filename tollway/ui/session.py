@@ -1,0 +1,93 @@
+"""Admin UI sessions: an opaque, signed, expiring cookie, and a form token against CSRF.
+
+The cookie carries no secret, only ``expires.nonce.signature``; the signature is keyed
+by a key derived from the admin token, so every worker process verifies it without
+shared state, and changing the admin token ends every session. Logging out revokes
+the session in the process that served it and clears the cookie.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+COOKIE = "tollway_ui_session"
+FLASH_COOKIE = "tollway_ui_flash"
+DEFAULT_TTL_S = 12 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    nonce: str
+    expires: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Sessions:
+    """Issues and checks session cookies, form tokens and signed flash messages."""
+
+    def __init__(self, admin_token: str, ttl_s: int = DEFAULT_TTL_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._key = hmac.new(admin_token.encode(), b"tollway-ui-session-v1", hashlib.sha256).digest()
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._revoked: dict[str, int] = {}
+
+    def _sign(self, purpose: str, text: str) -> str:
+        return _b64(hmac.new(self._key, f"{purpose}:{text}".encode(), hashlib.sha256).digest())
+
+    def issue(self) -> tuple[str, Session]:
+        """A new session and its cookie value."""
+        session = Session(secrets.token_urlsafe(18), int(self._clock()) + self.ttl_s)
+        text = f"{session.expires}.{session.nonce}"
+        return f"{text}.{self._sign('session', text)}", session
+
+    def verify(self, cookie: str | None) -> Session | None:
+        """The session a cookie names, when it is genuine, current and not revoked."""
+        if not cookie:
+            return None
+        expires, _, rest = cookie.partition(".")
+        nonce, _, signature = rest.partition(".")
+        if not (expires.isdigit() and nonce and signature):
+            return None
+        if not hmac.compare_digest(signature, self._sign("session", f"{expires}.{nonce}")):
+            return None
+        if int(expires) <= self._clock() or nonce in self._revoked:
+            return None
+        return Session(nonce, int(expires))
+
+    def revoke(self, session: Session) -> None:
+        now = self._clock()
+        self._revoked = {nonce: until for nonce, until in self._revoked.items() if until > now}
+        self._revoked[session.nonce] = session.expires
+
+    def form_token(self, session: Session) -> str:
+        """The token every form of this session carries (checked on each POST)."""
+        return self._sign("csrf", session.nonce)
+
+    def form_token_valid(self, session: Session, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self.form_token(session).encode())
+
+    def seal_flash(self, kind: str, message: str) -> str:
+        text = _b64(f"{kind}\n{message}".encode())
+        return f"{text}.{self._sign('flash', text)}"
+
+    def open_flash(self, value: str | None) -> tuple[str, str] | None:
+        if not value:
+            return None
+        text, _, signature = value.partition(".")
+        if not hmac.compare_digest(signature, self._sign("flash", text)):
+            return None
+        try:
+            kind, _, message = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().partition("\n")
+        except ValueError:
+            return None
+        return kind, message

@@ -1,0 +1,107 @@
+"""What every admin UI page shares: templates, the session, forms with their CSRF
+token, redirects with a one-time message, and the lists that fill select boxes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from tollway.ui import present
+from tollway.ui.client import ApiProblem, ManagementClient
+from tollway.ui.forms import MAX_FORM_BYTES, Form, problem_lines, problem_title
+from tollway.ui.session import FLASH_COOKIE, Session, Sessions
+
+LIST_LIMIT = 1000  # one page of teams, customers or providers fills a select box
+
+
+class StaleForm(Exception):
+    """A POST without this session's form token (an old tab, or another site's form)."""
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("tollway.ui", "templates"), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters |= {"money": present.money, "number": present.number, "period": present.period,
+                    "when": present.when, "span": present.span, "level_name": present.level_name,
+                    "seg": lambda text: quote(str(text), safe=""), "problem_lines": problem_lines,
+                    "plain": present.plain}
+    env.globals |= {"problem_title": problem_title, "entity_url": present.entity_url}
+    return env
+
+
+class Ui:
+    """The admin UI's shared parts, built once per gateway process."""
+
+    def __init__(self, api: ManagementClient, sessions: Sessions | None, clock_ms: Callable[[], int]) -> None:
+        self.api = api
+        self.sessions = sessions
+        self.clock_ms = clock_ms
+        self.templates = _environment()
+
+    def session(self, request: Request) -> Session:
+        return request.state.ui_session  # type: ignore[no-any-return]
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        """Render ``template`` with the layout's context (session, form token, message)."""
+        flash = self.sessions.open_flash(request.cookies.get(FLASH_COOKIE)) if self.sessions else None
+        session = getattr(request.state, "ui_session", None)
+        base = {"path": request.url.path, "query": request.query_params, "flash": flash,
+                "csrf": self.sessions.form_token(session) if self.sessions and session else "",
+                "logged_in": session is not None, "now_ms": self.clock_ms(), "problem": None,
+                "values": None, "section": None, "action": ""}
+        html = self.templates.get_template(template).render(base | context)
+        response = HTMLResponse(html, status_code=status)
+        if flash is not None:
+            response.delete_cookie(FLASH_COOKIE, path="/ui")
+        return response
+
+    def redirect(self, url: str, message: str | None = None, kind: str = "ok") -> Response:
+        """303 to ``url`` (after a POST), carrying ``message`` to the next page."""
+        response = RedirectResponse(url, status_code=303)
+        if message and self.sessions is not None:
+            response.set_cookie(FLASH_COOKIE, self.sessions.seal_flash(kind, message), max_age=60, path="/ui",
+                                httponly=True, samesite="strict")
+        return response
+
+    async def form(self, request: Request, *, check_token: bool = True) -> Form:
+        """The posted form; refused unless it carries this session's form token."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise ApiProblem(413, "the form is too large")
+        form = Form.parse(body)
+        if check_token:
+            session = getattr(request.state, "ui_session", None)
+            if self.sessions is None or session is None or not self.sessions.form_token_valid(session, form.get("_csrf")):
+                raise StaleForm
+        return form
+
+    def now_ms(self) -> int:
+        return self.clock_ms()
+
+    async def owners(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every team and customer (for owner and filter select boxes)."""
+        teams, customers = await asyncio.gather(
+            self.api.get("/api/governance/teams", {"limit": LIST_LIMIT}),
+            self.api.get("/api/governance/customers", {"limit": LIST_LIMIT}))
+        return teams["teams"], customers["customers"]
+
+    async def providers(self) -> list[dict[str, Any]]:
+        return (await self.api.get("/api/providers"))["providers"]
+
+
+def with_query(url: str, **params: Any) -> str:
+    pairs = {name: value for name, value in params.items() if value not in (None, "")}
+    return f"{url}?{urlencode(pairs)}" if pairs else url
+
+
+def spend_by(report: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """A grouped spend report's rows by group."""
+    return {row.get("group"): row for row in report["series"]}
