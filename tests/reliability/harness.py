@@ -38,23 +38,6 @@ def control(mock_url: str, method: str, path: str, body: Any = None) -> Any:
     return response.json()
 
 
-def open_fds() -> int:
-    """File descriptors this process holds (sockets included)."""
-    return len(os.listdir("/proc/self/fd"))
-
-
-def fds_of(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` in MiB (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 async def _count_tasks() -> int:
     return len(asyncio.all_tasks())
 

@@ -5,7 +5,6 @@ body over the limit is refused with 413 before it is read."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import statistics
 import time

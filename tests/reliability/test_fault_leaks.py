@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.reliability.harness import HELLO, control, gateway_tasks
+from tests.reliability.harness import HELLO, control, gateway_tasks, upstream_pool
 from tests.support.gateway import RunningGateway, mock_providers
 
 FAULTS = 1000
@@ -87,9 +87,8 @@ def _fds() -> dict[str, int]:
 
 def _snapshot(gateway: RunningGateway, mock_url: str) -> dict[str, int]:
     stats = control(mock_url, "GET", "/_mock/stats")
-    pools = [gateway.runtime.providers[name]._native for name in PROVIDERS]
-    pool_open = sum(p.open_connections for c in pools for p in c._pools.values())
-    pool_idle = sum(p.idle_connections for c in pools for p in c._pools.values())
+    pools = [upstream_pool(gateway, name) for name in PROVIDERS]
+    pool_open, pool_idle = sum(open_ for open_, _ in pools), sum(idle for _, idle in pools)
     return {
         **_fds(),
         "tasks": gateway_tasks(gateway),

@@ -8,7 +8,6 @@ SIGKILL: at most the last ``flush_interval`` of usage is lost; what was flushed 
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import sqlite3
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import pytest
 
 from tests.reliability.harness import HELLO, ServedGateway, control, eventually
 from tests.support.gateway import mock_providers, start_gateway

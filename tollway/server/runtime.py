@@ -197,4 +197,4 @@ class Runtime:
             else:
                 failures = self._failures.pop(name, 0)
                 if failures:
-                    log.warning("background job %s recovered after %d failures", name, failures)
+                    log.info("background job %s recovered after %d failures", name, failures)
