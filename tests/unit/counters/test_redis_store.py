@@ -294,3 +294,39 @@ async def _compare(url: str, steps: list) -> None:
         assert exported == await memory.export()
     finally:
         await redis.close()
+
+
+async def test_the_requests_of_one_loop_turn_share_one_script_call(own_redis, counter_name) -> None:
+    store = RedisCounterStore(own_redis.url, timeout_ms=2000)
+    raw = Redis.from_url(own_redis.url)
+    try:
+        await store.acquire([op(counter_name("warm"))])
+        before = (await raw.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        results = await asyncio.gather(*(store.acquire([op(counter_name("c"), 1, limit=30)]) for _ in range(50)))
+        calls = (await raw.info("commandstats"))["cmdstat_evalsha"]["calls"] - before
+        assert [result.failed for result in results].count(-1) == 30
+        assert calls <= 3  # the first alone, the others together
+    finally:
+        await store.close()
+        await raw.aclose()
+
+
+@pytest.mark.parametrize("which", [0, 2], ids=["sent-alone", "sent-in-a-batch"])
+async def test_a_request_cancelled_while_waiting_keeps_no_reservation(own_redis, counter_name, which) -> None:
+    c = counter_name()
+    store = RedisCounterStore(own_redis.url, timeout_ms=2000)
+    observer = RedisCounterStore(own_redis.url, timeout_ms=2000)
+    try:
+        await store.acquire([op(counter_name("warm"))])
+        waiting = [asyncio.ensure_future(store.acquire([op(c, 1)])) for _ in range(3)]
+        await asyncio.sleep(0)  # all three sent or queued
+        waiting[which].cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        for _ in range(100):
+            if (readings := await observer.read([op(c)])) == (CounterReading(0, 2, NOW),):
+                break
+            await asyncio.sleep(0.02)
+        assert readings == (CounterReading(0, 2, NOW),)
+    finally:
+        await store.close()
+        await observer.close()

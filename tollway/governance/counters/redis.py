@@ -3,8 +3,11 @@
 Each call is one Lua script (``lua/*.lua``, loaded once, run with EVALSHA), so an acquire
 over every level of the hierarchy is atomic and costs one round trip; a settle or
 release costs one more. The scripts are the twins of `MemoryCounterStore`'s methods: the
-same contract suite runs against both. Calls go through `RespClient` (one pipelined
-connection; see resp.py for why not redis-py).
+same contract suite runs against both. The acquires (and the settles) that reach the
+store in the same event-loop turn go in one script call, each request still all or
+nothing, in order: under load Redis then reads and writes each counter once per batch,
+not once per request. Calls go through `RespClient` (one pipelined connection; see
+resp.py for why not redis-py).
 
 Keys, under ``key_prefix`` (default ``tollway:``):
 
@@ -26,8 +29,8 @@ Keys, under ``key_prefix`` (default ``tollway:``):
   last flush in the background (``seed``) before anything is counted again.
 - ``flush-lock``: which process writes usage to the database this flush interval.
 
-It needs one Redis primary (optionally with replicas / Sentinel): an acquire spans many
-keys, which Redis Cluster would spread over shards.
+It needs one Redis primary at one address: an acquire spans many keys, which Redis
+Cluster would spread over shards.
 
 Every call is bounded by ``timeout_ms``; an unreachable, slow or failing Redis raises
 `CounterUnavailable`, never hangs (the proxy then fails closed, or the fail-open wrapper
@@ -38,8 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from tollway.governance.counters.base import (
@@ -50,6 +56,7 @@ from tollway.governance.counters.base import (
     CounterUnavailable,
     SettleOp,
 )
+from tollway.governance.counters.redis_holdings import Holdings
 from tollway.governance.counters.redis_scripts import (
     ACQUIRE,
     LOAD,
@@ -58,13 +65,15 @@ from tollway.governance.counters.redis_scripts import (
     RESET,
     SETTLE,
     SYNC,
+    Batcher,
     NoScript,
     Script,
+    ScriptCommands,
     batches,
     cancel,
+    fail,
     glob_escape,
     packer,
-    ttl,
     within,
 )
 from tollway.governance.counters.resp import RespClient, RespConnectionError, RespError
@@ -77,7 +86,14 @@ Seed = Callable[[], Awaitable[Mapping[str, CounterState]]]
 _UNSEEDED = -2
 _RESEED_RETRY_S = 1.0
 _UNSURE_RETRY_S = 0.25
-_MAX_PIECES = 100_000
+_BATCH_REQUESTS = 64  # requests per script call at most
+# What the scripts get of an op: CounterOp (limit, amount, floor_ms, reset_to_ms,
+# window_ms) and SettleOp (reserved, actual, floor_ms, reset_to_ms, window_ms) alike.
+_COUNTER, _NUMBERS = itemgetter(0), itemgetter(1, 2, 3, 4, 5)
+
+
+def _reading(values: tuple[int, int, int]) -> CounterReading:
+    return tuple.__new__(CounterReading, values)  # a NamedTuple without its Python-level __new__
 
 
 class RedisCounterStore:
@@ -102,54 +118,21 @@ class RedisCounterStore:
         self._lease_ms = lease_ms
         self._seed = seed
         self._unloaded: dict[str, CounterState] = {}  # loads that could not reach Redis yet
-        # What this process holds reserved per counter, from the answers it got. A call
-        # that got none (timeout) may still have run: then its holdings are synced.
-        self._mine: dict[str, int] = {}
-        self._unsure = False
-        self._in_flight = 0
-        self._drained: asyncio.Event | None = None
-        self._syncing: asyncio.Event | None = None  # set when the sync is over
-        self._wake = asyncio.Event()  # wakes the maintenance task early
+        self._holding = Holdings()
         self._failing = False  # logged once per outage
-        self._pieces: dict[str, str] = {}  # see `_piece`
-        self._tail = "".join(f"${len(key.encode())}\r\n{key}\r\n" for key in (self._holdings, self._seeded))
-        self._field_piece = f"\r\n${len(self._field)}\r\n{self._field}\r\n".encode()
+        self._commands = ScriptCommands(self._counters, (self._holdings, self._seeded), self._field)
+        self._acquires: Batcher[Sequence[CounterOp], AcquireResult] = Batcher(self._acquire_batch, _BATCH_REQUESTS)
+        self._settles: Batcher[Sequence[SettleOp], None] = Batcher(self._settle_batch, _BATCH_REQUESTS)
         self._maintenance: asyncio.Task[None] | None = None  # started with the lease, before the first acquire
         self._reseeding: asyncio.Task[None] | None = None
 
     async def acquire(self, ops: Sequence[CounterOp]) -> AcquireResult:
         if self._maintenance is None:
             await self._take_lease()
-        packed = packer(len(ops)).pack(*[
-            value for op in ops for value in (op.limit, op.amount, op.floor_ms, op.reset_to_ms, ttl(op.window_ms))])
-        values = await self._changing(ACQUIRE, [op.counter for op in ops], packed)
-        if values[0] == _UNSEEDED:
-            await self._lost_data()
-            return await self.acquire(ops)
-        if values[0] == -1:
-            mine = self._mine
-            for op in ops:
-                if op.amount:
-                    mine[op.counter] = mine.get(op.counter, 0) + op.amount
-        readings = iter(values)
-        failed = next(readings)
-        return AcquireResult(failed, tuple(map(CounterReading, readings, readings, readings)))
+        return await self._acquires.call(ops)
 
     async def settle(self, ops: Sequence[SettleOp]) -> None:
-        packed = packer(len(ops)).pack(*[
-            value for op in ops for value in (op.reserved, op.actual, op.floor_ms, op.reset_to_ms, ttl(op.window_ms))])
-        if await self._changing(SETTLE, [op.counter for op in ops], packed) == _UNSEEDED:
-            await self._lost_data()
-            await self.settle(ops)
-            return
-        mine = self._mine
-        for op in ops:  # as settle.lua: give back at most what is held
-            held = mine.get(op.counter, 0)
-            if op.reserved and held:
-                if held > op.reserved:
-                    mine[op.counter] = held - op.reserved
-                else:
-                    del mine[op.counter]
+        await self._settles.call(ops)
 
     async def read(self, ops: Sequence[CounterOp]) -> tuple[CounterReading, ...]:
         args: list[Any] = []
@@ -238,14 +221,14 @@ class RedisCounterStore:
         lease; after a call that got no answer, sync holdings as soon as Redis answers."""
         while True:
             try:  # until the next beat, or sooner when a call got no answer
-                async with asyncio.timeout(_UNSURE_RETRY_S if self._unsure else self._lease_ms / 3000):
-                    await self._wake.wait()
+                async with asyncio.timeout(_UNSURE_RETRY_S if self._holding.unsure else self._lease_ms / 3000):
+                    await self._holding.changed.wait()
             except TimeoutError:
                 pass
-            self._wake.clear()
+            self._holding.changed.clear()
             try:
-                if self._unsure:
-                    await self._sync_holdings()
+                if self._holding.unsure:
+                    await self._holding.sync(self._bounded, self._tell_holdings)
                 released = await self.reap_leaked()
                 if released:
                     log.warning("gave back the reservations of a gateway process that stopped renewing "
@@ -255,65 +238,92 @@ class RedisCounterStore:
             except Exception:  # noqa: BLE001 - a lapsed lease would let others take live reservations
                 log.exception("renewing the counter store's lease failed")
 
-    async def _changing(self, script: Script, counters: list[str], packed: bytes) -> Any:
-        """acquire.lua or settle.lua on ``counters`` with their packed arguments.
-
-        Such a call changes what this process holds: it is counted in flight, held back
-        while holdings are synced, and marks them unsure when it gets no answer. The
-        command is built by hand from cached pieces: it runs for every request.
-        """
-        if self._syncing is not None:
-            await self._bounded(self._syncing.wait())
-        pieces = self._pieces
-        keys = "".join([pieces.get(name) or self._piece(name) for name in counters])
-        count = len(counters) + 2
-        # EVALSHA, sha, numkeys, the keys, holder set, seeded; then the ops and the field
-        head = f"*{count + 5}\r\n"
-        rest = (f"${len(str(count))}\r\n{count}\r\n{keys}{self._tail}${len(packed)}\r\n").encode()
-        rest += packed + self._field_piece
-        self._in_flight += 1
+    async def _acquire_batch(self, batch: list[tuple[Sequence[CounterOp], asyncio.Future[AcquireResult]]]) -> None:
+        """One acquire.lua call for the requests of one loop turn; a request whose caller
+        went away meanwhile (a client that disconnected) has its reservations released."""
         try:
+            values = await self._acquire_all([ops for ops, _ in batch])
+        except BaseException as exc:
+            fail(batch, exc)
+            if not isinstance(exc, CounterUnavailable):
+                raise
+            return
+        releases: list[SettleOp] = []
+        at = 0
+        for ops, future in batch:
+            failed, end = values[at], at + 1 + 3 * len(ops)
+            readings = iter(values[at + 1:end])
+            at = end
+            if failed == -1:
+                self._holding.reserved(ops)
+                if future.done():
+                    releases += [SettleOp(op.counter, op.amount, 0, op.floor_ms, op.reset_to_ms, op.window_ms)
+                                 for op in ops]
+                    continue
+            if not future.done():
+                future.set_result(AcquireResult(failed, tuple(map(_reading, zip(readings, readings, readings)))))
+        if releases:
             try:
-                return await self._guard(self._client.send((head + script.by_sha).encode() + rest))
-            except NoScript:
-                return await self._guard(self._client.send((head + script.whole).encode() + rest))
-        except CounterUnavailable:
-            self._unsure = True
-            self._wake.set()
-            raise
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight and self._drained is not None:
-                self._drained.set()
+                await self.settle(releases)
+            except CounterUnavailable:
+                log.warning("the reservations of requests cancelled while waiting were not released; "
+                            "they are when this process's lease ends")
 
-    def _piece(self, counter: str) -> str:
-        """A counter's key as a RESP bulk string, remembered (counters are few and reused)."""
-        if len(self._pieces) >= _MAX_PIECES:
-            self._pieces.clear()
-        key = self._counters + counter
-        piece = self._pieces[counter] = f"${len(key.encode())}\r\n{key}\r\n"
-        return piece
+    async def _acquire_all(self, requests: list[Sequence[CounterOp]]) -> list[int]:
+        ops = [op for request in requests for op in request]
+        packed = packer(len(ops)).pack(*chain.from_iterable(map(_NUMBERS, ops)))
+        sizes = struct.pack(f">{len(requests)}d", *map(len, requests))
+        reply = await self._changing(ACQUIRE, list(map(_COUNTER, ops)), packed, sizes)
+        values = list(map(int, struct.unpack(f">{len(reply) // 8}d", reply)))
+        if values[0] == _UNSEEDED:
+            await self._lost_data()
+            return await self._acquire_all(requests)
+        return values
 
-    async def _sync_holdings(self) -> None:
-        """Tell Redis what this process holds, with none of its changing calls in flight."""
-        syncing = self._syncing = asyncio.Event()
+    async def _settle_batch(self, batch: list[tuple[Sequence[SettleOp], asyncio.Future[None]]]) -> None:
+        """One settle.lua call for the settlements of one loop turn."""
         try:
-            while self._in_flight:  # each is bounded by the timeout
-                self._drained = asyncio.Event()
-                await self._bounded(self._drained.wait())
-            args: list[Any] = [self._field]
-            for counter, amount in self._mine.items():
-                args += (self._counters + counter, amount)
-            corrected = await self._script(SYNC, [self._holdings, self._seeded], args)
-            if corrected == _UNSEEDED:
-                return  # reseeding first; the next beat syncs
-            self._unsure = False
-            if corrected:
-                log.warning("corrected this process's reservations on %d counters after calls that "
-                            "timed out had run after all", corrected)
-        finally:
-            self._syncing = self._drained = None
-            syncing.set()
+            await self._settle_all([op for ops, _ in batch for op in ops])
+        except BaseException as exc:
+            fail(batch, exc)
+            if not isinstance(exc, CounterUnavailable):
+                raise
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _settle_all(self, ops: list[SettleOp]) -> None:
+        packed = packer(len(ops)).pack(*chain.from_iterable(map(_NUMBERS, ops)))
+        if await self._changing(SETTLE, list(map(_COUNTER, ops)), packed) == _UNSEEDED:
+            await self._lost_data()
+            await self._settle_all(ops)
+            return
+        self._holding.settled(ops)
+
+    async def _changing(self, script: Script, counters: list[str], packed: bytes, sizes: bytes = b"") -> Any:
+        """acquire.lua or settle.lua on ``counters``: a call that changes what this process
+        holds (see `Holdings`), held back while holdings are synced."""
+        await self._holding.wait_for_sync(self._bounded)
+        with self._holding.changing():
+            try:
+                return await self._guard(self._client.send(self._commands.build(script, counters, packed, sizes)))
+            except NoScript:
+                return await self._guard(self._client.send(
+                    self._commands.build(script, counters, packed, sizes, whole=True)))
+
+    async def _tell_holdings(self, held: list[tuple[str, int]]) -> bool:
+        """sync.lua: Redis's figure of what this process holds becomes ``held``."""
+        args: list[Any] = [self._field]
+        for counter, amount in held:
+            args += (self._counters + counter, amount)
+        corrected = await self._script(SYNC, [self._holdings, self._seeded], args)
+        if corrected == _UNSEEDED:
+            return False  # reseeding first; the next beat syncs
+        if corrected:
+            log.warning("corrected this process's reservations on %d counters after calls that "
+                        "got no answer had run after all", corrected)
+        return True
 
     async def _lost_data(self) -> None:
         """Redis holds no seeded counters: reload them before counting anything again.

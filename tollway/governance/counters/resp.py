@@ -6,8 +6,8 @@ call, a pure-Python reply parser, observability hooks), which alone would cut th
 gateway's throughput by more than half. This client spends a fraction of that:
 
 - one connection carries every concurrent call, pipelined: replies come back in the
-  order the commands were sent, so each call is a future in a FIFO queue;
-- the commands written during one event-loop turn leave in one ``write``;
+  order the commands were sent, so each call is a future in a FIFO queue (the store
+  batches the requests of one event-loop turn into one command before it gets here);
 - a call that its caller stopped waiting for (a timeout) keeps its place in the queue,
   and its reply is read and dropped: the connection never falls out of step.
 
@@ -19,8 +19,6 @@ It knows the commands the counter store sends and the reply types they return
 from __future__ import annotations
 
 import asyncio
-import functools
-import re
 import ssl
 from collections import deque
 from typing import Any
@@ -54,11 +52,6 @@ def encode(args: tuple[str | int, ...]) -> bytes:
     return b"".join(parts)
 
 
-@functools.cache
-def _integers(count: int) -> re.Pattern[bytes]:
-    return re.compile(rb"(?::-?\d+\r\n){%d}" % count)
-
-
 def parse(buffer: bytes, pos: int) -> tuple[Reply, int]:
     """The reply starting at ``pos`` and the position after it; `_Incomplete` when the
     buffer ends before it does."""
@@ -81,10 +74,6 @@ def parse(buffer: bytes, pos: int) -> tuple[Reply, int]:
         if count < 0:
             return None, end + 2
         pos = end + 2
-        if count and buffer[pos:pos + 1] == b":":  # integers only (an acquire's readings): in C
-            whole = _integers(count).match(buffer, pos)
-            if whole is not None:
-                return list(map(int, buffer[pos + 1:whole.end() - 2].split(b"\r\n:"))), whole.end()
         items = []
         for _ in range(count):
             item, pos = parse(buffer, pos)
@@ -104,9 +93,6 @@ class _Protocol(asyncio.Protocol):
         self.pending: deque[asyncio.Future[Reply]] = deque()
         self.lost: Exception | None = None
         self._buffer = b""
-        self._out: list[bytes] = []
-        self._sent: list[asyncio.Future[Reply]] = []
-        self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -120,23 +106,12 @@ class _Protocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         self.pending.append(future)
-        self._out.append(command)
-        self._sent.append(future)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        assert self.transport is not None
+        self.transport.write(command)
+        # The deadline runs from the write: time the command spent waiting for a busy
+        # loop before it was sent does not count against Redis.
+        loop.call_later(self.timeout_s, _expire, loop, future)
         return future
-
-    def _flush(self) -> None:
-        """Write what this loop turn queued, and start its calls' deadline: from the
-        write, so that time the command spent waiting for the loop does not count."""
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        sent, self._sent = self._sent, []
-        if self.transport is not None and self.lost is None and out:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.timeout_s, _expire, loop, sent)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -244,17 +219,16 @@ class RespClient:
         return protocol
 
 
-def _expire(loop: asyncio.AbstractEventLoop, sent: list[asyncio.Future[Reply]]) -> None:
-    """The deadline of one write passed: fail its unanswered calls after the loop's next
-    read of the socket."""
-    if any(not future.done() for future in sent):
-        loop.call_soon(loop.call_soon, _fail_unanswered, sent)
+def _expire(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Reply]) -> None:
+    """The deadline passed: fail the call if still unanswered after the loop's next read
+    of the socket (an answer already there, unread by a busy loop, is an answer)."""
+    if not future.done():
+        loop.call_soon(loop.call_soon, _fail_unanswered, future)
 
 
-def _fail_unanswered(sent: list[asyncio.Future[Reply]]) -> None:
-    for future in sent:
-        if not future.done():  # its reply, when it comes, is read and dropped: the FIFO holds
-            future.set_exception(TimeoutError())
+def _fail_unanswered(future: asyncio.Future[Reply]) -> None:
+    if not future.done():  # its reply, when it comes, is read and dropped: the FIFO holds
+        future.set_exception(TimeoutError())
 
 
 async def _prepare(protocol: _Protocol, target: Any) -> None:

@@ -4,7 +4,7 @@
 -- KEYS[n+1]   the set of counters this process holds a field on (for the reaper)
 -- KEYS[n+2]   the seeded marker (absent: Redis lost its data; write nothing)
 -- ARGV[1]     five big-endian doubles per op: reserved, actual, floor_ms, reset_to_ms,
---             ttl_ms
+--             window_ms
 -- ARGV[2]     this process's field, h:<process id>
 --
 -- A process gives back at most what it still holds: when a reaper has already taken a
@@ -19,12 +19,13 @@ if redis.call('EXISTS', KEYS[n + 2]) == 0 then
   return -2
 end
 local EXACT = 9007199254740992
+local MARGIN = 3600000 -- expiry beyond two windows: requests in flight settle long before
 local v = {struct.unpack('>' .. string.rep('d', 5 * n), ARGV[1])}
 
 -- Per counter (slot j, in order of first op): the state as this call leaves it, and
 -- what changed, for the exact path. A counter named twice is settled twice, in order.
 local slot, keys = {}, {}
-local used, reserved, last, held, has_field, exact, rolled, ttl = {}, {}, {}, {}, {}, {}, {}, {}
+local used, reserved, last, held, has_field, exact, rolled, window = {}, {}, {}, {}, {}, {}, {}, {}
 local d_used, d_reserved, d_held = {}, {}, {}
 for i = 1, n do
   local at = (i - 1) * 5
@@ -40,7 +41,7 @@ for i = 1, n do
     rolled[j], d_used[j], d_reserved[j], d_held[j] = false, 0, 0, 0
   end
   if last[j] == nil or last[j] < v[at + 3] then -- a new counter, or a new window
-    used[j], d_used[j], last[j], rolled[j], ttl[j] = 0, 0, v[at + 4], true, v[at + 5]
+    used[j], d_used[j], last[j], rolled[j], window[j] = 0, 0, v[at + 4], true, v[at + 5]
   end
   local give = v[at + 1]
   if give > held[j] then
@@ -79,8 +80,8 @@ for j, key in ipairs(keys) do
       redis.call('HINCRBY', key, mine, d_held[j])
     end
   end
-  if rolled[j] and ttl[j] ~= 0 then
-    redis.call('PEXPIRE', key, ttl[j])
+  if rolled[j] and window[j] > 0 then
+    redis.call('PEXPIRE', key, 2 * window[j] + MARGIN)
   end
 end
 return 0
