@@ -1,15 +1,15 @@
-"""Integration fixtures: the real mock upstream and the real gateway on free ports."""
+"""Integration fixtures: the real mock upstream on a free port (`gateway`, which starts real
+gateways from config dicts, comes from tests/support/fixtures.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.support.gateway import RunningGateway, mock_providers, start_gateway
+from tests.support.gateway import RunningGateway, mock_providers
 from tollway.testing.mock_upstream import MockUpstream, start_mock_upstream
 
 
@@ -18,22 +18,6 @@ async def mock() -> AsyncIterator[MockUpstream]:
     upstream = await start_mock_upstream()
     yield upstream
     await upstream.close()
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Callable[..., RunningGateway]]:
-    """Start gateways from config dicts; each gets its own SQLite file unless given one."""
-    running: list[RunningGateway] = []
-
-    def start(config: dict[str, Any]) -> RunningGateway:
-        config = {"database_url": f"sqlite:///{tmp_path}/gateway-{len(running)}.db", "flush_interval": "1s", **config}
-        started = start_gateway(config)
-        running.append(started)
-        return started
-
-    yield start
-    for started in running:
-        started.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import sqlite3
 import time
@@ -25,7 +24,8 @@ from sqlalchemy import text
 
 from tests.reliability.harness import HELLO, eventually, run_serve, slow
 from tests.support.gateway import RunningGateway, free_port, mock_providers
-from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres
+from tests.support.fixtures import postgres_or_skip
+from tests.support.postgres import PostgresServer
 from tollway.store.database import SQLITE_BUSY_TIMEOUT_MS, Database
 
 VK = "tw-reliability-store-0123456789abcdef"
@@ -35,12 +35,7 @@ ADMIN = "admin-token-reliability-0123456789"
 @pytest.fixture
 def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test's own, since the test stops it."""
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"needs a local PostgreSQL server: {exc}")
+    server = postgres_or_skip()
     yield server
     try:
         server.stop()
