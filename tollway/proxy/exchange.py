@@ -52,6 +52,16 @@ def load_object(data: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def openai_stream_error(message: str) -> bytes:
+    """The SSE event that ends an OpenAI-shaped stream the upstream broke off."""
+    return encode_event(orjson.dumps({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}}))
+
+
+def anthropic_stream_error(message: str) -> bytes:
+    """The SSE event that ends an Anthropic-shaped stream the upstream broke off."""
+    return encode_event(orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}}), "error")
+
+
 def openai_error_from(status: int, data: bytes) -> bytes:
     """An upstream error body in OpenAI's shape, whatever shape it came in."""
     body = load_object(data)
@@ -137,7 +147,7 @@ class _OpenAIStream:
         return b""
 
     def error_event(self, message: str) -> bytes:
-        return encode_event(orjson.dumps({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}}))
+        return openai_stream_error(message)
 
 
 def _is_usage_only(data: bytes) -> bool:
@@ -199,4 +209,4 @@ class _AnthropicStream:
         return b""
 
     def error_event(self, message: str) -> bytes:
-        return encode_event(orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}}), "error")
+        return anthropic_stream_error(message)

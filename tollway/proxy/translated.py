@@ -19,7 +19,14 @@ from tollway.providers.anthropic_translate import (
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
 from tollway.providers.usage_extract import usage_from_anthropic, usage_from_openai
-from tollway.proxy.exchange import StreamConverter, anthropic_error_from, load_object, openai_error_from
+from tollway.proxy.exchange import (
+    StreamConverter,
+    anthropic_error_from,
+    anthropic_stream_error,
+    load_object,
+    openai_error_from,
+    openai_stream_error,
+)
 from tollway.proxy.request import ClientRequest
 from tollway.usage import Usage
 
@@ -126,7 +133,7 @@ class _MessagesToChatStream(_TranslatedStream):
         return _DONE
 
     def error_event(self, message: str) -> bytes:
-        return encode_event(orjson.dumps({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}}))
+        return openai_stream_error(message)
 
 
 class _ChatToMessagesStream(_TranslatedStream):
@@ -150,7 +157,7 @@ class _ChatToMessagesStream(_TranslatedStream):
         return b"" if self._failed else b"".join(_encode(self._translator.finish()))
 
     def error_event(self, message: str) -> bytes:
-        return encode_event(orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}}), "error")
+        return anthropic_stream_error(message)
 
 
 def _encode(events: list[tuple[str, Any]]) -> list[bytes]:
