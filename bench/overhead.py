@@ -127,6 +127,14 @@ def report(results: dict, stream: bool) -> None:
         off = by_target["gateway"]["rps"]
         print(f"governance on/off throughput at concurrency {concurrency}: five levels {by_target['governed']['rps'] / off:.2f},"
               f" worst case {by_target['worst']['rps'] / off:.2f}")
+    # The machine's cores are shared with the load generator and the mock, which dilutes the
+    # gateway's own cost in the throughput ratio; a gateway with a core to itself would be
+    # bound by its CPU per request, so print that ratio as well.
+    for concurrency, by_target in results.items():
+        off = by_target["gateway"].get("cpu_s_per_1k", 0)
+        if off:
+            print(f"governance on/off capacity (gateway CPU per request, off/on) at concurrency {concurrency}: five levels"
+                  f" {off / by_target['governed']['cpu_s_per_1k']:.2f}, worst case {off / by_target['worst']['cpu_s_per_1k']:.2f}")
 
 
 def _spread(summary: dict, field: str) -> float:

@@ -345,7 +345,7 @@ def test_allowed_carries_the_tightest_request_and_token_headers() -> None:
 
 def test_allowed_without_rate_limits_carries_no_headers() -> None:
     verdict = decide(Plan((_check(Kind.BUDGET, 5),), (1,)), AcquireResult(-1, (CounterReading(0, 1, NOW),)), NOW)
-    assert verdict == Allowed(())
+    assert verdict == Allowed([])
 
 
 @pytest.mark.parametrize(("ms", "text"), [(0, "0ms"), (120, "120ms"), (1000, "1s"), (1001, "2s"),

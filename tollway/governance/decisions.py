@@ -155,12 +155,18 @@ def denial_headers(denial: Denial) -> list[tuple[bytes, bytes]]:
 
 def rate_limit_headers(kind: Kind, limit: int, remaining: int, reset_in_ms: int) -> list[tuple[bytes, bytes]]:
     """OpenAI's ``x-ratelimit-*`` headers for one side (requests or tokens)."""
-    side = b"requests" if kind is Kind.REQUESTS else b"tokens"
+    limit_name, remaining_name, reset_name = _RATE_LIMIT_HEADER_NAMES[kind is Kind.TOKENS]
     return [
-        (b"x-ratelimit-limit-" + side, str(limit).encode()),
-        (b"x-ratelimit-remaining-" + side, str(max(0, remaining)).encode()),
-        (b"x-ratelimit-reset-" + side, reset_text(reset_in_ms).encode()),
+        (limit_name, b"%d" % limit),
+        (remaining_name, b"%d" % max(0, remaining)),
+        (reset_name, reset_text(reset_in_ms).encode()),
     ]
+
+
+_RATE_LIMIT_HEADER_NAMES = tuple(
+    (b"x-ratelimit-limit-" + side, b"x-ratelimit-remaining-" + side, b"x-ratelimit-reset-" + side)
+    for side in (b"requests", b"tokens")
+)
 
 
 def reset_text(ms: int) -> str:

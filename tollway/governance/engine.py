@@ -27,7 +27,12 @@ from tollway.governance.model import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Values built once per request (RequestFacts, Plan, Allowed) are plain slotted dataclasses:
+# a frozen one costs four times as much to construct (≈0.6 µs against 0.15 µs), and
+# nothing mutates them anyway.
+
+
+@dataclass(slots=True)
 class RequestFacts:
     """What governance needs to know about one request before it is forwarded."""
 
@@ -52,10 +57,21 @@ class LimitCheck:
     rolling_ms: int | None = field(init=False, repr=False, compare=False)
     # The longest a window can last, for the store's key expiry (see `CounterOp.window_ms`).
     window_ms: int = field(init=False, repr=False, compare=False)
+    # Index of the kind in (requests, tokens, budget) amount triples: a tuple index, where
+    # a dict keyed by the enum would hash it in Python on every request.
+    slot: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rolling_ms", self.duration.fixed_ms if self.alignment is None else None)
         object.__setattr__(self, "window_ms", _longest_window_ms(self.duration, self.alignment))
+        object.__setattr__(self, "slot", _SLOTS[self.kind])
+
+
+_SLOTS = {Kind.REQUESTS: 0, Kind.TOKENS: 1, Kind.BUDGET: 2}
+_BUDGET_SLOT = _SLOTS[Kind.BUDGET]
+# `CounterOp(...)` runs a Python-level __new__; building the named tuple directly is
+# twice as fast, and a request builds one per limit on admission and again on settling.
+_tuple = tuple.__new__
 
 
 class WindowMemo:
@@ -68,18 +84,20 @@ class WindowMemo:
     __slots__ = ("_periods",)
 
     def __init__(self) -> None:
-        self._periods: dict[tuple[Duration, Alignment], tuple[int, int]] = {}
+        self._periods: dict[tuple[int, str, str, int], tuple[int, int]] = {}
 
     def window(self, duration: Duration, alignment: Alignment, now_ms: int) -> tuple[int, int]:
         """(floor_ms, reset_to_ms) at ``now_ms``."""
-        period = self._periods.get((duration, alignment))
+        # Keyed on plain fields: hashing the two dataclasses runs Python code, a tuple of these does not.
+        key = (duration.count, duration.unit, alignment.tz, alignment.week_start)
+        period = self._periods.get(key)
         if period is None or not period[0] <= now_ms < period[1]:
             start = window_at(duration, now_ms, alignment).floor_ms
-            period = self._periods[(duration, alignment)] = (start, next_reset_ms(duration, start, alignment))
+            period = self._periods[key] = (start, next_reset_ms(duration, start, alignment))
         return period[0], period[0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     """The checks for one request, in evaluation order, and the amount each reserves."""
 
@@ -91,11 +109,11 @@ class Plan:
     allowed_provider_keys: frozenset[str] = frozenset()  # from the key's provider config; empty = all
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Allowed:
     """Every limit had room; ``headers`` are the ``x-ratelimit-*`` of the tightest sides."""
 
-    headers: tuple[tuple[bytes, bytes], ...] = ()
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 StaticChecks = Callable[[PolicySnapshot, VirtualKeyPolicy | None, str, str], tuple[LimitCheck, ...]]
@@ -122,8 +140,8 @@ def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | N
     if isinstance(key, Denial):
         return key
     checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
-    per_kind = {Kind.REQUESTS: 1, Kind.TOKENS: facts.estimated_tokens, Kind.BUDGET: facts.estimated_cost_nano}
-    amounts = tuple([per_kind[check.kind] for check in checks])
+    per_slot = (1, facts.estimated_tokens, facts.estimated_cost_nano)
+    amounts = tuple([per_slot[check.slot] for check in checks])
     if key is None:
         return Plan(checks, amounts)
     team_id, customer_id = owner_ids(snapshot, key)
@@ -175,21 +193,21 @@ def acquire_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
         if rolling is not None:  # window_at's rolling rule, inlined: the common case is hot
-            ops.append(CounterOp(check.counter, check.limit, amount, now_ms - rolling + 1, now_ms, rolling))
+            ops.append(_tuple(CounterOp, (check.counter, check.limit, amount, now_ms - rolling + 1, now_ms, rolling)))
         else:
-            ops.append(CounterOp(check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo),
-                                 check.window_ms))
+            ops.append(_tuple(CounterOp, (check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo),
+                                          check.window_ms)))
     return ops
 
 
 def settle_ops(plan: Plan, now_ms: int, tokens: int, cost_nano: int, memo: WindowMemo | None = None) -> list[SettleOp]:
     """Replace the plan's reservations with actual usage: 1 request, ``tokens``, ``cost_nano``."""
-    return _replace(plan, now_ms, {Kind.REQUESTS: 1, Kind.TOKENS: tokens, Kind.BUDGET: cost_nano}, memo)
+    return _replace(plan, now_ms, (1, tokens, cost_nano), memo)
 
 
 def release_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list[SettleOp]:
     """Drop the plan's reservations and charge nothing (the upstream call failed)."""
-    return _replace(plan, now_ms, {Kind.REQUESTS: 0, Kind.TOKENS: 0, Kind.BUDGET: 0}, memo)
+    return _replace(plan, now_ms, (0, 0, 0), memo)
 
 
 def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
@@ -198,26 +216,28 @@ def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
     if result.failed >= 0:
         index = result.failed
         return deny(plan.checks[index], result.readings[index], plan.amounts[index], now_ms)
-    tightest: dict[Kind, tuple[int, LimitCheck, CounterReading]] = {}
+    # The tightest check of each side: (remaining, check, reading), by slot.
+    tightest: list[tuple[int, LimitCheck, CounterReading] | None] = [None, None]
     for check, reading in zip(plan.checks, result.readings):
-        if check.kind is Kind.BUDGET:
+        slot = check.slot
+        if slot == _BUDGET_SLOT:
             continue
         remaining = check.limit - reading.used - reading.reserved
-        best = tightest.get(check.kind)
+        best = tightest[slot]
         if best is None or remaining < best[0]:
-            tightest[check.kind] = (remaining, check, reading)
+            tightest[slot] = (remaining, check, reading)
     headers: list[tuple[bytes, bytes]] = []
-    for kind in (Kind.REQUESTS, Kind.TOKENS):
-        if kind in tightest:
-            remaining, check, reading = tightest[kind]
-            reset_in = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment) - now_ms
-            headers += decisions.rate_limit_headers(kind, check.limit, remaining, reset_in)
-    return Allowed(tuple(headers))
+    for side in tightest:
+        if side is not None:
+            remaining, check, reading = side
+            headers += decisions.rate_limit_headers(check.kind, check.limit, remaining,
+                                                    _next_reset_ms(check, reading.last_reset_ms) - now_ms)
+    return Allowed(headers)
 
 
 def deny(check: LimitCheck, reading: CounterReading, amount: int, now_ms: int) -> Denial:
     """The denial for ``check``, whose counter read ``reading``, when ``amount`` did not fit."""
-    reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
+    reset_at = _next_reset_ms(check, reading.last_reset_ms)
     used = reading.used + reading.reserved
     return decisions.limit_denial(check.kind, check.scope, check.limit, used, amount, check.duration, reset_at, now_ms)
 
@@ -250,7 +270,7 @@ def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tup
         remaining = check.limit - reading.used - reading.reserved
         if denial is None and amount > remaining:
             denial, binding = deny(check, reading, amount, now_ms), index
-        reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
+        reset_at = _next_reset_ms(check, reading.last_reset_ms)
         statuses.append(LimitStatus(check.scope, check.kind, check.limit, reading.used, reading.reserved,
                                     max(0, remaining), check.duration, reset_at))
     if binding < 0 and statuses:
@@ -320,16 +340,25 @@ def _add_budget(checks: list[LimitCheck], governed: Governed) -> None:
                                  budget.max_limit_nano, budget.duration, budget.alignment))
 
 
-def _replace(plan: Plan, now_ms: int, actual: dict[Kind, int], memo: WindowMemo | None) -> list[SettleOp]:
+def _replace(plan: Plan, now_ms: int, actual: tuple[int, int, int], memo: WindowMemo | None) -> list[SettleOp]:
+    """Settle ops charging ``actual`` (requests, tokens, budget) in place of the reserved amounts."""
     ops = []
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
         if rolling is not None:
-            ops.append(SettleOp(check.counter, amount, actual[check.kind], now_ms - rolling + 1, now_ms, rolling))
+            ops.append(_tuple(SettleOp, (check.counter, amount, actual[check.slot], now_ms - rolling + 1, now_ms, rolling)))
         else:
-            ops.append(SettleOp(check.counter, amount, actual[check.kind], *_calendar_window(check, now_ms, memo),
-                                check.window_ms))
+            ops.append(_tuple(SettleOp, (check.counter, amount, actual[check.slot],
+                                         *_calendar_window(check, now_ms, memo), check.window_ms)))
     return ops
+
+
+def _next_reset_ms(check: LimitCheck, last_reset_ms: int) -> int:
+    """`next_reset_ms` of the check's window; a rolling window of fixed length is one addition."""
+    rolling = check.rolling_ms
+    if rolling is not None:
+        return last_reset_ms + rolling
+    return next_reset_ms(check.duration, last_reset_ms, check.alignment)
 
 
 _HOUR_MS = 3_600_000

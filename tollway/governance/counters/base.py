@@ -57,7 +57,7 @@ class CounterState:
     last_reset_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per request: not frozen, which would cost 4× to construct
 class AcquireResult:
     """``failed`` is the index of the first op that did not fit, or -1 when all were
     reserved. ``readings`` hold every counter's state after the call (after the
