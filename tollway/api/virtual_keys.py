@@ -13,21 +13,12 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from tollway.api.context import (
-    RESET_USAGE,
-    ApiWriter,
-    PageDep,
-    RuntimeDep,
-    change,
-    paginate,
-    partial_update,
-    read,
-    search_filter,
-)
+from tollway.api.context import RESET_USAGE, ApiWriter, PageDep, RuntimeDep, partial_update
+from tollway.api.entity_routes import EntityRoutes
 from tollway.api.errors import conflict, invalid, not_found
 from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
 from tollway.api.owners import check_customer, check_provider_configs, check_team
-from tollway.api.responses import Message, VirtualKeyEnvelope, VirtualKeyList
+from tollway.api.responses import VirtualKeyEnvelope, VirtualKeyList
 from tollway.api.schemas import VirtualKeyCreate, VirtualKeyUpdate
 from tollway.config.schema import VK_PREFIX
 from tollway.governance.engine import hash_key
@@ -37,12 +28,6 @@ from tollway.store.tables import VirtualKey, VKProviderConfig, new_id
 router = APIRouter(prefix="/api/governance/virtual-keys", tags=["virtual keys"])
 
 KIND = "virtual_key"
-_OPTIONS = (
-    selectinload(VirtualKey.budget),
-    selectinload(VirtualKey.rate_limit),
-    selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
-    selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
-)
 
 
 def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict[str, Any]:
@@ -61,15 +46,12 @@ def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict
     }
 
 
-def load_key(session: Session, key_id: str) -> VirtualKey:
-    row = session.scalars(select(VirtualKey).where(VirtualKey.id == key_id).options(*_OPTIONS)).one_or_none()
-    if row is None:
-        raise not_found("virtual key", key_id)
-    return row
-
-
-def _envelope(message: str, view: dict[str, Any]) -> dict[str, Any]:
-    return {"message": message, "virtual_key": view}
+KEYS = EntityRoutes(
+    VirtualKey, KIND, param="key_id", view=key_view, envelope_model=VirtualKeyEnvelope,
+    searched=(VirtualKey.id, VirtualKey.name, VirtualKey.description),
+    loaders=(selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
+             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit)),
+)
 
 
 @router.get("", response_model=VirtualKeyList, summary="List virtual keys")
@@ -78,24 +60,14 @@ async def list_keys(
     is_active: bool | None = None,
     search: Annotated[str | None, Query(description="Case-insensitive part of the id, name or description.")] = None,
 ) -> dict[str, Any]:
-    live = LiveUsage()
-
-    def query(session: Session) -> tuple[int, list[dict[str, Any]]]:
-        statement = select(VirtualKey)
-        if team_id is not None:
-            statement = statement.where(VirtualKey.team_id == team_id)
-        if customer_id is not None:
-            statement = statement.where(VirtualKey.customer_id == customer_id)
-        if is_active is not None:
-            statement = statement.where(VirtualKey.is_active == is_active)
-        if search:
-            statement = statement.where(search_filter(search, VirtualKey.id, VirtualKey.name, VirtualKey.description))
-        total, rows = paginate(session, statement, page, (VirtualKey.id,), _OPTIONS)
-        return total, [key_view(row, live) for row in rows]
-
-    total, keys = await read(runtime, query)
-    await live.fill(runtime.store, runtime.clock_ms())
-    return {"virtual_keys": keys, "count": total, "limit": page.limit, "offset": page.offset}
+    statement = select(VirtualKey)
+    if team_id is not None:
+        statement = statement.where(VirtualKey.team_id == team_id)
+    if customer_id is not None:
+        statement = statement.where(VirtualKey.customer_id == customer_id)
+    if is_active is not None:
+        statement = statement.where(VirtualKey.is_active == is_active)
+    return await KEYS.page(runtime, page, statement, search)
 
 
 @router.post("", status_code=201, response_model=VirtualKeyEnvelope, summary="Create a virtual key")
@@ -103,12 +75,10 @@ async def create_key(body: VirtualKeyCreate, runtime: RuntimeDep) -> dict[str, A
     """The response carries the key's ``value``: the only time it is shown."""
     value = body.value or VK_PREFIX + secrets.token_urlsafe(32)
     key_id = body.id or "vk-" + new_id()
-    live = LiveUsage()
 
     def write(writer: ApiWriter) -> VirtualKey:
         session = writer.session
-        if session.get(VirtualKey, key_id) is not None:
-            raise conflict(f"virtual key {key_id!r} already exists")
+        KEYS.check_new(session, key_id)
         digest = hash_key(value)
         owner = session.scalar(select(VirtualKey.id).where(VirtualKey.value_hash == digest))
         if owner is not None:
@@ -120,24 +90,16 @@ async def create_key(body: VirtualKeyCreate, runtime: RuntimeDep) -> dict[str, A
                   "team_id": body.team_id, "customer_id": body.customer_id,
                   "allowed_models": list(body.allowed_models), "value_hash": digest,
                   "value_prefix": value[:VALUE_PREFIX_LENGTH]}
-        row, diff = writer.upsert(None, VirtualKey, {"id": key_id}, values)
-        writer.sync_budget(row, body.budget, diff)
-        writer.sync_rate_limit(row, body.rate_limit, diff)
+        row, diff = KEYS.insert(writer, {"id": key_id}, values, body)
         writer.sync_provider_configs(row, body.provider_configs, diff)
         writer.record(row, KIND, key_id, diff)
         return row
 
-    view = await change(runtime, write, lambda row: key_view(row, live, value))
-    await live.fill(runtime.store, runtime.clock_ms())
-    return _envelope("virtual key created; store its value now: it is not shown again", view)
+    return await KEYS.changed(runtime, "virtual key created; store its value now: it is not shown again", write,
+                              lambda row, live: key_view(row, live, value))
 
 
-@router.get("/{key_id}", response_model=VirtualKeyEnvelope, summary="Get a virtual key")
-async def get_key(key_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    live = LiveUsage()
-    view = await read(runtime, lambda session: key_view(load_key(session, key_id), live))
-    await live.fill(runtime.store, runtime.clock_ms())
-    return _envelope("virtual key found", view)
+KEYS.add_get(router, "get_key")
 
 
 @partial_update(router, "/{key_id}", response_model=VirtualKeyEnvelope,
@@ -146,11 +108,10 @@ async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
                      reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:
     """Fields left out are kept; ``budget: null`` / ``rate_limit: null`` delete them;
     ``provider_configs`` replaces the whole list. Usage is kept unless ``reset_usage``."""
-    live = LiveUsage()
     stated = body.model_fields_set
 
     def write(writer: ApiWriter) -> VirtualKey:
-        row = load_key(writer.session, key_id)
+        row = KEYS.load(writer.session, key_id)
         values = {name: getattr(body, name) for name in ("name", "description", "is_active", "allowed_models")
                   if name in stated}
         if stated & {"team_id", "customer_id"}:
@@ -171,38 +132,17 @@ async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
         writer.record(row, KIND, key_id, diff)
         return row
 
-    view = await change(runtime, write, lambda row: key_view(row, live))
-    await live.fill(runtime.store, runtime.clock_ms())
-    return _envelope("virtual key updated", view)
+    return await KEYS.changed(runtime, "virtual key updated", write)
 
 
-@router.delete("/{key_id}", response_model=Message, summary="Delete a virtual key")
-async def delete_key(key_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    """Deletes the key with its own budget, rate limit and provider configs."""
-
-    def write(writer: ApiWriter) -> None:
-        row = load_key(writer.session, key_id)
-        writer.delete(row, KIND, key_id, key_view(row, LiveUsage()))
-
-    await change(runtime, write, lambda _: None)
-    return {"message": f"virtual key {key_id!r} deleted"}
-
-
-def _reset(which: Which, label: str) -> Any:
-    async def reset(key_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-        live = LiveUsage()
-        view = await reset_route(runtime, lambda session: load_key(session, key_id), which, KIND, key_id,
-                                 lambda row: key_view(row, live))
-        await live.fill(runtime.store, runtime.clock_ms())
-        return _envelope(f"{label} usage reset", view)
-
-    return reset
+KEYS.add_delete(router, "delete_key", "Deletes the key with its own budget, rate limit and provider configs.")
+KEYS.add_resets(router)
 
 
 def _reset_config(which: Which, label: str) -> Any:
     async def reset(key_id: str, provider: str, runtime: RuntimeDep) -> dict[str, Any]:
         def load(session: Session) -> VKProviderConfig:
-            for config in load_key(session, key_id).provider_configs:
+            for config in KEYS.load(session, key_id).provider_configs:
                 if config.provider == provider:
                     return config
             raise not_found(f"provider config of virtual key {key_id!r} for", provider)
@@ -211,15 +151,11 @@ def _reset_config(which: Which, label: str) -> Any:
         view = await reset_route(runtime, load, which, "provider_config", f"{key_id}/{provider}",
                                  lambda config: key_view(config.virtual_key, live))
         await live.fill(runtime.store, runtime.clock_ms())
-        return _envelope(f"provider config {label} usage reset", view)
+        return KEYS.envelope(f"provider config {label} usage reset", view)
 
     return reset
 
 
-router.add_api_route("/{key_id}/budget/reset", _reset("budget", "budget"), methods=["POST"],
-                     response_model=VirtualKeyEnvelope, summary="Reset a virtual key's budget usage")
-router.add_api_route("/{key_id}/rate-limit/reset", _reset("rate_limit", "rate limit"), methods=["POST"],
-                     response_model=VirtualKeyEnvelope, summary="Reset a virtual key's rate-limit usage")
 router.add_api_route("/{key_id}/provider-configs/{provider}/budget/reset", _reset_config("budget", "budget"),
                      methods=["POST"], response_model=VirtualKeyEnvelope,
                      summary="Reset the budget usage of a key's provider config")
