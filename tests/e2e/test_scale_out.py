@@ -229,6 +229,10 @@ async def test_redis_outage_fail_closed_refuses_quickly_fail_open_serves_and_bot
             started = time.monotonic()
             assert [(await chat(session, opened, key("open")))[0] for _ in range(5)] == [200] * 5
             assert time.monotonic() - started < 2.0
+            health = {node: await (await session.get(node.url + "/health")).json() for node in (closed, opened)}
+            assert health[closed]["status"] == "degraded" and health[closed]["counters"].startswith("unavailable")
+            assert "counting in this process" in health[opened]["counters"]
+            assert health[opened]["database"] == "ok"
 
             cluster.redis.start()  # empty again: counters come back from the database
 
@@ -242,6 +246,10 @@ async def test_redis_outage_fail_closed_refuses_quickly_fail_open_serves_and_bot
             return (await usage(closed, "vk-open"))["rate_limit"]["request_current_usage"] == 3 + 5
 
         await until(reconciled, 10.0, "the fail_open node's local usage reaching Redis")
+        async with aiohttp.ClientSession() as session:
+            for node in (closed, opened):
+                health = await (await session.get(node.url + "/health")).json()
+                assert (health["status"], health["counters"], health["counter_backend"]) == ("ok", "ok", "redis")
     finally:
         await database.close()
         if cluster.redis.process is None:

@@ -171,6 +171,31 @@ async def test_cut_stream_is_charged_for_what_was_produced(gateway, mock) -> Non
     assert running.runtime.enforcer.reservations_in_flight == 0  # nothing left reserved
 
 
+async def test_client_leaving_a_slow_answer_cancels_the_upstream_and_frees_the_reservation(gateway, mock) -> None:
+    running = gateway(config(mock, keys=[key(KEY_A, rate_limit={"token_max_limit": 100_000, "token_reset_duration": "1h",
+                                                               "request_max_limit": 10, "request_reset_duration": "1h"})]))
+    await mock_control(mock, "POST", "/_mock/settings", {"latency_ms": 8000})
+    body = {"model": "openai/gpt-4o-mini", "messages": HELLO, "max_tokens": 900}
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(asyncio.TimeoutError):  # the client gives up after 1.5 s (the watch arms after 1 s)
+            await session.post(running.v1 + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY_A}"},
+                               timeout=aiohttp.ClientTimeout(total=1.5))
+    for _ in range(60):  # the upstream call is dropped within moments, not after the mock's 8 s
+        stats = await mock_control(mock, "GET", "/_mock/stats")
+        if stats["requests_cancelled"] >= 1 and running.runtime.enforcer.reservations_in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert stats["requests_cancelled"] >= 1 and stats["in_flight"] == 0
+    assert running.runtime.enforcer.reservations_in_flight == 0
+    limits = key_limits(running, KEY_A).rate_limit
+    counters = running.counters()
+    assert counters[request_counter(limits.id)].used == 1
+    assert 0 < counters[token_counter(limits.id)].used < 900  # the prompt's estimate, not the 900 reserved for the answer
+    async with aiohttp.ClientSession() as session:
+        async with session.get(running.url + "/metrics") as r:
+            assert 'status="499"' in await r.text()
+
+
 async def test_failed_upstream_call_charges_nothing(gateway, mock) -> None:
     running = gateway(config(mock, keys=[key(KEY_A, rate_limit={"request_max_limit": 1, "request_reset_duration": "1h"})]))
     await mock_control(mock, "POST", "/_mock/faults", {"status": 500, "count": 1})

@@ -97,6 +97,7 @@ def _outage_checks(gateway: RunningGateway, before: int) -> None:
     _requests(gateway, 20)  # every one of them is served
     health = httpx2.get(gateway.url + "/health").json()
     assert health["status"] == "degraded" and health["database"].startswith("unavailable")
+    assert (health["counters"], health["counter_backend"]) == ("ok", "memory")  # in-process: nothing to lose
     api = httpx2.get(gateway.url + "/api/governance/virtual-keys", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=15)
     assert api.status_code == 503, api.text  # a clear "store unavailable", not a 500
     assert "unavailable" in api.json()["error"]["message"]

@@ -23,6 +23,7 @@ from tollway.pricing import PriceCatalog, estimate_cost_nano
 from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_key
+from tollway.proxy.client_watch import ClientWatch
 from tollway.proxy.estimate import estimate_tokens
 from tollway.proxy.exchange import Exchange
 from tollway.proxy.exchanges import exchange_for
@@ -151,12 +152,21 @@ class Proxy:
             message = (f"the request cannot be sent to provider {provider.name!r} ({provider.type}): a field has "
                        f"an unexpected type or value ({type(exc).__name__}: {exc})")
             return _Failure(400, _error_body(bad_request(message), request.api), message)
-        try:
-            response = await call_upstream(provider, exchange.upstream_api, target.model, body, upstream_key, request.stream)
-            # A body cut short or late fails the call like a refused connection would (and may fall back).
-            data = b"" if request.stream and response.status < 400 else await read_whole(provider, response)
-        except GatewayError as err:
-            return _Failure(err.status, _error_body(err, request.api), err.message)
+        with ClientWatch(receive) as watch:
+            try:
+                response = await call_upstream(provider, exchange.upstream_api, target.model, body, upstream_key, request.stream)
+                # A body cut short or late fails the call like a refused connection would (and may fall back).
+                data = b"" if request.stream and response.status < 400 else await read_whole(provider, response)
+            except GatewayError as err:
+                return _Failure(err.status, _error_body(err, request.api), err.message)
+            except asyncio.CancelledError:
+                if not watch.absorb():
+                    raise
+                # Nothing reached the client, but the provider has read the prompt: charged
+                # like a stream the client cut before its first token.
+                outcome.status, outcome.error = 499, "client disconnected while waiting for the upstream"
+                await self._charge(Usage(estimate[0], 0), provider, target, admission, outcome)
+                return None
         if response.status >= 400:
             return _Failure(response.status, exchange.error(response.status, data), f"upstream answered {response.status}")
         headers = admission.headers + [(b"x-request-id", outcome.request_id.encode())]

@@ -7,6 +7,7 @@ shares exact counters between every process and machine that points at the same 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol, runtime_checkable
 
 from tollway.config.schema import CountersConfig
@@ -48,3 +49,17 @@ async def claim_flush(store: CounterStore, interval_ms: int) -> bool:
     if isinstance(store, SharedCounters):
         return await store.claim_flush(interval_ms)
     return True
+
+
+async def counters_health(store: CounterStore, timeout_s: float = 2.0) -> str:
+    """For /health: "ok" when the counters answer (the in-process store always does),
+    else why not, and whether requests are being counted locally meanwhile."""
+    if isinstance(store, FailoverCounterStore) and store.degraded:
+        return "unavailable: counting in this process until Redis answers (fail_open)"
+    if not isinstance(store, RedisCounterStore):
+        return "ok"
+    try:
+        await asyncio.wait_for(store.ping(), timeout_s)
+    except Exception as exc:  # noqa: BLE001 - health reports, never raises
+        return f"unavailable: {type(exc).__name__}: {exc}"[:200]
+    return "ok"

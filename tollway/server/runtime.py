@@ -22,7 +22,7 @@ from tollway.pricing import ModelPrice, PriceCatalog
 from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.targets import TargetResolver
-from tollway.server.counters_setup import build_counter_store, claim_flush
+from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
 from tollway.server.models_catalog import ModelCatalog
 from tollway.server.recorder import Recorder
 from tollway.store.bootstrap import apply_config
@@ -171,8 +171,12 @@ class Runtime:
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             database = f"unavailable: {type(exc).__name__}"
-        status = "ok" if database == "ok" else "degraded"  # requests still flow on in-memory state
-        return {"status": status, "database": database, "policy_version": self.snapshot.version}
+        counters = await counters_health(self.store)
+        # Requests still flow while the database is down (on the in-memory policy and
+        # counters), and with fail_open while Redis is: degraded, not down.
+        status = "ok" if database == "ok" and counters == "ok" else "degraded"
+        return {"status": status, "database": database, "counters": counters,
+                "counter_backend": self.settings.counters.backend, "policy_version": self.snapshot.version}
 
     async def _load_snapshot(self) -> PolicySnapshot:
         return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
