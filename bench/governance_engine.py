@@ -82,7 +82,7 @@ async def run(requests: int) -> None:
 
 async def measure(title: str, snapshot: PolicySnapshot, requests: int) -> None:
     enforcer = Enforcer(MemoryCounterStore(), lambda: time.time_ns() // 1_000_000)
-    facts = RequestFacts("openai", "gpt-4o-mini", KEY_VALUE, 1_200, 450_000)
+    facts = RequestFacts("openai", "gpt-4o-mini", hash_key(KEY_VALUE), 1_200, 450_000)
     for _ in range(1_000):  # warm the memo and the counters
         admission = await enforcer.admit(snapshot, facts)
         await enforcer.settle(admission.reservation, 1_100, 400_000)

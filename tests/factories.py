@@ -153,4 +153,4 @@ def snapshot(*, providers: Iterable[Governed] = (), model_configs: Iterable[Mode
 def facts(provider: str = "openai", model: str = "gpt-4o-mini", key: str | None = None, *,
           tokens: int = 100, cost_nano: int = 1_000) -> RequestFacts:
     """A request's facts; ``key`` is the raw virtual key value presented."""
-    return RequestFacts(provider, model, key, tokens, cost_nano)
+    return RequestFacts(provider, model, hash_key(key) if key is not None else None, tokens, cost_nano)

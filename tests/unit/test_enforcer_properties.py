@@ -24,7 +24,7 @@ from tests import factories as f
 from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, CounterState, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import Denial
-from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, plan, static_checks
+from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, hash_key, plan, static_checks
 from tollway.governance.enforcer import Enforcer, Reservation
 from tollway.governance.model import Kind
 
@@ -132,7 +132,7 @@ class EnforcerMachine(RuleBasedStateMachine):
 
     @rule(batch=requests_st)
     def admit(self, batch: list[tuple[str | None, int, int]]) -> None:
-        facts = [RequestFacts("openai", "gpt", KEYS.get(k) if k else None, tokens, cost) for k, tokens, cost in batch]
+        facts = [RequestFacts("openai", "gpt", hash_key(KEYS[k]) if k else None, tokens, cost) for k, tokens, cost in batch]
         predicted = self._predict(facts[0]) if len(facts) == 1 else None
         admissions = self.run(_together(*(self.enforcer.admit(SNAPSHOT, fact) for fact in facts)))
         for fact, admission in zip(facts, admissions):

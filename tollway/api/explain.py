@@ -10,9 +10,6 @@ default completion estimate.
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import replace
-from types import MappingProxyType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -21,10 +18,9 @@ from tollway.api.context import ManagedRuntime, RuntimeDep
 from tollway.api.errors import invalid, not_found
 from tollway.api.responses import Explanation
 from tollway.api.schemas import ExplainRequest
-from tollway.config.schema import VK_PREFIX
 from tollway.errors import GatewayError
 from tollway.governance.decisions import Decision
-from tollway.governance.engine import RequestFacts, find_key, hash_key
+from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import NANO_PER_USD, PolicySnapshot, VirtualKeyPolicy
 from tollway.pricing import estimate_cost_nano
 from tollway.proxy.targets import Target, TargetResolver
@@ -46,8 +42,9 @@ async def explain_get(query: Annotated[ExplainRequest, Query()], runtime: Runtim
 async def explain(runtime: ManagedRuntime, ask: ExplainRequest) -> dict[str, Any]:
     if ask.virtual_key is not None and ask.virtual_key_id is not None:
         raise invalid("virtual_key_id", "give virtual_key or virtual_key_id, not both")
-    snapshot, key_value = _with_key(runtime.snapshot, ask)
-    key = find_key(snapshot, key_value) if key_value is not None else None
+    snapshot = runtime.snapshot
+    key_hash = _key_hash(snapshot, ask)
+    key = snapshot.keys_by_hash.get(key_hash) if key_hash is not None else None
     target = _target(runtime, ask, key)
     prompt = ask.prompt_tokens
     completion = ask.completion_tokens
@@ -56,7 +53,7 @@ async def explain(runtime: ManagedRuntime, ask: ExplainRequest) -> dict[str, Any
     provider_type = runtime.settings.providers[target.provider].type
     price = runtime.pricing.price_for(provider_type, target.provider, target.model)
     cost = estimate_cost_nano(price, prompt, completion)
-    facts = RequestFacts(target.provider, target.model, key_value, prompt + completion, cost)
+    facts = RequestFacts(target.provider, target.model, key_hash, prompt + completion, cost)
     explanation = await runtime.enforcer.explain(snapshot, facts)
     denial = explanation.denial
     scope = denial.scope if denial is not None else None
@@ -71,17 +68,14 @@ async def explain(runtime: ManagedRuntime, ask: ExplainRequest) -> dict[str, Any
     }
 
 
-def _with_key(snapshot: PolicySnapshot, ask: ExplainRequest) -> tuple[PolicySnapshot, str | None]:
-    """The snapshot and key value to explain with. A key named by id has no value here,
-    so it is explained under a one-off probe value mapped to it in a copy of the snapshot."""
+def _key_hash(snapshot: PolicySnapshot, ask: ExplainRequest) -> str | None:
+    """The stored form of the key to explain with: of the value given, or of the key named by id."""
     if ask.virtual_key_id is None:
-        return snapshot, ask.virtual_key
-    policy = next((key for key in snapshot.keys_by_hash.values() if key.id == ask.virtual_key_id), None)
-    if policy is None:
-        raise not_found("virtual key", ask.virtual_key_id)
-    probe = VK_PREFIX + "explain-" + secrets.token_urlsafe(16)
-    keys = MappingProxyType({hash_key(probe): policy})
-    return replace(snapshot, keys_by_hash=keys), probe
+        return hash_key(ask.virtual_key) if ask.virtual_key is not None else None
+    for digest, policy in snapshot.keys_by_hash.items():
+        if policy.id == ask.virtual_key_id:
+            return digest
+    raise not_found("virtual key", ask.virtual_key_id)
 
 
 def _target(runtime: ManagedRuntime, ask: ExplainRequest, key: VirtualKeyPolicy | None) -> Target:

@@ -24,7 +24,6 @@ from tollway.governance.engine import (
     acquire_ops,
     assess,
     decide,
-    find_key,
     owner_ids,
     plan,
     release_ops,
@@ -203,7 +202,7 @@ def _presented_ids(snapshot: PolicySnapshot, facts: RequestFacts) -> tuple[str |
 
     Identity denials are rare: finding the key again is cheaper than carrying it.
     """
-    key = find_key(snapshot, facts.key_value) if facts.key_value is not None else None
+    key = snapshot.keys_by_hash.get(facts.key_hash) if facts.key_hash is not None else None
     if key is None:
         return None, None, None
     return (key.id, *owner_ids(snapshot, key))

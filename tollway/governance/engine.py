@@ -38,7 +38,7 @@ class RequestFacts:
 
     provider: str
     model: str
-    key_value: str | None  # the raw virtual key presented, or None
+    key_hash: str | None  # `hash_key` of the virtual key presented, or None (the value itself is not needed)
     estimated_tokens: int
     estimated_cost_nano: int
 
@@ -286,9 +286,9 @@ def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tup
 
 def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy | None | Denial:
     """The key presented (None when none is and none is required), or why it cannot be used."""
-    if facts.key_value is None:
+    if facts.key_hash is None:
         return decisions.key_required() if snapshot.enforce_virtual_keys else None
-    key = find_key(snapshot, facts.key_value)
+    key = snapshot.keys_by_hash.get(facts.key_hash)
     if key is None:
         return decisions.key_not_found()
     scope = key.limits.scope

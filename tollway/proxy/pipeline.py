@@ -16,7 +16,7 @@ from tollway.config.schema import EstimateConfig
 from tollway.errors import GatewayError, bad_request, governance_unavailable, shutting_down, upstream_invalid
 from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, error_body
-from tollway.governance.engine import RequestFacts, find_key
+from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.model import PolicySnapshot
 from tollway.pricing import PriceCatalog, estimate_cost_nano
@@ -103,7 +103,8 @@ class Proxy:
 
     async def _serve(self, request: ClientRequest, key_value: str | None, receive: Receive, send: Send, outcome: Outcome) -> None:
         snapshot = self._snapshot()
-        key = find_key(snapshot, key_value) if key_value else None
+        key_hash = hash_key(key_value) if key_value else None  # once: the enforcer looks the key up by it too
+        key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
         targets = self._resolver.resolve(request.model, key)
         prompt_est, completion_est = estimate_tokens(request, self._estimates)
         failure: _Failure | None = None
@@ -111,7 +112,7 @@ class Proxy:
             provider = self._providers[target.provider]
             exchange = exchange_for(request.api, provider)
             price = self._pricing.price_for(provider.type, provider.name, target.model)
-            facts = RequestFacts(target.provider, target.model, key_value, prompt_est + completion_est,
+            facts = RequestFacts(target.provider, target.model, key_hash, prompt_est + completion_est,
                                  estimate_cost_nano(price, prompt_est, completion_est))
             try:
                 admission = await self._enforcer.admit(snapshot, facts)

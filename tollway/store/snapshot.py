@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.governance.durations import Alignment, parse_duration
 from tollway.governance.model import (
-    NANO_PER_USD,
     BudgetPolicy,
     Governed,
     Level,
