@@ -84,11 +84,17 @@ class _TranslatedStream:
     returns; an error the upstream sends mid-stream ends the translation with an error
     event in the client's shape."""
 
-    def __init__(self) -> None:
+    def __init__(self, translator: MessagesStreamToChat | ChatStreamToMessages) -> None:
+        self._translator = translator
         self._parser = SSEParser()
         self._failed = False
         self.produced = 0
         self.error: str | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """What the translator has read of the upstream's usage."""
+        return self._translator.usage
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
@@ -113,13 +119,7 @@ class _TranslatedStream:
 
 
 class _MessagesToChatStream(_TranslatedStream):
-    def __init__(self, translator: MessagesStreamToChat) -> None:
-        super().__init__()
-        self._translator = translator
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
+    _translator: MessagesStreamToChat
 
     def _translate(self, event: str | None, data: dict[str, Any]) -> list[bytes]:
         if event == "content_block_delta":
@@ -137,13 +137,7 @@ class _MessagesToChatStream(_TranslatedStream):
 
 
 class _ChatToMessagesStream(_TranslatedStream):
-    def __init__(self, translator: ChatStreamToMessages) -> None:
-        super().__init__()
-        self._translator = translator
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
+    _translator: ChatStreamToMessages
 
     def _translate(self, event: str | None, data: dict[str, Any]) -> list[bytes]:
         if data.get("choices"):
