@@ -16,7 +16,6 @@ from tollway.governance.engine import (
     Plan,
     acquire_ops,
     decide,
-    find_key,
     hash_key,
     plan,
     release_ops,
@@ -68,8 +67,8 @@ def full_hierarchy(**key_options) -> PolicySnapshot:
 def test_keys_are_found_by_hash_only() -> None:
     snap = full_hierarchy()
     assert hash_key(VK) in snap.keys_by_hash and VK not in snap.keys_by_hash
-    assert find_key(snap, VK).id == "vk-search"
-    assert find_key(snap, VK + "x") is None
+    assert snap.keys_by_hash.get(hash_key(VK)).id == "vk-search"
+    assert snap.keys_by_hash.get(hash_key(VK + "x")) is None
 
 
 def _identity_cases():
@@ -176,7 +175,7 @@ def test_a_key_of_a_customer_skips_the_team_level() -> None:
 
 def test_static_checks_depend_only_on_key_provider_and_model() -> None:
     snap = full_hierarchy()
-    key = find_key(snap, VK)
+    key = snap.keys_by_hash.get(hash_key(VK))
     assert static_checks(snap, key, "openai", "gpt-4o-mini") == plan(snap, f.facts(key=VK)).checks
     assert len(static_checks(snap, None, "openai", "gpt-4o-mini")) == 9
     assert len(static_checks(snap, None, "anthropic", "gpt-4o-mini")) == 3  # model-only config

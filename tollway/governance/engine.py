@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from tollway.governance import decisions
-from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, SettleOp
+from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, SettleOp, new_tuple
 from tollway.governance.decisions import Denial
 from tollway.governance.durations import Alignment, Duration, next_reset_ms, window_at
 from tollway.governance.model import (
@@ -69,9 +69,6 @@ class LimitCheck:
 
 _SLOTS = {Kind.REQUESTS: 0, Kind.TOKENS: 1, Kind.BUDGET: 2}
 _BUDGET_SLOT = _SLOTS[Kind.BUDGET]
-# `CounterOp(...)` runs a Python-level __new__; building the named tuple directly is
-# twice as fast, and a request builds one per limit on admission and again on settling.
-_tuple = tuple.__new__
 
 
 class WindowMemo:
@@ -122,10 +119,6 @@ StaticChecks = Callable[[PolicySnapshot, VirtualKeyPolicy | None, str, str], tup
 def hash_key(value: str) -> str:
     """The stored form of a virtual key value (values themselves are never kept)."""
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def find_key(snapshot: PolicySnapshot, value: str) -> VirtualKeyPolicy | None:
-    return snapshot.keys_by_hash.get(hash_key(value))
 
 
 def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | None = None) -> Plan | Denial:
@@ -193,9 +186,9 @@ def acquire_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
         if rolling is not None:  # window_at's rolling rule, inlined: the common case is hot
-            ops.append(_tuple(CounterOp, (check.counter, check.limit, amount, now_ms - rolling + 1, now_ms, rolling)))
+            ops.append(new_tuple(CounterOp, (check.counter, check.limit, amount, now_ms - rolling + 1, now_ms, rolling)))
         else:
-            ops.append(_tuple(CounterOp, (check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo),
+            ops.append(new_tuple(CounterOp, (check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo),
                                           check.window_ms)))
     return ops
 
@@ -346,9 +339,9 @@ def _replace(plan: Plan, now_ms: int, actual: tuple[int, int, int], memo: Window
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
         if rolling is not None:
-            ops.append(_tuple(SettleOp, (check.counter, amount, actual[check.slot], now_ms - rolling + 1, now_ms, rolling)))
+            ops.append(new_tuple(SettleOp, (check.counter, amount, actual[check.slot], now_ms - rolling + 1, now_ms, rolling)))
         else:
-            ops.append(_tuple(SettleOp, (check.counter, amount, actual[check.slot],
+            ops.append(new_tuple(SettleOp, (check.counter, amount, actual[check.slot],
                                          *_calendar_window(check, now_ms, memo), check.window_ms)))
     return ops
 

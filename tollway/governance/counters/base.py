@@ -43,6 +43,11 @@ class SettleOp(NamedTuple):
     window_ms: int = 0  # as in CounterOp
 
 
+# `new_tuple(CounterOp, values)` builds a named tuple without the Python-level __new__
+# that NamedTuple generates: half the cost, and the hot path builds several per request.
+new_tuple = tuple.__new__
+
+
 class CounterReading(NamedTuple):
     used: int
     reserved: int

@@ -17,6 +17,7 @@ from tollway.governance.counters.base import (
     CounterReading,
     CounterState,
     SettleOp,
+    new_tuple,
 )
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,4 @@ class MemoryCounterStore:
 
 
 def _readings(cells: list[_Cell]) -> tuple[CounterReading, ...]:
-    # tuple.__new__ builds the named tuple without its Python-level __new__ (twice as fast).
-    return tuple([_tuple(CounterReading, (cell.used, cell.reserved, cell.last_reset_ms)) for cell in cells])
-
-
-_tuple = tuple.__new__
+    return tuple([new_tuple(CounterReading, (cell.used, cell.reserved, cell.last_reset_ms)) for cell in cells])
