@@ -33,10 +33,11 @@ def _create_body(form: Form, with_customer: bool) -> Body:
 
 
 class _OwnerPages(EntityPages):
-    """The list and create pages of teams or customers."""
+    """The list, create and detail pages of teams or customers."""
 
     plural: str
-    template: str
+    template: str  # the list page
+    detail_template: str  # lays itself out on owner.html
     with_customer: bool
 
     def routes(self) -> list[BaseRoute]:
@@ -53,8 +54,7 @@ class _OwnerPages(EntityPages):
             api.get(self.kind.api, {"search": search, "customer_id": customer_id, "limit": LIST_LIMIT}),
             api.get(SPEND, {"group_by": group, "start": month_start(self.ui.now_ms())}),
             api.get(CUSTOMERS.api, {"limit": LIST_LIMIT}) if self.with_customer else _none())
-        now_ms = self.ui.now_ms()
-        rows = [(entity, present.meters(entity, now_ms)) for entity in answer[self.plural]]
+        rows = _with_meters(answer[self.plural], self.ui.now_ms())
         customer_list = customers["customers"] if customers else []
         return self.ui.page(request, self.template, status, title=self.plural.capitalize(), rows=rows,
                             count=answer["count"], spend=spend_by(spend), search=search, customer_id=customer_id,
@@ -90,55 +90,59 @@ class _OwnerPages(EntityPages):
         return await self.apply(request, "details", f"save the {self.kind.noun}", build, send,
                                 f"{self.kind.noun.capitalize()} saved.")
 
+    async def detail(self, request: Request, ident: str, status: int = 200, **extra: Any) -> Response:
+        now_ms = self.ui.now_ms()
+        owner = (await self.ui.api.get(self.kind.api_url(ident)))[self.kind.envelope]
+        parts = await self.detail_parts(ident, owner, month_start(now_ms), now_ms)
+        return self.ui.page(request, self.detail_template, status, title=owner["name"], owner=owner,
+                            meters=present.meters(owner, now_ms), **parts, **extra)
+
+    async def detail_parts(self, ident: str, owner: Body, month: str, now_ms: int) -> dict[str, Any]:
+        """What only this kind's detail page shows (its keys, and spend since ``month``)."""
+        raise NotImplementedError
+
 
 async def _none() -> None:
     return None
+
+
+def _with_meters(entities: list[Body], now_ms: int) -> list[tuple[Body, list[present.Meter]]]:
+    """Table rows: each entity with the meters of its budget and rate limit."""
+    return [(entity, present.meters(entity, now_ms)) for entity in entities]
 
 
 class TeamPages(_OwnerPages):
     kind = TEAMS
     plural = "teams"
     template = "teams.html"
+    detail_template = "team.html"
     with_customer = True
 
-    async def detail(self, request: Request, ident: str, status: int = 200, **extra: Any) -> Response:
+    async def detail_parts(self, ident: str, owner: Body, month: str, now_ms: int) -> dict[str, Any]:
         api = self.ui.api
-        now_ms = self.ui.now_ms()
-        team = (await api.get(TEAMS.api_url(ident)))["team"]
-        month = month_start(now_ms)
         keys, by_key, customers = await asyncio.gather(
             api.get(KEYS.api, {"team_id": ident, "limit": LIST_LIMIT}),
             api.get(SPEND, {"team_id": ident, "group_by": "key", "start": month}),
             api.get(CUSTOMERS.api, {"limit": LIST_LIMIT}))
         customer_names = {c["id"]: c["name"] for c in customers["customers"]}
-        key_rows = [(key, present.meters(key, now_ms)) for key in keys["virtual_keys"]]
-        return self.ui.page(
-            request, "team.html", status, title=team["name"], team=team, meters=present.meters(team, now_ms),
-            keys=key_rows, key_count=keys["count"], key_spend=spend_by(by_key), month=by_key["total"],
-            customers=customers["customers"], customer_name=customer_names.get(team["customer_id"] or ""),
-            **extra)
+        return {"keys": _with_meters(keys["virtual_keys"], now_ms), "key_count": keys["count"],
+                "key_spend": spend_by(by_key), "month": by_key["total"], "customers": customers["customers"],
+                "customer_name": customer_names.get(owner["customer_id"] or "")}
 
 
 class CustomerPages(_OwnerPages):
     kind = CUSTOMERS
     plural = "customers"
     template = "customers.html"
+    detail_template = "customer.html"
     with_customer = False
 
-    async def detail(self, request: Request, ident: str, status: int = 200, **extra: Any) -> Response:
+    async def detail_parts(self, ident: str, owner: Body, month: str, now_ms: int) -> dict[str, Any]:
         api = self.ui.api
-        now_ms = self.ui.now_ms()
-        customer = (await api.get(CUSTOMERS.api_url(ident)))["customer"]
-        month = month_start(now_ms)
         teams, keys, by_team, by_key = await asyncio.gather(
             api.get(TEAMS.api, {"customer_id": ident, "limit": LIST_LIMIT}),
             api.get(KEYS.api, {"customer_id": ident, "limit": LIST_LIMIT}),
             api.get(SPEND, {"customer_id": ident, "group_by": "team", "start": month}),
             api.get(SPEND, {"customer_id": ident, "group_by": "key", "start": month}))
-        return self.ui.page(
-            request, "customer.html", status, title=customer["name"], customer=customer,
-            meters=present.meters(customer, now_ms),
-            teams=[(team, present.meters(team, now_ms)) for team in teams["teams"]],
-            keys=[(key, present.meters(key, now_ms)) for key in keys["virtual_keys"]],
-            team_spend=spend_by(by_team), key_spend=spend_by(by_key), month=by_team["total"], **extra)
-
+        return {"teams": _with_meters(teams["teams"], now_ms), "keys": _with_meters(keys["virtual_keys"], now_ms),
+                "team_spend": spend_by(by_team), "key_spend": spend_by(by_key), "month": by_team["total"]}
