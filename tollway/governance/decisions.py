@@ -153,20 +153,20 @@ def denial_headers(denial: Denial) -> list[tuple[bytes, bytes]]:
     return [(b"retry-after", str(max(1, denial.retry_after_s)).encode())]
 
 
-def rate_limit_headers(kind: Kind, limit: int, remaining: int, reset_in_ms: int) -> list[tuple[bytes, bytes]]:
+RateLimitHeaderParts = tuple[tuple[bytes, bytes], bytes, bytes]
+
+
+def rate_limit_header_parts(kind: Kind, limit: int) -> RateLimitHeaderParts:
+    """What never changes in one side's ``x-ratelimit-*`` headers: the whole limit header
+    and the names of the other two (computed once per limit, not per request)."""
+    side = b"requests" if kind is Kind.REQUESTS else b"tokens"
+    return (b"x-ratelimit-limit-" + side, b"%d" % limit), b"x-ratelimit-remaining-" + side, b"x-ratelimit-reset-" + side
+
+
+def rate_limit_headers(parts: RateLimitHeaderParts, remaining: int, reset_in_ms: int) -> list[tuple[bytes, bytes]]:
     """OpenAI's ``x-ratelimit-*`` headers for one side (requests or tokens)."""
-    limit_name, remaining_name, reset_name = _RATE_LIMIT_HEADER_NAMES[kind is Kind.TOKENS]
-    return [
-        (limit_name, b"%d" % limit),
-        (remaining_name, b"%d" % max(0, remaining)),
-        (reset_name, reset_text(reset_in_ms).encode()),
-    ]
-
-
-_RATE_LIMIT_HEADER_NAMES = tuple(
-    (b"x-ratelimit-limit-" + side, b"x-ratelimit-remaining-" + side, b"x-ratelimit-reset-" + side)
-    for side in (b"requests", b"tokens")
-)
+    limit_header, remaining_name, reset_name = parts
+    return [limit_header, (remaining_name, b"%d" % max(0, remaining)), (reset_name, reset_text(reset_in_ms).encode())]
 
 
 def reset_text(ms: int) -> str:

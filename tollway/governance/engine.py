@@ -60,11 +60,15 @@ class LimitCheck:
     # Index of the kind in (requests, tokens, budget) amount triples: a tuple index, where
     # a dict keyed by the enum would hash it in Python on every request.
     slot: int = field(init=False, repr=False, compare=False)
+    # The constant parts of its x-ratelimit-* headers (None for a budget, which has none).
+    header_parts: decisions.RateLimitHeaderParts | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rolling_ms", self.duration.fixed_ms if self.alignment is None else None)
         object.__setattr__(self, "window_ms", _longest_window_ms(self.duration, self.alignment))
         object.__setattr__(self, "slot", _SLOTS[self.kind])
+        object.__setattr__(self, "header_parts", None if self.kind is Kind.BUDGET
+                           else decisions.rate_limit_header_parts(self.kind, self.limit))
 
 
 _SLOTS = {Kind.REQUESTS: 0, Kind.TOKENS: 1, Kind.BUDGET: 2}
@@ -223,7 +227,7 @@ def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
     for side in tightest:
         if side is not None:
             remaining, check, reading = side
-            headers += decisions.rate_limit_headers(check.kind, check.limit, remaining,
+            headers += decisions.rate_limit_headers(check.header_parts, remaining,
                                                     _next_reset_ms(check, reading.last_reset_ms) - now_ms)
     return Allowed(headers)
 
