@@ -4,15 +4,18 @@ exact limits under real concurrency, accounting of streams, shared budgets, rest
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
+from sqlalchemy import select
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
 from tollway.governance.engine import hash_key
+from tollway.store.tables import RequestLog
 from tollway.governance.model import budget_counter, request_counter, token_counter
 
 KEY_A = "tw-key-a-0123456789abcdefghijklmnop"
@@ -284,3 +287,23 @@ async def test_restart_keeps_usage(gateway, mock, tmp_path, request, database: s
     with pytest.raises(openai.RateLimitError) as caught:
         await client.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO)
     assert caught.value.body["used"] == 5
+
+
+async def test_request_log_rows_older_than_the_retention_are_pruned(gateway, mock) -> None:
+    running = gateway(config(mock, request_log_retention="30d"))
+    for _ in range(2):
+        await sdk(running).chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO)
+    runtime = running.runtime
+    old = datetime.now(timezone.utc) - timedelta(days=31)
+
+    async def add_old_row_and_prune() -> tuple[int, list[str]]:
+        await runtime.log_writer.flush()  # the two requests' rows are in the table
+        async with runtime.db.session() as session:
+            session.add(RequestLog(at=old, request_id="ancient", status=200, decision="allow"))
+        removed = await runtime.prune_request_log()
+        async with runtime.db.session() as session:
+            return removed, list(await session.scalars(select(RequestLog.request_id)))
+
+    removed, kept = running.call(add_old_row_and_prune())
+    assert removed == 1
+    assert len(kept) == 2 and "ancient" not in kept

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import cast
 
@@ -12,6 +12,7 @@ from sqlalchemy import Table, func, select
 
 from tollway.store.database import Database
 from tollway.store.request_log import RequestLogRecord, RequestLogWriter
+from tollway.store.request_log_retention import prune_request_log, retention_cutoff
 from tollway.store.tables import RequestLog
 
 AT = datetime(2025, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
@@ -114,3 +115,30 @@ async def test_close_writes_what_is_left(db: Database) -> None:
     assert (writer.pending, writer.dropped) == (0, 1)
     async with db.session() as session:
         assert await session.scalar(select(func.count()).select_from(RequestLog)) == 3
+
+
+async def test_rows_older_than_the_cutoff_are_pruned_in_batches_and_the_rest_kept(db: Database) -> None:
+    writer = RequestLogWriter(db, batch_size=100, interval_s=60)
+    await writer.start()
+    cutoff = AT + timedelta(days=30)
+    for n in range(7):  # before the cutoff, the last one by a millisecond
+        writer.write(record(n, at=cutoff - timedelta(days=7 - n) if n < 6 else cutoff - timedelta(milliseconds=1)))
+    for n in range(7, 10):  # at the cutoff and after: kept
+        writer.write(record(n, at=cutoff + timedelta(hours=n - 7)))
+    await writer.close()
+
+    assert await prune_request_log(db, cutoff, batch=3) == 7  # three batches: 3, 3, 1
+    assert await _request_ids(db) == ["req-7", "req-8", "req-9"]
+    assert await prune_request_log(db, cutoff, batch=3) == 0
+
+
+def test_the_retention_cutoff_counts_days_and_calendar_months() -> None:
+    def cutoff(retention: str, now: datetime) -> datetime:
+        return retention_cutoff(retention, int(now.timestamp() * 1000))
+
+    mid_march = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
+    assert cutoff("90d", mid_march) == mid_march - timedelta(days=90) + timedelta(milliseconds=1)
+    assert cutoff("1M", mid_march) == datetime(2026, 2, 15, 12, 0, 0, 1000, tzinfo=timezone.utc)
+    # A row is kept while it is less than a calendar month old: on March 31, one written on
+    # February 28 is (a month later was March 28); one written on March 1 is not yet.
+    assert cutoff("1M", datetime(2026, 3, 31, 12, 0, tzinfo=timezone.utc)) == datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -122,6 +122,10 @@ def _break(mutate) -> str:
          "governance.customers[0].budget", "calendar_aligned needs a d, w, M or Y duration"),
         (lambda r: r.update(max_body_bytes="lots"),
          "max_body_bytes", "valid integer"),
+        (lambda r: r.update(request_log_retention="30m"),
+         "request_log_retention", "must be at least 1d (got '30m': under a day; months are written 'M'"),
+        (lambda r: r.update(request_log_retention="ninety days"),
+         "request_log_retention", "invalid duration 'ninety days'"),
     ],
 )
 def test_invalid_entry_names_file_path_and_reason(mutate, path: str, reason: str) -> None:

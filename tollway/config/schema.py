@@ -234,7 +234,18 @@ class Settings(_Strict):
     estimate: EstimateConfig = EstimateConfig()
     governance: GovernanceConfig = GovernanceConfig()
     request_log: bool = True
+    request_log_retention: str | None = None  # e.g. "90d": older rows are deleted every hour; None keeps all
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cors_origins: list[str] = []  # browser origins allowed to call the management API; empty: CORS off
 
     _check_durations = field_validator("flush_interval", "shutdown_grace_period")(_duration)
+
+    @field_validator("request_log_retention")
+    @classmethod
+    def _retention(cls, value: str | None) -> str | None:
+        """At least a day, so that "30m" (minutes) is not taken for 30 months by mistake."""
+        if value is not None:
+            fixed = parse_duration(value).fixed_ms
+            if fixed is not None and fixed < 86_400_000:
+                raise ValueError(f"must be at least 1d (got {value!r}: under a day; months are written 'M', e.g. '3M')")
+        return value

@@ -29,6 +29,7 @@ from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
 from tollway.store.migrate import upgrade
 from tollway.store.request_log import RequestLogWriter
+from tollway.store.request_log_retention import prune_request_log, retention_cutoff
 from tollway.store.snapshot import config_version, load_snapshot
 from tollway.store.usage import load_counters, save_counters
 from tollway.telemetry import Metrics
@@ -37,6 +38,7 @@ from tollway.ui import create_ui_app
 log = logging.getLogger(__name__)
 _REFRESH_INTERVAL_S = 1.0
 _SETTLE_WAIT_S = 2.0
+_RETENTION_INTERVAL_S = 3600.0  # deleting old request log rows hourly keeps each run short
 
 
 def price_catalog(settings: Settings) -> PriceCatalog:
@@ -127,6 +129,11 @@ class Runtime:
             asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy, "policy-refresh"),
                                 name="policy-refresh"),
         ]
+        if settings.request_log_retention:
+            self._tasks.append(asyncio.create_task(
+                # First a minute after start: a gateway restarted more often than hourly still prunes.
+                self._every(_RETENTION_INTERVAL_S, self.prune_request_log, "request-log-retention", first_after=60.0),
+                name="request-log-retention"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -150,6 +157,16 @@ class Runtime:
 
     async def flush_usage(self) -> None:
         await save_counters(self.db, await self.store.export())
+
+    async def prune_request_log(self) -> int:
+        """Delete request log rows older than ``request_log_retention``; returns how many."""
+        retention = self.settings.request_log_retention
+        if retention is None:
+            return 0
+        removed = await prune_request_log(self.db, retention_cutoff(retention, self.clock_ms()))
+        if removed:
+            log.info("removed %d request log rows older than %s", removed, retention)
+        return removed
 
     async def _periodic_flush(self) -> None:
         """With a shared store (Redis), one process per interval writes the usage."""
@@ -181,12 +198,15 @@ class Runtime:
     async def _load_snapshot(self) -> PolicySnapshot:
         return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
 
-    async def _every(self, seconds: float, job: Callable[[], Any], name: str) -> None:
-        """Run ``job`` every ``seconds``. A failure is logged when it starts and when it ends,
-        not every time (the policy refresh would log a traceback a second while the
-        database is down); ``_failures`` counts it for the metrics meanwhile."""
+    async def _every(self, seconds: float, job: Callable[[], Any], name: str, first_after: float | None = None) -> None:
+        """Run ``job`` every ``seconds`` (the first time after ``first_after``, default
+        ``seconds``). A failure is logged when it starts and when it ends, not every time
+        (the policy refresh would log a traceback a second while the database is down);
+        ``_failures`` counts it for the metrics meanwhile."""
+        wait = seconds if first_after is None else first_after
         while True:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(wait)
+            wait = seconds
             try:
                 await job()
             except asyncio.CancelledError:
