@@ -243,3 +243,20 @@ async def metered_drive(meter: ProcessMeter | None, url: str, headers: dict, bod
         result["cpu_s_per_1k"] = spent / result["n"] * 1000 if result["n"] else None
         result["rss_mb"] = meter.peak_rss_mb()
     return result
+
+
+def medians_text(summary: dict) -> str:
+    """req/s, p50 and p99 of a `summarise` result, each ± half its range, as table columns."""
+    def spread(field: str) -> float:
+        return (summary[field + "_max"] - summary[field + "_min"]) / 2
+
+    return (f"{summary['rps']:>8.0f} ±{spread('rps'):<5.0f}{summary['p50_ms']:>7.3f} ±{spread('p50_ms'):<5.3f}"
+            f"{summary['p99_ms']:>7.2f} ±{spread('p99_ms'):<5.2f}")
+
+
+def add_run_arguments(parser, concurrency: list[int]) -> None:
+    """The options every side-by-side benchmark takes: how long, how often, at which concurrency."""
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=concurrency)
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")

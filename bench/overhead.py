@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from loadgen import ProcessMeter, free_port, metered_drive, summarise, wait_http
+from loadgen import ProcessMeter, add_run_arguments, free_port, medians_text, metered_drive, summarise, wait_http
 
 VK = "tw-bench-0123456789abcdefghijklmnopqrstuv"
 PROMPT = "Summarise the following text in one sentence. " * 20  # ≈ 1 KB request body
@@ -119,8 +119,7 @@ def report(results: dict, stream: bool) -> None:
             added = r["p50_ms"] - direct["p50_ms"]
             ratio = r["rps"] / direct["rps"] if direct["rps"] else 0
             cpu = r.get("cpu_s_per_1k", 0) * 1000
-            print(f"{concurrency:>4} {name:>9} {r['rps']:>8.0f} ±{_spread(r, 'rps'):<5.0f}"
-                  f"{r['p50_ms']:>7.3f} ±{_spread(r, 'p50_ms'):<5.3f}{r['p99_ms']:>7.2f} ±{_spread(r, 'p99_ms'):<5.2f}"
+            print(f"{concurrency:>4} {name:>9} {medians_text(r)}"
                   f"{added:>10.3f} {ratio:>9.2f} {cpu:>10.0f} {r['errors']:>6}")
     for concurrency, by_target in results.items():
         off = by_target["gateway"]["rps"]
@@ -136,17 +135,10 @@ def report(results: dict, stream: bool) -> None:
                   f" {off / by_target['governed']['cpu_s_per_1k']:.2f}, worst case {off / by_target['worst']['cpu_s_per_1k']:.2f}")
 
 
-def _spread(summary: dict, field: str) -> float:
-    return (summary[field + "_max"] - summary[field + "_min"]) / 2
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
+    add_run_arguments(parser, [1, 16, 64])
     parser.add_argument("--stream", action="store_true")
-    parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
     ports = {name: free_port() for name in ("direct", "gateway", "governed", "worst")}
     builders = {"gateway": plain_config, "governed": bench_config, "worst": exhaustive_config}

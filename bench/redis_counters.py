@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from loadgen import ProcessMeter, free_port, metered_drive, summarise
+from loadgen import ProcessMeter, add_run_arguments, free_port, medians_text, metered_drive, summarise
 from overhead import PROMPT, VK, bench_config, exhaustive_config, wait_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.support
@@ -81,8 +81,7 @@ def report(results: dict) -> None:
         direct = by_target["direct"]
         for name, r in by_target.items():
             redis_us = f"{r['redis_us']:>8.0f}" if "redis_us" in r else f"{'':>8}"
-            print(f"{concurrency:>4} {name:>10} {r['rps']:>8.0f} ±{_spread(r, 'rps'):<5.0f}"
-                  f"{r['p50_ms']:>7.3f} ±{_spread(r, 'p50_ms'):<5.3f}{r['p99_ms']:>7.2f} ±{_spread(r, 'p99_ms'):<5.2f}"
+            print(f"{concurrency:>4} {name:>10} {medians_text(r)}"
                   f"{r['p50_ms'] - direct['p50_ms']:>10.3f} {r.get('cpu_s_per_1k', 0) * 1000:>7.0f} {redis_us}"
                   f" {r['errors']:>6}")
     for concurrency, by_target in results.items():
@@ -95,16 +94,9 @@ def report(results: dict) -> None:
               f"{by_target['redis-7-2w']['rps'] / by_target['redis-7']['rps']:.2f}")
 
 
-def _spread(summary: dict, field: str) -> float:
-    return (summary[field + "_max"] - summary[field + "_min"]) / 2
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64])
-    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    add_run_arguments(parser, [16, 64])
     args = parser.parse_args()
     redis = start_redis()
     ports = {name: free_port() for name in ("direct", *GATEWAYS)}
