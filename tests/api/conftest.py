@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx2
 import pytest
 
-from tests.api.support import MockThread
+from tests.api.support import MockThread, admin
+from tests.support.gateway import RunningGateway
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +17,10 @@ def upstream() -> Iterator[MockThread]:
     mock = MockThread().start()
     yield mock
     mock.stop()
+
+
+@pytest.fixture
+def api(gateway: RunningGateway) -> Iterator[httpx2.Client]:
+    """An admin client of the module's `gateway`."""
+    with admin(gateway) as client:
+        yield client

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from tests.api.support import MockThread, admin, gateway_config, unique
+from tests.api.support import MockThread, gateway_config, unique
 from tests.support.gateway import RunningGateway, start_gateway
 
 KEYS = "/api/governance/virtual-keys"
@@ -29,12 +29,6 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     running = start_gateway(gateway_config(url, upstream.url))
     yield running
     running.stop()
-
-
-@pytest.fixture
-def api(gateway: RunningGateway) -> Iterator[httpx2.Client]:
-    with admin(gateway) as client:
-        yield client
 
 
 def error(response: httpx2.Response, status: int) -> dict:

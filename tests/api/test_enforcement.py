@@ -11,7 +11,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.api.support import MockThread, admin, eventually, gateway_config, unique
+from tests.api.support import MockThread, eventually, gateway_config, unique
 from tests.support.gateway import RunningGateway, start_gateway
 
 KEYS = "/api/governance/virtual-keys"
@@ -24,12 +24,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> I
     running = start_gateway(gateway_config(url, upstream.url))
     yield running
     running.stop()
-
-
-@pytest.fixture
-def api(gateway: RunningGateway) -> Iterator[httpx2.Client]:
-    with admin(gateway) as client:
-        yield client
 
 
 def new_key(api: httpx2.Client, **body: Any) -> dict[str, Any]:

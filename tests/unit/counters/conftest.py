@@ -56,3 +56,11 @@ class CounterNames:
 
     def __call__(self, name: str = "c") -> str:
         return f"test:{self._prefix}:{name}"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to kill, pause or restart."""
+    server = require_redis()
+    yield server
+    server.stop()

@@ -5,36 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.redis_server import RedisServer, require_redis
+from tests.support.redis_server import RedisServer
+from tests.unit.counters.ops import NOW, op, settle
 from tollway.config.schema import CountersConfig
-from tollway.governance.counters.base import CounterOp, CounterReading, CounterState, CounterUnavailable, SettleOp
+from tollway.governance.counters.base import CounterReading, CounterState, CounterUnavailable
 from tollway.governance.counters.failover import FailoverCounterStore
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.counters.redis import RedisCounterStore
 from tollway.server.counters_setup import build_counter_store, claim_flush
 from tollway.telemetry import Metrics
-
-NOW = 1_800_000_000_000
-MINUTE = 60_000
-
-
-def op(counter: str, amount: int = 1, limit: int = 10) -> CounterOp:
-    return CounterOp(counter, limit, amount, NOW - MINUTE + 1, NOW, MINUTE)
-
-
-def settle(counter: str, reserved: int, actual: int) -> SettleOp:
-    return SettleOp(counter, reserved, actual, NOW - MINUTE + 1, NOW, MINUTE)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = require_redis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -11,37 +11,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from tests.support.redis_server import RedisServer, require_redis
+from tests.support.redis_server import RedisServer
+from tests.unit.counters.ops import MINUTE, NOW, op, settle
 from tollway.governance.counters.base import CounterOp, CounterReading, CounterState, CounterUnavailable, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.counters.redis import RedisCounterStore
 
-NOW = 1_800_000_000_000
-MINUTE = 60_000
 HOUR = 3_600_000
-
-
-def op(counter: str, amount: int = 1, limit: int = 10, window: int = MINUTE) -> CounterOp:
-    return CounterOp(counter, limit, amount, NOW - window + 1, NOW, window)
-
-
-def settle(counter: str, reserved: int, actual: int, window: int = MINUTE) -> SettleOp:
-    return SettleOp(counter, reserved, actual, NOW - window + 1, NOW, window)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of the test's own, to kill, pause or restart."""
-    server = require_redis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-
 import pytest
 
-from tests.support.redis_server import RedisServer, require_redis
 from tollway.governance.counters.resp import RespClient, RespConnectionError, RespError, encode, parse
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = require_redis()
-    yield server
-    server.stop()
 
 
 def test_encode_writes_bulk_strings_with_byte_lengths() -> None:
