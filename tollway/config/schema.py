@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway.governance.durations import Alignment, check_alignment, parse_duration
+from tollway.providers.presets import PRESETS
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
@@ -163,13 +164,16 @@ class ProviderKeyConfig(_Strict):
     models: list[NonEmpty] = []  # empty = every model
 
 
-ProviderType = Literal["openai", "azure", "anthropic"]
+# openai, azure and anthropic, then the OpenAI-compatible presets of `providers.presets`
+# (a unit test keeps the two lists equal).
+ProviderType = Literal["openai", "azure", "anthropic", "mistral", "groq", "deepseek", "together", "fireworks",
+                       "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
 
 
 class ProviderSettings(_Governed):
     type: ProviderType
     base_url: str | None = None
-    keys: list[ProviderKeyConfig] = Field(min_length=1)
+    keys: list[ProviderKeyConfig] = []  # at least one, except for local presets (ollama, vllm)
     api_version: str | None = None  # azure
     deployments: dict[str, str] = {}  # azure: model -> deployment (default: the model name)
     timeout: str = "60s"
@@ -193,6 +197,15 @@ class ProviderSettings(_Governed):
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
         return value if value is None or value.strip().lower() in ("none", "direct") else _http_proxy_url(value)
+
+    @model_validator(mode="after")
+    def _keys(self) -> ProviderSettings:
+        preset = PRESETS.get(self.type)
+        if not self.keys:
+            if preset is None or preset.needs_key:
+                raise ValueError(f"a {self.type} provider needs at least one key: keys: [{{value: env.API_KEY}}]")
+            self.keys = [ProviderKeyConfig(value="unused")]  # a local server: any bearer token does
+        return self
 
     @model_validator(mode="after")
     def _egress_needs_native(self) -> ProviderSettings:

@@ -27,6 +27,7 @@ from tollway.providers.http import (
 )
 from tollway.providers.http.aiohttp_adapter import AiohttpClient
 from tollway.providers.http.egress import choose_proxy, tls_context
+from tollway.providers.presets import PRESETS
 
 ANTHROPIC_VERSION = "2023-06-01"
 _DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -70,7 +71,9 @@ class ProviderClient:
         self.type = settings.type
         self.settings = settings
         self.keys = keys
-        base = (settings.base_url or _DEFAULT_BASE_URLS.get(settings.type, "")).rstrip("/")
+        preset = PRESETS.get(settings.type)
+        default_base = preset.base_url if preset is not None else _DEFAULT_BASE_URLS.get(settings.type, "")
+        base = (settings.base_url or default_base).rstrip("/")
         if settings.type == "anthropic":
             base = base.removesuffix("/v1")
         self.base_url = base
