@@ -45,7 +45,9 @@ def _expected(records: list[RequestLogRecord], where: LogFilter, group_by: str |
     rows: dict[tuple[Any, Any], dict[str, Any]] = defaultdict(
         lambda: {"spend": Decimal(0), "prompt_tokens": 0, "completion_tokens": 0, "requests": 0, "denied_requests": 0})
     for r in records:
-        if not (where.start <= r.at < where.end) or (where.customer_id and r.customer_id != where.customer_id):
+        if not (where.start <= r.at < where.end) or any(
+                getattr(where, name) is not None and getattr(r, name) != getattr(where, name)
+                for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model")):
             continue
         group = getattr(r, GROUP_FIELDS[group_by]) if group_by else None
         bucket = None
@@ -103,8 +105,17 @@ async def test_reports_from_rollups_equal_the_request_log_for_any_range(db) -> N
                 if not expected and group_by is None and interval is None:
                     expected = [(None, None, 0.0, 0, 0, 0, 0)]
                 assert got == expected, (start, end, group_by, interval)
-    where = LogFilter(start=START, end=START + timedelta(days=2, minutes=7), customer_id="c2")
-    assert _got(await _report_now(db, where, "key", "day")) == _expected(records, where, "key", "day")
+    filters = [{"customer_id": "c2"}, {"virtual_key_id": "vk-a"}, {"provider": "openai", "team_id": "t1"}]
+    for start, end in ranges[:4]:
+        for fields in filters:
+            for group_by in (None, "key", "model"):
+                for interval in (None, "hour", "day"):
+                    where = LogFilter(start=start, end=end, **fields)
+                    got = _got(await _report_now(db, where, group_by, interval))
+                    expected = _expected(records, where, group_by, interval)
+                    if not expected and group_by is None and interval is None:
+                        expected = [(None, None, 0.0, 0, 0, 0, 0)]
+                    assert got == expected, (start, end, fields, group_by, interval)
 
 
 async def test_reports_read_rollups_not_the_log_for_whole_hours(db) -> None:
@@ -116,6 +127,9 @@ async def test_reports_read_rollups_not_the_log_for_whole_hours(db) -> None:
     where = LogFilter(start=START, end=START + timedelta(days=3))
     [total] = await _report_now(db, where, None, None)
     assert total["requests"] == len(records)
+    for_key = LogFilter(start=START, end=START + timedelta(days=3), virtual_key_id="vk-b")
+    [key_total] = await _report_now(db, for_key, None, None)
+    assert key_total["requests"] == sum(r.virtual_key_id == "vk-b" for r in records)
 
 
 async def test_the_migration_backfills_rollups_from_rows_logged_before_it(database_url: str) -> None:

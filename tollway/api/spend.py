@@ -19,8 +19,8 @@ from tollway.api.logs import LogFilter, LogFilterDep, flush_request_log
 from tollway.api.limits import iso
 from tollway.api.responses import SpendReport
 from tollway.governance.model import NANO_PER_USD
-from tollway.store.spend_rollup import day_of, hour_of
-from tollway.store.tables import RequestLog, SpendRollup
+from tollway.store.spend_rollup import ALL, DIMENSIONS, day_of, hour_of
+from tollway.store.tables import RequestLog, SpendRollup, SpendTotal
 from tollway.store.usage import ms_to_datetime
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
@@ -59,19 +59,28 @@ async def spend(
 
 def _report(session: Session, where: LogFilter, group_by: GroupBy | None, interval: Interval | None,
             dialect: str) -> list[dict[str, Any]]:
-    """The report's rows: whole days from the daily rollups, whole hours around them from the
-    hourly ones, the partial hours at either end of the range from the request log itself
-    (a status or decision filter, which the rollups do not keep, reads the log throughout)."""
+    """The report's rows, from whichever source answers each piece of the range exactly and
+    cheaply: the request log for partial hours (and throughout for a status or decision
+    filter, which no rollup keeps), `spend_totals` for whole hours and days of an unfiltered
+    report, `spend_rollups` for whole days of a report filtered by key, team, customer,
+    provider or model."""
     assert where.start is not None and where.end is not None
-    if where.status is not None or where.decision is not None:
+    filtered = any(getattr(where, name) is not None for name in DIMENSIONS)
+    if where.status is not None or where.decision is not None or (filtered and interval == "hour"):
         segments = [("log", where.start, where.end)]
+    elif filtered:
+        segments = _day_segments(where.start, where.end)
     else:
         segments = _segments(where.start, where.end, days=interval != "hour")
     merged: dict[tuple[Any, Any], dict[str, Any]] = {}
     for source, start, end in segments:
         part = replace(where, start=start, end=end)
-        rows = (_from_log(session, part, group_by, interval, dialect) if source == "log"
-                else _from_rollups(session, part, group_by, interval, dialect, source))
+        if source == "log":
+            rows = _from_log(session, part, group_by, interval, dialect)
+        elif source == "rollups":
+            rows = _from_rollups(session, part, group_by, interval, dialect)
+        else:
+            rows = _from_totals(session, part, group_by, interval, dialect, source)
         for values in rows:
             key = (values.get("grp"), values.get("bucket"))
             row = merged.get(key)
@@ -107,7 +116,26 @@ def _segments(start: datetime, end: datetime, days: bool) -> list[tuple[str, dat
     return segments
 
 
+def _day_segments(start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+    """[start, end) as whole days from the day rollups and the rest from the log."""
+    first_day, last_day = _ceil(start, day_of), day_of(end)
+    if first_day >= last_day:
+        return [("log", start, end)]
+    return ([("log", start, first_day)] if start < first_day else []) + [("rollups", first_day, last_day)] + (
+        [("log", last_day, end)] if last_day < end else [])
+
+
 _SUMS = ("spend", "prompt_tokens", "completion_tokens", "requests", "denied_requests")
+
+
+def _sums(model: Any) -> list[Any]:
+    return [
+        func.coalesce(func.sum(model.spend_nano), 0).label("spend"),
+        func.coalesce(func.sum(model.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(model.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(model.requests), 0).label("requests"),
+        func.coalesce(func.sum(model.denied_requests), 0).label("denied_requests"),
+    ]
 
 
 def _from_log(session: Session, where: LogFilter, group_by: GroupBy | None, interval: Interval | None,
@@ -126,38 +154,47 @@ def _from_log(session: Session, where: LogFilter, group_by: GroupBy | None, inte
         func.coalesce(func.sum(case((RequestLog.decision != "allow", 1), else_=0)), 0).label("denied_requests"),
     )
     statement = where.apply(statement)
-    if keys:
-        grouping = [literal_column(key.name) for key in keys]
-        statement = statement.group_by(*grouping)
-    rows = [_values(row._mapping, Decimal(str(row._mapping["spend"]))) for row in session.execute(statement)]
-    return [row for row in rows if keys or row["requests"]]
+    return _rows(session, statement, keys, lambda spend: Decimal(str(spend)))
+
+
+def _from_totals(session: Session, where: LogFilter, group_by: GroupBy | None, interval: Interval | None,
+                 dialect: str, span: str) -> list[dict[str, Any]]:
+    keys: list[Any] = []
+    if group_by is not None:
+        keys.append(SpendTotal.value.label("grp"))
+    if interval is not None:
+        keys.append(_bucket(interval, dialect, SpendTotal.bucket_start).label("bucket"))
+    dimension = ALL if group_by is None else _GROUP_COLUMNS[group_by].key
+    statement = select(*keys, *_sums(SpendTotal)).where(
+        SpendTotal.dimension == dimension, SpendTotal.span == span,
+        SpendTotal.bucket_start >= where.start, SpendTotal.bucket_start < where.end)
+    return _rows(session, statement, keys, _nano_to_usd)
 
 
 def _from_rollups(session: Session, where: LogFilter, group_by: GroupBy | None, interval: Interval | None,
-                  dialect: str, span: str) -> list[dict[str, Any]]:
+                  dialect: str) -> list[dict[str, Any]]:
     keys: list[Any] = []
     if group_by is not None:
         keys.append(getattr(SpendRollup, _GROUP_COLUMNS[group_by].key).label("grp"))
     if interval is not None:
-        keys.append(_bucket(interval, dialect, SpendRollup.bucket_start).label("bucket"))
-    statement = select(
-        *keys,
-        func.coalesce(func.sum(SpendRollup.spend_nano), 0).label("spend"),
-        func.coalesce(func.sum(SpendRollup.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(SpendRollup.completion_tokens), 0).label("completion_tokens"),
-        func.coalesce(func.sum(SpendRollup.requests), 0).label("requests"),
-        func.coalesce(func.sum(SpendRollup.denied_requests), 0).label("denied_requests"),
-    ).where(SpendRollup.span == span, SpendRollup.bucket_start >= where.start, SpendRollup.bucket_start < where.end)
-    for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model"):
+        keys.append(_bucket(interval, dialect, SpendRollup.day).label("bucket"))
+    statement = select(*keys, *_sums(SpendRollup)).where(SpendRollup.day >= where.start, SpendRollup.day < where.end)
+    for name in DIMENSIONS:
         value = getattr(where, name)
         if value is not None:
             statement = statement.where(getattr(SpendRollup, name) == value)
+    return _rows(session, statement, keys, _nano_to_usd)
+
+
+def _rows(session: Session, statement: Any, keys: list[Any], spend: Callable[[Any], Decimal]) -> list[dict[str, Any]]:
     if keys:
-        grouping = [literal_column(key.name) for key in keys]
-        statement = statement.group_by(*grouping)
-    rows = [_values(row._mapping, Decimal(int(row._mapping["spend"])) / NANO_PER_USD)
-            for row in session.execute(statement)]
+        statement = statement.group_by(*[literal_column(key.name) for key in keys])
+    rows = [_values(row._mapping, spend(row._mapping["spend"])) for row in session.execute(statement)]
     return [row for row in rows if keys or row["requests"]]
+
+
+def _nano_to_usd(nano: Any) -> Decimal:
+    return Decimal(int(nano)) / NANO_PER_USD
 
 
 def _values(mapping: Any, spend: Decimal) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""Spend rollups: what the request log adds to each hour's and each day's totals, per
-key, team, customer, provider and model, written in the same transaction as the log rows.
+"""Spend rollups: what a batch of the request log adds to the totals that spend reports
+read, written in the same transaction as the log rows.
 
-A spend report over a month then reads one row per day and group instead of every request
-of the month (`tollway.api.spend` takes whole days from the daily rows, whole hours at the
-edges from the hourly ones and the partial hours from the log itself, so answers stay
-exact to the request).
+- `spend_totals`: per UTC hour and per UTC day, overall and per value of one dimension
+  (key, team, customer, provider, model). An unfiltered report — the UI's overview, a
+  spend ranking — reads a handful of rows per bucket however many requests there were.
+- `spend_rollups`: per UTC day and per (key, team, customer, provider, model), for
+  reports filtered by some of those (a key's or a team's page).
+
+`tollway.api.spend` takes whole days and hours from these and only the partial hours at the
+ends of a range from the log itself, so answers stay exact to the request.
 """
 
 from __future__ import annotations
@@ -16,15 +20,15 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tollway.store.tables import SpendRollup
 from tollway.governance.model import NANO_PER_USD
+from tollway.store.tables import SpendRollup, SpendTotal
 
 DIMENSIONS = ("virtual_key_id", "team_id", "customer_id", "provider", "model")
+ALL = "all"  # the `dimension` of the overall totals
 SUMS = ("spend_nano", "prompt_tokens", "completion_tokens", "cached_tokens", "requests", "denied_requests")
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how UtcDateTime's values sit in SQLite (naive UTC text)
 
-SPANS = ("hour", "day")
-Key = tuple[str, datetime, str, str, str, str, str]
+Sums = list[int]
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -37,48 +41,66 @@ def day_of(moment: datetime) -> datetime:
     return hour_of(moment).replace(hour=0)
 
 
-def aggregate(records: Iterable[Any]) -> dict[Key, list[int]]:
-    """Request-log records (anything with the log's fields) summed per hour and group, and
-    per day and group."""
-    totals: dict[Key, list[int]] = {}
-    for r in records:
-        hour = hour_of(r.at)
-        group = (r.virtual_key_id or "", r.team_id or "", r.customer_id or "", r.provider or "", r.model or "")
-        for key in (("hour", hour, *group), ("day", hour.replace(hour=0), *group)):
-            row = totals.get(key)
-            if row is None:
-                row = totals[key] = [0, 0, 0, 0, 0, 0]
-            row[0] += int(r.cost * NANO_PER_USD)
-            row[1] += r.prompt_tokens
-            row[2] += r.completion_tokens
-            row[3] += r.cached_tokens
-            row[4] += 1
-            row[5] += r.decision != "allow"
-    return totals
+class Rollup:
+    """One batch's additions: totals keyed (span, start, dimension, value), day rollups
+    keyed (day, key, team, customer, provider, model)."""
+
+    def __init__(self, records: Iterable[Any]) -> None:
+        self.totals: dict[tuple[str, datetime, str, str], Sums] = {}
+        self.days: dict[tuple[datetime, str, str, str, str, str], Sums] = {}
+        for r in records:
+            amounts = (int(r.cost * NANO_PER_USD), r.prompt_tokens, r.completion_tokens, r.cached_tokens, 1,
+                       int(r.decision != "allow"))
+            hour = hour_of(r.at)
+            day = hour.replace(hour=0)
+            group = (r.virtual_key_id or "", r.team_id or "", r.customer_id or "", r.provider or "", r.model or "")
+            _add(self.days, (day, *group), amounts)
+            for span, start in (("hour", hour), ("day", day)):
+                _add(self.totals, (span, start, ALL, ""), amounts)
+                for dimension, value in zip(DIMENSIONS, group, strict=True):
+                    _add(self.totals, (span, start, dimension, value), amounts)
 
 
-class RollupUpsert:
-    """The driver-level INSERT … ON CONFLICT DO UPDATE (adding to the hour's totals),
-    compiled once for the database's dialect; rows are bound as plain tuples."""
+def _add(table: dict[Any, Sums], key: Any, amounts: tuple[int, ...]) -> None:
+    row = table.get(key)
+    if row is None:
+        table[key] = list(amounts)
+    else:
+        for index, amount in enumerate(amounts):
+            row[index] += amount
+
+
+class RollupUpserts:
+    """The driver-level INSERT … ON CONFLICT DO UPDATE statements (adding to the stored
+    sums), compiled once for the database's dialect; rows are bound as plain tuples."""
 
     def __init__(self, dialect: Any) -> None:
-        table = cast(Table, SpendRollup.__table__)
-        module = sqlite if dialect.name == "sqlite" else postgresql
-        statement = module.insert(table).values({name: None for name in ("span", "bucket_start", *DIMENSIONS, *SUMS)})
-        statement = statement.on_conflict_do_update(
-            index_elements=["span", "bucket_start", *DIMENSIONS],
-            set_={name: table.c[name] + statement.excluded[name] for name in SUMS},
-        )
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self._order = tuple(compiled.positiontup or ())
+        self.totals_sql, self._totals_order = _upsert(dialect, SpendTotal, ("span", "bucket_start", "dimension", "value"))
+        self.days_sql, self._days_order = _upsert(dialect, SpendRollup, ("day", *DIMENSIONS))
         self._text_time = dialect.name == "sqlite"
 
-    def rows(self, totals: dict[Key, list[int]]) -> list[tuple[Any, ...]]:
-        bound = []
-        for key, sums in sorted(totals.items()):  # one lock order: gateways sharing PostgreSQL never deadlock
-            start = key[1].replace(tzinfo=None).strftime(_SQLITE_TIME) if self._text_time else key[1]
-            values = dict(zip(("span", "bucket_start", *DIMENSIONS), (key[0], start, *key[2:]), strict=True))
-            values.update(zip(SUMS, sums, strict=True))
-            bound.append(tuple(values[name] for name in self._order))
-        return bound
+    def rows(self, rollup: Rollup) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """(totals rows, day rows), each sorted: one lock order, so that gateways sharing a
+        PostgreSQL database never deadlock on each other's upserts."""
+        totals = [self._bind(self._totals_order, ("span", "bucket_start", "dimension", "value"), key, sums)
+                  for key, sums in sorted(rollup.totals.items())]
+        days = [self._bind(self._days_order, ("day", *DIMENSIONS), key, sums) for key, sums in sorted(rollup.days.items())]
+        return totals, days
+
+    def _bind(self, order: tuple[str, ...], names: tuple[str, ...], key: tuple[Any, ...], sums: Sums) -> tuple[Any, ...]:
+        values = dict(zip(names, key, strict=True))
+        values.update(zip(SUMS, sums, strict=True))
+        for name in ("bucket_start", "day"):
+            if self._text_time and name in values:
+                values[name] = values[name].replace(tzinfo=None).strftime(_SQLITE_TIME)
+        return tuple(values[name] for name in order)
+
+
+def _upsert(dialect: Any, model: Any, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    table = cast(Table, model.__table__)
+    module = sqlite if dialect.name == "sqlite" else postgresql
+    statement = module.insert(table).values({name: None for name in (*keys, *SUMS)})
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={name: table.c[name] + statement.excluded[name] for name in SUMS})
+    compiled = statement.compile(dialect=dialect)
+    return str(compiled), tuple(compiled.positiontup or ())
