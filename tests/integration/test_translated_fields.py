@@ -155,10 +155,14 @@ async def test_openai_client_sees_the_providers_model_streamed_or_not(proxied) -
     assert {chunk.model for chunk in chunks} == {whole.model}
 
 
-@pytest.mark.parametrize("model", [GPT, "fast"])  # "fast" is an alias of openai/gpt-4o-mini
-async def test_anthropic_client_sees_the_providers_model_streamed_or_not(proxied, model: str) -> None:
+@pytest.mark.parametrize(("model", "answering"), [
+    (GPT, "gpt-4o-mini"),
+    ("fast", "gpt-4o-mini"),  # an alias of openai/gpt-4o-mini
+    ("azure/gpt-4o-mini", "mini-deploy"),  # Azure names the deployment, and streams a model-less first chunk
+])
+async def test_anthropic_client_sees_the_providers_model_streamed_or_not(proxied, model: str, answering: str) -> None:
     client = anthropic_client(proxied)
     whole = await client.messages.create(model=model, max_tokens=3, messages=HI)
     async with client.messages.stream(model=model, max_tokens=3, messages=HI) as stream:
         streamed = await stream.get_final_message()
-    assert whole.model == "gpt-4o-mini" and streamed.model == whole.model
+    assert whole.model == answering and streamed.model == whole.model

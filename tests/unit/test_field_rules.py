@@ -16,9 +16,21 @@ import pytest
 from anthropic.types import message_create_params as anthropic_params
 from openai.types.chat import completion_create_params as openai_params
 
-from tests.unit.test_anthropic_translate import valid_chat_request, valid_messages_request
-from tollway.providers.anthropic_translate import TranslationError, chat_request_to_messages, messages_request_to_chat
-from tollway.providers.field_rules import CHAT_TO_MESSAGES, MESSAGES_TO_CHAT, Action, FieldRule
+from tests.unit.test_anthropic_translate import (
+    valid_chat_request,
+    valid_messages_request,
+)
+from tollway.providers.anthropic_translate import (
+    TranslationError,
+    chat_request_to_messages,
+    messages_request_to_chat,
+)
+from tollway.providers.field_rules import (
+    CHAT_TO_MESSAGES,
+    MESSAGES_TO_CHAT,
+    Action,
+    FieldRule,
+)
 
 ABSENT = object()  # in an expectation: the translated body must not hold this key
 USER = {"role": "user", "content": "hi"}

@@ -9,8 +9,16 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.test_anthropic_translate import valid_chat_request, valid_messages_request
-from tests.unit.test_anthropic_translate_stream import _delta, _start, sdk_final_completion, sdk_final_message
+from tests.unit.test_anthropic_translate import (
+    valid_chat_request,
+    valid_messages_request,
+)
+from tests.unit.test_anthropic_translate_stream import (
+    _delta,
+    _start,
+    sdk_final_completion,
+    sdk_final_message,
+)
 from tollway.providers.anthropic_translate import (
     ChatStreamToMessages,
     MessagesStreamToChat,
@@ -137,6 +145,15 @@ def test_chat_stream_reports_the_model_of_its_first_chunk_else_the_fallback() ->
     assert sdk_final_message(translator.feed(chunk) + translator.finish()).model == "gpt-4o-2024-08-06"
     bare = ChatStreamToMessages("fallback")
     assert bare.finish()[0][1]["message"]["model"] == "fallback"
+
+
+def test_a_first_chunk_without_a_model_does_not_start_the_message() -> None:
+    """Azure streams prompt_filter_results first, with no model and no choices."""
+    translator = ChatStreamToMessages("azure/alias")
+    assert translator.feed({"id": "", "model": "", "choices": [], "prompt_filter_results": []}) == []
+    chunk = {"id": "c", "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": "x"}}]}
+    [(name, data), *_] = translator.feed(chunk)
+    assert name == "message_start" and data["message"]["model"] == "gpt-4o-mini" and data["message"]["id"] == "c"
 
 
 # ---- reasoning_effort → thinking ---------------------------------------------------------

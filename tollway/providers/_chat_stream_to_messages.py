@@ -53,9 +53,14 @@ class ChatStreamToMessages:
             raise UpstreamStreamError.from_body(chunk)
         if self._finished:
             return []
-        out = [] if self._started else self._start(chunk.get("id"), chunk.get("model"))
         if usage := chunk.get("usage"):
             self._usage = usage_from_openai(usage)
+        if self._started:
+            out = []
+        elif chunk.get("model") or chunk.get("choices"):
+            out = self._start(chunk.get("id"), chunk.get("model"))
+        else:
+            return []  # e.g. Azure's prompt_filter_results chunk: message_start waits for the model's name
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) == 0:
                 self._choice_delta(choice, out)
