@@ -254,3 +254,10 @@ def test_fields_both_apis_share_are_decided_in_both_directions() -> None:
     shared = {"model", "messages", "max_tokens", "temperature", "top_p", "stream", "tools", "tool_choice", "metadata",
               "service_tier"}
     assert shared <= CHAT_TO_MESSAGES.keys() and shared <= MESSAGES_TO_CHAT.keys()
+
+
+def test_strict_tools_stay_strict_both_ways() -> None:
+    strict = [{"type": "function", "function": {"name": "f", "parameters": SCHEMA, "strict": True}}]
+    [tool] = to_claude(tools=strict)["tools"]
+    assert tool["strict"] is True
+    assert to_gpt(tools=[tool])["tools"] == strict

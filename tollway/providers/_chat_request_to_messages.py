@@ -258,6 +258,8 @@ def _tool(tool: Mapping[str, Any], where: str) -> JSON:
     out: JSON = {"name": function.get("name"), "input_schema": function.get("parameters") or _empty_schema()}
     if function.get("description"):
         out["description"] = function["description"]
+    if function.get("strict") is True:
+        out["strict"] = True  # both APIs then constrain the call's arguments to the schema
     return out
 
 

@@ -196,6 +196,8 @@ def _tool(tool: Mapping[str, Any], where: str) -> JSON:
     function: JSON = {"name": tool.get("name"), "parameters": tool["input_schema"]}
     if tool.get("description"):
         function["description"] = tool["description"]
+    if tool.get("strict") is True:
+        function["strict"] = True  # both APIs then constrain the call's arguments to the schema
     return {"type": "function", "function": function}
 
 
