@@ -15,6 +15,7 @@ import pydantic
 import pytest
 
 from tests.integration.conftest import mock_control
+from tests.integration.test_governance import KEY_A, config, key, sdk
 from tests.integration.test_proxy_anthropic import anthropic_client, openai_client
 
 CLAUDE = "anthropic/claude-3-5-haiku-latest"
@@ -103,6 +104,19 @@ async def test_fields_an_anthropic_model_cannot_honour_are_refused_by_name(proxi
     assert f"'{field}'" in error["message"] or f"{field}=" in error["message"] or field in error["message"]
     assert "Anthropic" in error["message"]
     assert await upstream_requests(mock) == []  # refused before anything was sent
+
+
+async def test_the_thinking_budget_is_reserved_before_the_call(gateway, mock) -> None:
+    """reasoning_effort lets Claude spend the budget beyond the client's limit, so the
+    reservation holds it: a token limit that cannot hold it refuses up front."""
+    running = gateway(config(mock, keys=[key(KEY_A, rate_limit={"token_max_limit": 2000,
+                                                                 "token_reset_duration": "1h"})]))
+    client = sdk(running, KEY_A)
+    await client.chat.completions.create(model=CLAUDE, messages=HI, max_completion_tokens=5)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model=CLAUDE, messages=HI, max_completion_tokens=5, reasoning_effort="low")
+    assert caught.value.body["type"] == "token_limited"
+    assert len(await upstream_requests(mock)) == 1
 
 
 # ---- Anthropic client, OpenAI model ------------------------------------------------------

@@ -26,6 +26,7 @@ from tollway.providers.anthropic_translate import (
     chat_request_to_messages,
     messages_request_to_chat,
     messages_response_to_chat,
+    tokens_added_by_thinking,
 )
 from tollway.providers.field_rules import CHAT_TO_MESSAGES, MESSAGES_TO_CHAT
 
@@ -168,6 +169,18 @@ def test_reasoning_effort_becomes_a_thinking_budget_below_max_tokens(effort: str
 
 def test_a_max_above_the_budget_is_kept_since_both_apis_count_reasoning_in_it() -> None:
     assert to_claude(reasoning_effort="low", max_completion_tokens=30000)["max_tokens"] == 30000
+
+
+@pytest.mark.parametrize("effort", ["none", "minimal", "low", "medium", "high", "xhigh", "max", "bogus", None, 3])
+@pytest.mark.parametrize("limit", [None, 1, 1024, 2048, 2049, 8192, 40000])
+def test_the_tokens_thinking_adds_are_known_before_translating(effort: Any, limit: int | None) -> None:
+    """What the gateway reserves for a request matches what the translation sends."""
+    body = {"model": "gpt", "messages": [USER], "reasoning_effort": effort, "max_completion_tokens": limit}
+    try:
+        sent = chat_request_to_messages(body, "c")["max_tokens"]
+    except TranslationError:
+        sent = 4096 if limit is None else limit  # refused: nothing is sent, nothing added
+    assert tokens_added_by_thinking(body, limit) == sent - (4096 if limit is None else limit)
 
 
 def test_reasoning_effort_none_asks_for_no_thinking() -> None:

@@ -22,6 +22,7 @@ EFFORT_BUDGET: Mapping[str, int] = MappingProxyType({
 })
 
 _SERVICE_TIER: Mapping[str, str] = MappingProxyType({"auto": "auto", "default": "standard_only"})
+DEFAULT_MAX_TOKENS = 4096  # sent when the client gave no limit: Anthropic requires one
 
 
 def apply_sampling(body: Mapping[str, Any], out: JSON) -> None:
@@ -126,8 +127,20 @@ def apply_reasoning(body: Mapping[str, Any], out: JSON) -> None:
         raise TranslationError(f"{forced_by} cannot be combined with reasoning_effort on {_TO_ANTHROPIC}: it forces "
                                "a tool call, which Claude does not allow while thinking", field=forced_by)
     out["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    if out["max_tokens"] <= budget:
-        out["max_tokens"] += budget
+    out["max_tokens"] += _raise_for(out["max_tokens"], budget)
+
+
+def tokens_added_by_thinking(body: Mapping[str, Any], max_tokens: int | None) -> int:
+    """How many tokens `apply_reasoning` adds to the client's limit (``max_tokens``, None
+    for none given), so that the gateway can reserve them. Never raises: a bad value is
+    refused by the translation itself."""
+    effort = body.get("reasoning_effort")
+    budget = EFFORT_BUDGET.get(effort, 0) if isinstance(effort, str) else 0
+    return _raise_for(DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens, budget) if budget else 0
+
+
+def _raise_for(max_tokens: int, budget: int) -> int:
+    return budget if max_tokens <= budget else 0
 
 
 def apply_metadata(body: Mapping[str, Any], out: JSON) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollway.providers._chat_options_to_messages import (
+    DEFAULT_MAX_TOKENS,
     apply_metadata,
     apply_reasoning,
     apply_response_format,
@@ -32,7 +33,7 @@ from tollway.usage import ZERO_USAGE
 _TO_ANTHROPIC = "an Anthropic model"
 
 
-def chat_request_to_messages(body: Mapping[str, Any], model: str, default_max_tokens: int = 4096) -> JSON:
+def chat_request_to_messages(body: Mapping[str, Any], model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> JSON:
     """Translate a chat completions request body for Anthropic's messages API.
 
     ``model`` is the upstream model name. Anthropic requires ``max_tokens``, so
