@@ -102,7 +102,7 @@ async def test_fields_an_anthropic_model_cannot_honour_are_refused_by_name(proxi
     error = caught.value.body
     assert isinstance(error, dict) and error["param"] == field
     assert f"'{field}'" in error["message"] or f"{field}=" in error["message"] or field in error["message"]
-    assert "Anthropic" in error["message"]
+    assert "Anthropic" in error["message"] and "provider 'anthropic'" in error["message"]
     assert await upstream_requests(mock) == []  # refused before anything was sent
 
 
@@ -155,6 +155,7 @@ async def test_fields_an_openai_model_cannot_honour_are_refused_by_name(proxied,
     with pytest.raises(anthropic.BadRequestError) as caught:
         await anthropic_client(proxied).messages.create(model=GPT, max_tokens=5, messages=HI, **fields)
     assert field in caught.value.message and "OpenAI" in caught.value.message
+    assert "provider 'openai'" in caught.value.message
     assert await upstream_requests(mock) == []
 
 

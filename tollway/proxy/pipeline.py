@@ -149,7 +149,8 @@ class Proxy:
         try:
             body = exchange.request_body(request, target.model)
         except TranslationError as exc:
-            return _Failure(400, _error_body(bad_request(str(exc), exc.field), request.api), str(exc))
+            message = f"{exc} (provider {provider.name!r})"
+            return _Failure(400, _error_body(bad_request(message, exc.field), request.api), message)
         except _MALFORMED as exc:  # a field of a shape the translation did not expect
             message = (f"the request cannot be sent to provider {provider.name!r} ({provider.type}): a field has "
                        f"an unexpected type or value ({type(exc).__name__}: {exc})")
