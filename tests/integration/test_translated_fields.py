@@ -106,6 +106,21 @@ async def test_fields_an_anthropic_model_cannot_honour_are_refused_by_name(proxi
     assert await upstream_requests(mock) == []  # refused before anything was sent
 
 
+async def test_reasoning_effort_on_a_tool_loop_is_refused_with_a_reason_not_an_upstream_error(proxied, mock) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": FORECAST}}]
+    client = openai_client(proxied)
+    first = await client.chat.completions.create(
+        model=CLAUDE, max_tokens=50, tools=tools, messages=[{"role": "user", "content": "Weather in Paris?"}])
+    call = first.choices[0].message.tool_calls[0]
+    loop = [{"role": "user", "content": "Weather in Paris?"}, first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model=CLAUDE, max_tokens=50, tools=tools, messages=loop,
+                                             reasoning_effort="low")
+    assert caught.value.body["param"] == "reasoning_effort" and "thinking blocks" in caught.value.body["message"]
+    assert len(await upstream_requests(mock)) == 1  # only the first turn reached the provider
+
+
 async def test_the_thinking_budget_is_reserved_before_the_call(gateway, mock) -> None:
     """reasoning_effort lets Claude spend the budget beyond the client's limit, so the
     reservation holds it: a token limit that cannot hold it refuses up front."""

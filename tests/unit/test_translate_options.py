@@ -200,6 +200,16 @@ def test_what_claude_cannot_do_while_thinking_is_refused(fields: dict[str, Any],
     assert "Anthropic" in refused(lambda b: chat_request_to_messages(b, "c"), body, field) or field == "reasoning_effort"
 
 
+def test_reasoning_cannot_continue_a_tool_call_whose_thinking_the_chat_format_lost() -> None:
+    called = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}
+    loop = [USER, called, {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+    body = {"model": "gpt", "messages": loop, "tools": TOOLS, "reasoning_effort": "low"}
+    assert "thinking blocks" in refused(lambda b: chat_request_to_messages(b, "c"), body, "reasoning_effort")
+    after = [*loop, {"role": "assistant", "content": "It is sunny."}, USER]  # a new turn: thinking is fine again
+    assert chat_request_to_messages({**body, "messages": after}, "c")["thinking"]["budget_tokens"] == 2048
+
+
 def test_thinking_allows_temperature_1_and_a_high_top_p() -> None:
     assert to_claude(reasoning_effort="low", temperature=1, top_p=0.95)["thinking"]["budget_tokens"] == 2048
 

@@ -126,8 +126,23 @@ def apply_reasoning(body: Mapping[str, Any], out: JSON) -> None:
         forced_by = "tool_choice" if client_forced else "response_format"
         raise TranslationError(f"{forced_by} cannot be combined with reasoning_effort on {_TO_ANTHROPIC}: it forces "
                                "a tool call, which Claude does not allow while thinking", field=forced_by)
+    if _continues_a_tool_call(out["messages"]):
+        raise TranslationError(f"reasoning_effort cannot continue a tool call on {_TO_ANTHROPIC}: while thinking, "
+                               "Claude needs the thinking blocks of the turn that called the tool, which the chat "
+                               "format cannot carry; send the turns that answer tool calls without reasoning_effort",
+                               field="reasoning_effort")
     out["thinking"] = {"type": "enabled", "budget_tokens": budget}
     out["max_tokens"] += _raise_for(out["max_tokens"], budget)
+
+
+def _continues_a_tool_call(messages: list[JSON]) -> bool:
+    """Whether the last assistant turn called a tool (Anthropic then requires it to start
+    with the thinking block it was given, when thinking is on)."""
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            content = message["content"]
+            return isinstance(content, list) and any(block.get("type") == "tool_use" for block in content)
+    return False
 
 
 def tokens_added_by_thinking(body: Mapping[str, Any], max_tokens: int | None) -> int:

@@ -132,6 +132,24 @@ def _thinking_problem(body: dict[str, Any]) -> web.Response | None:
         return _error(400, "Thinking may not be enabled when tool_choice forces tool use.")
     if body.get("temperature", 1) != 1:
         return _error(400, "`temperature` may only be set to 1 when thinking is enabled.")
+    return _thinking_tool_turn_problem(body["messages"])
+
+
+def _thinking_tool_turn_problem(messages: list[Any]) -> web.Response | None:
+    """While thinking, the final assistant turn that called a tool must start with its thinking block."""
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        blocks = message.get("content")
+        if not isinstance(blocks, list) or not any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks):
+            return None
+        first = blocks[0].get("type") if isinstance(blocks[0], dict) else None
+        if first in ("thinking", "redacted_thinking"):
+            return None
+        return _error(400, f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                           f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with a "
+                           "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks).")
     return None
 
 
