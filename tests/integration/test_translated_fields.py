@@ -81,7 +81,7 @@ async def test_reasoning_effort_thinks_with_a_budget_below_max_tokens(proxied, m
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     else:
         text = (await client.chat.completions.create(**kwargs)).choices[0].message.content or ""
-    assert text.startswith("tok0 tok1") and "think" not in text  # the answer alone: reasoning stays hidden, as at OpenAI
+    assert text.startswith("tok0 tok1") and "think" not in text  # the answer alone: reasoning stays hidden
     seen = (await upstream_requests(mock))[-1]["body"]
     assert seen["thinking"] == {"type": "enabled", "budget_tokens": 2048} and seen["max_tokens"] == 2048 + 5
 

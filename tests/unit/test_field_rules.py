@@ -35,7 +35,8 @@ from tollway.providers.field_rules import (
 ABSENT = object()  # in an expectation: the translated body must not hold this key
 USER = {"role": "user", "content": "hi"}
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-CHAT_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER}}]
+CHAT_TOOLS = [{"type": "function",
+               "function": {"name": "get_weather", "description": "Weather", "parameters": WEATHER}}]
 MESSAGES_TOOLS = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER}]
 
 
@@ -78,7 +79,8 @@ CHAT_EXAMPLES: dict[str, Example] = {
     "reasoning_effort": Example("medium", {"thinking": {"type": "enabled", "budget_tokens": 8192},
                                            "max_tokens": 4096 + 8192}),
     "response_format": Example({"type": "json_schema", "json_schema": {"name": "city", "schema": WEATHER}},
-                               {"tool_choice": {"type": "tool", "name": "json_answer", "disable_parallel_tool_use": True}}),
+                               {"tool_choice": {"type": "tool", "name": "tollway_json_answer",
+                                                "disable_parallel_tool_use": True}}),
     "service_tier": Example("default", {"service_tier": "standard_only"}),
     "n": Example(2),
     "audio": Example({"voice": "alloy", "format": "wav"}),
@@ -119,7 +121,8 @@ MESSAGES_EXAMPLES: dict[str, Example] = {
                         {"reasoning_effort": "medium", "max_completion_tokens": 100, "max_tokens": ABSENT}),
     "output_config": Example({"format": {"type": "json_schema", "schema": WEATHER}},
                              {"response_format": {"type": "json_schema",
-                                                  "json_schema": {"name": "answer", "schema": WEATHER, "strict": True}}}),
+                                                  "json_schema": {"name": "answer", "schema": WEATHER,
+                                                                  "strict": True}}}),
     "service_tier": Example("standard_only", {"service_tier": "default"}),
     "top_k": Example(5),
     "container": Example("container_1"),

@@ -33,7 +33,8 @@ from tollway.providers.field_rules import CHAT_TO_MESSAGES, MESSAGES_TO_CHAT
 USER = {"role": "user", "content": "hi"}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
           "required": ["city", "days"], "additionalProperties": False}
-JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "forecast", "description": "A forecast", "schema": SCHEMA}}
+JSON_SCHEMA = {"type": "json_schema",
+               "json_schema": {"name": "forecast", "description": "A forecast", "schema": SCHEMA}}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}]
 
 
@@ -55,15 +56,15 @@ def refused(translate: Any, body: dict[str, Any], field: str) -> str:
 def test_json_schema_becomes_a_forced_tool_with_the_schema_as_input() -> None:
     out = to_claude(response_format={**JSON_SCHEMA, "json_schema": {**JSON_SCHEMA["json_schema"], "strict": True}})
     [tool] = out["tools"]
-    assert tool["name"] == "json_answer" and tool["input_schema"] == SCHEMA and tool["strict"] is True
+    assert tool["name"] == "tollway_json_answer" and tool["input_schema"] == SCHEMA and tool["strict"] is True
     assert "forecast" in tool["description"] and "A forecast" in tool["description"]
-    assert out["tool_choice"] == {"type": "tool", "name": "json_answer", "disable_parallel_tool_use": True}
+    assert out["tool_choice"] == {"type": "tool", "name": "tollway_json_answer", "disable_parallel_tool_use": True}
 
 
 def test_json_object_becomes_a_forced_tool_taking_any_object() -> None:
     out = to_claude(response_format={"type": "json_object"})
     assert out["tools"][0]["input_schema"] == {"type": "object"}
-    assert out["tool_choice"]["name"] == "json_answer"
+    assert out["tool_choice"]["name"] == "tollway_json_answer"
 
 
 def test_text_format_changes_nothing() -> None:
@@ -73,18 +74,19 @@ def test_text_format_changes_nothing() -> None:
 @pytest.mark.parametrize(("tool_choice", "expected_choice", "format_tool"), [
     (None, {"type": "any"}, True),  # answer with a tool, or with the JSON
     ("auto", {"type": "any"}, True),
-    ("none", {"type": "tool", "name": "json_answer", "disable_parallel_tool_use": True}, True),
+    ("none", {"type": "tool", "name": "tollway_json_answer", "disable_parallel_tool_use": True}, True),
     ("required", {"type": "any"}, False),  # the client forces a tool call: the format does not apply
     ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}, False),
 ])
 def test_response_format_with_the_clients_tools(tool_choice: Any, expected_choice: Any, format_tool: bool) -> None:
     out = to_claude(response_format=JSON_SCHEMA, tools=TOOLS, tool_choice=tool_choice)
     assert out["tool_choice"] == expected_choice
-    assert [t["name"] for t in out["tools"]] == ["get_weather", "json_answer"][:2 if format_tool else 1]
+    assert [t["name"] for t in out["tools"]] == ["get_weather", "tollway_json_answer"][:2 if format_tool else 1]
 
 
 @pytest.mark.parametrize(("response_format", "tools", "field", "fragment"), [
-    (JSON_SCHEMA, [{"type": "function", "function": {"name": "json_answer"}}], "tools", "reserved"),
+    (JSON_SCHEMA, [{"type": "function", "function": {"name": "tollway_json_answer"}}], "tools", "reserved"),
+    (None, [{"type": "function", "function": {"name": "tollway_json_answer"}}], "tools", "reserved"),
     ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}, None, "response_format",
      "object"),
     ({"type": "json_schema", "json_schema": {"schema": SCHEMA}}, None, "response_format", "name"),
@@ -102,7 +104,7 @@ ANSWER = {"city": "Paris", "days": 3}
 
 def test_the_format_tool_call_comes_back_as_the_message_content() -> None:
     resp = {"id": "msg_1", "model": "claude-x-2025", "stop_reason": "tool_use",
-            "content": [{"type": "tool_use", "id": "toolu_1", "name": "json_answer", "input": ANSWER}],
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "tollway_json_answer", "input": ANSWER}],
             "usage": {"input_tokens": 5, "output_tokens": 7}}
     chat = messages_response_to_chat(resp, "claude-x-2025")
     message, finish = chat["choices"][0]["message"], chat["choices"][0]["finish_reason"]
@@ -121,11 +123,12 @@ def test_a_real_tool_call_beside_the_format_tool_keeps_finish_reason_tool_calls(
 FORMAT_STREAM: list[dict[str, Any]] = [
     _start("msg_9", {"input_tokens": 10, "output_tokens": 1}),
     {"type": "content_block_start", "index": 0,
-     "content_block": {"type": "tool_use", "id": "toolu_9", "name": "json_answer", "input": {}}},
+     "content_block": {"type": "tool_use", "id": "toolu_9", "name": "tollway_json_answer", "input": {}}},
     _delta(0, "input_json_delta", partial_json='{"city": "Pa'),
     _delta(0, "input_json_delta", partial_json='ris", "days": 3}'),
     {"type": "content_block_stop", "index": 0},
-    {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 9}},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+     "usage": {"output_tokens": 9}},
     {"type": "message_stop"},
 ]
 
@@ -197,7 +200,8 @@ def test_reasoning_effort_none_asks_for_no_thinking() -> None:
 ])
 def test_what_claude_cannot_do_while_thinking_is_refused(fields: dict[str, Any], field: str) -> None:
     body = {"model": "gpt", "messages": [USER], **fields}
-    assert "Anthropic" in refused(lambda b: chat_request_to_messages(b, "c"), body, field) or field == "reasoning_effort"
+    message = refused(lambda b: chat_request_to_messages(b, "c"), body, field)
+    assert "Anthropic" in message or field == "reasoning_effort"
 
 
 def test_reasoning_cannot_continue_a_tool_call_whose_thinking_the_chat_format_lost() -> None:

@@ -70,9 +70,6 @@ def apply_response_format(body: Mapping[str, Any], out: JSON) -> None:
     if choice.get("type") in ("any", "tool"):
         return
     tools: list[JSON] = out.get("tools") or []
-    if any(t.get("name") == FORMAT_TOOL for t in tools):
-        raise TranslationError(f"the tool name {FORMAT_TOOL!r} is reserved by the gateway for response_format "
-                               f"on {_TO_ANTHROPIC}; rename the tool", field="tools")
     if not tools or choice.get("type") == "none":
         out["tool_choice"] = {"type": "tool", "name": FORMAT_TOOL, "disable_parallel_tool_use": True}
     else:  # the model may call one of the client's tools, or answer through the format tool

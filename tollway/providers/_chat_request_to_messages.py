@@ -256,6 +256,9 @@ def _tool(tool: Mapping[str, Any], where: str) -> JSON:
     if tool.get("type") != "function" or not isinstance(tool.get("function"), Mapping):
         raise TranslationError(f"{where}: only function tools can be sent to an Anthropic model", field="tools")
     function = tool["function"]
+    if function.get("name") == FORMAT_TOOL:  # its calls would come back as message content
+        raise TranslationError(f"{where}: the tool name {FORMAT_TOOL!r} is reserved by the gateway (for "
+                               "response_format on Anthropic models); rename the tool", field="tools")
     out: JSON = {"name": function.get("name"), "input_schema": function.get("parameters") or _empty_schema()}
     if function.get("description"):
         out["description"] = function["description"]

@@ -34,8 +34,9 @@ STOP_REASON: Mapping[str, str] = MappingProxyType({
 
 
 # The tool an OpenAI ``response_format`` becomes on an Anthropic model: Claude is made to
-# call it, and its input is the JSON answer. Clients may not name a tool so.
-FORMAT_TOOL = "json_answer"
+# call it, and its input is the JSON answer. The answer is recognised by this name, so
+# clients may not name a tool so (an unlikely name, to spare them).
+FORMAT_TOOL = "tollway_json_answer"
 
 
 class TranslationError(ValueError):
