@@ -144,9 +144,16 @@ async def test_thinking_reaches_an_openai_model_as_reasoning_effort(proxied, moc
     assert seen["reasoning_effort"] == "high" and seen["max_completion_tokens"] == 300 and "max_tokens" not in seen
 
 
-async def test_output_format_answer_comes_back_as_json_text(proxied, mock) -> None:
-    message = await anthropic_client(proxied).messages.create(
-        model=GPT, max_tokens=300, messages=HI, output_config={"format": {"type": "json_schema", "schema": FORECAST}})
+@pytest.mark.parametrize("stream", [False, True])
+async def test_output_format_answer_comes_back_as_json_text(proxied, mock, stream: bool) -> None:
+    client = anthropic_client(proxied)
+    kwargs: dict[str, Any] = {"model": GPT, "max_tokens": 300, "messages": HI,
+                              "output_config": {"format": {"type": "json_schema", "schema": FORECAST}}}
+    if stream:
+        async with client.messages.stream(**kwargs) as events:
+            message = await events.get_final_message()
+    else:
+        message = await client.messages.create(**kwargs)
     assert orjson.loads(message.content[0].text) == EXPECTED  # type: ignore[union-attr]
     seen = (await upstream_requests(mock))[-1]["body"]
     assert seen["response_format"]["json_schema"]["schema"] == FORECAST
