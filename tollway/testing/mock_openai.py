@@ -132,15 +132,27 @@ async def chat_completions(call: MockCall) -> web.StreamResponse:
     usage = _usage(content.chat_prompt_tokens(messages), count, settings.cached_tokens)
     tool_call = _weather_tool_call(body, messages, exchange.number)
     finish = "tool_calls" if tool_call else "length" if capped else "stop"
+    pieces = _json_answer_pieces(body.get("response_format")) or content.answer_words(count)
     if body.get("stream") is True:
-        events = _chat_events(exchange, count, tool_call, finish, usage if _include_usage(body) else None)
+        events = _chat_events(exchange, pieces, tool_call, finish, usage if _include_usage(body) else None)
         return await send_sse(call, events, exchange.headers)
-    return await send_json(call, _chat_payload(exchange, count, tool_call, finish, usage), exchange.headers)
+    return await send_json(call, _chat_payload(exchange, pieces, tool_call, finish, usage), exchange.headers)
 
 
-def _chat_payload(exchange: _Exchange, count: int, tool_call: _ToolCall | None, finish: str,
+def _json_answer_pieces(response_format: Any) -> list[str] | None:
+    """A JSON answer matching `response_format` (json_schema or json_object), in stream pieces."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("json_schema", "json_object"):
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if kind == "json_schema" and isinstance(spec, dict) else None
+    text = orjson.dumps(content.tool_arguments(schema)).decode()
+    return [text[i:i + _TOOL_ARGUMENT_PIECE] for i in range(0, len(text), _TOOL_ARGUMENT_PIECE)]
+
+
+def _chat_payload(exchange: _Exchange, pieces: list[str], tool_call: _ToolCall | None, finish: str,
                   usage: dict[str, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else content.answer_text(count),
+    message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else "".join(pieces),
                                "refusal": None, "annotations": []}
     if tool_call:
         message["tool_calls"] = [{"id": tool_call.id, "type": "function",
@@ -153,7 +165,7 @@ def _chat_payload(exchange: _Exchange, count: int, tool_call: _ToolCall | None, 
     }
 
 
-def _chat_events(exchange: _Exchange, count: int, tool_call: _ToolCall | None, finish: str,
+def _chat_events(exchange: _Exchange, pieces: list[str], tool_call: _ToolCall | None, finish: str,
                  usage: dict[str, Any] | None) -> Iterator[bytes]:
     """The SSE events of a streamed chat completion; `usage` only when include_usage was asked."""
     base = {"id": f"chatcmpl-mock{exchange.number}", "object": "chat.completion.chunk",
@@ -171,8 +183,8 @@ def _chat_events(exchange: _Exchange, count: int, tool_call: _ToolCall | None, f
     if tool_call:
         yield from _tool_call_deltas(tool_call, chunk)
     else:
-        for word in content.answer_words(count):
-            yield chunk({"content": word})
+        for piece in pieces:
+            yield chunk({"content": piece})
     yield chunk({}, finish)
     if usage is not None:
         yield sse_data({**base, "choices": [], "usage": usage})
