@@ -41,7 +41,7 @@ from tollway.config.schema import (
 from tollway.governance.engine import hash_key
 from tollway.store.database import Database
 from tollway.store.entities import Diff, EntityError, EntityWriter, assign
-from tollway.store.ownership import release_removed, take_over
+from tollway.store.ownership import delete_undeclared_keys, release_removed, take_over
 from tollway.store.tables import (
     MANAGED_BY_API,
     MANAGED_BY_CONFIG,
@@ -108,6 +108,7 @@ class _Applier(EntityWriter):
         gov = settings.governance
         self._providers(settings)
         self._customers_and_teams(settings)
+        delete_undeclared_keys(self, gov)
         self._virtual_keys(gov.virtual_keys)
         self._model_configs(gov.model_configs)
         release_removed(self, gov)

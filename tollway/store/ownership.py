@@ -55,13 +55,20 @@ def take_over(row: Any, where: str) -> None:
                     "manages it from now on (changes made through the API are replaced by the file's values)", where)
 
 
-def release_removed(writer: EntityWriter, governance: GovernanceConfig) -> None:
-    """Delete the config-managed entities ``governance`` no longer declares (keys first,
-    then teams, then customers), or hand them to the API when others refer to them."""
-    session = writer.session
+def delete_undeclared_keys(writer: EntityWriter, governance: GovernanceConfig) -> None:
+    """Delete the config-managed keys ``governance`` no longer declares. Run before the
+    file's keys are applied, so that a key declared under a new id with the old one's
+    value takes its value (and, through it, its usage) over."""
     for key in _undeclared(writer, VirtualKey, {k.id for k in governance.virtual_keys}, lambda k: k.id):
         _delete(writer, key, "virtual_key", key.id)
-    session.flush()
+    writer.session.flush()
+
+
+def release_removed(writer: EntityWriter, governance: GovernanceConfig) -> None:
+    """Delete the config-managed teams, customers and model configs ``governance`` no
+    longer declares, or hand them to the API when others still refer to them. Run after
+    the file's entities are applied (a key may have moved to another team)."""
+    session = writer.session
     for team in _undeclared(writer, Team, {t.id for t in governance.teams}, lambda t: t.id):
         keys = session.scalars(select(VirtualKey.id).where(VirtualKey.team_id == team.id)).all()
         _delete_or_hand_over(writer, team, "team", team.id, _names("virtual key", keys))
