@@ -6,7 +6,7 @@ still refer to."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,10 +18,18 @@ from tollway.governance.counters.base import CounterState
 from tollway.store import migrate
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database
-from tollway.store.tables import Budget, Customer, ModelConfig, Provider, RateLimit, Team, VirtualKey
+from tollway.store.tables import (
+    Budget,
+    Customer,
+    ModelConfig,
+    Provider,
+    RateLimit,
+    Team,
+    VirtualKey,
+)
 from tollway.store.usage import load_counters, save_counters
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 T1, T2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
 
 
@@ -155,6 +163,18 @@ async def test_provider_limits_the_file_stops_stating_are_removed_and_left_to_th
 
     await apply_config(db, settings(), now=T2)
     assert (await _get(db, Provider, "openai")).budget_id == openai.budget_id  # stated again: its usage back
+
+
+async def test_a_provider_gone_from_the_file_keeps_its_limits_and_is_left_to_the_api(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    openai = await _get(db, Provider, "openai")
+    raw = example_raw()
+    del raw["providers"]["openai"]
+
+    await apply_config(db, settings(raw), now=T1)
+
+    gone = await _get(db, Provider, "openai")
+    assert (gone.managed_by, gone.budget_id, gone.rate_limit_id) == ("api", openai.budget_id, openai.rate_limit_id)
 
 
 async def test_the_migration_makes_existing_entities_api_managed_and_downgrades_cleanly(database_url: str) -> None:

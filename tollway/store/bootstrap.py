@@ -129,6 +129,14 @@ class _Applier(EntityWriter):
                 if row.managed_by == MANAGED_BY_CONFIG:
                     self._release_provider_limits(row, diff)
             self.record(row, "provider", name, diff)
+        for name, row in existing.items():
+            if name not in settings.providers and row.managed_by == MANAGED_BY_CONFIG:
+                # Gone from the file: it serves nothing; its limits stay as they were, the API's now.
+                log.warning("config: provider %r is no longer in the config file; its limits are kept and managed "
+                            "through the API from now on", name)
+                diff = {}
+                assign(row, {"managed_by": MANAGED_BY_API}, diff)
+                self.record(row, "provider", name, diff)
         self.session.flush()
 
     def _release_provider_limits(self, row: Provider, diff: Diff) -> None:
