@@ -19,7 +19,7 @@ the deleted key's retained limits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,8 +35,6 @@ from tollway.store.tables import (
     VirtualKey,
     VKProviderConfig,
 )
-
-L = TypeVar("L", Budget, RateLimit)
 
 _KEY = "virtual_key"
 
@@ -75,7 +73,7 @@ class Retention:
             setattr(owner, attribute, None)
         return limit
 
-    def take_back(self, owner: Any, entity: type[L]) -> L | None:
+    def take_back(self, owner: Any, entity: type[Budget | RateLimit]) -> Budget | RateLimit | None:
         """The limit of kind ``entity`` retained at ``owner``'s slot (or at the slot of the
         deleted key it inherits from), no longer marked retained; None when there is none."""
         for slot in self._candidates(slot_of(owner)):
@@ -83,7 +81,7 @@ class Retention:
             # No autoflush: flushing a half-built owner here would write it twice (and
             # bump its updated_at); what is retained was flushed in an earlier change.
             with self.session.no_autoflush:
-                limit = self.session.scalars(statement).first()
+                limit: Budget | RateLimit | None = self.session.scalars(statement).first()  # type: ignore[assignment]
             if limit is not None:
                 limit.retained_for = None
                 return limit
