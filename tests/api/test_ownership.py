@@ -215,3 +215,17 @@ def test_a_limit_removed_and_added_again_keeps_its_usage(fresh) -> None:
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}],
                                        max_tokens=5)
+
+
+def test_a_rate_limit_side_switched_off_and_on_again_keeps_its_usage(fresh) -> None:
+    gateway, api = fresh
+    both = {"request_max_limit": 1, "request_reset_duration": "1d", "token_max_limit": 100_000,
+            "token_reset_duration": "1d"}
+    value = _create(api, KEYS, id="vk-sides", name="sides", rate_limit=both)["value"]
+    _used_up(gateway, value)
+    off = api.put(f"{KEYS}/vk-sides", json={"rate_limit": {"request_max_limit": None, "request_reset_duration": None}})
+    assert off.status_code == 200, off.text
+    chat(gateway, value)  # no request limit now
+    on = api.put(f"{KEYS}/vk-sides", json={"rate_limit": {"request_max_limit": 1, "request_reset_duration": "1d"}})
+    assert on.status_code == 200, on.text
+    denial(gateway, value, 429)  # the request counted before is still there: no fresh window

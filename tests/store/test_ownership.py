@@ -99,7 +99,7 @@ async def test_what_the_file_stops_declaring_is_deleted_and_its_usage_comes_back
     raw["governance"] = {"customers": [], "teams": [], "virtual_keys": [], "model_configs": []}
     caplog.set_level(logging.WARNING, logger="tollway.store.ownership")
 
-    await apply_config(db, settings(raw), now=T1)
+    await apply_config(db, settings(raw), now=T0 + timedelta(seconds=10))  # inside every window
 
     assert await _managed_by(db) == {"provider/openai": "config", "provider/anthropic": "api", "provider/local": "api"}
     warnings = " ".join(r.getMessage() for r in caplog.records)
@@ -108,7 +108,7 @@ async def test_what_the_file_stops_declaring_is_deleted_and_its_usage_comes_back
     assert (await _get(db, Budget, key.budget_id)).retained_for == "virtual_key/vk-search"
     assert (await load_counters(db)).items() >= spent.items()  # the usage rows stay, with their usage
 
-    await apply_config(db, settings(), now=T2)  # declared again
+    await apply_config(db, settings(), now=T0 + timedelta(seconds=20))  # declared again
 
     back = await _get(db, VirtualKey, "vk-search")
     assert (back.budget_id, back.rate_limit_id, back.managed_by) == (key.budget_id, key.rate_limit_id, "config")
@@ -175,6 +175,23 @@ async def test_a_provider_gone_from_the_file_keeps_its_limits_and_is_left_to_the
 
     gone = await _get(db, Provider, "openai")
     assert (gone.managed_by, gone.budget_id, gone.rate_limit_id) == ("api", openai.budget_id, openai.rate_limit_id)
+
+
+async def test_retained_limits_whose_windows_have_passed_are_purged_at_start(db: Database) -> None:
+    await apply_config(db, settings(), now=T0)
+    team = await _get(db, Team, "search")  # budget: 100 per 1M
+    key = await _get(db, VirtualKey, "vk-search")  # rate limit: 60 requests per 1m, 100000 tokens per 1h
+    raw = example_raw()
+    raw["governance"]["teams"][0]["budget"] = None
+    raw["governance"]["virtual_keys"][0]["rate_limit"] = None
+    await apply_config(db, settings(raw), now=T1)
+
+    await apply_config(db, settings(raw), now=T0 + timedelta(hours=1, minutes=1))  # the hour has passed, not the month
+    assert await _get(db, RateLimit, key.rate_limit_id) is None
+    assert (await _get(db, Budget, team.budget_id)).retained_for == "team/search"
+
+    await apply_config(db, settings(raw), now=T0 + timedelta(days=31))
+    assert await _get(db, Budget, team.budget_id) is None
 
 
 async def test_the_migration_makes_existing_entities_api_managed_and_downgrades_cleanly(database_url: str) -> None:

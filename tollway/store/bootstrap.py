@@ -42,6 +42,7 @@ from tollway.governance.engine import hash_key
 from tollway.store.database import Database
 from tollway.store.entities import Diff, EntityError, EntityWriter, assign
 from tollway.store.ownership import delete_undeclared_keys, release_removed, take_over
+from tollway.store.retention import purge_expired
 from tollway.store.tables import (
     MANAGED_BY_API,
     MANAGED_BY_CONFIG,
@@ -106,6 +107,9 @@ class _Applier(EntityWriter):
 
     def run(self, settings: Settings) -> None:
         gov = settings.governance
+        purged = purge_expired(self.session, self.now)
+        if purged:
+            log.info("config store: %d retained budgets and rate limits whose windows have passed were removed", purged)
         self._providers(settings)
         self._customers_and_teams(settings)
         delete_undeclared_keys(self, gov)

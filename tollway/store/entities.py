@@ -9,8 +9,8 @@ notes each changed field in a diff and writes one audit entry per changed entity
 A limit its owner drops is retained with its usage, never deleted, and a limit created
 at the same place later takes it back (`tollway.store.retention`): deleting and
 re-creating an entity cannot erase its spend. The writer notes the counters of the
-limits it created or took back (to seed in the counter store after the commit) and of
-the rate-limit sides it switched off (to forget).
+limits it created or took back (to seed in the counter store after the commit); it never
+drops one.
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ class EntityWriter:
         self.actor = actor
         self.changed = False
         self.seeds: dict[str, CounterState] = {}  # counters of limits created or taken back here
-        self.dropped: set[str] = set()  # counters of rate-limit sides switched off here
         self.retention = Retention(session)
 
     # -- rows ------------------------------------------------------------------------------
@@ -117,22 +116,19 @@ class EntityWriter:
 
     def sync_rate_limit(self, owner: Any, config: RateLimitConfig | None, diff: Diff,
                         prefix: str = "rate_limit") -> None:
-        """Make ``owner``'s rate limit what ``config`` says (None deletes it); usage is kept
-        on the sides that stay, and a side that is switched on starts from zero."""
+        """Make ``owner``'s rate limit what ``config`` says (None deletes it, retained).
+        Usage is kept on every side: a side switched off keeps its counter, and one switched
+        on again continues from it (a window that has passed meanwhile counts as zero)."""
         if owner.rate_limit is None and config is not None:
             self._take_back(owner, RateLimit, diff, prefix)
         current: RateLimit | None = owner.rate_limit
         values = None if config is None else config.model_dump()
         if current is not None and values is not None:
             for side, counter in _SIDES.items():
-                was_on = getattr(current, f"{side}_max_limit") is not None
-                is_on = values[f"{side}_max_limit"] is not None
-                if was_on and not is_on:
-                    self.dropped.add(counter(current.id))
-                elif is_on and not was_on:
-                    setattr(current, f"{side}_current_usage", 0)
-                    setattr(current, f"{side}_last_reset", self.now)
-                    self.seeds[counter(current.id)] = CounterState(0, datetime_to_ms(self.now))
+                if values[f"{side}_max_limit"] is not None and getattr(current, f"{side}_max_limit") is None:
+                    self.seeds[counter(current.id)] = CounterState(
+                        int(getattr(current, f"{side}_current_usage")),
+                        datetime_to_ms(getattr(current, f"{side}_last_reset")))
         self._sync_owned(owner, "rate_limit", values, diff, prefix,
                          lambda: RateLimit(id=new_id(), token_current_usage=0, request_current_usage=0,
                                            token_last_reset=self.now, request_last_reset=self.now))
@@ -222,15 +218,6 @@ class EntityWriter:
         self.changed = True
         self.session.add(AuditEntry(at=self.now, actor=self.actor, action=action, entity_type=kind,
                                     entity_id=ident, before=jsonable(before), after=jsonable(after)))
-
-
-def owned_counters(owner: Any) -> list[str]:
-    """The counters of ``owner``'s own budget and rate limit."""
-    counters: list[str] = []
-    for limit in (owner.budget, owner.rate_limit):
-        if limit is not None:
-            counters += _limit_counters(limit)
-    return counters
 
 
 def retained_states(limit: Budget | RateLimit) -> dict[str, CounterState]:

@@ -11,6 +11,10 @@ spend. Once the window has passed, the usage counts as zero anyway (the engine's
 for expired windows), so nothing stale is ever charged. Only an explicit reset (the
 reset routes, ``reset_usage``) zeroes usage.
 
+Retained rows whose every window has passed hold nothing (their usage counts as zero):
+`purge_expired` deletes them at start, so churn (keys made and deleted all day) does not
+pile rows up.
+
 A virtual key is also known by its value: a deleted key's value hash is remembered
 (`RetiredKeyValue`), and a key created with that value under another id takes over
 the deleted key's retained limits.
@@ -24,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tollway.governance.durations import Alignment, next_reset_ms, parse_duration
 from tollway.store.tables import (
     Budget,
     Customer,
@@ -35,8 +40,10 @@ from tollway.store.tables import (
     VirtualKey,
     VKProviderConfig,
 )
+from tollway.store.usage import datetime_to_ms
 
 _KEY = "virtual_key"
+_SIDES = ("token", "request")
 
 
 def slot_of(owner: Any) -> str:
@@ -56,6 +63,31 @@ def slot_of(owner: Any) -> str:
     if isinstance(owner, ModelConfig):
         return f"model_config/{owner.provider or '*'}/{owner.model_name}"
     raise TypeError(f"{type(owner).__name__} owns no limits")
+
+
+def purge_expired(session: Session, now: datetime) -> int:
+    """Delete the retained limits whose every window has passed at ``now`` (taking one
+    back would bring nothing); returns how many."""
+    now_ms = datetime_to_ms(now)
+    expired: list[Budget | RateLimit] = []
+    for budget in session.scalars(select(Budget).where(Budget.retained_for.is_not(None))):
+        alignment = Alignment(budget.timezone, budget.week_start) if budget.calendar_aligned else None
+        if _passed(budget.reset_duration, budget.last_reset, now_ms, alignment):
+            expired.append(budget)
+    for limit in session.scalars(select(RateLimit).where(RateLimit.retained_for.is_not(None))):
+        if all(_passed(getattr(limit, f"{side}_reset_duration"), getattr(limit, f"{side}_last_reset"), now_ms)
+               for side in _SIDES):
+            expired.append(limit)
+    for row in expired:
+        session.delete(row)
+    return len(expired)
+
+
+def _passed(duration: str | None, last_reset: datetime, now_ms: int, alignment: Alignment | None = None) -> bool:
+    """Whether the window that began at ``last_reset`` is over (a side without one: yes)."""
+    if duration is None:
+        return True
+    return now_ms >= next_reset_ms(parse_duration(duration), datetime_to_ms(last_reset), alignment)
 
 
 class Retention:
