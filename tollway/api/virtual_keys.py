@@ -107,7 +107,7 @@ KEYS.add_get(router, "get_key")
                   summary="Change a virtual key (partial)")
 async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
                      reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:
-    """Fields left out are kept; ``budget: null`` / ``rate_limit: null`` delete them;
+    """Fields left out are kept; ``budget: null`` / ``rate_limit: null`` remove them (their usage is retained);
     ``provider_configs`` replaces the whole list. Usage is kept unless ``reset_usage``."""
     stated = body.model_fields_set
 

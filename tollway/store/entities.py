@@ -101,7 +101,7 @@ class EntityWriter:
     # -- owned limits ----------------------------------------------------------------------
 
     def sync_budget(self, owner: Any, config: BudgetConfig | None, diff: Diff, prefix: str = "budget") -> None:
-        """Make ``owner``'s budget what ``config`` says (None deletes it); usage is kept."""
+        """Make ``owner``'s budget what ``config`` says (None removes it, retained); usage is kept."""
         values: dict[str, Any] | None = None
         if config is not None:
             max_limit = to_money(config.max_limit)
@@ -116,7 +116,7 @@ class EntityWriter:
 
     def sync_rate_limit(self, owner: Any, config: RateLimitConfig | None, diff: Diff,
                         prefix: str = "rate_limit") -> None:
-        """Make ``owner``'s rate limit what ``config`` says (None deletes it, retained).
+        """Make ``owner``'s rate limit what ``config`` says (None removes it, retained).
         Usage is kept on every side: a side switched off keeps its counter, and one switched
         on again continues from it (a window that has passed meanwhile counts as zero)."""
         if owner.rate_limit is None and config is not None:
