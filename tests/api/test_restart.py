@@ -104,6 +104,8 @@ def test_config_managed_entities_follow_the_file_at_every_start_and_keep_their_u
     with running(original) as (gateway, api):
         chat(gateway)
         first = summary(api)
+        change_through_api(api, lambda body: body | {"rate_limit": rate(1)}, status=409)  # refused, all of them
+        delete_through_api(api, status=409)
         writes = audit_count(api)
     assert first == {"virtual_key": ("config", 100, 1, "search key"), "team": ("config", 100, 1, "Search"),
                      "customer": ("config", 100, 1, "Acme"), "provider": ("config", 100, 1, "openai"),
@@ -183,20 +185,22 @@ def create_through_api(api: httpx2.Client, governance: dict[str, Any]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def change_through_api(api: httpx2.Client, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+def change_through_api(api: httpx2.Client, change: Callable[[dict[str, Any]], dict[str, Any]],
+                       status: int = 200) -> None:
     for kind, entity in entities(api).items():
         assert entity is not None
         ident = entity["id"] if kind != "provider" else entity["name"]
         answer = api.put(f"{KIND_PATHS[kind]}/{ident}", json=change({}))
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == status, answer.text
 
 
-def delete_through_api(api: httpx2.Client) -> None:
+def delete_through_api(api: httpx2.Client, status: int = 200) -> None:
+    """Delete every entity (cascading), and take openai's limits off."""
     found = entities(api)
     for kind in ("virtual_key", "team", "customer", "model_config"):
         entity = found[kind]
         assert entity is not None
-        answer = api.delete(f"{KIND_PATHS[kind]}/{entity['id']}")
-        assert answer.status_code == 200, answer.text
+        answer = api.delete(f"{KIND_PATHS[kind]}/{entity['id']}", params={"cascade": "true"})
+        assert answer.status_code == status, answer.text
     answer = api.put(f"{KIND_PATHS['provider']}/openai", json={"rate_limit": None})
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == status, answer.text
