@@ -17,6 +17,8 @@ import pytest
 from tests.api.support import MockThread, admin, gateway_config
 from tests.api.test_enforcement import chat, denial
 from tests.support.gateway import RunningGateway, start_gateway
+from tollway.api.ownership import managed_by_config
+from tollway.config.loader import CONFIG_PATH_VARIABLE
 
 VK = "tw-owned-by-the-file-0123456789"
 KEYS, TEAMS, CUSTOMERS = "/api/governance/virtual-keys", "/api/governance/teams", "/api/governance/customers"
@@ -229,3 +231,11 @@ def test_a_rate_limit_side_switched_off_and_on_again_keeps_its_usage(fresh) -> N
     on = api.put(f"{KEYS}/vk-sides", json={"rate_limit": {"request_max_limit": 1, "request_reset_duration": "1d"}})
     assert on.status_code == 200, on.text
     denial(gateway, value, 429)  # the request counted before is still there: no fresh window
+
+
+def test_the_refusal_names_the_config_file_when_the_gateway_knows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_PATH_VARIABLE, "/etc/tollway/tollway.yaml")  # what `tollway serve --config` sets
+    message = managed_by_config("team", "search").message
+    assert "managed by the config file (/etc/tollway/tollway.yaml)" in message
+    monkeypatch.delenv(CONFIG_PATH_VARIABLE)
+    assert "managed by the config file, so" in managed_by_config("team", "search").message
