@@ -30,6 +30,7 @@ class _Row(Protocol):
     id: Any
     budget: Any
     rate_limit: Any
+    concurrency: Any
 
 
 RowT = TypeVar("RowT", bound=_Row)
@@ -54,7 +55,8 @@ class EntityRoutes(Generic[RowT]):
 
     @property
     def options(self) -> tuple[Any, ...]:
-        return (selectinload(self.table.budget), selectinload(self.table.rate_limit), *self.loaders)
+        return (selectinload(self.table.budget), selectinload(self.table.rate_limit),
+                selectinload(self.table.concurrency), *self.loaders)
 
     def load(self, session: Session, ident: str) -> RowT:
         """The row with id ``ident``, loaded for its view; 404 when there is none."""
@@ -76,6 +78,7 @@ class EntityRoutes(Generic[RowT]):
         row, diff = writer.upsert(None, self.table, identity, values)
         writer.sync_budget(row, body.budget, diff)
         writer.sync_rate_limit(row, body.rate_limit, diff)
+        writer.sync_concurrency(row, body.concurrency, diff)
         return row, diff
 
     def delete(self, writer: ApiWriter, row: RowT, ident: str) -> None:

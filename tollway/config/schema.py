@@ -15,6 +15,8 @@ from tollway.governance.durations import Alignment, check_alignment, parse_durat
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
+MAX_IN_FLIGHT = 1_000_000_000  # fits the store's 32-bit column
+MAX_QUEUE_TIMEOUT_MS = 600_000  # ten minutes: a wait longer than any client keeps a request open
 
 
 class _Strict(BaseModel):
@@ -73,9 +75,19 @@ class RateLimitConfig(_Strict):
         return self
 
 
+class ConcurrencyConfig(_Strict):
+    """At most ``max_in_flight`` requests at once (from admission until the response, or
+    the stream, ends); with ``queue_timeout_ms`` > 0 a request finding no free slot waits
+    up to that long for one, first come first served, before it is refused (429)."""
+
+    max_in_flight: Annotated[int, Field(gt=0, le=MAX_IN_FLIGHT)]
+    queue_timeout_ms: Annotated[int, Field(ge=0, le=MAX_QUEUE_TIMEOUT_MS)] = 0
+
+
 class _Governed(_Strict):
     budget: BudgetConfig | None = None
     rate_limit: RateLimitConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
 
 
 class CustomerConfig(_Governed):

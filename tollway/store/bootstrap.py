@@ -135,6 +135,7 @@ class _Applier(EntityWriter):
             lambda k: k.id,
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+            selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.concurrency),
         )
         owners = {key.value_hash: key.id for key in existing.values()}
         for key in keys:
@@ -175,21 +176,24 @@ class _Applier(EntityWriter):
     # -- building blocks -----------------------------------------------------------------
 
     def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any) -> dict[Any, T]:
-        """Every row of ``entity`` with its budget and rate limit, by ``key``."""
+        """Every row of ``entity`` with its budget, rate limit and concurrency limit, by ``key``."""
         statement = select(entity).options(
-            selectinload(entity.budget), selectinload(entity.rate_limit), *options  # type: ignore[attr-defined]
+            selectinload(entity.budget), selectinload(entity.rate_limit),  # type: ignore[attr-defined]
+            selectinload(entity.concurrency), *options  # type: ignore[attr-defined]
         )
         return {key(row): row for row in self.session.scalars(statement)}
 
     def _governed(self, row: T | None, entity: type[T], identity: Mapping[str, Any], values: Mapping[str, Any],
                   config: Any) -> tuple[T, Diff]:
-        """Create or update the row, then its budget and rate limit (when new or stated)."""
+        """Create or update the row, then its budget, rate limit and concurrency limit (when new or stated)."""
         created = row is None
         row, diff = self.upsert(row, entity, identity, values)
         if created or "budget" in config.model_fields_set:
             self.sync_budget(row, config.budget, diff)
         if created or "rate_limit" in config.model_fields_set:
             self.sync_rate_limit(row, config.rate_limit, diff)
+        if created or "concurrency" in config.model_fields_set:
+            self.sync_concurrency(row, config.concurrency, diff)
         return row, diff
 
 

@@ -1,7 +1,7 @@
 """The config store's tables (SQLAlchemy 2 declarative), shared by SQLite and PostgreSQL.
 
-Budgets and rate limits are owned 1:1: each row is referenced by exactly one parent
-(`budget_id` / `rate_limit_id`, unique) and the ORM deletes it when the parent drops it
+Budgets, rate limits and concurrency limits are owned 1:1: each row is referenced by
+exactly one parent (`budget_id` / `rate_limit_id` / `concurrency_limit_id`, unique) and the ORM deletes it when the parent drops it
 or is deleted (``delete-orphan``). Migrations in `tollway/store/migrations` must match
 these definitions exactly (a test compares them).
 """
@@ -95,11 +95,28 @@ class RateLimit(Base):
     request_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class ConcurrencyLimit(Base):
+    """At most ``max_in_flight`` requests at once; a request finding none free waits up
+    to ``queue_timeout_ms`` for one (0: refused at once). It has no usage to flush."""
+
+    __tablename__ = "concurrency_limits"
+    __table_args__ = (
+        CheckConstraint("max_in_flight > 0", name="max_in_flight_positive"),
+        CheckConstraint("queue_timeout_ms >= 0", name="queue_timeout_ms_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    max_in_flight: Mapped[int] = mapped_column(Integer)
+    queue_timeout_ms: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
 class _Governed:
-    """An owner of at most one budget and one rate limit."""
+    """An owner of at most one budget, one rate limit and one concurrency limit."""
 
     budget_id: Mapped[str | None] = mapped_column(ForeignKey("budgets.id", ondelete="SET NULL"), unique=True)
     rate_limit_id: Mapped[str | None] = mapped_column(ForeignKey("rate_limits.id", ondelete="SET NULL"), unique=True)
+    concurrency_limit_id: Mapped[str | None] = mapped_column(
+        ForeignKey("concurrency_limits.id", ondelete="SET NULL"), unique=True)
 
     @declared_attr
     def budget(cls) -> Mapped[Budget | None]:
@@ -108,6 +125,10 @@ class _Governed:
     @declared_attr
     def rate_limit(cls) -> Mapped[RateLimit | None]:
         return relationship(RateLimit, cascade="all, delete-orphan", single_parent=True)
+
+    @declared_attr
+    def concurrency(cls) -> Mapped[ConcurrencyLimit | None]:
+        return relationship(ConcurrencyLimit, cascade="all, delete-orphan", single_parent=True)
 
 
 class _Timestamps:
