@@ -116,6 +116,11 @@ class Enforcer:
         """Reservations neither settled nor released (a steady rise means a leak)."""
         return len(self._open)
 
+    @property
+    def requests_waiting(self) -> int:
+        """Requests of this process waiting for an in-flight slot."""
+        return self._queues.waiting
+
     async def admit(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Admission:
         """Check every applicable limit and, when all have room, reserve on all of them.
 
