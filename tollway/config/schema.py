@@ -214,6 +214,9 @@ class CountersConfig(_Strict):
     url: str | None = None
     on_failure: Literal["fail_closed", "fail_open"] = "fail_closed"
     timeout_ms: Annotated[int, Field(gt=0, le=60_000)] = 50
+    # How long a gateway process that stops renewing its lease (killed, cut off) keeps
+    # what it reserved in Redis: reservations and in-flight slots come back after it.
+    lease_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> CountersConfig:
