@@ -121,71 +121,20 @@ class Enforcer:
         """Requests of this process waiting for an in-flight slot."""
         return self._queues.waiting
 
-    async def admit(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Admission:
+    async def admit(self, snapshot: PolicySnapshot, facts: RequestFacts, *, _queued: bool = False) -> Admission:
         """Check every applicable limit and, when all have room, reserve on all of them.
 
         Raises `CounterUnavailable` when the store cannot be reached: whether to fail open
         or closed is the caller's choice, not governance's. A request that finds requests
         of this process waiting for a slot it needs queues behind them (its admission's
-        ``queue`` is set) instead of taking a slot first.
+        ``queue`` is set) instead of taking a slot first; ``_queued`` marks the retries of
+        such a waiting request (see `wait_for_slot`).
         """
-        return await self._admit(snapshot, facts, queued=False)
-
-    async def wait_for_slot(self, snapshot: PolicySnapshot, facts: RequestFacts, admission: Admission) -> Admission:
-        """Wait, up to the ``queue_timeout_ms`` of ``admission.queue``, for an in-flight slot,
-        first come first served among this process's waiters; then try once more.
-
-        Returns the final admission (``queue`` cleared). Cancelling the call (the client
-        hung up) leaves the queue and holds nothing.
-        """
-        check = admission.queue
-        if check is None:
-            return admission
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + check.queue_timeout_ms / 1000
-        while admission.queue is not None:
-            retry = await self._wait_in_queue(snapshot, facts, admission.queue.counter, deadline)
-            if retry is None:  # the deadline passed: a last try, so that a slot free now is not refused
-                admission = await self._admit(snapshot, facts, queued=True)
-                break
-            admission = retry  # admitted, refused for good, or waiting for another level's slot
-        admission.queue = None
-        denial = admission.denial
-        if denial is not None and denial.decision is Decision.CONCURRENCY_LIMITED and denial.scope is not None:
-            waited_ms = round((loop.time() - started) * 1000)
-            admission.denial = concurrency_denial(denial.scope, denial.limit or 0, denial.used or 0,
-                                                  self._clock_ms(), waited_ms)
-        return admission
-
-    async def _wait_in_queue(self, snapshot: PolicySnapshot, facts: RequestFacts, counter: str,
-                             deadline: float) -> Admission | None:
-        """Queue for ``counter`` and try again when woken (or, first in line, when polling);
-        the admission that ends the wait, or None at the deadline."""
-        loop = asyncio.get_running_loop()
-        waiter = self._queues.join(counter)
-        try:
-            while (remaining := deadline - loop.time()) > 0:
-                first = self._queues.is_first(waiter)
-                await waiter.wait(min(waiter.poll_s, remaining) if first else remaining)
-                if not waiter.woken:
-                    if not self._queues.is_first(waiter):
-                        continue
-                    waiter.poll_s = min(waiter.poll_s * 2, MAX_POLL_S)  # polling for slots freed elsewhere
-                waiter.woken = False
-                retry = await self._admit(snapshot, facts, queued=True)
-                if retry.queue is None or retry.queue.counter != counter:
-                    return retry
-            return None
-        finally:
-            self._queues.leave(waiter)
-
-    async def _admit(self, snapshot: PolicySnapshot, facts: RequestFacts, *, queued: bool) -> Admission:
         now = self._clock_ms()
         planned = plan(snapshot, facts, self._static_checks)
         if isinstance(planned, Denial):
             return self._refused(snapshot, facts, planned)
-        if self._queues.waiting and not queued:
+        if self._queues.waiting and not _queued:
             ahead = self._waiters_ahead(planned, now)
             if ahead is not None:
                 return ahead
@@ -202,6 +151,57 @@ class Enforcer:
         self._open.add(reservation.id)
         return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
                          planned.customer_id, planned.allowed_provider_keys)
+
+    async def wait_for_slot(self, snapshot: Callable[[], PolicySnapshot], facts: RequestFacts,
+                            admission: Admission) -> Admission:
+        """Wait, up to the ``queue_timeout_ms`` of ``admission.queue``, for an in-flight slot,
+        first come first served among this process's waiters; then try once more.
+
+        ``snapshot`` gives the policy in force at each try (a limit raised meanwhile lets
+        waiters through). Returns the final admission (``queue`` cleared). Cancelling the
+        call (the client hung up) leaves the queue and holds nothing.
+        """
+        check = admission.queue
+        if check is None:
+            return admission
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + check.queue_timeout_ms / 1000
+        while admission.queue is not None:
+            retry = await self._wait_in_queue(snapshot, facts, admission.queue.counter, deadline)
+            if retry is None:  # the deadline passed: a last try, so that a slot free now is not refused
+                admission = await self.admit(snapshot(), facts, _queued=True)
+                break
+            admission = retry  # admitted, refused for good, or waiting for another level's slot
+        admission.queue = None
+        denial = admission.denial
+        if denial is not None and denial.decision is Decision.CONCURRENCY_LIMITED and denial.scope is not None:
+            waited_ms = round((loop.time() - started) * 1000)
+            admission.denial = concurrency_denial(denial.scope, denial.limit or 0, denial.used or 0,
+                                                  self._clock_ms(), waited_ms)
+        return admission
+
+    async def _wait_in_queue(self, snapshot: Callable[[], PolicySnapshot], facts: RequestFacts, counter: str,
+                             deadline: float) -> Admission | None:
+        """Queue for ``counter`` and try again when woken (or, first in line, when polling);
+        the admission that ends the wait, or None at the deadline."""
+        loop = asyncio.get_running_loop()
+        waiter = self._queues.join(counter)
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                first = self._queues.is_first(waiter)
+                await waiter.wait(min(waiter.poll_s, remaining) if first else remaining)
+                if not waiter.woken:
+                    if not self._queues.is_first(waiter):
+                        continue
+                    waiter.poll_s = min(waiter.poll_s * 2, MAX_POLL_S)  # polling for slots freed elsewhere
+                waiter.woken = False
+                retry = await self.admit(snapshot(), facts, _queued=True)
+                if retry.queue is None or retry.queue.counter != counter:
+                    return retry
+            return None
+        finally:
+            self._queues.leave(waiter)
 
     async def settle(self, reservation: Reservation | None, tokens: int, cost_nano: int) -> None:
         """Charge actual usage on every checked level; a second call does nothing."""

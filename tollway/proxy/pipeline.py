@@ -117,7 +117,7 @@ class Proxy:
             try:
                 admission = await self._enforcer.admit(snapshot, facts)
                 if admission.queue is not None:  # no in-flight slot free, and its limit lets the request wait
-                    queued = await self._wait_for_slot(snapshot, facts, admission, receive, outcome)
+                    queued = await self._wait_for_slot(facts, admission, receive, outcome)
                     if queued is None:
                         return
                     admission = queued
@@ -142,13 +142,13 @@ class Proxy:
         outcome.status, outcome.error = failure.status, failure.message
         await respond(send, failure.status, failure.body)
 
-    async def _wait_for_slot(self, snapshot: PolicySnapshot, facts: RequestFacts, admission: Admission,
-                             receive: Receive, outcome: Outcome) -> Admission | None:
+    async def _wait_for_slot(self, facts: RequestFacts, admission: Admission, receive: Receive,
+                             outcome: Outcome) -> Admission | None:
         """The admission after waiting in the queue for an in-flight slot; None when the
         client hung up meanwhile (it then left the queue and holds nothing)."""
         with ClientWatch(receive, grace_s=0) as watch:
             try:
-                admission = await self._enforcer.wait_for_slot(snapshot, facts, admission)
+                admission = await self._enforcer.wait_for_slot(self._snapshot, facts, admission)
             except asyncio.CancelledError:
                 if not watch.absorb():
                     raise

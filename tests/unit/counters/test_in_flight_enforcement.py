@@ -31,10 +31,12 @@ def clock() -> int:
     return NOW
 
 
-def world(max_in_flight: int = 2, queue_timeout_ms: int = 0, *, budget_usd: str = "100", provider_slots: int = 50):
+def world(max_in_flight: int = 2, queue_timeout_ms: int = 0, *, budget_usd: str = "100", provider_slots: int = 50,
+          unique: str | None = None):
     """A key with ``max_in_flight`` slots under a provider with ``provider_slots``; ids are
-    new each time, so that tests sharing one Redis never share a counter."""
-    unique = uuid.uuid4().hex[:8]
+    new each time unless ``unique`` is given, so that tests sharing one Redis never share a
+    counter."""
+    unique = unique or uuid.uuid4().hex[:8]
     slots = f.concurrency(max_in_flight, queue_timeout_ms, id=f"key-slots-{unique}")
     vk = f.virtual_key("vk", name="svc", team_id="t", concurrency=slots)
     return f.snapshot(
@@ -106,7 +108,7 @@ async def _admitted_in_order(enforcer: Enforcer, snap, names: list[str], order: 
     async def request(name: str) -> Admission:
         admission = await enforcer.admit(snap, f.facts(key=VK))
         if admission.queue is not None:
-            admission = await enforcer.wait_for_slot(snap, f.facts(key=VK), admission)
+            admission = await enforcer.wait_for_slot(lambda: snap, f.facts(key=VK), admission)
         if admission.allowed:
             order.append(name)
         return admission
@@ -158,7 +160,7 @@ async def test_a_waiter_is_refused_when_no_slot_frees_within_its_queue_timeout(c
     await enforcer.admit(snap, f.facts(key=VK))
     started = asyncio.get_running_loop().time()
     first = await enforcer.admit(snap, f.facts(key=VK))
-    final = await enforcer.wait_for_slot(snap, f.facts(key=VK), first)
+    final = await enforcer.wait_for_slot(lambda: snap, f.facts(key=VK), first)
     waited = asyncio.get_running_loop().time() - started
     assert final.denial is not None and final.denial.decision is Decision.CONCURRENCY_LIMITED
     assert final.queue is None and final.reservation is None
@@ -194,7 +196,7 @@ async def test_a_waiter_on_another_node_gets_a_slot_freed_there_by_polling(redis
         holder = await a.admit(snap, f.facts(key=VK))
         assert holder.allowed
         queued = await b.admit(snap, f.facts(key=VK))
-        waiting = asyncio.ensure_future(b.wait_for_slot(snap, f.facts(key=VK), queued))
+        waiting = asyncio.ensure_future(b.wait_for_slot(lambda: snap, f.facts(key=VK), queued))
         await asyncio.sleep(0.05)
         assert not waiting.done()
         await a.release(holder.reservation)
@@ -219,3 +221,19 @@ async def test_a_slot_freed_in_this_process_wakes_the_first_waiter_without_polli
     admitted = await asyncio.wait_for(waiter, 5)
     assert admitted.allowed and order == ["waiter"]
     await enforcer.release(admitted.reservation)
+
+
+async def test_a_limit_raised_while_requests_wait_lets_them_through(counter_store) -> None:
+    enforcer = Enforcer(counter_store, clock)
+    policy = [world(1, queue_timeout_ms=10_000, unique=uuid.uuid4().hex[:8])]
+    holder = await enforcer.admit(policy[0], f.facts(key=VK))
+    queued = await enforcer.admit(policy[0], f.facts(key=VK))
+    waiting = asyncio.ensure_future(enforcer.wait_for_slot(lambda: policy[0], f.facts(key=VK), queued))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    slots = next(iter(policy[0].keys_by_hash.values())).limits.concurrency
+    policy[0] = world(2, queue_timeout_ms=10_000, unique=slots.id.removeprefix("key-slots-"))  # the same limit, raised
+    admitted = await asyncio.wait_for(waiting, 3)
+    assert admitted.allowed and await in_flight(counter_store, policy[0]) == 2
+    await enforcer.release(admitted.reservation)
+    await enforcer.release(holder.reservation)
