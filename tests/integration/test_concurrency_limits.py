@@ -99,7 +99,7 @@ async def test_waiters_are_let_through_in_order_of_arrival(gateway, mock) -> Non
             body = {**BODY, "messages": [{"role": "user", "content": f"request {index}"}]}
             tasks.append(asyncio.ensure_future(post(session, running, body)))
             # each holds the slot or queues before the next is sent
-            await until(lambda: in_flight(running) == 1 and running.runtime.enforcer.requests_waiting == index)
+            await until(lambda queued=index: in_flight(running) == 1 and running.runtime.enforcer.requests_waiting == queued)
         results = await asyncio.gather(*tasks)
     assert [status for status, _, _ in results] == [200] * 6
     served = await mock_control(mock, "GET", "/_mock/requests")
@@ -143,14 +143,14 @@ async def test_a_waiting_client_that_hangs_up_leaves_the_queue(gateway, mock) ->
 async def test_a_stream_holds_its_slot_until_it_ends_and_a_cut_stream_gives_it_back(gateway, mock) -> None:
     running = gateway(limited(mock, 1))
     mock.settings.chunk_delay_ms = 100
-    async with aiohttp.ClientSession() as session:
-        async with session.post(running.v1 + "/chat/completions", json={**BODY, "stream": True, "max_tokens": 50},
-                                headers={"x-tollway-vk": KEY}) as response:
-            assert response.status == 200
-            await response.content.readline()
-            assert in_flight(running) == 1
-            assert (await post(session, running))[0] == 429
-            response.close()  # the client hangs up mid-stream
+    async with aiohttp.ClientSession() as session, session.post(
+            running.v1 + "/chat/completions", json={**BODY, "stream": True, "max_tokens": 50},
+            headers={"x-tollway-vk": KEY}) as response:
+        assert response.status == 200
+        await response.content.readline()
+        assert in_flight(running) == 1
+        assert (await post(session, running))[0] == 429
+        response.close()  # the client hangs up mid-stream
     assert settled(running) == 0
     mock.settings.chunk_delay_ms = 0
     stream = await sdk(running, KEY).chat.completions.create(**BODY, stream=True)

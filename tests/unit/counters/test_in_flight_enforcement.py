@@ -19,8 +19,8 @@ from tollway.governance import slot_queue
 from tollway.governance.counters.base import CounterOp, CounterStore
 from tollway.governance.counters.redis import RedisCounterStore
 from tollway.governance.decisions import Decision, denial_headers, error_body
-from tollway.governance.engine import static_checks
 from tollway.governance.enforcer import Admission, Enforcer
+from tollway.governance.engine import static_checks
 from tollway.governance.model import Kind, Level, in_flight_counter
 
 NOW = f.at(2026, 5, 10, 8)

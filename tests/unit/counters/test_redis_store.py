@@ -111,7 +111,7 @@ async def test_in_flight_slots_of_a_killed_process_come_back_when_its_lease_runs
         "    os._exit(0)  # SIGKILLed with three requests in flight\n"
         "asyncio.run(main())\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], check=True, timeout=60)
     full = CounterOp(c, 3, 1, 0, 0, 0)
     assert (await store.acquire([full])).failed == 0
     assert await raw.pttl(f"tollway:c:{c}") == -1  # an in-flight counter never expires while slots are held
