@@ -111,6 +111,23 @@ def model_blocked(scope: Scope, provider: str, model: str, allowed: Iterable[str
     return Denial(Decision.MODEL_BLOCKED, message, scope)
 
 
+# A slot frees when any request in flight ends, which no one can predict: clients are
+# told to retry in a second (SPEC §8), the shortest wait Retry-After can express.
+CONCURRENCY_RETRY_AFTER_S = 1
+
+
+def concurrency_denial(scope: Scope, limit: int, in_flight: int, now_ms: int, waited_ms: int = 0) -> Denial:
+    """The denial of a request that found all ``limit`` in-flight slots of ``scope`` taken
+    (after waiting ``waited_ms`` in the queue, when it did)."""
+    message = (f"{_LEVEL_LABEL[scope.level]} '{scope.name}' allows {limit} requests in flight at once "
+               f"and {in_flight} are")
+    if waited_ms:
+        message += f"; no slot freed within the {waited_ms} ms this request waited"
+    message += f"; try again in {CONCURRENCY_RETRY_AFTER_S} s"
+    return Denial(Decision.CONCURRENCY_LIMITED, message, scope, limit, in_flight,
+                  now_ms + CONCURRENCY_RETRY_AFTER_S * 1000, CONCURRENCY_RETRY_AFTER_S)
+
+
 def limit_denial(
     kind: Kind, scope: Scope, limit: int, used: int, amount: int, duration: Duration, reset_at_ms: int, now_ms: int
 ) -> Denial:
@@ -131,23 +148,6 @@ def limit_denial(
             message += f"; {used} are used or reserved and this request needs up to {amount}"
         message += f"; try again in {retry_after} s"
     return Denial(DECISION_FOR_KIND[kind], message, scope, limit, used, reset_at_ms, retry_after)
-
-
-# A slot frees when any request in flight ends, which no one can predict: clients are
-# told to retry in a second (SPEC §8), the shortest wait Retry-After can express.
-CONCURRENCY_RETRY_AFTER_S = 1
-
-
-def concurrency_denial(scope: Scope, limit: int, in_flight: int, now_ms: int, waited_ms: int = 0) -> Denial:
-    """The denial of a request that found all ``limit`` in-flight slots of ``scope`` taken
-    (after waiting ``waited_ms`` in the queue, when it did)."""
-    message = (f"{_LEVEL_LABEL[scope.level]} '{scope.name}' allows {limit} requests in flight at once "
-               f"and {in_flight} are")
-    if waited_ms:
-        message += f"; no slot freed within the {waited_ms} ms this request waited"
-    message += f"; try again in {CONCURRENCY_RETRY_AFTER_S} s"
-    return Denial(Decision.CONCURRENCY_LIMITED, message, scope, limit, in_flight,
-                  now_ms + CONCURRENCY_RETRY_AFTER_S * 1000, CONCURRENCY_RETRY_AFTER_S)
 
 
 def error_body(denial: Denial) -> bytes:
