@@ -109,3 +109,15 @@ def test_in_flight_shows_in_the_key_view_and_the_usage_api_while_a_request_runs(
     finally:
         upstream.mock.settings.latency_ms = 0
     assert api.get(f"{KEYS}/{key['id']}").json()["virtual_key"]["concurrency"]["in_flight"] == 0
+
+
+def test_explain_shows_the_in_flight_limit_without_a_window(api: httpx2.Client) -> None:
+    key = api.post(KEYS, json={"id": unique("vk"), "name": "k", "concurrency": {"max_in_flight": 2}}).json()
+    explained = api.post("/api/governance/explain", json={"virtual_key_id": key["virtual_key"]["id"],
+                                                           "model": "openai/gpt-4o-mini"})
+    assert explained.status_code == 200, explained.text
+    body = explained.json()
+    limits = [limit for limit in body["limits"] if limit["kind"] == "in_flight"]
+    assert body["allowed"] is True
+    assert [(lim["level"], lim["limit"], lim["reserved"], lim["remaining"], lim["duration"], lim["reset_at"])
+            for lim in limits] == [("virtual_key", 2, 0, 2, None, None)]
