@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
@@ -88,6 +89,22 @@ async def test_the_openai_sdk_sees_a_rate_limit_error_naming_the_limit(gateway, 
     assert refused.value.code == "concurrency_limited"
     assert refused.value.response.headers["retry-after"] == "1"
     await slow
+
+
+async def test_the_anthropic_sdk_sees_the_denial_in_its_own_shape(gateway, mock) -> None:
+    running = gateway(limited(mock, 1))
+    mock.settings.latency_ms = 600
+    slow = asyncio.ensure_future(sdk(running, KEY).chat.completions.create(**BODY))
+    await until(lambda: in_flight(running) == 1)
+    async with anthropic.AsyncAnthropic(base_url=running.url, api_key=KEY, max_retries=0) as client:
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            await client.messages.create(model="anthropic/claude-3-5-haiku-latest", max_tokens=16,
+                                         messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.body["error"]["type"] == "concurrency_limited"
+    assert refused.value.body["error"]["scope"]["level"] == "virtual_key"
+    assert refused.value.response.headers["retry-after"] == "1"
+    await slow
+    assert settled(running) == 0
 
 
 async def test_waiters_are_let_through_in_order_of_arrival(gateway, mock) -> None:
