@@ -12,7 +12,11 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from tollway.config.schema import ServerConfig, duration_s
-from tollway.server.connections import ConnectionLimits, GuardedHttpToolsProtocol, connection_responses
+from tollway.server.connections import (
+    ConnectionLimits,
+    GuardedHttpToolsProtocol,
+    connection_responses,
+)
 
 log = logging.getLogger("tollway.server")
 
