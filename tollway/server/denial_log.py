@@ -10,7 +10,7 @@ one of them is still counted in ``tollway_requests_total`` (label ``decision``).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tollway.governance.decisions import Decision
 from tollway.store.request_log import RequestLogRecord
@@ -46,7 +46,7 @@ class DenialSampler:
         ``final`` (at shutdown): for the current minute too."""
         if self._minute < 0 or (now_ms // _MINUTE_MS == self._minute and not final):
             return []
-        start = datetime.fromtimestamp(self._minute * _MINUTE_MS / 1000, timezone.utc)
+        start = datetime.fromtimestamp(self._minute * _MINUTE_MS / 1000, UTC)
         rows = [_summary(decision, count, start, self._minute) for decision, count in sorted(self._folded.items())]
         self._minute, self._logged, self._folded = -1, 0, {}
         return rows
