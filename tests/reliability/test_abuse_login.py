@@ -38,6 +38,8 @@ def test_failed_logins_are_throttled_per_address_while_traffic_flows(gateway, mo
     try:
         with _client(running.url) as attacker:
             statuses = [_login(attacker, f"guess-{i:04d}-0123456789abcdef").status_code for i in range(300)]
+            while not traffic.enough():  # held until normal requests have run beside it
+                statuses.append(_login(attacker, "guess-more-0123456789abcdef").status_code)
             refused = _login(attacker, ADMIN_TOKEN)  # the right token, from the throttled address
     finally:
         traffic.stop()

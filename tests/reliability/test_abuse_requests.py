@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,14 @@ def _config(tmp_path: Path, mock_url: str, **extra: Any) -> dict[str, Any]:
             "governance": {"virtual_keys": [{"id": "vk-abuse", "name": "abuse", "value": VK}]}, **extra}
 
 
-def _unauthenticated_flood(gateway: RunningGateway, count: int, hold_s: float = 0.0) -> list[int]:
+def _unauthenticated_flood(gateway: RunningGateway, count: int, traffic: NormalTraffic | None = None) -> list[int]:
     """Chat completions with a made-up model each, half with no key and half with a
-    made-up key, as fast as one connection goes: ``count`` of them, more while under
-    ``hold_s`` seconds (an even number); their statuses."""
+    made-up key, as fast as one connection goes: ``count`` of them, more until
+    ``traffic`` has had enough requests (an even number); their statuses."""
     statuses: list[int] = []
-    started = time.monotonic()
     with httpx2.Client(timeout=10) as client:
         i = 0
-        while i < count or time.monotonic() - started < hold_s or i % 2:
+        while i < count or (traffic is not None and not traffic.enough()) or i % 2:
             headers = {"Authorization": f"Bearer tw-{uuid.uuid4().hex}"} if i % 2 else {}
             body = {"model": f"openai/made-up-{uuid.uuid4().hex}", "messages": HELLO}
             statuses.append(client.post(gateway.v1 + "/chat/completions", json=body, headers=headers).status_code)
@@ -56,7 +54,7 @@ def test_made_up_model_names_add_no_metric_series(gateway, mock: MockThread, tmp
     traffic = NormalTraffic(running.v1, VK)
     traffic.start()
     try:
-        statuses = _unauthenticated_flood(running, ABUSE, hold_s=2.0)
+        statuses = _unauthenticated_flood(running, ABUSE, traffic)
     finally:
         traffic.stop()
     assert set(statuses) == {401}
@@ -90,7 +88,7 @@ def test_unauthenticated_denials_are_sampled_in_the_request_log(gateway, mock: M
     traffic = NormalTraffic(running.v1, VK)
     traffic.start()
     try:
-        sent = len(_unauthenticated_flood(running, ABUSE, hold_s=2.0))
+        sent = len(_unauthenticated_flood(running, ABUSE, traffic))
     finally:
         traffic.stop()
     traffic.check(usual)

@@ -39,14 +39,32 @@ class NormalTraffic(threading.Thread):
         self.latencies: list[float] = []
         self.failures: list[str] = []
         self._stopping = threading.Event()
+        self._started_at: float | None = None
 
     def run(self) -> None:
+        self._started_at = time.monotonic()
         while not self._stopping.is_set():
             try:
                 self.latencies.append(one_request(self.base_url, self.api_key))
             except Exception as exc:  # noqa: BLE001 - every failure is a finding, reported by check()
                 self.failures.append(f"{type(exc).__name__}: {exc}")
             self._stopping.wait(self.pause_s)
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies) + len(self.failures)
+
+    def enough(self, at_least: int = 5, timeout_s: float = 60.0) -> bool:
+        """Whether ``at_least`` requests have completed (or ``timeout_s`` has passed since
+        the start): until then the abuse goes on, however slow the machine is."""
+        if self._started_at is None:
+            self._started_at = time.monotonic()
+        return self.completed >= at_least or time.monotonic() - self._started_at > timeout_s
+
+    def hold(self, at_least: int = 5, timeout_s: float = 60.0) -> None:
+        """Wait until `enough`: the abuse, already in place, is held meanwhile."""
+        while not self.enough(at_least, timeout_s):
+            self._stopping.wait(0.05)
 
     def stop(self) -> NormalTraffic:
         self._stopping.set()

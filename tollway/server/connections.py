@@ -40,6 +40,27 @@ class ConnectionLimits:
     head_timeout_s: float
 
 
+class CapReport:
+    """What the connection cap did, logged at most once a minute (an attack must not
+    turn into a log line per connection)."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        self._interval_s = interval_s
+        self._next_at = 0.0
+        self._closed_idle = 0
+        self._refused = 0
+
+    def note(self, now: float, max_connections: int, *, closed_idle: int = 0, refused: int = 0) -> None:
+        self._closed_idle += closed_idle
+        self._refused += refused
+        if now < self._next_at:
+            return
+        log.warning("at the connection limit (%d): closed %d idle connections and refused %d new ones "
+                    "(server.max_connections)", max_connections, self._closed_idle, self._refused)
+        self._next_at = now + self._interval_s
+        self._closed_idle = self._refused = 0
+
+
 def _refusal(status: int, reason: bytes, message: str, extra: bytes = b"") -> bytes:
     body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
                                    "code": reason.decode().lower().replace(" ", "_")}})
@@ -67,6 +88,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._limits: ConnectionLimits = config.connection_limits
         self._responses: dict[int, bytes] = config.connection_responses
+        self._report: CapReport = config.cap_report
         self._reading_head = True  # a new connection waits for its first request's head
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -77,6 +99,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- connection lifetime ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self._limits.max_connections and not self._make_room():
+            self._report.note(self.loop.time(), self._limits.max_connections, refused=1)
             self._refused = True
             transport.write(self._responses[503])
             transport.close()
@@ -95,12 +118,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Close the longest-idle connections; False when none is idle."""
         idle = [c for c in self.connections if isinstance(c, GuardedHttpToolsProtocol) and c.idle]
         if not idle:
-            log.warning("connection limit reached (%d) with every connection busy: refusing new connections",
-                        self._limits.max_connections)
             return False
         count = max(1, self._limits.max_connections // _EVICT_FRACTION)
-        for connection in heapq.nsmallest(count, idle, key=lambda c: c._idle_since):
+        oldest = heapq.nsmallest(count, idle, key=lambda c: c._idle_since)
+        for connection in oldest:
             connection.close_idle()
+        self._report.note(self.loop.time(), self._limits.max_connections, closed_idle=len(oldest))
         return True
 
     @property

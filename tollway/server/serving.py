@@ -13,6 +13,7 @@ from uvicorn.supervisors import Multiprocess
 
 from tollway.config.schema import ServerConfig, duration_s
 from tollway.server.connections import (
+    CapReport,
     ConnectionLimits,
     GuardedHttpToolsProtocol,
     connection_responses,
@@ -32,6 +33,7 @@ class GatewayServerConfig(uvicorn.Config):
         super().__init__(app, http=GuardedHttpToolsProtocol, **kwargs)
         self.connection_limits = connection_limits
         self.connection_responses = connection_responses(connection_limits)
+        self.cap_report = CapReport()  # one per process: a worker gets its own copy
 
 
 def raise_fd_limit() -> tuple[int, int]:
