@@ -70,8 +70,9 @@ class ServedGateway:
     """`python -m tollway serve` as a child process, with its stdout and stderr in files."""
 
     def __init__(self, config: dict[str, Any], directory: Path, env: dict[str, str] | None = None,
-                 port: int | None = None, fd_limit: int | None = None) -> None:
-        """``fd_limit``: the process's RLIMIT_NOFILE, soft and hard (it cannot raise it)."""
+                 port: int | None = None, fd_limit: int | tuple[int, int] | None = None) -> None:
+        """``fd_limit``: the process's RLIMIT_NOFILE, soft and hard (one number: both, so
+        that it cannot raise it)."""
         self.directory = directory
         self.fd_limit = fd_limit
         self.port = port or free_port()
@@ -107,7 +108,8 @@ class ServedGateway:
 
     def _limit_fds(self) -> None:
         assert self.fd_limit is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
+        limits = self.fd_limit if isinstance(self.fd_limit, tuple) else (self.fd_limit, self.fd_limit)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
     def rss_bytes(self) -> int:
         """The process's resident memory now."""

@@ -35,8 +35,10 @@ def _config(tmp_path: Path, mock_url: str, **server: Any) -> dict[str, Any]:
 def serve(tmp_path: Path) -> Iterator[Any]:
     started: list[ServedGateway] = []
 
-    def start(config: dict[str, Any], fd_limit: int | None = None) -> ServedGateway:
-        gateway = ServedGateway(config, tmp_path, fd_limit=fd_limit).start()
+    def start(config: dict[str, Any], fd_limit: int | tuple[int, int] | None = None) -> ServedGateway:
+        directory = tmp_path / f"gateway-{len(started)}"  # its own log files
+        directory.mkdir()
+        gateway = ServedGateway(config, directory, fd_limit=fd_limit).start()
         started.append(gateway)
         return gateway
 
@@ -197,3 +199,46 @@ def test_at_the_connection_cap_busy_connections_keep_theirs_and_newcomers_get_50
         thread.join(10)
     control(mock.url, "POST", "/_mock/settings", {"latency_ms": 0})
     assert one_request(gateway.url + "/v1") < 2
+
+
+def test_the_soft_fd_limit_is_raised_to_the_hard_one_at_start_and_the_cap_fits_it(serve, mock: MockThread, tmp_path: Path) -> None:
+    raised = serve(_config(tmp_path, mock.url), fd_limit=(256, 1024))
+    assert "raised the open-file limit (RLIMIT_NOFILE) from 256 to 1024" in raised.stderr()
+    assert "at most 480 connections per worker" in raised.stderr()
+    limits = [line for line in Path(f"/proc/{raised.pid}/limits").read_text().splitlines()
+              if line.startswith("Max open files")]
+    assert limits[0].split()[3:5] == ["1024", "1024"]
+    raised.kill()
+    kept = serve(_config(tmp_path, mock.url, raise_fd_limit=False), fd_limit=(256, 1024))
+    assert "raised the open-file limit" not in kept.stderr()
+    assert "open-file limit 256 (hard 1024): at most 96 connections per worker" in kept.stderr()
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closes(serve, mock: MockThread, tmp_path: Path) -> None:
+    gateway = serve(_config(tmp_path, mock.url, body_read_timeout="1s"))
+    usual = usual_latency(gateway.url + "/v1")
+    traffic = NormalTraffic(gateway.url + "/v1")
+    traffic.start()
+    try:
+        stalled = _connect(gateway.port)
+        stalled.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 1000\r\n\r\n")
+        time.sleep(0.2)  # the head in one read, the start of the body in another
+        stalled.sendall(b'{"model": "openai/gpt-4o-mini", ')
+        answer, stalled_s = _closed_after(stalled, 10)
+        # A slow body that keeps coming is not cut: 10 bytes every 0.3 s for 2 s.
+        slow = _connect(gateway.port)
+        body = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}'
+        slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for start in range(0, len(body), 10):
+            time.sleep(0.3)
+            slow.sendall(body[start:start + 10])
+        slow_answer, _ = _closed_after(slow, 10)
+        traffic.hold()
+    finally:
+        traffic.stop()
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"request body stopped arriving" in answer, answer[:200]
+    assert stalled_s < 3
+    assert slow_answer.startswith(b"HTTP/1.1 200 "), slow_answer[:200]
+    traffic.check(usual)

@@ -73,10 +73,10 @@ class NormalTraffic(threading.Thread):
 
     def check(self, usual_s: float, at_least: int = 5) -> None:
         """Every request succeeded, and within its usual latency: the median at most a few
-        times the usual one, none over a second more than usual (a shared CI machine
+        times the usual one, none over two seconds more than usual (a shared CI machine
         has pauses of its own)."""
         assert not self.failures, f"{len(self.failures)} normal requests failed, e.g. {self.failures[:3]}"
         assert len(self.latencies) >= at_least, f"only {len(self.latencies)} normal requests completed"
         median = statistics.median(self.latencies)
-        assert median <= max(4 * usual_s, usual_s + 0.1), f"median latency {median:.3f} s, usually {usual_s:.3f} s"
-        assert max(self.latencies) <= usual_s + 1.0, f"slowest {max(self.latencies):.3f} s, usually {usual_s:.3f} s"
+        assert median <= max(4 * usual_s, usual_s + 0.25), f"median latency {median:.3f} s, usually {usual_s:.3f} s"
+        assert max(self.latencies) <= usual_s + 2.0, f"slowest {max(self.latencies):.3f} s, usually {usual_s:.3f} s"

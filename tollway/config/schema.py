@@ -248,9 +248,11 @@ class ServerConfig(_Strict):
     max_request_head_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 64 * 1024  # 431 above
     header_read_timeout: str = "10s"  # from connecting (or a request's first byte) to its last header
     keep_alive_timeout: str = "5s"  # idle between two requests on one connection
+    body_read_timeout: str = "30s"  # a request body that stops arriving this long: 408, closed
     raise_fd_limit: bool = True  # raise the soft RLIMIT_NOFILE to the hard limit at start
 
-    _check_durations = field_validator("header_read_timeout", "keep_alive_timeout")(_seconds_up_to_hour)
+    _check_durations = field_validator("header_read_timeout", "keep_alive_timeout",
+                                       "body_read_timeout")(_seconds_up_to_hour)
 
 
 class LoginThrottleConfig(_Strict):

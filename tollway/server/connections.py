@@ -9,6 +9,9 @@ request is served at all. This protocol adds, per connection:
 - a header-read timeout: a request whose head is not complete ``head_timeout_s``
   after the connection opened (or after its first byte, on a kept-alive connection) is
   answered 408 and closed; a connection that sent nothing is closed quietly;
+- a body-read timeout: a request body that stops arriving for ``body_timeout_s``
+  (while the server is not the one holding it back) gets 408 and the connection is
+  closed; the application sees the client gone;
 - a connection cap: at ``max_connections``, the connections with no request in
   progress are closed oldest first to make room (as nginx reuses keep-alive
   connections); with none idle, the new connection gets 503 and is closed.
@@ -38,6 +41,7 @@ class ConnectionLimits:
     max_connections: int
     max_head_bytes: int
     head_timeout_s: float
+    body_timeout_s: float
 
 
 class CapReport:
@@ -68,14 +72,16 @@ def _refusal(status: int, reason: bytes, message: str, extra: bytes = b"") -> by
             b"connection: close\r\n%s\r\n" % (status, reason, len(body), extra)) + body
 
 
-def _responses(limits: ConnectionLimits) -> dict[int, bytes]:
+def _responses(limits: ConnectionLimits) -> dict[str, bytes]:
     return {
-        431: _refusal(431, b"Request Header Fields Too Large",
-                      f"the request head (request line and headers) is over {limits.max_head_bytes} bytes"),
-        408: _refusal(408, b"Request Timeout",
-                      f"the request head did not arrive within {limits.head_timeout_s:g} s"),
-        503: _refusal(503, b"Service Unavailable", "the server is at its connection limit; retry shortly",
-                      b"retry-after: 1\r\n"),
+        "head_too_large": _refusal(431, b"Request Header Fields Too Large",
+                                   f"the request head (request line and headers) is over {limits.max_head_bytes} bytes"),
+        "head_timeout": _refusal(408, b"Request Timeout",
+                                 f"the request head did not arrive within {limits.head_timeout_s:g} s"),
+        "body_timeout": _refusal(408, b"Request Timeout",
+                                 f"the request body stopped arriving for {limits.body_timeout_s:g} s"),
+        "at_capacity": _refusal(503, b"Service Unavailable", "the server is at its connection limit; retry shortly",
+                                b"retry-after: 1\r\n"),
     }
 
 
@@ -87,11 +93,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._limits: ConnectionLimits = config.connection_limits
-        self._responses: dict[int, bytes] = config.connection_responses
+        self._responses: dict[str, bytes] = config.connection_responses
         self._report: CapReport = config.cap_report
         self._reading_head = True  # a new connection waits for its first request's head
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._data_at = 0.0  # when the last bytes arrived
         self._idle_since = 0.0
         self._refused = False  # at connection_made, for the connection cap
         self._dropping = False  # after a refusal, while the answer drains
@@ -101,7 +109,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) >= self._limits.max_connections and not self._make_room():
             self._report.note(self.loop.time(), self._limits.max_connections, refused=1)
             self._refused = True
-            transport.write(self._responses[503])
+            transport.write(self._responses["at_capacity"])
             transport.close()
             return
         super().connection_made(transport)
@@ -112,6 +120,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused and self.transport is None:
             return  # refused at connection_made: uvicorn's side never saw it
         self._cancel_head_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
         super().connection_lost(exc)
 
     def _make_room(self) -> bool:
@@ -148,10 +158,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # counts a little too much, at most one read of 256 KiB).
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_head_bytes:
-                self._refuse(431)
+                self._refuse("head_too_large")
             elif self._head_timer is None:
                 # Armed only for a head that spans reads: most arrive in one, and need no timer.
                 self._arm_head_timer()
+            return
+        self._data_at = self.loop.time()
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and self._body_timer is None and not cycle.response_complete:
+            # Armed only for a body that spans reads, once; it re-arms itself while data flows.
+            self._body_timer = self.loop.call_later(self._limits.body_timeout_s, self._body_check)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -167,8 +183,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._idle_since = self.loop.time()
         super().on_response_complete()
 
-    def _refuse(self, status: int) -> None:
-        """Answer ``status`` and end the connection. The client may still be sending: the
+    def _refuse(self, answer: str) -> None:
+        """Answer (one of `_responses`) and end the connection. The client may still be sending: the
         write side is shut first and the rest read and dropped for a moment, because closing
         with unread data resets the connection and the client would lose the answer."""
         self._cancel_head_timer()
@@ -178,7 +194,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._dropping = True
         self.flow.resume_reading()
-        self.transport.write(self._responses[status])
+        self.transport.write(self._responses[answer])
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(_LINGER_S, self.transport.close)
@@ -202,11 +218,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm_head_timer()  # a pipelined head behind a response still in progress: wait for it
             return
         if self._head_bytes:
-            self._refuse(408)
+            self._refuse("head_timeout")
         else:
             self.transport.close()  # nothing sent: nobody to answer
 
 
-def connection_responses(limits: ConnectionLimits) -> dict[int, bytes]:
+    # -- body-read timeout ------------------------------------------------------------
+    def _body_check(self) -> None:
+        """The body of the request in progress is still incomplete: end the connection when
+        nothing arrived for ``body_timeout_s``, unless the server paused reading it."""
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or cycle.response_complete or self.transport.is_closing():
+            return
+        quiet_s = self.loop.time() - self._data_at
+        if quiet_s < self._limits.body_timeout_s or self.flow.read_paused:
+            delay = self._limits.body_timeout_s - quiet_s if not self.flow.read_paused else self._limits.body_timeout_s
+            self._body_timer = self.loop.call_later(max(delay, 0.01), self._body_check)
+            return
+        if not cycle.response_started:
+            self.transport.write(self._responses["body_timeout"])
+        self.transport.close()  # the application's receive() reports the client gone
+
+
+def connection_responses(limits: ConnectionLimits) -> dict[str, bytes]:
     """The refusals, rendered once per process."""
     return _responses(limits)

@@ -58,7 +58,8 @@ def connection_limits(server: ServerConfig, fd_soft_limit: int) -> ConnectionLim
     if fd_soft_limit != resource.RLIM_INFINITY:
         cap = min(cap, max(16, (fd_soft_limit - _FD_RESERVE) // 2))
     return ConnectionLimits(max_connections=cap, max_head_bytes=server.max_request_head_bytes,
-                            head_timeout_s=duration_s(server.header_read_timeout))
+                            head_timeout_s=duration_s(server.header_read_timeout),
+                            body_timeout_s=duration_s(server.body_read_timeout))
 
 
 def prepare_limits(server: ServerConfig) -> ConnectionLimits:
