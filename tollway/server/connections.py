@@ -163,11 +163,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 # Armed only for a head that spans reads: most arrive in one, and need no timer.
                 self._arm_head_timer()
             return
-        self._data_at = self.loop.time()
         cycle = self.cycle
-        if cycle is not None and cycle.more_body and self._body_timer is None and not cycle.response_complete:
-            # Armed only for a body that spans reads, once; it re-arms itself while data flows.
-            self._body_timer = self.loop.call_later(self._limits.body_timeout_s, self._body_check)
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            self._data_at = self.loop.time()
+            if self._body_timer is None:
+                # Armed only for a body that spans reads, once; it re-arms itself while data flows.
+                self._body_timer = self.loop.call_later(self._limits.body_timeout_s, self._body_check)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -184,9 +185,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()
 
     def _refuse(self, answer: str) -> None:
-        """Answer (one of `_responses`) and end the connection. The client may still be sending: the
-        write side is shut first and the rest read and dropped for a moment, because closing
-        with unread data resets the connection and the client would lose the answer."""
+        """Send ``answer`` (a key of `_responses`) and end the connection. The client may
+        still be sending: the write side is shut first and the rest read and dropped for a
+        moment, because closing with unread data resets the connection and the client
+        would lose the answer."""
         self._cancel_head_timer()
         self._reading_head = False
         if self.cycle is not None and not self.cycle.response_complete:
@@ -222,7 +224,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.transport.close()  # nothing sent: nobody to answer
 
-
     # -- body-read timeout ------------------------------------------------------------
     def _body_check(self) -> None:
         """The body of the request in progress is still incomplete: end the connection when
@@ -231,10 +232,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or not cycle.more_body or cycle.response_complete or self.transport.is_closing():
             return
-        quiet_s = self.loop.time() - self._data_at
-        if quiet_s < self._limits.body_timeout_s or self.flow.read_paused:
-            delay = self._limits.body_timeout_s - quiet_s if not self.flow.read_paused else self._limits.body_timeout_s
-            self._body_timer = self.loop.call_later(max(delay, 0.01), self._body_check)
+        now = self.loop.time()
+        if self.flow.read_paused:
+            self._data_at = now  # the application is behind, not the client: its wait does not count
+        quiet_s = now - self._data_at
+        if quiet_s < self._limits.body_timeout_s:
+            self._body_timer = self.loop.call_later(max(self._limits.body_timeout_s - quiet_s, 0.01), self._body_check)
             return
         if not cycle.response_started:
             self.transport.write(self._responses["body_timeout"])
