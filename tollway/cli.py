@@ -13,13 +13,15 @@ import sys
 from pathlib import Path
 
 import typer
-import uvicorn
 
 from tollway.admin_commands import register as register_admin_commands
 from tollway.config import ConfigError, Settings, load_settings
 from tollway.config.loader import ADMIN_TOKEN_VARIABLE, CONFIG_PATH_VARIABLE
+from tollway.config.schema import ServerConfig
 from tollway.demo import run_demo
 from tollway.governance.durations import parse_duration
+from tollway.server.connections import ConnectionLimits
+from tollway.server.serving import gateway_server_config, prepare_limits, run_uvicorn
 from tollway.server.startup import prepare_database
 from tollway.store.migrate import current, downgrade, upgrade
 from tollway.testing.mock_upstream import MockSettings, serve_mock_upstream
@@ -57,7 +59,8 @@ def serve(
                    "use counters: {backend: redis, url: ...} for exact limits across workers", err=True)
     prepare(settings)
     grace_s = (parse_duration(settings.shutdown_grace_period).fixed_ms or 30_000) / 1000
-    run_server(config, host, port, workers, settings.log_level, grace_s)
+    limits = prepare_limits(settings.server)
+    run_server(config, host, port, workers, settings.log_level, grace_s, settings.server, limits)
 
 
 def _check_admin_token(settings: Settings, host: str) -> None:
@@ -94,17 +97,18 @@ def prepare(settings: Settings) -> None:
         typer.echo(f"generated virtual key {key.id!r} ({key.name}): {key.value}  (shown once; store it now)")
 
 
-def run_server(config: Path, host: str, port: int, workers: int, log_level: str, grace_s: float = 30.0) -> None:
+def run_server(config: Path, host: str, port: int, workers: int, log_level: str, grace_s: float,
+               server: ServerConfig, limits: ConnectionLimits) -> None:
     os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
     # it found in place: this one, so that a graceful stop exits 0 rather than -SIGTERM.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
-    uvicorn.run(
-        "tollway.server.startup:worker_app", factory=True, host=host, port=port, workers=workers,
-        loop="uvloop" if _has_uvloop() else "asyncio", http="httptools", lifespan="on",
-        access_log=False, log_level=log_level, timeout_graceful_shutdown=grace_s, backlog=2048,
-        proxy_headers=False, server_header=False,  # no per-request work for headers nobody reads
-    )
+    try:
+        run_uvicorn(gateway_server_config(
+            server, limits, host=host, port=port, workers=workers, loop="uvloop" if _has_uvloop() else "asyncio",
+            log_level=log_level, timeout_graceful_shutdown=grace_s))
+    except KeyboardInterrupt:
+        pass
 
 
 def _exit_after_graceful_shutdown(signum: int, frame: object) -> None:

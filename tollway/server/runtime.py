@@ -23,6 +23,7 @@ from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.targets import TargetResolver
 from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
+from tollway.server.metric_labels import label_sets
 from tollway.server.models_catalog import ModelCatalog
 from tollway.server.models_route import ModelsRoute
 from tollway.server.recorder import Recorder
@@ -39,6 +40,7 @@ from tollway.ui import create_ui_app
 log = logging.getLogger(__name__)
 _REFRESH_INTERVAL_S = 1.0
 _SETTLE_WAIT_S = 2.0
+_FOLDED_DENIALS_INTERVAL_S = 5.0  # how late a minute's folded 401s may reach the request log
 _RETENTION_INTERVAL_S = 3600.0  # deleting old request log rows hourly keeps each run short
 
 
@@ -65,7 +67,7 @@ class Runtime:
         self.settings = settings
         self.prepare_database = prepare_database
         self.clock_ms = clock_ms
-        self.metrics = Metrics()
+        self.metrics = Metrics(label_sets(settings))
         self.pricing: PriceCatalog = price_catalog(settings)
         self.management: Any = None  # the /api application, mounted by the management package
         self.ui: Any = None  # the /ui application (admin web UI), over the management API
@@ -111,13 +113,14 @@ class Runtime:
                                lambda: writer.pending)
             self.metrics.gauge("tollway_request_log_dropped", "Request log records lost (buffer full or unstorable)",
                                lambda: writer.dropped)
+        self.recorder = Recorder(self.metrics, self.log_writer, settings.request_log_unauthenticated_per_minute)
         self.proxy = Proxy(
             providers=self.providers,
             resolver=TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks),
             enforcer=self.enforcer,
             snapshot=lambda: self.snapshot,
             pricing=self.pricing,
-            sink=Recorder(self.metrics, self.log_writer),
+            sink=self.recorder,
             estimates=settings.estimate,
             max_body_bytes=settings.max_body_bytes,
         )
@@ -134,6 +137,8 @@ class Runtime:
             asyncio.create_task(self._every(flush_s, self._periodic_flush, "usage-flush"), name="usage-flush"),
             asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy, "policy-refresh"),
                                 name="policy-refresh"),
+            asyncio.create_task(self._every(_FOLDED_DENIALS_INTERVAL_S, self._flush_folded_denials, "folded-denials"),
+                                name="folded-denials"),
         ]
         if settings.request_log_retention:
             self._tasks.append(asyncio.create_task(
@@ -155,11 +160,15 @@ class Runtime:
         except Exception:  # noqa: BLE001 - shutting down: report and carry on closing
             log.exception("final usage flush failed")
         if self.log_writer is not None:
+            self.recorder.flush_summaries(self.clock_ms(), final=True)
             await self.log_writer.close()
         for provider in self.providers.values():
             await provider.close()
         await self.store.close()
         await self.db.close()
+
+    async def _flush_folded_denials(self) -> None:
+        self.recorder.flush_summaries(self.clock_ms())
 
     async def flush_usage(self) -> None:
         await save_counters(self.db, await self.store.export())
