@@ -1,14 +1,21 @@
-"""`tollway` command line: serve, demo, mock-upstream, db."""
+"""`tollway` command line: serve, demo, mock-upstream, db, config.
+
+Exit codes of `serve` (docs/troubleshooting.md#exit-codes): 0 a graceful stop, 2 the
+configuration (or no admin token on a public address), 3 the database, 4 the address
+cannot be listened on (the port is in use, or not allowed).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.util
 import ipaddress
 import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -28,7 +35,13 @@ app = typer.Typer(help="Tollway: an LLM gateway with exact, hierarchical budgets
                   no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+config_app = typer.Typer(help="The configuration file: check one, print the reference.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 register_admin_commands(app)
+
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+EXIT_ADDRESS = 4
 
 ConfigOption = typer.Option(Path("tollway.yaml"), "--config", "-c", help="The configuration file (YAML or JSON).")
 
@@ -38,7 +51,7 @@ def _settings(path: Path) -> Settings:
         return load_settings(path)
     except ConfigError as exc:
         typer.echo(f"configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 @app.command()
@@ -52,6 +65,7 @@ def serve(
     settings = _settings(config)
     _configure_logging(settings.log_level)
     _check_admin_token(settings, host)
+    _check_address_free(host, port)
     if workers > 1 and settings.counters.backend == "memory":
         typer.echo(f"warning: {workers} workers with in-memory counters enforce every limit once per worker; "
                    "use counters: {backend: redis, url: ...} for exact limits across workers", err=True)
@@ -68,10 +82,30 @@ def _check_admin_token(settings: Settings, host: str) -> None:
     if not _is_loopback(host):
         typer.echo("refusing to start: the management API is enabled and no admin_token is set "
                    f"(set admin_token in the config file or {ADMIN_TOKEN_VARIABLE}, or management_api: false)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_CONFIG)
     token = secrets.token_urlsafe(24)
     os.environ[ADMIN_TOKEN_VARIABLE] = token  # the workers read their settings from the environment
     typer.echo(f"no admin_token configured: the management API on this loopback address uses {token} for this run")
+
+
+def _check_address_free(host: str, port: int) -> None:
+    """Bind the address once, as uvicorn will, so that a port in use is one clear line and
+    exit code 4 before the database is touched, not a traceback after it."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the port is already in use (another gateway or program listens there); stop it or choose --port"
+        elif exc.errno == errno.EACCES:
+            reason = "permission denied (ports below 1024 need privileges); choose --port 1024 or above"
+        else:
+            reason = getattr(exc, "strerror", None) or str(exc)
+        typer.echo(f"cannot listen on {host}:{port}: {reason}", err=True)
+        raise typer.Exit(EXIT_ADDRESS) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -89,7 +123,7 @@ def prepare(settings: Settings) -> None:
         generated = asyncio.run(prepare_database(settings))
     except Exception as exc:  # noqa: BLE001 - any failure here is fatal and explained
         typer.echo(f"cannot prepare the database: {exc}", err=True)
-        raise typer.Exit(3) from None
+        raise typer.Exit(EXIT_DATABASE) from None
     for key in generated:
         typer.echo(f"generated virtual key {key.id!r} ({key.name}): {key.value}  (shown once; store it now)")
 
@@ -152,6 +186,24 @@ def db_downgrade(config: Path = ConfigOption, revision: str = typer.Argument(...
 def db_current(config: Path = ConfigOption) -> None:
     """Print the database's current revision."""
     typer.echo(asyncio.run(current(_settings(config).database_url)) or "(empty database)")
+
+
+@config_app.command("check")
+def config_check(config: Path = ConfigOption) -> None:
+    """Load and validate a configuration file (env.NAME values included), start nothing."""
+    settings = _settings(config)
+    gov = settings.governance
+    typer.echo(f"{config}: valid: {len(settings.providers)} providers, {len(gov.customers)} customers, "
+               f"{len(gov.teams)} teams, {len(gov.virtual_keys)} virtual keys, {len(gov.model_configs)} model configs; "
+               f"database {settings.database_url.split('@')[-1]}")
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown, as in docs/configuration.md)."""
+    from tollway.config.reference import render
+
+    typer.echo(render(), nl=False)
 
 
 def _configure_logging(level: str) -> None:
