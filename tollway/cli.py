@@ -148,7 +148,7 @@ def _exit_after_graceful_shutdown(signum: int, frame: object) -> None:
 @app.command()
 def demo(
     port: int = typer.Option(8080, help="Gateway port."),
-    mock_port: int = typer.Option(9911, help="Port of the built-in mock provider."),
+    mock_port: int = typer.Option(None, help="Port of the built-in mock provider (default: a free one)."),
     directory: Path = typer.Option(Path(".tollway-demo"), help="Where the demo's config and database live."),
 ) -> None:
     """Run the gateway with a built-in mock provider and a demo governance config."""
