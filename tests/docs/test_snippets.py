@@ -96,9 +96,3 @@ def test_the_runner_fails_on_what_it_cannot_handle(tmp_path: Path) -> None:
     run_snippet(session, Snippet(document, 1, "yaml", "# docs-test: fragment\n- just: a list\n", ""))
 
 
-def test_unquoted_dates_in_a_config_stay_the_text_written() -> None:
-    raw = parse_yaml("providers:\n  azure: {type: azure, base_url: https://x.openai.azure.com, api_version: 2024-06-01,\n"
-                     "    keys: [{value: k}], headers: {anthropic-version: 2023-06-01, at: 2024-01-01T10:00:00Z}}\n")
-    provider = settings_from_dict(raw).providers["azure"]
-    assert provider.api_version == "2024-06-01"
-    assert provider.headers == {"anthropic-version": "2023-06-01", "at": "2024-01-01T10:00:00Z"}
