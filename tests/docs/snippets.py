@@ -6,8 +6,8 @@ lines, which the runner honours:
 
 - ``# docs-test: skip (reason)``: never run (installs, needs the internet, runs for ever).
 - ``# docs-test: background``: a command that keeps running (a server). It is started,
-  the port after ``--port`` is waited for, and it is stopped at the end of the section
-  (the next ``## `` heading), so a later section may start another on the same port.
+  the port after ``--port`` is waited for, and it runs until the end of the document or
+  until a later background block takes the same port (then it is stopped first).
 - ``# docs-test: file NAME``: the block's text is saved as NAME in the document's folder
   (as the reader is told to do); a YAML one is also loaded as a configuration.
 - ``# docs-test: fragment``: YAML that is part of a configuration, parsed but not loaded.
@@ -96,7 +96,7 @@ class Session:
     folder: Path
     env: dict[str, str]
     ports: dict[str, str] = field(default_factory=dict)
-    background: list[subprocess.Popen] = field(default_factory=list)
+    background: dict[int, subprocess.Popen] = field(default_factory=dict)  # by port
 
     def localise(self, text: str) -> str:
         """The manual's ports -> this session's free ones; public binds -> loopback."""
@@ -127,34 +127,41 @@ class Session:
     def start_background(self, snippet: Snippet, timeout_s: float = 30.0) -> None:
         """Start a server block and wait until its --port answers."""
         text = self.localise(snippet.text)
-        port = re.search(r"--port\s+(\d+)", text)
-        assert port, f"{snippet.where}: a background block needs --port N so that it can be waited for"
+        found = re.search(r"--port\s+(\d+)", text)
+        assert found, f"{snippet.where}: a background block needs --port N so that it can be waited for"
+        port = int(found.group(1))
+        self._stop(self.background.pop(port, None))
         log = open(self.folder / f".docs-test-{snippet.line}.log", "w")  # noqa: SIM115 - kept open while it runs
         process = subprocess.Popen(["bash", "-c", f"exec {text.strip()}"], cwd=self.folder, env=self.env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.background.append(process)
+        self.background[port] = process
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"{snippet.where}: exited with {process.returncode}:\n"
                                      f"{(self.folder / log.name).read_text()}")
             try:
-                with socket.create_connection(("127.0.0.1", int(port.group(1))), timeout=0.5):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{snippet.where}: nothing listens on {port.group(1)} after {timeout_s}s") from None
+                    raise AssertionError(f"{snippet.where}: nothing listens on {port} after {timeout_s}s") from None
                 time.sleep(0.1)
 
     def stop_background(self) -> None:
-        """SIGTERM each server this session started (a graceful stop), then wait for it."""
-        for process in self.background:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.background:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-        self.background.clear()
+        """Stop every server this session started."""
+        while self.background:
+            self._stop(self.background.popitem()[1])
+
+    @staticmethod
+    def _stop(process: subprocess.Popen | None) -> None:
+        """SIGTERM (a graceful stop), then wait; SIGKILL if it does not end."""
+        if process is None:
+            return
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)

@@ -67,15 +67,11 @@ def run_snippet(session: Session, snippet: Snippet) -> None:
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: str(d.relative_to(ROOT)))
 def test_every_block_of_the_document_runs_as_printed(document: Path, tmp_path: Path) -> None:
     session = _session(document, tmp_path)
-    section = None
     try:
         for snippet in snippets(document):
             if snippet.language not in RUN | SHOWN_ONLY:
                 pytest.fail(f"{snippet.where}: a code block in {snippet.language or 'no language'!r}: "
                             f"label it with one of {sorted(RUN | SHOWN_ONLY)}")
-            if snippet.section != section:
-                session.stop_background()  # servers live until the end of their section
-                section = snippet.section
             run_snippet(session, snippet)
     finally:
         session.stop_background()
