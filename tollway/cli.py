@@ -20,16 +20,15 @@ import sys
 from pathlib import Path
 
 import typer
-import uvicorn
 
 from tollway.admin_commands import register as register_admin_commands
 from tollway.config import ConfigError, Settings, load_settings
 from tollway.config.loader import ADMIN_TOKEN_VARIABLE, CONFIG_PATH_VARIABLE
 from tollway.demo import run_demo
 from tollway.governance.durations import parse_duration
-from tollway.server.startup import prepare_database
-from tollway.store.migrate import current, downgrade, upgrade
-from tollway.testing.mock_upstream import MockSettings, serve_mock_upstream
+
+# The server, the store and the mock are imported by the commands that use them: the
+# admin commands (keys, teams, ...) then start in a fraction of the time.
 
 app = typer.Typer(help="Tollway: an LLM gateway with exact, hierarchical budgets and rate limits.",
                   no_args_is_help=True, add_completion=False)
@@ -119,6 +118,8 @@ def _is_loopback(host: str) -> bool:
 
 def prepare(settings: Settings) -> None:
     """Migrate the database and load the config file's governance, once, before workers start."""
+    from tollway.server.startup import prepare_database
+
     try:
         generated = asyncio.run(prepare_database(settings))
     except Exception as exc:  # noqa: BLE001 - any failure here is fatal and explained
@@ -129,6 +130,8 @@ def prepare(settings: Settings) -> None:
 
 
 def run_server(config: Path, host: str, port: int, workers: int, log_level: str, grace_s: float = 30.0) -> None:
+    import uvicorn
+
     os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
     # it found in place: this one, so that a graceful stop exits 0 rather than -SIGTERM.
@@ -164,6 +167,8 @@ def mock_upstream(
     chunk_delay_ms: float = typer.Option(0.0, help="Delay between stream chunks."),
 ) -> None:
     """Serve a mock OpenAI / Anthropic / Azure provider (for tests, benchmarks and the demo)."""
+    from tollway.testing.mock_upstream import MockSettings, serve_mock_upstream
+
     serve_mock_upstream(host, port, MockSettings(latency_ms=latency_ms, completion_tokens=completion_tokens,
                                                  chunk_delay_ms=chunk_delay_ms))
 
@@ -171,6 +176,8 @@ def mock_upstream(
 @db_app.command("upgrade")
 def db_upgrade(config: Path = ConfigOption, revision: str = typer.Argument("head")) -> None:
     """Apply migrations up to REVISION (default: head)."""
+    from tollway.store.migrate import upgrade
+
     asyncio.run(upgrade(_settings(config).database_url, revision))
     typer.echo(f"upgraded to {revision}")
 
@@ -178,6 +185,8 @@ def db_upgrade(config: Path = ConfigOption, revision: str = typer.Argument("head
 @db_app.command("downgrade")
 def db_downgrade(config: Path = ConfigOption, revision: str = typer.Argument(..., help="Target revision, e.g. base or -1.")) -> None:
     """Revert migrations down to REVISION."""
+    from tollway.store.migrate import downgrade
+
     asyncio.run(downgrade(_settings(config).database_url, revision))
     typer.echo(f"downgraded to {revision}")
 
@@ -185,6 +194,8 @@ def db_downgrade(config: Path = ConfigOption, revision: str = typer.Argument(...
 @db_app.command("current")
 def db_current(config: Path = ConfigOption) -> None:
     """Print the database's current revision."""
+    from tollway.store.migrate import current
+
     typer.echo(asyncio.run(current(_settings(config).database_url)) or "(empty database)")
 
 

@@ -59,7 +59,8 @@ def run_demo(port: int, mock_port: int | None, directory: Path) -> None:
     try:
         _wait_for_port(mock_port)
         print(instructions(port, config_path, admin_token), flush=True)
-        gateway = subprocess.run([sys.executable, "-m", "tollway", "serve", "--config", str(config_path), "--port", str(port)])
+        gateway = subprocess.run([sys.executable, "-m", "tollway", "serve", "--config", str(config_path), "--port", str(port)],
+                                 check=False)
         sys.exit(gateway.returncode)
     except KeyboardInterrupt:
         pass

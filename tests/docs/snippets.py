@@ -109,7 +109,7 @@ class Session:
         captured = self.folder / ".docs-test-env"
         script = f"set -euo pipefail\n{self.localise(snippet.text)}\nenv -0 > {captured}\n"
         result = subprocess.run(["bash", "-c", script], cwd=self.folder, env=self.env, capture_output=True,
-                                text=True, timeout=timeout_s)
+                                text=True, timeout=timeout_s, check=False)
         if result.returncode != 0:
             raise AssertionError(f"{snippet.where}: exit {result.returncode}\n{snippet.text}\n"
                                  f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
@@ -119,7 +119,7 @@ class Session:
 
     def run_python(self, snippet: Snippet, timeout_s: float = 60.0) -> str:
         result = subprocess.run([sys.executable, "-c", self.localise(snippet.text)], cwd=self.folder, env=self.env,
-                                capture_output=True, text=True, timeout=timeout_s)
+                                capture_output=True, text=True, timeout=timeout_s, check=False)
         if result.returncode != 0:
             raise AssertionError(f"{snippet.where}: exit {result.returncode}\n{snippet.text}\n{result.stderr}")
         return result.stdout

@@ -26,7 +26,7 @@ def _demo_command(port: int, directory: Path) -> list[str]:
     """`make demo` where make and an installed .venv are there (as a reader runs it);
     otherwise the command it runs."""
     venv_ready = shutil.which("make") and Path(sys.executable).parent == ROOT / ".venv" / "bin" and subprocess.run(
-        ["make", "-q", "install"], cwd=ROOT, capture_output=True).returncode == 0
+        ["make", "-q", "install"], cwd=ROOT, capture_output=True, check=False).returncode == 0
     if venv_ready:
         return ["make", "-s", "demo", f"PORT={port}", f"DEMO_DIR={directory}"]
     return [sys.executable, "-m", "tollway", "demo", "--port", str(port), "--directory", str(directory)]
@@ -96,7 +96,7 @@ def test_make_demo_on_a_chosen_port_and_its_printed_commands_run_as_printed(demo
     commands = printed_commands(instructions)
     outputs = {}
     for section, command in commands.items():
-        result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, f"{section}\n{command}\n{result.stdout}\n{result.stderr}"
         outputs[section] = result.stdout
     assert '"choices"' in outputs["Try it with curl:"]
@@ -109,7 +109,7 @@ def test_make_demo_on_a_chosen_port_and_its_printed_commands_run_as_printed(demo
 def test_demo_on_a_port_in_use_is_one_line_and_exit_code_4(tmp_path: Path) -> None:
     with _listening() as port:
         result = subprocess.run([sys.executable, "-m", "tollway", "demo", "--port", str(port), "--directory",
-                                 str(tmp_path)], capture_output=True, text=True, timeout=60)
+                                 str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 4
     assert result.stderr.strip().splitlines() == [
         f"cannot listen on 127.0.0.1:{port}: the port is already in use; choose another with --port (make demo PORT=9000)"]

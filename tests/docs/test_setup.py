@@ -20,7 +20,7 @@ TOKEN = "setup-test-admin-token-0123456789"
 def _tollway(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "TOLLWAY_ADMIN_TOKEN": TOKEN, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "tollway", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 @pytest.mark.parametrize(("raw", "path", "suggestion"), [
@@ -92,8 +92,8 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_code_4(tmp_path: Path) -> N
         result = _tollway("serve", "--config", "tollway.yaml", "--port", str(port), cwd=tmp_path)
     assert result.returncode == 4
     assert result.stderr.strip().splitlines() == [
-        f"cannot listen on 127.0.0.1:{port}: the port is already in use (another gateway or program listens there); "
-        "stop it or choose --port"]
+        (f"cannot listen on 127.0.0.1:{port}: the port is already in use (another gateway or program listens there); "
+         "stop it or choose --port")]
     assert not (tmp_path / "tollway.db").exists()  # checked before anything is written
 
 

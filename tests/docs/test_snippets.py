@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.snippets import DOCUMENTS, ROOT, RUN, SHELL, SHOWN_ONLY, Session, Snippet, free_port, snippets
+from tests.docs.snippets import (
+    DOCUMENTS,
+    ROOT,
+    RUN,
+    SHELL,
+    SHOWN_ONLY,
+    Session,
+    Snippet,
+    free_port,
+    snippets,
+)
 from tollway.config import ConfigError, settings_from_dict
 from tollway.config.loader import parse_yaml
 from tollway.config.schema import Settings
