@@ -128,3 +128,16 @@ class _listening:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_installs_the_runtime_only_and_make_test_adds_the_test_tools(tmp_path: Path) -> None:
+    def plan(target: str, *variables: str) -> str:
+        result = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}", *variables], cwd=ROOT,
+                                capture_output=True, text=True, check=True)
+        return result.stdout
+
+    demo = plan("demo", "PORT=9000")
+    assert "pip install --quiet -e .\n" in demo and "[test]" not in demo
+    assert "tollway demo --port 9000" in demo
+    assert "pip install --quiet -e '.[test]'" in plan("test")

@@ -102,3 +102,15 @@ def test_config_check_reports_the_suggestion_and_exit_code_2(tmp_path: Path) -> 
     result = _tollway("config", "check", "--config", "tollway.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert "tollway.yaml: counters.backnd: unknown field 'backnd'; did you mean 'backend'?" in result.stderr
+
+
+def test_an_unknown_reference_names_the_nearest_id() -> None:
+    raw = {"providers": {"openai": {"type": "openai", "keys": [{"value": "k"}]}},
+           "governance": {"customers": [{"id": "acme", "name": "Acme"}],
+                          "teams": [{"id": "search", "name": "Search", "customer_id": "acm"}],
+                          "model_configs": [{"model_name": "gpt-4o-mini", "provider": "opnai"}]}}
+    with pytest.raises(ConfigError) as caught:
+        settings_from_dict(raw)
+    problems = dict(caught.value.problems)
+    assert problems["governance.teams[0].customer_id"] == "unknown customer 'acm'; did you mean 'acme'?"
+    assert problems["governance.model_configs[0].provider"] == "unknown provider 'opnai'; did you mean 'openai'?"

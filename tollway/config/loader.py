@@ -11,7 +11,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,16 +144,16 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
     teams = {t.id for t in gov.teams}
     for i, team in enumerate(gov.teams):
         if team.customer_id and team.customer_id not in customers:
-            yield f"governance.teams[{i}].customer_id", f"unknown customer {team.customer_id!r}"
+            yield f"governance.teams[{i}].customer_id", f"unknown customer {team.customer_id!r}{_nearest(team.customer_id, customers)}"
     for i, key in enumerate(gov.virtual_keys):
         where = f"governance.virtual_keys[{i}]"
         if key.team_id and key.team_id not in teams:
-            yield f"{where}.team_id", f"unknown team {key.team_id!r}"
+            yield f"{where}.team_id", f"unknown team {key.team_id!r}{_nearest(key.team_id, teams)}"
         if key.customer_id and key.customer_id not in customers:
-            yield f"{where}.customer_id", f"unknown customer {key.customer_id!r}"
+            yield f"{where}.customer_id", f"unknown customer {key.customer_id!r}{_nearest(key.customer_id, customers)}"
         for j, pc in enumerate(key.provider_configs):
             if pc.provider not in providers:
-                yield f"{where}.provider_configs[{j}].provider", f"unknown provider {pc.provider!r}"
+                yield f"{where}.provider_configs[{j}].provider", f"unknown provider {pc.provider!r}{_nearest(pc.provider, providers)}"
                 continue
             key_ids = provider_key_ids(settings, pc.provider)
             for name in pc.allowed_keys:
@@ -162,7 +162,7 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
     pairs = [(m.model_name, m.provider) for m in gov.model_configs]
     for i, model in enumerate(gov.model_configs):
         if model.provider and model.provider not in providers:
-            yield f"governance.model_configs[{i}].provider", f"unknown provider {model.provider!r}"
+            yield f"governance.model_configs[{i}].provider", f"unknown provider {model.provider!r}{_nearest(model.provider, providers)}"
         if pairs.index((model.model_name, model.provider)) != i:
             yield f"governance.model_configs[{i}]", f"duplicate of ({model.model_name}, {model.provider})"
     for alias, target in settings.model_aliases.items():
@@ -175,6 +175,12 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
                 yield f"fallbacks.{name}[{i}]", f"unknown provider or alias in {target!r}"
     for name, provider in providers.items():
         yield from _duplicates(f"providers.{name}.keys", provider_key_ids(settings, name))
+
+
+def _nearest(name: str, known: Iterable[str]) -> str:
+    """"; did you mean 'x'?" when a known id is close to ``name`` (a typo), else ""."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def provider_key_ids(settings: Settings, provider: str) -> list[str]:
