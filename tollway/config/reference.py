@@ -121,7 +121,7 @@ FIELD_TEXT: dict[str, str] = {
     "BudgetConfig.max_limit": "The budget in USD per period.",
     "BudgetConfig.reset_duration": "The period (a duration).",
     "BudgetConfig.calendar_aligned": "Start `d`/`w`/`M`/`Y` periods on calendar boundaries (a month from the 1st) "
-    "instead of from the first use.",
+    "instead of rolling from the last reset.",
     "BudgetConfig.timezone": "IANA time zone of calendar-aligned periods.",
     "BudgetConfig.week_start": "First day of a calendar-aligned week: 0 = Monday … 6 = Sunday.",
     "RateLimitConfig.token_max_limit": "Tokens (prompt + completion) per period.",
@@ -213,7 +213,8 @@ def _section(paths: list[str], model: type[BaseModel]) -> str:
     else:
         segment = paths[0].rsplit(".", 1)[-1].removesuffix("[]")
         title = f"`{paths[0] if segment == _MAP else segment}` (`{model.__name__}`)"
-    lines = [f"## {title}", "", _model_summary(model, paths[0]), ""]
+    summary = _model_summary(model, paths[0], named_in_title=len(paths) > 1)
+    lines = [f"## {title}", "", *([summary, ""] if summary else [])]
     if len(paths) > 1:
         lines += ["Used at " + ", ".join(f"`{p}`" for p in paths) + ".", ""]
     lines += ["| field | type | default | description |", "|---|---|---|---|"]
@@ -223,11 +224,13 @@ def _section(paths: list[str], model: type[BaseModel]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _model_summary(model: type[BaseModel], path: str) -> str:
+def _model_summary(model: type[BaseModel], path: str, named_in_title: bool = False) -> str:
     doc = inspect.getdoc(model) or ""
     if doc.startswith(("A base class", "Usage docs")) or model.__doc__ is None:
         doc = ""
     first = doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+    if named_in_title:
+        return first
     where = f"`{model.__name__}`" + (" (the file's top level)" if not path else "")
     return f"{where}. {first}" if first else f"{where}."
 
