@@ -21,7 +21,7 @@ def test_every_field_of_every_model_is_in_the_reference() -> None:
     text = render()
     sections = _sections()
     assert len(sections) >= 10
-    for paths, model in sections:
+    for _paths, model in sections:
         assert f"`{model.__name__}`" in text
         for name in model.model_fields:
             assert f"| `{name}` |" in text, f"{model.__name__}.{name} is missing from the reference"

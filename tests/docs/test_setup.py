@@ -4,6 +4,7 @@ clear line with its own exit code."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ TOKEN = "setup-test-admin-token-0123456789"
 
 def _tollway(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "TOLLWAY_ADMIN_TOKEN": TOKEN, **(env_extra or {})}
+    if "PYTHONPATH" in os.environ:  # a checkout tested with another checkout's virtual environment
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run([sys.executable, "-m", "tollway", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
 

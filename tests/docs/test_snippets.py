@@ -39,6 +39,8 @@ def _session(document: Path, folder: Path) -> Session:
     bin_dir = str(Path(sys.executable).parent)  # where `tollway` and `python` are installed
     env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(folder), "LANG": "C.UTF-8",
            "NO_PROXY": "127.0.0.1,localhost", **_secrets_for(document)}
+    if "PYTHONPATH" in os.environ:  # a checkout tested with another checkout's virtual environment
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return Session(folder, env, ports={"8080": str(free_port()), "9911": str(free_port())})
 
 

@@ -87,10 +87,17 @@ FIELD_TEXT: dict[str, str] = {
     "Settings.fallbacks": "Per model (`provider/model`) or alias: the models tried in order when it fails "
     "(connection errors, timeouts, 429 and 5xx after retries); each is governed like a request of its own.",
     "Settings.request_log_retention": "Delete request-log rows older than this (at least `1d`; e.g. `90d`, `6M`), "
-    "a minute after start and then hourly, in small batches. Omitted: rows are kept. Spend reports reach back "
-    "only as far as the log does.",
+    "a minute after start and then hourly, in small batches. Omitted: rows are kept. Spend totals are kept "
+    "in hourly and daily rollups, which outlive the log's rows.",
     "Settings.cors_origins": "Browser origins allowed to call the management API, e.g. `[https://admin.example]`; "
     "empty: CORS is off.",
+    "Settings.egress": "Outbound proxies for calls to providers; by default read from the environment "
+    "(see [operations](operations.md#egress-proxies-private-cas-client-certificates)).",
+    "EgressConfig.http_proxy": "The `http://` proxy for plain-HTTP upstreams (default: `$HTTP_PROXY`).",
+    "EgressConfig.https_proxy": "The `http://` proxy for HTTPS upstreams, through a CONNECT tunnel "
+    "(default: `$HTTPS_PROXY`).",
+    "EgressConfig.no_proxy": "Hosts reached directly, as curl reads `NO_PROXY`: names, domain suffixes, `*`, "
+    "IP addresses and CIDR ranges, optional `:port` (default: `$NO_PROXY`).",
     "Settings.log_level": "The gateway's log level (logs go to standard error).",
     "CountersConfig.backend": "`memory`: counters of this process only. `redis`: shared and exact across "
     "workers and nodes.",
@@ -101,11 +108,18 @@ FIELD_TEXT: dict[str, str] = {
     "CountersConfig.timeout_ms": "How long one Redis call may take before Redis counts as unreachable.",
     "EstimateConfig.default_completion_tokens": "Completion tokens reserved for a request that sends no `max_tokens`.",
     "EstimateConfig.bytes_per_prompt_token": "Prompt tokens are estimated as body bytes divided by this.",
-    "ProviderSettings.type": "The provider's API: `openai` (and every OpenAI-compatible server), `azure` "
-    "(Azure OpenAI) or `anthropic`.",
+    "ProviderSettings.type": "The provider's API: `openai` (any OpenAI-compatible server), `azure` (Azure "
+    "OpenAI), `anthropic`, or an OpenAI-compatible provider by name, whose base URL and price-catalog id are "
+    "filled in (`ollama` and `vllm`: local servers that need no key).",
+    "ProviderSettings.proxy": "An `http://` forward proxy for this provider (`user:password@` works); `none`: "
+    "direct, whatever the environment says; unset: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` or `egress`.",
+    "ProviderSettings.ca_bundle": "A PEM file of CAs to trust for this provider instead of the system's.",
+    "ProviderSettings.client_cert": "A client certificate (PEM) for upstreams that ask for one (mutual TLS).",
+    "ProviderSettings.client_key": "The client certificate's key, when it is not in `client_cert`'s file.",
     "ProviderSettings.base_url": "The API's base URL; defaults to the provider's public API "
     "(required for `azure`).",
-    "ProviderSettings.keys": "The provider's API keys; requests are spread over them by weight.",
+    "ProviderSettings.keys": "The provider's API keys; requests are spread over them by weight. At least one, "
+    "except for local servers (`ollama`, `vllm`).",
     "ProviderSettings.api_version": "Azure's `api-version` query parameter, e.g. `2024-06-01` (required for "
     "`azure`).",
     "ProviderSettings.timeout": "How long to wait for the provider's answer (for streams: between chunks).",
