@@ -122,7 +122,8 @@ Try it with curl:
 
 Or with the openai SDK:
 {sdk_note}  {python} -c "import openai; c = openai.OpenAI(base_url='{base}/v1', api_key='{DEMO_KEY}'); \\
-print(c.chat.completions.create(model='anthropic/claude-3-5-haiku-latest', messages=[{{'role': 'user', 'content': 'Hi'}}]).choices[0].message.content)"
+print(c.chat.completions.create(model='anthropic/claude-3-5-haiku-latest', \\
+messages=[{{'role': 'user', 'content': 'Hi'}}]).choices[0].message.content)"
 
 Or the admin CLI:
   {python} -m tollway keys list --url {base} --token {admin_token}

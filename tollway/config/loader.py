@@ -151,7 +151,8 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
     teams = {t.id for t in gov.teams}
     for i, team in enumerate(gov.teams):
         if team.customer_id and team.customer_id not in customers:
-            yield f"governance.teams[{i}].customer_id", f"unknown customer {team.customer_id!r}{_nearest(team.customer_id, customers)}"
+            yield f"governance.teams[{i}].customer_id", (
+                f"unknown customer {team.customer_id!r}{_nearest(team.customer_id, customers)}")
     for i, key in enumerate(gov.virtual_keys):
         where = f"governance.virtual_keys[{i}]"
         if key.team_id and key.team_id not in teams:
@@ -160,7 +161,8 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
             yield f"{where}.customer_id", f"unknown customer {key.customer_id!r}{_nearest(key.customer_id, customers)}"
         for j, pc in enumerate(key.provider_configs):
             if pc.provider not in providers:
-                yield f"{where}.provider_configs[{j}].provider", f"unknown provider {pc.provider!r}{_nearest(pc.provider, providers)}"
+                yield (f"{where}.provider_configs[{j}].provider",
+                       f"unknown provider {pc.provider!r}{_nearest(pc.provider, providers)}")
                 continue
             key_ids = provider_key_ids(settings, pc.provider)
             for name in pc.allowed_keys:
@@ -169,7 +171,8 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
     pairs = [(m.model_name, m.provider) for m in gov.model_configs]
     for i, model in enumerate(gov.model_configs):
         if model.provider and model.provider not in providers:
-            yield f"governance.model_configs[{i}].provider", f"unknown provider {model.provider!r}{_nearest(model.provider, providers)}"
+            yield f"governance.model_configs[{i}].provider", (
+                f"unknown provider {model.provider!r}{_nearest(model.provider, providers)}")
         if pairs.index((model.model_name, model.provider)) != i:
             yield f"governance.model_configs[{i}]", f"duplicate of ({model.model_name}, {model.provider})"
     for alias, target in settings.model_aliases.items():
