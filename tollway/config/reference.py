@@ -81,8 +81,8 @@ FIELD_TEXT: dict[str, str] = {
     "Settings.default_price": "The price of a model found neither in `pricing` nor in the catalog. Without it such "
     "a model is charged nothing (a warning is logged once).",
     "Settings.estimate": "How a request's tokens are estimated for its reservation before the call.",
-    "Settings.governance": "Customers, teams, virtual keys and model limits defined in the file "
-    "(written to the database at start; see [governance](governance.md#config-file-entities)).",
+    "Settings.governance": "Customers, teams, virtual keys and model limits the file manages: applied at every "
+    "start, read-only in the API and the UI (see [governance](governance.md#who-manages-what-the-config-file-or-the-api)).",
     "Settings.request_log": "Write every request to the `request_logs` table (in batches, off the request path).",
     "Settings.fallbacks": "Per model (`provider/model`) or alias: the models tried in order when it fails "
     "(connection errors, timeouts, 429 and 5xx after retries); each is governed like a request of its own.",
@@ -106,6 +106,26 @@ FIELD_TEXT: dict[str, str] = {
     "CountersConfig.on_failure": "When Redis is unreachable: `fail_closed` answers 503 `governance_unavailable` "
     "to requests that meet a limit; `fail_open` counts locally per process until Redis is back.",
     "CountersConfig.timeout_ms": "How long one Redis call may take before Redis counts as unreachable.",
+    "CountersConfig.lease_ms": "How long a process's lease in Redis lasts without renewal: when a killed "
+    "gateway's lease runs out, another process gives back its reservations and in-flight slots.",
+    "Settings.request_log_unauthenticated_per_minute": "Request-log rows per minute for 401s without a known "
+    "virtual key (`virtual_key_required`, `virtual_key_not_found`); the rest of each minute become one summary "
+    "row per decision. `null`: a row for every one.",
+    "Settings.server": "Limits that protect the HTTP server from clients that hold connections, send huge "
+    "heads or stall (per worker process; see [operations](operations.md#clients-that-misbehave)).",
+    "Settings.login_throttle": "Slows down guessing of the admin token at the UI login "
+    "(see [operations](operations.md#clients-that-misbehave)).",
+    "ServerConfig.max_connections": "Open connections per process; lowered at start to half the open-file limit "
+    "less 64. At the cap, idle connections are closed longest idle first; with none idle, a new one gets 503.",
+    "LoginThrottleConfig.free_failures": "Wrong tokens from one address that cost nothing.",
+    "LoginThrottleConfig.base_delay": "The wait after the first failure past the free ones; it doubles with "
+    "each further failure.",
+    "LoginThrottleConfig.max_delay": "The longest wait.",
+    "LoginThrottleConfig.global_free_failures": "Failures from all addresses together per `forget_after`; "
+    "past them every address waits for the allowance to refill.",
+    "ConcurrencyConfig.max_in_flight": "Requests in flight at once; more get 429 `concurrency_limited`.",
+    "ConcurrencyConfig.queue_timeout_ms": "How long a request waits for a free slot before it is refused; "
+    "`0`: refused at once.",
     "EstimateConfig.default_completion_tokens": "Completion tokens reserved for a request that sends no `max_tokens`.",
     "EstimateConfig.bytes_per_prompt_token": "Prompt tokens are estimated as body bytes divided by this.",
     "ProviderSettings.type": "The provider's API: `openai` (any OpenAI-compatible server), `azure` (Azure "
@@ -166,6 +186,7 @@ FIELD_TEXT: dict[str, str] = {
     "together.",
     "_Governed.budget": "A budget in USD per period (see `BudgetConfig`).",
     "_Governed.rate_limit": "Token and/or request limits per period (see `RateLimitConfig`).",
+    "_Governed.concurrency": "A limit on requests in flight at once (see `ConcurrencyConfig`).",
     "GovernanceConfig.customers": "Customers: the top of the hierarchy.",
     "GovernanceConfig.teams": "Teams, each optionally under a customer.",
     "GovernanceConfig.virtual_keys": "Virtual keys: what clients send instead of a provider key.",
