@@ -25,6 +25,7 @@ from tollway.governance.counters.base import CounterStore
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import PolicySnapshot
 from tollway.pricing import PriceCatalog
+from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
 from tollway.store.request_log import RequestLogWriter
@@ -140,14 +141,14 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
         await lock_config(session)
         writer, presented = await session.run_sync(run)
         if writer.changed:
-            await bump_version(session)
+            await record_changes(session, await bump_version(session), writer.touched)
         if writer.resets:  # inside the transaction: a store failure undoes the whole change
             await runtime.store.reset(sorted(writer.resets), datetime_to_ms(now))
     if writer.seeds:
         await runtime.store.load(writer.seeds)  # before the new policy can use them
     if writer.changed:
         try:
-            await runtime.refresh_policy(force=True)
+            await runtime.refresh_policy()  # applies just this change (tollway/store/policy_sync.py)
         except Exception:  # noqa: BLE001 - committed all the same; the 1 s poll loads it
             log.exception("management API: the policy could not be reloaded after a change")
     if writer.dropped:

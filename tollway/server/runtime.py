@@ -29,9 +29,9 @@ from tollway.server.recorder import Recorder
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
 from tollway.store.migrate import upgrade
+from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
-from tollway.store.snapshot import config_version, load_snapshot
 from tollway.store.usage import load_counters, save_counters
 from tollway.telemetry import Metrics
 from tollway.ui import create_ui_app
@@ -90,7 +90,8 @@ class Runtime:
         await self.db.ping()
         if self.prepare_database:
             self.generated_keys = await apply_config(self.db, settings)
-        self.snapshot = await self._load_snapshot()
+        self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys)
+        self.snapshot = await self.policy.reload()
         self.store = build_counter_store(settings.counters, self.metrics, seed=lambda: load_counters(self.db))
         await self.store.load(await load_counters(self.db))
         self.enforcer = Enforcer(self.store, self.clock_ms)
@@ -177,13 +178,9 @@ class Runtime:
             await self.flush_usage()
 
     async def refresh_policy(self, force: bool = False) -> None:
-        """Swap in a new snapshot when the stored configuration changed."""
-        version = await config_version(self.db)
-        if force or version != self.snapshot.version:
-            snapshot = await self._load_snapshot()
-            # A slower load that began before a newer one must not put an older policy back.
-            if snapshot.version >= self.snapshot.version:
-                self.snapshot = snapshot
+        """Bring the policy to the stored configuration: the changes since the version
+        held, applied incrementally; everything when ``force`` (or the log has a gap)."""
+        self.snapshot = await (self.policy.reload() if force else self.policy.refresh())
 
     async def health(self) -> dict[str, Any]:
         try:
@@ -197,9 +194,6 @@ class Runtime:
         status = "ok" if database == "ok" and counters == "ok" else "degraded"
         return {"status": status, "database": database, "counters": counters,
                 "counter_backend": self.settings.counters.backend, "policy_version": self.snapshot.version}
-
-    async def _load_snapshot(self) -> PolicySnapshot:
-        return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
 
     async def _every(self, seconds: float, job: Callable[[], Any], name: str, first_after: float | None = None) -> None:
         """Run ``job`` every ``seconds`` (the first time after ``first_after``, default

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, selectinload
 from tollway.config.loader import provider_key_ids
 from tollway.config.schema import VK_PREFIX, ModelLimitConfig, Settings, VirtualKeyConfig
 from tollway.governance.engine import hash_key
+from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import Diff, EntityError, EntityWriter
 from tollway.store.tables import Base, Customer, ModelConfig, Provider, Team, VirtualKey, VKProviderConfig, new_id, utcnow
@@ -68,7 +69,7 @@ async def apply_config(
         await lock_config(session)
         applier = await session.run_sync(_apply, settings, now or utcnow(), actor)
         if applier.changed:
-            await bump_version(session)
+            await record_changes(session, await bump_version(session), applier.touched)
     return applier.generated
 
 
