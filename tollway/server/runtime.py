@@ -37,7 +37,7 @@ from tollway.telemetry import Metrics
 from tollway.ui import create_ui_app
 
 log = logging.getLogger(__name__)
-_REFRESH_INTERVAL_S = 1.0
+_REFRESH_INTERVAL_S = 0.25  # a poll reads one row; a change since is applied incrementally
 _SETTLE_WAIT_S = 2.0
 _RETENTION_INTERVAL_S = 3600.0  # deleting old request log rows hourly keeps each run short
 
