@@ -141,6 +141,7 @@ def percentiles(values: list[float]) -> dict:
 async def api_latency(session: aiohttp.ClientSession, base: str, rounds: int) -> dict:
     """Create, block, unblock and delete one key at a time, ``rounds`` times."""
     timings: dict[str, list[float]] = {"create": [], "update": [], "unblock": [], "delete": []}
+    failures: dict[str, int] = {}
     for _ in range(rounds):
         key_id = "vk-api-" + secrets.token_hex(6)
         steps = [("create", "POST", KEYS_API, {"id": key_id, "name": "api bench",
@@ -152,9 +153,11 @@ async def api_latency(session: aiohttp.ClientSession, base: str, rounds: int) ->
             started = time.perf_counter()
             async with session.request(method, base + path, json=body) as response:
                 await response.read()
-                assert response.status in (200, 201), (name, response.status)
+            if response.status not in (200, 201):
+                failures[name] = failures.get(name, 0) + 1
+                break
             timings[name].append(time.perf_counter() - started)
-    return {name: percentiles(values) for name, values in timings.items()}
+    return {name: percentiles(values) | {"failures": failures.get(name, 0)} for name, values in timings.items()}
 
 
 async def proxy_load(session: aiohttp.ClientSession, base: str, value: str, rate: float, seconds: float) -> dict:
@@ -184,7 +187,7 @@ async def proxy_load(session: aiohttp.ClientSession, base: str, value: str, rate
 
 
 async def churn(session: aiohttp.ClientSession, base: str, other: str, per_second: float, stop: asyncio.Event,
-                propagation: list[float]) -> int:
+                propagation: list[float], failures: list[str]) -> int:
     """Changes on node ``base`` at ``per_second`` (open loop): keys created, and the
     oldest deleted once twenty exist; for every tenth key created, the time until node
     ``other`` accepts it."""
@@ -195,14 +198,18 @@ async def churn(session: aiohttp.ClientSession, base: str, other: str, per_secon
     async def create(probe: bool) -> None:
         key_id = "vk-churn-" + secrets.token_hex(6)
         async with session.post(base + KEYS_API, json={"id": key_id, "name": "churn"}) as response:
-            value = (await response.json())["virtual_key"]["value"]
+            body = await response.json()
+        if response.status != 201:
+            failures.append(f"create: {response.status} {body}")
+            return
         made.append(key_id)
         if probe:
-            await _propagation(session, other, value, time.perf_counter(), propagation)
+            await _propagation(session, other, body["virtual_key"]["value"], time.perf_counter(), propagation)
 
     async def delete(key_id: str) -> None:
         async with session.delete(f"{base}{KEYS_API}/{key_id}") as response:
-            await response.read()
+            if response.status != 200:
+                failures.append(f"delete: {response.status} {await response.text()}")
 
     index = 0
     while not stop.is_set():
@@ -242,10 +249,12 @@ async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace) ->
             result[f"proxy_idle_{node}"] = await proxy_load(session, url, value, args.rate, args.seconds)
             stop = asyncio.Event()
             propagation: list[float] = []
-            churner = asyncio.create_task(churn(session, a, b, args.churn, stop, propagation))
+            failures: list[str] = []
+            churner = asyncio.create_task(churn(session, a, b, args.churn, stop, propagation, failures))
             result[f"proxy_churn_{node}"] = await proxy_load(session, url, value, args.rate, args.seconds)
             stop.set()
             result[f"churn_changes_per_s_{node}"] = round(await churner / args.seconds, 1)
+            result[f"churn_failures_{node}"] = {"count": len(failures), "first": failures[:3]}
             result.setdefault("propagation", []).extend(propagation)
     result["propagation"] = percentiles(result["propagation"])
     return result

@@ -2,10 +2,11 @@
 the runtime dependency, pagination, and the two kinds of transaction (read, change).
 
 A change runs in one transaction: the config lock first (so concurrent changes
-serialise), the writes, the audit entries and the version bump; nothing is written
-when anything fails. After the commit the counter store learns of new and deleted
-limits and the policy snapshot is reloaded, so the very next request on this node sees
-the change (other nodes poll the version within a second).
+serialise), the writes, the audit entries, the version bump and the change log entries
+(`tollway.store.changes`); nothing is written when anything fails. After the commit the
+counter store learns of new and deleted limits and the policy applies just the changed
+entities, so the very next request on this node sees the change (other nodes poll the
+version four times a second and apply the same log).
 """
 
 from __future__ import annotations

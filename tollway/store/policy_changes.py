@@ -157,5 +157,6 @@ def _replaced(mapping: Mapping[str, Any], changed: set[str], policies: Mapping[s
 def _persistent(snapshot: PolicySnapshot) -> PolicySnapshot:
     """``snapshot`` with persistent maps (an empty default snapshot has plain ones)."""
     fields = ("providers", "model_configs", "keys_by_hash", "teams", "customers")
-    plain = {name: Map(getattr(snapshot, name)) for name in fields if not isinstance(getattr(snapshot, name), Map)}
+    plain: dict[str, Any] = {name: Map(getattr(snapshot, name)) for name in fields
+                             if not isinstance(getattr(snapshot, name), Map)}
     return dataclasses.replace(snapshot, **plain) if plain else snapshot

@@ -8,16 +8,17 @@ anything.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from immutables import Map
+from immutables import Map, MapMutation
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollway.governance.durations import Alignment, parse_duration
+from tollway.governance.durations import Alignment, Duration, parse_duration
 from tollway.governance.model import (
     BudgetPolicy,
     Governed,
@@ -50,6 +51,11 @@ V = TypeVar("V")
 BATCH_ROWS = 5000
 _IDS_PER_QUERY = 500  # bound parameters per IN list (SQLite allows 32,766 in all)
 _NO_NAMES: frozenset[str] = frozenset()
+# Columns no policy reads: left out of the loader's queries (a million rows of timestamps
+# and usage would cost more to convert than the policies themselves).
+_NOT_POLICY = frozenset({"created_at", "updated_at", "description", "value_prefix", "settings", "current_usage",
+                         "last_reset", "token_current_usage", "request_current_usage", "token_last_reset",
+                         "request_last_reset"})
 _NO_CONFIGS: Mapping[str, ProviderConfigPolicy] = MappingProxyType({})
 
 
@@ -101,7 +107,7 @@ class PolicyReader:
         async for batch in self.batches(VKProviderConfig):
             for pc in batch:
                 by_key.setdefault(pc.virtual_key_id, {})[pc.provider] = self._provider_config(pc)
-        keys = Map().mutate()
+        keys: MapMutation[str, VirtualKeyPolicy] = Map().mutate()
         async for batch in self.batches(VirtualKey):
             for row in batch:
                 keys[row.value_hash] = self._virtual_key(row, by_key.get(row.id, _NO_CONFIGS))
@@ -117,14 +123,13 @@ class PolicyReader:
 
     async def load_limits(self, owners: Iterable[Any] | None = None) -> None:
         """Load the budgets and rate limits of ``owners`` (rows), or all of them."""
-        for table, into, build, column in (
-            (Budget, self.budgets, _budget_policy, "budget_id"),
-            (RateLimit, self.rate_limits, _rate_limit_policy, "rate_limit_id"),
-        ):
-            ids = None if owners is None else {getattr(row, column) for row in owners} - {None}
-            async for batch in self.batches(table, ids):
-                for row in batch:
-                    into[row.id] = build(row)  # type: ignore[operator]
+        rows = None if owners is None else list(owners)
+        async for batch in self.batches(Budget, _referenced(rows, "budget_id")):
+            for row in batch:
+                self.budgets[row.id] = _budget_policy(row)
+        async for batch in self.batches(RateLimit, _referenced(rows, "rate_limit_id")):
+            for row in batch:
+                self.rate_limits[row.id] = _rate_limit_policy(row)
 
     async def rows(self, entity: type, ids: Collection[Any] | None = None, column: str = "id") -> list[Any]:
         """The rows of ``entity`` (those whose ``column`` is in ``ids``, when given)."""
@@ -134,14 +139,15 @@ class PolicyReader:
                       column: str = "id") -> AsyncIterator[Sequence[Any]]:
         """``entity``'s rows as column tuples, `BATCH_ROWS` at a time, yielding to the loop."""
         table = entity.__table__  # type: ignore[attr-defined]
+        statement = select(*(c for c in table.c if c.name not in _NOT_POLICY))
         if ids is not None:
             ordered = sorted(ids, key=str)
             for start in range(0, len(ordered), _IDS_PER_QUERY):
                 chunk = ordered[start:start + _IDS_PER_QUERY]
-                yield (await self.session.execute(select(table).where(table.c[column].in_(chunk)))).all()
+                yield (await self.session.execute(statement.where(table.c[column].in_(chunk)))).all()
                 await asyncio.sleep(0)
             return
-        result = await self.session.stream(select(table).execution_options(yield_per=BATCH_ROWS))
+        result = await self.session.stream(statement.execution_options(yield_per=BATCH_ROWS))
         async for batch in result.partitions(BATCH_ROWS):
             yield batch
             await asyncio.sleep(0)  # let requests run between batches
@@ -195,6 +201,11 @@ class PolicyReader:
         )
 
 
+def _referenced(owners: list[Any] | None, column: str) -> set[str] | None:
+    """The ids ``owners`` refer to in ``column``; None (all) without owners."""
+    return None if owners is None else {getattr(row, column) for row in owners} - {None}
+
+
 def _names(names: Iterable[str] | None) -> frozenset[str]:
     """A frozen set of names; the empty one shared (most keys allow every model)."""
     return frozenset(names) if names else _NO_NAMES
@@ -204,7 +215,7 @@ def _budget_policy(row: Any) -> BudgetPolicy:
     return BudgetPolicy(
         id=row.id,
         max_limit_nano=usd_to_nano(row.max_limit),
-        duration=parse_duration(row.reset_duration),
+        duration=_duration(row.reset_duration),
         alignment=Alignment(row.timezone, row.week_start) if row.calendar_aligned else None,
     )
 
@@ -215,10 +226,16 @@ def _rate_limit_policy(row: Any) -> RateLimitPolicy:
     return RateLimitPolicy(
         id=row.id,
         token_max_limit=row.token_max_limit if tokens else None,
-        token_duration=parse_duration(row.token_reset_duration) if tokens else None,  # type: ignore[arg-type]
+        token_duration=_duration(row.token_reset_duration) if tokens else None,  # type: ignore[arg-type]
         request_max_limit=row.request_max_limit if requests else None,
-        request_duration=parse_duration(row.request_reset_duration) if requests else None,  # type: ignore[arg-type]
+        request_duration=_duration(row.request_reset_duration) if requests else None,  # type: ignore[arg-type]
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _duration(text: str) -> Duration:
+    """Parsed once per distinct text: limits share a handful of windows ("1m", "1M")."""
+    return parse_duration(text)
 
 
 def _model_label(row: Any) -> str:
