@@ -41,6 +41,7 @@ from tollway.store.version import bump_version, lock_config
 T = TypeVar("T", bound=Base)
 
 VALUE_PREFIX_LENGTH = 8
+_IDS_PER_QUERY = 500
 _OWNER_FIELDS = frozenset({"team_id", "customer_id"})
 
 
@@ -115,14 +116,14 @@ class _Applier(EntityWriter):
         self.session.flush()
 
     def _customers_and_teams(self, settings: Settings) -> None:
-        customers = self._load(Customer, lambda c: c.id)
+        customers = self._load(Customer, lambda c: c.id, only=[c.id for c in settings.governance.customers])
         for customer in settings.governance.customers:
             row = customers.get(customer.id)
             values = _stated(customer, row, {"name": customer.name})
             row, diff = self._governed(row, Customer, {"id": customer.id}, values, customer)
             self.record(row, "customer", customer.id, diff)
         self.session.flush()  # teams reference customers
-        teams = self._load(Team, lambda t: t.id)
+        teams = self._load(Team, lambda t: t.id, only=[t.id for t in settings.governance.teams])
         for team in settings.governance.teams:
             team_row = teams.get(team.id)
             values = _stated(team, team_row, {"name": team.name, "customer_id": team.customer_id})
@@ -131,13 +132,15 @@ class _Applier(EntityWriter):
         self.session.flush()
 
     def _virtual_keys(self, keys: Iterable[VirtualKeyConfig]) -> None:
+        keys = list(keys)
         existing = self._load(
             VirtualKey,
             lambda k: k.id,
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+            only=[key.id for key in keys],
         )
-        owners = {key.value_hash: key.id for key in existing.values()}
+        owners = _value_owners(self.session, [hash_key(key.value) for key in keys if key.value is not None])
         for key in keys:
             row = existing.get(key.id)
             values = _stated(key, row, {
@@ -175,12 +178,20 @@ class _Applier(EntityWriter):
 
     # -- building blocks -----------------------------------------------------------------
 
-    def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any) -> dict[Any, T]:
-        """Every row of ``entity`` with its budget and rate limit, by ``key``."""
+    def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any,
+              only: list[str] | None = None) -> dict[Any, T]:
+        """Every row of ``entity`` (or those with an id in ``only``: the store may hold a
+        million keys the file does not name) with its budget and rate limit, by ``key``."""
         statement = select(entity).options(
             selectinload(entity.budget), selectinload(entity.rate_limit), *options  # type: ignore[attr-defined]
         )
-        return {key(row): row for row in self.session.scalars(statement)}
+        if only is None:
+            return {key(row): row for row in self.session.scalars(statement)}
+        rows: dict[Any, T] = {}
+        for start in range(0, len(only), _IDS_PER_QUERY):
+            chunk = only[start:start + _IDS_PER_QUERY]
+            rows |= {key(row): row for row in self.session.scalars(statement.where(entity.id.in_(chunk)))}  # type: ignore[attr-defined]
+        return rows
 
     def _governed(self, row: T | None, entity: type[T], identity: Mapping[str, Any], values: Mapping[str, Any],
                   config: Any) -> tuple[T, Diff]:
@@ -192,6 +203,16 @@ class _Applier(EntityWriter):
         if created or "rate_limit" in config.model_fields_set:
             self.sync_rate_limit(row, config.rate_limit, diff)
         return row, diff
+
+
+def _value_owners(session: Session, digests: list[str]) -> dict[str, str]:
+    """The stored keys holding any of ``digests``: value hash -> key id."""
+    owners: dict[str, str] = {}
+    for start in range(0, len(digests), _IDS_PER_QUERY):
+        chunk = digests[start:start + _IDS_PER_QUERY]
+        owners |= dict(session.execute(select(VirtualKey.value_hash, VirtualKey.id)
+                                       .where(VirtualKey.value_hash.in_(chunk))).tuples().all())
+    return owners
 
 
 def _provider_settings(settings: Settings, name: str) -> dict[str, Any]:
