@@ -150,7 +150,7 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
     if writer.changed:
         try:
             await runtime.refresh_policy()  # applies just this change (tollway/store/policy_sync.py)
-        except Exception:  # noqa: BLE001 - committed all the same; the 1 s poll loads it
+        except Exception:  # noqa: BLE001 - committed all the same; the next poll applies it
             log.exception("management API: the policy could not be reloaded after a change")
     if writer.dropped:
         await runtime.store.forget(sorted(writer.dropped))  # after: no new request plans on them

@@ -4,6 +4,12 @@ call and against the store, owners, providers) before the first row is written, 
 same locked transaction as the writes; one bad entry answers 4xx naming its index and
 field (``virtual_keys[3].team_id``) and writes nothing. The answer carries each key's
 value, the only time it is shown.
+
+Status codes follow the rest of the API: 422 for an invalid or unknown field, 409 for an
+id or value that is taken (by the store or by another entry of the call). The rows are
+built by the ORM on the event loop of the node that serves the call (seconds for 10,000
+keys), so run large imports against a node that takes no traffic, or in smaller calls;
+the other nodes apply the result from the change log in one go.
 """
 
 from __future__ import annotations
