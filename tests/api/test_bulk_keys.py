@@ -98,6 +98,19 @@ def test_one_bad_entry_rejects_the_whole_call_naming_it_and_writes_nothing(api, 
     assert api.get(f"{KEYS}/{shared_id}").status_code == 404
 
 
+def test_a_bad_entry_found_while_writing_far_into_the_call_undoes_the_entries_written_before_it(api) -> None:
+    """The keys are written in steps; a budget that rounds to zero shows only when its
+    row is built, here after hundreds of keys were written: all of them go."""
+    prefix = unique("late")
+    entries = [{"name": f"{prefix}-{i}", "budget": {"max_limit": 1, "reset_duration": "1d"}} for i in range(450)]
+    entries[420]["budget"] = {"max_limit": "0.0000000001", "reset_duration": "1d"}
+
+    rejected = api.post(BULK, json={"virtual_keys": entries})
+
+    assert error(rejected, 422)["field"] == "virtual_keys[420].budget.max_limit"
+    assert keys_named(api, prefix) == []
+
+
 def test_entries_clashing_with_stored_keys_are_rejected(api) -> None:
     existing = api.post(KEYS, json={"id": unique("vk-old"), "name": "old",
                                     "value": "tw-" + unique("stored-value-0123456789")}).json()["virtual_key"]

@@ -7,13 +7,15 @@ value, the only time it is shown.
 
 Status codes follow the rest of the API: 422 for an invalid or unknown field, 409 for an
 id or value that is taken (by the store or by another entry of the call). The rows are
-built by the ORM on the event loop of the node that serves the call (seconds for 10,000
-keys), so run large imports against a node that takes no traffic, or in smaller calls;
+built by the ORM on the event loop of the node that serves the call, a hundred keys per
+turn of the loop (requests served meanwhile wait for one turn, not for the whole call);
 the other nodes apply the result from the change log in one go.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tollway.api.context import ApiWriter, RuntimeDep, change
+from tollway.api.context import ApiWriter, RuntimeDep, now_of
 from tollway.api.errors import ApiError, invalid
 from tollway.api.limits import LiveUsage
 from tollway.api.owners import check_provider_configs
@@ -32,10 +34,14 @@ from tollway.api.schemas import VirtualKeyCreate
 from tollway.api.virtual_keys import add_key, key_view
 from tollway.config.schema import VK_PREFIX
 from tollway.governance.engine import hash_key
+from tollway.store.changes import record_changes
 from tollway.store.entities import EntityError
 from tollway.store.tables import Customer, Team, VirtualKey, new_id
+from tollway.store.version import bump_version, lock_config
 
 MAX_KEYS = 10_000
+_CHUNK = 100
+log = logging.getLogger(__name__)
 _IDS_PER_QUERY = 500
 
 router = APIRouter(prefix="/api/governance/virtual-keys", tags=["virtual keys"])
@@ -70,25 +76,40 @@ async def create_keys(body: VirtualKeyBulkCreate, runtime: RuntimeDep) -> dict[s
     (shown this once)."""
     entries = [_Entry(key) for key in body.virtual_keys]
     live = LiveUsage()
-
-    def write(writer: ApiWriter) -> list[VirtualKey]:
-        check_entries(writer.session, writer.runtime.settings, entries)
-        rows = []
-        for index, entry in enumerate(entries):
-            try:
-                rows.append(add_key(writer, entry.body, entry.key_id, entry.value))
-            except EntityError as exc:  # a limit the store cannot hold: name the entry
-                field = f"virtual_keys[{index}].{exc.field}" if exc.field else f"virtual_keys[{index}]"
-                raise invalid(field, exc.message) from exc
-        return rows
-
-    def present(rows: list[VirtualKey]) -> list[dict[str, Any]]:
-        return [key_view(row, live, entry.value) for row, entry in zip(rows, entries, strict=True)]
-
-    views = await change(runtime, write, present)
+    # `context.change`, in steps: the rows are written and shown `_CHUNK` keys per turn of
+    # the event loop, so that the requests this node serves meanwhile are not held up.
+    async with runtime.db.session() as session:
+        await lock_config(session)
+        writer = ApiWriter(session.sync_session, now_of(runtime), runtime)
+        await session.run_sync(lambda _: check_entries(writer.session, runtime.settings, entries))
+        views: list[dict[str, Any]] = []
+        for first in range(0, len(entries), _CHUNK):
+            views += await session.run_sync(_write, writer, entries, first, live)
+            await asyncio.sleep(0)
+        await record_changes(session, await bump_version(session), writer.touched)
+    await runtime.store.load(writer.seeds)  # before the new policy can use them
+    try:
+        await runtime.refresh_policy()
+    except Exception:  # noqa: BLE001 - committed all the same; the next poll applies it
+        log.exception("management API: the policy could not be brought up to date after a bulk create")
     await live.fill(runtime.store, runtime.clock_ms())
     return {"message": f"{len(views)} virtual keys created; store their values now: they are not shown again",
             "virtual_keys": views, "count": len(views)}
+
+
+def _write(_: Session, writer: ApiWriter, entries: Sequence[_Entry], first: int,
+           live: LiveUsage) -> list[dict[str, Any]]:
+    """Add the checked entries from ``first`` on (`_CHUNK` of them); their views."""
+    chunk = entries[first:first + _CHUNK]
+    rows = []
+    for index, entry in enumerate(chunk, first):
+        try:
+            rows.append(add_key(writer, entry.body, entry.key_id, entry.value))
+        except EntityError as exc:  # a limit the store cannot hold: name the entry
+            field = f"virtual_keys[{index}].{exc.field}" if exc.field else f"virtual_keys[{index}]"
+            raise invalid(field, exc.message) from exc
+    writer.session.flush()
+    return [key_view(row, live, entry.value) for row, entry in zip(rows, chunk, strict=True)]
 
 
 def check_entries(session: Session, settings: Any, entries: Sequence[_Entry]) -> None:
