@@ -32,7 +32,8 @@ from tollway.store.migrate import upgrade
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
-from tollway.store.usage import load_counters, save_counters
+from tollway.store.usage import load_counters
+from tollway.store.usage_flush import UsageFlusher
 from tollway.telemetry import Metrics
 from tollway.ui import create_ui_app
 
@@ -80,6 +81,7 @@ class Runtime:
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
+        self.usage: UsageFlusher
 
     async def start(self) -> None:
         settings = self.settings
@@ -93,7 +95,9 @@ class Runtime:
         self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys)
         self.snapshot = await self.policy.reload()
         self.store = build_counter_store(settings.counters, self.metrics, seed=lambda: load_counters(self.db))
-        await self.store.load(await load_counters(self.db))
+        stored = await load_counters(self.db)
+        await self.store.load(stored)
+        self.usage = UsageFlusher(self.db, stored)
         self.enforcer = Enforcer(self.store, self.clock_ms)
         self.providers = build_providers(settings)
         if settings.request_log:
@@ -160,7 +164,7 @@ class Runtime:
         await self.db.close()
 
     async def flush_usage(self) -> None:
-        await save_counters(self.db, await self.store.export())
+        await self.usage.flush(await self.store.export())
 
     async def prune_request_log(self) -> int:
         """Delete request log rows older than ``request_log_retention``; returns how many."""
