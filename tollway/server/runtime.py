@@ -30,15 +30,16 @@ from tollway.server.recorder import Recorder
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
 from tollway.store.migrate import upgrade
+from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
-from tollway.store.snapshot import config_version, load_snapshot
-from tollway.store.usage import load_counters, save_counters
+from tollway.store.usage import load_counters
+from tollway.store.usage_flush import UsageFlusher
 from tollway.telemetry import Metrics
 from tollway.ui import create_ui_app
 
 log = logging.getLogger(__name__)
-_REFRESH_INTERVAL_S = 1.0
+_REFRESH_INTERVAL_S = 0.25  # a poll reads one row; a change since is applied incrementally
 _SETTLE_WAIT_S = 2.0
 _FOLDED_DENIALS_INTERVAL_S = 5.0  # how late a minute's folded 401s may reach the request log
 _RETENTION_INTERVAL_S = 3600.0  # deleting old request log rows hourly keeps each run short
@@ -82,6 +83,7 @@ class Runtime:
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
+        self.usage: UsageFlusher
 
     async def start(self) -> None:
         settings = self.settings
@@ -92,9 +94,12 @@ class Runtime:
         await self.db.ping()
         if self.prepare_database:
             self.generated_keys = await apply_config(self.db, settings)
-        self.snapshot = await self._load_snapshot()
+        self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys)
+        self.snapshot = await self.policy.reload()
         self.store = build_counter_store(settings.counters, self.metrics, seed=lambda: load_counters(self.db))
-        await self.store.load(await load_counters(self.db))
+        stored = await load_counters(self.db)
+        await self.store.load(stored)
+        self.usage = UsageFlusher(self.db, stored)
         self.enforcer = Enforcer(self.store, self.clock_ms)
         self.providers = build_providers(settings)
         if settings.request_log:
@@ -171,7 +176,7 @@ class Runtime:
         self.recorder.flush_summaries(self.clock_ms())
 
     async def flush_usage(self) -> None:
-        await save_counters(self.db, await self.store.export())
+        await self.usage.flush(await self.store.export())
 
     async def prune_request_log(self) -> int:
         """Delete request log rows older than ``request_log_retention``; returns how many."""
@@ -189,13 +194,9 @@ class Runtime:
             await self.flush_usage()
 
     async def refresh_policy(self, force: bool = False) -> None:
-        """Swap in a new snapshot when the stored configuration changed."""
-        version = await config_version(self.db)
-        if force or version != self.snapshot.version:
-            snapshot = await self._load_snapshot()
-            # A slower load that began before a newer one must not put an older policy back.
-            if snapshot.version >= self.snapshot.version:
-                self.snapshot = snapshot
+        """Bring the policy to the stored configuration: the changes since the version
+        held, applied incrementally; everything when ``force`` (or the log has a gap)."""
+        self.snapshot = await (self.policy.reload() if force else self.policy.refresh())
 
     async def health(self) -> dict[str, Any]:
         try:
@@ -209,9 +210,6 @@ class Runtime:
         status = "ok" if database == "ok" and counters == "ok" else "degraded"
         return {"status": status, "database": database, "counters": counters,
                 "counter_backend": self.settings.counters.backend, "policy_version": self.snapshot.version}
-
-    async def _load_snapshot(self) -> PolicySnapshot:
-        return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
 
     async def _every(self, seconds: float, job: Callable[[], Any], name: str, first_after: float | None = None) -> None:
         """Run ``job`` every ``seconds`` (the first time after ``first_after``, default
