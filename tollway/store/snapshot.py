@@ -173,7 +173,7 @@ class PolicyReader:
 
     def provider(self, row: Any) -> Governed | None:
         """A provider's limits; None when it has none (it is then left out of the snapshot)."""
-        if not (row.budget_id or row.rate_limit_id):
+        if not (row.budget_id or row.rate_limit_id or row.concurrency_limit_id):
             return None
         return self._governed(row, Level.PROVIDER, row.name, row.name)
 
