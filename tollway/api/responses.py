@@ -22,6 +22,8 @@ class BudgetView(BaseModel):
     reserved: float = Field(description="USD reserved by requests in flight.")
     last_reset: str | None
     reset_at: str | None
+    enforcement: str | None = Field(None, description="estimate or strict; null: governance_defaults.enforcement.")
+    on_insufficient: str | None = Field(None, description="refuse or clamp; null: governance_defaults.on_insufficient.")
 
 
 class RateLimitView(BaseModel):
@@ -38,6 +40,8 @@ class RateLimitView(BaseModel):
     request_reserved: int | None
     request_last_reset: str | None
     request_reset_at: str | None
+    enforcement: str | None = Field(None, description="Of the token side: estimate or strict; null: the default.")
+    on_insufficient: str | None = Field(None, description="refuse or clamp; null: the default.")
 
 
 class ProviderConfigView(BaseModel):

@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tollway.config.schema import (
     CustomerConfig,
+    EnforcementMode,
     ModelLimitConfig,
     NonEmpty,
+    OnInsufficient,
     PositiveInt,
     ProviderConfigEntry,
     TeamConfig,
@@ -73,6 +75,8 @@ class BudgetUpdate(_Body):
     calendar_aligned: bool | None = None
     timezone: str | None = None
     week_start: Annotated[int, Field(ge=0, le=6)] | None = None
+    enforcement: EnforcementMode | None = None
+    on_insufficient: OnInsufficient | None = None
 
     _present = field_validator("*", mode="before")(_not_null)
 
@@ -84,6 +88,8 @@ class RateLimitUpdate(_Body):
     token_reset_duration: str | None = None
     request_max_limit: PositiveInt | None = None
     request_reset_duration: str | None = None
+    enforcement: EnforcementMode | None = None  # null: the global default
+    on_insufficient: OnInsufficient | None = None
 
 
 class _GovernedUpdate(_Body):

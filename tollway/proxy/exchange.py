@@ -36,6 +36,11 @@ class Exchange(Protocol):
 
     def request_body(self, request: ClientRequest, model: str) -> bytes: ...
 
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        """The body sent upstream, before serialising: governance reads its worst case and
+        strict enforcement may set its output cap (`tollway.proxy.worst_case`)."""
+        ...
+
     def response(self, data: bytes) -> tuple[bytes, Usage | None]: ...
 
     def stream(self, request: ClientRequest) -> StreamConverter: ...
@@ -100,11 +105,14 @@ class OpenAIPassthrough:
         self.upstream_api = api
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         body = _with_model(request, model)
         if request.stream and not request.wants_usage and request.api is not Api.EMBEDDINGS:
             # Ask for the usage chunk so the stream can be charged; it is stripped again.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return orjson.dumps(body)
+        return body
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
@@ -164,6 +172,9 @@ class AnthropicPassthrough:
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(_with_model(request, model))
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        return _with_model(request, model)
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)

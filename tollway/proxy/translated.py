@@ -39,7 +39,10 @@ class ChatViaMessages:
     upstream_api = Api.MESSAGES
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
-        return orjson.dumps(chat_request_to_messages(request.body, model))
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        return chat_request_to_messages(request.body, model)
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
@@ -60,11 +63,14 @@ class MessagesViaChat:
     upstream_api = Api.CHAT
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         body = messages_request_to_chat(request.body)
         body["model"] = model
         if request.stream:
             body["stream_options"] = {"include_usage": True}
-        return orjson.dumps(body)
+        return body
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)

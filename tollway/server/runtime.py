@@ -17,7 +17,7 @@ from tollway.config import Settings
 from tollway.governance.counters.base import CounterStore
 from tollway.governance.durations import parse_duration
 from tollway.governance.enforcer import Enforcer
-from tollway.governance.model import PolicySnapshot
+from tollway.governance.model import Enforcement, PolicySnapshot
 from tollway.pricing import ModelPrice, PriceCatalog
 from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
@@ -114,6 +114,7 @@ class Runtime:
             pricing=self.pricing,
             sink=Recorder(self.metrics, self.log_writer),
             estimates=settings.estimate,
+            require_price=settings.require_price,
             max_body_bytes=settings.max_body_bytes,
         )
         self.catalog = ModelCatalog(settings, self.providers)
@@ -196,7 +197,9 @@ class Runtime:
                 "counter_backend": self.settings.counters.backend, "policy_version": self.snapshot.version}
 
     async def _load_snapshot(self) -> PolicySnapshot:
-        return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
+        defaults = self.settings.governance_defaults
+        return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys,
+                                   defaults=Enforcement(defaults.enforcement == "strict", defaults.on_insufficient == "clamp"))
 
     async def _every(self, seconds: float, job: Callable[[], Any], name: str, first_after: float | None = None) -> None:
         """Run ``job`` every ``seconds`` (the first time after ``first_after``, default

@@ -16,8 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.governance.durations import Alignment, parse_duration
+from tollway.governance.names import model_key
 from tollway.governance.model import (
+    ESTIMATE,
     BudgetPolicy,
+    Enforcement,
     Governed,
     Level,
     PolicySnapshot,
@@ -51,7 +54,8 @@ def usd_to_nano(amount: Decimal) -> int:
     return int(amount.scaleb(9).to_integral_value())
 
 
-async def load_snapshot(db: Database, *, enforce_virtual_keys: bool, version: int | None = None) -> PolicySnapshot:
+async def load_snapshot(db: Database, *, enforce_virtual_keys: bool, version: int | None = None,
+                        defaults: Enforcement = ESTIMATE) -> PolicySnapshot:
     """Read every governance entity and return the snapshot.
 
     ``version`` defaults to the stored config version, read before the entities: a
@@ -61,27 +65,28 @@ async def load_snapshot(db: Database, *, enforce_virtual_keys: bool, version: in
     async with db.session() as session:
         if version is None:
             version = await read_version(session)
-        return await _Reader(session).snapshot(enforce_virtual_keys, version)
+        return await _Reader(session, defaults).snapshot(enforce_virtual_keys, version)
 
 
 class _Reader:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, defaults: Enforcement) -> None:
         self.session = session
+        self.defaults = defaults
         self.budgets: dict[str, BudgetPolicy] = {}
         self.rate_limits: dict[str, RateLimitPolicy] = {}
 
     async def snapshot(self, enforce_virtual_keys: bool, version: int) -> PolicySnapshot:
         for budget in await self._all(Budget):
-            self.budgets[budget.id] = _budget_policy(budget)
+            self.budgets[budget.id] = _budget_policy(budget, self.defaults)
         for rate_limit in await self._all(RateLimit):
-            self.rate_limits[rate_limit.id] = _rate_limit_policy(rate_limit)
+            self.rate_limits[rate_limit.id] = _rate_limit_policy(rate_limit, self.defaults)
         providers = {
             row.name: self._governed(row, Level.PROVIDER, row.name, row.name)
             for row in await self._all(Provider)
             if row.budget_id or row.rate_limit_id
         }
         model_configs = {
-            (row.model_name, row.provider): self._governed(row, Level.MODEL, row.id, _model_label(row))
+            (model_key(row.model_name), row.provider): self._governed(row, Level.MODEL, row.id, _model_label(row))
             for row in await self._all(ModelConfig)
         }
         customers = {row.id: self._governed(row, Level.CUSTOMER, row.id, row.name) for row in await self._all(Customer)}
@@ -119,7 +124,7 @@ class _Reader:
         return ProviderConfigPolicy(
             provider=row.provider,
             weight=row.weight,
-            allowed_models=frozenset(row.allowed_models or ()),
+            allowed_models=_model_keys(row.allowed_models),
             allowed_keys=frozenset(row.allowed_keys or ()),
             limits=self._governed(row, Level.PROVIDER_CONFIG, row.id, row.provider),
         )
@@ -131,22 +136,37 @@ class _Reader:
             is_active=row.is_active,
             team_id=row.team_id,
             customer_id=row.customer_id,
-            allowed_models=frozenset(row.allowed_models or ()),
+            allowed_models=_model_keys(row.allowed_models),
             provider_configs=_frozen(provider_configs),
             limits=self._governed(row, Level.VIRTUAL_KEY, row.id, row.name),
         )
 
 
-def _budget_policy(row: Budget) -> BudgetPolicy:
+def _budget_policy(row: Budget, defaults: Enforcement) -> BudgetPolicy:
     return BudgetPolicy(
         id=row.id,
         max_limit_nano=usd_to_nano(row.max_limit),
         duration=parse_duration(row.reset_duration),
         alignment=Alignment(row.timezone, row.week_start) if row.calendar_aligned else None,
+        enforcement=enforcement(row.enforcement, row.on_insufficient, defaults),
     )
 
 
-def _rate_limit_policy(row: RateLimit) -> RateLimitPolicy:
+def enforcement(mode: str | None, on_insufficient: str | None, defaults: Enforcement) -> Enforcement:
+    """A limit's stated enforcement over the global default (None: not stated)."""
+    strict = defaults.strict if mode is None else mode == "strict"
+    clamp = defaults.clamp if on_insufficient is None else on_insufficient == "clamp"
+    if strict == defaults.strict and clamp == defaults.clamp:
+        return defaults
+    return Enforcement(strict, clamp)
+
+
+def _model_keys(names: list[str] | None) -> frozenset[str]:
+    """Allowed models ("model" or "provider/model"), keyed as requests are matched (`model_key`)."""
+    return frozenset(model_key(name) for name in names or ())
+
+
+def _rate_limit_policy(row: RateLimit, defaults: Enforcement) -> RateLimitPolicy:
     tokens = row.token_max_limit is not None and row.token_reset_duration is not None
     requests = row.request_max_limit is not None and row.request_reset_duration is not None
     return RateLimitPolicy(
@@ -155,6 +175,7 @@ def _rate_limit_policy(row: RateLimit) -> RateLimitPolicy:
         token_duration=parse_duration(row.token_reset_duration) if tokens else None,  # type: ignore[arg-type]
         request_max_limit=row.request_max_limit if requests else None,
         request_duration=parse_duration(row.request_reset_duration) if requests else None,  # type: ignore[arg-type]
+        enforcement=enforcement(row.enforcement, row.on_insufficient, defaults),
     )
 
 

@@ -77,6 +77,8 @@ class Budget(Base):
     week_start: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
     current_usage: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default=text("0"))
     last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    enforcement: Mapped[str | None] = mapped_column(String(16))  # estimate | strict; null: the global default
+    on_insufficient: Mapped[str | None] = mapped_column(String(16))  # refuse | clamp; null: the global default
 
 
 class RateLimit(Base):
@@ -93,6 +95,8 @@ class RateLimit(Base):
     request_current_usage: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     token_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     request_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    enforcement: Mapped[str | None] = mapped_column(String(16))  # of the token side; null: the global default
+    on_insufficient: Mapped[str | None] = mapped_column(String(16))
 
 
 class _Governed:
