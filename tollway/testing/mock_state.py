@@ -37,6 +37,8 @@ class MockSettings:
     """Delay between two stream events."""
     embedding_dims: int = 8
     """Length of embedding vectors when the request gives no `dimensions`."""
+    ignore_max_tokens: bool = False
+    """Generate `completion_tokens` whatever output cap the request sets (a misbehaving upstream)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -51,9 +53,14 @@ class MockSettings:
 
 _INT_SETTINGS = frozenset({"completion_tokens", "cached_tokens", "embedding_dims"})
 _FLOAT_SETTINGS = frozenset({"latency_ms", "chunk_delay_ms"})
+_BOOL_SETTINGS = frozenset({"ignore_max_tokens"})
 
 
-def _check_setting(name: str, value: Any) -> float | int:
+def _check_setting(name: str, value: Any) -> float | int | bool:
+    if name in _BOOL_SETTINGS:
+        if not isinstance(value, bool):
+            raise MockConfigError(f"setting {name!r} must be true or false")
+        return value
     if name not in _INT_SETTINGS and name not in _FLOAT_SETTINGS:
         raise MockConfigError(f"unknown setting {name!r}")
     if isinstance(value, bool) or not isinstance(value, int | float):
