@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tollway.governance.clamp import amounts_at, clamped_cap
-from tollway.governance.counters.base import AcquireResult, CounterStore, CounterUnavailable, SettleOp
+from tollway.governance.counters.base import AcquireResult, CounterReading, CounterStore, CounterUnavailable, SettleOp
 from tollway.governance.decisions import Decision, Denial, iso_utc
 from tollway.governance.engine import (
     Allowed,
@@ -69,6 +69,7 @@ class Admission:
     customer_id: str | None = None
     allowed_provider_keys: frozenset[str] = frozenset()  # provider key ids the key may use; empty = all
     clamped_cap: int | None = None  # the output cap strict enforcement lowered the request's to, if it did
+    readings: tuple[CounterReading, ...] = ()  # the counters after the reservation, in plan order
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,21 +124,22 @@ class Enforcer:
             return self._refused(snapshot, facts, planned)
         headers: list[tuple[bytes, bytes]] = []
         clamped: int | None = None
+        readings: tuple[CounterReading, ...] = ()
         if planned.checks:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
             verdict = decide(planned, result, now)
             if isinstance(verdict, Denial) and facts.demand is not None:
-                verdict, clamped = await self._clamp(planned, facts, result, verdict, now)
+                verdict, clamped, result = await self._clamp(planned, facts, result, verdict, now)
             if isinstance(verdict, Denial):
                 return Admission(False, verdict, None, [], _key_id(planned.key), planned.team_id, planned.customer_id)
-            headers = verdict.headers
+            headers, readings = verdict.headers, result.readings
         reservation = Reservation(next(self._ids), planned, now)
         self._open.add(reservation.id)
         return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
-                         planned.customer_id, planned.allowed_provider_keys, clamped)
+                         planned.customer_id, planned.allowed_provider_keys, clamped, readings)
 
     async def _clamp(self, planned: Plan, facts: RequestFacts, result: AcquireResult, denial: Denial,
-                     now: int) -> tuple[Allowed | Denial, int | None]:
+                     now: int) -> tuple[Allowed | Denial, int | None, AcquireResult]:
         """Retry a denied acquire with the output cap lowered to what fits (strict, clamp).
 
         The readings of a denied acquire hold what is left; another request may take it
@@ -153,8 +155,8 @@ class Enforcer:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
             verdict = decide(planned, result, now)
             if not isinstance(verdict, Denial):
-                return verdict, cap
-        return denial, None
+                return verdict, cap, result
+        return denial, None, result
 
     async def extend(self, reservation: Reservation, tokens: int, cost_nano: int) -> Denial | None:
         """Reserve ``tokens`` and ``cost_nano`` more on the reservation's token limits and

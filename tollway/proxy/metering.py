@@ -34,15 +34,20 @@ _MIN_EXTENSION = 256  # output tokens asked for at least, so a long stream exten
 
 
 class StreamMeter:
-    """Counts one stream's output and keeps it within ``covered`` output tokens, extended on demand."""
+    """Counts one stream's output and keeps it within what its reservation covers.
 
-    __slots__ = ("_covered", "_extend", "_parser", "_unparsed", "_unparsed_bytes", "_held", "counted",
-                 "denial", "cut", "open_blocks")
+    ``reserved``: output tokens the reservation covers; ``covered`` (at least that): how
+    far the stream may go before the meter reserves more (further on limits in estimate
+    mode, which had room to spare at admission). Past it, every token is reserved first.
+    """
 
-    def __init__(self, covered: int, extend: Extend) -> None:
+    __slots__ = ("_covered", "_extend", "_held", "_reserved", "_unparsed", "_unparsed_bytes", "counted", "cut",
+                 "denial", "open_blocks")
+
+    def __init__(self, covered: int, extend: Extend, reserved: int | None = None) -> None:
+        self._reserved = covered if reserved is None else min(reserved, covered)
         self._covered = covered
         self._extend = extend
-        self._parser = SSEParser()
         self._unparsed: list[bytes] = []  # relayed, not yet counted: their length bounds their text
         self._unparsed_bytes = 0
         self._held = b""  # the start of an event whose end has not come
@@ -66,10 +71,17 @@ class StreamMeter:
             self._unparsed_bytes += len(chunk)
             return chunk
         self._count_unparsed()
+        if chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:  # one event, the usual chunk
+            produced = _event_output(chunk, 0, len(chunk) - 2)
+            if self.counted + produced > self._covered and not await self._grow(self.counted + produced):
+                self.cut = True
+                return b""
+            self.counted += produced
+            return chunk
         relayed = 0
         for match in _EVENT_END.finditer(chunk):
-            produced = sum(_output_bytes(event.data) for event in self._parser.feed(chunk[relayed:match.end()]))
-            if self.counted + produced > self._covered and not await self._grow(self.counted + produced - self._covered):
+            produced = _event_output(chunk, relayed, match.start())
+            if self.counted + produced > self._covered and not await self._grow(self.counted + produced):
                 self.cut = True
                 return chunk[:relayed]
             self.counted += produced
@@ -91,31 +103,49 @@ class StreamMeter:
         self._count_unparsed()
         return self.counted
 
-    async def _grow(self, needed: int) -> bool:
-        """Reserve at least ``needed`` more output tokens (doubling what is covered when there is room)."""
-        for more in (max(needed, self._covered, _MIN_EXTENSION), needed):
+    async def _grow(self, total: int) -> bool:
+        """Reserve enough to cover ``total`` output tokens (doubling what is reserved when there is room)."""
+        needed = total - self._reserved
+        for more in (max(needed, self._reserved, _MIN_EXTENSION), needed):
             denial = await self._extend(more)
             if denial is None:
-                self._covered += more
+                self._reserved += more
+                self._covered = max(self._covered, self._reserved)
                 return True
             self.denial = denial
         return False
 
     def _count_unparsed(self) -> None:
-        for chunk in self._unparsed:
-            self.counted += sum(_output_bytes(event.data) for event in self._parser.feed(chunk))
+        for chunk in self._unparsed:  # whole events only (see `admit`)
+            start = 0
+            for match in _EVENT_END.finditer(chunk):
+                self.counted += _event_output(chunk, start, match.start())
+                start = match.end()
         self._unparsed.clear()
         self._unparsed_bytes = 0
 
 
 def _complete_end(chunk: bytes) -> int:
     """The index just past the last event end in ``chunk`` (0 when none ends in it)."""
+    if chunk.endswith(b"\n\n"):
+        return len(chunk)
     end = 0
     for terminator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
         at = chunk.rfind(terminator)
         if at >= 0:
             end = max(end, at + len(terminator))
     return end
+
+
+def _event_output(buf: bytes, start: int, stop: int) -> int:
+    """Output bytes of the one event in ``buf[start:stop]`` (its blank line excluded)."""
+    at = buf.find(b"data:", start, stop)
+    if at < 0:
+        return 0
+    data = buf[at + 5:stop]
+    if b"\n" in data or b"\r" in data:  # several data lines, or fields after them: the full parse
+        return sum(_output_bytes(event.data) for event in SSEParser().feed(buf[start:stop] + b"\n\n"))
+    return _output_bytes(data[1:] if data.startswith(b" ") else data)
 
 
 def _output_bytes(data: bytes) -> int:
@@ -126,12 +156,25 @@ def _output_bytes(data: bytes) -> int:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
         return 0
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         return 0
     choices = body.get("choices")
-    if isinstance(choices, list):  # OpenAI chat or completions
-        return sum(_strings(choice.get("delta")) + _strings(choice.get("text"))
-                   for choice in choices if isinstance(choice, dict))
+    if type(choices) is list:  # OpenAI chat or completions
+        total = 0
+        for choice in choices:
+            if type(choice) is not dict:
+                continue
+            delta = choice.get("delta")
+            if type(delta) is dict:
+                content = delta.get("content")
+                if len(delta) == 1 and type(content) is str:  # the common chunk: text only
+                    total += len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
+                else:
+                    total += _strings(delta)
+            text = choice.get("text")
+            if type(text) is str:
+                total += _strings(text)
+        return total
     kind = body.get("type")
     if kind == "content_block_delta":
         return _strings(body.get("delta"))

@@ -239,8 +239,8 @@ class Proxy:
         reservation = admission.reservation
         if reservation is None:
             return None
-        covered = covered_output(reservation.plan, demand)
-        if covered is None:
+        covers = covered_output(reservation.plan, demand, admission.readings)
+        if covers is None:
             return None
         rates = demand.rates
 
@@ -253,7 +253,8 @@ class Proxy:
             return cutoff_events(request.api, request.model, demand.worst.generations, meter.open_blocks,
                                  meter.counted, meter.denial, reason)
 
-        return Cutoff(StreamMeter(covered, extend), end)
+        reserved, covered = covers
+        return Cutoff(StreamMeter(covered, extend, reserved), end)
 
     async def _charge(self, usage: Usage, provider: ProviderClient, target: Target, admission: Admission,
                       outcome: Outcome) -> None:

@@ -3,7 +3,11 @@ enforcement sends, and how much output the reservation covers (for the stream me
 
 from __future__ import annotations
 
-from tollway.governance.engine import Plan
+from collections.abc import Sequence
+from itertools import repeat
+
+from tollway.governance.counters.base import CounterReading
+from tollway.governance.engine import LimitCheck, Plan
 from tollway.governance.enforcer import Admission
 from tollway.governance.model import Kind
 from tollway.pricing import RATE_SCALE, scaled_cost
@@ -23,24 +27,41 @@ def strict_cap(admission: Admission, demand: Demand) -> int | None:
     return demand.cap if strict else None
 
 
-def covered_output(plan: Plan, demand: Demand) -> int | None:
-    """Output tokens the reservation covers on its tightest token limit or budget, beyond
-    the prompt (its worst case on strict limits, its estimate on others); None when no
-    limit bounds the output."""
+def covered_output(plan: Plan, demand: Demand, readings: Sequence[CounterReading]) -> tuple[int, int] | None:
+    """(reserved, covered): output tokens beyond the prompt that the reservation holds on
+    its tightest token limit or budget, and how far a stream may go before its meter must
+    reserve more; None when no limit bounds the output.
+
+    A strict limit covers what the request reserved (its worst case); a limit in estimate
+    mode covers what it had left at admission (``readings``, taken after the reservation),
+    so that streams far from their limits are never stopped to reserve more.
+    """
+    reserved: int | None = None
     covered: int | None = None
-    worst, rates = demand.worst, demand.rates
-    for check, amount in zip(plan.checks, plan.amounts):
-        strict = check.enforcement.strict
-        if check.kind is Kind.TOKENS:
-            room = amount - (worst.prompt_tokens if strict else demand.prompt_estimate)
-        elif check.kind is Kind.BUDGET and rates.output > 0:
-            prompt_cost = scaled_cost(worst.prompt_tokens * rates.worst_input if strict
-                                      else demand.prompt_estimate * rates.input)
-            room = (amount - prompt_cost) * RATE_SCALE // rates.output
-        else:
+    for check, amount, reading in zip(plan.checks, plan.amounts, readings or repeat(None)):
+        held = _output_tokens(check, amount, demand)
+        if held is None:
             continue
+        room = held
+        if not check.enforcement.strict and reading is not None:  # what was left, its own reservation included
+            room = _output_tokens(check, check.limit - reading.used - reading.reserved + amount, demand) or 0
+        reserved = held if reserved is None else min(reserved, held)
         covered = room if covered is None else min(covered, room)
-    return None if covered is None else max(0, covered)
+    if reserved is None or covered is None:
+        return None
+    return max(0, reserved), max(0, covered)
+
+
+def _output_tokens(check: LimitCheck, amount: int, demand: Demand) -> int | None:
+    """Output tokens ``amount`` on ``check`` pays for beyond the prompt (None: it bounds no output)."""
+    worst, rates, strict = demand.worst, demand.rates, check.enforcement.strict
+    if check.kind is Kind.TOKENS:
+        return amount - (worst.prompt_tokens if strict else demand.prompt_estimate)
+    if check.kind is Kind.BUDGET and rates.output > 0:
+        prompt_cost = scaled_cost(worst.prompt_tokens * rates.worst_input if strict
+                                  else demand.prompt_estimate * rates.input)
+        return (amount - prompt_cost) * RATE_SCALE // rates.output
+    return None
 
 
 def note_ignored_cap(usage: Usage, demand: Demand, cap: int | None, outcome: Outcome) -> None:

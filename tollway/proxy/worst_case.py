@@ -99,20 +99,20 @@ def with_cap(worst: WorstCase, api: Api, body: dict[str, Any], cap: int) -> str:
 
 
 def _chat(body: dict[str, Any], model: str) -> WorstCase:
-    present = [name for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
-    if len(present) > 1:
+    modern, legacy = body.get("max_completion_tokens"), body.get("max_tokens")
+    if modern is not None and legacy is not None:
         raise bad_request("'max_completion_tokens' and 'max_tokens' are both set: send one output cap "
                           "(max_completion_tokens), not both", "max_completion_tokens")
-    cap_field = present[0] if present else None
+    cap_field = "max_completion_tokens" if modern is not None else "max_tokens" if legacy is not None else None
     cap = _positive(body, cap_field) if cap_field else None
-    messages = body.get("messages")
-    prompt = _messages_bound(messages, _openai_image_tokens(model)) + _rest(body) + REPLY_PRIMING_TOKENS
-    tools = [*_list(body.get("tools")), *_list(body.get("functions"))]
-    if tools:
+    prompt = _messages_bound(body.get("messages"), _openai_image_tokens(model)) + _rest(body) + REPLY_PRIMING_TOKENS
+    tools, functions = body.get("tools"), body.get("functions")
+    if tools or functions:
+        tools = _list(tools) + _list(functions)
         prompt += OPENAI_TOOLS_OVERHEAD_TOKENS + OPENAI_PER_TOOL_TOKENS * len(tools) + _bound(tools, 0)
     if body.get("tool_choice") is not None:
         prompt += _bound(body["tool_choice"], 0)
-    generations = _count(body, "n")
+    generations = _count(body, "n") if "n" in body else 1
     extra = _bound(body["prediction"], 0) * generations if body.get("prediction") is not None else 0
     return WorstCase(prompt, generations, cap, cap_field, extra)
 
@@ -151,11 +151,12 @@ def _messages_bound(messages: Any, image_tokens: int) -> int:
         return _bound(messages, image_tokens)
     total = MESSAGE_OVERHEAD_TOKENS * len(messages)
     for message in messages:
-        if isinstance(message, dict) and len(message) == 2 and isinstance(message.get("content"), str) \
-                and isinstance(message.get("role"), str):  # the common case, without the generic walk
-            total += _text(message["content"]) + _text(message["role"])
-        else:
-            total += _bound(message, image_tokens)
+        if type(message) is dict and len(message) == 2:  # {role, content: text}: without the generic walk
+            content, role = message.get("content"), message.get("role")
+            if type(content) is str and type(role) is str:
+                total += (len(content) if content.isascii() else _text(content)) + len(role)
+                continue
+        total += _bound(message, image_tokens)
     return total
 
 
@@ -188,7 +189,11 @@ def _prompt_count(prompt: Any) -> int:
 
 def _rest(body: dict[str, Any]) -> int:
     """Fields this module does not know, counted as prompt text (never an underestimate)."""
-    return sum(_text(name) + _bound(value, 0) for name, value in body.items() if name not in _NOT_PROMPT)
+    total = 0
+    for name, value in body.items():
+        if name not in _NOT_PROMPT:
+            total += _text(name) + _bound(value, 0)
+    return total
 
 
 def _bound(value: Any, image_tokens: int) -> int:
@@ -232,7 +237,7 @@ def _positive(body: dict[str, Any], name: str) -> int:
 
 
 def _openai_image_tokens(model: str) -> int:
-    lowered = model.lower()
-    if lowered.startswith("gpt-4o-mini"):
-        return OPENAI_IMAGE_TOKENS_MINI
-    return OPENAI_IMAGE_TOKENS if lowered.startswith(_OPENAI_IMAGE_FAMILIES) else OPENAI_IMAGE_TOKENS_MINI
+    # Model ids are lower case; another spelling gets the largest figure, which is safe.
+    if model.startswith(_OPENAI_IMAGE_FAMILIES) and not model.startswith("gpt-4o-mini"):
+        return OPENAI_IMAGE_TOKENS
+    return OPENAI_IMAGE_TOKENS_MINI

@@ -130,13 +130,14 @@ async def _one(enforcer: Enforcer, snapshot: PolicySnapshot, ask: Ask) -> None:
     prompt = int(ask.prompt_bound * ask.prompt_share)
     produced = ask.wanted if ask.ignores_cap and ask.stream else min(ask.wanted, ask.generations * cap)
     if ask.stream:
-        covered = covered_output(reservation.plan, demand)
-        assert covered is not None
+        covers = covered_output(reservation.plan, demand, admission.readings)
+        assert covers is not None
+        reserved, covered = covers
 
         async def extend(tokens: int):
             return await enforcer.extend(reservation, tokens, -(-tokens * RATES.output // 10**12))
 
-        output = await _stream(StreamMeter(covered, extend), produced, ask.chunk)
+        output = await _stream(StreamMeter(covered, extend, reserved), produced, ask.chunk)
     else:
         output = produced  # a non-streamed answer within its (clamped or injected) cap
     await enforcer.settle(reservation, prompt + output, _cost(prompt, output))
