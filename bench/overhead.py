@@ -108,7 +108,8 @@ async def measure(args: argparse.Namespace, ports: dict[str, int], meters: dict[
         "direct": (f"http://127.0.0.1:{ports['direct']}/v1/chat/completions", {**json_type, "Authorization": "Bearer sk"}, direct_body),
         "gateway": (f"http://127.0.0.1:{ports['gateway']}/v1/chat/completions", json_type, gateway_body),
         "governed": (f"http://127.0.0.1:{ports['governed']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
-        "strict": (f"http://127.0.0.1:{ports['strict']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, strict_body),
+        "strict": (f"http://127.0.0.1:{ports['strict']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"},
+                   strict_body),
         "worst": (f"http://127.0.0.1:{ports['worst']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
     }
     results: dict = {}

@@ -78,7 +78,7 @@ async def test_strict_refuse_answers_402_with_spent_and_reserved(gateway, mock) 
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO, max_completion_tokens=80)
     await first
-    error = caught.value.body["error"] if "error" in caught.value.body else caught.value.body
+    error = caught.value.body.get("error", caught.value.body)
     assert caught.value.status_code == 402 and error["code"] == "budget_exceeded"
     assert error["reserved"] > 80 and error["spent"] == 0 and "reserved by requests in flight" in error["message"]
 

@@ -11,8 +11,8 @@ from tests import factories as f
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import Decision, Denial, limit_denial
 from tollway.governance.durations import parse_duration
-from tollway.governance.engine import RequestFacts, acquire_ops, hash_key
 from tollway.governance.enforcer import Enforcer
+from tollway.governance.engine import RequestFacts, acquire_ops, hash_key
 from tollway.governance.model import Enforcement, Kind, Level, Scope
 from tollway.pricing import ReservationRates
 from tollway.providers.client import Api
@@ -102,7 +102,6 @@ async def test_the_meter_extends_while_the_limits_have_room() -> None:
 
     async def grant(tokens: int):
         asked.append(tokens)
-        return None
 
     meter = StreamMeter(4, grant)
     for _ in range(100):

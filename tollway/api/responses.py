@@ -179,13 +179,15 @@ class UsageEntry(BaseModel):
     unit: str
     limit_id: str = Field(description="The budget's or rate limit's id.")
     limit: int | float = Field(description="USD for budgets, else tokens or requests.")
-    used: int | float
-    reserved: int | float
+    used: int | float = Field(description="Spent in the current window.")
+    reserved: int | float = Field(description="Held by requests in flight (not yet spent).")
     remaining: int | float
     duration: str
     last_reset: str
     reset_at: str
     reset_in_s: float
+    enforcement: str = Field("estimate", description="estimate or strict (requests are always exact).")
+    on_insufficient: str = Field("refuse", description="Under strict: refuse or clamp.")
 
 
 class UsageList(_Page):

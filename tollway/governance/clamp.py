@@ -29,13 +29,13 @@ def clamped_cap(checks: tuple[LimitCheck, ...], readings: Sequence[CounterReadin
     """The largest cap below ``cap`` at which every check fits ``readings``; None when a
     check that does not fit at ``cap`` refuses rather than clamps, or when not even a cap
     of one token fits."""
-    rooms = [check.limit - reading.used - reading.reserved for check, reading in zip(checks, readings)]
-    for check, room, amount in zip(checks, rooms, amounts_at(checks, demand, cap)):
+    rooms = [check.limit - reading.used - reading.reserved for check, reading in zip(checks, readings, strict=True)]
+    for check, room, amount in zip(checks, rooms, amounts_at(checks, demand, cap), strict=True):
         if amount > room and not (check.enforcement.strict and check.enforcement.clamp):
             return None
 
     def fits(candidate: int) -> bool:
-        return all(amount <= room for amount, room in zip(amounts_at(checks, demand, candidate), rooms))
+        return all(amount <= room for amount, room in zip(amounts_at(checks, demand, candidate), rooms, strict=True))
 
     if cap <= 1 or not fits(1):
         return None

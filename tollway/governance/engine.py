@@ -14,7 +14,6 @@ from tollway.governance import decisions
 from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, SettleOp, new_tuple
 from tollway.governance.decisions import Denial
 from tollway.governance.durations import Alignment, Duration, next_reset_ms, window_at
-from tollway.governance.names import model_key
 from tollway.governance.model import (
     ESTIMATE,
     Enforcement,
@@ -28,7 +27,7 @@ from tollway.governance.model import (
     request_counter,
     token_counter,
 )
-
+from tollway.governance.names import model_key
 
 # Values built once per request (RequestFacts, Plan, Allowed) are plain slotted dataclasses:
 # a frozen one costs four times as much to construct (≈0.6 µs against 0.15 µs), and

@@ -23,8 +23,8 @@ from tollway.errors import (
 )
 from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, error_body
-from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.enforcer import Admission, Enforcer
+from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import PolicySnapshot
 from tollway.governance.names import model_key
 from tollway.pricing import PriceCatalog, scaled_cost
@@ -35,8 +35,8 @@ from tollway.proxy.client_watch import ClientWatch
 from tollway.proxy.estimate import Demand, demand_for
 from tollway.proxy.exchange import Exchange
 from tollway.proxy.exchanges import exchange_for
-from tollway.proxy.outcome import Outcome, OutcomeSink
 from tollway.proxy.metering import StreamMeter, cutoff_events
+from tollway.proxy.outcome import Outcome, OutcomeSink
 from tollway.proxy.relay import Cutoff, StreamResult, relay_stream
 from tollway.proxy.request import ClientRequest, parse_request
 from tollway.proxy.reservation import covered_output, note_ignored_cap, strict_cap
@@ -45,7 +45,6 @@ from tollway.proxy.upstream import RETRIABLE, call_upstream, read_whole
 from tollway.proxy.worst_case import analyse, with_cap
 from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
 from tollway.usage import Usage
-
 
 # What translating a body of an unexpected shape raises, beyond TranslationError.
 _MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)

@@ -4,11 +4,10 @@ enforcement sends, and how much output the reservation covers (for the stream me
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
 
 from tollway.governance.counters.base import CounterReading
-from tollway.governance.engine import LimitCheck, Plan
 from tollway.governance.enforcer import Admission
+from tollway.governance.engine import LimitCheck, Plan
 from tollway.governance.model import Kind
 from tollway.pricing import RATE_SCALE, scaled_cost
 from tollway.proxy.estimate import Demand
@@ -38,7 +37,8 @@ def covered_output(plan: Plan, demand: Demand, readings: Sequence[CounterReading
     """
     reserved: int | None = None
     covered: int | None = None
-    for check, amount, reading in zip(plan.checks, plan.amounts, readings or repeat(None)):
+    for index, (check, amount) in enumerate(zip(plan.checks, plan.amounts, strict=True)):
+        reading = readings[index] if readings else None
         held = _output_tokens(check, amount, demand)
         if held is None:
             continue

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.governance.durations import Alignment, parse_duration
-from tollway.governance.names import model_key
 from tollway.governance.model import (
     ESTIMATE,
     BudgetPolicy,
@@ -30,6 +29,7 @@ from tollway.governance.model import (
     TeamPolicy,
     VirtualKeyPolicy,
 )
+from tollway.governance.names import model_key
 from tollway.store.database import Database
 from tollway.store.tables import (
     Budget,

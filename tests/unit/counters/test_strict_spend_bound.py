@@ -20,9 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import factories as f
-from tollway.governance.counters.base import AcquireResult, CounterOp, CounterStore, SettleOp
-from tollway.governance.engine import Plan, RequestFacts, acquire_ops, hash_key, static_checks
+from tollway.governance.counters.base import (
+    AcquireResult,
+    CounterOp,
+    CounterStore,
+    SettleOp,
+)
 from tollway.governance.enforcer import Enforcer
+from tollway.governance.engine import (
+    Plan,
+    RequestFacts,
+    acquire_ops,
+    hash_key,
+    static_checks,
+)
 from tollway.governance.model import Enforcement, PolicySnapshot
 from tollway.pricing import ReservationRates
 from tollway.proxy.estimate import Demand
@@ -152,7 +163,7 @@ async def test_strict_limits_are_never_exceeded_by_any_mix_of_requests(counter_s
     await asyncio.gather(*(_one(enforcer, snapshot, ask) for ask in mix))
     checks = static_checks(snapshot, snapshot.keys_by_hash[hash_key(KEY)], "openai", "gpt")
     readings = await counter_store.read(acquire_ops(Plan(checks, (0,) * len(checks)), NOW))
-    for check, reading in zip(checks, readings):
+    for check, reading in zip(checks, readings, strict=True):
         assert reading.used <= check.limit, (check.scope, check.kind, reading)
         assert reading.reserved == 0, (check.scope, check.kind, reading)
     assert enforcer.reservations_in_flight == 0
