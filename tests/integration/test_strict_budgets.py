@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.redis_server import require_redis
 from tollway.governance.engine import hash_key
 from tollway.governance.model import budget_counter
 
@@ -83,12 +84,12 @@ async def test_strict_refuse_answers_402_with_spent_and_reserved(gateway, mock) 
     assert error["reserved"] > 80 and error["spent"] == 0 and "reserved by requests in flight" in error["message"]
 
 
-async def test_a_stream_that_ignores_its_cap_is_cut_off_at_the_budget(gateway, mock) -> None:
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"])  # as it is, and translated
+async def test_a_stream_that_ignores_its_cap_is_cut_off_at_the_budget(gateway, mock, model) -> None:
     await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000, "ignore_max_tokens": True})
     running = _gateway(gateway, mock, {"max_limit": 200, "reset_duration": "1d", "enforcement": "strict"})
     client = openai.AsyncOpenAI(base_url=running.v1, api_key=KEY, max_retries=0)
-    stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO, max_tokens=20,
-                                                  stream=True)
+    stream = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=20, stream=True)
     text, finish = [], None
     with pytest.raises(openai.APIError) as caught:
         async for chunk in stream:
@@ -113,13 +114,14 @@ async def _upstream_dropped(mock) -> bool:
     return False
 
 
-async def test_an_anthropic_stream_is_cut_off_in_its_own_shape(gateway, mock) -> None:
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "openai/gpt-4o-mini"])  # as it is, and translated
+async def test_an_anthropic_stream_is_cut_off_in_its_own_shape(gateway, mock, model) -> None:
     await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000, "ignore_max_tokens": True})
     running = _gateway(gateway, mock, {"max_limit": 200, "reset_duration": "1d", "enforcement": "strict"})
     client = anthropic.AsyncAnthropic(base_url=running.v1.removesuffix("/v1"), api_key=KEY, max_retries=0)
     events = []
     with pytest.raises(anthropic.APIStatusError):
-        async with client.messages.stream(model="anthropic/claude-sonnet-4-5", max_tokens=20, messages=HELLO) as s:
+        async with client.messages.stream(model=model, max_tokens=20, messages=HELLO) as s:
             async for event in s:
                 events.append(event.type)
     assert events[-1] == "message_delta" and "content_block_stop" in events
@@ -150,3 +152,32 @@ async def test_model_spellings_share_one_price_and_require_price_refuses_the_unp
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(model="openai/some-unpriced-model-xyz", messages=HELLO)
     assert caught.value.body["code"] == "model_unpriced"
+
+
+@pytest.fixture(scope="module")
+def shared_redis():
+    server = require_redis()
+    yield server
+    server.stop()
+
+
+async def test_two_gateways_sharing_redis_never_pass_a_strict_budget_together(gateway, mock, postgres_server,
+                                                                              shared_redis) -> None:
+    await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 60, "latency_ms": 20})
+    shared = {"database_url": postgres_server.create_database(), "counters": {"backend": "redis", "url": shared_redis.url}}
+    budget = {"max_limit": 1200, "reset_duration": "1d", "enforcement": "strict", "on_insufficient": "clamp"}
+    nodes = [_gateway(gateway, mock, budget, **shared) for _ in range(2)]
+    clients = [openai.AsyncOpenAI(base_url=node.v1, api_key=KEY, max_retries=0) for node in nodes]
+
+    async def one(i: int) -> int:
+        extra = {"max_completion_tokens": 100} if i % 3 else {}  # every third sets no cap
+        try:
+            await clients[i % 2].chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO, **extra)
+        except openai.APIStatusError as exc:
+            return exc.status_code
+        return 200
+
+    statuses = await asyncio.gather(*(one(i) for i in range(60)))
+    assert set(statuses) <= {200, 402} and 200 in statuses and 402 in statuses
+    used, limit = _spent(nodes[0])
+    assert 0 < used <= limit and _spent(nodes[1]) == (used, limit)  # one budget, counted in Redis
