@@ -128,10 +128,14 @@ def mock_upstream(
     latency_ms: float = typer.Option(0.0, help="Delay before each response."),
     completion_tokens: int = typer.Option(16, help="Tokens generated per answer (capped by max_tokens)."),
     chunk_delay_ms: float = typer.Option(0.0, help="Delay between stream chunks."),
+    stream_split_max_bytes: int = typer.Option(
+        0, help="Write streams in pieces of 1 to N bytes cut at random offsets (0: one write per event)."),
+    stream_jitter_ms: float = typer.Option(0.0, help="With split streams, a random pause of up to this before each piece."),
 ) -> None:
     """Serve a mock OpenAI / Anthropic / Azure provider (for tests, benchmarks and the demo)."""
     serve_mock_upstream(host, port, MockSettings(latency_ms=latency_ms, completion_tokens=completion_tokens,
-                                                 chunk_delay_ms=chunk_delay_ms))
+                                                 chunk_delay_ms=chunk_delay_ms, stream_split_max_bytes=stream_split_max_bytes,
+                                                 stream_jitter_ms=stream_jitter_ms))
 
 
 @db_app.command("upgrade")

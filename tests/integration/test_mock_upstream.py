@@ -399,3 +399,23 @@ async def test_settings_merge_and_reset_restores_them(mock: MockUpstream, http: 
     assert (current["requests"], current["faults_applied"]) == (1, 0)
     async with http.get(mock.url + "/_mock/requests") as response:
         assert len(await response.json()) == 1
+
+
+async def test_split_streams_arrive_in_small_pieces_and_are_recorded_exactly(
+        mock: MockUpstream, http: aiohttp.ClientSession) -> None:
+    async with http.post(mock.url + "/_mock/settings", json={"stream_split_max_bytes": 7, "stream_jitter_ms": 0.05,
+                                                                 "record_streams": True}) as r:
+        assert r.status == 200
+    body = {"model": "gpt-4o-mini", "stream": True, "max_tokens": 40, "messages": [{"role": "user", "content": "Hi"}]}
+    async with http.post(mock.url + "/v1/chat/completions", json=body, headers=AUTH) as response:
+        pieces = [piece async for piece in response.content.iter_any()]
+    received = b"".join(pieces)
+    assert received == mock.state.requests[-1]["stream"].encode()
+    assert received.endswith(b"data: [DONE]\n\n")
+    assert len(pieces) > 2 * received.count(b"\n\n")  # far more reads than events: cut inside events
+
+
+async def test_stream_split_settings_are_checked(mock: MockUpstream, http: aiohttp.ClientSession) -> None:
+    for bad in ({"record_streams": 1}, {"stream_split_max_bytes": True}, {"stream_jitter_ms": -1}):
+        async with http.post(mock.url + "/_mock/settings", json=bad) as response:
+            assert response.status == 400, bad

@@ -142,8 +142,9 @@ def limit_denial(
     return Denial(DECISION_FOR_KIND[kind], message, scope, limit, used, reset_at_ms, retry_after, reserved, amount)
 
 
-def error_body(denial: Denial) -> bytes:
-    """The OpenAI-shaped error body (SDKs surface ``error.message``)."""
+def error_body(denial: Denial, anthropic: bool = False) -> bytes:
+    """The error body in OpenAI's shape, or Anthropic's (``{"type": "error", "error": …}``);
+    both carry the same fields, and SDKs of either surface ``error.message``."""
     money = denial.decision is Decision.BUDGET_EXCEEDED
     scope = denial.scope
     error = {
@@ -158,7 +159,7 @@ def error_body(denial: Denial) -> bytes:
         "requested": _amount(denial.requested, money),
         "reset_at": None if denial.reset_at_ms is None else iso_utc(denial.reset_at_ms),
     }
-    return orjson.dumps({"error": error})
+    return orjson.dumps({"type": "error", "error": error} if anthropic else {"error": error})
 
 
 def denial_headers(denial: Denial) -> list[tuple[bytes, bytes]]:

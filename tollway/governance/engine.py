@@ -302,24 +302,39 @@ def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tup
 
 def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy | None | Denial:
     """The key presented (None when none is and none is required), or why it cannot be used."""
-    if facts.key_hash is None:
+    key = identify_key(snapshot, facts.key_hash)
+    if key is None or isinstance(key, Denial):
+        return key
+    return access_denial(key, facts.provider, facts.model) or key
+
+
+def identify_key(snapshot: PolicySnapshot, key_hash: str | None) -> VirtualKeyPolicy | None | Denial:
+    """The usable key with this hash (None when none is presented and none is required),
+    or the denial of a missing, unknown or inactive key."""
+    if key_hash is None:
         return decisions.key_required() if snapshot.enforce_virtual_keys else None
-    key = snapshot.keys_by_hash.get(facts.key_hash)
+    key = snapshot.keys_by_hash.get(key_hash)
     if key is None:
         return decisions.key_not_found()
-    scope = key.limits.scope
     if not key.is_active:
-        return decisions.key_blocked(scope)
+        return decisions.key_blocked(key.limits.scope)
+    return key
+
+
+def access_denial(key: VirtualKeyPolicy, provider: str, model: str) -> Denial | None:
+    """Why ``key`` may not use ``model`` on ``provider`` (its provider configs and allowed
+    models), or None when it may."""
+    scope = key.limits.scope
     config: ProviderConfigPolicy | None = None
     if key.provider_configs:
-        config = key.provider_configs.get(facts.provider)
+        config = key.provider_configs.get(provider)
         if config is None:
-            return decisions.provider_blocked(scope, facts.provider, key.provider_configs)
-    if not _model_allowed(key.allowed_models, facts.provider, facts.model):
-        return decisions.model_blocked(scope, facts.provider, facts.model, key.allowed_models)
-    if config is not None and not _model_allowed(config.allowed_models, facts.provider, facts.model):
-        return decisions.model_blocked(config.limits.scope, facts.provider, facts.model, config.allowed_models)
-    return key
+            return decisions.provider_blocked(scope, provider, key.provider_configs)
+    if not _model_allowed(key.allowed_models, provider, model):
+        return decisions.model_blocked(scope, provider, model, key.allowed_models)
+    if config is not None and not _model_allowed(config.allowed_models, provider, model):
+        return decisions.model_blocked(config.limits.scope, provider, model, config.allowed_models)
+    return None
 
 
 def _model_allowed(allowed: frozenset[str], provider: str, model: str) -> bool:

@@ -126,43 +126,75 @@ class OpenAIPassthrough:
 
 
 class _OpenAIStream:
+    """Relays an OpenAI stream as the provider's bytes, cut only at event boundaries.
+
+    When the gateway asked for the usage chunk on the client's behalf, that one event is
+    taken out and every other byte passes unchanged. Output is released only up to the end
+    of the last complete event, and the partial event after it is held for the next chunk:
+    an event is never sent in two halves of which only one could be taken back. (Passing
+    the raw chunk through while re-encoding the events of another chunk sent the head of
+    a split event twice — once raw, once whole — and corrupted about 1 % of streams.)
+    """
+
     def __init__(self, strip_usage: bool) -> None:
-        self._parser = SSEParser()
+        self._held = b""  # the start of an event whose end has not arrived
         self._strip = strip_usage
         self.usage: Usage | None = None
         self.produced = 0
         self.error: str | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        events = self._parser.feed(chunk)
-        dropped = False
-        for event in events:
-            data = event.data
-            if b'"usage":{' in data or b'"usage": {' in data:
-                body = load_object(data)
+        data = self._held + chunk if self._held else chunk
+        if b"\r" in data:  # rare: normalise line ends (a final \r may pair with the next chunk's \n)
+            data = _normalise_line_ends(data)
+        end = data.rfind(b"\n\n") + 2
+        if end < 2:
+            self._held = data
+            return b""
+        self._held = data[end:]
+        return self._events(data[:end], b"\n\n")
+
+    def finish(self) -> bytes:
+        """A last event whose blank line never came is relayed too (lenient, like the parser's flush)."""
+        held, self._held = self._held, b""
+        return self._events(held, b"") if held.strip() else held
+
+    def _events(self, data: bytes, tail: bytes) -> bytes:
+        """``data`` (whole events, the last ending in ``tail``) less a stripped usage chunk."""
+        blocks = data[: len(data) - len(tail)].split(b"\n\n") if tail else [data]
+        stripped = False
+        for index, block in enumerate(blocks):
+            if b'"usage":{' in block or b'"usage": {' in block:
+                body = load_object(_data_of(block))
                 if body is not None and body.get("usage"):
                     self.usage = usage_from_openai(body["usage"])
                     if self._strip and not body.get("choices"):
-                        dropped = True
+                        blocks[index] = b""
+                        stripped = True
                         continue
-            if data != b"[DONE]":
+            if block.startswith(b"data:") and not block.endswith(b"[DONE]"):
                 self.produced += 1
-        if not dropped:
-            return chunk  # unchanged bytes: nothing to re-encode
-        return b"".join(encode_event(e.data, e.event) for e in events if not _is_usage_only(e.data))
-
-    def finish(self) -> bytes:
-        return b""
+        if not stripped:
+            return data
+        return b"".join(block + tail for block in blocks if block)
 
     def error_event(self, message: str) -> bytes:
         return openai_stream_error(message)
 
 
-def _is_usage_only(data: bytes) -> bool:
-    if b'"usage"' not in data:
-        return False
-    body = load_object(data)
-    return bool(body is not None and body.get("usage") and not body.get("choices"))
+def _normalise_line_ends(data: bytes) -> bytes:
+    """\r\n and \r as \n; a final \r is kept as it is, since its \n may start the next chunk."""
+    last_cr = data.endswith(b"\r")
+    body = (data[:-1] if last_cr else data).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return body + b"\r" if last_cr else body
+
+
+def _data_of(block: bytes) -> bytes:
+    """The data of one event block (its data lines joined), tolerant of comments and other fields."""
+    if block.startswith(b"data: ") and b"\n" not in block:
+        return block[6:]
+    lines = [line[5:] for line in block.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
 
 
 class AnthropicPassthrough:

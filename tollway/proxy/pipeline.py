@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import orjson
 
 from tollway.config.schema import EstimateConfig
 from tollway.errors import (
@@ -264,9 +263,7 @@ class Proxy:
     async def _deny(self, request: ClientRequest, denial: Denial, send: Send, outcome: Outcome) -> None:
         outcome.status, outcome.decision = denial.decision.status, denial.decision.value
         outcome.denied_scope, outcome.error = denial.scope, denial.message
-        body = error_body(denial)
-        if request.api is Api.MESSAGES:
-            body = orjson.dumps({"type": "error", "error": orjson.loads(body)["error"]})
+        body = error_body(denial, anthropic=request.api is Api.MESSAGES)
         await respond(send, denial.decision.status, body, JSON_HEADERS + denial_headers(denial))
 
 

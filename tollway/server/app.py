@@ -11,12 +11,12 @@ import orjson
 from tollway.config import Settings
 from tollway.providers.client import Api
 from tollway.errors import GatewayError
-from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, replay, respond
+from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, replay, respond, respond_error
+from tollway.server.models_route import ModelsRoute
 from tollway.server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
-_NOT_FOUND = orjson.dumps({"error": {"message": "no such route", "type": "not_found_error", "param": None, "code": "not_found"}})
 
 
 class Gateway:
@@ -31,6 +31,7 @@ class Gateway:
             ("POST", "/v1/embeddings"): self._proxy(Api.EMBEDDINGS),
             ("POST", "/v1/messages"): self._proxy(Api.MESSAGES),
             ("GET", "/v1/models"): self._models,
+            ("GET", "/models"): self._models,
             ("GET", "/health"): self._health,
             ("GET", "/metrics"): self._metrics,
         }
@@ -38,15 +39,18 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            handler = self._routes.get((scope["method"], scope["path"]))
+            path = scope["path"]
+            handler = self._routes.get((scope["method"], path))
             if handler is not None:
                 await handler(scope, receive, send)
-            elif scope["path"].startswith("/api") and self.runtime.management is not None:
+            elif scope["method"] == "GET" and ModelsRoute.matches(path):
+                await self.runtime.models.retrieve(scope, send)
+            elif path.startswith("/api") and self.runtime.management is not None:
                 await self._management(scope, receive, send)
-            elif (scope["path"] == "/ui" or scope["path"].startswith("/ui/")) and self.runtime.ui is not None:
+            elif (path == "/ui" or path.startswith("/ui/")) and self.runtime.ui is not None:
                 await self.runtime.ui(scope, receive, send)
             else:
-                await respond(send, 404, _NOT_FOUND)
+                await self._no_route(scope, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -71,8 +75,22 @@ class Gateway:
         await self.runtime.management(scope, replay(body, receive), send)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        models = await self.runtime.catalog.models()
-        await respond(send, 200, orjson.dumps({"object": "list", "data": models}))
+        await self.runtime.models.list(scope, send)
+
+    async def _no_route(self, scope: Scope, send: Send) -> None:
+        """404 (405 for a known path and another method) that lists what the gateway serves,
+        in the error shape of the client's API."""
+        method, path = scope["method"], scope["path"]
+        allowed = sorted(m for m, p in self._routes if p == path)
+        served = ", ".join(f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")) + ", GET /v1/models/{id}"
+        if allowed:
+            error = GatewayError(405, "invalid_request_error", f"{path} does not accept {method}; it accepts "
+                                 f"{', '.join(allowed)}", code="method_not_allowed",
+                                 headers=[(b"allow", ", ".join(allowed).encode())])
+        else:
+            error = GatewayError(404, "not_found_error", f"this gateway has no route {method} {path}; it serves {served}",
+                                 code="not_found")
+        await respond_error(send, error, anthropic=header(scope, b"anthropic-version") is not None)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = await self.runtime.health()

@@ -24,6 +24,7 @@ from tollway.proxy.pipeline import Proxy
 from tollway.proxy.targets import TargetResolver
 from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
 from tollway.server.models_catalog import ModelCatalog
+from tollway.server.models_route import ModelsRoute
 from tollway.server.recorder import Recorder
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
@@ -77,6 +78,7 @@ class Runtime:
         self.enforcer: Enforcer
         self.proxy: Proxy
         self.catalog: ModelCatalog
+        self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
 
     async def start(self) -> None:
@@ -118,6 +120,7 @@ class Runtime:
             max_body_bytes=settings.max_body_bytes,
         )
         self.catalog = ModelCatalog(settings, self.providers)
+        self.models = ModelsRoute(self.catalog, lambda: self.snapshot, settings.model_aliases)
         if settings.management_api:
             self.management = create_management_app(self)
             self.ui = create_ui_app(self.management, settings, self.clock_ms)

@@ -51,6 +51,8 @@ class MockCall:
     body_invalid: bool
     """A body was sent but it is not valid JSON."""
     fault: Fault | None
+    record: dict[str, Any]
+    """This request's entry in the mock's request log."""
 
     @property
     def drop_after(self) -> int | None:
@@ -98,15 +100,16 @@ async def _receive(request: web.Request, state: MockState) -> MockCall:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             invalid = True
-    state.requests.append({
+    record = {
         "method": request.method,
         "path": request.path,
         "query": dict(request.query),
         "headers": {name.lower(): value for name, value in request.headers.items()},
         "body": body,
-    })
+    }
+    state.requests.append(record)
     fault = state.take_fault(request.path) if state.faults else None
-    return MockCall(request, state, body, invalid, fault)
+    return MockCall(request, state, body, invalid, fault, record)
 
 
 async def _answer(call: MockCall, handler: Handler, flavor: Flavor) -> web.StreamResponse:
@@ -172,12 +175,15 @@ async def send_json(call: MockCall, payload: Any, headers: dict[str, str] | None
 
 
 async def send_sse(call: MockCall, events: Iterable[bytes], headers: dict[str, str] | None = None) -> web.StreamResponse:
-    """Stream pre-encoded SSE events, honouring chunk delay, `mid_stream` faults and disconnects."""
+    """Stream pre-encoded SSE events, honouring chunk delay, splitting, `mid_stream` faults and disconnects."""
     stats = call.state.stats
     stats.streams_started += 1
     response = web.StreamResponse(headers={**_SSE_HEADERS, **headers} if headers else _SSE_HEADERS)
     drop_after = call.drop_after
-    delay_s = call.state.settings.chunk_delay_ms / 1000
+    settings = call.state.settings
+    delay_s = settings.chunk_delay_ms / 1000
+    sent: list[bytes] | None = [] if settings.record_streams else None
+    splitter = _Splitter(call.state) if settings.stream_split_max_bytes else None
     try:
         await response.prepare(call.request)
         for index, event in enumerate(events):
@@ -186,16 +192,61 @@ async def send_sse(call: MockCall, events: Iterable[bytes], headers: dict[str, s
                 return response
             if delay_s > 0 and index:
                 await asyncio.sleep(delay_s)
-            await response.write(event)
+            if splitter is not None:
+                await splitter.write(response, event)
+            else:
+                await response.write(event)
+            if sent is not None:
+                sent.append(event)
         if drop_after is not None:
             _abort(call.request)
             return response
+        if splitter is not None:
+            await splitter.flush(response)
         await response.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
         stats.streams_cancelled += 1
         raise
+    finally:
+        if sent is not None:
+            call.record["stream"] = b"".join(sent).decode()
     stats.streams_completed += 1
     return response
+
+
+class _Splitter:
+    """Writes a stream in pieces cut at random offsets, with random pauses between them.
+
+    Cuts ignore event boundaries (a piece may end one event and begin the next), and each
+    piece is its own write, after a pause its own TCP segment on loopback: a reader sees
+    events cut anywhere, mid-JSON, between the two bytes of a line end, inside a character.
+    """
+
+    def __init__(self, state: MockState) -> None:
+        self._rng = state.rng
+        self._max = state.settings.stream_split_max_bytes
+        self._jitter_s = state.settings.stream_jitter_ms / 1000
+        self._pending = b""
+        self._next = self._rng.randint(1, self._max)
+
+    async def write(self, response: web.StreamResponse, data: bytes) -> None:
+        """Write the whole pieces ``data`` completes; keep the rest for the next call."""
+        self._pending += data
+        while len(self._pending) >= self._next:
+            piece, self._pending = self._pending[:self._next], self._pending[self._next:]
+            self._next = self._rng.randint(1, self._max)
+            await self._send(response, piece)
+
+    async def flush(self, response: web.StreamResponse) -> None:
+        """Write what is left at the end of the stream."""
+        if self._pending:
+            piece, self._pending = self._pending, b""
+            await self._send(response, piece)
+
+    async def _send(self, response: web.StreamResponse, piece: bytes) -> None:
+        if self._jitter_s > 0:
+            await asyncio.sleep(self._rng.uniform(0, self._jitter_s))
+        await response.write(piece)
 
 
 def sse_data(payload: Any) -> bytes:

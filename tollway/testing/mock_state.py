@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -37,6 +38,13 @@ class MockSettings:
     """Delay between two stream events."""
     embedding_dims: int = 8
     """Length of embedding vectors when the request gives no `dimensions`."""
+    stream_split_max_bytes: int = 0
+    """0: each stream event is one write. N > 0: the stream's bytes are written in pieces of
+    1 to N bytes cut at random offsets, ignoring event boundaries (as proxies and TCP may)."""
+    stream_jitter_ms: float = 0.0
+    """With split streams: a random pause of 0 to this many ms before each piece."""
+    record_streams: bool = False
+    """Keep the exact bytes of each stream sent, under `"stream"` in the request's record."""
     ignore_max_tokens: bool = False
     """Generate `completion_tokens` whatever output cap the request sets (a misbehaving upstream)."""
 
@@ -51,9 +59,9 @@ class MockSettings:
             setattr(self, name, value)
 
 
-_INT_SETTINGS = frozenset({"completion_tokens", "cached_tokens", "embedding_dims"})
-_FLOAT_SETTINGS = frozenset({"latency_ms", "chunk_delay_ms"})
-_BOOL_SETTINGS = frozenset({"ignore_max_tokens"})
+_INT_SETTINGS = frozenset({"completion_tokens", "cached_tokens", "embedding_dims", "stream_split_max_bytes"})
+_FLOAT_SETTINGS = frozenset({"latency_ms", "chunk_delay_ms", "stream_jitter_ms"})
+_BOOL_SETTINGS = frozenset({"record_streams", "ignore_max_tokens"})
 
 
 def _check_setting(name: str, value: Any) -> float | int | bool:
@@ -174,6 +182,8 @@ class MockState:
     server: ConnectionCounter | None = None
     """Set by whoever runs the app, so stats can report open connections."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    rng: random.Random = field(default_factory=random.Random)
+    """Where split streams take their cut offsets and pauses from."""
 
     def __post_init__(self) -> None:
         self.defaults = dataclasses.replace(self.settings)

@@ -1,8 +1,8 @@
 """Enforcement modes on budgets and rate limits (SPEC §8): ``enforcement`` (estimate |
 strict) and ``on_insufficient`` (refuse | clamp); null means the global default.
 
-Revision ID: 0002_enforcement
-Revises: 0001
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-05
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_enforcement"
-down_revision: str | Sequence[str] | None = "0001"
+revision: str = "0006"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
