@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import orjson
 
 from tollway.config.schema import EstimateConfig
 from tollway.errors import (
