@@ -10,6 +10,7 @@ import orjson
 from tollway.errors import bad_request
 from tollway.governance.names import BadModelName, canonical_model
 from tollway.providers.client import Api
+from tollway.proxy.worst_case import MAX_OUTPUT_CAP
 
 _REQUIRED = {Api.CHAT: "messages", Api.COMPLETIONS: "prompt", Api.EMBEDDINGS: "input", Api.MESSAGES: "messages"}
 
@@ -88,7 +89,7 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise bad_request(f"'{name}' must be a positive integer", name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_CAP:
+            raise bad_request(f"'{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", name)
         return value
     return None

@@ -53,6 +53,8 @@ _NOT_PROMPT = frozenset({
     "modalities", "prediction", "verbosity", "safety_identifier", "prompt_cache_key", "encoding_format", "dimensions",
     "echo", "thinking", "tool_choice", "messages", "system", "tools", "functions", "prompt", "input",
 })
+# No model produces anywhere near this many tokens; a larger cap only makes amounts absurd.
+MAX_OUTPUT_CAP = 1_000_000_000
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 _CAP_FIELDS = {Api.CHAT: ("max_completion_tokens", "max_tokens"), Api.COMPLETIONS: ("max_tokens",),
                Api.MESSAGES: ("max_tokens",), Api.EMBEDDINGS: ()}
@@ -231,8 +233,8 @@ def _count(body: dict[str, Any], name: str) -> int:
 
 def _positive(body: dict[str, Any], name: str) -> int:
     value = body.get(name)
-    if type(value) is not int or value < 1:
-        raise bad_request(f"'{name}' must be a positive integer", name)
+    if type(value) is not int or not 1 <= value <= MAX_OUTPUT_CAP:
+        raise bad_request(f"'{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", name)
     return value
 
 
