@@ -3,7 +3,9 @@
 Starts the mock upstream and three one-worker gateways as separate processes, then
 drives the same chat-completion load at each concurrency against: the mock directly,
 a gateway with no governance configured, a gateway with a typical five-level governance
-hierarchy (7 counters), and one with every level fully limited (21 counters). The
+hierarchy (7 counters), the same under strict enforcement with clamping (every request's
+worst case computed from its body and its output cap injected: it sends none), and one
+with every level fully limited (21 counters). The
 targets alternate run by run so that machine noise spreads evenly; medians are
 printed with their spread.
 
@@ -61,6 +63,16 @@ def bench_config(mock_port: int, database: Path) -> dict:
     return config
 
 
+def strict_config(mock_port: int, database: Path) -> dict:
+    """`bench_config` with every budget and token limit strict, clamping: each request's
+    worst case is computed from its body, and the cap it does not send is injected (16,
+    as the others ask for, so the mock answers alike)."""
+    config = bench_config(mock_port, database)
+    config["governance_defaults"] = {"enforcement": "strict", "on_insufficient": "clamp"}
+    config["estimate"] = {"injected_max_tokens": 16}
+    return config
+
+
 def exhaustive_config(mock_port: int, database: Path) -> dict:
     """The worst case: every level (provider, model + provider, model-only, key, key's
     provider config, team, customer) with a budget and both rate-limit sides: 21 counters."""
@@ -89,11 +101,15 @@ async def measure(args: argparse.Namespace, ports: dict[str, int], meters: dict[
         payload["stream"] = True
     direct_body = json.dumps(payload).encode()
     gateway_body = json.dumps({**payload, "model": "mock/gpt-4o-mini"}).encode()
+    uncapped = {name: value for name, value in payload.items() if name != "max_tokens"}
+    strict_body = json.dumps({**uncapped, "model": "mock/gpt-4o-mini"}).encode()
     json_type = {"Content-Type": "application/json"}
     targets = {
         "direct": (f"http://127.0.0.1:{ports['direct']}/v1/chat/completions", {**json_type, "Authorization": "Bearer sk"}, direct_body),
         "gateway": (f"http://127.0.0.1:{ports['gateway']}/v1/chat/completions", json_type, gateway_body),
         "governed": (f"http://127.0.0.1:{ports['governed']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
+        "strict": (f"http://127.0.0.1:{ports['strict']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"},
+                   strict_body),
         "worst": (f"http://127.0.0.1:{ports['worst']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
     }
     results: dict = {}
@@ -110,7 +126,8 @@ async def measure(args: argparse.Namespace, ports: dict[str, int], meters: dict[
 
 def report(results: dict, stream: bool) -> None:
     print(f"\nchat completions ({'stream' if stream else 'non-stream'}), one gateway worker, medians (± half range)")
-    print("direct = the mock alone; gateway = no governance; governed = five levels, 7 counters; worst = 21 counters")
+    print("direct = the mock alone; gateway = no governance; governed = five levels, 7 counters; strict = governed, "
+          "strict with clamping and an injected cap; worst = 21 counters")
     print(f"{'conc':>4} {'target':>9} {'req/s':>14} {'p50 ms':>13} {'p99 ms':>13} {'added p50':>10} {'rps ratio':>9}"
           f" {'CPU µs/req':>10} {'errors':>6}")
     for concurrency, by_target in results.items():
@@ -124,7 +141,7 @@ def report(results: dict, stream: bool) -> None:
     for concurrency, by_target in results.items():
         off = by_target["gateway"]["rps"]
         print(f"governance on/off throughput at concurrency {concurrency}: five levels {by_target['governed']['rps'] / off:.2f},"
-              f" worst case {by_target['worst']['rps'] / off:.2f}")
+              f" strict {by_target['strict']['rps'] / off:.2f}, worst case {by_target['worst']['rps'] / off:.2f}")
     # The machine's cores are shared with the load generator and the mock, which dilutes the
     # gateway's own cost in the throughput ratio; a gateway with a core to itself would be
     # bound by its CPU per request, so print that ratio as well.
@@ -132,7 +149,8 @@ def report(results: dict, stream: bool) -> None:
         off = by_target["gateway"].get("cpu_s_per_1k", 0)
         if off:
             print(f"governance on/off capacity (gateway CPU per request, off/on) at concurrency {concurrency}: five levels"
-                  f" {off / by_target['governed']['cpu_s_per_1k']:.2f}, worst case {off / by_target['worst']['cpu_s_per_1k']:.2f}")
+                  f" {off / by_target['governed']['cpu_s_per_1k']:.2f}, strict {off / by_target['strict']['cpu_s_per_1k']:.2f},"
+                  f" worst case {off / by_target['worst']['cpu_s_per_1k']:.2f}")
 
 
 def main() -> None:
@@ -140,8 +158,8 @@ def main() -> None:
     add_run_arguments(parser, [1, 16, 64])
     parser.add_argument("--stream", action="store_true")
     args = parser.parse_args()
-    ports = {name: free_port() for name in ("direct", "gateway", "governed", "worst")}
-    builders = {"gateway": plain_config, "governed": bench_config, "worst": exhaustive_config}
+    ports = {name: free_port() for name in ("direct", "gateway", "governed", "strict", "worst")}
+    builders = {"gateway": plain_config, "governed": bench_config, "strict": strict_config, "worst": exhaustive_config}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         processes = {"direct": subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(ports["direct"])], env=env)}

@@ -60,3 +60,11 @@ def governance_unavailable(reason: str) -> GatewayError:
     return GatewayError(503, "governance_unavailable",
                         f"limits cannot be checked right now (counter store unavailable: {reason}); the request was not sent",
                         code="governance_unavailable")
+
+
+def model_unpriced(provider: str, model: str) -> GatewayError:
+    """``require_price: true`` and no price is known for the model (SPEC §8)."""
+    return GatewayError(400, "model_unpriced",
+                        f"model {model!r} on provider {provider!r} has no known price and this gateway requires one "
+                        "(require_price: true); set it in the config's pricing: section", param="model",
+                        code="model_unpriced")

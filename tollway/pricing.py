@@ -12,16 +12,19 @@ from decimal import Decimal, InvalidOperation
 import genai_prices
 from genai_prices import types as gp
 
+from tollway.governance.names import model_key
 from tollway.providers.presets import PRESETS
 from tollway.usage import Usage
 
-__all__ = ["NANO_PER_USD", "ModelPrice", "PriceCatalog", "estimate_cost_nano", "parse_price"]
+__all__ = ["NANO_PER_USD", "RATE_SCALE", "ModelPrice", "PriceCatalog", "ReservationRates", "estimate_cost_nano",
+           "parse_price", "scaled_cost"]
 
 NANO_PER_USD = 1_000_000_000
 _NANO_PER_TOKEN = Decimal(NANO_PER_USD) / Decimal(1_000_000)  # per (USD per million tokens)
 # Per-token rates are kept as integers in units of 10**-12 nano-dollars, so a cost is
 # four integer multiplications; exact for any price with up to 15 decimal places.
 _SCALE = 10**12
+RATE_SCALE = _SCALE
 _MAX_MEMO = 10_000  # model names come from clients; bound the memo rather than grow forever
 _EMPTY_USAGE = genai_prices.Usage()
 _FIELDS = ("input", "output", "cached_input", "cache_write")
@@ -47,6 +50,22 @@ _FREE = (0, 0, 0, 0)
 _MAX_UNPRICED_WARNINGS = 50
 
 
+@dataclass(frozen=True, slots=True)
+class ReservationRates:
+    """Per-token rates (in 10**-12 nano-dollars) that a reservation is priced at:
+    ``input`` for an estimate, ``worst_input`` (the dearest of uncached, cached and
+    cache-write input) for a worst case, and ``output``."""
+
+    input: int
+    worst_input: int
+    output: int
+
+
+def scaled_cost(scaled: int) -> int:
+    """Nano-dollars of a sum of tokens × rates, rounded up as `PriceCatalog.cost_nano` does."""
+    return -(-scaled // _SCALE)
+
+
 class PriceCatalog:
     """Resolves a model's price once (overrides, then genai-prices, then a default) and charges usage."""
 
@@ -56,8 +75,9 @@ class PriceCatalog:
         default: ModelPrice | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
-        """``overrides`` are keyed ``"provider/model"`` or a bare ``"model"`` (any provider)."""
-        self._overrides = dict(overrides or {})
+        """``overrides`` are keyed ``"provider/model"`` or a bare ``"model"`` (any provider),
+        matched without regard to case (`model_key`)."""
+        self._overrides = {model_key(name): price for name, price in (overrides or {}).items()}
         self._default = default
         self._log = logger or logging.getLogger(__name__)
         self._memo: dict[tuple[str, str, str], _Priced] = {}
@@ -66,6 +86,14 @@ class PriceCatalog:
     def price_for(self, provider_type: str, provider_name: str, model: str) -> ModelPrice | None:
         """The model's price, or ``None`` when nothing is known (it is then charged nothing)."""
         return self._priced(provider_type, provider_name, model).price
+
+    def reservation_rates(self, provider_type: str, provider_name: str, model: str) -> ReservationRates | None:
+        """The rates a reservation for ``model`` is priced at; None when it has no known price."""
+        priced = self._priced(provider_type, provider_name, model)
+        if priced.price is None:
+            return None
+        r_input, r_cached, r_write, r_output = priced.rates
+        return ReservationRates(r_input, max(r_input, r_cached, r_write), r_output)
 
     def cost_nano(self, provider_type: str, provider_name: str, model: str, usage: Usage) -> int:
         """Cost of ``usage`` in nano-dollars, rounded up so that nothing priced is ever free."""
@@ -86,8 +114,10 @@ class PriceCatalog:
         return priced
 
     def _resolve(self, provider_type: str, provider_name: str, model: str) -> _Priced:
-        price = (self._overrides.get(f"{provider_name}/{model}") or self._overrides.get(model)
-                 or _lookup_genai(provider_type, model) or self._default)
+        key = model_key(model)
+        price = (self._overrides.get(model_key(provider_name) + "/" + key) or self._overrides.get(key)
+                 or _lookup_genai(provider_type, model) or (key != model and _lookup_genai(provider_type, key))
+                 or self._default)
         if price is None:
             # A client picks the model name: after a few, unpriced names are not logged one
             # by one (made-up names sent without a key must not flood the log).

@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
+import orjson
 import pytest
 import yaml
 
 from tests.support.gateway import RunningGateway, free_port
+from tollway.config.schema import EstimateConfig
+from tollway.providers.client import Api
 from tollway.providers.http import HTTPClient
+from tollway.proxy.estimate import demand_for
+from tollway.proxy.exchange import OpenAIPassthrough
+from tollway.proxy.request import parse_request
+from tollway.proxy.translated import MessagesViaChat
+from tollway.proxy.worst_case import analyse
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +38,16 @@ SLOW_VARIABLE = "TOLLWAY_SLOW_TESTS"
 slow = pytest.mark.skipif(os.environ.get(SLOW_VARIABLE) != "1",
                           reason=f"slow (several seconds of waiting by design): set {SLOW_VARIABLE}=1 to run it")
 HELLO = [{"role": "user", "content": "Hello"}]
+
+
+def prompt_estimate(body: dict[str, Any], api: Api = Api.CHAT, model: str = "gpt-4o-mini") -> int:
+    """The prompt tokens the gateway estimates for ``body`` sent to an OpenAI-compatible
+    provider, as it charges a stream cut short: its size / 4, never above the prompt's
+    worst case (`tollway.proxy.estimate`)."""
+    request = parse_request(api, orjson.dumps(body))
+    exchange = OpenAIPassthrough(Api.CHAT) if api is Api.CHAT else MessagesViaChat()
+    worst = analyse(exchange.upstream_api, exchange.upstream_body(request, model), model)
+    return demand_for(request, worst, EstimateConfig(), None).prompt_estimate
 
 
 def control(mock_url: str, method: str, path: str, body: Any = None) -> Any:

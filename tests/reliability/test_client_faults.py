@@ -12,7 +12,7 @@ import time
 import httpx2
 import orjson
 
-from tests.reliability.harness import HELLO, control, eventually, upstream_pool
+from tests.reliability.harness import HELLO, control, eventually, prompt_estimate, upstream_pool
 from tests.support.gateway import RunningGateway, mock_providers
 from tollway.governance.engine import hash_key
 from tollway.governance.model import request_counter, token_counter
@@ -80,7 +80,7 @@ def test_a_client_hanging_up_mid_stream_cancels_the_upstream_at_once(gateway, mo
     assert stats["streams_cancelled"] == 1 and stats["streams_completed"] == 0
     assert time.monotonic() - closed_at < 1.5  # not the 10 s the stream had left
     tokens, requests = _usage(running)
-    assert requests == 1 and 0 < tokens - len(_stream_body()) // 4 < 100  # what was produced, not all reserved
+    assert requests == 1 and 0 < tokens - prompt_estimate(orjson.loads(_stream_body())) < 100  # produced, not reserved
     assert running.runtime.enforcer.reservations_in_flight == 0
     open_, idle = upstream_pool(running)
     assert open_ == idle  # the cancelled exchange's connection was dropped, not kept checked out

@@ -10,9 +10,10 @@ import httpx2
 import orjson
 import pytest
 
-from tests.reliability.harness import HELLO, control, eventually
+from tests.reliability.harness import HELLO, control, eventually, prompt_estimate
 from tests.support.gateway import RunningGateway, mock_providers
 from tollway.governance.engine import hash_key
+from tollway.providers.client import Api
 from tollway.governance.model import request_counter, token_counter
 
 VK = "tw-reliability-upstream-0123456789ab"
@@ -136,9 +137,9 @@ def test_a_stream_dropped_mid_way_ends_with_an_error_event_and_charges_what_was_
         assert "event: error" in response.text
         assert "message_stop" not in response.text
     tokens, requests = _key_usage(running)
-    prompt_estimate = len(orjson.dumps(body)) // 4
+    prompt = prompt_estimate(body, Api.CHAT if api == "chat" else Api.MESSAGES)
     assert requests == 1
-    assert 4 <= tokens - prompt_estimate <= 5 + 1  # what was relayed, not the 200 reserved
+    assert 4 <= tokens - prompt <= 5 + 1  # what was relayed, not the 200 reserved
     assert running.runtime.enforcer.reservations_in_flight == 0
 
 

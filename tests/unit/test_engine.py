@@ -287,14 +287,16 @@ def _check(kind: Kind, limit: int, duration: str = "1m", level: Level = Level.VI
 def test_a_request_denial_says_when_to_retry() -> None:
     check = _check(Kind.REQUESTS, 60)
     denial = decide(Plan((check,), (1,)), AcquireResult(0, (CounterReading(55, 5, NOW - 48_000),)), NOW)
-    assert denial.message == "Virtual key 'search service' allows 60 requests per 1m; try again in 12 s"
+    assert denial.message == ("Virtual key 'search service' allows 60 requests per 1m; 55 are spent and 5 reserved "
+                              "by requests in flight; try again in 12 s")
+    assert (denial.used, denial.reserved) == (60, 5)
     assert (denial.limit, denial.used, denial.reset_at_ms, denial.retry_after_s) == (60, 60, NOW + 12_000, 12)
     assert denial_headers(denial) == [(b"retry-after", b"12")]
     body = orjson.loads(error_body(denial))["error"]
     assert body == {
         "type": "request_limited", "code": "request_limited", "message": denial.message,
         "scope": {"level": "virtual_key", "id": "id-search service", "name": "search service"},
-        "limit": 60, "used": 60, "reset_at": "2026-11-15T12:00:12Z",
+        "limit": 60, "used": 60, "spent": 55, "reserved": 5, "requested": 1, "reset_at": "2026-11-15T12:00:12Z",
     }
 
 

@@ -22,6 +22,7 @@ from tollway.errors import GatewayError
 from tollway.governance.decisions import Decision
 from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import NANO_PER_USD, PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.names import model_key
 from tollway.pricing import estimate_cost_nano
 from tollway.proxy.targets import Target, TargetResolver
 
@@ -53,7 +54,7 @@ async def explain(runtime: ManagedRuntime, ask: ExplainRequest) -> dict[str, Any
     provider_type = runtime.settings.providers[target.provider].type
     price = runtime.pricing.price_for(provider_type, target.provider, target.model)
     cost = estimate_cost_nano(price, prompt, completion)
-    facts = RequestFacts(target.provider, target.model, key_hash, prompt + completion, cost)
+    facts = RequestFacts(target.provider, model_key(target.model), key_hash, prompt + completion, cost)
     explanation = await runtime.enforcer.explain(snapshot, facts)
     denial = explanation.denial
     scope = denial.scope if denial is not None else None

@@ -22,6 +22,8 @@ class BudgetView(BaseModel):
     reserved: float = Field(description="USD reserved by requests in flight.")
     last_reset: str | None
     reset_at: str | None
+    enforcement: str | None = Field(None, description="estimate or strict; null: governance_defaults.enforcement.")
+    on_insufficient: str | None = Field(None, description="refuse or clamp; null: governance_defaults.on_insufficient.")
 
 
 class RateLimitView(BaseModel):
@@ -38,6 +40,8 @@ class RateLimitView(BaseModel):
     request_reserved: int | None
     request_last_reset: str | None
     request_reset_at: str | None
+    enforcement: str | None = Field(None, description="Of the token side: estimate or strict; null: the default.")
+    on_insufficient: str | None = Field(None, description="refuse or clamp; null: the default.")
 
 
 class ConcurrencyView(BaseModel):
@@ -198,13 +202,15 @@ class UsageEntry(BaseModel):
     unit: str
     limit_id: str = Field(description="The budget's, rate limit's or concurrency limit's id.")
     limit: int | float = Field(description="USD for budgets, else tokens or requests.")
-    used: int | float
-    reserved: int | float = Field(description="Held by requests in flight (for in_flight: the requests in flight).")
+    used: int | float = Field(description="Spent in the current window (for in_flight: the requests in flight).")
+    reserved: int | float = Field(description="Held by requests in flight, not yet spent (for in_flight: the requests in flight).")
     remaining: int | float
     duration: str | None = Field(description="null for in_flight, which has no window.")
     last_reset: str | None
     reset_at: str | None
     reset_in_s: float | None
+    enforcement: str = Field("estimate", description="estimate or strict (requests are always exact).")
+    on_insufficient: str = Field("refuse", description="Under strict: refuse or clamp.")
 
 
 class UsageList(_Page):

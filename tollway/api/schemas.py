@@ -19,8 +19,10 @@ from tollway.config.schema import (
     MAX_IN_FLIGHT,
     MAX_QUEUE_TIMEOUT_MS,
     CustomerConfig,
+    EnforcementMode,
     ModelLimitConfig,
     NonEmpty,
+    OnInsufficient,
     PositiveInt,
     ProviderConfigEntry,
     TeamConfig,
@@ -76,6 +78,8 @@ class BudgetUpdate(_Body):
     calendar_aligned: bool | None = None
     timezone: str | None = None
     week_start: Annotated[int, Field(ge=0, le=6)] | None = None
+    enforcement: EnforcementMode | None = None
+    on_insufficient: OnInsufficient | None = None
 
     _present = field_validator("*", mode="before")(_not_null)
 
@@ -87,6 +91,8 @@ class RateLimitUpdate(_Body):
     token_reset_duration: str | None = None
     request_max_limit: PositiveInt | None = None
     request_reset_duration: str | None = None
+    enforcement: EnforcementMode | None = None  # null: the global default
+    on_insufficient: OnInsufficient | None = None
 
 
 class ConcurrencyUpdate(_Body):

@@ -75,6 +75,8 @@ async def usage(
             "remaining": _amount(max(0, check.limit - reading.used - reading.reserved), scale),
             "duration": str(check.duration), "last_reset": iso_utc(reading.last_reset_ms),
             "reset_at": iso_utc(reset_at), "reset_in_s": max(0, reset_at - now) / 1000,
+            "enforcement": "strict" if check.enforcement.strict else "estimate",
+            "on_insufficient": "clamp" if check.enforcement.clamp else "refuse",
         })
     return {"usage": entries, "count": len(rows), "limit": page.limit, "offset": page.offset, "at": iso_utc(now)}
 
@@ -117,10 +119,10 @@ def _limit_checks(governed: Governed) -> Iterator[LimitCheck]:
                              rate_limit.request_duration)
         if rate_limit.token_max_limit is not None and rate_limit.token_duration is not None:
             yield LimitCheck(scope, Kind.TOKENS, token_counter(rate_limit.id), rate_limit.token_max_limit,
-                             rate_limit.token_duration)
+                             rate_limit.token_duration, enforcement=rate_limit.enforcement)
     if budget is not None:
         yield LimitCheck(scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano, budget.duration,
-                         budget.alignment)
+                         budget.alignment, budget.enforcement)
     concurrency = governed.concurrency
     if concurrency is not None:
         yield LimitCheck(scope, Kind.IN_FLIGHT, in_flight_counter(concurrency.id), concurrency.max_in_flight,

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tollway.config.schema import Settings
+from tollway.governance.names import model_key
 
 CONFIG_PATH_VARIABLE = "TOLLWAY_CONFIG"
 ADMIN_TOKEN_VARIABLE = "TOLLWAY_ADMIN_TOKEN"  # used when the file sets no admin_token
@@ -168,12 +169,14 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
             for name in pc.allowed_keys:
                 if name not in key_ids:
                     yield f"{where}.provider_configs[{j}].allowed_keys", f"unknown key id {name!r} of provider {pc.provider!r}"
-    pairs = [(m.model_name, m.provider) for m in gov.model_configs]
+    # Model names are matched without regard to case (tollway.governance.names), so two
+    # configs that differ only in case would be one model with two sets of limits.
+    pairs = [(model_key(m.model_name), m.provider) for m in gov.model_configs]
     for i, model in enumerate(gov.model_configs):
         if model.provider and model.provider not in providers:
             yield f"governance.model_configs[{i}].provider", (
                 f"unknown provider {model.provider!r}{_nearest(model.provider, providers)}")
-        if pairs.index((model.model_name, model.provider)) != i:
+        if pairs.index((model_key(model.model_name), model.provider)) != i:
             yield f"governance.model_configs[{i}]", f"duplicate of ({model.model_name}, {model.provider})"
     for alias, target in settings.model_aliases.items():
         provider = target.split("/", 1)[0]

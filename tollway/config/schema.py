@@ -58,12 +58,18 @@ def _no_blank(value: str | None) -> str | None:
     return value
 
 
+EnforcementMode = Literal["estimate", "strict"]
+OnInsufficient = Literal["refuse", "clamp"]
+
+
 class BudgetConfig(_Strict):
     max_limit: Annotated[Decimal, Field(gt=0, le=Decimal(10**9), allow_inf_nan=False)]
     reset_duration: str
     calendar_aligned: bool = False
     timezone: str = "UTC"
     week_start: Annotated[int, Field(ge=0, le=6)] = 0
+    enforcement: EnforcementMode | None = None  # None: governance_defaults.enforcement
+    on_insufficient: OnInsufficient | None = None  # None: governance_defaults.on_insufficient
 
     _check_duration = field_validator("reset_duration")(_duration)
 
@@ -83,6 +89,8 @@ class RateLimitConfig(_Strict):
     token_reset_duration: str | None = None
     request_max_limit: PositiveInt | None = None
     request_reset_duration: str | None = None
+    enforcement: EnforcementMode | None = None  # of the token side (requests are exact); None: the default
+    on_insufficient: OnInsufficient | None = None
 
     _check_durations = field_validator("token_reset_duration", "request_reset_duration")(_duration)
 
@@ -310,6 +318,16 @@ class EstimateConfig(_Strict):
 
     default_completion_tokens: Annotated[int, Field(ge=0, le=10**7)] = 256
     bytes_per_prompt_token: Annotated[int, Field(ge=1, le=64)] = 4
+    # Under strict enforcement, the output cap sent with a request that sets none (and
+    # reserved for it): without a cap no worst case exists.
+    injected_max_tokens: Annotated[int, Field(ge=1, le=10**7)] = 4096
+
+
+class GovernanceDefaults(_Strict):
+    """What a budget or rate limit that does not say gets (SPEC §8)."""
+
+    enforcement: EnforcementMode = "estimate"
+    on_insufficient: OnInsufficient = "refuse"
 
 
 class ServerConfig(_Strict):
@@ -359,6 +377,8 @@ class Settings(_Strict):
     pricing: dict[NonEmpty, PriceConfig] = {}
     default_price: PriceConfig | None = None
     estimate: EstimateConfig = EstimateConfig()
+    governance_defaults: GovernanceDefaults = GovernanceDefaults()
+    require_price: bool = False  # true: a model with no known price is refused (400 model_unpriced), not served free
     governance: GovernanceConfig = GovernanceConfig()
     request_log: bool = True
     request_log_retention: str | None = None  # e.g. "90d": older rows are deleted every hour; None keeps all

@@ -79,6 +79,8 @@ class Denial:
     used: int | None = None
     reset_at_ms: int | None = None
     retry_after_s: int | None = None
+    reserved: int | None = None  # of ``used``, what requests in flight hold (not yet spent)
+    requested: int | None = None  # what this request needed on the limit
 
 
 def key_required() -> Denial:
@@ -129,15 +131,20 @@ def concurrency_denial(scope: Scope, limit: int, in_flight: int, now_ms: int, wa
 
 
 def limit_denial(
-    kind: Kind, scope: Scope, limit: int, used: int, amount: int, duration: Duration, reset_at_ms: int, now_ms: int
+    kind: Kind, scope: Scope, limit: int, used: int, amount: int, duration: Duration, reset_at_ms: int, now_ms: int,
+    *, reserved: int = 0, strict: bool = False,
 ) -> Denial:
-    """The denial for a limit that ``amount`` more would exceed (``used`` counts reservations)."""
+    """The denial for a limit that ``amount`` more would exceed (``used`` counts the
+    ``reserved`` part held by requests in flight; ``strict``: ``amount`` is a worst case)."""
     retry_after = max(1, -((now_ms - reset_at_ms) // 1000))  # ceil without floats
     who = f"{_LEVEL_LABEL[scope.level]} '{scope.name}'"
+    needs = "worst case" if strict else "estimated"
     if kind is Kind.BUDGET:
         message = f"{who} has used {usd(used)} of its {usd(limit)} budget for {duration}"
+        if reserved:
+            message += f" ({usd(used - reserved)} spent, {usd(reserved)} reserved by requests in flight)"
         if used < limit:
-            message += f" and this request's estimated {usd(amount)} does not fit"
+            message += f" and this request's {needs} {usd(amount)} does not fit"
         message += f"; it resets at {iso_utc(reset_at_ms)}"
     else:
         unit = "requests" if kind is Kind.REQUESTS else "tokens"
@@ -145,9 +152,14 @@ def limit_denial(
         if amount > limit:
             message += f"; this request needs up to {amount} {unit}, more than the whole limit"
         elif kind is Kind.TOKENS:
-            message += f"; {used} are used or reserved and this request needs up to {amount}"
+            message += f"; {used} are used or reserved"
+            if reserved:
+                message += f" ({used - reserved} spent, {reserved} reserved by requests in flight)"
+            message += f" and this request needs up to {amount}"
+        elif reserved:
+            message += f"; {used - reserved} are spent and {reserved} reserved by requests in flight"
         message += f"; try again in {retry_after} s"
-    return Denial(DECISION_FOR_KIND[kind], message, scope, limit, used, reset_at_ms, retry_after)
+    return Denial(DECISION_FOR_KIND[kind], message, scope, limit, used, reset_at_ms, retry_after, reserved, amount)
 
 
 def error_body(denial: Denial, anthropic: bool = False) -> bytes:
@@ -162,6 +174,9 @@ def error_body(denial: Denial, anthropic: bool = False) -> bytes:
         "scope": None if scope is None else {"level": scope.level.value, "id": scope.id, "name": scope.name},
         "limit": _amount(denial.limit, money),
         "used": _amount(denial.used, money),
+        "spent": None if denial.used is None else _amount(denial.used - (denial.reserved or 0), money),
+        "reserved": _amount(denial.reserved, money),
+        "requested": _amount(denial.requested, money),
         "reset_at": None if denial.reset_at_ms is None else iso_utc(denial.reset_at_ms),
     }
     return orjson.dumps({"type": "error", "error": error} if anthropic else {"error": error})

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from tollway.governance.counters.base import CounterStore, CounterUnavailable, SettleOp
+from tollway.governance.clamp import amounts_at, clamped_cap
+from tollway.governance.counters.base import AcquireResult, CounterReading, CounterStore, CounterUnavailable, SettleOp
 from tollway.governance.decisions import Decision, Denial, concurrency_denial, iso_utc
 from tollway.governance.engine import (
+    Allowed,
     LimitCheck,
     LimitStatus,
     Plan,
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 # Distinct (key, provider, model) triples remembered per snapshot; clients choose model
 # names, so the memo must be bounded.
 _STATIC_MEMO_SIZE = 4096
+# Acquires tried with a clamped cap before the first denial stands (others may take the room first).
+_CLAMP_TRIES = 3
 
 
 # Reservation and Admission are built once per request: plain slotted dataclasses, since a
@@ -73,6 +77,8 @@ class Admission:
     # A concurrency denial the request may wait out (the in-flight check that has a
     # queue_timeout_ms): pass the admission to `Enforcer.wait_for_slot`.
     queue: LimitCheck | None = None
+    clamped_cap: int | None = None  # the output cap strict enforcement lowered the request's to, if it did
+    readings: tuple[CounterReading, ...] = ()  # the counters after the reservation, in plan order
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,18 +145,63 @@ class Enforcer:
             if ahead is not None:
                 return ahead
         headers: list[tuple[bytes, bytes]] = []
+        clamped: int | None = None
+        readings: tuple[CounterReading, ...] = ()
         if planned.checks:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
             verdict = decide(planned, result, now)
+            if isinstance(verdict, Denial) and facts.demand is not None:
+                verdict, clamped, result = await self._clamp(planned, facts, result, verdict, now)
             if isinstance(verdict, Denial):
                 failed = planned.checks[result.failed]  # only in-flight checks have a queue timeout
                 return Admission(False, verdict, None, [], _key_id(planned.key), planned.team_id, planned.customer_id,
                                  queue=failed if failed.queue_timeout_ms > 0 else None)
-            headers = verdict.headers
+            headers, readings = verdict.headers, result.readings
         reservation = Reservation(next(self._ids), planned, now)
         self._open.add(reservation.id)
         return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
-                         planned.customer_id, planned.allowed_provider_keys)
+                         planned.customer_id, planned.allowed_provider_keys, clamped, readings)
+
+    async def _clamp(self, planned: Plan, facts: RequestFacts, result: AcquireResult, denial: Denial,
+                     now: int) -> tuple[Allowed | Denial, int | None, AcquireResult]:
+        """Retry a denied acquire with the output cap lowered to what fits (strict, clamp).
+
+        The readings of a denied acquire hold what is left; another request may take it
+        first, so a few tries are made before the first denial stands. Every try is an
+        ordinary all-or-nothing acquire: clamping never reserves less than it forwards.
+        """
+        assert facts.demand is not None
+        for _ in range(_CLAMP_TRIES):
+            cap = clamped_cap(planned.checks, result.readings, facts.demand, facts.cap)
+            if cap is None:
+                break
+            planned.amounts = amounts_at(planned.checks, facts.demand, cap)
+            result = await self._store.acquire(acquire_ops(planned, now, self._windows))
+            verdict = decide(planned, result, now)
+            if not isinstance(verdict, Denial):
+                return verdict, cap, result
+        return denial, None, result
+
+    async def extend(self, reservation: Reservation, tokens: int, cost_nano: int) -> Denial | None:
+        """Reserve ``tokens`` and ``cost_nano`` more on the reservation's token limits and
+        budgets (a stream that outgrew its reservation); the denial of the first limit
+        without room, or None. Settling later drops the whole, extended reservation."""
+        planned = reservation.plan
+        extra = tuple([(0, tokens, cost_nano)[check.slot] for check in planned.checks])
+        indices = [i for i, amount in enumerate(extra) if amount > 0]
+        if not indices or reservation.id not in self._open:
+            return None
+        now = self._clock_ms()
+        part = Plan(tuple(planned.checks[i] for i in indices), tuple(extra[i] for i in indices))
+        result = await self._store.acquire(acquire_ops(part, now, self._windows))
+        verdict = decide(part, result, now)
+        if isinstance(verdict, Denial):
+            return verdict
+        if reservation.id not in self._open:  # settled meanwhile: give the extension straight back
+            await self._apply(release_ops(part, self._clock_ms(), self._windows))
+            return None
+        planned.amounts = tuple([amount + more for amount, more in zip(planned.amounts, extra)])
+        return None
 
     async def wait_for_slot(self, snapshot: Callable[[], PolicySnapshot], facts: RequestFacts,
                             admission: Admission) -> Admission:

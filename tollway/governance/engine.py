@@ -16,6 +16,8 @@ from tollway.governance.decisions import Denial
 from tollway.governance.durations import Alignment, Duration, next_reset_ms, window_at
 from tollway.governance.model import (
     ConcurrencyPolicy,
+    ESTIMATE,
+    Enforcement,
     Governed,
     Kind,
     PolicySnapshot,
@@ -27,7 +29,7 @@ from tollway.governance.model import (
     request_counter,
     token_counter,
 )
-
+from tollway.governance.names import model_key
 
 # Values built once per request (RequestFacts, Plan, Allowed) are plain slotted dataclasses:
 # a frozen one costs four times as much to construct (≈0.6 µs against 0.15 µs), and
@@ -43,6 +45,13 @@ class RequestFacts:
     key_hash: str | None  # `hash_key` of the virtual key presented, or None (the value itself is not needed)
     estimated_tokens: int
     estimated_cost_nano: int
+    # The worst case, reserved on limits under strict enforcement; -1: the estimates above.
+    worst_tokens: int = -1
+    worst_cost_nano: int = -1
+    # For clamping (see `governance.clamp`): the four amounts above at a given output cap,
+    # and the cap the request asks for; None when its cap cannot be lowered (embeddings).
+    demand: Callable[[int], tuple[int, int, int, int]] | None = None
+    cap: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,7 @@ class LimitCheck:
     duration: Duration  # for an in-flight check: `IN_FLIGHT_RETRY`, it has no window
     alignment: Alignment | None = None
     queue_timeout_ms: int = 0  # an in-flight check's bounded wait for a slot (0: refuse at once)
+    enforcement: Enforcement = ESTIMATE  # strict or estimate, clamp or refuse (tokens and budgets)
     # A rolling window's length, precomputed: most windows are then two subtractions.
     rolling_ms: int | None = field(init=False, repr=False, compare=False)
     # The longest a window can last, for the store's key expiry (see `CounterOp.window_ms`).
@@ -151,13 +161,21 @@ def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | N
         return key
     checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
     per_slot = (1, facts.estimated_tokens, facts.estimated_cost_nano, 1)
-    amounts = tuple([per_slot[check.slot] for check in checks])
+    if facts.worst_tokens < 0:
+        amounts = tuple([per_slot[check.slot] for check in checks])
+    else:
+        amounts = strict_amounts(checks, per_slot, (1, facts.worst_tokens, facts.worst_cost_nano, 1))
     if key is None:
         return Plan(checks, amounts)
     team_id, customer_id = owner_ids(snapshot, key)
     config = key.provider_configs.get(facts.provider)
     allowed_keys = config.allowed_keys if config else frozenset()
     return Plan(checks, amounts, key, team_id, customer_id, allowed_keys)
+
+
+def strict_amounts(checks: tuple[LimitCheck, ...], estimate: tuple[int, ...], worst: tuple[int, ...]) -> tuple[int, ...]:
+    """Per check: the worst case where enforcement is strict, else the estimate (by slot)."""
+    return tuple([(worst if check.enforcement.strict else estimate)[check.slot] for check in checks])
 
 
 def owner_ids(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> tuple[str | None, str | None]:
@@ -254,7 +272,8 @@ def deny(check: LimitCheck, reading: CounterReading, amount: int, now_ms: int) -
         return decisions.concurrency_denial(check.scope, check.limit, reading.reserved, now_ms)
     reset_at = _next_reset_ms(check, reading.last_reset_ms)
     used = reading.used + reading.reserved
-    return decisions.limit_denial(check.kind, check.scope, check.limit, used, amount, check.duration, reset_at, now_ms)
+    return decisions.limit_denial(check.kind, check.scope, check.limit, used, amount, check.duration, reset_at, now_ms,
+                                  reserved=reading.reserved, strict=check.enforcement.strict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +356,8 @@ def access_denial(key: VirtualKeyPolicy, provider: str, model: str) -> Denial | 
 
 
 def _model_allowed(allowed: frozenset[str], provider: str, model: str) -> bool:
-    return not allowed or model in allowed or f"{provider}/{model}" in allowed
+    """``model`` and the names in ``allowed`` are `model_key`s (the snapshot keys them so)."""
+    return not allowed or model in allowed or model_key(f"{provider}/{model}") in allowed
 
 
 def _key_owners(snapshot: PolicySnapshot, key: VirtualKeyPolicy | None, provider: str) -> tuple[Governed | None, ...]:
@@ -360,14 +380,14 @@ def _add_rate_limit(checks: list[LimitCheck], governed: Governed) -> None:
                                  limit.request_max_limit, limit.request_duration))
     if limit.token_max_limit is not None and limit.token_duration is not None:
         checks.append(LimitCheck(governed.scope, Kind.TOKENS, token_counter(limit.id),
-                                 limit.token_max_limit, limit.token_duration))
+                                 limit.token_max_limit, limit.token_duration, enforcement=limit.enforcement))
 
 
 def _add_budget(checks: list[LimitCheck], governed: Governed) -> None:
     budget = governed.budget
     if budget is not None:
         checks.append(LimitCheck(governed.scope, Kind.BUDGET, budget_counter(budget.id),
-                                 budget.max_limit_nano, budget.duration, budget.alignment))
+                                 budget.max_limit_nano, budget.duration, budget.alignment, budget.enforcement))
 
 
 def _add_concurrency(checks: list[LimitCheck], snapshot: PolicySnapshot, provider: str, model: str,

@@ -47,11 +47,29 @@ class Scope:
 
 
 @dataclass(frozen=True, slots=True)
+class Enforcement:
+    """How a budget or token limit holds (SPEC §8), resolved against the global default.
+
+    ``strict``: a request reserves its worst case, so the limit is never exceeded;
+    otherwise its estimate (``enforcement: estimate``). ``clamp``: under strict, a request
+    whose worst case does not fit has its output cap lowered to what fits instead of
+    being refused (``on_insufficient: clamp``).
+    """
+
+    strict: bool = False
+    clamp: bool = False
+
+
+ESTIMATE = Enforcement()
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetPolicy:
     id: str
     max_limit_nano: int
     duration: Duration
     alignment: Alignment | None = None
+    enforcement: Enforcement = ESTIMATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +81,7 @@ class RateLimitPolicy:
     token_duration: Duration | None = None
     request_max_limit: int | None = None
     request_duration: Duration | None = None
+    enforcement: Enforcement = ESTIMATE  # the token side's; requests are exact
 
 
 @dataclass(frozen=True, slots=True)

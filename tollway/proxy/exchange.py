@@ -41,6 +41,11 @@ class Exchange(Protocol):
         adds to the client's limit (a thinking budget)."""
         ...
 
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        """The body sent upstream, before serialising: governance reads its worst case and
+        strict enforcement may set its output cap (`tollway.proxy.worst_case`)."""
+        ...
+
     def response(self, data: bytes) -> tuple[bytes, Usage | None]: ...
 
     def stream(self, request: ClientRequest) -> StreamConverter: ...
@@ -105,11 +110,14 @@ class OpenAIPassthrough:
         self.upstream_api = api
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         body = _with_model(request, model)
         if request.stream and not request.wants_usage and request.api is not Api.EMBEDDINGS:
             # Ask for the usage chunk so the stream can be charged; it is stripped again.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return orjson.dumps(body)
+        return body
 
     def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
         return estimate
@@ -207,6 +215,9 @@ class AnthropicPassthrough:
 
     def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
         return estimate
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        return _with_model(request, model)
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)

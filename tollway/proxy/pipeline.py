@@ -10,30 +10,41 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import orjson
 
 from tollway.config.schema import EstimateConfig
-from tollway.errors import GatewayError, bad_request, governance_unavailable, shutting_down, upstream_invalid
+from tollway.errors import (
+    GatewayError,
+    bad_request,
+    governance_unavailable,
+    model_unpriced,
+    shutting_down,
+    upstream_invalid,
+)
 from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, error_body
-from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.enforcer import Admission, Enforcer
+from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import PolicySnapshot
-from tollway.pricing import PriceCatalog, estimate_cost_nano
+from tollway.governance.names import model_key
+from tollway.pricing import PriceCatalog, scaled_cost
 from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_key
 from tollway.proxy.client_watch import ClientWatch
-from tollway.proxy.estimate import estimate_tokens
+from tollway.proxy.estimate import Demand, demand_for
 from tollway.proxy.exchange import Exchange
 from tollway.proxy.exchanges import exchange_for
+from tollway.proxy.metering import StreamMeter, cutoff_events
 from tollway.proxy.outcome import Outcome, OutcomeSink
-from tollway.proxy.relay import StreamResult, relay_stream
+from tollway.proxy.relay import Cutoff, StreamResult, relay_stream
 from tollway.proxy.request import ClientRequest, parse_request
+from tollway.proxy.reservation import covered_output, note_ignored_cap, strict_cap
 from tollway.proxy.targets import Target, TargetResolver
 from tollway.proxy.upstream import RETRIABLE, call_upstream, read_whole
+from tollway.proxy.worst_case import analyse, with_cap
 from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
 from tollway.usage import Usage
-
 
 # What translating a body of an unexpected shape raises, beyond TranslationError.
 _MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
@@ -63,6 +74,7 @@ class Proxy:
         sink: OutcomeSink,
         estimates: EstimateConfig,
         max_body_bytes: int,
+        require_price: bool = False,
     ) -> None:
         self._providers = providers
         self._resolver = resolver
@@ -71,6 +83,7 @@ class Proxy:
         self._pricing = pricing
         self._sink = sink
         self._estimates = estimates
+        self._require_price = require_price
         self._max_body = max_body_bytes
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
@@ -105,15 +118,17 @@ class Proxy:
         key_hash = hash_key(key_value) if key_value else None  # once: the enforcer looks the key up by it too
         key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
         targets = self._resolver.resolve(request.model, key)
-        prompt_est, completion_est = estimate_tokens(request, self._estimates)
         failure: _Failure | None = None
         for target in targets:
             provider = self._providers[target.provider]
             exchange = exchange_for(request.api, provider)
-            completion = exchange.completion_reserve(request, completion_est)
-            price = self._pricing.price_for(provider.type, provider.name, target.model)
-            facts = RequestFacts(target.provider, target.model, key_hash, prompt_est + completion,
-                                 estimate_cost_nano(price, prompt_est, completion))
+            prepared = self._prepare(request, target, provider, exchange)
+            if isinstance(prepared, _Failure):
+                failure = prepared
+                break
+            body, demand = prepared
+            facts = RequestFacts(target.provider, model_key(target.model), key_hash, *demand(demand.cap),
+                                 demand=demand if demand.clampable else None, cap=demand.cap)
             try:
                 admission = await self._enforcer.admit(snapshot, facts)
                 if admission.queue is not None:  # no in-flight slot free, and its limit lets the request wait
@@ -129,7 +144,8 @@ class Proxy:
                 await self._deny(request, admission.denial, send, outcome)
                 return
             try:
-                failure = await self._forward(request, target, provider, exchange, admission, (prompt_est, completion), receive, send, outcome)
+                upstream = _Upstream(target, provider, exchange, body, demand)
+                failure = await self._forward(request, upstream, admission, receive, send, outcome)
             finally:
                 # Releasing a settled reservation does nothing; this frees what a failure,
                 # a cancellation or an unexpected error left reserved.
@@ -160,16 +176,11 @@ class Proxy:
             return None
         return admission
 
-    async def _forward(self, request: ClientRequest, target: Target, provider: ProviderClient, exchange: Exchange,
-                       admission: Admission, estimate: tuple[int, int], receive: Receive, send: Send,
-                       outcome: Outcome) -> _Failure | None:
-        """Send to one target; None when a response was relayed, else the failure."""
+    def _prepare(self, request: ClientRequest, target: Target, provider: ProviderClient,
+                 exchange: Exchange) -> tuple[dict, Demand] | _Failure:
+        """The upstream body and what it may use (its reservation's demand), or why it cannot be sent."""
         try:
-            upstream_key = provider.pick_key(target.model, admission.allowed_provider_keys)
-        except NoUsableKey as exc:
-            return _Failure(400, _error_body(bad_request(str(exc)), request.api), str(exc))
-        try:
-            body = exchange.request_body(request, target.model)
+            body = exchange.upstream_body(request, target.model)
         except TranslationError as exc:
             message = f"{exc} (provider {provider.name!r})"
             return _Failure(400, _error_body(bad_request(message, exc.field), request.api), message)
@@ -177,6 +188,25 @@ class Proxy:
             message = (f"the request cannot be sent to provider {provider.name!r} ({provider.type}): a field has "
                        f"an unexpected type or value ({type(exc).__name__}: {exc})")
             return _Failure(400, _error_body(bad_request(message), request.api), message)
+        worst = analyse(exchange.upstream_api, body, target.model)  # a 400 on cap fields that conflict
+        rates = self._pricing.reservation_rates(provider.type, provider.name, target.model)
+        if rates is None and self._require_price:
+            raise model_unpriced(provider.name, target.model)
+        return body, demand_for(request, worst, self._estimates, rates)
+
+    async def _forward(self, request: ClientRequest, upstream: _Upstream, admission: Admission, receive: Receive,
+                       send: Send, outcome: Outcome) -> _Failure | None:
+        """Send to one target; None when a response was relayed, else the failure."""
+        target, provider, exchange, demand = upstream.target, upstream.provider, upstream.exchange, upstream.demand
+        estimate = (demand.prompt_estimate, demand(demand.cap)[0] - demand.prompt_estimate)
+        try:
+            upstream_key = provider.pick_key(target.model, admission.allowed_provider_keys)
+        except NoUsableKey as exc:
+            return _Failure(400, _error_body(bad_request(str(exc)), request.api), str(exc))
+        capped = strict_cap(admission, demand)
+        if capped is not None:
+            with_cap(demand.worst, exchange.upstream_api, upstream.body, capped)
+        body = orjson.dumps(upstream.body)
         with ClientWatch(receive) as watch:
             try:
                 response = await call_upstream(provider, exchange.upstream_api, target.model, body, upstream_key, request.stream)
@@ -195,10 +225,13 @@ class Proxy:
         if response.status >= 400:
             return _Failure(response.status, exchange.error(response.status, data), f"upstream answered {response.status}")
         headers = admission.headers + [(b"x-request-id", outcome.request_id.encode())]
+        if admission.clamped_cap is not None:
+            headers.append((b"x-tollway-clamped-max-tokens", b"%d" % admission.clamped_cap))
         if request.stream:
             converter = exchange.stream(request)
+            cutoff = self._cutoff(request, demand, admission)
             try:
-                result = await relay_stream(response, converter, headers, receive, send)
+                result = await relay_stream(response, converter, headers, receive, send, cutoff)
             except asyncio.CancelledError:
                 # Cut by the server (shutdown past its grace period): charged for what was
                 # produced, like a stream the client cut, and ended with an error event.
@@ -218,9 +251,33 @@ class Proxy:
                 err = upstream_invalid(provider.name, str(exc))
                 return _Failure(502, _error_body(err, request.api), err.message)
             usage = reported or Usage(*estimate)
+            note_ignored_cap(usage, demand, capped, outcome)
             await respond(send, 200, out, JSON_HEADERS + headers)
         await self._charge(usage, provider, target, admission, outcome)
         return None
+
+    def _cutoff(self, request: ClientRequest, demand: Demand, admission: Admission) -> Cutoff | None:
+        """The meter that holds a stream within its reservation; None when no token limit or
+        budget applies (nothing to hold it to)."""
+        reservation = admission.reservation
+        if reservation is None:
+            return None
+        covers = covered_output(reservation.plan, demand, admission.readings)
+        if covers is None:
+            return None
+        rates = demand.rates
+
+        async def extend(tokens: int) -> Denial | None:
+            return await self._enforcer.extend(reservation, tokens, scaled_cost(tokens * rates.output))
+
+        def end(meter: StreamMeter) -> bytes:
+            reason = (f"the output was cut off at {meter.counted} tokens (counted as bytes of text): "
+                      + (meter.denial.message if meter.denial is not None else "the request's reservation is used up"))
+            return cutoff_events(request.api, request.model, demand.worst.generations, meter.open_blocks,
+                                 meter.counted, meter.denial, reason)
+
+        reserved, covered = covers
+        return Cutoff(StreamMeter(covered, extend, reserved), end)
 
     async def _charge(self, usage: Usage, provider: ProviderClient, target: Target, admission: Admission,
                       outcome: Outcome) -> None:
@@ -233,6 +290,17 @@ class Proxy:
         outcome.denied_scope, outcome.error = denial.scope, denial.message
         body = error_body(denial, anthropic=request.api is Api.MESSAGES)
         await respond(send, denial.decision.status, body, JSON_HEADERS + denial_headers(denial))
+
+
+@dataclass(slots=True)
+class _Upstream:
+    """One target of a request with the body prepared for it."""
+
+    target: Target
+    provider: ProviderClient
+    exchange: Exchange
+    body: dict
+    demand: Demand
 
 
 def _error_body(error: GatewayError, api: Api) -> bytes:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.proxy.exchange import StreamConverter
+from tollway.proxy.metering import StreamMeter
 from tollway.server.asgi import SSE_HEADERS, Headers, Receive, Send
 from tollway.usage import Usage
 
@@ -35,14 +37,27 @@ class StreamResult:
         return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 
+class StreamCutOff(Exception):
+    """The meter stopped the stream at a limit (see `tollway.proxy.metering`)."""
+
+
+@dataclass(slots=True)
+class Cutoff:
+    """What a metered stream needs: the meter, and the client's end of a cut stream."""
+
+    meter: StreamMeter
+    end: Callable[[StreamMeter], bytes]
+
+
 async def relay_stream(response: UpstreamResponse, converter: StreamConverter, headers: Headers,
-                       receive: Receive, send: Send) -> StreamResult:
+                       receive: Receive, send: Send, cutoff: Cutoff | None = None) -> StreamResult:
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
     except BaseException:  # the client is gone already: drop the upstream, never leak its connection
         response.close()
         raise
-    pump = asyncio.ensure_future(_pump(response, converter, send))
+    pump = asyncio.ensure_future(_pump(response, converter, send) if cutoff is None
+                                 else _pump_metered(response, converter, send, cutoff.meter))
     watcher = asyncio.ensure_future(_until_disconnect(receive))
     try:
         await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -57,7 +72,23 @@ async def relay_stream(response: UpstreamResponse, converter: StreamConverter, h
             await pump
         except BaseException:  # noqa: BLE001 - examined below through pump.exception()
             pass
+    if cutoff is not None and not pump.cancelled() and isinstance(pump.exception(), StreamCutOff):
+        return await _cut(response, converter, cutoff, send)
     return await _conclude(response, converter, pump, send)
+
+
+async def _cut(response: UpstreamResponse, converter: StreamConverter, cutoff: Cutoff, send: Send) -> StreamResult:
+    """End a stream the meter stopped: drop the upstream, send the client's end of stream."""
+    response.close()  # drops the upstream connection: the provider stops generating
+    meter = cutoff.meter
+    try:
+        await send({"type": "http.response.body", "body": cutoff.end(meter), "more_body": False})
+    except OSError:
+        pass
+    prompt = converter.usage.prompt_tokens if converter.usage is not None else None
+    usage = None if prompt is None else Usage(prompt_tokens=prompt, completion_tokens=meter.counted)
+    limit = meter.denial.message if meter.denial is not None else "the reservation"
+    return StreamResult(200, usage, meter.counted, f"stream cut off at a limit: {limit}")
 
 
 async def _conclude(response: UpstreamResponse, converter: StreamConverter, pump: asyncio.Future, send: Send) -> StreamResult:
@@ -90,6 +121,23 @@ async def _pump(response: UpstreamResponse, converter: StreamConverter, send: Se
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})
     await send({"type": "http.response.body", "body": converter.finish(), "more_body": False})
+
+
+async def _pump_metered(response: UpstreamResponse, converter: StreamConverter, send: Send, meter: StreamMeter) -> None:
+    """`_pump` through a meter: only what it admits reaches the converter; raises
+    `StreamCutOff` when it cuts the stream."""
+    async for chunk in response.iter_chunks():
+        admitted = await meter.admit(chunk)
+        if admitted:
+            out = converter.feed(admitted)
+            if out:
+                meter.note_client_bytes(out)
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        if meter.cut:
+            raise StreamCutOff
+    rest = meter.flush()
+    out = converter.feed(rest) if rest else b""
+    await send({"type": "http.response.body", "body": out + converter.finish(), "more_body": False})
 
 
 async def _until_disconnect(receive: Receive) -> None:

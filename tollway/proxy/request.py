@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 
 from tollway.errors import bad_request
+from tollway.governance.names import BadModelName, canonical_model
 from tollway.providers.client import Api
+from tollway.proxy.worst_case import MAX_OUTPUT_CAP
 
 _REQUIRED = {Api.CHAT: "messages", Api.COMPLETIONS: "prompt", Api.EMBEDDINGS: "input", Api.MESSAGES: "messages"}
 
@@ -35,8 +37,12 @@ def parse_request(api: Api, raw: bytes) -> ClientRequest:
     model = body.get("model")
     if model is None:
         raise bad_request("missing required field 'model'", "model")
-    if not isinstance(model, str) or not model.strip():
+    if not isinstance(model, str):
         raise bad_request("'model' must be a non-empty string", "model")
+    try:
+        model = canonical_model(model)
+    except BadModelName as exc:
+        raise bad_request(str(exc), "model") from None
     field = _REQUIRED[api]
     if field not in body:
         raise bad_request(f"missing required field '{field}'", field)
@@ -49,10 +55,11 @@ def parse_request(api: Api, raw: bytes) -> ClientRequest:
     if options is not None and not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object", "stream_options")
     wants_usage = bool(options and options.get("include_usage") is True)
+    _check_cap_fields(api, body)
     max_tokens = _max_tokens(body)
     if api is Api.MESSAGES and max_tokens is None:
         raise bad_request("missing required field 'max_tokens'", "max_tokens")
-    return ClientRequest(api, body, len(raw), model.strip(), stream, wants_usage, max_tokens)
+    return ClientRequest(api, body, len(raw), model, stream, wants_usage, max_tokens)
 
 
 def _check_messages(messages: Any) -> None:
@@ -66,12 +73,23 @@ def _check_messages(messages: Any) -> None:
             raise bad_request(f"messages[{i}].role must be a string", "messages")
 
 
+def _check_cap_fields(api: Api, body: dict[str, Any]) -> None:
+    """One output cap per request: two that disagree would let the reservation read one
+    while the provider honours the other."""
+    if api is Api.MESSAGES and body.get("max_completion_tokens") is not None:
+        raise bad_request("'max_completion_tokens' is not a field of the Messages API: its output cap is "
+                          "'max_tokens'", "max_completion_tokens")
+    if api is Api.CHAT and body.get("max_completion_tokens") is not None and body.get("max_tokens") is not None:
+        raise bad_request("'max_completion_tokens' and 'max_tokens' are both set: send one output cap "
+                          "(max_completion_tokens), not both", "max_completion_tokens")
+
+
 def _max_tokens(body: dict[str, Any]) -> int | None:
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise bad_request(f"'{name}' must be a positive integer", name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_CAP:
+            raise bad_request(f"'{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", name)
         return value
     return None

@@ -40,7 +40,10 @@ class ChatViaMessages:
     upstream_api = Api.MESSAGES
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
-        return orjson.dumps(chat_request_to_messages(request.body, model))
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        return chat_request_to_messages(request.body, model)
 
     def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
         # reasoning_effort may raise max_tokens by the thinking budget: those tokens can be spent too.
@@ -66,11 +69,14 @@ class MessagesViaChat:
     upstream_api = Api.CHAT
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         body = messages_request_to_chat(request.body)
         body["model"] = model
         if request.stream:
             body["stream_options"] = {"include_usage": True}
-        return orjson.dumps(body)
+        return body
 
     def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
         return estimate  # OpenAI counts reasoning within the limit, as Anthropic does

@@ -17,7 +17,7 @@ from tollway.config import Settings
 from tollway.governance.counters.base import CounterStore
 from tollway.governance.durations import parse_duration
 from tollway.governance.enforcer import Enforcer
-from tollway.governance.model import PolicySnapshot
+from tollway.governance.model import Enforcement, PolicySnapshot
 from tollway.pricing import ModelPrice, PriceCatalog
 from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
@@ -94,7 +94,10 @@ class Runtime:
         await self.db.ping()
         if self.prepare_database:
             self.generated_keys = await apply_config(self.db, settings)
-        self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys)
+        defaults = settings.governance_defaults
+        self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys,
+                                     defaults=Enforcement(defaults.enforcement == "strict",
+                                                          defaults.on_insufficient == "clamp"))
         self.snapshot = await self.policy.reload()
         self.store = build_counter_store(settings.counters, self.metrics, seed=lambda: load_counters(self.db))
         stored = await load_counters(self.db)
@@ -127,6 +130,7 @@ class Runtime:
             pricing=self.pricing,
             sink=self.recorder,
             estimates=settings.estimate,
+            require_price=settings.require_price,
             max_body_bytes=settings.max_body_bytes,
         )
         self.catalog = ModelCatalog(settings, self.providers)

@@ -28,7 +28,8 @@ from typing import Any
 from immutables import Map
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollway.governance.model import PolicySnapshot
+from tollway.governance.model import ESTIMATE, Enforcement, PolicySnapshot
+from tollway.governance.names import model_key
 from tollway.store.changes import Change
 from tollway.store.snapshot import PolicyReader
 from tollway.store.tables import Customer, ModelConfig, Provider, Team, VirtualKey, VKProviderConfig
@@ -61,11 +62,12 @@ async def indexed(snapshot: PolicySnapshot) -> Policy:
     return Policy(_persistent(snapshot), key_hashes.finish(), model_keys)
 
 
-async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence[Change], version: int) -> Policy:
+async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence[Change], version: int,
+                        defaults: Enforcement = ESTIMATE) -> Policy:
     """``policy`` with ``changes`` applied, at ``version``; entities are read through
     ``session`` as they are now (applying a change twice does no harm)."""
     ids = _ids_by_kind(changes)
-    reader = PolicyReader(session)
+    reader = PolicyReader(session, defaults)
     keys = await reader.rows(VirtualKey, ids["virtual_key"])
     configs = await reader.rows(VKProviderConfig, ids["virtual_key"], "virtual_key_id")
     teams = await reader.rows(Team, ids["team"])
@@ -134,8 +136,9 @@ def _apply_models(reader: PolicyReader, snapshot: PolicySnapshot, model_keys: Ma
         if old is not None:
             configs.pop(old, None)
     for row in rows:
-        configs[(row.model_name, row.provider)] = reader.model_config(row)
-        index[row.id] = (row.model_name, row.provider)
+        key = (model_key(row.model_name), row.provider)
+        configs[key] = reader.model_config(row)
+        index[row.id] = key
     return configs.finish(), index.finish()
 
 

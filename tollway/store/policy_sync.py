@@ -14,7 +14,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollway.governance.model import PolicySnapshot
+from tollway.governance.model import ESTIMATE, Enforcement, PolicySnapshot
 from tollway.store.changes import changes_since
 from tollway.store.database import Database
 from tollway.store.policy_changes import Policy, UnknownChange, apply_changes, indexed
@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 class PolicyFollower:
     """The node's current policy, kept up to date by `refresh` (cheap when nothing changed)."""
 
-    def __init__(self, db: Database, *, enforce_virtual_keys: bool) -> None:
+    def __init__(self, db: Database, *, enforce_virtual_keys: bool, defaults: Enforcement = ESTIMATE) -> None:
         self.db = db
         self.enforce_virtual_keys = enforce_virtual_keys
+        self.defaults = defaults  # the global enforcement of limits that state none
         self.policy: Policy | None = None
         self.full_loads = 0  # how often everything was loaded (start included)
         self.changes_applied = 0  # changed entities applied incrementally
@@ -63,7 +64,7 @@ class PolicyFollower:
                 await self._load_all(session, current)
                 return self.snapshot
             try:
-                self.policy = await apply_changes(session, self.policy, changes, current)  # type: ignore[arg-type]
+                self.policy = await apply_changes(session, self.policy, changes, current, self.defaults)  # type: ignore[arg-type]
             except UnknownChange as kind:
                 log.info("config change of kind %s cannot be applied by itself: reloading the policy", kind)
                 await self._load_all(session, current)
@@ -72,6 +73,6 @@ class PolicyFollower:
         return self.snapshot
 
     async def _load_all(self, session: AsyncSession, version: int) -> None:
-        snapshot = await PolicyReader(session).snapshot(self.enforce_virtual_keys, version)
+        snapshot = await PolicyReader(session, self.defaults).snapshot(self.enforce_virtual_keys, version)
         self.policy = await indexed(snapshot)
         self.full_loads += 1

@@ -20,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.governance.durations import Alignment, Duration, parse_duration
 from tollway.governance.model import (
+    ESTIMATE,
     BudgetPolicy,
     ConcurrencyPolicy,
+    Enforcement,
     Governed,
     Level,
     PolicySnapshot,
@@ -31,6 +33,7 @@ from tollway.governance.model import (
     TeamPolicy,
     VirtualKeyPolicy,
 )
+from tollway.governance.names import model_key
 from tollway.store.database import Database
 from tollway.store.tables import (
     Budget,
@@ -66,7 +69,8 @@ def usd_to_nano(amount: Decimal) -> int:
     return int(amount.scaleb(9).to_integral_value())
 
 
-async def load_snapshot(db: Database, *, enforce_virtual_keys: bool, version: int | None = None) -> PolicySnapshot:
+async def load_snapshot(db: Database, *, enforce_virtual_keys: bool, version: int | None = None,
+                        defaults: Enforcement = ESTIMATE) -> PolicySnapshot:
     """Read every governance entity and return the snapshot.
 
     ``version`` defaults to the stored config version, read before the entities: a
@@ -76,7 +80,7 @@ async def load_snapshot(db: Database, *, enforce_virtual_keys: bool, version: in
     async with db.session() as session:
         if version is None:
             version = await read_version(session)
-        return await PolicyReader(session).snapshot(enforce_virtual_keys, version)
+        return await PolicyReader(session, defaults).snapshot(enforce_virtual_keys, version)
 
 
 class PolicyReader:
@@ -88,8 +92,10 @@ class PolicyReader:
     holding up the requests served meanwhile.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, defaults: Enforcement = ESTIMATE) -> None:
+        self.defaults = defaults  # the global enforcement, for limits that state none
         self.session = session
+        self.defaults = defaults
         self.budgets: dict[str, BudgetPolicy] = {}
         self.rate_limits: dict[str, RateLimitPolicy] = {}
         self.concurrency: dict[str, ConcurrencyPolicy] = {}
@@ -102,7 +108,7 @@ class PolicyReader:
             if row.budget_id or row.rate_limit_id or row.concurrency_limit_id
         }
         model_configs = {
-            (row.model_name, row.provider): self.model_config(row) for row in await self.rows(ModelConfig)
+            (model_key(row.model_name), row.provider): self.model_config(row) for row in await self.rows(ModelConfig)
         }
         customers = {row.id: self.customer(row) for row in await self.rows(Customer)}
         teams = {row.id: self.team(row) for row in await self.rows(Team)}
@@ -132,11 +138,11 @@ class PolicyReader:
         async for batch in self.batches(Budget, _referenced(rows, "budget_id")):
             for row in batch:
                 if row.retained_for is None:
-                    self.budgets[row.id] = _budget_policy(row)
+                    self.budgets[row.id] = _budget_policy(row, self.defaults)
         async for batch in self.batches(RateLimit, _referenced(rows, "rate_limit_id")):
             for row in batch:
                 if row.retained_for is None:
-                    self.rate_limits[row.id] = _rate_limit_policy(row)
+                    self.rate_limits[row.id] = _rate_limit_policy(row, self.defaults)
         async for batch in self.batches(ConcurrencyLimit, _referenced(rows, "concurrency_limit_id")):
             for row in batch:
                 self.concurrency[row.id] = ConcurrencyPolicy(row.id, row.max_in_flight, row.queue_timeout_ms)
@@ -173,7 +179,7 @@ class PolicyReader:
 
     def provider(self, row: Any) -> Governed | None:
         """A provider's limits; None when it has none (it is then left out of the snapshot)."""
-        if not (row.budget_id or row.rate_limit_id):
+        if not (row.budget_id or row.rate_limit_id or row.concurrency_limit_id):
             return None
         return self._governed(row, Level.PROVIDER, row.name, row.name)
 
@@ -194,7 +200,7 @@ class PolicyReader:
         return ProviderConfigPolicy(
             provider=row.provider,
             weight=row.weight,
-            allowed_models=_names(row.allowed_models),
+            allowed_models=_model_keys(row.allowed_models),
             allowed_keys=_names(row.allowed_keys),
             limits=self._governed(row, Level.PROVIDER_CONFIG, row.id, row.provider),
         )
@@ -206,7 +212,7 @@ class PolicyReader:
             is_active=row.is_active,
             team_id=row.team_id,
             customer_id=row.customer_id,
-            allowed_models=_names(row.allowed_models),
+            allowed_models=_model_keys(row.allowed_models),
             provider_configs=provider_configs if provider_configs is _NO_CONFIGS else _frozen(provider_configs),
             limits=self._governed(row, Level.VIRTUAL_KEY, row.id, row.name),
         )
@@ -222,16 +228,31 @@ def _names(names: Iterable[str] | None) -> frozenset[str]:
     return frozenset(names) if names else _NO_NAMES
 
 
-def _budget_policy(row: Any) -> BudgetPolicy:
+def _budget_policy(row: Any, defaults: Enforcement) -> BudgetPolicy:
     return BudgetPolicy(
         id=row.id,
         max_limit_nano=usd_to_nano(row.max_limit),
         duration=_duration(row.reset_duration),
         alignment=Alignment(row.timezone, row.week_start) if row.calendar_aligned else None,
+        enforcement=enforcement(row.enforcement, row.on_insufficient, defaults),
     )
 
 
-def _rate_limit_policy(row: Any) -> RateLimitPolicy:
+def enforcement(mode: str | None, on_insufficient: str | None, defaults: Enforcement) -> Enforcement:
+    """A limit's stated enforcement over the global default (None: not stated)."""
+    strict = defaults.strict if mode is None else mode == "strict"
+    clamp = defaults.clamp if on_insufficient is None else on_insufficient == "clamp"
+    if strict == defaults.strict and clamp == defaults.clamp:
+        return defaults
+    return Enforcement(strict, clamp)
+
+
+def _model_keys(names: list[str] | None) -> frozenset[str]:
+    """Allowed models ("model" or "provider/model"), keyed as requests are matched (`model_key`)."""
+    return frozenset(model_key(name) for name in names) if names else _NO_NAMES
+
+
+def _rate_limit_policy(row: Any, defaults: Enforcement) -> RateLimitPolicy:
     tokens = row.token_max_limit is not None and row.token_reset_duration is not None
     requests = row.request_max_limit is not None and row.request_reset_duration is not None
     return RateLimitPolicy(
@@ -240,6 +261,7 @@ def _rate_limit_policy(row: Any) -> RateLimitPolicy:
         token_duration=_duration(row.token_reset_duration) if tokens else None,  # type: ignore[arg-type]
         request_max_limit=row.request_max_limit if requests else None,
         request_duration=_duration(row.request_reset_duration) if requests else None,  # type: ignore[arg-type]
+        enforcement=enforcement(row.enforcement, row.on_insufficient, defaults),
     )
 
 

@@ -89,6 +89,8 @@ class Budget(Base):
     current_usage: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default=text("0"))
     last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
+    enforcement: Mapped[str | None] = mapped_column(String(16))  # estimate | strict; null: the global default
+    on_insufficient: Mapped[str | None] = mapped_column(String(16))  # refuse | clamp; null: the global default
 
 
 class RateLimit(Base):
@@ -106,6 +108,8 @@ class RateLimit(Base):
     token_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     request_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
+    enforcement: Mapped[str | None] = mapped_column(String(16))  # of the token side; null: the global default
+    on_insufficient: Mapped[str | None] = mapped_column(String(16))
 
 
 class ConcurrencyLimit(Base):

@@ -160,7 +160,8 @@ def _signature(answer: _Answer) -> str:
 def _answer(call: MockCall, body: dict[str, Any]) -> _Answer:
     settings = call.state.settings
     number = call.state.next_id()
-    count, capped = content.answer_tokens(body["max_tokens"], settings.completion_tokens)
+    cap = None if settings.ignore_max_tokens else body["max_tokens"]
+    count, capped = content.answer_tokens(cap, settings.completion_tokens)
     prompt = content.chat_prompt_tokens(body["messages"], body.get("system"))
     cache_read = content.cached_part(prompt, settings.cached_tokens)
     tool = _forced_tool_use(body, number) or _weather_tool_use(body, number)

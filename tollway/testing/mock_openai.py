@@ -128,7 +128,8 @@ async def chat_completions(call: MockCall) -> web.StreamResponse:
     if not isinstance(messages, list) or not messages:
         return _error(400, "Invalid 'messages': expected a non-empty array.", param="messages")
     settings = call.state.settings
-    count, capped = content.answer_tokens(_max_tokens(body), settings.completion_tokens)
+    cap = None if settings.ignore_max_tokens else _max_tokens(body)
+    count, capped = content.answer_tokens(cap, settings.completion_tokens)
     usage = _usage(content.chat_prompt_tokens(messages), count, settings.cached_tokens)
     tool_call = _weather_tool_call(body, messages, exchange.number)
     finish = "tool_calls" if tool_call else "length" if capped else "stop"
@@ -213,7 +214,8 @@ async def completions(call: MockCall) -> web.StreamResponse:
         return _error(400, "Invalid 'prompt': expected a string, an array of strings or token arrays.",
                       param="prompt")
     settings = call.state.settings
-    count, capped = content.answer_tokens(body.get("max_tokens"), settings.completion_tokens)
+    cap = None if settings.ignore_max_tokens else body.get("max_tokens")
+    count, capped = content.answer_tokens(cap, settings.completion_tokens)
     prompt_tokens = sum(content.prompt_item_tokens(p) for p in prompts)
     usage = _usage(prompt_tokens, count * len(prompts), settings.cached_tokens)
     finish = "length" if capped else "stop"

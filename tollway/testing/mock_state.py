@@ -45,6 +45,8 @@ class MockSettings:
     """With split streams: a random pause of 0 to this many ms before each piece."""
     record_streams: bool = False
     """Keep the exact bytes of each stream sent, under `"stream"` in the request's record."""
+    ignore_max_tokens: bool = False
+    """Generate `completion_tokens` whatever output cap the request sets (a misbehaving upstream)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -59,7 +61,7 @@ class MockSettings:
 
 _INT_SETTINGS = frozenset({"completion_tokens", "cached_tokens", "embedding_dims", "stream_split_max_bytes"})
 _FLOAT_SETTINGS = frozenset({"latency_ms", "chunk_delay_ms", "stream_jitter_ms"})
-_BOOL_SETTINGS = frozenset({"record_streams"})
+_BOOL_SETTINGS = frozenset({"record_streams", "ignore_max_tokens"})
 
 
 def _check_setting(name: str, value: Any) -> float | int | bool:

@@ -1,0 +1,245 @@
+"""The most a request can use, read from the exact body that is sent upstream.
+
+One place for every route and provider: how many generations the provider will run, the
+output cap it honours for each, and an upper bound of the prompt's tokens. Reservations
+are computed from it (`tollway.proxy.demand`), and strict mode lowers or injects the cap
+through `with_cap`.
+
+The prompt bound rests on one fact about byte-level BPE tokenizers (OpenAI's, Anthropic's):
+every token is at least one byte of UTF-8, so a text has at most as many tokens as bytes.
+Token arrays count one token per element. What the text does not show is added as each
+provider documents it: per-message framing, the tool-use system prompt, images. Pure: no
+I/O, nothing kept between requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tollway.errors import bad_request
+from tollway.providers.client import Api
+
+# OpenAI's cookbook ("How to count tokens with tiktoken"): 3 tokens frame every message,
+# 1 more for a name, and 3 prime the reply. Anthropic documents no figure; the same
+# allowance is used (the JSON keys "role" and "content", counted as bytes, add more).
+MESSAGE_OVERHEAD_TOKENS = 4
+REPLY_PRIMING_TOKENS = 3
+# OpenAI's function-calling token counts (cookbook): 7 per function, 12 to close the block;
+# the schema's JSON bytes, counted as text, cover the rest of its rendering.
+OPENAI_TOOLS_OVERHEAD_TOKENS = 12
+OPENAI_PER_TOOL_TOKENS = 7
+# Anthropic's tool-use system prompt, the largest in its table ("Tool use pricing and
+# tokens": Claude 3 Opus, tool_choice auto, 530 tokens).
+ANTHROPIC_TOOLS_OVERHEAD_TOKENS = 530
+# Anthropic-defined tools (bash, text editor, computer use) add their own prompt: at most
+# 735 + 499 tokens (computer use) in the same table.
+ANTHROPIC_BUILTIN_TOOL_TOKENS = 1_234
+# Images, per image, at the largest size a provider accepts (OpenAI vision guide: fit in
+# 2048², short side 768 → 8 tiles of 512; Anthropic vision guide: about 1,600 tokens).
+OPENAI_IMAGE_TOKENS_MINI = 2_833 + 8 * 5_667  # gpt-4o-mini: 2,833 base + 5,667 per tile
+OPENAI_IMAGE_TOKENS = 3_779  # tiles: 85 + 8 × 170; patches: 1,536 × 2.46 (gpt-4.1-nano), the larger
+ANTHROPIC_IMAGE_TOKENS = 1_600
+# Model families whose image cost is known to stay within OPENAI_IMAGE_TOKENS; any other
+# model of an OpenAI-compatible server gets the largest figure known.
+_OPENAI_IMAGE_FAMILIES = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "gpt-4-turbo", "o1", "o3", "o4")
+
+# Top-level fields that never reach the model as prompt text (everything else is counted,
+# so a field this module does not know can only make the bound larger).
+_NOT_PROMPT = frozenset({
+    "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "best_of", "temperature",
+    "top_p", "top_k", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed",
+    "user", "store", "metadata", "service_tier", "parallel_tool_calls", "stop", "stop_sequences", "reasoning_effort",
+    "modalities", "prediction", "verbosity", "safety_identifier", "prompt_cache_key", "encoding_format", "dimensions",
+    "echo", "thinking", "tool_choice", "messages", "system", "tools", "functions", "prompt", "input",
+})
+# No model produces anywhere near this many tokens; a larger cap only makes amounts absurd.
+MAX_OUTPUT_CAP = 1_000_000_000
+_IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+_CAP_FIELDS = {Api.CHAT: ("max_completion_tokens", "max_tokens"), Api.COMPLETIONS: ("max_tokens",),
+               Api.MESSAGES: ("max_tokens",), Api.EMBEDDINGS: ()}
+
+
+@dataclass(slots=True)
+class WorstCase:
+    """The most one upstream call can use.
+
+    ``cap`` is the per-generation output cap the provider honours (None when the body sets
+    none), carried in ``cap_field``; ``extra_output`` are output tokens no cap bounds
+    (OpenAI bills rejected predicted-output tokens as completion tokens).
+    """
+
+    prompt_tokens: int
+    generations: int
+    cap: int | None
+    cap_field: str | None
+    extra_output: int = 0
+    token_ids: int = 0  # prompt tokens given as token arrays (counted exactly)
+
+    def output_tokens(self, cap: int) -> int:
+        """Output tokens at most, with ``cap`` per generation."""
+        return self.generations * cap + self.extra_output
+
+
+def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
+    """The worst case of ``body`` as the upstream ``api`` reads it (400 on cap fields that conflict)."""
+    if api is Api.CHAT:
+        return _chat(body, model)
+    if api is Api.MESSAGES:
+        return _messages(body)
+    if api is Api.COMPLETIONS:
+        return _completions(body)
+    items = body.get("input")
+    return WorstCase(_items_bound(items) + _rest(body), 1, 0, None, token_ids=_token_ids(items))
+
+
+def with_cap(worst: WorstCase, api: Api, body: dict[str, Any], cap: int) -> str:
+    """Set the honoured output cap of ``body`` to ``cap``; returns the field written."""
+    name = worst.cap_field or _CAP_FIELDS[api][0]
+    body[name] = cap
+    return name
+
+
+def _chat(body: dict[str, Any], model: str) -> WorstCase:
+    modern, legacy = body.get("max_completion_tokens"), body.get("max_tokens")
+    if modern is not None and legacy is not None:
+        raise bad_request("'max_completion_tokens' and 'max_tokens' are both set: send one output cap "
+                          "(max_completion_tokens), not both", "max_completion_tokens")
+    cap_field = "max_completion_tokens" if modern is not None else "max_tokens" if legacy is not None else None
+    cap = _positive(body, cap_field) if cap_field else None
+    prompt = _messages_bound(body.get("messages"), _openai_image_tokens(model)) + _rest(body) + REPLY_PRIMING_TOKENS
+    tools, functions = body.get("tools"), body.get("functions")
+    if tools or functions:
+        tools = _list(tools) + _list(functions)
+        prompt += OPENAI_TOOLS_OVERHEAD_TOKENS + OPENAI_PER_TOOL_TOKENS * len(tools) + _bound(tools, 0)
+    if body.get("tool_choice") is not None:
+        prompt += _bound(body["tool_choice"], 0)
+    generations = _count(body, "n") if "n" in body else 1
+    extra = _bound(body["prediction"], 0) * generations if body.get("prediction") is not None else 0
+    return WorstCase(prompt, generations, cap, cap_field, extra)
+
+
+def _messages(body: dict[str, Any]) -> WorstCase:
+    if body.get("max_completion_tokens") is not None:
+        raise bad_request("'max_completion_tokens' is not a field of the Messages API: its output cap is "
+                          "'max_tokens'", "max_completion_tokens")
+    cap = _positive(body, "max_tokens") if body.get("max_tokens") is not None else None
+    prompt = _messages_bound(body.get("messages"), ANTHROPIC_IMAGE_TOKENS) + _rest(body) + REPLY_PRIMING_TOKENS
+    system = body.get("system")
+    if system is not None:
+        prompt += MESSAGE_OVERHEAD_TOKENS + _bound(system, ANTHROPIC_IMAGE_TOKENS)
+    tools = _list(body.get("tools"))
+    if tools:
+        builtin = sum(1 for tool in tools if isinstance(tool, dict) and tool.get("type") not in (None, "custom"))
+        prompt += ANTHROPIC_TOOLS_OVERHEAD_TOKENS + ANTHROPIC_BUILTIN_TOOL_TOKENS * builtin + _bound(tools, 0)
+    if body.get("tool_choice") is not None:
+        prompt += _bound(body["tool_choice"], 0)
+    return WorstCase(prompt, 1, cap, "max_tokens" if cap is not None else None)
+
+
+def _completions(body: dict[str, Any]) -> WorstCase:
+    prompt = body.get("prompt")
+    prompts = _prompt_count(prompt)
+    # best_of runs that many generations per prompt (and bills them all), returning n of them.
+    generations = prompts * max(_count(body, "n"), _count(body, "best_of"))
+    cap = _positive(body, "max_tokens") if body.get("max_tokens") is not None else None
+    suffix = _bound(body["suffix"], 0) * prompts if isinstance(body.get("suffix"), str) else 0
+    return WorstCase(_items_bound(prompt) + suffix + _rest(body), generations, cap,
+                     "max_tokens" if cap is not None else None, token_ids=_token_ids(prompt))
+
+
+def _messages_bound(messages: Any, image_tokens: int) -> int:
+    if not isinstance(messages, list):
+        return _bound(messages, image_tokens)
+    total = MESSAGE_OVERHEAD_TOKENS * len(messages)
+    for message in messages:
+        if type(message) is dict and len(message) == 2:  # {role, content: text}: without the generic walk
+            content, role = message.get("content"), message.get("role")
+            if type(content) is str and type(role) is str:
+                total += (len(content) if content.isascii() else _text(content)) + len(role)
+                continue
+        total += _bound(message, image_tokens)
+    return total
+
+
+def _items_bound(value: Any) -> int:
+    """A completions prompt or embeddings input: strings by bytes, token arrays by length."""
+    if isinstance(value, str):
+        return _text(value)
+    if not isinstance(value, list):
+        return _bound(value, 0)
+    if all(type(item) is int for item in value):
+        return len(value)
+    return sum(_items_bound(item) for item in value)
+
+
+def _token_ids(value: Any) -> int:
+    """How many of a prompt's tokens come as token arrays."""
+    if not isinstance(value, list) or not value:
+        return 0
+    if all(type(item) is int for item in value):
+        return len(value)
+    return sum(len(item) for item in value if isinstance(item, list) and all(type(i) is int for i in item))
+
+
+def _prompt_count(prompt: Any) -> int:
+    """How many prompts a completions `prompt` holds: a string or one token array is one."""
+    if not isinstance(prompt, list) or not prompt or all(type(item) is int for item in prompt):
+        return 1
+    return len(prompt)
+
+
+def _rest(body: dict[str, Any]) -> int:
+    """Fields this module does not know, counted as prompt text (never an underestimate)."""
+    total = 0
+    for name, value in body.items():
+        if name not in _NOT_PROMPT:
+            total += _text(name) + _bound(value, 0)
+    return total
+
+
+def _bound(value: Any, image_tokens: int) -> int:
+    """Tokens at most of a JSON value read as text: bytes of strings, keys and numbers;
+    an image part is its provider's largest image instead of its (base64 or URL) bytes."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        if image_tokens and value.get("type") in _IMAGE_PART_TYPES:
+            return image_tokens
+        return sum(_text(key) + _bound(item, image_tokens) for key, item in value.items())
+    if isinstance(value, list):
+        return sum(_bound(item, image_tokens) for item in value)
+    if value is None or isinstance(value, bool):
+        return 1
+    return len(repr(value))
+
+
+def _text(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _count(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if value is None:
+        return 1
+    if type(value) is not int or not 1 <= value <= 128:
+        raise bad_request(f"'{name}' must be an integer from 1 to 128", name)
+    return value
+
+
+def _positive(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if type(value) is not int or not 1 <= value <= MAX_OUTPUT_CAP:
+        raise bad_request(f"'{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", name)
+    return value
+
+
+def _openai_image_tokens(model: str) -> int:
+    # Model ids are lower case; another spelling gets the largest figure, which is safe.
+    if model.startswith(_OPENAI_IMAGE_FAMILIES) and not model.startswith("gpt-4o-mini"):
+        return OPENAI_IMAGE_TOKENS
+    return OPENAI_IMAGE_TOKENS_MINI
