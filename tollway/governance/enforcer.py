@@ -160,7 +160,7 @@ class Enforcer:
         reservation = Reservation(next(self._ids), planned, now)
         self._open.add(reservation.id)
         return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
-                         planned.customer_id, planned.allowed_provider_keys, clamped, readings)
+                         planned.customer_id, planned.allowed_provider_keys, clamped_cap=clamped, readings=readings)
 
     async def _clamp(self, planned: Plan, facts: RequestFacts, result: AcquireResult, denial: Denial,
                      now: int) -> tuple[Allowed | Denial, int | None, AcquireResult]:
