@@ -123,6 +123,15 @@ FIELD_TEXT: dict[str, str] = {
     "LoginThrottleConfig.max_delay": "The longest wait.",
     "LoginThrottleConfig.global_free_failures": "Failures from all addresses together per `forget_after`; "
     "past them every address waits for the allowance to refill.",
+    "Settings.governance_defaults": "How budgets and rate limits that do not say hold: `enforcement` and "
+    "`on_insufficient` for all (see [governance](governance.md#worst-case-estimate-strict)).",
+    "GovernanceDefaults.enforcement": "`estimate`: reserve the estimate (a limit can end above its maximum by the "
+    "estimation error); `strict`: reserve the worst case, so spend never exceeds the limit.",
+    "GovernanceDefaults.on_insufficient": "When a request's reservation does not fit: `refuse` (402/429), or "
+    "`clamp`: lower its output cap to what fits (`x-tollway-clamped-max-tokens`).",
+    "RateLimitConfig.on_insufficient": "None: governance_defaults.on_insufficient.",
+    "EstimateConfig.injected_max_tokens": "Under `strict` enforcement, the output cap written into a request that "
+    "sets none, and reserved.",
     "ConcurrencyConfig.max_in_flight": "Requests in flight at once; more get 429 `concurrency_limited`.",
     "ConcurrencyConfig.queue_timeout_ms": "How long a request waits for a free slot before it is refused; "
     "`0`: refused at once.",
