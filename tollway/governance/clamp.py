@@ -21,7 +21,7 @@ Demand = Callable[[int], tuple[int, int, int, int]]
 def amounts_at(checks: tuple[LimitCheck, ...], demand: Demand, cap: int) -> tuple[int, ...]:
     """What each check reserves when the request's output cap is ``cap``."""
     tokens, cost, worst_tokens, worst_cost = demand(cap)
-    return strict_amounts(checks, (1, tokens, cost), (1, worst_tokens, worst_cost))
+    return strict_amounts(checks, (1, tokens, cost, 1), (1, worst_tokens, worst_cost, 1))
 
 
 def clamped_cap(checks: tuple[LimitCheck, ...], readings: Sequence[CounterReading], demand: Demand,

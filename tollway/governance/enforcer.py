@@ -187,7 +187,7 @@ class Enforcer:
         budgets (a stream that outgrew its reservation); the denial of the first limit
         without room, or None. Settling later drops the whole, extended reservation."""
         planned = reservation.plan
-        extra = tuple([(0, tokens, cost_nano)[check.slot] for check in planned.checks])
+        extra = tuple([(0, tokens, cost_nano, 0)[check.slot] for check in planned.checks])
         indices = [i for i, amount in enumerate(extra) if amount > 0]
         if not indices or reservation.id not in self._open:
             return None

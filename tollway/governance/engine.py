@@ -64,8 +64,8 @@ class LimitCheck:
     limit: int
     duration: Duration  # for an in-flight check: `IN_FLIGHT_RETRY`, it has no window
     alignment: Alignment | None = None
-    queue_timeout_ms: int = 0  # an in-flight check's bounded wait for a slot (0: refuse at once)
     enforcement: Enforcement = ESTIMATE  # strict or estimate, clamp or refuse (tokens and budgets)
+    queue_timeout_ms: int = 0  # an in-flight check's bounded wait for a slot (0: refuse at once)
     # A rolling window's length, precomputed: most windows are then two subtractions.
     rolling_ms: int | None = field(init=False, repr=False, compare=False)
     # The longest a window can last, for the store's key expiry (see `CounterOp.window_ms`).
