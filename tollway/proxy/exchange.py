@@ -43,6 +43,29 @@ class Exchange(Protocol):
     def error(self, status: int, data: bytes) -> bytes: ...
 
 
+class LocalExchange:
+    """An exchange the gateway answers itself, without calling the provider (governed like
+    the others: admitted, logged, charged nothing). ``headers`` go on the answer."""
+
+    upstream_api: Api
+    headers: list[tuple[bytes, bytes]] = []
+
+    def answer(self, request: ClientRequest) -> bytes:
+        raise NotImplementedError
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        raise NotImplementedError  # never called: the pipeline answers with `answer`
+
+    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+        raise NotImplementedError
+
+    def stream(self, request: ClientRequest) -> StreamConverter:
+        raise NotImplementedError
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return openai_error_from(status, data)
+
+
 def load_object(data: bytes) -> dict[str, Any] | None:
     """The JSON object in ``data``, or None for anything else."""
     try:

@@ -21,6 +21,7 @@ from tollway.governance.model import PolicySnapshot
 from tollway.pricing import ModelPrice, PriceCatalog
 from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
+from tollway.proxy.responses_route import ResponsesRoute
 from tollway.proxy.targets import TargetResolver
 from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
 from tollway.server.models_catalog import ModelCatalog
@@ -77,6 +78,7 @@ class Runtime:
         self.store: CounterStore
         self.enforcer: Enforcer
         self.proxy: Proxy
+        self.responses: ResponsesRoute
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
@@ -108,16 +110,20 @@ class Runtime:
                                lambda: writer.pending)
             self.metrics.gauge("tollway_request_log_dropped", "Request log records lost (buffer full or unstorable)",
                                lambda: writer.dropped)
+        sink = Recorder(self.metrics, self.log_writer)
         self.proxy = Proxy(
             providers=self.providers,
             resolver=TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks),
             enforcer=self.enforcer,
             snapshot=lambda: self.snapshot,
             pricing=self.pricing,
-            sink=Recorder(self.metrics, self.log_writer),
+            sink=sink,
             estimates=settings.estimate,
             max_body_bytes=settings.max_body_bytes,
         )
+        self.responses = ResponsesRoute(proxy=self.proxy, providers=self.providers, enforcer=self.enforcer,
+                                        snapshot=lambda: self.snapshot, sink=sink,
+                                        max_body_bytes=settings.max_body_bytes)
         self.catalog = ModelCatalog(settings, self.providers)
         self.models = ModelsRoute(self.catalog, lambda: self.snapshot, settings.model_aliases)
         if settings.management_api:
