@@ -108,12 +108,15 @@ def _answer(call: MockCall, body: dict[str, Any]) -> _Answer:
 
 
 def _weather_tool_use(body: dict[str, Any], number: int) -> dict[str, Any] | None:
-    """A tool_use block for the first custom tool when the last user turn asks about the weather."""
+    """A tool_use block for the tool that `tool_choice` forces, or for the first custom tool when
+    the last user turn asks about the weather."""
     tools = body.get("tools")
     choice = body.get("tool_choice")
     if not isinstance(tools, list) or (isinstance(choice, dict) and choice.get("type") == "none"):
         return None
-    if not content.asks_for_weather(body["messages"]):
+    if isinstance(choice, dict) and choice.get("type") == "tool":  # a forced tool is always called
+        tools = [tool for tool in tools if isinstance(tool, dict) and tool.get("name") == choice.get("name")]
+    elif not content.asks_for_weather(body["messages"]):
         return None
     for tool in tools:
         if isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool.get("type", "custom") == "custom":
