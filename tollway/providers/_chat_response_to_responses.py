@@ -72,7 +72,7 @@ def chat_response_to_responses(chat: Mapping[str, Any], model: str) -> JSON:
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     output: list[JSON] = []
-    text = message.get("content") if isinstance(message.get("content"), str) else ""
+    text: str = message["content"] if isinstance(message.get("content"), str) else ""
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
         if function.get("name") == STRUCTURED_OUTPUT_TOOL:  # the JSON answer, carried as a tool call
@@ -85,6 +85,6 @@ def chat_response_to_responses(chat: Mapping[str, Any], model: str) -> JSON:
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     if parts or not output:
         output.insert(0, message_item(new_id("msg"), "completed", parts))
-    created = chat.get("created") if isinstance(chat.get("created"), int) else int(time.time())
+    created: int = chat["created"] if isinstance(chat.get("created"), int) else int(time.time())
     return response_object(new_id("resp"), model, created, "completed", output,
                            usage_from_openai(chat.get("usage")), choice.get("finish_reason"))

@@ -6,7 +6,7 @@ read on the side; otherwise `tollway.proxy.translated` converts both ways.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -48,7 +48,7 @@ class LocalExchange:
     the others: admitted, logged, charged nothing). ``headers`` go on the answer."""
 
     upstream_api: Api
-    headers: list[tuple[bytes, bytes]] = []
+    headers: ClassVar[list[tuple[bytes, bytes]]] = []
 
     def answer(self, request: ClientRequest) -> bytes:
         raise NotImplementedError

@@ -22,8 +22,19 @@ from tollway.providers.anthropic_translate import (
 )
 from tollway.providers.client import Api, ProviderClient
 from tollway.providers.sse import SSEParser, encode_event
-from tollway.providers.usage_extract import usage_from_anthropic, usage_from_openai, usage_from_responses
-from tollway.proxy.exchange import Exchange, StreamConverter, _data_of, _OpenAIStream, load_object, openai_error_from
+from tollway.providers.usage_extract import (
+    usage_from_anthropic,
+    usage_from_openai,
+    usage_from_responses,
+)
+from tollway.proxy.exchange import (
+    Exchange,
+    StreamConverter,
+    _data_of,
+    _OpenAIStream,
+    load_object,
+    openai_error_from,
+)
 from tollway.proxy.request import ClientRequest
 from tollway.usage import Usage
 

@@ -13,19 +13,24 @@ reach it, and the request is logged.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import time
 from collections.abc import Callable, Mapping
 
-from tollway.errors import GatewayError, bad_request, governance_unavailable, upstream_timeout, upstream_unreachable
+from tollway.errors import (
+    GatewayError,
+    bad_request,
+    governance_unavailable,
+    upstream_timeout,
+    upstream_unreachable,
+)
 from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import denial_headers, error_body
-from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.enforcer import Admission, Enforcer
+from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import PolicySnapshot
-from tollway.providers.client import Api, NoUsableKey, ProviderClient
+from tollway.providers.client import Api, NoUsableKey, ProviderClient, ProviderKey
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.providers.sse import SSEParser
 from tollway.proxy.auth import presented_key
@@ -34,7 +39,18 @@ from tollway.proxy.outcome import Outcome, OutcomeSink
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.response_directory import ResponseDirectory, ResponseOwner
 from tollway.proxy.responses_exchanges import passes_through
-from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, replay, respond, respond_error
+from tollway.server.asgi import (
+    JSON_HEADERS,
+    ClientGone,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    replay,
+    respond,
+    respond_error,
+)
 
 PREFIX = "/v1/responses/"
 _OPERATIONS = {("GET", ""), ("DELETE", ""), ("POST", "cancel"), ("GET", "input_items")}
@@ -63,20 +79,30 @@ class ResponsesRoute:
         try:
             raw = await read_body(scope, receive, self._max_body)
         except GatewayError as err:
-            await respond_error(send, err)
+            await self._refuse(send, err)
             return
         except ClientGone:
             return
         key_id = self._key_id(scope)
         refusal = self._previous_refusal(raw, key_id)
         if refusal is not None:
-            await respond_error(send, refusal)
+            await self._refuse(send, refusal, key_id)
             return
         sniffer = _IdSniffer(send)
         outcome = await self._proxy.handle(Api.RESPONSES, scope, replay(raw, receive), sniffer.send)
         provider = self._providers.get(outcome.provider)
         if sniffer.response_id and provider is not None and passes_through(provider):
             self.directory.note(sniffer.response_id, ResponseOwner(outcome.provider, outcome.model, outcome.key_id))
+
+    async def _refuse(self, send: Send, error: GatewayError, key_id: str | None = None) -> None:
+        """Answer an error found before the pipeline, and log it like the pipeline would."""
+        outcome = self._outcome()
+        outcome.status, outcome.error, outcome.key_id = error.status, error.message, key_id
+        await respond_error(send, error)
+        self._sink.record(outcome)
+
+    def _outcome(self) -> Outcome:
+        return Outcome(f"{self._id_prefix}-{next(self._ids)}", Api.RESPONSES.value, int(time.time() * 1000))
 
     def _key_id(self, scope: Scope) -> str | None:
         value = presented_key(scope)
@@ -89,7 +115,9 @@ class ResponsesRoute:
             return None
         body = load_object(raw) or {}
         previous = body.get("previous_response_id")
-        owner = self.directory.get(previous) if isinstance(previous, str) else None
+        if not isinstance(previous, str):
+            return None
+        owner = self.directory.get(previous)
         if owner is None or owner.key_id == key_id:
             return None
         return _unknown(previous, "previous_response_id")
@@ -98,7 +126,7 @@ class ResponsesRoute:
 
     async def stored(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", Api.RESPONSES.value, int(time.time() * 1000))
+        outcome = self._outcome()
         try:
             await self._serve_stored(scope, receive, send, outcome)
         except GatewayError as err:
@@ -157,23 +185,26 @@ class ResponsesRoute:
         if query := scope.get("query_string", b"").decode("latin-1"):
             url += ("&" if "?" in url else "?") + query
         method = scope["method"]
-        data, status = await _exchange(provider, method, url, key, b"" if method == "POST" else None)
-        body = data if status < 400 else openai_error_from(status, data)
+        data, status, content_type = await _exchange(provider, method, url, key, b"" if method == "POST" else None)
         outcome.status = status
+        headers = admission.headers + [(b"x-request-id", outcome.request_id.encode())]
         if status >= 400:
             outcome.error = f"upstream answered {status}"
-        headers = admission.headers + [(b"x-request-id", outcome.request_id.encode())]
-        await respond(send, status, body, JSON_HEADERS + headers)
+            await respond(send, status, openai_error_from(status, data), JSON_HEADERS + headers)
+        else:  # a retrieve with ?stream=true is an event stream, relayed whole once the provider ends it
+            await respond(send, status, data, [(b"content-type", content_type.encode("latin-1"))] + headers)
         return status
 
 
-async def _exchange(provider: ProviderClient, method: str, url: str, key, body: bytes | None) -> tuple[bytes, int]:
-    """One request to the provider, its whole body read; failures as the gateway's 502/504."""
+async def _exchange(provider: ProviderClient, method: str, url: str, key: ProviderKey,
+                    body: bytes | None) -> tuple[bytes, int, str]:
+    """One request to the provider: its body, status and content type; failures as the
+    gateway's 502/504."""
     response: UpstreamResponse | None = None
     try:
         response = await provider.send(method, url, key, body)
         data = await response.read()
-    except asyncio.TimeoutError:
+    except TimeoutError:  # the client's UpstreamTimeout is one
         if response is not None:
             response.close()
         raise upstream_timeout(provider.name) from None
@@ -182,7 +213,7 @@ async def _exchange(provider: ProviderClient, method: str, url: str, key, body: 
             response.close()
         raise upstream_unreachable(provider.name, str(exc) or type(exc).__name__) from None
     response.release()
-    return data, response.status
+    return data, response.status, response.headers.get("content-type") or "application/json"
 
 
 def _unknown(response_id: str, param: str | None = None) -> GatewayError:
@@ -203,7 +234,7 @@ class _IdSniffer:
         self._done = False
         self.response_id: str | None = None
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self._ok = message["status"] == 200
             self._stream = any(k == b"content-type" and v.startswith(b"text/event-stream")

@@ -5,7 +5,7 @@ is never charged tokens or money (the estimate of `Api.COUNT_TOKENS` is zero).""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -34,7 +34,7 @@ class EstimatedTokenCount(LocalExchange):
     """
 
     upstream_api = Api.COUNT_TOKENS
-    headers = [(COUNTED_BY, b"estimated")]
+    headers: ClassVar[list[tuple[bytes, bytes]]] = [(COUNTED_BY, b"estimated")]
 
     def answer(self, request: ClientRequest) -> bytes:
         return orjson.dumps({"input_tokens": estimated_input_tokens(request.body)})

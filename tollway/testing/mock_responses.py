@@ -15,7 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from tollway.testing import mock_responses_build as build
-from tollway.testing.mock_http import MockCall, bearer_token, endpoint, error_response, send_json, send_sse
+from tollway.testing.mock_http import (
+    MockCall,
+    bearer_token,
+    endpoint,
+    error_response,
+    send_json,
+    send_sse,
+)
 
 STORE_KEY: web.AppKey[dict[str, dict[str, Any]]] = web.AppKey("tollway_mock_responses", dict)
 """Stored responses by id: {"response": ..., "input_items": [...]}."""
