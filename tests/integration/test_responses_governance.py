@@ -192,3 +192,18 @@ async def test_count_tokens_follows_identity_and_answers_in_anthropic_shape(gate
     with pytest.raises(anthropic.BadRequestError) as caught:
         await client.messages.count_tokens(model=MODELS["anthropic"], messages=[])
     assert "messages" in caught.value.body["error"]["message"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_stream_cut_by_the_provider_ends_with_an_error_event_and_is_charged_what_was_produced(
+        gateway, mock, provider) -> None:
+    running = governed(gateway, mock, key(KEY_A, rate_limit=LIMITS))
+    await mock_control(mock, "POST", "/_mock/faults", {"drop": "mid_stream", "after_chunks": 6, "count": 1})
+    stream = await sdk(running, KEY_A).responses.create(model=MODELS[provider], input="Hi", max_output_tokens=50,
+                                                        stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "error" and "interrupted" in events[-1].message
+    produced = sum(1 for event in events if event.type == "response.output_text.delta")
+    used = running.counters()[token_counter(key_limits(running, KEY_A).rate_limit.id)].used
+    assert produced >= 1 and produced <= used < 50  # the prompt estimate plus what was produced, not the 50 reserved
+    assert running.runtime.enforcer.reservations_in_flight == 0
