@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tollway.config import ConfigError, settings_from_dict
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._chat_stream_to_responses import ChatStreamToResponses
 from tollway.providers._responses_request_to_chat import STRUCTURED_OUTPUT_TOOL, responses_request_to_chat
@@ -259,3 +260,12 @@ def test_the_directory_keeps_the_newest_entries_within_its_capacity() -> None:
     assert directory.get("a") is None and directory.get("c") is not None and len(directory) == 2
     directory.forget("c")
     assert directory.get("c") is None
+
+
+def test_an_anthropic_provider_cannot_claim_the_responses_api() -> None:
+    provider = {"type": "anthropic", "keys": [{"value": "k"}], "responses_api": True}
+    with pytest.raises(ConfigError, match="responses_api"):
+        settings_from_dict({"providers": {"claude": provider}})
+    settings = settings_from_dict({"providers": {"local": {"type": "openai", "keys": [{"value": "k"}],
+                                                           "responses_api": False}}})
+    assert settings.providers["local"].responses_api is False
