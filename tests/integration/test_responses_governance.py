@@ -207,3 +207,14 @@ async def test_a_stream_cut_by_the_provider_ends_with_an_error_event_and_is_char
     used = running.counters()[token_counter(key_limits(running, KEY_A).rate_limit.id)].used
     assert produced >= 1 and produced <= used < 50  # the prompt estimate plus what was produced, not the 50 reserved
     assert running.runtime.enforcer.reservations_in_flight == 0
+
+
+async def test_stored_routes_work_over_the_aiohttp_client_too(gateway, mock) -> None:
+    providers = responses_providers(mock.url)
+    providers["openai"]["http_client"] = "aiohttp"
+    running = gateway({"providers": providers})
+    client = sdk(running)
+    made = await client.responses.create(model=MODELS["openai"], input="Hi")
+    assert (await client.responses.retrieve(made.id)).id == made.id
+    assert (await client.responses.delete(made.id)) is None
+    assert mock.state.requests[-1]["method"] == "DELETE"

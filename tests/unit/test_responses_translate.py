@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from tollway.config import ConfigError, settings_from_dict
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._chat_stream_to_responses import ChatStreamToResponses
-from tollway.providers._responses_request_to_chat import STRUCTURED_OUTPUT_TOOL, responses_request_to_chat
+from tollway.providers._responses_request_to_chat import (
+    STRUCTURED_OUTPUT_TOOL,
+    responses_request_to_chat,
+)
 from tollway.providers._responses_to_messages import chat_body_for_anthropic
 from tollway.providers._translate_common import TranslationError
 from tollway.providers.anthropic_translate import chat_request_to_messages

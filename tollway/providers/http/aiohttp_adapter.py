@@ -102,7 +102,7 @@ class AiohttpClient:
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._connect_timeout)
         try:
             response = await self.session.request(method, url, data=body, headers=headers, timeout=timeout)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate(exc) from exc
         return AiohttpResponse(response)
 
