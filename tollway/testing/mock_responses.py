@@ -3,7 +3,7 @@ and the stored-response routes (`GET`/`DELETE /v1/responses/{id}`, `POST .../can
 `GET .../input_items`), under `/v1` (OpenAI) and `/openai` (Azure: `?api-version=` and an
 `api-key` header, the deployment named by the body's `model`).
 
-Responses are stored unless `store: false`; `previous_response_id` must name a stored one
+Responses are stored unless `store: false` (the last 10,000); `previous_response_id` must name a stored one
 (its turns count as input). A `background: true` response is stored `queued` and stays so
 until cancelled. Content rules are in `mock_responses_build`.
 """
@@ -26,6 +26,7 @@ from tollway.testing.mock_http import (
 
 STORE_KEY: web.AppKey[dict[str, dict[str, Any]]] = web.AppKey("tollway_mock_responses", dict)
 """Stored responses by id: {"response": ..., "input_items": [...]}."""
+_STORED_MAX = 10_000  # the oldest go first: a mock serving a benchmark must not grow without end
 
 
 def add_responses_routes(app: web.Application) -> None:
@@ -70,8 +71,9 @@ async def create(call: MockCall) -> web.StreamResponse:
         return _error(400, "We could not parse the JSON body of your request.")
     if not isinstance(body.get("model"), str) or not body["model"]:
         return _error(400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
-    if not isinstance(body.get("input"), (str, list)):
-        return _error(400, "Invalid type for 'input': expected a string or an array.", "input")
+    problem = _invalid(body)
+    if problem is not None:
+        return _error(400, f"Invalid value for '{problem[0]}': {problem[1]}", problem[0], "invalid_type")
     previous = body.get("previous_response_id")
     extra = 0
     if previous is not None:
@@ -95,8 +97,77 @@ async def create(call: MockCall) -> web.StreamResponse:
     return await send_json(call, answer.final(), headers)
 
 
+_FLAGS = ("store", "background", "stream", "parallel_tool_calls")
+_EFFORTS = (None, "none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def _invalid(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, what is wrong) for a body the real API would refuse, as far as the mock reads it."""
+    checks: list[tuple[str, bool, str]] = [
+        ("input", _valid_input(body.get("input")), "expected a string or an array of input items"),
+        ("instructions", body.get("instructions") is None or isinstance(body["instructions"], str), "expected a string"),
+        ("tools", _valid_tools(body.get("tools")), "expected an array of tools, each with a type (and a function's name)"),
+        ("tool_choice", body.get("tool_choice") in (None, "auto", "none", "required")
+         or isinstance(body.get("tool_choice"), dict), "expected auto, none, required or an object"),
+        ("text", _valid_text(body.get("text")),
+         "expected an object whose format has a type (and a json_schema's name and schema)"),
+        ("reasoning", body.get("reasoning") is None or (isinstance(body["reasoning"], dict)
+                                                        and body["reasoning"].get("effort") in _EFFORTS),
+         "expected an object with a valid effort"),
+        ("max_output_tokens", body.get("max_output_tokens") is None or (_is_int(body["max_output_tokens"])
+                                                                       and body["max_output_tokens"] >= 1),
+         "expected a positive integer"),
+        ("previous_response_id", body.get("previous_response_id") is None or isinstance(body["previous_response_id"], str),
+         "expected a string"),
+        ("temperature", body.get("temperature") is None or (isinstance(body["temperature"], (int, float))
+                                                            and not isinstance(body["temperature"], bool)
+                                                            and 0 <= body["temperature"] <= 2), "expected 0 to 2"),
+        ("metadata", body.get("metadata") is None or isinstance(body["metadata"], dict), "expected an object"),
+        ("user", body.get("user") is None or isinstance(body["user"], str), "expected a string"),
+    ]
+    checks += [(flag, body.get(flag) is None or isinstance(body[flag], bool), "expected a boolean") for flag in _FLAGS]
+    return next(((name, why) for name, ok, why in checks if not ok), None)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_input(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, list):
+        return False
+    return all(isinstance(item, dict) and isinstance(item.get("content", ""), (str, list))
+               and isinstance(item.get("role", ""), str) and isinstance(item.get("type", ""), str) for item in value)
+
+
+def _valid_tools(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, list) and all(
+        isinstance(tool, dict) and isinstance(tool.get("type"), str)
+        and (tool["type"] != "function" or isinstance(tool.get("name"), str)) for tool in value)
+
+
+def _valid_text(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    fmt = value.get("format")
+    if fmt is None:
+        return True
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        return False
+    return fmt["type"] != "json_schema" or (isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict))
+
+
 def _keep(call: MockCall, answer: build.Answer, response: dict[str, Any]) -> None:
-    _store(call)[answer.id] = {"response": response, "input_items": build.input_items(answer.body, answer.number)}
+    store = _store(call)
+    store[answer.id] = {"response": response, "input_items": build.input_items(answer.body, answer.number)}
+    if len(store) > _STORED_MAX:
+        del store[next(iter(store))]
 
 
 def _stored(call: MockCall) -> dict[str, Any] | web.Response:
