@@ -99,14 +99,27 @@ async def test_stored_routes_reach_the_provider_that_made_the_response(gateway, 
         await client.responses.retrieve(made.id)
 
 
-async def test_background_response_is_cancelled_at_its_provider(gateway, mock) -> None:
-    running = governed(gateway, mock)
-    client = sdk(running)
-    queued = await client.responses.create(model=MODELS["azure"], input="Slow work", background=True)
-    assert queued.status == "queued"
+async def test_background_response_is_charged_its_cap_and_cancelled_at_its_provider(gateway, mock) -> None:
+    running = governed(gateway, mock, key(KEY_A, rate_limit=LIMITS))
+    client = sdk(running, KEY_A)
+    queued = await client.responses.create(model=MODELS["azure"], input="Slow work", background=True,
+                                           max_output_tokens=500)
+    assert queued.status == "queued" and queued.usage is None
+    # No usage comes back with a queued response: it is charged the most it can produce.
+    used = running.counters()[token_counter(key_limits(running, KEY_A).rate_limit.id)].used
+    assert 500 < used < 700
     cancelled = await client.responses.cancel(queued.id)
     assert cancelled.status == "cancelled"
     assert mock.state.requests[-1]["path"] == f"/openai/responses/{queued.id}/cancel"
+
+
+async def test_an_uncapped_background_response_is_refused_before_the_provider(gateway, mock) -> None:
+    running = governed(gateway, mock)
+    before = len(mock.state.requests)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk(running).responses.create(model=MODELS["openai"], input="Endless work", background=True)
+    assert caught.value.body["param"] == "background" and "max_output_tokens" in caught.value.message
+    assert len(mock.state.requests) == before
 
 
 async def test_another_key_cannot_reach_a_response_it_did_not_make(gateway, mock) -> None:

@@ -2,7 +2,8 @@
 
 `POST /v1/responses` goes through `Proxy.handle` like every model request; on the way the
 id of a response that a provider stored is noted (with the provider and the virtual key)
-in the `ResponseDirectory`, and a `previous_response_id` another key made is refused.
+in the `ResponseDirectory`, a `previous_response_id` another key made is refused, and so is
+a background response without `max_output_tokens` (see `_uncapped_background`).
 
 `GET`/`DELETE /v1/responses/{id}`, `POST /v1/responses/{id}/cancel` and
 `GET /v1/responses/{id}/input_items` go to the provider that made the response, governed
@@ -84,7 +85,7 @@ class ResponsesRoute:
         except ClientGone:
             return
         key_id = self._key_id(scope)
-        refusal = self._previous_refusal(raw, key_id)
+        refusal = self._previous_refusal(raw, key_id) or _uncapped_background(raw)
         if refusal is not None:
             await self._refuse(send, refusal, key_id)
             return
@@ -214,6 +215,23 @@ async def _exchange(provider: ProviderClient, method: str, url: str, key: Provid
         raise upstream_unreachable(provider.name, str(exc) or type(exc).__name__) from None
     response.release()
     return data, response.status, response.headers.get("content-type") or "application/json"
+
+
+def _uncapped_background(raw: bytes) -> GatewayError | None:
+    """A 400 for a background response without ``max_output_tokens``.
+
+    The provider answers a background request at once, without usage (it reports usage
+    only when the response finishes, later, to whoever asks), so the gateway charges such
+    a response its reservation: the prompt estimate plus ``max_output_tokens``, the most
+    it can produce. Without a cap nothing would bound its cost.
+    """
+    if b'"background"' not in raw:
+        return None
+    body = load_object(raw) or {}
+    if body.get("background") is not True or body.get("stream") is True or body.get("max_output_tokens") is not None:
+        return None  # a streamed one reports its usage at its end, like any stream
+    return bad_request("'background': true needs 'max_output_tokens': the provider reports a background response's "
+                       "usage only when it finishes, so the gateway charges the most it can produce", "background")
 
 
 def _unknown(response_id: str, param: str | None = None) -> GatewayError:
