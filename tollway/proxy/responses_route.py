@@ -142,6 +142,7 @@ class ResponsesRoute:
     async def _serve_stored(self, scope: Scope, receive: Receive, send: Send, outcome: Outcome) -> None:
         method = scope["method"]
         response_id, _, operation = scope["path"][len(PREFIX):].partition("/")
+        outcome.api = f"{Api.RESPONSES.value}.{operation or method.lower()}"  # e.g. responses.get, responses.cancel
         if not response_id or (method, operation) not in _OPERATIONS:
             raise GatewayError(404 if operation not in ("", "cancel", "input_items") else 405, "invalid_request_error",
                                f"no route {method} {scope['path']}; the stored-response routes are GET and DELETE "
