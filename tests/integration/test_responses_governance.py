@@ -9,12 +9,14 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+from sqlalchemy import select
 
 from tests.integration.conftest import mock_control
 from tests.integration.test_governance import KEY_A, KEY_B, key, key_limits
 from tests.integration.test_responses_api import MODELS, responses_providers, sdk
 from tests.support.gateway import RunningGateway
 from tollway.governance.model import budget_counter, request_counter, token_counter
+from tollway.store.tables import RequestLog
 from tollway.testing import mock_content
 
 # 1 USD per million input tokens, 0.5 per million cached, 2 per million output: in nano-dollars per token.
@@ -231,3 +233,26 @@ async def test_stored_routes_work_over_the_aiohttp_client_too(gateway, mock) -> 
     assert (await client.responses.retrieve(made.id)).id == made.id
     assert (await client.responses.delete(made.id)) is None
     assert mock.state.requests[-1]["method"] == "DELETE"
+
+
+async def test_every_responses_route_leaves_a_request_log_row(gateway, mock) -> None:
+    running = governed(gateway, mock, key(KEY_A))
+    client = sdk(running, KEY_A)
+    made = await client.responses.create(model=MODELS["openai"], input="Hi")
+    await client.responses.retrieve(made.id)
+    await client.responses.input_items.list(made.id)
+    with pytest.raises(openai.NotFoundError):
+        await sdk(running, KEY_A).responses.retrieve("resp_never_made")
+    await anthropic.AsyncAnthropic(base_url=running.url, api_key=KEY_A, max_retries=0).messages.count_tokens(
+        model=MODELS["openai"], messages=[{"role": "user", "content": "Hi"}])
+    runtime = running.runtime
+
+    async def rows() -> list[tuple[str | None, str | None, int]]:
+        await runtime.log_writer.flush()
+        async with runtime.db.session() as session:
+            found = await session.execute(select(RequestLog.provider, RequestLog.virtual_key_id, RequestLog.status)
+                                          .order_by(RequestLog.at))
+            return [tuple(row) for row in found]
+
+    logged = running.call(rows())
+    assert sorted(logged, key=str) == sorted([("openai", KEY_A[:8], 200)] * 4 + [(None, None, 404)], key=str)
