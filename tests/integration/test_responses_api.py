@@ -175,7 +175,8 @@ async def test_stored_state_is_refused_with_a_400_naming_the_field_on_translated
                                                                                           field, value) -> None:
     before = len(mock.state.requests)
     with pytest.raises(openai.BadRequestError) as caught:
-        await sdk(served).responses.create(model=MODELS[provider], input="Again", **{field: value})
+        await sdk(served).responses.create(model=MODELS[provider], input="Again", max_output_tokens=50,
+                                           **{field: value})
     assert field in caught.value.message and "does not store responses" in caught.value.message
     assert len(mock.state.requests) == before
 

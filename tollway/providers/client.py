@@ -96,6 +96,9 @@ class ProviderClient:
             self._native = HTTPClient(max_connections=pool_size, connect_timeout=connect, ssl_context=ssl_context)
         # (url, key id) -> origin and request bytes up to the Content-Length value.
         self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
+        # API -> the proxy's exchange for this provider, where it depends on the provider's own
+        # settings (the Responses API: passed through or translated); filled on first use.
+        self.exchanges: dict[Api, Any] = {}
 
     def speaks(self, api: Api) -> bool:
         if self.type == "anthropic":

@@ -4,7 +4,6 @@ serve it (OpenAI, Azure OpenAI), translated through chat completions for the oth
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -39,9 +38,15 @@ from tollway.proxy.request import ClientRequest
 from tollway.usage import Usage
 
 
-@functools.lru_cache(maxsize=256)  # one per provider: built on its first Responses request, then reused
 def responses_exchange(provider: ProviderClient) -> Exchange:
-    """How `/v1/responses` reaches ``provider``."""
+    """How `/v1/responses` reaches ``provider``: built on its first request, then kept on it."""
+    exchange: Exchange | None = provider.exchanges.get(Api.RESPONSES)
+    if exchange is None:
+        exchange = provider.exchanges[Api.RESPONSES] = _responses_exchange(provider)
+    return exchange
+
+
+def _responses_exchange(provider: ProviderClient) -> Exchange:
     if provider.type == "anthropic":
         return ResponsesViaMessages(provider.name)
     if provider.settings.responses_api is False:
