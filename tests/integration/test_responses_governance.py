@@ -13,7 +13,12 @@ from sqlalchemy import select
 
 from tests.integration.conftest import mock_control
 from tests.integration.test_governance import KEY_A, KEY_B, key, key_limits
-from tests.integration.test_responses_api import MODELS, responses_providers, sdk
+from tests.integration.test_responses_api import (
+    MODELS,
+    WEATHER_TOOL,
+    responses_providers,
+    sdk,
+)
 from tests.support.gateway import RunningGateway
 from tollway.governance.model import budget_counter, request_counter, token_counter
 from tollway.store.tables import RequestLog
@@ -256,3 +261,23 @@ async def test_every_responses_route_leaves_a_request_log_row(gateway, mock) -> 
 
     logged = running.call(rows())
     assert sorted(logged, key=str) == sorted([("openai", KEY_A[:8], 200)] * 4 + [(None, None, 404)], key=str)
+
+
+async def test_responses_input_tokens_is_forwarded_where_served_and_estimated_elsewhere(gateway, mock) -> None:
+    running = governed(gateway, mock, key(KEY_A, rate_limit=LIMITS))
+    client = sdk(running, KEY_A)
+    request = {"input": "How many tokens is this sentence?", "instructions": "Be brief.", "tools": [WEATHER_TOOL]}
+    exact = mock_content.chat_prompt_tokens([{"role": "user", "content": request["input"]}], request["instructions"])
+    for provider in ("openai", "azure"):
+        counted = await client.responses.input_tokens.with_raw_response.count(model=MODELS[provider], **request)
+        assert counted.parse().input_tokens == exact and "x-tollway-token-count" not in counted.headers
+        assert mock.state.requests[-1]["path"].endswith("/responses/input_tokens")
+    before = len(mock.state.requests)
+    for provider in ("anthropic", "local"):
+        estimated = await client.responses.input_tokens.with_raw_response.count(model=MODELS[provider], **request)
+        assert estimated.headers["x-tollway-token-count"] == "estimated"
+        assert estimated.parse().input_tokens >= exact
+    assert len(mock.state.requests) == before
+    limits = key_limits(running, KEY_A).rate_limit
+    counters = running.counters()
+    assert counters[request_counter(limits.id)].used == 4 and counters[token_counter(limits.id)].used == 0

@@ -1,4 +1,5 @@
-"""`/v1/responses`, its stored-response routes and `/v1/messages/count_tokens` fuzzed like
+"""`/v1/responses`, its stored-response routes, `/v1/responses/input_tokens` and
+`/v1/messages/count_tokens` fuzzed like
 the other proxy routes (test_fuzz_proxy): whatever comes in, a 2xx or a clear 4xx, never a
 5xx, and nothing charged or left reserved by a request that is refused."""
 
@@ -70,6 +71,13 @@ HI = [{"role": "user", "content": "hi"}]
 def test_responses_garbage_gets_a_clear_4xx_or_a_real_answer(checker: _Checker, body: dict[str, Any],
                                                               sent_headers: dict[str, str]) -> None:
     checker.check("/v1/responses", _encode(body), sent_headers)
+
+
+@settings(SETTINGS)
+@given(body=responses_bodies, sent_headers=headers)
+def test_responses_input_tokens_garbage_gets_a_clear_4xx_or_a_count(checker: _Checker, body: dict[str, Any],
+                                                                    sent_headers: dict[str, str]) -> None:
+    checker.check("/v1/responses/input_tokens", _encode(body), sent_headers)
 
 
 @settings(SETTINGS)

@@ -40,6 +40,7 @@ class Api(str, enum.Enum):
     MESSAGES = "messages"  # Anthropic
     RESPONSES = "responses"  # OpenAI's Responses API
     COUNT_TOKENS = "count_tokens"  # Anthropic's /v1/messages/count_tokens
+    RESPONSES_INPUT_TOKENS = "responses_input_tokens"  # OpenAI's /v1/responses/input_tokens
 
     @property
     def anthropic_shaped(self) -> bool:
@@ -48,7 +49,7 @@ class Api(str, enum.Enum):
 
 
 _OPENAI_PATHS = {Api.CHAT: "/chat/completions", Api.COMPLETIONS: "/completions", Api.EMBEDDINGS: "/embeddings",
-                 Api.RESPONSES: "/responses"}
+                 Api.RESPONSES: "/responses", Api.RESPONSES_INPUT_TOKENS: "/responses/input_tokens"}
 _ANTHROPIC_PATHS = {Api.MESSAGES: "/v1/messages", Api.COUNT_TOKENS: "/v1/messages/count_tokens"}
 _MAX_PREPARED = 4096  # (url, key) request prefixes kept; azure URLs name client-chosen models
 _LIST_TIMEOUT_S = 3.0
@@ -103,7 +104,7 @@ class ProviderClient:
     def speaks(self, api: Api) -> bool:
         if self.type == "anthropic":
             return api in _ANTHROPIC_PATHS
-        if api is Api.RESPONSES:
+        if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:
             return self.settings.responses_api is not False
         return api in _OPENAI_PATHS
 
@@ -120,8 +121,8 @@ class ProviderClient:
         if self.type == "anthropic":
             return self.base_url + _ANTHROPIC_PATHS[api]
         if self.type == "azure":
-            if api is Api.RESPONSES:  # the deployment is the body's model here, not a path segment
-                return self.responses_url("")
+            if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # the deployment is the body's model
+                return self.responses_url("" if api is Api.RESPONSES else "/input_tokens")
             deployment = self.settings.deployments.get(model, model)
             return f"{self.base_url}/openai/deployments/{deployment}{_OPENAI_PATHS[api]}?api-version={self.settings.api_version}"
         return self.base_url + _OPENAI_PATHS[api]

@@ -22,8 +22,8 @@ _ANTHROPIC_PROVIDER: dict[Api, Exchange] = {Api.CHAT: ChatViaMessages(), Api.MES
 
 
 def exchange_for(api: Api, provider: ProviderClient) -> Exchange:
-    if api is Api.RESPONSES:  # per provider: passed through or translated, by its type and settings
-        return responses_exchange(provider)
+    if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # per provider: by its type and settings
+        return responses_exchange(provider, api)
     table = _ANTHROPIC_PROVIDER if provider.type == "anthropic" else _OPENAI_PROVIDER
     exchange = table.get(api)
     if exchange is None:

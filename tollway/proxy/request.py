@@ -43,7 +43,7 @@ def parse_request(api: Api, raw: bytes) -> ClientRequest:
         raise bad_request(f"missing required field '{field}'", field)
     if api in (Api.CHAT, Api.MESSAGES, Api.COUNT_TOKENS):
         _check_messages(body["messages"])
-    elif api is Api.RESPONSES and not isinstance(body.get("input", ""), (str, list)):
+    elif api in (Api.RESPONSES, Api.RESPONSES_INPUT_TOKENS) and not isinstance(body.get("input", ""), (str, list)):
         raise bad_request("'input' must be a string or an array of input items", "input")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):

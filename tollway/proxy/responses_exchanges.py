@@ -35,15 +35,24 @@ from tollway.proxy.exchange import (
     openai_error_from,
 )
 from tollway.proxy.request import ClientRequest
+from tollway.proxy.token_count import EstimatedResponseTokens
 from tollway.usage import Usage
 
 
-def responses_exchange(provider: ProviderClient) -> Exchange:
-    """How `/v1/responses` reaches ``provider``: built on its first request, then kept on it."""
-    exchange: Exchange | None = provider.exchanges.get(Api.RESPONSES)
+def responses_exchange(provider: ProviderClient, api: Api = Api.RESPONSES) -> Exchange:
+    """How `/v1/responses` (or `/v1/responses/input_tokens`) reaches ``provider``: built on
+    its first request, then kept on it."""
+    exchange: Exchange | None = provider.exchanges.get(api)
     if exchange is None:
-        exchange = provider.exchanges[Api.RESPONSES] = _responses_exchange(provider)
+        exchange = provider.exchanges[api] = (_responses_exchange(provider) if api is Api.RESPONSES
+                                              else _input_tokens_exchange(provider))
     return exchange
+
+
+def _input_tokens_exchange(provider: ProviderClient) -> Exchange:
+    if passes_through(provider):
+        return ResponsesPassthrough(provider.upstream_model, Api.RESPONSES_INPUT_TOKENS)
+    return EstimatedResponseTokens()
 
 
 def _responses_exchange(provider: ProviderClient) -> Exchange:
@@ -62,10 +71,9 @@ def passes_through(provider: ProviderClient) -> bool:
 class ResponsesPassthrough:
     """Responses client, a provider that serves the Responses API: the bytes pass as they are."""
 
-    upstream_api = Api.RESPONSES
-
-    def __init__(self, upstream_model: Callable[[str], str]) -> None:
+    def __init__(self, upstream_model: Callable[[str], str], api: Api = Api.RESPONSES) -> None:
         self._upstream_model = upstream_model  # Azure: the deployment goes in the body's model
+        self.upstream_api = api
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         body = dict(request.body)

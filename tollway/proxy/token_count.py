@@ -1,6 +1,7 @@
-"""`POST /v1/messages/count_tokens`: forwarded to Anthropic providers, answered by the
-gateway for the others. Governed by request limits only: it reserves a request slot and
-is never charged tokens or money (the estimate of `Api.COUNT_TOKENS` is zero)."""
+"""Token counting: `POST /v1/messages/count_tokens` (forwarded to Anthropic providers) and
+`POST /v1/responses/input_tokens` (forwarded to providers with the Responses API), answered
+by the gateway for the others. Governed by request limits only: a request slot is reserved
+and nothing is ever charged in tokens or money (the estimate of both APIs is zero)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,21 @@ class EstimatedTokenCount(LocalExchange):
 
     def answer(self, request: ClientRequest) -> bytes:
         return orjson.dumps({"input_tokens": estimated_input_tokens(request.body)})
+
+
+class EstimatedResponseTokens(LocalExchange):
+    """`/v1/responses/input_tokens` for a provider without the Responses API: an upper bound,
+    the UTF-8 bytes of the request's JSON (its input, instructions, tools and text format)."""
+
+    upstream_api = Api.RESPONSES_INPUT_TOKENS
+    headers: ClassVar[list[tuple[bytes, bytes]]] = [(COUNTED_BY, b"estimated")]
+
+    def answer(self, request: ClientRequest) -> bytes:
+        counted = {name: request.body[name] for name in _RESPONSE_INPUTS if request.body.get(name) is not None}
+        return orjson.dumps({"object": "response.input_tokens", "input_tokens": len(orjson.dumps(counted))})
+
+
+_RESPONSE_INPUTS = ("input", "instructions", "tools", "text")
 
 
 def estimated_input_tokens(body: Mapping[str, Any]) -> int:

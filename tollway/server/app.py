@@ -33,6 +33,7 @@ class Gateway:
             ("POST", "/v1/messages"): self._proxy(Api.MESSAGES),
             ("POST", "/v1/messages/count_tokens"): self._proxy(Api.COUNT_TOKENS),
             ("POST", "/v1/responses"): self._responses,
+            ("POST", "/v1/responses/input_tokens"): self._proxy(Api.RESPONSES_INPUT_TOKENS),
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", "/health"): self._health,

@@ -1,5 +1,5 @@
-"""The Responses API of the mock upstream: `POST /v1/responses` (JSON or typed SSE events)
-and the stored-response routes (`GET`/`DELETE /v1/responses/{id}`, `POST .../cancel`,
+"""The Responses API of the mock upstream: `POST /v1/responses` (JSON or typed SSE events),
+`POST /v1/responses/input_tokens`, and the stored-response routes (`GET`/`DELETE /v1/responses/{id}`, `POST .../cancel`,
 `GET .../input_items`), under `/v1` (OpenAI) and `/openai` (Azure: `?api-version=` and an
 `api-key` header, the deployment named by the body's `model`).
 
@@ -34,6 +34,7 @@ def add_responses_routes(app: web.Application) -> None:
     router = app.router
     for prefix in ("/v1", "/openai"):
         router.add_post(f"{prefix}/responses", endpoint(create, "openai"))
+        router.add_post(f"{prefix}/responses/input_tokens", endpoint(count_input_tokens, "openai"))
         router.add_get(f"{prefix}/responses/{{id}}", endpoint(retrieve, "openai"))
         router.add_delete(f"{prefix}/responses/{{id}}", endpoint(delete, "openai"))
         router.add_post(f"{prefix}/responses/{{id}}/cancel", endpoint(cancel, "openai"))
@@ -71,9 +72,9 @@ async def create(call: MockCall) -> web.StreamResponse:
         return _error(400, "We could not parse the JSON body of your request.")
     if not isinstance(body.get("model"), str) or not body["model"]:
         return _error(400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
-    problem = _invalid(body)
-    if problem is not None:
-        return _error(400, f"Invalid value for '{problem[0]}': {problem[1]}", problem[0], "invalid_type")
+    invalid = _invalid(body)
+    if invalid is not None:
+        return _error(400, f"Invalid value for '{invalid[0]}': {invalid[1]}", invalid[0], "invalid_type")
     previous = body.get("previous_response_id")
     extra = 0
     if previous is not None:
@@ -161,6 +162,21 @@ def _valid_text(value: Any) -> bool:
     if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
         return False
     return fmt["type"] != "json_schema" or (isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict))
+
+
+async def count_input_tokens(call: MockCall) -> web.StreamResponse:
+    """`POST /v1/responses/input_tokens`: the input tokens a create request would report."""
+    problem = _auth_problem(call)
+    if problem is not None:
+        return problem
+    body = call.body
+    if call.body_invalid or not isinstance(body, dict):
+        return _error(400, "We could not parse the JSON body of your request.")
+    invalid = _invalid(body)
+    if invalid is not None:
+        return _error(400, f"Invalid value for '{invalid[0]}': {invalid[1]}", invalid[0], "invalid_type")
+    answer = build.answer(body, 0, 1, 0, 0)
+    return await send_json(call, {"object": "response.input_tokens", "input_tokens": answer.input_tokens})
 
 
 def _keep(call: MockCall, answer: build.Answer, response: dict[str, Any]) -> None:
