@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 import genai_prices
 from genai_prices import types as gp
 
+from tollway.providers.presets import PRESETS
 from tollway.usage import Usage
 
 __all__ = ["NANO_PER_USD", "ModelPrice", "PriceCatalog", "estimate_cost_nano", "parse_price"]
@@ -139,10 +140,16 @@ def _rates(price: ModelPrice) -> tuple[int, int, int, int]:
 
 
 def _genai_providers(provider_type: str) -> tuple[str | None, ...]:
-    # genai-prices' azure table falls back to OpenAI's; other types are tried as a
-    # genai-prices provider id, then by model name alone (e.g. a local "openai" server).
+    # genai-prices' azure table falls back to OpenAI's; a preset has its catalog id; other
+    # types are tried as a genai-prices provider id, then by model name alone (e.g. a local
+    # "openai" server).
     ptype = provider_type.lower()
-    return ("azure", "openai", None) if ptype == "azure" else (ptype, None)
+    if ptype == "azure":
+        return ("azure", "openai", None)
+    preset = PRESETS.get(ptype)
+    if preset is not None:
+        return (preset.price_catalog_id, None) if preset.price_catalog_id else (None,)
+    return (ptype, None)
 
 
 def _lookup_genai(provider_type: str, model: str) -> ModelPrice | None:

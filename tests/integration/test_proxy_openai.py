@@ -159,3 +159,17 @@ async def test_metrics_count_requests_and_tokens(proxied) -> None:
             text = await r.text()
     assert 'tollway_requests_total{api="chat",decision="allow",model="gpt-4o-mini",provider="openai",status="200"} 1.0' in text
     assert 'tollway_tokens_total{model="gpt-4o-mini",provider="openai",type="completion"} 6.0' in text
+
+
+async def test_a_preset_provider_is_served_and_charged_from_the_catalog(gateway, mock) -> None:
+    running = gateway({"providers": {"fast": {"type": "groq", "base_url": f"{mock.url}/v1", "keys": [{"value": "gsk"}]}}})
+    client = openai.AsyncOpenAI(base_url=running.v1, api_key="sk-placeholder", max_retries=0)
+    reply = await client.chat.completions.create(model="fast/llama-3.1-8b-instant",
+                                                 messages=[{"role": "user", "content": "Hi"}])
+    assert reply.usage is not None and reply.usage.total_tokens > 0
+    assert mock.state.requests[-1]["headers"]["authorization"] == "Bearer gsk"
+    async with aiohttp.ClientSession() as session, session.get(running.url + "/metrics") as response:
+        metrics = await response.text()
+    line = next(line for line in metrics.splitlines()
+                if line.startswith("tollway_cost_usd_total") and 'model="llama-3.1-8b-instant"' in line)
+    assert float(line.rsplit(" ", 1)[1]) > 0  # priced by genai-prices under groq's id, no pricing: entry

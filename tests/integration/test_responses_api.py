@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tollway.providers._chat_options_to_messages import EFFORT_BUDGET
+from tollway.providers._translate_common import FORMAT_TOOL
 from tollway.testing.mock_upstream import MockUpstream
 
 PASSED_THROUGH = ["openai", "azure"]
@@ -129,7 +131,7 @@ async def test_structured_output_parses_into_the_schema(served, mock, provider, 
     assert parsed == City(city="Paris", population=1)
     body = last_request(mock)["body"]
     if provider == "anthropic":  # carried as a forced tool whose call comes back as the text
-        assert body["tool_choice"] == {"type": "tool", "name": "tollway_structured_output"}
+        assert body["tool_choice"]["name"] == FORMAT_TOOL
     elif provider == "local":
         assert body["response_format"]["json_schema"]["name"] == "City"
 
@@ -142,13 +144,13 @@ async def test_reasoning_effort_reaches_each_provider_in_its_own_terms(served, m
     await client.responses.create(model=MODELS["local"], input="Think", reasoning={"effort": "high"})
     assert last_request(mock)["body"]["reasoning_effort"] == "high"
     await client.responses.create(model=MODELS["anthropic"], input="Think", reasoning={"effort": "medium"},
-                                  max_output_tokens=3000, temperature=0.5)
+                                  max_output_tokens=30_000)
     body = last_request(mock)["body"]
-    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2999} and "temperature" not in body
-    with pytest.raises(openai.BadRequestError) as caught:
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": EFFORT_BUDGET["medium"]}
+    with pytest.raises(openai.BadRequestError) as caught:  # Claude thinks only at temperature 1
         await client.responses.create(model=MODELS["anthropic"], input="Think", reasoning={"effort": "low"},
-                                      max_output_tokens=500)
-    assert "max_output_tokens" in caught.value.message
+                                      temperature=0.5)
+    assert caught.value.body["param"] == "temperature"
 
 
 @pytest.mark.parametrize("provider", TRANSLATED)

@@ -133,7 +133,7 @@ def test_anthropic_stream_becomes_chunks_the_openai_sdk_assembles() -> None:
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     completion = sdk_final_completion(chunks)
     choice = completion.choices[0]
-    assert completion.id == "msg_1" and completion.model == "alias"
+    assert completion.id == "msg_1" and completion.model == "claude"  # the answering model, as unstreamed
     assert choice.message.content == "Hello, world"
     assert choice.finish_reason == "tool_calls"
     calls = choice.message.model_dump()["tool_calls"]
@@ -198,7 +198,7 @@ def test_chat_stream_becomes_events_the_anthropic_sdk_assembles() -> None:
     for name, data in events:
         assert STREAM_EVENT.validate_python(data).type == name
     message = sdk_final_message(events)
-    assert message.id == "chatcmpl-1" and message.model == "alias"
+    assert message.id == "chatcmpl-1" and message.model == "gpt"  # the answering model, as unstreamed
     assert [block.model_dump(exclude_none=True) for block in message.content] == [
         {"type": "text", "text": "Hello"},
         {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},

@@ -12,14 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tollway.config import ConfigError, settings_from_dict
+from tollway.providers._chat_options_to_messages import EFFORT_BUDGET
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._chat_stream_to_responses import ChatStreamToResponses
-from tollway.providers._responses_request_to_chat import (
-    STRUCTURED_OUTPUT_TOOL,
-    responses_request_to_chat,
-)
-from tollway.providers._responses_to_messages import chat_body_for_anthropic
-from tollway.providers._translate_common import TranslationError
+from tollway.providers._responses_request_to_chat import responses_request_to_chat
+from tollway.providers._translate_common import FORMAT_TOOL, TranslationError
 from tollway.providers.anthropic_translate import chat_request_to_messages
 from tollway.providers.sse import SSEParser
 from tollway.proxy.response_directory import ResponseDirectory, ResponseOwner
@@ -106,43 +103,30 @@ def test_store_false_and_absent_state_fields_pass() -> None:
     assert to_chat(input="x", store=False, background=False, previous_response_id=None)["messages"]
 
 
-# --- Anthropic extras ----------------------------------------------------------------------------
+# --- on to Anthropic (through the chat → messages translation) ----------------------------------
 
 def messages_for(**body: Any) -> dict[str, Any]:
-    chat, adjust = chat_body_for_anthropic(responses_request_to_chat(body, "anthropic"))
-    return adjust(chat_request_to_messages(chat, "claude"))
+    return chat_request_to_messages(responses_request_to_chat(body, "anthropic"), "claude")
 
 
-def test_json_schema_becomes_a_forced_answer_tool_on_anthropic() -> None:
+def test_json_schema_becomes_the_forced_answer_tool_on_anthropic() -> None:
     out = messages_for(input="City?", text={"format": {"type": "json_schema", "name": "City",
                                                         "schema": {"type": "object", "properties": {}}}})
-    assert out["tools"][-1]["name"] == STRUCTURED_OUTPUT_TOOL
-    assert out["tool_choice"] == {"type": "tool", "name": STRUCTURED_OUTPUT_TOOL}
+    assert out["tools"][-1]["name"] == FORMAT_TOOL
+    assert out["tool_choice"]["type"] == "tool" and out["tool_choice"]["name"] == FORMAT_TOOL
 
 
-def test_json_schema_beside_own_tools_is_offered_not_forced() -> None:
-    out = messages_for(input="City?", tools=[WEATHER],
-                       text={"format": {"type": "json_schema", "name": "City", "schema": {"type": "object"}}})
-    assert [tool["name"] for tool in out["tools"]] == ["get_weather", STRUCTURED_OUTPUT_TOOL]
-    assert out.get("tool_choice") in (None, {"type": "auto"})
+def test_reasoning_effort_becomes_a_thinking_budget_on_anthropic() -> None:
+    out = messages_for(input="Think", reasoning={"effort": "high"}, max_output_tokens=40_000)
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": EFFORT_BUDGET["high"]}
+    assert out["max_tokens"] == 40_000
+    assert "thinking" not in messages_for(input="Think", reasoning={"effort": "none"})
 
 
-@pytest.mark.parametrize(("effort", "cap", "budget"), [("low", 4000, 1024), ("medium", 4000, 3999),
-                                                       ("high", 20000, 16384), ("minimal", 100, None)])
-def test_reasoning_effort_becomes_a_thinking_budget_within_the_cap(effort: str, cap: int, budget: int | None) -> None:
-    out = messages_for(input="Think", reasoning={"effort": effort}, max_output_tokens=cap, temperature=0.3)
-    if budget is None:
-        assert "thinking" not in out and out["temperature"] == 0.3
-    else:
-        assert out["thinking"] == {"type": "enabled", "budget_tokens": budget} and "temperature" not in out
-
-
-def test_reasoning_that_does_not_fit_the_cap_is_refused() -> None:
-    with pytest.raises(TranslationError, match="max_output_tokens"):
-        messages_for(input="Think", reasoning={"effort": "low"}, max_output_tokens=1000)
-    with pytest.raises(TranslationError, match="cannot be combined"):
-        messages_for(input="x", reasoning={"effort": "low"},
-                     text={"format": {"type": "json_schema", "name": "C", "schema": {"type": "object"}}})
+def test_anthropic_refusals_name_the_responses_field() -> None:
+    with pytest.raises(TranslationError) as caught:
+        messages_for(input="x", reasoning={"effort": "low"}, temperature=0.3)
+    assert caught.value.field == "temperature"
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -166,13 +150,9 @@ def test_chat_completion_becomes_a_response_with_items_and_usage() -> None:
                             "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 14}
 
 
-def test_a_capped_answer_is_incomplete_and_the_answer_tool_is_text() -> None:
+def test_a_capped_answer_is_incomplete() -> None:
     capped = chat_response_to_responses(chat_completion({"role": "assistant", "content": "tok0"}, "length"), "m")
     assert capped["status"] == "incomplete" and capped["incomplete_details"] == {"reason": "max_output_tokens"}
-    answer = {"id": "t", "type": "function", "function": {"name": STRUCTURED_OUTPUT_TOOL, "arguments": '{"a":1}'}}
-    out = chat_response_to_responses(chat_completion({"role": "assistant", "content": None, "tool_calls": [answer]}), "m")
-    assert [item["type"] for item in out["output"]] == ["message"]
-    assert out["output"][0]["content"][0]["text"] == '{"a":1}'
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, usage: dict | None = None) -> dict[str, Any]:
@@ -201,14 +181,6 @@ def test_chat_stream_becomes_typed_events_in_order() -> None:
     assert (final["output"][1]["arguments"], final["output"][1]["call_id"]) == ('{"a":1}', "call_1")
     assert final["usage"]["input_tokens"] == 3 and final["usage"]["output_tokens"] == 2
     assert translator.usage is not None and translator.usage.total_tokens == 5
-
-
-def test_the_answer_tool_streams_as_text() -> None:
-    translator = ChatStreamToResponses("m")
-    events = translator.feed(chunk({"tool_calls": [{"index": 0, "id": "t", "function": {
-        "name": STRUCTURED_OUTPUT_TOOL, "arguments": '{"a":1}'}}]})) + translator.finish()
-    assert [payload["delta"] for name, payload in events if name == "response.output_text.delta"] == ['{"a":1}']
-    assert events[-1][1]["response"]["output"][0]["content"][0]["text"] == '{"a":1}'
 
 
 # --- the passthrough relay ------------------------------------------------------------------------

@@ -63,6 +63,8 @@ def settings_from_dict(
     env = os.environ if environ is None else environ
     problems: list[tuple[str, str]] = []
     resolved = _substitute(raw, env, "", problems)
+    if "egress" not in resolved:
+        resolved["egress"] = _egress_from(env)
     if problems:
         raise ConfigError(source, problems)
     try:
@@ -75,6 +77,11 @@ def settings_from_dict(
     if settings.admin_token is None and env.get(ADMIN_TOKEN_VARIABLE):
         settings = settings.model_copy(update={"admin_token": env[ADMIN_TOKEN_VARIABLE]})
     return settings
+
+
+def _egress_from(env: Mapping[str, str]) -> dict[str, str | None]:
+    """The proxy variables as curl and most HTTP clients read them (lower case first)."""
+    return {name: env.get(name) or env.get(name.upper()) or None for name in ("http_proxy", "https_proxy", "no_proxy")}
 
 
 def _substitute(value: Any, env: Mapping[str, str], path: str, problems: list) -> Any:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway.governance.durations import Alignment, check_alignment, parse_duration
+from tollway.providers.presets import PRESETS
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
@@ -162,13 +164,16 @@ class ProviderKeyConfig(_Strict):
     models: list[NonEmpty] = []  # empty = every model
 
 
-ProviderType = Literal["openai", "azure", "anthropic"]
+# openai, azure and anthropic, then the OpenAI-compatible presets of `providers.presets`
+# (a unit test keeps the two lists equal).
+ProviderType = Literal["openai", "azure", "anthropic", "mistral", "groq", "deepseek", "together", "fireworks",
+                       "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
 
 
 class ProviderSettings(_Governed):
     type: ProviderType
     base_url: str | None = None
-    keys: list[ProviderKeyConfig] = Field(min_length=1)
+    keys: list[ProviderKeyConfig] = []  # at least one, except for local presets (ollama, vllm)
     api_version: str | None = None  # azure
     deployments: dict[str, str] = {}  # azure: model -> deployment (default: the model name)
     timeout: str = "60s"
@@ -178,13 +183,42 @@ class ProviderSettings(_Governed):
     headers: dict[str, str] = {}
     # native: tollway's keep-alive HTTP/1.1 client (providers/http); aiohttp: the fallback
     http_client: Literal["native", "aiohttp"] = "native"
+    # Egress: an http:// forward proxy for this provider ("none": direct, whatever the
+    # environment says; unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY), a CA bundle to trust
+    # instead of the system's, a client certificate (and its key) for mutual TLS.
+    proxy: str | None = None
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
     # Whether the provider serves OpenAI's Responses API itself (default: yes for openai and
-    # azure). false: /v1/responses is translated to chat completions (servers that only have
-    # chat). Anthropic providers are always translated.
+    # azure, no for the presets). false: /v1/responses is translated to chat completions
+    # (servers that only have chat). Anthropic providers are always translated.
     responses_api: bool | None = None
     responses_api_version: str = "2025-04-01-preview"  # azure: the api-version of /openai/responses
 
     _check_durations = field_validator("timeout", "connect_timeout")(_duration)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        return value if value is None or value.strip().lower() in ("none", "direct") else _http_proxy_url(value)
+
+    @model_validator(mode="after")
+    def _keys(self) -> ProviderSettings:
+        preset = PRESETS.get(self.type)
+        if not self.keys:
+            if preset is None or preset.needs_key:
+                raise ValueError(f"a {self.type} provider needs at least one key: keys: [{{value: env.API_KEY}}]")
+            self.keys = [ProviderKeyConfig(value="unused")]  # a local server: any bearer token does
+        return self
+
+    @model_validator(mode="after")
+    def _egress_needs_native(self) -> ProviderSettings:
+        if self.http_client == "aiohttp" and (self.proxy or self.ca_bundle or self.client_cert):
+            raise ValueError("proxy, ca_bundle and client_cert need http_client: native")
+        if self.client_key and not self.client_cert:
+            raise ValueError("client_key needs client_cert")
+        return self
 
     @model_validator(mode="after")
     def _azure_needs(self) -> ProviderSettings:
@@ -194,6 +228,31 @@ class ProviderSettings(_Governed):
             raise ValueError("responses_api: an anthropic provider does not serve the Responses API "
                              "(requests to /v1/responses are translated to messages)")
         return self
+
+
+def _http_proxy_url(value: str) -> str:
+    parts = urlsplit(value if "://" in value else f"http://{value}")
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http://[user:password@]host:port proxy URL")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    return value
+
+
+class EgressConfig(_Strict):
+    """The environment's proxy settings, as the loader read them (HTTPS_PROXY, HTTP_PROXY,
+    NO_PROXY, upper or lower case) unless the file sets them; a provider's `proxy` wins."""
+
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+
+    @field_validator("http_proxy", "https_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        return value if not value else _http_proxy_url(value)
 
 
 class PriceConfig(_Strict):
@@ -245,6 +304,7 @@ class Settings(_Strict):
     request_log_retention: str | None = None  # e.g. "90d": older rows are deleted every hour; None keeps all
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cors_origins: list[str] = []  # browser origins allowed to call the management API; empty: CORS off
+    egress: EgressConfig = EgressConfig()
 
     _check_durations = field_validator("flush_interval", "shutdown_grace_period")(_duration)
 

@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.providers._responses_request_to_chat import STRUCTURED_OUTPUT_TOOL
 from tollway.providers.usage_extract import usage_from_openai
 from tollway.usage import Usage
 
@@ -75,9 +74,6 @@ def chat_response_to_responses(chat: Mapping[str, Any], model: str) -> JSON:
     text: str = message["content"] if isinstance(message.get("content"), str) else ""
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        if function.get("name") == STRUCTURED_OUTPUT_TOOL:  # the JSON answer, carried as a tool call
-            text += function.get("arguments") or ""
-            continue
         output.append(call_item(new_id("fc"), "completed", call.get("id") or new_id("call"),
                                 function.get("name") or "", function.get("arguments") or ""))
     parts = [output_text_part(text)] if text else []

@@ -6,7 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollway.providers._messages_request_to_chat import stop_reason
-from tollway.providers._translate_common import JSON, UpstreamStreamError, anthropic_usage
+from tollway.providers._translate_common import (
+    JSON,
+    UpstreamStreamError,
+    anthropic_usage,
+)
 from tollway.providers.usage_extract import usage_from_openai
 from tollway.usage import ZERO_USAGE, Usage
 
@@ -21,10 +25,11 @@ class ChatStreamToMessages:
     message — closing the open block, ``message_delta`` with stop_reason and usage,
     ``message_stop`` — comes from `finish`, called at ``[DONE]`` or when the upstream
     stream ends, because the usage chunk follows the finish_reason. A chunk carrying
-    ``error`` raises `UpstreamStreamError`.
+    ``error`` raises `UpstreamStreamError`. ``message_start`` names the model the first
+    chunk names (as the non-streamed answer does), ``model`` when it names none.
     """
 
-    __slots__ = ("_model", "_started", "_finished", "_open", "_next_index", "_tool_blocks", "_finish_reason",
+    __slots__ = ("_finish_reason", "_finished", "_model", "_next_index", "_open", "_started", "_tool_blocks",
                  "_usage")
 
     def __init__(self, model: str) -> None:
@@ -48,9 +53,14 @@ class ChatStreamToMessages:
             raise UpstreamStreamError.from_body(chunk)
         if self._finished:
             return []
-        out = [] if self._started else self._start(chunk.get("id"))
         if usage := chunk.get("usage"):
             self._usage = usage_from_openai(usage)
+        if self._started:
+            out = []
+        elif chunk.get("model") or chunk.get("choices"):
+            out = self._start(chunk.get("id"), chunk.get("model"))
+        else:
+            return []  # e.g. Azure's prompt_filter_results chunk: message_start waits for the model's name
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) == 0:
                 self._choice_delta(choice, out)
@@ -60,7 +70,7 @@ class ChatStreamToMessages:
         """Close the message: the open block, then message_delta and message_stop. Idempotent."""
         if self._finished:
             return []
-        out = [] if self._started else self._start(None)
+        out = [] if self._started else self._start(None, None)
         self._finished = True
         self._close_block(out)
         usage = anthropic_usage(self._usage or ZERO_USAGE)
@@ -70,8 +80,10 @@ class ChatStreamToMessages:
         out.append(("message_stop", {"type": "message_stop"}))
         return out
 
-    def _start(self, upstream_id: object) -> list[StreamEvent]:
+    def _start(self, upstream_id: object, upstream_model: object) -> list[StreamEvent]:
         self._started = True
+        if isinstance(upstream_model, str) and upstream_model:
+            self._model = upstream_model
         message: JSON = {"id": upstream_id if isinstance(upstream_id, str) and upstream_id else "msg_tollway",
                    "type": "message", "role": "assistant", "model": self._model, "content": [],
                    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}

@@ -21,7 +21,6 @@ from tollway.providers._chat_response_to_responses import (
     output_text_part,
     response_object,
 )
-from tollway.providers._responses_request_to_chat import STRUCTURED_OUTPUT_TOOL
 from tollway.providers._translate_common import UpstreamStreamError
 from tollway.providers.usage_extract import usage_from_openai
 from tollway.usage import Usage
@@ -51,7 +50,7 @@ class ChatStreamToResponses:
         self._sequence = 0
         self._started = False
         self._open: _Item | None = None
-        self._calls: dict[int, _Item | None] = {}  # chat tool-call index → its item (None: the JSON answer)
+        self._calls: dict[int, _Item] = {}  # chat tool-call index → its item
         self._output: list[JSON] = []
         self._finish: str | None = None
         self.usage: Usage | None = None
@@ -120,21 +119,16 @@ class ChatStreamToResponses:
         function = call.get("function") or {}
         events: list[Event] = []
         if index not in self._calls:
-            if function.get("name") == STRUCTURED_OUTPUT_TOOL:
-                self._calls[index] = None
-            else:
-                events += self._close()
-                item = self._open = _Item(new_id("fc"), len(self._output), call_id=call.get("id") or new_id("call"),
-                                          name=function.get("name") or "")
-                self._calls[index] = item
-                events.append(self._event("response.output_item.added", output_index=item.index,
-                                          item=call_item(item.item_id, "in_progress", item.call_id or "", item.name, "")))
+            events += self._close()
+            item = self._open = _Item(new_id("fc"), len(self._output), call_id=call.get("id") or new_id("call"),
+                                      name=function.get("name") or "")
+            self._calls[index] = item
+            events.append(self._event("response.output_item.added", output_index=item.index,
+                                      item=call_item(item.item_id, "in_progress", item.call_id or "", item.name, "")))
         piece = function.get("arguments")
         if not isinstance(piece, str) or not piece:
             return events
         target = self._calls[index]
-        if target is None:  # the structured answer: its arguments are the text
-            return events + self._text(piece)
         target.text += piece
         events.append(self._event("response.function_call_arguments.delta", item_id=target.item_id,
                                   output_index=target.index, delta=piece))

@@ -8,6 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tollway.providers._messages_options_to_chat import (
+    apply_metadata,
+    apply_reasoning,
+    apply_stop,
+)
 from tollway.providers._translate_common import (
     JSON,
     STOP_REASON,
@@ -17,9 +22,11 @@ from tollway.providers._translate_common import (
     parse_arguments,
     text_of,
 )
+from tollway.providers.field_rules import MESSAGES_TO_CHAT, check_fields
 from tollway.providers.usage_extract import usage_from_openai
 from tollway.usage import ZERO_USAGE
 
+_TO_OPENAI = "an OpenAI model"
 _SKIPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})  # reasoning has no chat request form
 
 
@@ -27,10 +34,11 @@ def messages_request_to_chat(body: Mapping[str, Any]) -> JSON:
     """Translate an Anthropic messages request body into a chat completions body.
 
     ``model`` is copied when present; the caller sets the upstream name. Streaming asks
-    for the usage chunk so the gateway can charge the request. Thinking, top_k and
-    cache_control are dropped; server tools and content OpenAI cannot take raise
-    `TranslationError`.
+    for the usage chunk so the gateway can charge the request. Every field is handled as
+    `field_rules.MESSAGES_TO_CHAT` decides: a refused or unknown field, server tools and
+    content OpenAI cannot take raise `TranslationError`.
     """
+    check_fields(body, MESSAGES_TO_CHAT, _TO_OPENAI)
     messages: list[JSON] = []
     if system := body.get("system"):
         messages.append({"role": "system", "content": system if isinstance(system, str) else _joined_text(system)})
@@ -42,24 +50,22 @@ def messages_request_to_chat(body: Mapping[str, Any]) -> JSON:
         elif role == "assistant":
             messages.append(_assistant_message(message.get("content"), where))
         else:
-            raise TranslationError(f"{where}: role must be 'user' or 'assistant', got {role!r}")
+            raise TranslationError(f"{where}: role must be 'user' or 'assistant', got {role!r}", field="messages")
     out: JSON = {"messages": messages}
     for name in ("model", "max_tokens", "temperature", "top_p"):
         if body.get(name) is not None:
             out[name] = body[name]
-    if stop := body.get("stop_sequences"):
-        out["stop"] = list(stop)
+    apply_stop(body, out)
     if tools := body.get("tools"):
         if not isinstance(tools, list):
-            raise TranslationError("tools must be an array of tool objects")
+            raise TranslationError("tools must be an array of tool objects", field="tools")
         out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
         _copy_tool_choice(body.get("tool_choice"), out)
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    metadata = body.get("metadata")
-    if isinstance(metadata, Mapping) and isinstance(user := metadata.get("user_id"), str) and user:
-        out["user"] = user
+    apply_reasoning(body, out)
+    apply_metadata(body, out)
     return out
 
 
@@ -108,7 +114,7 @@ def _user_messages(content: object, where: str) -> list[JSON]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     if not isinstance(content, list):
-        raise TranslationError(f"{where}: content must be a string or a list of blocks")
+        raise TranslationError(f"{where}: content must be a string or a list of blocks", field="messages")
     results: list[JSON] = []
     parts: list[JSON] = []
     for i, block in enumerate(content):
@@ -129,7 +135,7 @@ def _user_part(block: Mapping[str, Any], where: str) -> JSON:
         return {"type": "image_url", "image_url": {"url": _source_url(block.get("source") or {}, where)}}
     if kind == "document":
         return _file_part(block, where)
-    raise TranslationError(f"{where}: blocks of type {kind!r} cannot be sent to an OpenAI model")
+    raise TranslationError(f"{where}: blocks of type {kind!r} cannot be sent to an OpenAI model", field="messages")
 
 
 def _source_url(source: Mapping[str, Any], where: str) -> str:
@@ -137,7 +143,7 @@ def _source_url(source: Mapping[str, Any], where: str) -> str:
         return f"data:{source.get('media_type')};base64,{source.get('data')}"
     if source.get("type") == "url":
         return str(source.get("url"))
-    raise TranslationError(f"{where}: only base64 and url sources can be sent to an OpenAI model")
+    raise TranslationError(f"{where}: only base64 and url sources can be sent to an OpenAI model", field="messages")
 
 
 def _file_part(block: Mapping[str, Any], where: str) -> JSON:
@@ -145,7 +151,8 @@ def _file_part(block: Mapping[str, Any], where: str) -> JSON:
     if source.get("type") == "text":
         return {"type": "text", "text": source.get("data") or ""}
     if source.get("type") != "base64":
-        raise TranslationError(f"{where}: only base64 and text documents can be sent to an OpenAI model")
+        raise TranslationError(f"{where}: only base64 and text documents can be sent to an OpenAI model",
+                               field="messages")
     return {"type": "file", "file": {"file_data": _source_url(source, where),
                                      "filename": block.get("title") or "document.pdf"}}
 
@@ -153,7 +160,7 @@ def _file_part(block: Mapping[str, Any], where: str) -> JSON:
 def _tool_message(block: Mapping[str, Any], where: str) -> JSON:
     content = block.get("content")
     if isinstance(content, list) and any(part.get("type") != "text" for part in content):
-        raise TranslationError(f"{where}: OpenAI tool results can hold only text")
+        raise TranslationError(f"{where}: OpenAI tool results can hold only text", field="messages")
     return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text_of(content)}
 
 
@@ -161,7 +168,7 @@ def _assistant_message(content: object, where: str) -> JSON:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     if not isinstance(content, list):
-        raise TranslationError(f"{where}: content must be a string or a list of blocks")
+        raise TranslationError(f"{where}: content must be a string or a list of blocks", field="messages")
     texts: list[str] = []
     calls: list[JSON] = []
     for i, block in enumerate(content):
@@ -172,7 +179,8 @@ def _assistant_message(content: object, where: str) -> JSON:
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": block.get("name"), "arguments": dumps_str(block.get("input") or {})}})
         elif kind not in _SKIPPED_BLOCKS:
-            raise TranslationError(f"{where}.content[{i}]: blocks of type {kind!r} cannot be sent to an OpenAI model")
+            raise TranslationError(f"{where}.content[{i}]: blocks of type {kind!r} cannot be sent to an OpenAI model",
+                                   field="messages")
     message: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
@@ -181,12 +189,15 @@ def _assistant_message(content: object, where: str) -> JSON:
 
 def _tool(tool: Mapping[str, Any], where: str) -> JSON:
     if not isinstance(tool, Mapping):
-        raise TranslationError(f"{where}: a tool must be an object")
+        raise TranslationError(f"{where}: a tool must be an object", field="tools")
     if tool.get("type") not in (None, "custom") or "input_schema" not in tool:
-        raise TranslationError(f"{where}: Anthropic server tools ({tool.get('type')!r}) cannot run on an OpenAI model")
+        raise TranslationError(f"{where}: Anthropic server tools ({tool.get('type')!r}) cannot run on an OpenAI model",
+                               field="tools")
     function: JSON = {"name": tool.get("name"), "parameters": tool["input_schema"]}
     if tool.get("description"):
         function["description"] = tool["description"]
+    if tool.get("strict") is True:
+        function["strict"] = True  # both APIs then constrain the call's arguments to the schema
     return {"type": "function", "function": function}
 
 
@@ -201,6 +212,6 @@ def _copy_tool_choice(choice: object, out: JSON) -> None:
     elif kind == "any":
         out["tool_choice"] = "required"
     else:
-        raise TranslationError(f"tool_choice of type {kind!r} cannot be sent to an OpenAI model")
+        raise TranslationError(f"tool_choice of type {kind!r} cannot be sent to an OpenAI model", field="tool_choice")
     if choice.get("disable_parallel_tool_use") and kind != "none":
         out["parallel_tool_calls"] = False

@@ -8,6 +8,7 @@ from typing import Any
 
 from tollway.providers._translate_common import (
     FINISH_REASON,
+    FORMAT_TOOL,
     JSON,
     UpstreamStreamError,
     dumps_str,
@@ -25,13 +26,18 @@ class MessagesStreamToChat:
     finish_reason chunk, and ``message_stop`` yields the usage chunk (``choices: []``)
     when the client asked for ``stream_options.include_usage``. An ``error`` event raises
     `UpstreamStreamError`: the relay sends it to the client as an SSE error event.
+
+    ``model`` is reported until ``message_start`` names the model that answers (as the
+    non-streamed answer does). A call of `FORMAT_TOOL` (how ``response_format`` reaches
+    Claude) is streamed as the message content, not as a tool call.
     """
 
-    __slots__ = ("_model", "_include_usage", "_created", "_id", "_tool_index", "_raw_usage", "_usage",
-                 "_finished")
+    __slots__ = ("_answer_blocks", "_created", "_finished", "_id", "_include_usage", "_model", "_raw_usage",
+                 "_tool_index", "_usage")
 
     def __init__(self, model: str, include_usage: bool, *, created: int | None = None) -> None:
         self._model = model
+        self._answer_blocks: set[int] = set()  # content block indexes of FORMAT_TOOL calls
         self._include_usage = include_usage
         self._created = int(time.time()) if created is None else created
         self._id = ""
@@ -65,6 +71,8 @@ class MessagesStreamToChat:
 
     def _on_message_start(self, message: Mapping[str, Any]) -> list[JSON]:
         self._id = message.get("id") or ""
+        if isinstance(model := message.get("model"), str) and model:
+            self._model = model
         self._merge_usage(message.get("usage"))
         return [self._chunk({"role": "assistant", "content": ""})]
 
@@ -75,6 +83,9 @@ class MessagesStreamToChat:
             return [self._chunk({"content": text})] if text else []
         if kind != "tool_use":
             return []  # thinking and server-tool blocks have no chat equivalent
+        if block.get("name") == FORMAT_TOOL:
+            self._answer_blocks.add(index)
+            return [self._chunk({"content": dumps_str(block["input"])})] if block.get("input") else []
         position = self._tool_index[index] = len(self._tool_index)
         arguments = dumps_str(block["input"]) if block.get("input") else ""
         call = {"index": position, "id": block.get("id"), "type": "function",
@@ -86,6 +97,9 @@ class MessagesStreamToChat:
         if kind == "text_delta":
             text = delta.get("text")
             return [self._chunk({"content": text})] if text else []
+        if kind == "input_json_delta" and index in self._answer_blocks:
+            piece = delta.get("partial_json")
+            return [self._chunk({"content": piece})] if piece else []
         if kind == "input_json_delta":
             position = self._tool_index.get(index)
             piece = delta.get("partial_json")
@@ -100,6 +114,8 @@ class MessagesStreamToChat:
         if stop_reason is None or self._finished:
             return []
         self._finished = True
+        if stop_reason == "tool_use" and self._answer_blocks and not self._tool_index:
+            stop_reason = "end_turn"  # only the format tool was called: the answer is complete
         return [self._chunk({}, FINISH_REASON.get(stop_reason, "stop"))]
 
     def _on_message_stop(self) -> list[JSON]:

@@ -1,6 +1,7 @@
 """A Responses API request as a chat completions request, for providers that do not serve
 the Responses API (OpenAI-compatible servers with chat completions only; Anthropic, via
-the chat → messages translation after this one).
+the chat → messages translation after this one, which also turns `response_format` into a
+forced answer tool and `reasoning_effort` into a thinking budget).
 
 What cannot be honoured is refused with `TranslationError` naming the field: stored state
 (`previous_response_id`, `store: true`, `background`, `conversation`, stored `prompt`s),
@@ -27,9 +28,6 @@ _STATEFUL = {
 }
 _ROLES = ("user", "assistant", "system", "developer")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-# The name of the function tool that carries a JSON-schema answer to providers that have no
-# structured output of their own (Anthropic); its call comes back as the answer's text.
-STRUCTURED_OUTPUT_TOOL = "tollway_structured_output"
 
 
 def responses_request_to_chat(body: Mapping[str, Any], provider: str) -> JSON:
@@ -65,10 +63,8 @@ def responses_request_to_chat(body: Mapping[str, Any], provider: str) -> JSON:
 
 
 def _refuse(message: str, field: str | None = None) -> TranslationError:
-    """A `TranslationError` (a 400) whose message names the field; ``field`` is kept as ``param``."""
-    error = TranslationError(message)
-    error.param = field  # type: ignore[attr-defined]
-    return error
+    """A `TranslationError` (a 400) whose message names the field, ``field`` its ``param``."""
+    return TranslationError(message, field=field)
 
 
 def _refuse_stateful(body: Mapping[str, Any], provider: str) -> None:

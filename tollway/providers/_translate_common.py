@@ -33,8 +33,21 @@ STOP_REASON: Mapping[str, str] = MappingProxyType({
 })
 
 
+# The tool an OpenAI ``response_format`` becomes on an Anthropic model: Claude is made to
+# call it, and its input is the JSON answer. The answer is recognised by this name, so
+# clients may not name a tool so (an unlikely name, to spare them).
+FORMAT_TOOL = "tollway_json_answer"
+
+
 class TranslationError(ValueError):
-    """A request or response that cannot be expressed in the other API; the message says why."""
+    """A request or response that cannot be expressed in the other API; the message says why.
+
+    ``field`` names the request field at fault, when there is one (the 400's ``param``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UpstreamStreamError(Exception):

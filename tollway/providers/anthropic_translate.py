@@ -14,9 +14,16 @@ an error inside an upstream stream raises `UpstreamStreamError`.
 
 from __future__ import annotations
 
-from tollway.providers._chat_request_to_messages import chat_request_to_messages, messages_response_to_chat
+from tollway.providers._chat_options_to_messages import tokens_added_by_thinking
+from tollway.providers._chat_request_to_messages import (
+    chat_request_to_messages,
+    messages_response_to_chat,
+)
 from tollway.providers._chat_stream_to_messages import ChatStreamToMessages, StreamEvent
-from tollway.providers._messages_request_to_chat import chat_response_to_messages, messages_request_to_chat
+from tollway.providers._messages_request_to_chat import (
+    chat_response_to_messages,
+    messages_request_to_chat,
+)
 from tollway.providers._messages_stream_to_chat import MessagesStreamToChat
 from tollway.providers._translate_common import TranslationError, UpstreamStreamError
 
@@ -30,4 +37,5 @@ __all__ = [
     "chat_response_to_messages",
     "messages_request_to_chat",
     "messages_response_to_chat",
+    "tokens_added_by_thinking",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from tollway.config.schema import ProviderSettings
+from tollway.config.schema import EgressConfig, ProviderSettings
 from tollway.governance.durations import parse_duration
 from tollway.providers.http import (
     HTTPClient,
@@ -26,6 +26,8 @@ from tollway.providers.http import (
     split_url,
 )
 from tollway.providers.http.aiohttp_adapter import AiohttpClient
+from tollway.providers.http.egress import choose_proxy, tls_context
+from tollway.providers.presets import PRESETS
 
 ANTHROPIC_VERSION = "2023-06-01"
 _DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -74,12 +76,14 @@ class ProviderClient:
     """Sends requests to one provider. Create inside the running event loop."""
 
     def __init__(self, name: str, settings: ProviderSettings, keys: list[ProviderKey], pool_size: int = 1024,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, egress: EgressConfig | None = None) -> None:
         self.name = name
         self.type = settings.type
         self.settings = settings
         self.keys = keys
-        base = (settings.base_url or _DEFAULT_BASE_URLS.get(settings.type, "")).rstrip("/")
+        preset = PRESETS.get(settings.type)
+        default_base = preset.base_url if preset is not None else _DEFAULT_BASE_URLS.get(settings.type, "")
+        base = (settings.base_url or default_base).rstrip("/")
         if settings.type == "anthropic":
             base = base.removesuffix("/v1")
         self.base_url = base
@@ -94,7 +98,11 @@ class ProviderClient:
         if settings.http_client == "aiohttp":
             self._aiohttp = AiohttpClient(max_connections=pool_size, connect_timeout=connect)
         else:
-            self._native = HTTPClient(max_connections=pool_size, connect_timeout=connect, ssl_context=ssl_context)
+            egress = egress or EgressConfig()
+            proxy = choose_proxy(base, settings.proxy, egress.http_proxy, egress.https_proxy, egress.no_proxy)
+            context = ssl_context or tls_context(settings.ca_bundle, settings.client_cert, settings.client_key)
+            self._native = HTTPClient(max_connections=pool_size, connect_timeout=connect, ssl_context=context,
+                                      proxy=proxy)
         # (url, key id) -> origin and request bytes up to the Content-Length value.
         self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         # API -> the proxy's exchange for this provider, where it depends on the provider's own
@@ -105,8 +113,16 @@ class ProviderClient:
         if self.type == "anthropic":
             return api in _ANTHROPIC_PATHS
         if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:
-            return self.settings.responses_api is not False
+            return self.serves_responses_api
         return api in _OPENAI_PATHS
+
+    @property
+    def serves_responses_api(self) -> bool:
+        """Whether /v1/responses passes through: by default for OpenAI and Azure OpenAI only
+        (presets and other OpenAI-compatible servers say so with `responses_api: true`)."""
+        if self.settings.responses_api is not None:
+            return self.settings.responses_api
+        return self.type in ("openai", "azure")
 
     def pick_key(self, model: str, allowed: frozenset[str] = frozenset()) -> ProviderKey:
         """A weighted random choice among the keys that may serve ``model``."""
@@ -170,8 +186,8 @@ class ProviderClient:
         if self._native is None:
             assert self._aiohttp is not None
             return await self._aiohttp.request(method, url, body, self.headers(key), total=self.timeout_s)
-        origin, target = _split(url)
-        block = _header_block(origin, self.headers(key))
+        origin, target, headers = self._addressed(url, self.headers(key))  # through the egress proxy, if any
+        block = _header_block(origin, headers)
         if body is None:
             request = encode_bodyless(method, target, block)
         else:
@@ -185,8 +201,8 @@ class ProviderClient:
             assert self._aiohttp is not None
             listed: Mapping[str, Any] = await self._aiohttp.get_json(url, self.headers(key), _LIST_TIMEOUT_S)
             return listed
-        origin, target = _split(url)
-        request = encode_bodyless("GET", target, _header_block(origin, self.headers(key)))
+        origin, target, headers = self._addressed(url, self.headers(key))
+        request = encode_bodyless("GET", target, _header_block(origin, headers))
         response = await self._native.request(origin, request, total=_LIST_TIMEOUT_S)
         try:
             data = await response.read()
@@ -205,12 +221,24 @@ class ProviderClient:
 
     def _prepare(self, url: str, key: ProviderKey) -> tuple[Origin, bytes]:
         """Everything of a request to ``url`` with ``key`` but the body, cached."""
-        origin, target = _split(url)
-        prepared = origin, request_prefix("POST", target, _header_block(origin, self.headers(key)))
+        origin, target, headers = self._addressed(url, self.headers(key))
+        prepared = origin, request_prefix("POST", target, _header_block(origin, headers))
         if len(self._prepared) >= _MAX_PREPARED:
             self._prepared.clear()
         self._prepared[(url, key.id)] = prepared
         return prepared
+
+
+    def _addressed(self, url: str, headers: dict[str, str]) -> tuple[Origin, str, dict[str, str]]:
+        """Origin, request target and headers for ``url``: absolute-form, with the proxy's
+        credentials, when the request goes to a forward proxy as such (plain HTTP)."""
+        origin, target = _split(url)
+        native = self._native
+        if native is not None and native.proxy is not None and native.uses_absolute_form(origin):
+            target = f"{origin.scheme}://{origin.host_header}{target}"
+            if native.proxy.authorization:
+                headers = {**headers, "Proxy-Authorization": native.proxy.authorization}
+        return origin, target, headers
 
 
 def _split(url: str) -> tuple[Origin, str]:

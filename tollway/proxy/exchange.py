@@ -36,6 +36,11 @@ class Exchange(Protocol):
 
     def request_body(self, request: ClientRequest, model: str) -> bytes: ...
 
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        """Completion tokens to reserve: ``estimate``, plus what translating the request
+        adds to the client's limit (a thinking budget)."""
+        ...
+
     def response(self, data: bytes) -> tuple[bytes, Usage | None]: ...
 
     def stream(self, request: ClientRequest) -> StreamConverter: ...
@@ -55,6 +60,9 @@ class LocalExchange:
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         raise NotImplementedError  # never called: the pipeline answers with `answer`
+
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        return estimate
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         raise NotImplementedError
@@ -128,6 +136,9 @@ class OpenAIPassthrough:
             # Ask for the usage chunk so the stream can be charged; it is stripped again.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return orjson.dumps(body)
+
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        return estimate
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
@@ -219,6 +230,9 @@ class AnthropicPassthrough:
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(_with_model(request, model))
+
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        return estimate
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)

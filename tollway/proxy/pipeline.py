@@ -112,9 +112,10 @@ class Proxy:
         for target in targets:
             provider = self._providers[target.provider]
             exchange = exchange_for(request.api, provider)
+            completion = exchange.completion_reserve(request, completion_est)
             price = self._pricing.price_for(provider.type, provider.name, target.model)
-            facts = RequestFacts(target.provider, target.model, key_hash, prompt_est + completion_est,
-                                 estimate_cost_nano(price, prompt_est, completion_est))
+            facts = RequestFacts(target.provider, target.model, key_hash, prompt_est + completion,
+                                 estimate_cost_nano(price, prompt_est, completion))
             try:
                 admission = await self._enforcer.admit(snapshot, facts)
             except CounterUnavailable as exc:  # fail closed: a fail-open store never raises this
@@ -125,7 +126,7 @@ class Proxy:
                 await self._deny(request, admission.denial, send, outcome)
                 return
             try:
-                failure = await self._forward(request, target, provider, exchange, admission, (prompt_est, completion_est), receive, send, outcome)
+                failure = await self._forward(request, target, provider, exchange, admission, (prompt_est, completion), receive, send, outcome)
             finally:
                 # Releasing a settled reservation does nothing; this frees what a failure,
                 # a cancellation or an unexpected error left reserved.
@@ -154,7 +155,8 @@ class Proxy:
         try:
             body = exchange.request_body(request, target.model)
         except TranslationError as exc:
-            return _Failure(400, _error_body(bad_request(str(exc)), request.api), str(exc))
+            message = f"{exc} (provider {provider.name!r})"
+            return _Failure(400, _error_body(bad_request(message, exc.field), request.api), message)
         except _MALFORMED as exc:  # a field of a shape the translation did not expect
             message = (f"the request cannot be sent to provider {provider.name!r} ({provider.type}): a field has "
                        f"an unexpected type or value ({type(exc).__name__}: {exc})")

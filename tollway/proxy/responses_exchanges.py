@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 
+from tollway.providers._chat_options_to_messages import tokens_added_by_thinking
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._chat_stream_to_responses import ChatStreamToResponses, Event
 from tollway.providers._responses_request_to_chat import responses_request_to_chat
-from tollway.providers._responses_to_messages import chat_body_for_anthropic
 from tollway.providers.anthropic_translate import (
     MessagesStreamToChat,
     UpstreamStreamError,
@@ -58,7 +58,7 @@ def _input_tokens_exchange(provider: ProviderClient) -> Exchange:
 def _responses_exchange(provider: ProviderClient) -> Exchange:
     if provider.type == "anthropic":
         return ResponsesViaMessages(provider.name)
-    if provider.settings.responses_api is False:
+    if not provider.serves_responses_api:
         return ResponsesViaChat(provider.name)
     return ResponsesPassthrough(provider.upstream_model)
 
@@ -79,6 +79,9 @@ class ResponsesPassthrough:
         body = dict(request.body)
         body["model"] = self._upstream_model(model)
         return orjson.dumps(body)
+
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        return estimate  # max_output_tokens counts reasoning too
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
@@ -143,6 +146,9 @@ class ResponsesViaChat:
         body["model"] = model
         return orjson.dumps(body)
 
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        return estimate
+
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
@@ -165,8 +171,13 @@ class ResponsesViaMessages:
         self._provider = provider
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
-        chat, adjust = chat_body_for_anthropic(responses_request_to_chat(request.body, self._provider))
-        return orjson.dumps(adjust(chat_request_to_messages(chat, model)))
+        return orjson.dumps(chat_request_to_messages(responses_request_to_chat(request.body, self._provider), model))
+
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        # reasoning.effort may raise max_tokens by the thinking budget: those tokens can be spent too.
+        reasoning = request.body.get("reasoning")
+        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+        return estimate + tokens_added_by_thinking({"reasoning_effort": effort}, request.max_tokens)
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)

@@ -15,6 +15,7 @@ from tollway.providers.anthropic_translate import (
     chat_response_to_messages,
     messages_request_to_chat,
     messages_response_to_chat,
+    tokens_added_by_thinking,
 )
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
@@ -41,6 +42,10 @@ class ChatViaMessages:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(chat_request_to_messages(request.body, model))
 
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        # reasoning_effort may raise max_tokens by the thinking budget: those tokens can be spent too.
+        return estimate + tokens_added_by_thinking(request.body, request.max_tokens)
+
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
@@ -48,6 +53,7 @@ class ChatViaMessages:
         return orjson.dumps(messages_response_to_chat(body, body.get("model") or "")), usage_from_anthropic(body.get("usage"))
 
     def stream(self, request: ClientRequest) -> StreamConverter:
+        # request.model is reported only until message_start names the answering model.
         return _MessagesToChatStream(MessagesStreamToChat(request.model, request.wants_usage))
 
     def error(self, status: int, data: bytes) -> bytes:
@@ -65,6 +71,9 @@ class MessagesViaChat:
         if request.stream:
             body["stream_options"] = {"include_usage": True}
         return orjson.dumps(body)
+
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        return estimate  # OpenAI counts reasoning within the limit, as Anthropic does
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)

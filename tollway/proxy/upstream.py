@@ -71,8 +71,8 @@ def _backoff(provider: ProviderClient, attempt: int, retry_after: str | None) ->
 
 
 def _reason(exc: UpstreamHTTPError) -> str:
-    if isinstance(exc, UpstreamConnectError):
-        return f"cannot connect to {exc.host}:{exc.port}"
+    if isinstance(exc, UpstreamConnectError):  # the reason says which: refused, DNS, TLS, the proxy's answer
+        return f"cannot connect to {exc.host}:{exc.port}" + (f" ({exc.reason})" if exc.reason else "")
     if isinstance(exc, UpstreamDisconnected):
         return "the server closed the connection"
     return str(exc) or type(exc).__name__

@@ -25,6 +25,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from tollway.store.database import Database, describe_error
+from tollway.store.spend_rollup import Rollup, RollupUpserts
 from tollway.store.tables import RequestLog
 from tollway.store.types import to_money
 
@@ -88,20 +89,24 @@ class _SqliteInserter:
     every request pays for its row.
     """
 
-    def __init__(self, path: str, sql: str) -> None:
+    def __init__(self, path: str, sql: str, rollups: RollupUpserts) -> None:
         self._path = path
         self._sql = sql
+        self._rollups = rollups
         self._connection: sqlite3.Connection | None = None  # opened and used on the worker thread only
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
 
-    async def insert(self, rows: list[tuple[Any, ...]]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows)
+    async def insert(self, rows: list[tuple[Any, ...]], records: list[RequestLogRecord]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows, records)
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, rows: list[tuple[Any, ...]], records: list[RequestLogRecord]) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(self._path, timeout=5.0)
-        with self._connection:  # one transaction: committed, or rolled back on error
+        totals, days = self._rollups.rows(Rollup(records))  # summed here, on the log's own thread
+        with self._connection:  # one transaction: rows and rollups committed together, or neither
             self._connection.executemany(self._sql, rows)
+            self._connection.executemany(self._rollups.totals_sql, totals)
+            self._connection.executemany(self._rollups.days_sql, days)
 
     async def close(self) -> None:
         def close() -> None:
@@ -139,6 +144,7 @@ class RequestLogWriter:
         self._buffer: deque[RequestLogRecord] = deque(maxlen=max_buffer)
         self._retry: list[RequestLogRecord] = []  # the batch that failed last time, written first
         self._driver_insert: _DriverInsert | None = None
+        self._rollups: RollupUpserts | None = None
         self._sqlite: _SqliteInserter | None = None
         self._dropped = 0
         self._failing = False
@@ -246,20 +252,24 @@ class RequestLogWriter:
         return True
 
     async def _execute(self, records: list[RequestLogRecord]) -> None:
-        statement = self._statement()
+        statement, upserts = self._statements()
         bound = [statement.bind(record) for record in records]
         if self._db.dialect == "sqlite" and self._db.sqlite_path:
             if self._sqlite is None:
-                self._sqlite = _SqliteInserter(self._db.sqlite_path, statement.sql)
-            await self._sqlite.insert(bound)
+                self._sqlite = _SqliteInserter(self._db.sqlite_path, statement.sql, upserts)
+            await self._sqlite.insert(bound, records)
             return
+        totals, days = upserts.rows(Rollup(records))
         async with self._db.engine.begin() as connection:
             await connection.exec_driver_sql(statement.sql, bound)
+            await connection.exec_driver_sql(upserts.totals_sql, totals)
+            await connection.exec_driver_sql(upserts.days_sql, days)
 
-    def _statement(self) -> _DriverInsert:
-        if self._driver_insert is None:
+    def _statements(self) -> tuple[_DriverInsert, RollupUpserts]:
+        if self._driver_insert is None or self._rollups is None:
             self._driver_insert = _DriverInsert(self._db.engine.dialect)
-        return self._driver_insert
+            self._rollups = RollupUpserts(self._db.engine.dialect)
+        return self._driver_insert, self._rollups
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

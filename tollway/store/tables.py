@@ -230,6 +230,60 @@ class RequestLog(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class _SpendSums:
+    """What every rollup row adds up (spend in integer nano-dollars: sums stay exact on SQLite too)."""
+
+    spend_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    denied_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SpendTotal(_SpendSums, Base):
+    """Request-log totals per UTC hour and per UTC day, overall (dimension "all") and per
+    value of one dimension (virtual_key_id, team_id, customer_id, provider or model): what
+    an unfiltered spend report reads, a handful of rows per bucket. Written in the request
+    log's own transaction; an absent id is the value ""."""
+
+    __tablename__ = "spend_totals"
+    __table_args__ = (
+        UniqueConstraint("span", "bucket_start", "dimension", "value"),
+        Index(None, "dimension", "span", "bucket_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    span: Mapped[str] = mapped_column(String(4))  # "hour" or "day"
+    bucket_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    dimension: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String)
+
+
+class SpendRollup(_SpendSums, Base):
+    """Request-log totals per UTC day and per (key, team, customer, provider, model): what a
+    report filtered by some of those reads for its whole days. Written in the request log's
+    own transaction; absent ids are stored as "" so that one row stands for each combination
+    (NULLs never conflict in a unique index)."""
+
+    __tablename__ = "spend_rollups"
+    __table_args__ = (
+        UniqueConstraint("day", "virtual_key_id", "team_id", "customer_id", "provider", "model",
+                         name="uq_spend_rollups_day_group"),  # the generated name is over PostgreSQL's 63
+        Index(None, "virtual_key_id", "day"),
+        Index(None, "team_id", "day"),
+        Index(None, "customer_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    day: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    virtual_key_id: Mapped[str] = mapped_column(String)
+    team_id: Mapped[str] = mapped_column(String)
+    customer_id: Mapped[str] = mapped_column(String)
+    provider: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+
+
 class AuditEntry(Base):
     """Who changed which entity, with the changed fields before and after."""
 

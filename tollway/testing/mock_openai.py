@@ -132,25 +132,27 @@ async def chat_completions(call: MockCall) -> web.StreamResponse:
     usage = _usage(content.chat_prompt_tokens(messages), count, settings.cached_tokens)
     tool_call = _weather_tool_call(body, messages, exchange.number)
     finish = "tool_calls" if tool_call else "length" if capped else "stop"
-    answer = _structured_answer(body)
+    pieces = _json_answer_pieces(body.get("response_format")) or content.answer_words(count)
     if body.get("stream") is True:
-        events = _chat_events(exchange, count, tool_call, finish, usage if _include_usage(body) else None, answer)
+        events = _chat_events(exchange, pieces, tool_call, finish, usage if _include_usage(body) else None)
         return await send_sse(call, events, exchange.headers)
-    return await send_json(call, _chat_payload(exchange, count, tool_call, finish, usage, answer), exchange.headers)
+    return await send_json(call, _chat_payload(exchange, pieces, tool_call, finish, usage), exchange.headers)
 
 
-def _structured_answer(body: dict[str, Any]) -> str | None:
-    """With `response_format` json_schema: a JSON object of the schema's fields (else None)."""
-    fmt = body.get("response_format")
-    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("json_schema"), dict):
+def _json_answer_pieces(response_format: Any) -> list[str] | None:
+    """A JSON answer matching `response_format` (json_schema or json_object), in stream pieces."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("json_schema", "json_object"):
         return None
-    return orjson.dumps(content.tool_arguments(fmt["json_schema"].get("schema"))).decode()
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if kind == "json_schema" and isinstance(spec, dict) else None
+    text = orjson.dumps(content.tool_arguments(schema)).decode()
+    return [text[i:i + _TOOL_ARGUMENT_PIECE] for i in range(0, len(text), _TOOL_ARGUMENT_PIECE)]
 
 
-def _chat_payload(exchange: _Exchange, count: int, tool_call: _ToolCall | None, finish: str,
-                  usage: dict[str, Any], answer: str | None = None) -> dict[str, Any]:
-    text = answer if answer is not None else content.answer_text(count)
-    message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else text,
+def _chat_payload(exchange: _Exchange, pieces: list[str], tool_call: _ToolCall | None, finish: str,
+                  usage: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else "".join(pieces),
                                "refusal": None, "annotations": []}
     if tool_call:
         message["tool_calls"] = [{"id": tool_call.id, "type": "function",
@@ -163,8 +165,8 @@ def _chat_payload(exchange: _Exchange, count: int, tool_call: _ToolCall | None, 
     }
 
 
-def _chat_events(exchange: _Exchange, count: int, tool_call: _ToolCall | None, finish: str,
-                 usage: dict[str, Any] | None, answer: str | None = None) -> Iterator[bytes]:
+def _chat_events(exchange: _Exchange, pieces: list[str], tool_call: _ToolCall | None, finish: str,
+                 usage: dict[str, Any] | None) -> Iterator[bytes]:
     """The SSE events of a streamed chat completion; `usage` only when include_usage was asked."""
     base = {"id": f"chatcmpl-mock{exchange.number}", "object": "chat.completion.chunk",
             "created": exchange.created, "model": exchange.model, "service_tier": "default",
@@ -180,12 +182,9 @@ def _chat_events(exchange: _Exchange, count: int, tool_call: _ToolCall | None, f
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     if tool_call:
         yield from _tool_call_deltas(tool_call, chunk)
-    elif answer is not None:
-        for start in range(0, len(answer), _TOOL_ARGUMENT_PIECE):
-            yield chunk({"content": answer[start:start + _TOOL_ARGUMENT_PIECE]})
     else:
-        for word in content.answer_words(count):
-            yield chunk({"content": word})
+        for piece in pieces:
+            yield chunk({"content": piece})
     yield chunk({}, finish)
     if usage is not None:
         yield sse_data({**base, "choices": [], "usage": usage})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 
@@ -95,19 +96,21 @@ class MockUpstream:
         await self.close()
 
 
-async def start_mock_upstream(host: str = "127.0.0.1", port: int = 0,
-                              settings: MockSettings | None = None) -> MockUpstream:
-    """Start a mock upstream on `host:port` (port 0 picks a free one) in the running loop."""
+async def start_mock_upstream(host: str = "127.0.0.1", port: int = 0, settings: MockSettings | None = None,
+                              ssl_context: ssl.SSLContext | None = None) -> MockUpstream:
+    """Start a mock upstream on `host:port` (port 0 picks a free one) in the running loop;
+    with ``ssl_context`` it speaks HTTPS (and may ask for client certificates)."""
     app = create_mock_app(settings)
     # handler_cancellation: a client that goes away cancels its handler, so stats see it at once.
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     state = app[STATE_KEY]
     state.server = runner.server
     bound_port = runner.addresses[0][1]
-    return MockUpstream(runner, f"http://{host}:{bound_port}", state)
+    scheme = "https" if ssl_context is not None else "http"
+    return MockUpstream(runner, f"{scheme}://{host}:{bound_port}", state)
 
 
 def serve_mock_upstream(host: str, port: int, settings: MockSettings) -> None:

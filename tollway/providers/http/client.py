@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from tollway.providers.http.egress import EgressProxy
 from tollway.providers.http.errors import PoolClosed, UpstreamDisconnected
 from tollway.providers.http.origin import Origin
 from tollway.providers.http.pool import Pool
@@ -27,10 +28,13 @@ class HTTPClient:
     def __init__(self, *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY_S,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
-                 ssl_context: ssl.SSLContext | None = None, retry_stale: bool = True) -> None:
+                 ssl_context: ssl.SSLContext | None = None, retry_stale: bool = True,
+                 proxy: EgressProxy | None = None) -> None:
         """``max_connections`` caps open connections per origin (requests beyond it queue);
         ``ssl_context`` defaults to `ssl.create_default_context()` (pass one with a custom
-        CA bundle to trust a private upstream)."""
+        CA bundle to trust a private upstream, or a client certificate); with ``proxy``
+        every connection goes through that forward proxy (see `egress`), and requests to
+        plain-HTTP origins must then use absolute-form targets (`uses_absolute_form`)."""
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._max_connections = max_connections
@@ -38,6 +42,7 @@ class HTTPClient:
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
         self._retry_stale = retry_stale
+        self.proxy = proxy
         self._pools: dict[str, Pool] = {}
         self._closed = False
 
@@ -73,6 +78,11 @@ class HTTPClient:
         conn = await pool.acquire(wait_until, fresh=True)
         return await conn.exchange(data, deadline, idle)
 
+    def uses_absolute_form(self, origin: Origin) -> bool:
+        """Whether requests to ``origin`` go to a proxy as such (``GET http://host/path``)
+        rather than through a tunnel or straight to the origin."""
+        return self.proxy is not None and not origin.tls
+
     def pool(self, origin: Origin) -> Pool:
         """The pool for ``origin`` (made on first use): for stats and tests."""
         return self._pools.get(origin.key) or self._new_pool(origin)
@@ -94,7 +104,7 @@ class HTTPClient:
             context = self._ssl_context
         pool = Pool(origin, asyncio.get_running_loop(), max_connections=self._max_connections,
                     keepalive_expiry=self._keepalive_expiry, connect_timeout=self._connect_timeout,
-                    ssl_context=context)
+                    ssl_context=context, proxy=self.proxy)
         self._pools[origin.key] = pool
         return pool
 

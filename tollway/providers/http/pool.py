@@ -13,6 +13,7 @@ import ssl
 from collections import deque
 
 from tollway.providers.http.connection import Connection
+from tollway.providers.http.egress import EgressProxy, open_tunnel
 from tollway.providers.http.errors import PoolClosed, UpstreamConnectError, UpstreamTimeout
 from tollway.providers.http.origin import Origin
 
@@ -21,8 +22,10 @@ class Pool:
     """Connections to one origin; create inside the running loop."""
 
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop, *, max_connections: int,
-                 keepalive_expiry: float, connect_timeout: float, ssl_context: ssl.SSLContext | None) -> None:
+                 keepalive_expiry: float, connect_timeout: float, ssl_context: ssl.SSLContext | None,
+                 proxy: EgressProxy | None = None) -> None:
         self.origin = origin
+        self._proxy = proxy
         self._loop = loop
         self._max = max_connections
         self._expiry = keepalive_expiry
@@ -148,10 +151,7 @@ class Pool:
             timeout = min(timeout, deadline - self._loop.time())
         try:
             async with asyncio.timeout(max(timeout, 0.0)):
-                _, conn = await self._loop.create_connection(
-                    lambda: Connection(self, self._loop), origin.host, origin.port, ssl=self._ssl,
-                    server_hostname=origin.host if self._ssl is not None else None,
-                    ssl_handshake_timeout=timeout if self._ssl is not None else None)
+                conn = await self._open_connection(timeout)
         except TimeoutError:
             self._free_slot()
             raise UpstreamTimeout(f"connecting to {origin.host}:{origin.port} timed out") from None
@@ -170,6 +170,28 @@ class Pool:
             self._free_slot()
             raise PoolClosed("the HTTP client is closed")
         self._all.add(conn)
+        return conn
+
+    async def _open_connection(self, timeout: float) -> Connection:
+        """Straight to the origin; through the proxy's CONNECT tunnel for HTTPS; or to the
+        proxy itself for plain HTTP (requests then carry absolute-form targets)."""
+        origin, proxy, tls = self.origin, self._proxy, self._ssl
+        handshake = max(timeout, 0.001) if tls is not None else None
+        if proxy is None:
+            _, conn = await self._loop.create_connection(
+                lambda: Connection(self, self._loop), origin.host, origin.port, ssl=tls,
+                server_hostname=origin.host if tls is not None else None, ssl_handshake_timeout=handshake)
+        elif tls is not None:
+            sock = await open_tunnel(self._loop, proxy, origin.host, origin.port)
+            try:
+                _, conn = await self._loop.create_connection(
+                    lambda: Connection(self, self._loop), sock=sock, ssl=tls, server_hostname=origin.host,
+                    ssl_handshake_timeout=handshake)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            _, conn = await self._loop.create_connection(lambda: Connection(self, self._loop), proxy.host, proxy.port)
         return conn
 
     def _free_slot(self) -> None:
