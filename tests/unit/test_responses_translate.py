@@ -12,15 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tollway.config import ConfigError, settings_from_dict
+from tollway.config.schema import ProviderSettings
 from tollway.providers._chat_options_to_messages import EFFORT_BUDGET
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._chat_stream_to_responses import ChatStreamToResponses
 from tollway.providers._responses_request_to_chat import responses_request_to_chat
 from tollway.providers._translate_common import FORMAT_TOOL, TranslationError
 from tollway.providers.anthropic_translate import chat_request_to_messages
+from tollway.providers.client import Api, ProviderClient
 from tollway.providers.sse import SSEParser
 from tollway.proxy.response_directory import ResponseDirectory, ResponseOwner
-from tollway.proxy.responses_exchanges import _ResponsesStream
+from tollway.proxy.responses_exchanges import _ResponsesStream, passes_through
 from tollway.proxy.token_count import estimated_input_tokens
 from tollway.testing import mock_responses_build as build
 
@@ -244,3 +246,18 @@ def test_an_anthropic_provider_cannot_claim_the_responses_api() -> None:
     settings = settings_from_dict({"providers": {"local": {"type": "openai", "keys": [{"value": "k"}],
                                                            "responses_api": False}}})
     assert settings.providers["local"].responses_api is False
+
+
+@pytest.mark.parametrize(("provider", "passes"), [
+    ({"type": "openai"}, True), ({"type": "azure", "base_url": "https://x.openai.azure.com", "api_version": "v"}, True),
+    ({"type": "openai", "responses_api": False}, False), ({"type": "groq"}, False),
+    ({"type": "groq", "responses_api": True}, True), ({"type": "anthropic"}, False),
+])
+async def test_which_providers_pass_the_responses_api_through(provider: dict[str, Any], passes: bool) -> None:
+    settings = ProviderSettings.model_validate({**provider, "keys": [{"value": "k"}]})
+    client = ProviderClient("p", settings, [])
+    try:
+        assert passes_through(client) is passes
+        assert client.speaks(Api.RESPONSES) is passes
+    finally:
+        await client.close()
