@@ -85,5 +85,7 @@ print(c.chat.completions.create(model='anthropic/claude-3-5-haiku-latest', messa
 
 Send more than 20 requests in a minute to see a 429 that names the key and its limit.
 Admin UI: {base}/ui (log in with the admin token the gateway prints below, or $TOLLWAY_ADMIN_TOKEN)
+  The demo's key, team, customer and limits come from {config_path.name}: the UI shows them read-only
+  (edit the file and restart to change them); what you create in the UI is yours to change.
 Metrics: {base}/metrics   Health: {base}/health   Stop: Ctrl-C
 """

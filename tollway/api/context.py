@@ -3,9 +3,10 @@ the runtime dependency, pagination, and the two kinds of transaction (read, chan
 
 A change runs in one transaction: the config lock first (so concurrent changes
 serialise), the writes, the audit entries and the version bump; nothing is written
-when anything fails. After the commit the counter store learns of new and deleted
-limits and the policy snapshot is reloaded, so the very next request on this node sees
-the change (other nodes poll the version within a second).
+when anything fails. After the commit the counter store learns of new limits and
+the policy snapshot is reloaded, so the very next request on this node sees
+the change (other nodes poll the version within a second). Counters are never
+forgotten here: a dropped limit keeps its usage (`tollway.store.retention`).
 """
 
 from __future__ import annotations
@@ -150,6 +151,4 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
             await runtime.refresh_policy(force=True)
         except Exception:  # noqa: BLE001 - committed all the same; the 1 s poll loads it
             log.exception("management API: the policy could not be reloaded after a change")
-    if writer.dropped:
-        await runtime.store.forget(sorted(writer.dropped))  # after: no new request plans on them
     return presented

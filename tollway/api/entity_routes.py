@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from tollway.api.context import ApiWriter, ManagedRuntime, Page, RuntimeDep, change, paginate, read, search_filter
 from tollway.api.errors import conflict, not_found
 from tollway.api.limits import LiveUsage, Which, reset_route
+from tollway.api.ownership import refuse_config_managed
 from tollway.api.responses import Message
 from tollway.store.entities import Diff
 
@@ -64,6 +65,12 @@ class EntityRoutes(Generic[RowT]):
             raise not_found(self.label, ident)
         return row
 
+    def load_to_change(self, session: Session, ident: str) -> RowT:
+        """`load`, then 409 ``managed_by_config`` when the config file manages the row."""
+        row = self.load(session, ident)
+        refuse_config_managed(row, self.label, ident)
+        return row
+
     def check_new(self, session: Session, ident: str) -> None:
         """409 when a row with id ``ident`` exists already."""
         if session.get(self.table, ident) is not None:
@@ -79,7 +86,9 @@ class EntityRoutes(Generic[RowT]):
         return row, diff
 
     def delete(self, writer: ApiWriter, row: RowT, ident: str) -> None:
-        """Delete ``row`` with its own limits, audited with its view (stored usage)."""
+        """Delete ``row`` (its limits retained with their usage), audited with its view
+        (stored usage); 409 when the config file manages it."""
+        refuse_config_managed(row, self.label, ident)
         writer.delete(row, self.kind, ident, self.view(row, LiveUsage()))
 
     def envelope(self, message: str, view: dict[str, Any]) -> dict[str, Any]:

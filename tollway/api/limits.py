@@ -125,7 +125,7 @@ def _fill(item: _Pending, reading: CounterReading) -> None:
 
 def update_limits(writer: ApiWriter, owner: Any, patch: BaseModel, diff: Diff, *, reset_usage: bool,
                   prefix: str = "") -> None:
-    """Apply the ``budget`` and ``rate_limit`` a partial update states (null deletes,
+    """Apply the ``budget`` and ``rate_limit`` a partial update states (null removes one, its usage retained,
     a partial object changes only its fields); with ``reset_usage`` their usage restarts."""
     stated = patch.model_fields_set
     if "budget" in stated:

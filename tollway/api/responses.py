@@ -63,6 +63,8 @@ class VirtualKeyView(BaseModel):
     provider_configs: list[ProviderConfigView]
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
+                                        "resets) or `api`.")
     created_at: str | None
     updated_at: str | None
 
@@ -73,6 +75,8 @@ class TeamView(BaseModel):
     customer_id: str | None
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
+                                        "resets) or `api`.")
     created_at: str | None
     updated_at: str | None
 
@@ -82,6 +86,8 @@ class CustomerView(BaseModel):
     name: str
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
+                                        "resets) or `api`.")
     created_at: str | None
     updated_at: str | None
 
@@ -92,6 +98,8 @@ class ModelConfigView(BaseModel):
     provider: str | None = Field(description="null: the model on any provider.")
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
+                                        "resets) or `api`.")
     created_at: str | None
     updated_at: str | None
 
@@ -111,6 +119,8 @@ class ProviderView(BaseModel):
     settings: dict[str, Any]
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    managed_by: str = Field(description="Who manages its budget and rate limit: `config` (the file states either) "
+                                        "or `api`.")
     created_at: str | None
     updated_at: str | None
 

@@ -3,7 +3,7 @@
 Create bodies are the config file's own shapes (`tollway.config.schema`), so a block
 copied from `tollway.yaml` can be POSTed as it is; ids may be omitted and are then
 generated. Update bodies are partial: a field left out is kept, a nullable field set to
-``null`` is cleared (``budget: null`` deletes the budget), and a nested ``budget`` or
+``null`` is cleared (``budget: null`` removes the budget; its usage is retained for one added back), and a nested ``budget`` or
 ``rate_limit`` object changes only the fields it states.
 """
 

@@ -42,7 +42,7 @@ def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict
             for pc in sorted(row.provider_configs, key=lambda pc: pc.provider)
         ],
         "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
-        "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
+        "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
     }
 
 
@@ -86,6 +86,7 @@ async def create_key(body: VirtualKeyCreate, runtime: RuntimeDep) -> dict[str, A
         check_team(session, body.team_id)
         check_customer(session, body.customer_id)
         check_provider_configs(writer.runtime.settings, body.provider_configs)
+        writer.retention.inherit_by_value(key_id, digest)  # a deleted key's value brings its usage back
         values = {"name": body.name, "description": body.description, "is_active": body.is_active,
                   "team_id": body.team_id, "customer_id": body.customer_id,
                   "allowed_models": list(body.allowed_models), "value_hash": digest,
@@ -106,12 +107,12 @@ KEYS.add_get(router, "get_key")
                   summary="Change a virtual key (partial)")
 async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
                      reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:
-    """Fields left out are kept; ``budget: null`` / ``rate_limit: null`` delete them;
+    """Fields left out are kept; ``budget: null`` / ``rate_limit: null`` remove them (their usage is retained);
     ``provider_configs`` replaces the whole list. Usage is kept unless ``reset_usage``."""
     stated = body.model_fields_set
 
     def write(writer: ApiWriter) -> VirtualKey:
-        row = KEYS.load(writer.session, key_id)
+        row = KEYS.load_to_change(writer.session, key_id)
         values = {name: getattr(body, name) for name in ("name", "description", "is_active", "allowed_models")
                   if name in stated}
         if stated & {"team_id", "customer_id"}:
@@ -135,7 +136,8 @@ async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
     return await KEYS.changed(runtime, "virtual key updated", write)
 
 
-KEYS.add_delete(router, "delete_key", "Deletes the key with its own budget, rate limit and provider configs.")
+KEYS.add_delete(router, "delete_key", "Deletes the key with its provider configs. Their budgets and rate limits are "
+                "retained with their usage: a key created again with the same id or value takes them back.")
 KEYS.add_resets(router)
 
 

@@ -179,3 +179,9 @@ def _message(error: Mapping[str, Any]) -> str:
     if error.get("type") == "extra_forbidden":
         return "unknown field (check the spelling)"
     return message
+
+
+def config_file_path() -> str | None:
+    """The config file `tollway serve` was started with (absolute), when there is one: for
+    messages that send an operator to it."""
+    return os.environ.get(CONFIG_PATH_VARIABLE) or None

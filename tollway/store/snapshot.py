@@ -71,9 +71,10 @@ class _Reader:
         self.rate_limits: dict[str, RateLimitPolicy] = {}
 
     async def snapshot(self, enforce_virtual_keys: bool, version: int) -> PolicySnapshot:
-        for budget in await self._all(Budget):
+        # Retained limits (kept with their usage after their owner dropped them) govern nothing.
+        for budget in await self.session.scalars(select(Budget).where(Budget.retained_for.is_(None))):
             self.budgets[budget.id] = _budget_policy(budget)
-        for rate_limit in await self._all(RateLimit):
+        for rate_limit in await self.session.scalars(select(RateLimit).where(RateLimit.retained_for.is_(None))):
             self.rate_limits[rate_limit.id] = _rate_limit_policy(rate_limit)
         providers = {
             row.name: self._governed(row, Level.PROVIDER, row.name, row.name)

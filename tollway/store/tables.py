@@ -1,9 +1,15 @@
 """The config store's tables (SQLAlchemy 2 declarative), shared by SQLite and PostgreSQL.
 
-Budgets and rate limits are owned 1:1: each row is referenced by exactly one parent
-(`budget_id` / `rate_limit_id`, unique) and the ORM deletes it when the parent drops it
-or is deleted (``delete-orphan``). Migrations in `tollway/store/migrations` must match
-these definitions exactly (a test compares them).
+Budgets and rate limits are owned 1:1: each row is referenced by at most one parent
+(`budget_id` / `rate_limit_id`, unique). They are also the usage rows, so they are never
+deleted with their parent: a parent that drops one (or is deleted) leaves it *retained*
+(``retained_for`` names the parent's slot, `tollway.store.retention`) and a limit created
+later at the same slot takes it back, usage included. Customers, teams, virtual keys,
+model configs and providers say who manages them (``managed_by``: ``config`` for the
+config file, ``api`` for the management API; `tollway.store.ownership`).
+
+Migrations in `tollway/store/migrations` must match these definitions exactly (a test
+compares them).
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ NAMING_CONVENTION = {
 
 ID = String(256)  # ids and names from the config file or the API (schema: at most 256)
 UUID_ID = String(36)
+SLOT = String(1024)  # "virtual_key/<id>/provider/<name>": two ids and a little more
+MANAGED_BY_API = "api"
+MANAGED_BY_CONFIG = "config"
 
 
 def new_id() -> str:
@@ -77,6 +86,7 @@ class Budget(Base):
     week_start: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
     current_usage: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default=text("0"))
     last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
 
 
 class RateLimit(Base):
@@ -93,6 +103,7 @@ class RateLimit(Base):
     request_current_usage: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     token_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     request_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
 
 
 class _Governed:
@@ -101,13 +112,20 @@ class _Governed:
     budget_id: Mapped[str | None] = mapped_column(ForeignKey("budgets.id", ondelete="SET NULL"), unique=True)
     rate_limit_id: Mapped[str | None] = mapped_column(ForeignKey("rate_limits.id", ondelete="SET NULL"), unique=True)
 
+    # No delete cascade: a dropped limit is retained with its usage (`EntityWriter`).
     @declared_attr
     def budget(cls) -> Mapped[Budget | None]:
-        return relationship(Budget, cascade="all, delete-orphan", single_parent=True)
+        return relationship(Budget, cascade="save-update, merge")
 
     @declared_attr
     def rate_limit(cls) -> Mapped[RateLimit | None]:
-        return relationship(RateLimit, cascade="all, delete-orphan", single_parent=True)
+        return relationship(RateLimit, cascade="save-update, merge")
+
+
+class _Managed:
+    """An entity the config file or the management API manages (never both)."""
+
+    managed_by: Mapped[str] = mapped_column(String(16), default=MANAGED_BY_API, server_default=MANAGED_BY_API)
 
 
 class _Timestamps:
@@ -115,14 +133,14 @@ class _Timestamps:
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-class Customer(_Governed, _Timestamps, Base):
+class Customer(_Governed, _Managed, _Timestamps, Base):
     __tablename__ = "customers"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(ID)
 
 
-class Team(_Governed, _Timestamps, Base):
+class Team(_Governed, _Managed, _Timestamps, Base):
     __tablename__ = "teams"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -130,7 +148,7 @@ class Team(_Governed, _Timestamps, Base):
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
 
 
-class VirtualKey(_Governed, _Timestamps, Base):
+class VirtualKey(_Governed, _Managed, _Timestamps, Base):
     """A client credential; only the sha256 of its value and an 8-character prefix are kept."""
 
     __tablename__ = "virtual_keys"
@@ -167,7 +185,7 @@ class VKProviderConfig(_Governed, Base):
     virtual_key: Mapped[VirtualKey] = relationship(back_populates="provider_configs")
 
 
-class Provider(_Governed, _Timestamps, Base):
+class Provider(_Governed, _Managed, _Timestamps, Base):
     """An upstream provider's governance and non-secret settings (keys stay in the file)."""
 
     __tablename__ = "providers"
@@ -178,7 +196,7 @@ class Provider(_Governed, _Timestamps, Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class ModelConfig(_Governed, _Timestamps, Base):
+class ModelConfig(_Governed, _Managed, _Timestamps, Base):
     """Limits for one model on one provider, or on every provider when provider is NULL.
 
     (model_name, provider) is unique, NULL included: a unique constraint covers named
@@ -200,6 +218,17 @@ class ModelConfig(_Governed, _Timestamps, Base):
     id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
     model_name: Mapped[str] = mapped_column(ID)
     provider: Mapped[str | None] = mapped_column(ID)
+
+
+class RetiredKeyValue(Base):
+    """The value of a deleted virtual key (its sha256), so a key created later with the
+    same value takes over the deleted key's retained usage instead of a fresh budget."""
+
+    __tablename__ = "retired_key_values"
+
+    value_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    virtual_key_id: Mapped[str] = mapped_column(ID)
+    retired_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class RequestLog(Base):
