@@ -38,10 +38,11 @@ def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict
         "provider_configs": [
             {"id": pc.id, "provider": pc.provider, "weight": pc.weight, "allowed_models": list(pc.allowed_models or []),
              "allowed_keys": list(pc.allowed_keys or []), "budget": live.budget(pc.budget),
-             "rate_limit": live.rate_limit(pc.rate_limit)}
+             "rate_limit": live.rate_limit(pc.rate_limit), "concurrency": live.concurrency(pc.concurrency)}
             for pc in sorted(row.provider_configs, key=lambda pc: pc.provider)
         ],
         "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
+        "concurrency": live.concurrency(row.concurrency),
         "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
     }
 
@@ -50,7 +51,8 @@ KEYS = EntityRoutes(
     VirtualKey, KIND, param="key_id", view=key_view, envelope_model=VirtualKeyEnvelope,
     searched=(VirtualKey.id, VirtualKey.name, VirtualKey.description),
     loaders=(selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
-             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit)),
+             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.concurrency)),
 )
 
 

@@ -17,6 +17,8 @@ from tollway.providers.presets import PRESETS
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
+MAX_IN_FLIGHT = 1_000_000_000  # fits the store's 32-bit column
+MAX_QUEUE_TIMEOUT_MS = 600_000  # ten minutes: a wait longer than any client keeps a request open
 
 
 class _Strict(BaseModel):
@@ -75,9 +77,19 @@ class RateLimitConfig(_Strict):
         return self
 
 
+class ConcurrencyConfig(_Strict):
+    """At most ``max_in_flight`` requests at once (from admission until the response, or
+    the stream, ends); with ``queue_timeout_ms`` > 0 a request finding no free slot waits
+    up to that long for one, first come first served, before it is refused (429)."""
+
+    max_in_flight: Annotated[int, Field(gt=0, le=MAX_IN_FLIGHT)]
+    queue_timeout_ms: Annotated[int, Field(ge=0, le=MAX_QUEUE_TIMEOUT_MS)] = 0
+
+
 class _Governed(_Strict):
     budget: BudgetConfig | None = None
     rate_limit: RateLimitConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
 
 
 class CustomerConfig(_Governed):
@@ -269,6 +281,9 @@ class CountersConfig(_Strict):
     url: str | None = None
     on_failure: Literal["fail_closed", "fail_open"] = "fail_closed"
     timeout_ms: Annotated[int, Field(gt=0, le=60_000)] = 50
+    # How long a gateway process that stops renewing its lease (killed, cut off) keeps
+    # what it reserved in Redis: reservations and in-flight slots come back after it.
+    lease_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> CountersConfig:

@@ -102,6 +102,9 @@ class Runtime:
             await self.log_writer.start()
         self.metrics.gauge("tollway_reservations_in_flight", "Reservations not yet settled",
                            lambda: self.enforcer.reservations_in_flight)
+        self.metrics.gauge("tollway_requests_waiting_for_slot",
+                           "Requests of this process waiting for a concurrency slot (queue_timeout_ms)",
+                           lambda: self.enforcer.requests_waiting)
         self.metrics.gauge("tollway_usage_flush_failures", "Usage flushes failed in a row (0: the last one worked)",
                            lambda: self._failures.get("usage-flush", 0))
         if self.log_writer is not None:

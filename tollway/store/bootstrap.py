@@ -173,6 +173,7 @@ class _Applier(EntityWriter):
             lambda k: k.id,
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+            selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.concurrency),
         )
         owners = {key.value_hash: key.id for key in existing.values()}
         for key in keys:
@@ -215,20 +216,22 @@ class _Applier(EntityWriter):
     # -- building blocks -----------------------------------------------------------------
 
     def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any) -> dict[Any, T]:
-        """Every row of ``entity`` with its budget and rate limit, by ``key``."""
+        """Every row of ``entity`` with its budget, rate limit and concurrency limit, by ``key``."""
         statement = select(entity).options(
-            selectinload(entity.budget), selectinload(entity.rate_limit), *options  # type: ignore[attr-defined]
+            selectinload(entity.budget), selectinload(entity.rate_limit),  # type: ignore[attr-defined]
+            selectinload(entity.concurrency), *options  # type: ignore[attr-defined]
         )
         return {key(row): row for row in self.session.scalars(statement)}
 
     def _governed(self, row: T | None, entity: type[T], identity: Mapping[str, Any], values: Mapping[str, Any],
                   config: Any, where: str) -> tuple[T, Diff]:
-        """Create or update the row as the file's, then its budget and rate limit."""
+        """Create or update the row as the file's, then its budget, rate limit and concurrency limit."""
         if row is not None:
             take_over(row, where)
         row, diff = self.upsert(row, entity, identity, {**values, "managed_by": MANAGED_BY_CONFIG})
         self.sync_budget(row, config.budget, diff)
         self.sync_rate_limit(row, config.rate_limit, diff)
+        self.sync_concurrency(row, config.concurrency, diff)
         return row, diff
 
 

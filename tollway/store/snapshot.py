@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.governance.durations import Alignment, parse_duration
 from tollway.governance.model import (
     BudgetPolicy,
+    ConcurrencyPolicy,
     Governed,
     Level,
     PolicySnapshot,
@@ -30,6 +31,7 @@ from tollway.governance.model import (
 from tollway.store.database import Database
 from tollway.store.tables import (
     Budget,
+    ConcurrencyLimit,
     Customer,
     ModelConfig,
     Provider,
@@ -69,6 +71,7 @@ class _Reader:
         self.session = session
         self.budgets: dict[str, BudgetPolicy] = {}
         self.rate_limits: dict[str, RateLimitPolicy] = {}
+        self.concurrency: dict[str, ConcurrencyPolicy] = {}
 
     async def snapshot(self, enforce_virtual_keys: bool, version: int) -> PolicySnapshot:
         # Retained limits (kept with their usage after their owner dropped them) govern nothing.
@@ -76,10 +79,12 @@ class _Reader:
             self.budgets[budget.id] = _budget_policy(budget)
         for rate_limit in await self.session.scalars(select(RateLimit).where(RateLimit.retained_for.is_(None))):
             self.rate_limits[rate_limit.id] = _rate_limit_policy(rate_limit)
+        for limit in await self._all(ConcurrencyLimit):
+            self.concurrency[limit.id] = ConcurrencyPolicy(limit.id, limit.max_in_flight, limit.queue_timeout_ms)
         providers = {
             row.name: self._governed(row, Level.PROVIDER, row.name, row.name)
             for row in await self._all(Provider)
-            if row.budget_id or row.rate_limit_id
+            if row.budget_id or row.rate_limit_id or row.concurrency_limit_id
         }
         model_configs = {
             (row.model_name, row.provider): self._governed(row, Level.MODEL, row.id, _model_label(row))
@@ -114,6 +119,7 @@ class _Reader:
             scope=Scope(level, ident, name),
             budget=self.budgets.get(row.budget_id) if row.budget_id else None,
             rate_limit=self.rate_limits.get(row.rate_limit_id) if row.rate_limit_id else None,
+            concurrency=self.concurrency.get(row.concurrency_limit_id) if row.concurrency_limit_id else None,
         )
 
     def _provider_config(self, row: VKProviderConfig) -> ProviderConfigPolicy:
