@@ -5,6 +5,8 @@ governed but never charged."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import anthropic
 import openai
@@ -281,3 +283,17 @@ async def test_responses_input_tokens_is_forwarded_where_served_and_estimated_el
     limits = key_limits(running, KEY_A).rate_limit
     counters = running.counters()
     assert counters[request_counter(limits.id)].used == 4 and counters[token_counter(limits.id)].used == 0
+
+
+async def test_stored_routes_hold_an_in_flight_slot_of_the_key(gateway, mock) -> None:
+    running = governed(gateway, mock, key(KEY_A, concurrency={"max_in_flight": 1, "queue_timeout_ms": 0}))
+    client = sdk(running, KEY_A)
+    made = await client.responses.create(model=MODELS["openai"], input="Hi")
+    await mock_control(mock, "POST", "/_mock/settings", {"latency_ms": 300})
+    results = await asyncio.gather(client.responses.retrieve(made.id), client.responses.retrieve(made.id),
+                                   return_exceptions=True)
+    denied = [result for result in results if isinstance(result, openai.RateLimitError)]
+    assert len(denied) == 1 and denied[0].body["type"] == "concurrency_limited"
+    assert sum(1 for result in results if not isinstance(result, Exception)) == 1
+    running.counters()  # once the answered requests are settled
+    assert running.runtime.enforcer.reservations_in_flight == 0

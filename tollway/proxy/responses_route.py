@@ -156,6 +156,8 @@ class ResponsesRoute:
         facts = RequestFacts(owner.provider, owner.model, hash_key(value) if value else None, 0, 0)
         try:
             admission = await self._enforcer.admit(self._snapshot(), facts)
+            if admission.queue is not None:  # no in-flight slot free: wait for one, within queue_timeout_ms
+                admission = await self._enforcer.wait_for_slot(self._snapshot, facts, admission)
         except CounterUnavailable as exc:
             raise governance_unavailable(str(exc)) from None
         outcome.provider, outcome.model = owner.provider, owner.model
