@@ -72,6 +72,7 @@ class EntityWriter:
         self.changed = False
         self.seeds: dict[str, CounterState] = {}  # counters of limits created or taken back here
         self.retention = Retention(session)
+        self.touched: set[tuple[str, str]] = set()  # (kind, id) of each entity audited: the change log's entries
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -229,6 +230,7 @@ class EntityWriter:
     def audit(self, action: str, kind: str, ident: str, before: Any, after: Any) -> None:
         """Write one audit entry (values made JSON-ready) and mark the write as a change."""
         self.changed = True
+        self.touched.add((kind, ident))
         self.session.add(AuditEntry(at=self.now, actor=self.actor, action=action, entity_type=kind,
                                     entity_id=ident, before=jsonable(before), after=jsonable(after)))
 

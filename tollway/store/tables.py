@@ -175,7 +175,12 @@ class VirtualKey(_Governed, _Managed, _Timestamps, Base):
     """A client credential; only the sha256 of its value and an 8-character prefix are kept."""
 
     __tablename__ = "virtual_keys"
-    __table_args__ = (CheckConstraint("team_id IS NULL OR customer_id IS NULL", name="one_owner"),)
+    __table_args__ = (
+        CheckConstraint("team_id IS NULL OR customer_id IS NULL", name="one_owner"),
+        # Listing and searching a million keys: by name prefix, and by status in id order.
+        Index(None, "name", postgresql_ops={"name": "text_pattern_ops"}),
+        Index(None, "is_active", "id"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(ID)
@@ -360,3 +365,16 @@ class ConfigVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class ConfigChange(Base):
+    """One entity a config version changed (kind and id; its new state is the row as of
+    that version, or its absence). Nodes apply the changes since the version they hold;
+    old rows are pruned (see `tollway.store.changes`)."""
+
+    __tablename__ = "config_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(512))  # "key/provider" for a key's provider config
