@@ -158,6 +158,10 @@ FIELD_TEXT: dict[str, str] = {
     "ProviderSettings.deployments": "Azure: model name -> deployment name (default: the model name).",
     "ProviderSettings.http_client": "`native`: Tollway's keep-alive HTTP/1.1 client; `aiohttp`: the fallback "
     "client, for a server the native one does not get on with.",
+    "ProviderSettings.responses_api": "Whether the provider serves OpenAI's Responses API itself (default: yes "
+    "for `openai` and `azure`, no for the presets); `false`: `/v1/responses` is translated to chat completions. "
+    "Anthropic providers are always translated.",
+    "ProviderSettings.responses_api_version": "Azure: the `api-version` of `/openai/responses`.",
     "ProviderKeyConfig.value": "The key itself, usually `env.NAME`.",
     "ProviderKeyConfig.weight": "Share of the requests this key gets, relative to the other keys.",
     "ProviderKeyConfig.models": "Models this key serves; empty: every model.",

@@ -231,6 +231,11 @@ class ProviderSettings(_Governed):
     ca_bundle: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    # Whether the provider serves OpenAI's Responses API itself (default: yes for openai and
+    # azure, no for the presets). false: /v1/responses is translated to chat completions
+    # (servers that only have chat). Anthropic providers are always translated.
+    responses_api: bool | None = None
+    responses_api_version: str = "2025-04-01-preview"  # azure: the api-version of /openai/responses
 
     _check_durations = field_validator("timeout", "connect_timeout")(_duration)
 
@@ -260,6 +265,9 @@ class ProviderSettings(_Governed):
     def _azure_needs(self) -> ProviderSettings:
         if self.type == "azure" and (not self.base_url or not self.api_version):
             raise ValueError("an azure provider needs base_url and api_version")
+        if self.type == "anthropic" and self.responses_api:
+            raise ValueError("responses_api: an anthropic provider does not serve the Responses API "
+                             "(requests to /v1/responses are translated to messages)")
         return self
 
 

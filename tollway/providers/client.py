@@ -40,9 +40,19 @@ class Api(str, enum.Enum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"  # Anthropic
+    RESPONSES = "responses"  # OpenAI's Responses API
+    COUNT_TOKENS = "count_tokens"  # Anthropic's /v1/messages/count_tokens
+    RESPONSES_INPUT_TOKENS = "responses_input_tokens"  # OpenAI's /v1/responses/input_tokens
+
+    @property
+    def anthropic_shaped(self) -> bool:
+        """Whether clients of this API expect Anthropic's error shapes."""
+        return self is Api.MESSAGES or self is Api.COUNT_TOKENS
 
 
-_OPENAI_PATHS = {Api.CHAT: "/chat/completions", Api.COMPLETIONS: "/completions", Api.EMBEDDINGS: "/embeddings"}
+_OPENAI_PATHS = {Api.CHAT: "/chat/completions", Api.COMPLETIONS: "/completions", Api.EMBEDDINGS: "/embeddings",
+                 Api.RESPONSES: "/responses", Api.RESPONSES_INPUT_TOKENS: "/responses/input_tokens"}
+_ANTHROPIC_PATHS = {Api.MESSAGES: "/v1/messages", Api.COUNT_TOKENS: "/v1/messages/count_tokens"}
 _MAX_PREPARED = 4096  # (url, key) request prefixes kept; azure URLs name client-chosen models
 _LIST_TIMEOUT_S = 3.0
 
@@ -95,11 +105,24 @@ class ProviderClient:
                                       proxy=proxy)
         # (url, key id) -> origin and request bytes up to the Content-Length value.
         self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
+        # API -> the proxy's exchange for this provider, where it depends on the provider's own
+        # settings (the Responses API: passed through or translated); filled on first use.
+        self.exchanges: dict[Api, Any] = {}
 
     def speaks(self, api: Api) -> bool:
         if self.type == "anthropic":
-            return api is Api.MESSAGES
-        return api is not Api.MESSAGES
+            return api in _ANTHROPIC_PATHS
+        if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:
+            return self.serves_responses_api
+        return api in _OPENAI_PATHS
+
+    @property
+    def serves_responses_api(self) -> bool:
+        """Whether /v1/responses passes through: by default for OpenAI and Azure OpenAI only
+        (presets and other OpenAI-compatible servers say so with `responses_api: true`)."""
+        if self.settings.responses_api is not None:
+            return self.settings.responses_api
+        return self.type in ("openai", "azure")
 
     def pick_key(self, model: str, allowed: frozenset[str] = frozenset()) -> ProviderKey:
         """A weighted random choice among the keys that may serve ``model``."""
@@ -112,11 +135,23 @@ class ProviderClient:
 
     def url(self, api: Api, model: str) -> str:
         if self.type == "anthropic":
-            return self.base_url + "/v1/messages"
+            return self.base_url + _ANTHROPIC_PATHS[api]
         if self.type == "azure":
+            if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # the deployment is the body's model
+                return self.responses_url("" if api is Api.RESPONSES else "/input_tokens")
             deployment = self.settings.deployments.get(model, model)
             return f"{self.base_url}/openai/deployments/{deployment}{_OPENAI_PATHS[api]}?api-version={self.settings.api_version}"
         return self.base_url + _OPENAI_PATHS[api]
+
+    def responses_url(self, suffix: str) -> str:
+        """The URL of ``/responses`` + ``suffix`` (``/{id}``, ``/{id}/cancel`` ...), Azure's included."""
+        if self.type == "azure":
+            return f"{self.base_url}/openai/responses{suffix}?api-version={self.settings.responses_api_version}"
+        return f"{self.base_url}/responses{suffix}"
+
+    def upstream_model(self, model: str) -> str:
+        """The model name the provider expects in a body (an Azure deployment, else ``model``)."""
+        return self.settings.deployments.get(model, model) if self.type == "azure" else model
 
     def headers(self, key: ProviderKey) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **self._extra_headers}
@@ -145,6 +180,19 @@ class ProviderClient:
         if stream:
             return await native.request(origin, encode_request(prefix, body), idle=self.timeout_s)
         return await native.request(origin, encode_request(prefix, body), total=self.timeout_s)
+
+    async def send(self, method: str, url: str, key: ProviderKey, body: bytes | None) -> UpstreamResponse:
+        """One request of any method (the stored-response routes); raises like `post`."""
+        if self._native is None:
+            assert self._aiohttp is not None
+            return await self._aiohttp.request(method, url, body, self.headers(key), total=self.timeout_s)
+        origin, target, headers = self._addressed(url, self.headers(key))  # through the egress proxy, if any
+        block = _header_block(origin, headers)
+        if body is None:
+            request = encode_bodyless(method, target, block)
+        else:
+            request = encode_request(request_prefix(method, target, block), body)
+        return await self._native.request(origin, request, total=self.timeout_s)
 
     async def get_json(self, path: str, key: ProviderKey) -> Mapping[str, Any]:
         """A small JSON document (the model list); off the hot path."""

@@ -54,6 +54,25 @@ def usage_from_anthropic(d: Mapping[str, Any] | None) -> Usage | None:
     )
 
 
+def usage_from_responses(d: Mapping[str, Any] | None) -> Usage | None:
+    """Usage from a Responses API ``usage`` object (a response, or the response of a
+    ``response.completed`` / ``response.incomplete`` / ``response.failed`` event).
+
+    ``input_tokens`` includes cached ones (``input_tokens_details.cached_tokens``), and
+    ``output_tokens`` includes reasoning (``output_tokens_details.reasoning_tokens``).
+    """
+    if not isinstance(d, Mapping):
+        return None
+    input_details = _mapping(d.get("input_tokens_details"))
+    return Usage(
+        prompt_tokens=_int(d.get("input_tokens")),
+        completion_tokens=_int(d.get("output_tokens")),
+        cached_tokens=_int(input_details.get("cached_tokens")),
+        cache_write_tokens=_int(input_details.get("cache_write_tokens")),
+        reasoning_tokens=_int(_mapping(d.get("output_tokens_details")).get("reasoning_tokens")),
+    )
+
+
 def _int(value: object) -> int:
     if isinstance(value, bool):
         return 0

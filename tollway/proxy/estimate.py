@@ -22,9 +22,11 @@ def estimate_tokens(request: ClientRequest, config: EstimateConfig) -> tuple[int
     """(prompt, completion) token estimates from the client's body alone.
 
     The prompt is estimated from the body's size (cheap and never low for JSON, whose
-    punctuation only adds bytes); the completion is ``max_tokens`` when the client set
-    it, else the configured default. Settlement corrects both to the actual usage.
+    punctuation only adds bytes); the completion is ``max_tokens`` (``max_output_tokens`` on the
+    Responses API) when the client set it, else the configured default. Settlement corrects both to the actual usage.
     """
+    if request.api is Api.COUNT_TOKENS or request.api is Api.RESPONSES_INPUT_TOKENS:  # a request slot, no tokens
+        return 0, 0
     prompt = max(1, request.size // config.bytes_per_prompt_token)
     if request.api is Api.EMBEDDINGS:
         return prompt, 0

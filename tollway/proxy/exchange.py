@@ -6,7 +6,7 @@ read on the side; otherwise `tollway.proxy.translated` converts both ways.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -51,6 +51,35 @@ class Exchange(Protocol):
     def stream(self, request: ClientRequest) -> StreamConverter: ...
 
     def error(self, status: int, data: bytes) -> bytes: ...
+
+
+class LocalExchange:
+    """An exchange the gateway answers itself, without calling the provider (governed like
+    the others: admitted, logged, charged nothing). ``headers`` go on the answer."""
+
+    upstream_api: Api
+    headers: ClassVar[list[tuple[bytes, bytes]]] = []
+
+    def answer(self, request: ClientRequest) -> bytes:
+        raise NotImplementedError
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        raise NotImplementedError  # never called: the pipeline answers with `answer`
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        return dict(request.body)  # what the worst case is read from (nothing is sent)
+
+    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
+        return estimate
+
+    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+        raise NotImplementedError
+
+    def stream(self, request: ClientRequest) -> StreamConverter:
+        raise NotImplementedError
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return openai_error_from(status, data)
 
 
 def load_object(data: bytes) -> dict[str, Any] | None:

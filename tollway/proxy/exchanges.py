@@ -5,6 +5,8 @@ from __future__ import annotations
 from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
 from tollway.proxy.exchange import AnthropicPassthrough, Exchange, OpenAIPassthrough
+from tollway.proxy.responses_exchanges import responses_exchange
+from tollway.proxy.token_count import CountTokensPassthrough, EstimatedTokenCount
 from tollway.proxy.translated import ChatViaMessages, MessagesViaChat
 
 # Exchanges hold no per-request state, so one of each serves every request.
@@ -13,11 +15,15 @@ _OPENAI_PROVIDER: dict[Api, Exchange] = {
     Api.COMPLETIONS: OpenAIPassthrough(Api.COMPLETIONS),
     Api.EMBEDDINGS: OpenAIPassthrough(Api.EMBEDDINGS),
     Api.MESSAGES: MessagesViaChat(),
+    Api.COUNT_TOKENS: EstimatedTokenCount(),
 }
-_ANTHROPIC_PROVIDER: dict[Api, Exchange] = {Api.CHAT: ChatViaMessages(), Api.MESSAGES: AnthropicPassthrough()}
+_ANTHROPIC_PROVIDER: dict[Api, Exchange] = {Api.CHAT: ChatViaMessages(), Api.MESSAGES: AnthropicPassthrough(),
+                                            Api.COUNT_TOKENS: CountTokensPassthrough()}
 
 
 def exchange_for(api: Api, provider: ProviderClient) -> Exchange:
+    if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # per provider: by its type and settings
+        return responses_exchange(provider, api)
     table = _ANTHROPIC_PROVIDER if provider.type == "anthropic" else _OPENAI_PROVIDER
     exchange = table.get(api)
     if exchange is None:

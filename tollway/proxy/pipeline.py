@@ -33,7 +33,7 @@ from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_key
 from tollway.proxy.client_watch import ClientWatch
 from tollway.proxy.estimate import Demand, demand_for
-from tollway.proxy.exchange import Exchange
+from tollway.proxy.exchange import Exchange, LocalExchange
 from tollway.proxy.exchanges import exchange_for
 from tollway.proxy.metering import StreamMeter, cutoff_events
 from tollway.proxy.outcome import Outcome, OutcomeSink
@@ -44,7 +44,7 @@ from tollway.proxy.targets import Target, TargetResolver
 from tollway.proxy.upstream import RETRIABLE, call_upstream, read_whole
 from tollway.proxy.worst_case import analyse, with_cap
 from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
-from tollway.usage import Usage
+from tollway.usage import ZERO_USAGE, Usage
 
 # What translating a body of an unexpected shape raises, beyond TranslationError.
 _MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
@@ -88,7 +88,8 @@ class Proxy:
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
-    async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send) -> Outcome:
+        """Serve one request; the outcome (also handed to the sink) says what became of it."""
         started = time.perf_counter()
         outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, int(time.time() * 1000))
         try:
@@ -98,7 +99,7 @@ class Proxy:
             await self._serve(request, presented_key(scope), receive, send, outcome)
         except GatewayError as err:
             outcome.status, outcome.error = err.status, err.message
-            await respond_error(send, err, anthropic=api is Api.MESSAGES)
+            await respond_error(send, err, anthropic=api.anthropic_shaped)
         except ClientGone:
             outcome.status, outcome.error = 499, "client closed the connection"
         except asyncio.CancelledError:
@@ -108,10 +109,11 @@ class Proxy:
             if outcome.status != _CUT_AT_SHUTDOWN:
                 outcome.status, outcome.error = 503, "cut at server shutdown"
                 with contextlib.suppress(Exception):  # a response may have begun already
-                    await respond_error(send, shutting_down(), anthropic=api is Api.MESSAGES)
+                    await respond_error(send, shutting_down(), anthropic=api.anthropic_shaped)
         finally:
             outcome.latency_ms = (time.perf_counter() - started) * 1000
             self._sink.record(outcome)
+        return outcome
 
     async def _serve(self, request: ClientRequest, key_value: str | None, receive: Receive, send: Send, outcome: Outcome) -> None:
         snapshot = self._snapshot()
@@ -198,6 +200,11 @@ class Proxy:
                        send: Send, outcome: Outcome) -> _Failure | None:
         """Send to one target; None when a response was relayed, else the failure."""
         target, provider, exchange, demand = upstream.target, upstream.provider, upstream.exchange, upstream.demand
+        if isinstance(exchange, LocalExchange):  # answered by the gateway itself; nothing to charge
+            local = admission.headers + [(b"x-request-id", outcome.request_id.encode())] + exchange.headers
+            await respond(send, 200, exchange.answer(request), JSON_HEADERS + local)
+            await self._charge(ZERO_USAGE, provider, target, admission, outcome)
+            return None
         estimate = (demand.prompt_estimate, demand(demand.cap)[0] - demand.prompt_estimate)
         try:
             upstream_key = provider.pick_key(target.model, admission.allowed_provider_keys)
@@ -288,7 +295,7 @@ class Proxy:
     async def _deny(self, request: ClientRequest, denial: Denial, send: Send, outcome: Outcome) -> None:
         outcome.status, outcome.decision = denial.decision.status, denial.decision.value
         outcome.denied_scope, outcome.error = denial.scope, denial.message
-        body = error_body(denial, anthropic=request.api is Api.MESSAGES)
+        body = error_body(denial, anthropic=request.api.anthropic_shaped)
         await respond(send, denial.decision.status, body, JSON_HEADERS + denial_headers(denial))
 
 
@@ -304,4 +311,4 @@ class _Upstream:
 
 
 def _error_body(error: GatewayError, api: Api) -> bytes:
-    return error.anthropic_body() if api is Api.MESSAGES else error.openai_body()
+    return error.anthropic_body() if api.anthropic_shaped else error.openai_body()

@@ -12,7 +12,8 @@ from tollway.governance.names import BadModelName, canonical_model
 from tollway.providers.client import Api
 from tollway.proxy.worst_case import MAX_OUTPUT_CAP
 
-_REQUIRED = {Api.CHAT: "messages", Api.COMPLETIONS: "prompt", Api.EMBEDDINGS: "input", Api.MESSAGES: "messages"}
+_REQUIRED = {Api.CHAT: "messages", Api.COMPLETIONS: "prompt", Api.EMBEDDINGS: "input", Api.MESSAGES: "messages",
+             Api.COUNT_TOKENS: "messages"}  # Responses: `input` may be left out (a stored prompt, a previous response)
 
 
 @dataclass(slots=True)
@@ -43,11 +44,13 @@ def parse_request(api: Api, raw: bytes) -> ClientRequest:
         model = canonical_model(model)
     except BadModelName as exc:
         raise bad_request(str(exc), "model") from None
-    field = _REQUIRED[api]
-    if field not in body:
+    field = _REQUIRED.get(api)
+    if field is not None and field not in body:
         raise bad_request(f"missing required field '{field}'", field)
-    if api in (Api.CHAT, Api.MESSAGES):
-        _check_messages(body[field])
+    if api in (Api.CHAT, Api.MESSAGES, Api.COUNT_TOKENS):
+        _check_messages(body["messages"])
+    elif api in (Api.RESPONSES, Api.RESPONSES_INPUT_TOKENS) and not isinstance(body.get("input", ""), (str, list)):
+        raise bad_request("'input' must be a string or an array of input items", "input")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request("'stream' must be true or false", "stream")
@@ -85,7 +88,7 @@ def _check_cap_fields(api: Api, body: dict[str, Any]) -> None:
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens"):
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):  # the last: Responses API
         value = body.get(name)
         if value is None:
             continue

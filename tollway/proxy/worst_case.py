@@ -57,7 +57,7 @@ _NOT_PROMPT = frozenset({
 MAX_OUTPUT_CAP = 1_000_000_000
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 _CAP_FIELDS = {Api.CHAT: ("max_completion_tokens", "max_tokens"), Api.COMPLETIONS: ("max_tokens",),
-               Api.MESSAGES: ("max_tokens",), Api.EMBEDDINGS: ()}
+               Api.MESSAGES: ("max_tokens",), Api.EMBEDDINGS: (), Api.RESPONSES: ("max_output_tokens",)}
 
 
 @dataclass(slots=True)
@@ -89,6 +89,10 @@ def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
         return _messages(body)
     if api is Api.COMPLETIONS:
         return _completions(body)
+    if api is Api.RESPONSES:
+        return _responses(body)
+    if api is Api.COUNT_TOKENS or api is Api.RESPONSES_INPUT_TOKENS:  # counted, never generated or charged
+        return WorstCase(0, 1, 0, None)
     items = body.get("input")
     return WorstCase(_items_bound(items) + _rest(body), 1, 0, None, token_ids=_token_ids(items))
 
@@ -135,6 +139,15 @@ def _messages(body: dict[str, Any]) -> WorstCase:
     if body.get("tool_choice") is not None:
         prompt += _bound(body["tool_choice"], 0)
     return WorstCase(prompt, 1, cap, "max_tokens" if cap is not None else None)
+
+
+def _responses(body: dict[str, Any]) -> WorstCase:
+    """The Responses API: ``input`` items, ``instructions`` and tools (counted by `_rest`),
+    one generation capped by ``max_output_tokens`` (reasoning included)."""
+    items = body.get("input")
+    cap = _positive(body, "max_output_tokens") if body.get("max_output_tokens") is not None else None
+    return WorstCase(_items_bound(items) + _rest(body) + REPLY_PRIMING_TOKENS, 1, cap,
+                     "max_output_tokens" if cap is not None else None, token_ids=_token_ids(items))
 
 
 def _completions(body: dict[str, Any]) -> WorstCase:

@@ -12,6 +12,7 @@ from tollway.config import Settings
 from tollway.providers.client import Api
 from tollway.errors import GatewayError
 from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, replay, respond, respond_error
+from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
 from tollway.server.models_route import ModelsRoute
 from tollway.server.runtime import Runtime
 
@@ -30,6 +31,9 @@ class Gateway:
             ("POST", "/v1/completions"): self._proxy(Api.COMPLETIONS),
             ("POST", "/v1/embeddings"): self._proxy(Api.EMBEDDINGS),
             ("POST", "/v1/messages"): self._proxy(Api.MESSAGES),
+            ("POST", "/v1/messages/count_tokens"): self._proxy(Api.COUNT_TOKENS),
+            ("POST", "/v1/responses"): self._responses,
+            ("POST", "/v1/responses/input_tokens"): self._proxy(Api.RESPONSES_INPUT_TOKENS),
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", "/health"): self._health,
@@ -45,6 +49,8 @@ class Gateway:
                 await handler(scope, receive, send)
             elif scope["method"] == "GET" and ModelsRoute.matches(path):
                 await self.runtime.models.retrieve(scope, send)
+            elif path.startswith(RESPONSES_PREFIX):
+                await self.runtime.responses.stored(scope, receive, send)
             elif path.startswith("/api") and self.runtime.management is not None:
                 await self._management(scope, receive, send)
             elif (path == "/ui" or path.startswith("/ui/")) and self.runtime.ui is not None:
@@ -59,6 +65,9 @@ class Gateway:
             await self.runtime.proxy.handle(api, scope, receive, send)
 
         return handle
+
+    async def _responses(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.runtime.responses.create(scope, receive, send)
 
     async def _management(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The management API, with its body read first within ``max_body_bytes``: FastAPI
@@ -82,7 +91,8 @@ class Gateway:
         in the error shape of the client's API."""
         method, path = scope["method"], scope["path"]
         allowed = sorted(m for m, p in self._routes if p == path)
-        served = ", ".join(f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")) + ", GET /v1/models/{id}"
+        served = (", ".join(f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")) + ", GET /v1/models/{id}"
+                  ", GET|DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items")
         if allowed:
             error = GatewayError(405, "invalid_request_error", f"{path} does not accept {method}; it accepts "
                                  f"{', '.join(allowed)}", code="method_not_allowed",

@@ -21,6 +21,7 @@ from tollway.governance.model import Enforcement, PolicySnapshot
 from tollway.pricing import ModelPrice, PriceCatalog
 from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
+from tollway.proxy.responses_route import ResponsesRoute
 from tollway.proxy.targets import TargetResolver
 from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
 from tollway.server.metric_labels import label_sets
@@ -80,6 +81,7 @@ class Runtime:
         self.store: CounterStore
         self.enforcer: Enforcer
         self.proxy: Proxy
+        self.responses: ResponsesRoute
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
@@ -133,6 +135,9 @@ class Runtime:
             require_price=settings.require_price,
             max_body_bytes=settings.max_body_bytes,
         )
+        self.responses = ResponsesRoute(proxy=self.proxy, providers=self.providers, enforcer=self.enforcer,
+                                        snapshot=lambda: self.snapshot, sink=self.recorder,
+                                        max_body_bytes=settings.max_body_bytes)
         self.catalog = ModelCatalog(settings, self.providers)
         self.models = ModelsRoute(self.catalog, lambda: self.snapshot, settings.model_aliases)
         if settings.management_api:

@@ -96,6 +96,16 @@ class AiohttpClient:
             raise translate(exc) from exc
         return AiohttpResponse(response)
 
+    async def request(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], *,
+                      total: float | None = None) -> AiohttpResponse:
+        """Any method, the whole exchange bounded by ``total`` (the stored-response routes)."""
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._connect_timeout)
+        try:
+            response = await self.session.request(method, url, data=body, headers=headers, timeout=timeout)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate(exc) from exc
+        return AiohttpResponse(response)
+
     async def get_json(self, url: str, headers: Mapping[str, str], timeout_s: float) -> Any:
         """A small JSON document, for `ProviderClient.get_json`."""
         try:
