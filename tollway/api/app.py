@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
-from tollway.api import audit, customers, explain, logs, model_configs, providers, spend, teams, usage, virtual_keys
+from tollway.api import alerts, audit, customers, explain, logs, model_configs, providers, spend, teams, usage, virtual_keys
 from tollway.api.context import ManagedRuntime
 from tollway.api.errors import ApiError, install_error_handlers
 from tollway.api.responses import ErrorBody
@@ -73,7 +73,7 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     guarded = [Depends(require_admin)]
-    for module in (virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain):
+    for module in (virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain, alerts):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)

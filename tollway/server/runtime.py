@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from tollway.alerts.delivery import Dispatcher
+from tollway.alerts.monitor import AlertMonitor
 from tollway.api.app import create_management_app
 from tollway.config import Settings
 from tollway.governance.counters.base import CounterStore
@@ -80,6 +82,7 @@ class Runtime:
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
+        self.alerts: AlertMonitor | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -132,6 +135,11 @@ class Runtime:
             asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy, "policy-refresh"),
                                 name="policy-refresh"),
         ]
+        self.alerts = AlertMonitor(settings.alerts, self.db, self.store, lambda: self.snapshot, self.clock_ms,
+                                   Dispatcher(self.db, settings.alerts, self.clock_ms))
+        await self.alerts.start()
+        self._tasks.append(asyncio.create_task(self._every(self.alerts.interval_s, self.alerts.tick, "alerts"),
+                                               name="alerts"))
         if settings.request_log_retention:
             self._tasks.append(asyncio.create_task(
                 # First a minute after start: a gateway restarted more often than hourly still prunes.
@@ -151,6 +159,8 @@ class Runtime:
             await self.flush_usage()
         except Exception:  # noqa: BLE001 - shutting down: report and carry on closing
             log.exception("final usage flush failed")
+        if self.alerts is not None:
+            await self.alerts.close()
         if self.log_writer is not None:
             await self.log_writer.close()
         for provider in self.providers.values():
