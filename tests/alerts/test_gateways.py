@@ -101,7 +101,7 @@ async def test_webhooks_through_the_api_secret_shown_once(gateway, mock, receive
 
     status, listed = await api(node, "GET", "/api/alerts/webhooks")
     assert status == 200 and listed["count"] == 3
-    assert [(w["id"], w["source"]) for w in listed["webhooks"]][0] == ("config-0", "config")
+    assert (listed["webhooks"][0]["id"], listed["webhooks"][0]["source"]) == ("config-0", "config")
     assert all(w["secret"] is None for w in listed["webhooks"])
     status, one = await api(node, "GET", f"/api/alerts/webhooks/{webhook['id']}")
     assert status == 200 and one["webhook"]["secret"] is None and one["webhook"]["name"] == "ops"

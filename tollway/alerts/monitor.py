@@ -12,17 +12,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from tollway.alerts.config import FORECAST_EXHAUSTION, THRESHOLD_CROSSED, AlertsConfig
 from tollway.alerts.delivery import Dispatcher
 from tollway.alerts.detect import Alert, UsageHistory, crossed_thresholds, forecast_exhaustion
 from tollway.alerts.payload import alert_body
-from tollway.alerts.records import api_targets, claim, config_targets
+from tollway.alerts.records import Target, api_targets, claim, config_targets
 from tollway.governance.counters.base import CounterReading, CounterStore
 from tollway.governance.durations import next_reset_ms, parse_duration
 from tollway.governance.engine import LimitCheck, Plan, acquire_ops
 from tollway.governance.inventory import snapshot_checks
 from tollway.governance.model import PolicySnapshot
-from tollway.store.database import Database
+from tollway.store.database import Database, DatabaseUnavailable
 from tollway.store.usage import ms_to_datetime
 
 DEFAULT_MIN_SPAN_MS = 5 * 60_000  # a forecast from less than 5 minutes of history is noise
@@ -43,6 +45,7 @@ class AlertMonitor:
         self.forecast_min_span_ms = forecast_min_span_ms
         self.history = UsageHistory()
         self._config_targets = config_targets(config)
+        self._last_api_targets: list[Target] = []
         self._checks: tuple[int, list[tuple[LimitCheck, str | None]]] = (-1, [])
         # counter -> (window start, the (event, threshold) pairs known claimed in it): spares
         # the database a claim that is already decided, and forgets a window when it ends.
@@ -61,7 +64,7 @@ class AlertMonitor:
 
     async def tick(self) -> int:
         """One look at every limit; returns how many deliveries this node queued."""
-        targets = self._config_targets + await api_targets(self.db)
+        targets = self._config_targets + await self._api_targets()
         if not targets:
             return 0  # nobody to tell: no reads, no claims (a webhook added later sees the state then)
         checks = self._current_checks()
@@ -82,6 +85,16 @@ class AlertMonitor:
         for delivery in deliveries:
             self.dispatcher.submit(delivery)
         return len(deliveries)
+
+    async def _api_targets(self) -> list[Target]:
+        """The API's webhooks; while the database is unreachable, the last ones read. A
+        gateway without webhooks so stays quiet through an outage; one with webhooks fails
+        at the claim, once something was crossed (claims need the database)."""
+        try:
+            self._last_api_targets = await api_targets(self.db)
+        except (DBAPIError, OSError, DatabaseUnavailable):
+            pass
+        return self._last_api_targets
 
     def _forget_deleted(self, checks: list[tuple[LimitCheck, str | None]]) -> None:
         if len(self._known) > len(checks):
