@@ -118,7 +118,7 @@ async def test_forecast_says_when_the_budget_runs_out_at_the_last_hours_rate(
     assert body["event"] == "forecast_exhaustion" and body["kind"] == "budget"
     assert body["exhausted_at"] == "2026-12-01T13:30:00Z" and body["reset_at"] == "2026-12-02T09:00:00Z"
     assert body["rate_per_hour"] == pytest.approx(2)
-    assert "At the last hour's rate the budget of virtual_key search service (vk-search) runs out in 3 h 30 min" \
+    assert "At the last hour's rate the budget of virtual key search service (vk-search) runs out in 3 h 30 min" \
         in body["message"]
     clock.ms += MINUTE
     await set_usage(store, BUDGET, f.nano(3.1))
@@ -145,7 +145,7 @@ async def test_events_filter_and_slack_format(monitors: MonitorFactory, receiver
     [slack] = await receiver.wait_for("/slack", 1)
     assert slack.signed_with(SECRET)
     assert set(slack.json) == {"text"}
-    assert "virtual_key search service (vk-search) crossed 80%: 8 of 10 requests used" in slack.json["text"]
+    assert "virtual key search service (vk-search) crossed 80%: 8 of 10 requests used" in slack.json["text"]
     assert receiver.at("/forecasts-only") == []
 
 
@@ -206,5 +206,5 @@ async def test_without_webhooks_nothing_is_read_or_claimed(monitors: MonitorFact
 def test_message_wording_of_a_request_limit() -> None:
     check = next(c for c, _ in snapshot_checks(SNAPSHOT) if c.counter == REQUESTS)
     alert = Alert("threshold_crossed", check, None, CounterReading(5, 0, T0), T0 + 60 * MINUTE, 0.5)
-    assert message(alert, T0) == ("The request limit of virtual_key search service (vk-search) crossed 50%: "
+    assert message(alert, T0) == ("The request limit of virtual key search service (vk-search) crossed 50%: "
                                   "5 of 10 requests used; it resets at 2026-12-01T10:00:00Z.")

@@ -44,7 +44,7 @@ def alert_body(alert: Alert, alert_id: str, now_ms: int) -> dict[str, Any]:
 def message(alert: Alert, now_ms: int) -> str:
     """One sentence for people: the Slack text, and ``message`` in the JSON body."""
     check, reading = alert.check, alert.reading
-    what = f"the {_NOUNS[check.kind]} of {check.scope.level.value} {check.scope.name or check.scope.id}"
+    what = f"the {_NOUNS[check.kind]} of {check.scope.level.value.replace('_', ' ')} {check.scope.name or check.scope.id}"
     if check.scope.name and check.scope.name != check.scope.id:
         what += f" ({check.scope.id})"
     share = _shown(check.kind, reading.used + reading.reserved, check.limit)
