@@ -208,3 +208,21 @@ def test_message_wording_of_a_request_limit() -> None:
     alert = Alert("threshold_crossed", check, None, CounterReading(5, 0, T0), T0 + 60 * MINUTE, 0.5)
     assert message(alert, T0) == ("The request limit of virtual key search service (vk-search) crossed 50%: "
                                   "5 of 10 requests used; it resets at 2026-12-01T10:00:00Z.")
+
+
+async def test_an_idle_receiver_lane_ends_and_a_later_delivery_starts_a_new_one(
+        monitors: MonitorFactory, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tollway.alerts.delivery._IDLE_S", 0.05)
+    store, clock = MemoryCounterStore(), Clock(T0 + MINUTE)
+    monitor = await monitors(SNAPSHOT, store, clock, webhooks=[hook(receiver)])
+    await set_usage(store, REQUESTS, 5)
+    await monitor.tick()
+    await receiver.wait_for("/hook", 1)
+    for _ in range(100):
+        if not monitor.dispatcher._lanes:
+            break
+        await asyncio.sleep(0.02)
+    assert monitor.dispatcher._lanes == {}  # its workers ended
+    await set_usage(store, REQUESTS, 8)
+    await monitor.tick()
+    assert [r.json["threshold"] for r in await receiver.wait_for("/hook", 2)] == [0.5, 0.8]

@@ -23,6 +23,7 @@ from tollway.store.usage import ms_to_datetime
 log = logging.getLogger(__name__)
 _RETRIED_STATUSES = frozenset({408, 425, 429})  # and every 5xx; other 4xx will not change on a retry
 _ERROR_CHARS = 500
+_IDLE_S = 300.0
 
 
 @dataclass(slots=True)
@@ -38,7 +39,7 @@ class _Lane:
     lane, never another's."""
 
     queue: asyncio.Queue[_Job]
-    workers: list[asyncio.Task]
+    workers: list[asyncio.Task[None]]
 
 
 class Dispatcher:
@@ -54,7 +55,7 @@ class Dispatcher:
         self.timeout_s = (parse_duration(config.timeout).fixed_ms or 5_000) / 1000
         self._lanes: dict[str, _Lane] = {}
         self._timers: set[asyncio.TimerHandle] = set()
-        self._records: set[asyncio.Task] = set()
+        self._records: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self.dropped = 0
 
@@ -64,7 +65,7 @@ class Dispatcher:
     async def close(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        workers = [worker for lane in self._lanes.values() for worker in lane.workers]
+        workers = [worker for lane in list(self._lanes.values()) for worker in list(lane.workers)]
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
@@ -85,10 +86,9 @@ class Dispatcher:
     def _lane(self, url: str) -> _Lane:
         lane = self._lanes.get(url)
         if lane is None:
-            queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=self.config.queue_size)
-            workers = [asyncio.create_task(self._work(queue), name=f"alert-delivery-{len(self._lanes)}-{index}")
-                       for index in range(self.config.concurrency)]
-            lane = self._lanes[url] = _Lane(queue, workers)
+            lane = self._lanes[url] = _Lane(asyncio.Queue(maxsize=self.config.queue_size), [])
+            lane.workers += [asyncio.create_task(self._work(url, lane), name=f"alert-delivery-{index}")
+                             for index in range(self.config.concurrency)]
         return lane
 
     def _enqueue(self, job: _Job) -> None:
@@ -103,15 +103,29 @@ class Dispatcher:
             task.add_done_callback(self._records.discard)
             self._records.add(task)  # a strong reference until done: asyncio keeps only weak ones
 
-    async def _work(self, queue: asyncio.Queue[_Job]) -> None:
-        while True:
-            job = await queue.get()
-            try:
-                await self._attempt(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one delivery's surprise must not stop the worker
-                log.exception("alert delivery to %s failed unexpectedly", job.delivery.target.url)
+    async def _work(self, url: str, lane: _Lane) -> None:
+        """Deliver the lane's jobs; a lane idle for ``_IDLE_S`` ends (receivers come and go
+        through the API), and the next delivery to that URL starts a new one."""
+        try:
+            while True:
+                try:
+                    job = await asyncio.wait_for(lane.queue.get(), _IDLE_S)
+                except TimeoutError:
+                    if lane.queue.empty():
+                        return
+                    continue
+                try:
+                    await self._attempt(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one delivery's surprise must not stop the worker
+                    log.exception("alert delivery to %s failed unexpectedly", job.delivery.target.url)
+        finally:
+            current = asyncio.current_task()
+            if current in lane.workers:
+                lane.workers.remove(current)
+            if not lane.workers and self._lanes.get(url) is lane:
+                del self._lanes[url]  # no await since the queue was seen empty: nothing was added
 
     async def _attempt(self, job: _Job) -> None:
         assert self._session is not None

@@ -138,6 +138,11 @@ class Runtime:
         self.alerts = AlertMonitor(settings.alerts, self.db, self.store, lambda: self.snapshot, self.clock_ms,
                                    Dispatcher(self.db, settings.alerts, self.clock_ms))
         await self.alerts.start()
+        dispatcher = self.alerts.dispatcher
+        self.metrics.gauge("tollway_alert_deliveries_pending", "Alert deliveries queued or waiting for a retry",
+                           lambda: dispatcher.pending)
+        self.metrics.gauge("tollway_alert_deliveries_dropped", "Alert deliveries dropped (a receiver's queue was full)",
+                           lambda: dispatcher.dropped)
         self._tasks.append(asyncio.create_task(self._every(self.alerts.interval_s, self.alerts.tick, "alerts"),
                                                name="alerts"))
         if settings.request_log_retention:
