@@ -226,3 +226,17 @@ async def test_an_idle_receiver_lane_ends_and_a_later_delivery_starts_a_new_one(
     await set_usage(store, REQUESTS, 8)
     await monitor.tick()
     assert [r.json["threshold"] for r in await receiver.wait_for("/hook", 2)] == [0.5, 0.8]
+
+
+async def test_reservations_left_over_from_an_expired_window_do_not_alert_every_tick(
+        monitors: MonitorFactory, receiver: WebhookReceiver) -> None:
+    store, clock = MemoryCounterStore(), Clock(T0 + MINUTE)
+    monitor = await monitors(SNAPSHOT, store, clock, webhooks=[hook(receiver)])
+    await set_usage(store, REQUESTS, 0)
+    check = next(c for c, _ in snapshot_checks(SNAPSHOT) if c.counter == REQUESTS)
+    await store.acquire(acquire_ops(Plan((check,), (6,)), clock.ms))  # six long requests in flight
+    assert await monitor.tick() == 1
+    for minutes in (61, 62, 63):  # the window expired; the six still run
+        clock.ms = T0 + minutes * MINUTE
+        assert await monitor.tick() == 0
+    assert len(await receiver.wait_for("/hook", 1)) == 1

@@ -74,7 +74,11 @@ class AlertMonitor:
         ops = acquire_ops(Plan(tuple(check for check, _ in checks), (0,) * len(checks)), now)
         readings = await self.store.read(ops)
         found: list[Alert] = []
-        for (check, parent), reading in zip(checks, readings, strict=True):
+        for (check, parent), op, reading in zip(checks, ops, readings, strict=True):
+            if check.rolling_ms is not None and reading.last_reset_ms == op.reset_to_ms:
+                # Nothing counted in a current window yet (absent, or expired with requests of the
+                # last one still in flight): the reading's window start is "now", new every tick.
+                continue
             found += self._detect(check, parent, reading, now)
         self._forget_deleted(checks)
         if not found:
