@@ -75,7 +75,7 @@ class AlertMonitor:
         readings = await self.store.read(ops)
         found: list[Alert] = []
         for (check, parent), op, reading in zip(checks, ops, readings, strict=True):
-            if check.rolling_ms is not None and reading.last_reset_ms == op.reset_to_ms:
+            if check.rolling_ms is not None and reading.last_reset_ms == op.reset_to_ms and not reading.used:
                 # Nothing counted in a current window yet (absent, or expired with requests of the
                 # last one still in flight): the reading's window start is "now", new every tick.
                 continue
