@@ -26,14 +26,17 @@ _REQUESTS_PERIOD = typer.Option("1m", "--requests-period")
 _TOKENS = typer.Option(None, "--tokens", help="Token limit.")
 _TOKENS_PERIOD = typer.Option("1h", "--tokens-period")
 
+# Who manages each entity: "config" ones are changed in the config file, not here (409).
+_MANAGED = ("MANAGED BY", lambda e: e.get("managed_by"))
 _KEY_COLUMNS = [
     ("ID", lambda k: k["id"]), ("NAME", lambda k: k["name"]), ("KEY", lambda k: k.get("value") or f"{k['value_prefix']}…"),
     ("ACTIVE", lambda k: k["is_active"]), ("TEAM", lambda k: k.get("team_id")), ("CUSTOMER", lambda k: k.get("customer_id")),
-    ("BUDGET", budget_text), ("RATE LIMIT", rate_text),
+    ("BUDGET", budget_text), ("RATE LIMIT", rate_text), _MANAGED,
 ]
 _TEAM_COLUMNS = [("ID", lambda t: t["id"]), ("NAME", lambda t: t["name"]), ("CUSTOMER", lambda t: t.get("customer_id")),
-                 ("BUDGET", budget_text), ("RATE LIMIT", rate_text)]
-_CUSTOMER_COLUMNS = [("ID", lambda c: c["id"]), ("NAME", lambda c: c["name"]), ("BUDGET", budget_text), ("RATE LIMIT", rate_text)]
+                 ("BUDGET", budget_text), ("RATE LIMIT", rate_text), _MANAGED]
+_CUSTOMER_COLUMNS = [("ID", lambda c: c["id"]), ("NAME", lambda c: c["name"]), ("BUDGET", budget_text), ("RATE LIMIT", rate_text),
+                     _MANAGED]
 
 
 def entity_app(noun: str, path: str, single: str, plural: str, columns: list) -> typer.Typer:
@@ -58,7 +61,8 @@ def entity_app(noun: str, path: str, single: str, plural: str, columns: list) ->
     def delete(entity_id: str, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption,
                cascade: bool = typer.Option(False, help="Also delete what belongs to it."),
                yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
-        """Delete one (and its own budget and rate limit)."""
+        """Delete one (its budget and rate limit are retained with their usage). Those the
+        config file manages are refused: remove them from the file instead."""
         if not yes:
             typer.confirm(f"Delete {noun} {entity_id!r}?", abort=True)
         api = client(url, token)

@@ -13,10 +13,15 @@ from tests.api.support import ADMIN_TOKEN, MockThread, gateway_config, unique
 from tests.support.gateway import RunningGateway, start_gateway
 from tollway.cli import app
 
+FILE_VK = "tw-cli-from-the-file-0123456789"
+
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> Iterator[RunningGateway]:
-    running = start_gateway(gateway_config(f"sqlite:///{tmp_path_factory.mktemp('cli')}/tollway.db", upstream.url))
+    governance = {"teams": [{"id": "file-team", "name": "From the file"}],
+                  "virtual_keys": [{"id": "vk-from-file", "name": "file key", "value": FILE_VK, "team_id": "file-team"}]}
+    running = start_gateway(gateway_config(f"sqlite:///{tmp_path_factory.mktemp('cli')}/tollway.db", upstream.url,
+                                           governance=governance))
     yield running
     running.stop()
 
@@ -74,3 +79,20 @@ def test_errors_are_reported_with_their_status(tollway, monkeypatch: pytest.Monk
     monkeypatch.setenv("TOLLWAY_ADMIN_TOKEN", ADMIN_TOKEN)
     output = tollway("teams", "create", "--name", "Bad", "--budget", "-3", code=1)
     assert "422" in output and "max_limit" in output
+
+
+def test_the_cli_shows_who_manages_each_entity_and_passes_on_the_refusal(tollway) -> None:
+    listed = tollway("keys", "list")
+    header = listed.splitlines()[0]
+    assert header.rstrip().endswith("MANAGED BY")
+    [row] = [line for line in listed.splitlines() if line.startswith("vk-from-file")]
+    assert row.rstrip().endswith("config")
+    made = json.loads(tollway("keys", "create", "--name", "made here", "--json"))["virtual_key"]
+    assert made["managed_by"] == "api"
+    assert tollway("keys", "show", made["id"]).splitlines()[1].rstrip().endswith("api")
+
+    for command in (("keys", "block", "vk-from-file"), ("keys", "delete", "vk-from-file", "--yes"),
+                    ("teams", "delete", "file-team", "--yes", "--cascade")):
+        refused = tollway(*command, code=1)
+        assert "error (409)" in refused and "is managed by the config file" in refused, refused
+    assert "yes" in tollway("keys", "show", "vk-from-file").splitlines()[1]  # still active, still there

@@ -10,15 +10,20 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from tests.store.example import SEARCH_VK, example_raw, settings, sha256
 from tollway.governance.counters.base import CounterState
+from tollway.governance.model import in_flight_counter
 from tollway.store.bootstrap import BootstrapError, apply_config
 from tollway.store.database import Database
+from tollway.store.entities import EntityWriter
+from tollway.store.snapshot import load_snapshot
 from tollway.store.tables import (
     AuditEntry,
     Base,
     Budget,
+    ConcurrencyLimit,
     Customer,
     ModelConfig,
     Provider,
@@ -33,7 +38,7 @@ from tollway.store.version import config_version
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 T1 = T0 + timedelta(hours=1)
 CONFIG_TABLES = ("budgets", "rate_limits", "customers", "teams", "virtual_keys", "vk_provider_configs",
-                 "providers", "model_configs", "audit_log", "config_version")
+                 "providers", "model_configs", "audit_log", "config_version", "retired_key_values")
 
 
 async def _dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
@@ -131,7 +136,7 @@ async def test_changed_limits_are_updated_and_usage_is_kept(db: Database) -> Non
                            "rate_limit.request_max_limit": 90}
 
 
-async def test_a_budget_set_to_null_in_the_file_is_deleted_and_an_unstated_one_is_kept(db: Database) -> None:
+async def test_a_budget_the_file_drops_or_leaves_out_is_removed_and_retained_with_its_usage(db: Database) -> None:
     await apply_config(db, settings(), now=T0)
     team = await _get(db, Team, "search")
     key = await _get(db, VirtualKey, "vk-search")
@@ -139,16 +144,17 @@ async def test_a_budget_set_to_null_in_the_file_is_deleted_and_an_unstated_one_i
     raw = example_raw()
     raw["governance"]["teams"][0]["budget"] = None
     raw["governance"]["virtual_keys"][0]["rate_limit"] = None
-    del raw["governance"]["customers"][0]["budget"]  # not stated: the stored one stays (the API may own it)
+    del raw["governance"]["customers"][0]["budget"]  # the file is the truth: not stated means none
 
     await apply_config(db, settings(raw), now=T1)
 
     assert (await _get(db, Team, "search")).budget_id is None
-    assert await _get(db, Budget, team.budget_id) is None
+    assert (await _get(db, Budget, team.budget_id)).retained_for == "team/search"
     assert (await _get(db, VirtualKey, "vk-search")).rate_limit_id is None
-    assert await _get(db, RateLimit, key.rate_limit_id) is None
-    assert (await _get(db, Customer, "acme")).budget_id == customer.budget_id
-    assert await _count(db, Budget) == 4
+    assert (await _get(db, RateLimit, key.rate_limit_id)).retained_for == "virtual_key/vk-search"
+    assert (await _get(db, Customer, "acme")).budget_id is None
+    assert (await _get(db, Budget, customer.budget_id)).retained_for == "customer/acme"
+    assert await _count(db, Budget) == 5  # usage rows are never deleted
 
 
 async def test_provider_configs_follow_the_file(db: Database) -> None:
@@ -167,7 +173,7 @@ async def test_provider_configs_follow_the_file(db: Database) -> None:
         config = (await session.scalars(select(VKProviderConfig))).one()
     assert (config.provider, config.weight, config.allowed_models) == ("openai", 2.0, ["gpt-4o"])
     assert config.budget_id is not None and config.rate_limit_id is None
-    assert await _get(db, RateLimit, local.rate_limit_id) is None
+    assert (await _get(db, RateLimit, local.rate_limit_id)).retained_for == "virtual_key/vk-search/provider/local"
 
 
 async def test_a_key_without_value_gets_one_generated_only_when_created(db: Database) -> None:
@@ -197,17 +203,20 @@ async def test_a_changed_value_in_the_file_replaces_the_stored_hash(db: Database
     assert await config_version(db) == 2
 
 
-async def test_entities_missing_from_the_file_are_kept(db: Database) -> None:
+async def test_api_managed_entities_are_kept_and_config_managed_ones_the_file_drops_are_deleted(db: Database) -> None:
     await apply_config(db, settings(), now=T0)
     async with db.session() as session:
         session.add(Customer(id="made-by-api", name="API", budget=Budget(max_limit=Decimal(5), reset_duration="1d")))
     raw = example_raw()
-    raw["governance"]["model_configs"].pop()
+    dropped = raw["governance"]["model_configs"].pop()
 
     await apply_config(db, settings(raw), now=T1)
 
     assert (await _get(db, Customer, "made-by-api")).budget_id is not None
-    assert await _count(db, ModelConfig) == 2
+    assert await _count(db, ModelConfig) == 1
+    async with db.session() as session:
+        retained = (await session.scalars(select(Budget).where(Budget.retained_for.is_not(None)))).one()
+    assert retained.retained_for == f"model_config/*/{dropped['model_name']}"
 
 
 async def test_a_value_already_used_by_another_key_is_rejected_and_nothing_is_written(db: Database) -> None:
@@ -219,21 +228,29 @@ async def test_a_value_already_used_by_another_key_is_rejected_and_nothing_is_wr
     assert await config_version(db) == 0
 
 
-async def test_deleting_an_owner_deletes_its_budgets_and_rate_limits(db: Database) -> None:
+async def test_deleting_an_owner_retains_its_budgets_and_rate_limits(db: Database) -> None:
     await apply_config(db, settings(), now=T0)
+
+    def delete_key(session: Session) -> None:
+        key = session.get(VirtualKey, "vk-search")
+        EntityWriter(session, T1, "test").delete(key, "virtual_key", key.id, {})
+
     async with db.session() as session:
-        key = await session.get(VirtualKey, "vk-search")
-        await session.delete(key)
+        await session.run_sync(delete_key)
     assert await _count(db, VKProviderConfig) == 0
-    assert await _count(db, Budget) == 4  # the key's
-    assert await _count(db, RateLimit) == 2  # the key's and its provider config's
+    assert await _count(db, Budget) == 5 and await _count(db, RateLimit) == 4  # usage rows stay
     async with db.session() as session:
-        orphans = await session.scalar(sa.text(
-            "SELECT count(*) FROM budgets WHERE id NOT IN (SELECT budget_id FROM customers WHERE budget_id IS NOT NULL "
+        retained = sorted(await session.scalars(sa.text(
+            "SELECT retained_for FROM budgets WHERE retained_for IS NOT NULL UNION ALL "
+            "SELECT retained_for FROM rate_limits WHERE retained_for IS NOT NULL")))
+        unowned = await session.scalar(sa.text(
+            "SELECT count(*) FROM budgets WHERE retained_for IS NULL AND id NOT IN ("
+            "SELECT budget_id FROM customers WHERE budget_id IS NOT NULL "
             "UNION SELECT budget_id FROM teams WHERE budget_id IS NOT NULL "
             "UNION SELECT budget_id FROM providers WHERE budget_id IS NOT NULL "
             "UNION SELECT budget_id FROM model_configs WHERE budget_id IS NOT NULL)"))
-    assert orphans == 0
+    assert retained == ["virtual_key/vk-search", "virtual_key/vk-search", "virtual_key/vk-search/provider/local"]
+    assert unowned == 0
 
 
 async def test_nodes_bootstrapping_at_the_same_time_wait_for_each_other(db: Database) -> None:
@@ -247,3 +264,54 @@ async def test_nodes_bootstrapping_at_the_same_time_wait_for_each_other(db: Data
     assert sorted(len(generated) for generated in results) == [0, 1]  # generated once, by the first
     assert await _count(db, Customer) == await _count(db, VirtualKey) == 1
     assert await config_version(db) == 1
+
+
+async def test_concurrency_limits_from_the_file_reach_the_snapshot_and_follow_the_file(db: Database) -> None:
+    raw = example_raw()
+    raw["providers"]["openai"]["concurrency"] = {"max_in_flight": 100}
+    gov = raw["governance"]
+    gov["customers"][0]["concurrency"] = {"max_in_flight": 50}
+    gov["teams"][0]["concurrency"] = {"max_in_flight": 20, "queue_timeout_ms": 500}
+    gov["virtual_keys"][0]["concurrency"] = {"max_in_flight": 5, "queue_timeout_ms": 2000}
+    gov["virtual_keys"][0]["provider_configs"][0]["concurrency"] = {"max_in_flight": 3}
+    gov["model_configs"][0]["concurrency"] = {"max_in_flight": 8}
+    await apply_config(db, settings(raw), now=T0)
+    assert await apply_config(db, settings(raw), now=T1) == [] and await config_version(db) == 1  # idempotent
+
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    key = snap.keys_by_hash[sha256(SEARCH_VK)]
+    limits = {
+        "provider": snap.providers["openai"].concurrency, "customer": snap.customers["acme"].concurrency,
+        "team": snap.teams["search"].limits.concurrency, "key": key.limits.concurrency,
+        "provider config": key.provider_configs["local"].limits.concurrency,
+        "model": snap.model_configs[("gpt-4o-mini", "local")].concurrency,
+    }
+    assert {name: (c.max_in_flight, c.queue_timeout_ms) for name, c in limits.items()} == {
+        "provider": (100, 0), "customer": (50, 0), "team": (20, 500), "key": (5, 2000),
+        "provider config": (3, 0), "model": (8, 0)}
+    assert snap.model_configs[("gpt-4o-mini", None)].concurrency is None
+    stored = await load_counters(db)
+    assert not any(in_flight_counter(c.id) in stored for c in limits.values())  # no usage to flush or load
+
+    gov["virtual_keys"][0]["concurrency"] = {"max_in_flight": 6}
+    gov["teams"][0]["concurrency"] = None
+    await apply_config(db, settings(raw), now=T1)
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    changed = snap.keys_by_hash[sha256(SEARCH_VK)].limits.concurrency
+    assert (changed.id, changed.max_in_flight, changed.queue_timeout_ms) == (limits["key"].id, 6, 0)
+    assert snap.teams["search"].limits.concurrency is None
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(ConcurrencyLimit)) == 5  # the team's is gone
+
+
+@pytest.mark.parametrize(("concurrency", "fragment"), [
+    ({"max_in_flight": 0}, "greater than 0"),
+    ({"max_in_flight": 5, "queue_timeout_ms": -1}, "greater than or equal to 0"),
+    ({"queue_timeout_ms": 10}, "max_in_flight"),
+])
+def test_a_bad_concurrency_limit_in_the_file_is_refused_naming_it(concurrency: dict, fragment: str) -> None:
+    raw = example_raw()
+    raw["governance"]["teams"][0]["concurrency"] = concurrency
+    with pytest.raises(Exception) as refused:
+        settings(raw)
+    assert "concurrency" in str(refused.value) and fragment in str(refused.value)

@@ -55,20 +55,19 @@ async def test_load_returns_each_budget_and_each_configured_rate_limit_side(db: 
     assert len([k for k in keys if k.startswith("rt:")]) == 1  # only the key's rate limit counts tokens
 
 
-async def test_counters_of_deleted_rows_and_unknown_kinds_are_ignored(db: Database) -> None:
+async def test_retained_limits_keep_being_saved_and_unknown_counters_are_ignored(db: Database) -> None:
     await apply_config(db, settings())
     before = await load_counters(db)
     raw = example_raw()
-    raw["governance"]["teams"][0]["budget"] = None  # stated as null: deleted
+    raw["governance"]["teams"][0]["budget"] = None  # stated as null: dropped, its row retained with its usage
     await apply_config(db, settings(raw))
-    states = {key: CounterState(7, T0_MS) for key in before}  # includes the team's deleted budget
+    states = {key: CounterState(7, T0_MS) for key in before}  # includes the team's retained budget
     states |= {"x:whatever": CounterState(1, T0_MS), "b:": CounterState(1, T0_MS), "b:no-such-id": CounterState(1, T0_MS)}
 
     await save_counters(db, states)
 
     loaded = await load_counters(db)
-    assert len(loaded) == len(before) - 1
-    assert all(state == CounterState(7, T0_MS) for state in loaded.values())
+    assert loaded == {key: CounterState(7, T0_MS) for key in before}
 
 
 async def test_saving_nothing_is_a_no_op(db: Database) -> None:

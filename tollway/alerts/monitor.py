@@ -23,7 +23,7 @@ from tollway.governance.counters.base import CounterReading, CounterStore
 from tollway.governance.durations import next_reset_ms, parse_duration
 from tollway.governance.engine import LimitCheck, Plan, acquire_ops
 from tollway.governance.inventory import snapshot_checks
-from tollway.governance.model import PolicySnapshot
+from tollway.governance.model import Kind, PolicySnapshot
 from tollway.store.database import Database, DatabaseUnavailable
 from tollway.store.usage import ms_to_datetime
 
@@ -110,7 +110,9 @@ class AlertMonitor:
     def _current_checks(self) -> list[tuple[LimitCheck, str | None]]:
         snapshot = self.snapshot()
         if self._checks[0] != snapshot.version:
-            self._checks = (snapshot.version, snapshot_checks(snapshot))
+            # Budgets and rate limits; a concurrency limit has no window to run out in.
+            self._checks = (snapshot.version, [item for item in snapshot_checks(snapshot)
+                                               if item[0].kind is not Kind.IN_FLIGHT])
         return self._checks[1]
 
     def _detect(self, check: LimitCheck, parent: str | None, reading: CounterReading, now: int) -> list[Alert]:

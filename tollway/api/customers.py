@@ -23,7 +23,8 @@ KIND = "customer"
 
 def customer_view(row: Customer, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "budget": live.budget(row.budget),
-            "rate_limit": live.rate_limit(row.rate_limit),
+            "rate_limit": live.rate_limit(row.rate_limit), "concurrency": live.concurrency(row.concurrency),
+            "managed_by": row.managed_by,
             "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 
@@ -60,7 +61,7 @@ CUSTOMERS.add_get(router, "get_customer")
 async def update_customer(customer_id: str, body: CustomerUpdate, runtime: RuntimeDep,
                           reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:
     def write(writer: ApiWriter) -> Customer:
-        row = CUSTOMERS.load(writer.session, customer_id)
+        row = CUSTOMERS.load_to_change(writer.session, customer_id)
         values = {"name": body.name} if "name" in body.model_fields_set else {}
         row, diff = writer.upsert(row, Customer, {}, values)
         update_limits(writer, row, body, diff, reset_usage=reset_usage)
@@ -79,7 +80,7 @@ async def delete_customer(customer_id: str, runtime: RuntimeDep,
 
     def write(writer: ApiWriter) -> None:
         session = writer.session
-        row = CUSTOMERS.load(session, customer_id)
+        row = CUSTOMERS.load_to_change(session, customer_id)
         teams = list(session.scalars(select(Team).where(Team.customer_id == customer_id)))
         team_ids = [team.id for team in teams]
         keys = list(session.scalars(select(VirtualKey).where(

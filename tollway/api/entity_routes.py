@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from tollway.api.context import ApiWriter, ManagedRuntime, Page, RuntimeDep, change, paginate, read, search_filter
 from tollway.api.errors import conflict, not_found
 from tollway.api.limits import LiveUsage, Which, reset_route
+from tollway.api.ownership import refuse_config_managed
 from tollway.api.responses import Message
 from tollway.store.entities import Diff
 
@@ -30,6 +31,7 @@ class _Row(Protocol):
     id: Any
     budget: Any
     rate_limit: Any
+    concurrency: Any
 
 
 RowT = TypeVar("RowT", bound=_Row)
@@ -54,7 +56,8 @@ class EntityRoutes(Generic[RowT]):
 
     @property
     def options(self) -> tuple[Any, ...]:
-        return (selectinload(self.table.budget), selectinload(self.table.rate_limit), *self.loaders)
+        return (selectinload(self.table.budget), selectinload(self.table.rate_limit),
+                selectinload(self.table.concurrency), *self.loaders)
 
     def load(self, session: Session, ident: str) -> RowT:
         """The row with id ``ident``, loaded for its view; 404 when there is none."""
@@ -62,6 +65,12 @@ class EntityRoutes(Generic[RowT]):
         row = session.scalars(statement).one_or_none()
         if row is None:
             raise not_found(self.label, ident)
+        return row
+
+    def load_to_change(self, session: Session, ident: str) -> RowT:
+        """`load`, then 409 ``managed_by_config`` when the config file manages the row."""
+        row = self.load(session, ident)
+        refuse_config_managed(row, self.label, ident)
         return row
 
     def check_new(self, session: Session, ident: str) -> None:
@@ -76,10 +85,13 @@ class EntityRoutes(Generic[RowT]):
         row, diff = writer.upsert(None, self.table, identity, values)
         writer.sync_budget(row, body.budget, diff)
         writer.sync_rate_limit(row, body.rate_limit, diff)
+        writer.sync_concurrency(row, body.concurrency, diff)
         return row, diff
 
     def delete(self, writer: ApiWriter, row: RowT, ident: str) -> None:
-        """Delete ``row`` with its own limits, audited with its view (stored usage)."""
+        """Delete ``row`` (its limits retained with their usage), audited with its view
+        (stored usage); 409 when the config file manages it."""
+        refuse_config_managed(row, self.label, ident)
         writer.delete(row, self.kind, ident, self.view(row, LiveUsage()))
 
     def envelope(self, message: str, view: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 ``{"error": {"type": "not_found", "message": "virtual key 'x' not found", "field": null}}``
 (``details`` lists every problem when a body has several). Statuses: 400 for a malformed
 request (JSON syntax, query parameters), 401/403 for auth, 404 for the entity named in the
-path, 409 for duplicates and deletes that would orphan, 422 for an invalid body field or a
-reference to an unknown id (``field`` names it), 503 when the API or the database is down.
+path, 409 for duplicates, deletes that would orphan and changes to what the config file
+manages (``type: managed_by_config``), 422 for an invalid body field or a reference to an
+unknown id (``field`` names it), 503 when the API or the database is down.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ class ApiError(Exception):
     """An error response with a message a person can act on."""
 
     def __init__(self, status: int, message: str, *, field: str | None = None,
-                 details: list[dict[str, str]] | None = None, headers: Mapping[str, str] | None = None) -> None:
+                 details: list[dict[str, str]] | None = None, headers: Mapping[str, str] | None = None,
+                 kind: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.kind = kind  # the body's ``type`` when more precise than the status's
         self.message = message
         self.field = field
         self.details = details
@@ -67,7 +70,8 @@ def from_validation(exc: ValidationError | RequestValidationError, prefix: str =
 
 
 def error_response(error: ApiError) -> JSONResponse:
-    body: dict[str, Any] = {"type": _TYPES.get(error.status, "error"), "message": error.message, "field": error.field}
+    kind = error.kind or _TYPES.get(error.status, "error")
+    body: dict[str, Any] = {"type": kind, "message": error.message, "field": error.field}
     if error.details:
         body["details"] = error.details
     return JSONResponse({"error": body}, status_code=error.status, headers=error.headers)

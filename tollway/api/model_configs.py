@@ -27,7 +27,8 @@ KIND = "model_config"
 def model_config_view(row: ModelConfig, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "model_name": row.model_name, "provider": row.provider,
             "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
-            "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
+            "concurrency": live.concurrency(row.concurrency),
+            "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 
 MODEL_CONFIGS = EntityRoutes(ModelConfig, KIND, param="config_id", view=model_config_view,
@@ -82,7 +83,7 @@ async def update_model_config(config_id: str, body: ModelConfigUpdate, runtime: 
     stated = body.model_fields_set
 
     def write(writer: ApiWriter) -> ModelConfig:
-        row = MODEL_CONFIGS.load(writer.session, config_id)
+        row = MODEL_CONFIGS.load_to_change(writer.session, config_id)
         values = {name: getattr(body, name) for name in ("model_name", "provider") if name in stated}
         if values:
             check_provider(writer.runtime.settings, values.get("provider"))

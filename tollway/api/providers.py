@@ -4,7 +4,8 @@ and provider-level limits.
 Providers themselves come from the config file (its `providers` section, read at
 start); here their settings are read-only and key values are never returned (only key
 ids, weights and models). Their budget and rate limit are set, changed and removed
-here and survive restarts unless the file states them.
+here unless the file states either (``managed_by: config``; then they are the file's
+and a change here is 409 ``managed_by_config``); resetting their usage is always allowed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from tollway.api.context import RESET_USAGE, ApiWriter, RuntimeDep, change, partial_update, read
 from tollway.api.errors import not_found
 from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
+from tollway.api.ownership import refuse_config_managed
 from tollway.api.responses import ProviderEnvelope, ProviderList
 from tollway.api.schemas import ProviderUpdate
 from tollway.config import Settings
@@ -25,8 +27,9 @@ from tollway.store.tables import Provider
 
 KIND = "provider"
 _SOURCE = ("Providers come from the config file (`providers`), read at start: their settings are shown here "
-           "read-only, key values never. Their budget and rate limit are managed here.")
-_OPTIONS = (selectinload(Provider.budget), selectinload(Provider.rate_limit))
+           "read-only, key values never. Their budget, rate limit and concurrency limit are managed here, unless "
+           "the file states one of them (`managed_by: config`).")
+_OPTIONS = (selectinload(Provider.budget), selectinload(Provider.rate_limit), selectinload(Provider.concurrency))
 
 
 def provider_view(row: Provider, live: LiveUsage, settings: Settings) -> dict[str, Any]:
@@ -35,7 +38,8 @@ def provider_view(row: Provider, live: LiveUsage, settings: Settings) -> dict[st
     return {"name": row.name, "type": row.type, "base_url": row.base_url,
             "configured": row.name in settings.providers, "keys": keys, "settings": stored,
             "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
-            "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
+            "concurrency": live.concurrency(row.concurrency),
+            "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 
 def load_provider(session: Session, name: str) -> Provider:
@@ -70,11 +74,13 @@ async def get_provider(name: str, runtime: RuntimeDep) -> dict[str, Any]:
 
 async def update_provider(name: str, body: ProviderUpdate, runtime: RuntimeDep,
                           reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:
-    """Set, change (partially) or remove (``null``) the provider's budget and rate limit."""
+    """Set, change (partially) or remove (``null``) the provider's budget, rate limit and
+    concurrency limit."""
     live = LiveUsage()
 
     def write(writer: ApiWriter) -> Provider:
         row = load_provider(writer.session, name)
+        refuse_config_managed(row, KIND, name, "given other limits")
         diff: dict[str, Any] = {}
         update_limits(writer, row, body, diff, reset_usage=reset_usage)
         writer.record(row, KIND, name, diff)

@@ -25,7 +25,8 @@ KIND = "team"
 def team_view(row: Team, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "customer_id": row.customer_id,
             "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
-            "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
+            "concurrency": live.concurrency(row.concurrency),
+            "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 
 TEAMS = EntityRoutes(Team, KIND, param="team_id", view=team_view, envelope_model=TeamEnvelope,
@@ -82,7 +83,7 @@ async def update_team(team_id: str, body: TeamUpdate, runtime: RuntimeDep,
     stated = body.model_fields_set
 
     def write(writer: ApiWriter) -> Team:
-        row = TEAMS.load(writer.session, team_id)
+        row = TEAMS.load_to_change(writer.session, team_id)
         values = {name: getattr(body, name) for name in ("name", "customer_id") if name in stated}
         check_customer(writer.session, values.get("customer_id"))
         row, diff = writer.upsert(row, Team, {}, values)
@@ -100,7 +101,7 @@ async def delete_team(team_id: str, runtime: RuntimeDep, cascade: Annotated[bool
     deleted: list[str] = []
 
     def write(writer: ApiWriter) -> None:
-        row = TEAMS.load(writer.session, team_id)
+        row = TEAMS.load_to_change(writer.session, team_id)
         keys = list(writer.session.scalars(select(VirtualKey).where(VirtualKey.team_id == team_id)))
         if keys and not cascade:
             raise conflict(orphans_message("team", team_id, [plural(len(keys), "virtual key")]))

@@ -1,4 +1,4 @@
-"""`/api/governance/usage`: where every budget and rate limit stands now.
+"""`/api/governance/usage`: where every budget, rate limit and concurrency limit stands now.
 
 Read live from the counter store, under the windows the enforcer uses, for every limit
 of the policy snapshot in force (so it shows exactly what requests are checked against).
@@ -15,7 +15,7 @@ from tollway.api.errors import bad_request
 from tollway.api.responses import UsageList
 from tollway.governance.decisions import iso_utc
 from tollway.governance.durations import next_reset_ms
-from tollway.governance.engine import Plan, acquire_ops
+from tollway.governance.engine import LimitCheck, Plan, acquire_ops
 from tollway.governance.inventory import snapshot_checks
 from tollway.governance.model import NANO_PER_USD, Kind, Level
 
@@ -30,7 +30,7 @@ async def usage(
     runtime: RuntimeDep, page: PageDep,
     level: Annotated[str | None, Query(description=f"One of {', '.join(_LEVELS)}.")] = None,
     entity_id: Annotated[str | None, Query(alias="id", description="The entity's id (a provider's name).")] = None,
-    kind: Annotated[str | None, Query(description="budget, tokens or requests.")] = None,
+    kind: Annotated[str | None, Query(description="budget, tokens, requests or in_flight.")] = None,
 ) -> dict[str, Any]:
     """Each limit's limit, used, reserved (requests in flight), remaining, last reset,
     next reset and seconds until it; budgets in USD. Sorted by level, then id."""
@@ -49,7 +49,10 @@ async def usage(
     ops = acquire_ops(Plan(checks, (0,) * len(checks)), now)
     readings = await runtime.store.read(ops) if ops else ()
     entries = []
-    for (check, parent), reading in zip(selected, readings, strict=True):
+    for (check, parent), reading in zip(selected, readings):
+        if check.kind is Kind.IN_FLIGHT:
+            entries.append(_in_flight_entry(check, parent, reading.reserved))
+            continue
         money = check.kind is Kind.BUDGET
         scale: float = NANO_PER_USD if money else 1  # counts stay integers
         reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
@@ -64,6 +67,17 @@ async def usage(
             "reset_at": iso_utc(reset_at), "reset_in_s": max(0, reset_at - now) / 1000,
         })
     return {"usage": entries, "count": len(rows), "limit": page.limit, "offset": page.offset, "at": iso_utc(now)}
+
+
+def _in_flight_entry(check: LimitCheck, parent: str | None, in_flight: int) -> dict[str, Any]:
+    """A concurrency limit: the requests in flight are its reservations; it has no window."""
+    return {
+        "level": check.scope.level.value, "id": check.scope.id, "name": check.scope.name,
+        "virtual_key_id": parent, "kind": check.kind.value, "unit": "requests",
+        "limit_id": check.counter.partition(":")[2], "limit": check.limit, "used": 0, "reserved": in_flight,
+        "remaining": max(0, check.limit - in_flight), "duration": None, "last_reset": None, "reset_at": None,
+        "reset_in_s": None,
+    }
 
 
 def _amount(value: int, scale: float) -> int | float:

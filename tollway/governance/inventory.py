@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tollway.governance.engine import LimitCheck
+from tollway.governance.engine import IN_FLIGHT_RETRY, LimitCheck
 from tollway.governance.model import (
     Governed,
     Kind,
     Level,
     PolicySnapshot,
     budget_counter,
+    in_flight_counter,
     request_counter,
     token_counter,
 )
@@ -36,7 +37,7 @@ def snapshot_checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | No
 
 
 def limit_checks(governed: Governed) -> Iterator[LimitCheck]:
-    """The checks of one entity's rate limit (requests, tokens) and budget."""
+    """The checks of one entity's rate limit (requests, tokens), budget and concurrency limit."""
     scope, rate_limit, budget = governed.scope, governed.rate_limit, governed.budget
     if rate_limit is not None:
         if rate_limit.request_max_limit is not None and rate_limit.request_duration is not None:
@@ -48,3 +49,7 @@ def limit_checks(governed: Governed) -> Iterator[LimitCheck]:
     if budget is not None:
         yield LimitCheck(scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano, budget.duration,
                          budget.alignment)
+    concurrency = governed.concurrency
+    if concurrency is not None:
+        yield LimitCheck(scope, Kind.IN_FLIGHT, in_flight_counter(concurrency.id), concurrency.max_in_flight,
+                         IN_FLIGHT_RETRY, queue_timeout_ms=concurrency.queue_timeout_ms)

@@ -1,45 +1,69 @@
-"""Loading the config file's governance into the config store, idempotently.
+"""Loading the config file's governance into the config store, at every start.
 
-`apply_config` runs at every start. In one transaction it creates the entities of the
-file that are missing and updates existing ones, matching customers, teams and virtual
-keys by id, providers by name and model configs by (model_name, provider).
+Ownership (`tollway.store.ownership`): the file is the source of truth for what it
+declares. Every customer, team, virtual key and model config it declares is
+``managed_by: config``: `apply_config` makes it exactly what the file says (fields the
+file leaves out take their defaults; a key's value is kept when the file gives none),
+and the management API refuses to change or delete it (409 ``managed_by_config``; its
+usage may still be reset). A provider's settings always come from the file; its budget
+and rate limit are the file's when the file states either, else the API's.
 
-For an entity that already exists, only the fields the file actually states are applied
-(pydantic's ``model_fields_set``): a key blocked through the management API stays
-blocked at the next restart unless the file says ``is_active``, and a budget added
-through the API stays unless the file states ``budget`` (``budget: null`` deletes it).
-A stated budget, rate limit or list of provider configs is applied whole: it becomes
-exactly what the file says. A key's owner (``team_id``, ``customer_id``) is one
-statement: stating either sets both. New entities get every field, defaults included.
-
-It never touches the usage or last reset of an existing budget or rate limit, and never
-deletes entities the file does not mention (the management API may have created them).
-Running it twice with the same file writes nothing.
+In one transaction it creates what is missing and updates what differs, matching
+customers, teams and virtual keys by id, providers by name and model configs by
+(model_name, provider). An API-managed entity the file now declares is taken over by
+the file (logged as a warning). A config-managed entity the file no longer declares is
+deleted, like any delete: its budgets and rate limits are retained with their usage,
+so declaring it again restores its spend (`tollway.store.retention`); one that
+API-managed entities still refer to (a team with keys created through the API) is
+handed over to the API instead, with a warning. Usage is never touched, and running it
+twice with the same file writes nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tollway.config.loader import provider_key_ids
-from tollway.config.schema import VK_PREFIX, ModelLimitConfig, Settings, VirtualKeyConfig
+from tollway.config.schema import (
+    VK_PREFIX,
+    ModelLimitConfig,
+    Settings,
+    VirtualKeyConfig,
+)
 from tollway.governance.engine import hash_key
+from tollway.store.changes import record_changes
 from tollway.store.database import Database
-from tollway.store.entities import Diff, EntityError, EntityWriter
-from tollway.store.tables import Base, Customer, ModelConfig, Provider, Team, VirtualKey, VKProviderConfig, new_id, utcnow
+from tollway.store.entities import Diff, EntityError, EntityWriter, assign
+from tollway.store.ownership import delete_undeclared_keys, release_removed, take_over
+from tollway.store.retention import purge_expired
+from tollway.store.tables import (
+    MANAGED_BY_API,
+    MANAGED_BY_CONFIG,
+    Base,
+    Customer,
+    ModelConfig,
+    Provider,
+    Team,
+    VirtualKey,
+    VKProviderConfig,
+    new_id,
+    utcnow,
+)
 from tollway.store.version import bump_version, lock_config
 
 T = TypeVar("T", bound=Base)
 
 VALUE_PREFIX_LENGTH = 8
+log = logging.getLogger(__name__)
+_IDS_PER_QUERY = 500
 _OWNER_FIELDS = frozenset({"team_id", "customer_id"})
 
 
@@ -68,7 +92,7 @@ async def apply_config(
         await lock_config(session)
         applier = await session.run_sync(_apply, settings, now or utcnow(), actor)
         if applier.changed:
-            await bump_version(session)
+            await record_changes(session, await bump_version(session), applier.touched)
     return applier.generated
 
 
@@ -79,16 +103,6 @@ def _apply(session: Session, settings: Settings, now: datetime, actor: str) -> _
     return applier
 
 
-def _stated(config: BaseModel, row: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` for a new row; for an existing one, those the file states."""
-    if row is None:
-        return values
-    stated = set(config.model_fields_set)
-    if stated & _OWNER_FIELDS:
-        stated |= _OWNER_FIELDS
-    return {name: value for name, value in values.items() if name in stated}
-
-
 class _Applier(EntityWriter):
     def __init__(self, session: Session, now: datetime, actor: str) -> None:
         super().__init__(session, now, actor)
@@ -96,10 +110,15 @@ class _Applier(EntityWriter):
 
     def run(self, settings: Settings) -> None:
         gov = settings.governance
+        purged = purge_expired(self.session, self.now)
+        if purged:
+            log.info("config store: %d retained budgets and rate limits whose windows have passed were removed", purged)
         self._providers(settings)
         self._customers_and_teams(settings)
+        delete_undeclared_keys(self, gov)
         self._virtual_keys(gov.virtual_keys)
         self._model_configs(gov.model_configs)
+        release_removed(self, gov)
         self.session.flush()
 
     # -- entities ----------------------------------------------------------------------
@@ -107,46 +126,71 @@ class _Applier(EntityWriter):
     def _providers(self, settings: Settings) -> None:
         existing = self._load(Provider, lambda p: p.name)
         for name, provider in settings.providers.items():
-            # A provider's settings always come from the file; its limits only when stated.
+            # A provider's settings always come from the file; its limits when it states either.
             values = {"type": provider.type, "base_url": provider.base_url, "settings": _provider_settings(settings, name)}
-            row, diff = self._governed(existing.get(name), Provider, {"name": name}, values, provider)
+            row = existing.get(name)
+            if provider.model_fields_set & {"budget", "rate_limit"}:
+                row, diff = self._governed(row, Provider, {"name": name}, values, provider, f"providers.{name}")
+            else:
+                row, diff = self.upsert(row, Provider, {"name": name}, values)
+                if row.managed_by == MANAGED_BY_CONFIG:
+                    self._release_provider_limits(row, diff)
             self.record(row, "provider", name, diff)
+        for name, row in existing.items():
+            if name not in settings.providers and row.managed_by == MANAGED_BY_CONFIG:
+                # Gone from the file: it serves nothing; its limits stay as they were, the API's now.
+                log.warning("config: provider %r is no longer in the config file; its limits are kept and managed "
+                            "through the API from now on", name)
+                diff = {}
+                assign(row, {"managed_by": MANAGED_BY_API}, diff)
+                self.record(row, "provider", name, diff)
         self.session.flush()
 
+    def _release_provider_limits(self, row: Provider, diff: Diff) -> None:
+        """The file stopped stating a provider's limits: they go (retained with their
+        usage) and the API manages its limits from now on."""
+        log.warning("config: provider %r: the file no longer states its budget or rate limit; they are removed "
+                    "(usage retained) and its limits are managed through the API from now on", row.name)
+        self.sync_budget(row, None, diff)
+        self.sync_rate_limit(row, None, diff)
+        assign(row, {"managed_by": MANAGED_BY_API}, diff)
+
     def _customers_and_teams(self, settings: Settings) -> None:
-        customers = self._load(Customer, lambda c: c.id)
+        customers = self._load(Customer, lambda c: c.id, only=[c.id for c in settings.governance.customers])
         for customer in settings.governance.customers:
-            row = customers.get(customer.id)
-            values = _stated(customer, row, {"name": customer.name})
-            row, diff = self._governed(row, Customer, {"id": customer.id}, values, customer)
+            row, diff = self._governed(customers.get(customer.id), Customer, {"id": customer.id},
+                                       {"name": customer.name}, customer, f"governance.customers {customer.id!r}")
             self.record(row, "customer", customer.id, diff)
         self.session.flush()  # teams reference customers
-        teams = self._load(Team, lambda t: t.id)
+        teams = self._load(Team, lambda t: t.id, only=[t.id for t in settings.governance.teams])
         for team in settings.governance.teams:
-            team_row = teams.get(team.id)
-            values = _stated(team, team_row, {"name": team.name, "customer_id": team.customer_id})
-            team_row, diff = self._governed(team_row, Team, {"id": team.id}, values, team)
+            team_row, diff = self._governed(teams.get(team.id), Team, {"id": team.id},
+                                            {"name": team.name, "customer_id": team.customer_id}, team,
+                                            f"governance.teams {team.id!r}")
             self.record(team_row, "team", team.id, diff)
         self.session.flush()
 
     def _virtual_keys(self, keys: Iterable[VirtualKeyConfig]) -> None:
+        keys = list(keys)
         existing = self._load(
             VirtualKey,
             lambda k: k.id,
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+            selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.concurrency),
+            only=[key.id for key in keys],
         )
-        owners = {key.value_hash: key.id for key in existing.values()}
+        owners = _value_owners(self.session, [hash_key(key.value) for key in keys if key.value is not None])
         for key in keys:
             row = existing.get(key.id)
-            values = _stated(key, row, {
+            values = {
                 "name": key.name,
                 "description": key.description,
                 "is_active": key.is_active,
                 "team_id": key.team_id,
                 "customer_id": key.customer_id,
                 "allowed_models": list(key.allowed_models),
-            })
+            }
             value = key.value
             if value is None and row is None:
                 value = VK_PREFIX + secrets.token_urlsafe(32)
@@ -157,10 +201,11 @@ class _Applier(EntityWriter):
                 if owner != key.id:
                     raise BootstrapError(f"virtual key {key.id!r}: its value is already used by virtual key {owner!r}")
                 values |= {"value_hash": digest, "value_prefix": value[:VALUE_PREFIX_LENGTH]}
-            created = row is None
-            row, diff = self._governed(row, VirtualKey, {"id": key.id}, values, key)
-            if created or "provider_configs" in key.model_fields_set:
-                self.sync_provider_configs(row, key.provider_configs, diff)
+                if row is None:
+                    self.retention.inherit_by_value(key.id, digest)
+            row, diff = self._governed(row, VirtualKey, {"id": key.id}, values, key,
+                                       f"governance.virtual_keys {key.id!r}")
+            self.sync_provider_configs(row, key.provider_configs, diff)
             self.record(row, "virtual_key", key.id, diff)
         self.session.flush()
 
@@ -169,28 +214,49 @@ class _Applier(EntityWriter):
         for config in configs:
             row = existing.get((config.model_name, config.provider))
             identity = {"id": new_id(), "model_name": config.model_name, "provider": config.provider}
-            row, diff = self._governed(row, ModelConfig, identity, {}, config)
+            where = f"governance.model_configs {config.model_name!r} on {config.provider or 'any provider'}"
+            row, diff = self._governed(row, ModelConfig, identity, {}, config, where)
             self.record(row, "model_config", row.id, diff)
 
     # -- building blocks -----------------------------------------------------------------
 
-    def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any) -> dict[Any, T]:
-        """Every row of ``entity`` with its budget and rate limit, by ``key``."""
+    def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any,
+              only: list[str] | None = None) -> dict[Any, T]:
+        """Every row of ``entity`` (or those with an id in ``only``: the store may hold a
+        million keys the file does not name) with its budget, rate limit and concurrency
+        limit, by ``key``."""
         statement = select(entity).options(
-            selectinload(entity.budget), selectinload(entity.rate_limit), *options  # type: ignore[attr-defined]
+            selectinload(entity.budget), selectinload(entity.rate_limit),  # type: ignore[attr-defined]
+            selectinload(entity.concurrency), *options  # type: ignore[attr-defined]
         )
-        return {key(row): row for row in self.session.scalars(statement)}
+        if only is None:
+            return {key(row): row for row in self.session.scalars(statement)}
+        rows: dict[Any, T] = {}
+        for start in range(0, len(only), _IDS_PER_QUERY):
+            chunk = only[start:start + _IDS_PER_QUERY]
+            rows |= {key(row): row for row in self.session.scalars(statement.where(entity.id.in_(chunk)))}  # type: ignore[attr-defined]
+        return rows
 
     def _governed(self, row: T | None, entity: type[T], identity: Mapping[str, Any], values: Mapping[str, Any],
-                  config: Any) -> tuple[T, Diff]:
-        """Create or update the row, then its budget and rate limit (when new or stated)."""
-        created = row is None
-        row, diff = self.upsert(row, entity, identity, values)
-        if created or "budget" in config.model_fields_set:
-            self.sync_budget(row, config.budget, diff)
-        if created or "rate_limit" in config.model_fields_set:
-            self.sync_rate_limit(row, config.rate_limit, diff)
+                  config: Any, where: str) -> tuple[T, Diff]:
+        """Create or update the row as the file's, then its budget, rate limit and concurrency limit."""
+        if row is not None:
+            take_over(row, where)
+        row, diff = self.upsert(row, entity, identity, {**values, "managed_by": MANAGED_BY_CONFIG})
+        self.sync_budget(row, config.budget, diff)
+        self.sync_rate_limit(row, config.rate_limit, diff)
+        self.sync_concurrency(row, config.concurrency, diff)
         return row, diff
+
+
+def _value_owners(session: Session, digests: list[str]) -> dict[str, str]:
+    """The stored keys holding any of ``digests``: value hash -> key id."""
+    owners: dict[str, str] = {}
+    for start in range(0, len(digests), _IDS_PER_QUERY):
+        chunk = digests[start:start + _IDS_PER_QUERY]
+        owners |= dict(session.execute(select(VirtualKey.value_hash, VirtualKey.id)
+                                       .where(VirtualKey.value_hash.in_(chunk))).tuples().all())
+    return owners
 
 
 def _provider_settings(settings: Settings, name: str) -> dict[str, Any]:

@@ -2,11 +2,15 @@
 bootstrap and the management API.
 
 `EntityWriter` works on a synchronous ORM session (run it through
-``AsyncSession.run_sync``, so relationships may lazy-load). It keeps every budget and
-rate limit 1:1 with its owner, changes limits but never usage (resets are explicit),
-notes each changed field in a diff and writes one audit entry per changed entity. It
-also notes the counters of the budgets and rate limits it created or dropped, so the
-caller can seed or forget them in the counter store after the commit.
+``AsyncSession.run_sync``, so relationships may lazy-load). It keeps every budget, rate
+limit and concurrency limit 1:1 with its owner, changes limits but never usage (resets are
+explicit), notes each changed field in a diff and writes one audit entry per changed entity.
+
+A budget or rate limit its owner drops is retained with its usage, never deleted, and a
+limit created at the same place later takes it back (`tollway.store.retention`): deleting
+and re-creating an entity cannot erase its spend. (A concurrency limit has no usage: it
+goes with its owner.) The writer notes the counters of the limits it created or took back
+(to seed in the counter store after the commit); it never drops one.
 """
 
 from __future__ import annotations
@@ -18,10 +22,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from tollway.config.schema import BudgetConfig, ProviderConfigEntry, RateLimitConfig
+from tollway.config.schema import BudgetConfig, ConcurrencyConfig, ProviderConfigEntry, RateLimitConfig
 from tollway.governance.counters.base import CounterState
-from tollway.governance.model import budget_counter, request_counter, token_counter
-from tollway.store.tables import AuditEntry, Base, Budget, RateLimit, VirtualKey, VKProviderConfig, new_id
+from tollway.governance.model import budget_counter, in_flight_counter, request_counter, token_counter
+from tollway.store.retention import Retention
+from tollway.store.snapshot import usd_to_nano
+from tollway.store.tables import (
+    AuditEntry,
+    Base,
+    Budget,
+    ConcurrencyLimit,
+    RateLimit,
+    VirtualKey,
+    VKProviderConfig,
+    new_id,
+)
 from tollway.store.types import to_money
 from tollway.store.usage import datetime_to_ms
 
@@ -32,6 +47,7 @@ CREATED = "(created)"
 LIMIT_FIELDS = {
     "budget": ("max_limit", "reset_duration", "calendar_aligned", "timezone", "week_start"),
     "rate_limit": ("token_max_limit", "token_reset_duration", "request_max_limit", "request_reset_duration"),
+    "concurrency": ("max_in_flight", "queue_timeout_ms"),
 }
 _PROVIDER_CONFIG_FIELDS = ("weight", "allowed_models", "allowed_keys")
 _SIDES = {"token": token_counter, "request": request_counter}
@@ -54,8 +70,9 @@ class EntityWriter:
         self.now = now
         self.actor = actor
         self.changed = False
-        self.seeds: dict[str, CounterState] = {}  # counters of limits created here, at zero
-        self.dropped: set[str] = set()  # counters of limits deleted (or sides removed) here
+        self.seeds: dict[str, CounterState] = {}  # counters of limits created or taken back here
+        self.retention = Retention(session)
+        self.touched: set[tuple[str, str]] = set()  # (kind, id) of each entity audited: the change log's entries
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -74,18 +91,20 @@ class EntityWriter:
         return row, diff
 
     def delete(self, row: Any, kind: str, ident: str, before: Mapping[str, Any]) -> None:
-        """Delete ``row`` with its own budget, rate limit and (for a key) provider
-        configs, noting their counters; audited with ``before`` as the entity's view."""
-        owners = [row, *getattr(row, "provider_configs", ())]
-        for owner in owners:
-            self.dropped.update(owned_counters(owner))
+        """Delete ``row`` (with a key's provider configs), retaining its budgets and rate
+        limits with their usage; audited with ``before`` as the entity's view."""
+        for owner in (row, *getattr(row, "provider_configs", ())):
+            self.retention.retain(owner, "budget")
+            self.retention.retain(owner, "rate_limit")
+        if isinstance(row, VirtualKey):
+            self.retention.retire_key_value(row, self.now)
         self.session.delete(row)
         self.audit("delete", kind, ident, dict(before), None)
 
     # -- owned limits ----------------------------------------------------------------------
 
     def sync_budget(self, owner: Any, config: BudgetConfig | None, diff: Diff, prefix: str = "budget") -> None:
-        """Make ``owner``'s budget what ``config`` says (None deletes it); usage is kept."""
+        """Make ``owner``'s budget what ``config`` says (None removes it, retained); usage is kept."""
         values: dict[str, Any] | None = None
         if config is not None:
             max_limit = to_money(config.max_limit)
@@ -100,23 +119,29 @@ class EntityWriter:
 
     def sync_rate_limit(self, owner: Any, config: RateLimitConfig | None, diff: Diff,
                         prefix: str = "rate_limit") -> None:
-        """Make ``owner``'s rate limit what ``config`` says (None deletes it); usage is kept
-        on the sides that stay, and a side that is switched on starts from zero."""
+        """Make ``owner``'s rate limit what ``config`` says (None removes it, retained).
+        Usage is kept on every side: a side switched off keeps its counter, and one switched
+        on again continues from it (a window that has passed meanwhile counts as zero)."""
+        if owner.rate_limit is None and config is not None:
+            self._take_back(owner, RateLimit, diff, prefix)
         current: RateLimit | None = owner.rate_limit
         values = None if config is None else config.model_dump()
         if current is not None and values is not None:
             for side, counter in _SIDES.items():
-                was_on = getattr(current, f"{side}_max_limit") is not None
-                is_on = values[f"{side}_max_limit"] is not None
-                if was_on and not is_on:
-                    self.dropped.add(counter(current.id))
-                elif is_on and not was_on:
-                    setattr(current, f"{side}_current_usage", 0)
-                    setattr(current, f"{side}_last_reset", self.now)
-                    self.seeds[counter(current.id)] = CounterState(0, datetime_to_ms(self.now))
+                if values[f"{side}_max_limit"] is not None and getattr(current, f"{side}_max_limit") is None:
+                    self.seeds[counter(current.id)] = CounterState(
+                        int(getattr(current, f"{side}_current_usage")),
+                        datetime_to_ms(getattr(current, f"{side}_last_reset")))
         self._sync_owned(owner, "rate_limit", values, diff, prefix,
                          lambda: RateLimit(id=new_id(), token_current_usage=0, request_current_usage=0,
                                            token_last_reset=self.now, request_last_reset=self.now))
+
+    def sync_concurrency(self, owner: Any, config: ConcurrencyConfig | None, diff: Diff,
+                         prefix: str = "concurrency") -> None:
+        """Make ``owner``'s concurrency limit what ``config`` says (None deletes it). A
+        changed limit keeps its counter: the requests in flight keep their slots."""
+        values = None if config is None else config.model_dump()
+        self._sync_owned(owner, "concurrency", values, diff, prefix, lambda: ConcurrencyLimit(id=new_id()))
 
     def sync_provider_configs(self, key: VirtualKey, configs: Iterable[ProviderConfigEntry], diff: Diff) -> None:
         """Make the key's provider configs exactly ``configs`` (matched by provider, so the
@@ -127,8 +152,9 @@ class EntityWriter:
         for provider, row in current.items():
             if provider not in wanted:
                 diff[f"provider_configs.{provider}"] = (view(row, _PROVIDER_CONFIG_FIELDS), None)
-                self.dropped.update(owned_counters(row))
-                key.provider_configs.remove(row)  # delete-orphan removes it with its limits
+                self.retention.retain(row, "budget")
+                self.retention.retain(row, "rate_limit")
+                key.provider_configs.remove(row)  # delete-orphan removes the config; its limits stay retained
         for config in configs:
             values = {"weight": config.weight, "allowed_models": list(config.allowed_models),
                       "allowed_keys": list(config.allowed_keys)}
@@ -142,16 +168,21 @@ class EntityWriter:
                 assign(existing, values, diff, prefix + ".")
             self.sync_budget(existing, config.budget, diff, prefix + ".budget")
             self.sync_rate_limit(existing, config.rate_limit, diff, prefix + ".rate_limit")
+            self.sync_concurrency(existing, config.concurrency, diff, prefix + ".concurrency")
 
     def _sync_owned(self, owner: Any, attribute: str, values: dict[str, Any] | None, diff: Diff, prefix: str,
-                    make: Callable[[], Budget | RateLimit]) -> None:
+                    make: Callable[[], Budget | RateLimit | ConcurrencyLimit]) -> None:
         current = getattr(owner, attribute)
         if values is None:
             if current is not None:
                 diff[prefix] = (view(current, LIMIT_FIELDS[attribute]), None)
-                self.dropped.update(_limit_counters(current))
-                setattr(owner, attribute, None)  # delete-orphan deletes the row
+                if attribute == "concurrency":
+                    setattr(owner, attribute, None)  # no usage to keep: delete-orphan removes the row
+                else:
+                    self.retention.retain(owner, attribute)
             return
+        if current is None and attribute == "budget":
+            current = self._take_back(owner, Budget, diff, prefix)
         if current is None:
             created = make()
             for name, value in values.items():
@@ -162,6 +193,18 @@ class EntityWriter:
                 self.seeds[counter] = CounterState(0, datetime_to_ms(self.now))
             return
         assign(current, values, diff, prefix + ".")
+
+    def _take_back(self, owner: Any, entity: type[Budget | RateLimit], diff: Diff,
+                   prefix: str) -> Budget | RateLimit | None:
+        """Attach the limit retained at ``owner``'s slot (usage and all) and seed its counters
+        (the store keeps a live counter it still has)."""
+        limit = self.retention.take_back(owner, entity)
+        if limit is None:
+            return None
+        setattr(owner, "budget" if entity is Budget else "rate_limit", limit)
+        diff[prefix + ".retained_usage"] = ("(retained)", "(taken back)")
+        self.seeds.update(retained_states(limit))
+        return limit
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -187,22 +230,27 @@ class EntityWriter:
     def audit(self, action: str, kind: str, ident: str, before: Any, after: Any) -> None:
         """Write one audit entry (values made JSON-ready) and mark the write as a change."""
         self.changed = True
+        self.touched.add((kind, ident))
         self.session.add(AuditEntry(at=self.now, actor=self.actor, action=action, entity_type=kind,
                                     entity_id=ident, before=jsonable(before), after=jsonable(after)))
 
 
-def owned_counters(owner: Any) -> list[str]:
-    """The counters of ``owner``'s own budget and rate limit."""
-    counters: list[str] = []
-    for limit in (owner.budget, owner.rate_limit):
-        if limit is not None:
-            counters += _limit_counters(limit)
-    return counters
+def retained_states(limit: Budget | RateLimit) -> dict[str, CounterState]:
+    """The stored counter states of a limit (its configured sides)."""
+    if isinstance(limit, Budget):
+        return {budget_counter(limit.id): CounterState(usd_to_nano(limit.current_usage),
+                                                       datetime_to_ms(limit.last_reset))}
+    return {counter(limit.id): CounterState(int(getattr(limit, f"{side}_current_usage")),
+                                            datetime_to_ms(getattr(limit, f"{side}_last_reset")))
+            for side, counter in _SIDES.items() if getattr(limit, f"{side}_max_limit") is not None}
 
 
-def _limit_counters(limit: Budget | RateLimit, configured_only: bool = False) -> list[str]:
+def _limit_counters(limit: Budget | RateLimit | ConcurrencyLimit, configured_only: bool = False) -> list[str]:
     if isinstance(limit, Budget):
         return [budget_counter(limit.id)]
+    if isinstance(limit, ConcurrencyLimit):
+        # Never seeded (it has no usage to load); dropped with its limit.
+        return [] if configured_only else [in_flight_counter(limit.id)]
     return [counter(limit.id) for side, counter in _SIDES.items()
             if not configured_only or getattr(limit, f"{side}_max_limit") is not None]
 

@@ -1,9 +1,17 @@
 """The config store's tables (SQLAlchemy 2 declarative), shared by SQLite and PostgreSQL.
 
-Budgets and rate limits are owned 1:1: each row is referenced by exactly one parent
-(`budget_id` / `rate_limit_id`, unique) and the ORM deletes it when the parent drops it
-or is deleted (``delete-orphan``). Migrations in `tollway/store/migrations` must match
-these definitions exactly (a test compares them).
+Budgets, rate limits and concurrency limits are owned 1:1: each row is referenced by at
+most one parent (`budget_id` / `rate_limit_id` / `concurrency_limit_id`, unique). Budgets and
+rate limits are also the usage rows, so they are never deleted with their parent: a parent
+that drops one (or is deleted) leaves it *retained* (``retained_for`` names the parent's
+slot, `tollway.store.retention`) and a limit created later at the same slot takes it back,
+usage included. A concurrency limit holds no usage and goes with its parent
+(``delete-orphan``). Customers, teams, virtual keys, model configs and providers say who
+manages them (``managed_by``: ``config`` for the config file, ``api`` for the management
+API; `tollway.store.ownership`).
+
+Migrations in `tollway/store/migrations` must match these definitions exactly (a test
+compares them).
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ NAMING_CONVENTION = {
 
 ID = String(256)  # ids and names from the config file or the API (schema: at most 256)
 UUID_ID = String(36)
+SLOT = String(1024)  # "virtual_key/<id>/provider/<name>": two ids and a little more
+MANAGED_BY_API = "api"
+MANAGED_BY_CONFIG = "config"
 
 
 def new_id() -> str:
@@ -77,6 +88,7 @@ class Budget(Base):
     week_start: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
     current_usage: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default=text("0"))
     last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
 
 
 class RateLimit(Base):
@@ -93,21 +105,50 @@ class RateLimit(Base):
     request_current_usage: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     token_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     request_last_reset: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
+
+
+class ConcurrencyLimit(Base):
+    """At most ``max_in_flight`` requests at once; a request finding none free waits up
+    to ``queue_timeout_ms`` for one (0: refused at once). It has no usage to flush."""
+
+    __tablename__ = "concurrency_limits"
+    __table_args__ = (
+        CheckConstraint("max_in_flight > 0", name="max_in_flight_positive"),
+        CheckConstraint("queue_timeout_ms >= 0", name="queue_timeout_ms_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    max_in_flight: Mapped[int] = mapped_column(Integer)
+    queue_timeout_ms: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class _Governed:
-    """An owner of at most one budget and one rate limit."""
+    """An owner of at most one budget, one rate limit and one concurrency limit."""
 
     budget_id: Mapped[str | None] = mapped_column(ForeignKey("budgets.id", ondelete="SET NULL"), unique=True)
     rate_limit_id: Mapped[str | None] = mapped_column(ForeignKey("rate_limits.id", ondelete="SET NULL"), unique=True)
+    concurrency_limit_id: Mapped[str | None] = mapped_column(
+        ForeignKey("concurrency_limits.id", ondelete="SET NULL"), unique=True)
 
+    # No delete cascade: a dropped limit is retained with its usage (`EntityWriter`).
     @declared_attr
     def budget(cls) -> Mapped[Budget | None]:
-        return relationship(Budget, cascade="all, delete-orphan", single_parent=True)
+        return relationship(Budget, cascade="save-update, merge")
 
     @declared_attr
     def rate_limit(cls) -> Mapped[RateLimit | None]:
-        return relationship(RateLimit, cascade="all, delete-orphan", single_parent=True)
+        return relationship(RateLimit, cascade="save-update, merge")
+
+    @declared_attr
+    def concurrency(cls) -> Mapped[ConcurrencyLimit | None]:
+        return relationship(ConcurrencyLimit, cascade="all, delete-orphan", single_parent=True)
+
+
+class _Managed:
+    """An entity the config file or the management API manages (never both)."""
+
+    managed_by: Mapped[str] = mapped_column(String(16), default=MANAGED_BY_API, server_default=MANAGED_BY_API)
 
 
 class _Timestamps:
@@ -115,14 +156,14 @@ class _Timestamps:
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-class Customer(_Governed, _Timestamps, Base):
+class Customer(_Governed, _Managed, _Timestamps, Base):
     __tablename__ = "customers"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(ID)
 
 
-class Team(_Governed, _Timestamps, Base):
+class Team(_Governed, _Managed, _Timestamps, Base):
     __tablename__ = "teams"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -130,11 +171,16 @@ class Team(_Governed, _Timestamps, Base):
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
 
 
-class VirtualKey(_Governed, _Timestamps, Base):
+class VirtualKey(_Governed, _Managed, _Timestamps, Base):
     """A client credential; only the sha256 of its value and an 8-character prefix are kept."""
 
     __tablename__ = "virtual_keys"
-    __table_args__ = (CheckConstraint("team_id IS NULL OR customer_id IS NULL", name="one_owner"),)
+    __table_args__ = (
+        CheckConstraint("team_id IS NULL OR customer_id IS NULL", name="one_owner"),
+        # Listing and searching a million keys: by name prefix, and by status in id order.
+        Index(None, "name", postgresql_ops={"name": "text_pattern_ops"}),
+        Index(None, "is_active", "id"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(ID)
@@ -167,7 +213,7 @@ class VKProviderConfig(_Governed, Base):
     virtual_key: Mapped[VirtualKey] = relationship(back_populates="provider_configs")
 
 
-class Provider(_Governed, _Timestamps, Base):
+class Provider(_Governed, _Managed, _Timestamps, Base):
     """An upstream provider's governance and non-secret settings (keys stay in the file)."""
 
     __tablename__ = "providers"
@@ -178,7 +224,7 @@ class Provider(_Governed, _Timestamps, Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class ModelConfig(_Governed, _Timestamps, Base):
+class ModelConfig(_Governed, _Managed, _Timestamps, Base):
     """Limits for one model on one provider, or on every provider when provider is NULL.
 
     (model_name, provider) is unique, NULL included: a unique constraint covers named
@@ -200,6 +246,17 @@ class ModelConfig(_Governed, _Timestamps, Base):
     id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
     model_name: Mapped[str] = mapped_column(ID)
     provider: Mapped[str | None] = mapped_column(ID)
+
+
+class RetiredKeyValue(Base):
+    """The value of a deleted virtual key (its sha256), so a key created later with the
+    same value takes over the deleted key's retained usage instead of a fresh budget."""
+
+    __tablename__ = "retired_key_values"
+
+    value_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    virtual_key_id: Mapped[str] = mapped_column(ID)
+    retired_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class RequestLog(Base):
@@ -308,6 +365,19 @@ class ConfigVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class ConfigChange(Base):
+    """One entity a config version changed (kind and id; its new state is the row as of
+    that version, or its absence). Nodes apply the changes since the version they hold;
+    old rows are pruned (see `tollway.store.changes`)."""
+
+    __tablename__ = "config_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(512))  # "key/provider" for a key's provider config
 
 
 class AlertWebhook(Base):

@@ -12,6 +12,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from tollway.config.loader import config_file_path
 from tollway.ui import present
 from tollway.ui.client import ApiProblem, ManagementClient
 from tollway.ui.forms import MAX_FORM_BYTES, Form, problem_lines, problem_title
@@ -31,7 +32,9 @@ def _environment() -> Environment:
                     "when": present.when, "span": present.span, "level_name": present.level_name,
                     "seg": lambda text: quote(str(text), safe=""), "problem_lines": problem_lines,
                     "plain": present.plain}
-    env.globals |= {"problem_title": problem_title, "entity_url": present.entity_url}
+    # config_path: where pages send operators to change what the config file manages.
+    env.globals |= {"problem_title": problem_title, "entity_url": present.entity_url,
+                    "config_path": config_file_path()}
     return env
 
 
