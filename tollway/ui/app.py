@@ -22,6 +22,7 @@ from tollway.config import Settings
 from tollway.server.asgi import Message, Receive, Scope, Send, header
 from tollway.ui.client import ApiProblem, ManagementClient
 from tollway.ui.login_throttle import LoginThrottle
+from tollway.ui.pages.alerts import AlertPages
 from tollway.ui.pages.auth import AuthPages
 from tollway.ui.pages.keys import KeyPages
 from tollway.ui.pages.limits import LimitPages
@@ -69,7 +70,7 @@ class UiApp:
     def __init__(self, ui: Ui, login_throttle: LoginThrottle) -> None:
         self.ui = ui
         pages = [AuthPages(ui, login_throttle), OverviewPages(ui), KeyPages(ui), TeamPages(ui), CustomerPages(ui),
-                 LimitPages(ui), LogPages(ui)]
+                 LimitPages(ui), LogPages(ui), AlertPages(ui)]
         routes = [route for page in pages for route in page.routes()]
         routes.append(Mount("/ui/static", StaticFiles(packages=[("tollway.ui", "static")]), name="static"))
         self.app = Starlette(routes=routes, exception_handlers={
