@@ -1,0 +1,155 @@
+"""What an operator's review of the admin UI asked for, in a real browser against the real
+gateway: a failed save brings its error into view, creating a key cannot be repeated by
+a reload while its value is still shown once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import openai
+import pytest
+
+from tests.api.support import admin
+from tests.support.gateway import RunningGateway
+from tests.ui.conftest import log_in, screenshot
+
+KEYS = "/api/governance/virtual-keys"
+
+
+def keys_named(gateway: RunningGateway, name: str) -> list[dict[str, Any]]:
+    with admin(gateway) as api:
+        listed = api.get(KEYS, params={"search": name, "limit": 1000}).json()["virtual_keys"]
+    return [key for key in listed if key["name"] == name]
+
+
+def in_view(page: Any, selector: str) -> bool:
+    """Whether the element's top edge is inside the viewport."""
+    return bool(page.evaluate(
+        "s => { const r = document.querySelector(s).getBoundingClientRect();"
+        " return r.top >= 0 && r.top < window.innerHeight; }", selector))
+
+
+def test_a_reload_after_creating_a_key_creates_no_second_key(page: Any, gateway: RunningGateway) -> None:
+    log_in(page)
+    page.goto("/ui/keys/new")
+    page.fill("input[name=name]", "reloaded key")
+    page.fill("input[name=id]", "vk-reloaded")
+    page.click("button:has-text('Create key')")
+    page.wait_for_url("**/ui/keys/vk-reloaded/created")  # POST/redirect/GET
+    value = page.input_value("#key-value")
+    assert value.startswith("tw-")
+    screenshot(page, "key-created")
+
+    page.reload()  # a GET now: nothing is posted again
+    page.wait_for_url("**/ui/keys/vk-reloaded")
+    assert "shown once, when it was created, and cannot be shown again" in page.inner_text(".flash")
+    assert value not in page.content()
+    page.goto("/ui/keys/vk-reloaded/created")  # back to it by hand, or with the Back button
+    page.wait_for_url("**/ui/keys/vk-reloaded")
+    assert value not in page.content()
+    assert [key["id"] for key in keys_named(gateway, "reloaded key")] == ["vk-reloaded"]
+
+
+def test_the_value_page_needs_the_creating_session(page: Any, browser: Any, gateway: RunningGateway) -> None:
+    log_in(page)
+    page.goto("/ui/keys/new")
+    page.fill("input[name=name]", "private key")
+    page.fill("input[name=id]", "vk-private")
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/ui/keys")) as posted:
+        page.click("button:has-text('Create key')")
+    page.wait_for_url("**/ui/keys/vk-private/created")
+    set_cookies = [c for c in posted.value.header_values("set-cookie") if c.startswith("tollway_ui_new_key=")]
+    [cookie] = set_cookies
+    assert "httponly" in cookie.lower() and "max-age" not in cookie.lower()  # a browser-session cookie
+    sealed = cookie.split(";")[0].split("=", 1)[1]
+    value = page.input_value("#key-value")
+
+    other = browser.new_context(base_url=gateway.url)
+    try:
+        tab = other.new_page()
+        log_in(tab)
+        # Another session replaying the sealed value: it is bound to the session that created the key.
+        other.add_cookies([{"name": "tollway_ui_new_key", "value": sealed, "url": gateway.url + "/ui/keys"}])
+        tab.goto("/ui/keys/vk-private/created")
+        tab.wait_for_url("**/ui/keys/vk-private")
+        assert "cannot be shown again" in tab.inner_text(".flash") and value not in tab.content()
+    finally:
+        other.close()
+
+
+def test_a_failed_save_brings_the_error_and_its_field_into_view(page: Any, gateway: RunningGateway) -> None:
+    with admin(gateway) as api:
+        assert api.post(KEYS, json={"id": "vk-far-down", "name": "far down"}).status_code == 201
+    page.set_viewport_size({"width": 1280, "height": 600})
+    log_in(page)
+    page.goto("/ui/keys/vk-far-down")
+    page.fill("#limits input[name=budget_max_limit]", "-5")
+    page.fill("#limits input[name=budget_reset_duration]", "1d")
+    page.click("#limits button:has-text('Save limits')")
+    page.wait_for_selector("#limits .problem")
+    assert in_view(page, "#limits .problem"), "the error is below the fold"
+    assert page.evaluate("window.scrollY") > 0  # it was further down: the page moved to it
+    assert page.evaluate("document.activeElement.name") == "budget_max_limit"
+    assert page.evaluate("document.activeElement.closest('form').id") == "limits"
+    screenshot(page, "failed-save-in-view")
+
+    page.goto("/ui/keys/new")  # a form at the top: the error and the field it names
+    page.fill("input[name=name]", "bad")
+    page.fill("input[name=request_max_limit]", "many")
+    page.fill("input[name=request_reset_duration]", "1m")
+    page.click("button:has-text('Create key')")
+    page.wait_for_selector(".problem")
+    assert in_view(page, ".problem")
+    assert page.evaluate("document.activeElement.name") == "request_max_limit"
+
+
+def chat(gateway: RunningGateway, key: str, model: str = "openai/gpt-4o-mini") -> None:
+    client = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0, timeout=10)
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}])
+
+
+def make_key(gateway: RunningGateway, key_id: str, name: str, **extra: Any) -> str:
+    with admin(gateway) as api:
+        answer = api.post(KEYS, json={"id": key_id, "name": name, **extra})
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["virtual_key"]["value"])
+
+
+def test_request_log_filters_by_name_and_shows_each_request_in_detail(page: Any, gateway: RunningGateway) -> None:
+    value = make_key(gateway, "vk-logged", "logged key", rate_limit={"request_max_limit": 2, "request_reset_duration": "1h"})
+    gone = make_key(gateway, "vk-gone", "gone key")
+    chat(gateway, value)
+    chat(gateway, value)
+    with pytest.raises(openai.RateLimitError):
+        chat(gateway, value)
+    chat(gateway, gone)
+    with admin(gateway) as api:
+        assert api.delete(f"{KEYS}/vk-gone").status_code == 200
+    log_in(page)
+
+    page.goto("/ui/logs?virtual_key_id=logged+key")  # a name, not an id
+    assert page.locator("table.log tbody tr:not(.why)").count() == 3
+    page.goto("/ui/logs?model=openai/gpt-4o-mini&virtual_key_id=vk-logged&decision=request_limited")
+    assert page.locator("table.log tbody tr:not(.why)").count() == 1
+    page.click("table.log tbody tr:not(.why) td:first-child a")
+    page.wait_for_url(re.compile(r".*/ui/logs/\d+$"))
+    denial = page.inner_text("#denial")
+    assert "virtual key logged key" in denial and "allows 2 requests per 1h" in denial, denial
+    facts = page.inner_text("dl.facts")
+    for label in ("Request id", "Prompt tokens", "Completion tokens", "Cost", "Latency"):
+        assert label.upper() in facts.upper(), label
+    assert page.inner_text("[data-field=cost]") == "$0.00" and page.inner_text("[data-field=latency]").endswith(" ms")
+    screenshot(page, "log-entry")
+
+    page.goto("/ui/logs?virtual_key_id=vk-gone")  # a deleted key: shown as deleted, not as a broken link
+    row = page.locator("table.log tbody tr:not(.why)").first
+    assert "deleted" in row.inner_text() and row.locator("a[href*='/ui/keys/']").count() == 0
+    page.click("table.log tbody tr:not(.why) td:first-child a")
+    assert "deleted" in page.inner_text("dl.facts")
+
+    page.goto("/ui/logs?virtual_key_id=nobody+at+all")
+    assert "no virtual key has the id or name 'nobody at all'" in page.inner_text(".problem")
+    assert page.get_attribute("input[name=virtual_key_id]", "aria-invalid") == "true"
+    page.goto("/ui/logs/999999")
+    assert "request-log entry '999999' not found" in page.inner_text(".problem")
