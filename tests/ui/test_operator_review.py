@@ -27,7 +27,7 @@ def in_view(page: Any, selector: str) -> bool:
     """Whether the element's top edge is inside the viewport."""
     return bool(page.evaluate(
         "s => { const r = document.querySelector(s).getBoundingClientRect();"
-        " return r.top >= 0 && r.top < window.innerHeight; }", selector))
+        " return r.top >= -1 && r.top < window.innerHeight; }", selector))
 
 
 def test_a_reload_after_creating_a_key_creates_no_second_key(page: Any, gateway: RunningGateway) -> None:
@@ -88,6 +88,7 @@ def test_a_failed_save_brings_the_error_and_its_field_into_view(page: Any, gatew
     page.fill("#limits input[name=budget_reset_duration]", "1d")
     page.click("#limits button:has-text('Save limits')")
     page.wait_for_selector("#limits .problem")
+    page.wait_for_load_state()  # the page's script has run
     assert in_view(page, "#limits .problem"), "the error is below the fold"
     assert page.evaluate("window.scrollY") > 0  # it was further down: the page moved to it
     assert page.evaluate("document.activeElement.name") == "budget_max_limit"
@@ -100,6 +101,7 @@ def test_a_failed_save_brings_the_error_and_its_field_into_view(page: Any, gatew
     page.fill("input[name=request_reset_duration]", "1m")
     page.click("button:has-text('Create key')")
     page.wait_for_selector(".problem")
+    page.wait_for_load_state()
     assert in_view(page, ".problem")
     assert page.evaluate("document.activeElement.name") == "request_max_limit"
 
@@ -153,3 +155,52 @@ def test_request_log_filters_by_name_and_shows_each_request_in_detail(page: Any,
     assert page.get_attribute("input[name=virtual_key_id]", "aria-invalid") == "true"
     page.goto("/ui/logs/999999")
     assert "request-log entry '999999' not found" in page.inner_text(".problem")
+
+
+def test_the_audit_log_lists_changes_and_marks_deleted_entities(page: Any, gateway: RunningGateway) -> None:
+    make_key(gateway, "vk-audited", "audited key", budget={"max_limit": 5, "reset_duration": "1d"})
+    make_key(gateway, "vk-audit-gone", "soon gone")
+    with admin(gateway) as api:
+        assert api.put(f"{KEYS}/vk-audited", json={"budget": {"max_limit": 7.5}}).status_code == 200
+        assert api.delete(f"{KEYS}/vk-audit-gone").status_code == 200
+    log_in(page)
+    page.click("nav a:has-text('Audit log')")
+    page.wait_for_url("**/ui/audit")
+    page.goto("/ui/audit?entity_id=vk-audited&action=update")
+    [row] = page.locator("table.audit tbody tr").all()
+    text = row.inner_text()
+    assert "admin" in text and "budget.max_limit: 5 → 7.5" in text, text
+    assert row.locator("a[href='/ui/keys/vk-audited']").inner_text() == "audited key"
+    screenshot(page, "audit")
+
+    page.goto("/ui/audit?entity_type=virtual_key&entity_id=vk-audit-gone")
+    rows = page.locator("table.audit tbody tr")
+    assert rows.count() == 2  # created, deleted
+    for index in range(2):
+        assert "deleted" in rows.nth(index).inner_text()
+        assert rows.nth(index).locator("a").count() == 0  # no link to a page that is gone
+
+
+def test_the_explain_panel_says_what_a_request_would_get_and_which_limit_binds(page: Any, gateway: RunningGateway) -> None:
+    value = make_key(gateway, "vk-explained", "explained key",
+                     rate_limit={"request_max_limit": 1, "request_reset_duration": "1h"},
+                     budget={"max_limit": 100, "reset_duration": "1M"})
+    log_in(page)
+    page.goto("/ui/keys/vk-explained")
+    page.fill("#explain input[name=explain_model]", "openai/gpt-4o-mini")
+    page.click("#explain button:has-text('Explain')")
+    assert page.get_attribute(".explained", "data-decision") == "allow"
+    assert "Allowed" in page.inner_text(".explained")
+    assert page.locator(".explained tbody tr").count() == 2  # the budget and the request limit
+
+    chat(gateway, value)
+    page.reload()  # the explanation is a GET: reloading asks again, now
+    assert page.get_attribute(".explained", "data-decision") == "request_limited"
+    binding = page.inner_text(".explained tr.binding")
+    assert "binds" in binding and "1 requests per hour" in binding, binding
+    assert "allows 1 requests per 1h" in page.inner_text(".explained .why-line")
+    screenshot(page, "explain-panel")
+
+    page.fill("#explain input[name=explain_model]", "nosuchprovider/x")
+    page.click("#explain button:has-text('Explain')")
+    assert "Could not explain the request" in page.inner_text("#explain .problem")

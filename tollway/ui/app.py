@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from tollway.config import Settings
 from tollway.server.asgi import Message, Receive, Scope, Send, header
 from tollway.ui.client import ApiProblem, ManagementClient
+from tollway.ui.pages.audit import AuditPages
 from tollway.ui.pages.auth import AuthPages
 from tollway.ui.pages.keys import KeyPages
 from tollway.ui.pages.limits import LimitPages
@@ -67,8 +68,8 @@ class UiApp:
 
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
-        pages = [AuthPages(ui), OverviewPages(ui), KeyPages(ui), TeamPages(ui), CustomerPages(ui),
-                 LimitPages(ui), LogPages(ui)]
+        pages: list[Any] = [AuthPages(ui), OverviewPages(ui), KeyPages(ui), TeamPages(ui), CustomerPages(ui),
+                 LimitPages(ui), LogPages(ui), AuditPages(ui)]
         routes = [route for page in pages for route in page.routes()]
         routes.append(Mount("/ui/static", StaticFiles(packages=[("tollway.ui", "static")]), name="static"))
         self.app = Starlette(routes=routes, exception_handlers={

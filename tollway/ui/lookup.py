@@ -23,6 +23,7 @@ class Named:
 KEY = Named("virtual key", "/api/governance/virtual-keys", "virtual_key", "virtual_keys")
 TEAM = Named("team", "/api/governance/teams", "team", "teams")
 CUSTOMER = Named("customer", "/api/governance/customers", "customer", "customers")
+MODEL = Named("model config", "/api/governance/model-configs", "model_config", "model_configs")
 BY_LEVEL = {"virtual_key": KEY, "team": TEAM, "customer": CUSTOMER}
 
 
@@ -56,7 +57,8 @@ async def names_of(api: ManagementClient, kind: Named, ids: Iterable[str], known
 
     async def one(ident: str) -> str | None:
         try:
-            return str((await api.get(path(kind.api, ident)))[kind.envelope]["name"])
+            entity = (await api.get(path(kind.api, ident)))[kind.envelope]
+            return str(entity.get("name") or entity.get("model_name") or ident)
         except ApiProblem as problem:
             if problem.status == 404:
                 return None

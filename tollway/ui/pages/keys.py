@@ -139,12 +139,33 @@ class KeyPages(EntityPages):
             api.get("/api/usage/spend", {"virtual_key_id": ident, "start": month_start(now_ms)}),
             api.get("/api/logs", {"virtual_key_id": ident, "limit": RECENT}))
         configs = {config["provider"]: config for config in key["provider_configs"]}
+        explain = await self.explain(request, ident)
         names = [p["name"] for p in providers if p["configured"]]
         names += [name for name in configs if name not in names]
         return self.ui.page(
             request, "key.html", status, title=key["name"], key=key, groups=key_meters(key, now_ms),
             teams=teams, customers=customers, names=owner_names(teams, customers), provider_names=names,
-            configs=configs, month=month["total"], recent=recent["logs"], recent_count=recent["count"], **extra)
+            configs=configs, month=month["total"], recent=recent["logs"], recent_count=recent["count"],
+            explain=explain, **extra)
+
+    async def explain(self, request: Request, ident: str) -> dict[str, Any] | None:
+        """The explain panel's answer, when its form (a GET: it changes nothing) asked:
+        what would a request to the model get now, and which limit binds."""
+        query = request.query_params
+        model = query.get("explain_model", "").strip()
+        if not model:
+            return None
+        ask: dict[str, Any] = {"virtual_key_id": ident, "model": model}
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = query.get(f"explain_{name}", "").strip()
+            if value:
+                ask[name] = value
+        try:
+            return {"ask": ask, "answer": await self.ui.api.post("/api/governance/explain", ask), "problem": None}
+        except ApiProblem as problem:
+            if problem.status not in (400, 422):
+                raise
+            return {"ask": ask, "answer": None, "problem": problem}
 
     async def update_details(self, request: Request) -> Response:
         ident = request.path_params["ident"]
