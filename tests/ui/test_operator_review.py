@@ -204,3 +204,30 @@ def test_the_explain_panel_says_what_a_request_would_get_and_which_limit_binds(p
     page.fill("#explain input[name=explain_model]", "nosuchprovider/x")
     page.click("#explain button:has-text('Explain')")
     assert "Could not explain the request" in page.inner_text("#explain .problem")
+
+
+def test_usage_charts_per_group_over_a_chosen_range(page: Any, gateway: RunningGateway) -> None:
+    first = make_key(gateway, "vk-chart-a", "chart a")
+    second = make_key(gateway, "vk-chart-b", "chart b")
+    for _ in range(3):
+        chat(gateway, first)
+    chat(gateway, second)
+    log_in(page)
+    page.goto("/ui/keys/vk-chart-a")
+    page.click("a:has-text('charts →')")
+    page.wait_for_url("**/ui/usage?by=model&virtual_key_id=vk-chart-a")
+    assert page.locator("svg.chart").count() == 3  # spend, tokens, requests
+    [row] = page.locator("table.usage tbody tr").all()
+    assert row.inner_text().split("\t")[0] == "gpt-4o-mini" and "\t3\t" in row.inner_text()
+
+    for chosen in ("24h", "7d", "30d"):
+        page.goto(f"/ui/usage?by=key&range={chosen}&model=openai/gpt-4o-mini")
+        assert page.locator("svg.chart").count() == 3
+        table = page.inner_text("table.usage")
+        assert "chart a" in table and "chart b" in table
+        assert page.locator(".chart-legend a:has-text('chart a')").count() == 1
+        bars = page.locator("svg.chart").nth(2).locator("rect.series0, rect.series1")
+        assert bars.count() >= 2  # requests stacked by key in their own colours
+    screenshot(page, "usage")
+    page.goto("/ui/usage?by=team&customer_id=no+such+customer")
+    assert "no customer has the id or name 'no such customer'" in page.inner_text(".problem")

@@ -28,6 +28,7 @@ from tollway.ui.pages.limits import LimitPages
 from tollway.ui.pages.logs import LogPages
 from tollway.ui.pages.overview import OverviewPages
 from tollway.ui.pages.owners import CustomerPages, TeamPages
+from tollway.ui.pages.usage import UsagePages
 from tollway.ui.session import COOKIE, Sessions
 from tollway.ui.web import StaleForm, Ui
 
@@ -69,7 +70,7 @@ class UiApp:
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
         pages: list[Any] = [AuthPages(ui), OverviewPages(ui), KeyPages(ui), TeamPages(ui), CustomerPages(ui),
-                 LimitPages(ui), LogPages(ui), AuditPages(ui)]
+                 LimitPages(ui), LogPages(ui), AuditPages(ui), UsagePages(ui)]
         routes = [route for page in pages for route in page.routes()]
         routes.append(Mount("/ui/static", StaticFiles(packages=[("tollway.ui", "static")]), name="static"))
         self.app = Starlette(routes=routes, exception_handlers={
