@@ -12,7 +12,7 @@ import pytest
 
 from tests.api.support import admin
 from tests.support.gateway import RunningGateway
-from tests.ui.conftest import log_in, screenshot
+from tests.ui.conftest import PHONE, log_in, screenshot
 
 KEYS = "/api/governance/virtual-keys"
 
@@ -231,3 +231,37 @@ def test_usage_charts_per_group_over_a_chosen_range(page: Any, gateway: RunningG
     screenshot(page, "usage")
     page.goto("/ui/usage?by=team&customer_id=no+such+customer")
     assert "no customer has the id or name 'no such customer'" in page.inner_text(".problem")
+
+
+def test_detail_and_limits_pages_fit_a_phone(browser: Any, gateway: RunningGateway) -> None:
+    value = make_key(gateway, "vk-on-a-phone-with-a-rather-long-identifier", "a key with a long name to wrap on a phone",
+                     budget={"max_limit": 12.5, "reset_duration": "1M"},
+                     rate_limit={"request_max_limit": 1, "request_reset_duration": "1h"})
+    chat(gateway, value)
+    with pytest.raises(openai.RateLimitError):
+        chat(gateway, value)
+    with admin(gateway) as api:
+        assert api.post("/api/governance/customers", json={"id": "phone-customer", "name": "Phone customer"}).status_code == 201
+        assert api.post("/api/governance/teams", json={"id": "phone-team", "name": "Phone team",
+                                                        "customer_id": "phone-customer"}).status_code == 201
+        entry = api.get("/api/logs", params={"virtual_key_id": "vk-on-a-phone-with-a-rather-long-identifier"}).json()
+    phone = browser.new_context(viewport=PHONE, base_url=gateway.url, is_mobile=True, has_touch=True)
+    try:
+        tab = phone.new_page()
+        log_in(tab)
+        key_page = "/ui/keys/vk-on-a-phone-with-a-rather-long-identifier"
+        pages = {"phone-key": key_page + "?explain_model=openai/gpt-4o-mini", "phone-team": "/ui/teams/phone-team",
+                 "phone-customer": "/ui/customers/phone-customer", "phone-limits": "/ui/limits",
+                 "phone-log-entry": f"/ui/logs/{entry['logs'][0]['id']}", "phone-audit": "/ui/audit",
+                 "phone-usage": "/ui/usage?by=model", "phone-key-new": "/ui/keys/new"}
+        for name, target in pages.items():
+            tab.goto(target)
+            wide = tab.evaluate("""() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                             && !e.closest('.scroll'))
+                .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
+            assert tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (target, wide)
+            assert not wide, (target, wide)
+            screenshot(tab, name)
+    finally:
+        phone.close()
