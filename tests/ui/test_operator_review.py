@@ -13,6 +13,7 @@ import pytest
 from tests.api.support import admin
 from tests.support.gateway import RunningGateway
 from tests.ui.conftest import PHONE, log_in, screenshot
+from tollway.ui import present
 
 KEYS = "/api/governance/virtual-keys"
 
@@ -141,7 +142,8 @@ def test_request_log_filters_by_name_and_shows_each_request_in_detail(page: Any,
     facts = page.inner_text("dl.facts")
     for label in ("Request id", "Prompt tokens", "Completion tokens", "Cost", "Latency"):
         assert label.upper() in facts.upper(), label
-    assert page.inner_text("[data-field=cost]") == "$0.00" and page.inner_text("[data-field=latency]").endswith(" ms")
+    assert page.inner_text("[data-field=cost]") == "$0.00"
+    assert re.fullmatch(r"\d[\d,]*(\.\d)? ms", page.inner_text("[data-field=latency]"))
     screenshot(page, "log-entry")
 
     page.goto("/ui/logs?virtual_key_id=vk-gone")  # a deleted key: shown as deleted, not as a broken link
@@ -197,7 +199,7 @@ def test_the_explain_panel_says_what_a_request_would_get_and_which_limit_binds(p
     page.reload()  # the explanation is a GET: reloading asks again, now
     assert page.get_attribute(".explained", "data-decision") == "request_limited"
     binding = page.inner_text(".explained tr.binding")
-    assert "binds" in binding and "1 requests per hour" in binding, binding
+    assert "binds" in binding and "1 request per hour" in binding, binding
     assert "allows 1 requests per 1h" in page.inner_text(".explained .why-line")
     screenshot(page, "explain-panel")
 
@@ -265,3 +267,12 @@ def test_detail_and_limits_pages_fit_a_phone(browser: Any, gateway: RunningGatew
             screenshot(tab, name)
     finally:
         phone.close()
+
+
+def test_latency_and_limit_amounts_read_the_same_everywhere() -> None:
+    assert [present.latency(v) for v in (0.44, 9.96, 312.4, 1204.6, None)] == [
+        "0.4 ms", "10.0 ms", "312 ms", "1,205 ms", "—"]
+    budget = {"unit": "usd", "limit": 12.5, "used": 1e-07}
+    requests = {"unit": "requests", "limit": 1000, "used": 3}
+    assert present.limit_amount(budget, "limit") == "$12.50" and present.limit_amount(budget, "used") == "$0.0000001"
+    assert present.limit_amount(requests, "limit") == "1,000" and present.limit_amount(requests, "missing") == "—"
