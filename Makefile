@@ -1,25 +1,38 @@
-# Two commands: `make demo` (install + run the gateway with a mock provider) and `make test`.
+# `make demo` (install the runtime + run the gateway with a mock provider) and `make test`.
+# The demo installs only what the gateway needs at run time; `make test` adds the test
+# tools (pytest, the openai/anthropic SDKs, Playwright, ...) to the same .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 8080
+DEMO_DIR ?= .tollway-demo
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install install-test docs bench clean
 
 $(BIN)/tollway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-tools: $(BIN)/tollway
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 install: $(BIN)/tollway
 
-demo: install
-	$(BIN)/tollway demo
+install-test: $(VENV)/.test-tools
 
-test: install
+demo: install
+	$(BIN)/tollway demo --port $(PORT) --directory $(DEMO_DIR)
+
+test: install-test
 	$(BIN)/pytest -q -p no:cacheprovider
 
-bench: install
+docs: install  # regenerate the configuration reference from the schema
+	$(BIN)/tollway config reference > docs/configuration.md
+
+bench: install-test
 	$(BIN)/python bench/overhead.py
 
 clean:

@@ -25,6 +25,7 @@ from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import (
     NANO_PER_USD,
     BudgetPolicy,
+    ConcurrencyPolicy,
     Governed,
     Level,
     PolicySnapshot,
@@ -74,14 +75,22 @@ def rate_limit(*, requests: int | None = None, request_window: str = "1m", token
     )
 
 
+def concurrency(max_in_flight: int, queue_timeout_ms: int = 0, *, id: str | None = None) -> ConcurrencyPolicy:
+    """At most ``max_in_flight`` requests at once, waiting up to ``queue_timeout_ms`` for a slot."""
+    return ConcurrencyPolicy(id or f"concurrency-{next(_ids)}", max_in_flight, queue_timeout_ms)
+
+
+Concurrency = ConcurrencyPolicy | None
+
+
 def governed(level: Level, id: str, name: str | None = None, *, budget: BudgetPolicy | None = None,
-             rate_limit: RateLimitPolicy | None = None) -> Governed:
-    return Governed(Scope(level, id, name or id), budget, rate_limit)
+             rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> Governed:
+    return Governed(Scope(level, id, name or id), budget, rate_limit, concurrency)
 
 
 def provider(name: str = "openai", *, budget: BudgetPolicy | None = None,
-             rate_limit: RateLimitPolicy | None = None) -> Governed:
-    return governed(Level.PROVIDER, name, budget=budget, rate_limit=rate_limit)
+             rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> Governed:
+    return governed(Level.PROVIDER, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,24 +103,25 @@ class ModelConfig:
 
 
 def model_config(model: str, provider: str | None = None, *, budget: BudgetPolicy | None = None,
-                 rate_limit: RateLimitPolicy | None = None) -> ModelConfig:
+                 rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> ModelConfig:
     name = f"{model} on {provider}" if provider else f"{model} (any provider)"
     scope_id = f"{provider}/{model}" if provider else model
-    return ModelConfig(model, provider, governed(Level.MODEL, scope_id, name, budget=budget, rate_limit=rate_limit))
+    return ModelConfig(model, provider, governed(Level.MODEL, scope_id, name, budget=budget, rate_limit=rate_limit,
+                                                 concurrency=concurrency))
 
 
 def provider_config(provider: str, *, weight: float = 1.0, allowed_models: Iterable[str] = (),
                     allowed_keys: Iterable[str] = (), budget: BudgetPolicy | None = None,
-                    rate_limit: RateLimitPolicy | None = None) -> ProviderConfigPolicy:
+                    rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> ProviderConfigPolicy:
     """A key's per-provider config; `virtual_key` names its scope after the key."""
-    limits = governed(Level.PROVIDER_CONFIG, provider, budget=budget, rate_limit=rate_limit)
+    limits = governed(Level.PROVIDER_CONFIG, provider, budget=budget, rate_limit=rate_limit, concurrency=concurrency)
     return ProviderConfigPolicy(provider, weight, frozenset(allowed_models), frozenset(allowed_keys), limits)
 
 
 def virtual_key(id: str = "vk", *, name: str | None = None, active: bool = True, team_id: str | None = None,
                 customer_id: str | None = None, allowed_models: Iterable[str] = (),
                 provider_configs: Iterable[ProviderConfigPolicy] = (), budget: BudgetPolicy | None = None,
-                rate_limit: RateLimitPolicy | None = None) -> VirtualKeyPolicy:
+                rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> VirtualKeyPolicy:
     name = name or id
     configs = {
         pc.provider: replace(pc, limits=replace(pc.limits, scope=Scope(
@@ -120,18 +130,20 @@ def virtual_key(id: str = "vk", *, name: str | None = None, active: bool = True,
     }
     return VirtualKeyPolicy(
         id, name, active, team_id, customer_id, frozenset(allowed_models), MappingProxyType(configs),
-        governed(Level.VIRTUAL_KEY, id, name, budget=budget, rate_limit=rate_limit),
+        governed(Level.VIRTUAL_KEY, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency),
     )
 
 
 def team(id: str = "team", *, name: str | None = None, customer_id: str | None = None,
-         budget: BudgetPolicy | None = None, rate_limit: RateLimitPolicy | None = None) -> TeamPolicy:
-    return TeamPolicy(customer_id, governed(Level.TEAM, id, name, budget=budget, rate_limit=rate_limit))
+         budget: BudgetPolicy | None = None, rate_limit: RateLimitPolicy | None = None,
+         concurrency: Concurrency = None) -> TeamPolicy:
+    return TeamPolicy(customer_id, governed(Level.TEAM, id, name, budget=budget, rate_limit=rate_limit,
+                                            concurrency=concurrency))
 
 
 def customer(id: str = "customer", *, name: str | None = None, budget: BudgetPolicy | None = None,
-             rate_limit: RateLimitPolicy | None = None) -> Governed:
-    return governed(Level.CUSTOMER, id, name, budget=budget, rate_limit=rate_limit)
+             rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> Governed:
+    return governed(Level.CUSTOMER, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency)
 
 
 def snapshot(*, providers: Iterable[Governed] = (), model_configs: Iterable[ModelConfig] = (),

@@ -44,6 +44,7 @@ class _Priced:
 
 
 _FREE = (0, 0, 0, 0)
+_MAX_UNPRICED_WARNINGS = 50
 
 
 class PriceCatalog:
@@ -60,6 +61,7 @@ class PriceCatalog:
         self._default = default
         self._log = logger or logging.getLogger(__name__)
         self._memo: dict[tuple[str, str, str], _Priced] = {}
+        self._unpriced_warnings = 0
 
     def price_for(self, provider_type: str, provider_name: str, model: str) -> ModelPrice | None:
         """The model's price, or ``None`` when nothing is known (it is then charged nothing)."""
@@ -87,6 +89,13 @@ class PriceCatalog:
         price = (self._overrides.get(f"{provider_name}/{model}") or self._overrides.get(model)
                  or _lookup_genai(provider_type, model) or self._default)
         if price is None:
+            # A client picks the model name: after a few, unpriced names are not logged one
+            # by one (made-up names sent without a key must not flood the log).
+            self._unpriced_warnings += 1
+            if self._unpriced_warnings > _MAX_UNPRICED_WARNINGS:
+                if self._unpriced_warnings == _MAX_UNPRICED_WARNINGS + 1:
+                    self._log.warning("more models without a price: no longer logged one by one (default_price: prices them all)")
+                return _Priced(None, _FREE)
             self._log.warning(
                 "no price known for model %r on provider %r: its requests are charged nothing. "
                 "Set one in the config's pricing: section (USD per million tokens, keyed "

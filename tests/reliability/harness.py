@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -69,8 +70,11 @@ class ServedGateway:
     """`python -m tollway serve` as a child process, with its stdout and stderr in files."""
 
     def __init__(self, config: dict[str, Any], directory: Path, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, fd_limit: int | tuple[int, int] | None = None) -> None:
+        """``fd_limit``: the process's RLIMIT_NOFILE, soft and hard (one number: both, so
+        that it cannot raise it)."""
         self.directory = directory
+        self.fd_limit = fd_limit
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = directory / "tollway.yaml"
@@ -86,7 +90,8 @@ class ServedGateway:
 
     def start(self, timeout_s: float = 30.0) -> ServedGateway:
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-            self.process = subprocess.Popen(self.command(), stdout=out, stderr=err, env=self.env, cwd=self.directory)
+            self.process = subprocess.Popen(self.command(), stdout=out, stderr=err, env=self.env, cwd=self.directory,
+                                            preexec_fn=self._limit_fds if self.fd_limit else None)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:
@@ -100,6 +105,18 @@ class ServedGateway:
                 self.kill()
                 raise TimeoutError(f"tollway serve did not start in time:\n{self.stderr()}")
             time.sleep(0.05)
+
+    def _limit_fds(self) -> None:
+        assert self.fd_limit is not None
+        limits = self.fd_limit if isinstance(self.fd_limit, tuple) else (self.fd_limit, self.fd_limit)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+    def rss_bytes(self) -> int:
+        """The process's resident memory now."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc/PID/status")
 
     @property
     def pid(self) -> int:

@@ -14,13 +14,16 @@ from sqlalchemy.orm import Session
 
 from tests.store.example import SEARCH_VK, example_raw, settings, sha256
 from tollway.governance.counters.base import CounterState
+from tollway.governance.model import in_flight_counter
 from tollway.store.bootstrap import BootstrapError, apply_config
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
+from tollway.store.snapshot import load_snapshot
 from tollway.store.tables import (
     AuditEntry,
     Base,
     Budget,
+    ConcurrencyLimit,
     Customer,
     ModelConfig,
     Provider,
@@ -261,3 +264,54 @@ async def test_nodes_bootstrapping_at_the_same_time_wait_for_each_other(db: Data
     assert sorted(len(generated) for generated in results) == [0, 1]  # generated once, by the first
     assert await _count(db, Customer) == await _count(db, VirtualKey) == 1
     assert await config_version(db) == 1
+
+
+async def test_concurrency_limits_from_the_file_reach_the_snapshot_and_follow_the_file(db: Database) -> None:
+    raw = example_raw()
+    raw["providers"]["openai"]["concurrency"] = {"max_in_flight": 100}
+    gov = raw["governance"]
+    gov["customers"][0]["concurrency"] = {"max_in_flight": 50}
+    gov["teams"][0]["concurrency"] = {"max_in_flight": 20, "queue_timeout_ms": 500}
+    gov["virtual_keys"][0]["concurrency"] = {"max_in_flight": 5, "queue_timeout_ms": 2000}
+    gov["virtual_keys"][0]["provider_configs"][0]["concurrency"] = {"max_in_flight": 3}
+    gov["model_configs"][0]["concurrency"] = {"max_in_flight": 8}
+    await apply_config(db, settings(raw), now=T0)
+    assert await apply_config(db, settings(raw), now=T1) == [] and await config_version(db) == 1  # idempotent
+
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    key = snap.keys_by_hash[sha256(SEARCH_VK)]
+    limits = {
+        "provider": snap.providers["openai"].concurrency, "customer": snap.customers["acme"].concurrency,
+        "team": snap.teams["search"].limits.concurrency, "key": key.limits.concurrency,
+        "provider config": key.provider_configs["local"].limits.concurrency,
+        "model": snap.model_configs[("gpt-4o-mini", "local")].concurrency,
+    }
+    assert {name: (c.max_in_flight, c.queue_timeout_ms) for name, c in limits.items()} == {
+        "provider": (100, 0), "customer": (50, 0), "team": (20, 500), "key": (5, 2000),
+        "provider config": (3, 0), "model": (8, 0)}
+    assert snap.model_configs[("gpt-4o-mini", None)].concurrency is None
+    stored = await load_counters(db)
+    assert not any(in_flight_counter(c.id) in stored for c in limits.values())  # no usage to flush or load
+
+    gov["virtual_keys"][0]["concurrency"] = {"max_in_flight": 6}
+    gov["teams"][0]["concurrency"] = None
+    await apply_config(db, settings(raw), now=T1)
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    changed = snap.keys_by_hash[sha256(SEARCH_VK)].limits.concurrency
+    assert (changed.id, changed.max_in_flight, changed.queue_timeout_ms) == (limits["key"].id, 6, 0)
+    assert snap.teams["search"].limits.concurrency is None
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(ConcurrencyLimit)) == 5  # the team's is gone
+
+
+@pytest.mark.parametrize(("concurrency", "fragment"), [
+    ({"max_in_flight": 0}, "greater than 0"),
+    ({"max_in_flight": 5, "queue_timeout_ms": -1}, "greater than or equal to 0"),
+    ({"queue_timeout_ms": 10}, "max_in_flight"),
+])
+def test_a_bad_concurrency_limit_in_the_file_is_refused_naming_it(concurrency: dict, fragment: str) -> None:
+    raw = example_raw()
+    raw["governance"]["teams"][0]["concurrency"] = concurrency
+    with pytest.raises(Exception) as refused:
+        settings(raw)
+    assert "concurrency" in str(refused.value) and fragment in str(refused.value)

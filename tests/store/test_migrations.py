@@ -16,7 +16,7 @@ from tollway.store.version import config_version
 TABLES = {
     "budgets", "rate_limits", "customers", "teams", "virtual_keys", "vk_provider_configs", "providers",
     "model_configs", "request_logs", "audit_log", "config_version", "retired_key_values", "spend_rollups",
-    "spend_totals",
+    "spend_totals", "concurrency_limits", "config_changes",
 }
 
 
@@ -89,3 +89,34 @@ async def test_a_virtual_key_cannot_belong_to_a_team_and_a_customer(db: Database
         async with db.session() as session:
             session.add(VirtualKey(id="k", name="k", value_hash="h" * 64, value_prefix="tw-x",
                                    team_id="t", customer_id="c"))
+
+
+async def test_adding_concurrency_limits_keeps_rows_and_constraints(database_url: str) -> None:
+    """0001 → 0003 rebuilds every governed table on SQLite: rows, checks and the partial
+    unique index must come through."""
+    await migrate.upgrade(database_url, "0001")
+    db = Database(database_url)
+    now = {"now": utcnow()}
+    async with db.session() as session:
+        await session.execute(sa.text("INSERT INTO customers (id, name, created_at, updated_at) "
+                                      "VALUES ('c', 'C', :now, :now)"), now)
+        await session.execute(sa.text("INSERT INTO teams (id, name, customer_id, created_at, updated_at) "
+                                      "VALUES ('t', 'T', 'c', :now, :now)"), now)
+        await session.execute(sa.text("INSERT INTO model_configs (id, model_name, provider, created_at, updated_at) "
+                                      "VALUES ('m1', 'm', NULL, :now, :now)"), now)
+    await db.close()
+    await migrate.upgrade(database_url)
+    db = Database(database_url)
+    async with db.session() as session:
+        team = (await session.execute(sa.text("SELECT customer_id, concurrency_limit_id FROM teams"))).one()
+    assert tuple(team) == ("c", None)
+    with pytest.raises(IntegrityError):
+        async with db.session() as session:
+            session.add(ModelConfig(model_name="m", provider=None))
+    with pytest.raises(IntegrityError):
+        async with db.session() as session:
+            session.add(VirtualKey(id="k", name="k", value_hash="h" * 64, value_prefix="tw-x",
+                                   team_id="t", customer_id="c"))
+    await db.close()
+    await migrate.downgrade(database_url, "0001")
+    assert "concurrency_limits" not in await _tables(database_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import threading
 import time
@@ -13,9 +14,11 @@ from typing import Any, TypeVar
 import uvicorn
 
 from tollway.config import settings_from_dict
+from tollway.config.schema import ServerConfig
 from tollway.governance.counters.base import CounterState
 from tollway.server.app import Gateway, create_app
 from tollway.server.runtime import Runtime
+from tollway.server.serving import GatewayServerConfig, connection_limits
 
 
 T = TypeVar("T")
@@ -32,8 +35,10 @@ class ThreadedServer:
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
-                                loop="asyncio", http="httptools", access_log=False, timeout_graceful_shutdown=5)
+        # The server the CLI runs (tollway.server.serving), with its default connection limits.
+        limits = connection_limits(ServerConfig(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        config = GatewayServerConfig(app, connection_limits=limits, host="127.0.0.1", port=self.port, lifespan="on",
+                                     log_level="warning", loop="asyncio", access_log=False, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -147,6 +147,25 @@ def test_model_and_provider_limits_are_managed_and_explained(page: Any, gateway:
     chat(gateway, value, "openai/gpt-4o")
 
 
+def test_a_concurrency_limit_is_set_shown_and_removed_in_the_limits_card(page: Any, gateway: RunningGateway) -> None:
+    log_in(page)
+    page.goto("/ui/providers/anthropic")
+    page.fill("#limits input[name=max_in_flight]", "3")
+    page.fill("#limits input[name=queue_timeout_ms]", "250")
+    page.click("button:has-text('Save limits')")
+    assert "Limits saved." in page.inner_text(".flash")
+    assert "0 of 3 requests in flight" in page.inner_text(".meters")
+    assert page.input_value("#limits input[name=queue_timeout_ms]") == "250"
+    concurrency = gateway.runtime.snapshot.providers["anthropic"].concurrency
+    assert (concurrency.max_in_flight, concurrency.queue_timeout_ms) == (3, 250)
+    page.fill("#limits input[name=max_in_flight]", "")
+    page.fill("#limits input[name=queue_timeout_ms]", "")
+    page.click("button:has-text('Save limits')")
+    assert "Limits saved." in page.inner_text(".flash")
+    assert "requests in flight" not in page.inner_text("main")
+    assert gateway.runtime.snapshot.providers.get("anthropic") is None  # no limits left
+
+
 def test_key_settings_provider_configs_and_delete(page: Any, gateway: RunningGateway) -> None:
     make_key(gateway, "vk-edit")
     log_in(page)

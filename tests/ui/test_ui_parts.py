@@ -77,13 +77,37 @@ def test_a_limit_given_by_half_is_refused_with_a_sentence() -> None:
         forms.problem_lines(error.value.problem)[0]
 
 
+@pytest.mark.parametrize(("fields", "concurrency"), [
+    ({}, None),
+    ({"max_in_flight": "", "queue_timeout_ms": ""}, None),
+    ({"max_in_flight": "5"}, {"max_in_flight": "5", "queue_timeout_ms": 0}),
+    ({"max_in_flight": "5", "queue_timeout_ms": "2500"}, {"max_in_flight": "5", "queue_timeout_ms": "2500"}),
+])
+def test_concurrency_fields_become_api_bodies(fields: dict[str, str], concurrency: Any) -> None:
+    assert forms.concurrency(Form(fields.items())) == concurrency
+
+
+def test_a_queue_wait_without_a_maximum_is_refused_with_a_sentence() -> None:
+    with pytest.raises(FormError) as error:
+        forms.concurrency(Form([("queue_timeout_ms", "500")]))
+    assert error.value.problem.fields == {"concurrency.max_in_flight"}
+    assert "requests in flight" in forms.problem_lines(error.value.problem)[0]
+
+
+def test_an_in_flight_meter_reads_as_requests_in_flight() -> None:
+    view = {"budget": None, "rate_limit": None,
+            "concurrency": {"id": "c", "max_in_flight": 5, "queue_timeout_ms": 0, "in_flight": 3}}
+    (meter,) = present.meters(view, 0)
+    assert (meter.label, meter.text, meter.percent, meter.reset_at) == ("In flight", "3 of 5 requests in flight", 60.0, None)
+
+
 def test_provider_configs_and_owner_from_the_form() -> None:
     form = Form([("owner", "team:search"), ("pc_provider", "anthropic"), ("pc_provider", "openai"),
                  ("pc1_enabled", "on"), ("pc1_weight", "2"), ("pc1_allowed_models", "gpt-4o, gpt-4o-mini")])
     assert forms.owner(form) == {"team_id": "search", "customer_id": None}
     assert forms.provider_configs(form) == [{"provider": "openai", "weight": "2",
                                              "allowed_models": ["gpt-4o", "gpt-4o-mini"], "allowed_keys": [],
-                                             "budget": None, "rate_limit": None}]
+                                             "budget": None, "rate_limit": None, "concurrency": None}]
     problem = ApiProblem(422, "x", [{"field": "provider_configs[0].budget.max_limit", "message": "bad"}])
     named = forms.name_configs(problem, [{"provider": "openai"}])
     assert forms.problem_lines(named) == ["provider configs openai › budget › amount (USD): bad"]

@@ -3,7 +3,9 @@
 Invariants, checked after every step on every counter:
 - reserved equals the sum of what open reservations hold on it (so it is 0 once all are
   settled or released);
-- a request counter's used + reserved never exceeds its limit;
+- a request counter's used + reserved never exceeds its limit, nor does an in-flight
+  counter's reserved (the requests holding a slot) exceed its max_in_flight, and an
+  in-flight counter is never charged;
 - a token counter or budget exceeds its limit only by the (actual - estimate) of requests
   settled into its current window;
 - a denial is never spurious, and a single request is admitted whenever all its limits
@@ -38,18 +40,18 @@ def _snapshot():
 
     return f.snapshot(
         providers=[f.provider("openai", rate_limit=rl(requests=6, request_window="10s", tokens=300, token_window="1m"),
-                              budget=f.budget("0.000004", "30s"))],
+                              budget=f.budget("0.000004", "30s"), concurrency=f.concurrency(4))],
         model_configs=[f.model_config("gpt", "openai", rate_limit=rl(requests=5, request_window="20s")),
                        f.model_config("gpt", budget=f.budget("0.000003", "1d", calendar=True))],
         keys={
             KEYS["a"]: f.virtual_key("a", team_id="t", rate_limit=rl(requests=3, request_window="15s"),
                                      provider_configs=[f.provider_config("openai", rate_limit=rl(tokens=120, token_window="30s"),
                                                                          budget=f.budget("0.000002", "1m"))]),
-            KEYS["b"]: f.virtual_key("b", team_id="t", budget=f.budget("0.000002", "45s")),
+            KEYS["b"]: f.virtual_key("b", team_id="t", budget=f.budget("0.000002", "45s"), concurrency=f.concurrency(1)),
             KEYS["c"]: f.virtual_key("c", customer_id="cu", rate_limit=rl(requests=2, request_window="5s", tokens=80)),
         },
         teams=[f.team("t", customer_id="cu", rate_limit=rl(requests=4, request_window="30s"),
-                      budget=f.budget("0.000003", "1M", calendar=True))],
+                      budget=f.budget("0.000003", "1M", calendar=True), concurrency=f.concurrency(2))],
         customers=[f.customer("cu", rate_limit=rl(tokens=200, token_window="40s"), budget=f.budget("0.000005", "1h"))],
     )
 
@@ -107,6 +109,14 @@ async def _together(*coroutines):
     return await asyncio.gather(*coroutines)
 
 
+# What settling charges each kind of counter, given the request's tokens and cost.
+_ACTUAL = {
+    Kind.REQUESTS: lambda tokens, cost: 1,
+    Kind.TOKENS: lambda tokens, cost: tokens,
+    Kind.BUDGET: lambda tokens, cost: cost,
+    Kind.IN_FLIGHT: lambda tokens, cost: 0,
+}
+
 requests_st = st.lists(
     st.tuples(st.sampled_from([None, *KEYS]), st.integers(0, 70), st.integers(0, 1500)), min_size=1, max_size=4
 )
@@ -153,7 +163,7 @@ class EnforcerMachine(RuleBasedStateMachine):
         self.run(_together(*calls))
         checks = reservation.plan.checks
         for check, amount, reading in zip(checks, reservation.plan.amounts, self.readings(checks)):
-            actual = 1 if check.kind is Kind.REQUESTS else tokens if check.kind is Kind.TOKENS else cost
+            actual = _ACTUAL[check.kind](tokens, cost)
             self.allowance[(check.counter, reading.last_reset_ms)] += max(0, actual - amount)
 
     @precondition(lambda self: self.open)
@@ -179,7 +189,10 @@ class EnforcerMachine(RuleBasedStateMachine):
         assert self.enforcer.reservations_in_flight == len(self.open)
         for check, reading in zip(ALL_CHECKS, self.readings(ALL_CHECKS)):
             assert reading.reserved == held[check.counter], check.counter
-            slack = 0 if check.kind is Kind.REQUESTS else self.allowance[(check.counter, reading.last_reset_ms)]
+            exact = check.kind in (Kind.REQUESTS, Kind.IN_FLIGHT)
+            slack = 0 if exact else self.allowance[(check.counter, reading.last_reset_ms)]
+            if check.kind is Kind.IN_FLIGHT:
+                assert reading.used == 0, check.counter
             assert reading.used + reading.reserved <= check.limit + slack, check.counter
 
     def teardown(self) -> None:
@@ -201,7 +214,7 @@ class EnforcerMachine(RuleBasedStateMachine):
 
     def _assert_denial_is_due(self, denial: Denial, fact: RequestFacts) -> None:
         amount = {"request_limited": 1, "token_limited": fact.estimated_tokens,
-                  "budget_exceeded": fact.estimated_cost_nano}[denial.decision.value]
+                  "budget_exceeded": fact.estimated_cost_nano, "concurrency_limited": 1}[denial.decision.value]
         assert denial.used + amount > denial.limit
         assert denial.reset_at_ms > self.clock.now
 

@@ -3,7 +3,7 @@
 `create_management_app(runtime)` builds it over the running gateway's parts; the gateway
 hands it every request whose path starts with `/api`. Every route needs
 ``Authorization: Bearer <admin_token>``; the OpenAPI document (`/api/openapi.json`) and
-the docs pages (`/api/docs`, `/api/redoc`) are public.
+the docs pages (`/api/docs`, `/api/redoc`, their assets under `/api/docs/assets`) are public.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
 from tollway.api import audit, customers, explain, logs, model_configs, providers, spend, teams, usage, virtual_keys
+from tollway.api import virtual_keys_bulk
 from tollway.api.context import ManagedRuntime
+from tollway.api.docs_pages import install_docs_pages
 from tollway.api.errors import ApiError, install_error_handlers
 from tollway.api.responses import ErrorBody
 from tollway.config.schema import VK_PREFIX
@@ -67,13 +69,14 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
-        redoc_url="/api/redoc",
+        docs_url=None,  # served by install_docs_pages, with assets from the gateway, not a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
+    install_docs_pages(app)
     install_error_handlers(app)
     guarded = [Depends(require_admin)]
-    for module in (virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain):
+    for module in (virtual_keys_bulk, virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)

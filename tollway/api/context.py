@@ -2,11 +2,12 @@
 the runtime dependency, pagination, and the two kinds of transaction (read, change).
 
 A change runs in one transaction: the config lock first (so concurrent changes
-serialise), the writes, the audit entries and the version bump; nothing is written
-when anything fails. After the commit the counter store learns of new limits and
-the policy snapshot is reloaded, so the very next request on this node sees
-the change (other nodes poll the version within a second). Counters are never
-forgotten here: a dropped limit keeps its usage (`tollway.store.retention`).
+serialise), the writes, the audit entries, the version bump and the change log entries
+(`tollway.store.changes`); nothing is written when anything fails. After the commit the
+counter store learns of new limits and the policy applies just the changed entities, so
+the very next request on this node sees the change (other nodes poll the version four
+times a second and apply the same log). Counters are never forgotten here: a dropped
+limit keeps its usage (`tollway.store.retention`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tollway.governance.counters.base import CounterStore
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import PolicySnapshot
 from tollway.pricing import PriceCatalog
+from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
 from tollway.store.request_log import RequestLogWriter
@@ -141,14 +143,14 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
         await lock_config(session)
         writer, presented = await session.run_sync(run)
         if writer.changed:
-            await bump_version(session)
+            await record_changes(session, await bump_version(session), writer.touched)
         if writer.resets:  # inside the transaction: a store failure undoes the whole change
             await runtime.store.reset(sorted(writer.resets), datetime_to_ms(now))
     if writer.seeds:
         await runtime.store.load(writer.seeds)  # before the new policy can use them
     if writer.changed:
         try:
-            await runtime.refresh_policy(force=True)
-        except Exception:  # noqa: BLE001 - committed all the same; the 1 s poll loads it
+            await runtime.refresh_policy()  # applies just this change (tollway/store/policy_sync.py)
+        except Exception:  # noqa: BLE001 - committed all the same; the next poll applies it
             log.exception("management API: the policy could not be reloaded after a change")
     return presented

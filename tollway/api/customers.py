@@ -23,7 +23,8 @@ KIND = "customer"
 
 def customer_view(row: Customer, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "budget": live.budget(row.budget),
-            "rate_limit": live.rate_limit(row.rate_limit), "managed_by": row.managed_by,
+            "rate_limit": live.rate_limit(row.rate_limit), "concurrency": live.concurrency(row.concurrency),
+            "managed_by": row.managed_by,
             "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 

@@ -31,6 +31,7 @@ class _Row(Protocol):
     id: Any
     budget: Any
     rate_limit: Any
+    concurrency: Any
 
 
 RowT = TypeVar("RowT", bound=_Row)
@@ -55,7 +56,8 @@ class EntityRoutes(Generic[RowT]):
 
     @property
     def options(self) -> tuple[Any, ...]:
-        return (selectinload(self.table.budget), selectinload(self.table.rate_limit), *self.loaders)
+        return (selectinload(self.table.budget), selectinload(self.table.rate_limit),
+                selectinload(self.table.concurrency), *self.loaders)
 
     def load(self, session: Session, ident: str) -> RowT:
         """The row with id ``ident``, loaded for its view; 404 when there is none."""
@@ -83,6 +85,7 @@ class EntityRoutes(Generic[RowT]):
         row, diff = writer.upsert(None, self.table, identity, values)
         writer.sync_budget(row, body.budget, diff)
         writer.sync_rate_limit(row, body.rate_limit, diff)
+        writer.sync_concurrency(row, body.concurrency, diff)
         return row, diff
 
     def delete(self, writer: ApiWriter, row: RowT, ident: str) -> None:

@@ -1,5 +1,6 @@
-"""Budgets and rate limits nested in every governed entity, written once for all of them:
-merging a partial update, resetting usage, and presenting each limit with its live usage.
+"""Budgets, rate limits and concurrency limits nested in every governed entity, written
+once for all of them: merging a partial update, resetting usage, and presenting each
+limit with its live usage (for a concurrency limit: the requests in flight).
 
 Usage shown is live: read from the counter store under the window current now (the
 same windows the enforcer uses), not from the database columns, which lag by up to one
@@ -20,14 +21,14 @@ from sqlalchemy.orm import Session
 
 from tollway.api.context import ApiWriter, ManagedRuntime, change, read
 from tollway.api.errors import ApiError, from_validation
-from tollway.config.schema import BudgetConfig, RateLimitConfig
+from tollway.config.schema import BudgetConfig, ConcurrencyConfig, RateLimitConfig
 from tollway.governance.counters.base import CounterOp, CounterReading, CounterStore
 from tollway.governance.decisions import iso_utc
 from tollway.governance.durations import Alignment, Duration, next_reset_ms, parse_duration, window_at
-from tollway.governance.model import NANO_PER_USD, budget_counter, request_counter, token_counter
+from tollway.governance.model import NANO_PER_USD, budget_counter, in_flight_counter, request_counter, token_counter
 from tollway.store.entities import LIMIT_FIELDS, Diff, view
 from tollway.store.snapshot import usd_to_nano
-from tollway.store.tables import Budget, RateLimit
+from tollway.store.tables import Budget, ConcurrencyLimit, RateLimit
 from tollway.store.usage import datetime_to_ms
 
 T = TypeVar("T")
@@ -63,6 +64,7 @@ class LiveUsage:
 
     def __init__(self) -> None:
         self._pending: list[_Pending] = []
+        self._in_flight: list[tuple[dict[str, Any], str]] = []  # concurrency views and their counters
 
     def budget(self, row: Budget | None) -> dict[str, Any] | None:
         if row is None:
@@ -97,18 +99,30 @@ class LiveUsage:
                                               parse_duration(duration), None, False))
         return out
 
+    def concurrency(self, row: ConcurrencyLimit | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        out = {"id": row.id, "max_in_flight": row.max_in_flight, "queue_timeout_ms": row.queue_timeout_ms,
+               "in_flight": 0}
+        self._in_flight.append((out, in_flight_counter(row.id)))
+        return out
+
     async def fill(self, store: CounterStore, now_ms: int) -> None:
         """Replace the stored usage in every view with the counter store's, in one read."""
-        if not self._pending:
+        if not self._pending and not self._in_flight:
             return
         ops = []
         for item in self._pending:
             window = window_at(item.duration, now_ms, item.alignment)
             ops.append(CounterOp(item.counter, item.limit, 0, window.floor_ms, window.reset_to_ms))
+        ops += [CounterOp(counter, 0, 0, 0, 0) for _, counter in self._in_flight]  # no window: never rolls
         readings = await store.read(ops)
         for item, reading in zip(self._pending, readings):
             _fill(item, reading)
+        for (out, _), reading in zip(self._in_flight, readings[len(self._pending):]):
+            out["in_flight"] = reading.reserved
         self._pending.clear()
+        self._in_flight.clear()
 
 
 def _fill(item: _Pending, reading: CounterReading) -> None:
@@ -136,13 +150,17 @@ def update_limits(writer: ApiWriter, owner: Any, patch: BaseModel, diff: Diff, *
         where = prefix + "rate_limit"
         rate_limit = _merged(RateLimitConfig, owner.rate_limit, "rate_limit", getattr(patch, "rate_limit"), where)
         writer.sync_rate_limit(owner, rate_limit, diff, where)  # type: ignore[arg-type]
+    if "concurrency" in stated:
+        where = prefix + "concurrency"
+        concurrency = _merged(ConcurrencyConfig, owner.concurrency, "concurrency", getattr(patch, "concurrency", None), where)
+        writer.sync_concurrency(owner, concurrency, diff, where)  # type: ignore[arg-type]
     if reset_usage:
         for which in ("budget", "rate_limit"):
             if which in stated and getattr(owner, which) is not None:
                 reset_columns(writer, getattr(owner, which))
 
 
-def _merged(model: type[BaseModel], current: Any, which: Which, patch: BaseModel | None, where: str) -> BaseModel | None:
+def _merged(model: type[BaseModel], current: Any, which: str, patch: BaseModel | None, where: str) -> BaseModel | None:
     """The stored limit with the patch's stated fields over it, validated whole."""
     if patch is None:
         return None

@@ -27,6 +27,7 @@ KIND = "model_config"
 def model_config_view(row: ModelConfig, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "model_name": row.model_name, "provider": row.provider,
             "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
+            "concurrency": live.concurrency(row.concurrency),
             "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 

@@ -27,9 +27,9 @@ from tollway.store.tables import Provider
 
 KIND = "provider"
 _SOURCE = ("Providers come from the config file (`providers`), read at start: their settings are shown here "
-           "read-only, key values never. Their budget and rate limit are managed here, unless the file states "
-           "either (`managed_by: config`).")
-_OPTIONS = (selectinload(Provider.budget), selectinload(Provider.rate_limit))
+           "read-only, key values never. Their budget, rate limit and concurrency limit are managed here, unless "
+           "the file states one of them (`managed_by: config`).")
+_OPTIONS = (selectinload(Provider.budget), selectinload(Provider.rate_limit), selectinload(Provider.concurrency))
 
 
 def provider_view(row: Provider, live: LiveUsage, settings: Settings) -> dict[str, Any]:
@@ -38,6 +38,7 @@ def provider_view(row: Provider, live: LiveUsage, settings: Settings) -> dict[st
     return {"name": row.name, "type": row.type, "base_url": row.base_url,
             "configured": row.name in settings.providers, "keys": keys, "settings": stored,
             "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
+            "concurrency": live.concurrency(row.concurrency),
             "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 
@@ -73,7 +74,8 @@ async def get_provider(name: str, runtime: RuntimeDep) -> dict[str, Any]:
 
 async def update_provider(name: str, body: ProviderUpdate, runtime: RuntimeDep,
                           reset_usage: Annotated[bool, RESET_USAGE] = False) -> dict[str, Any]:
-    """Set, change (partially) or remove (``null``) the provider's budget and rate limit."""
+    """Set, change (partially) or remove (``null``) the provider's budget, rate limit and
+    concurrency limit."""
     live = LiveUsage()
 
     def write(writer: ApiWriter) -> Provider:

@@ -40,6 +40,13 @@ class RateLimitView(BaseModel):
     request_reset_at: str | None
 
 
+class ConcurrencyView(BaseModel):
+    id: str
+    max_in_flight: int
+    queue_timeout_ms: int = Field(description="How long a request may wait for a slot (0: refused at once).")
+    in_flight: int = Field(description="Requests in flight now, over every gateway process (live).")
+
+
 class ProviderConfigView(BaseModel):
     id: str
     provider: str
@@ -48,6 +55,7 @@ class ProviderConfigView(BaseModel):
     allowed_keys: list[str]
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
 
 
 class VirtualKeyView(BaseModel):
@@ -63,6 +71,7 @@ class VirtualKeyView(BaseModel):
     provider_configs: list[ProviderConfigView]
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
     managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
                                         "resets) or `api`.")
     created_at: str | None
@@ -75,6 +84,7 @@ class TeamView(BaseModel):
     customer_id: str | None
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
     managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
                                         "resets) or `api`.")
     created_at: str | None
@@ -86,6 +96,7 @@ class CustomerView(BaseModel):
     name: str
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
     managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
                                         "resets) or `api`.")
     created_at: str | None
@@ -98,6 +109,7 @@ class ModelConfigView(BaseModel):
     provider: str | None = Field(description="null: the model on any provider.")
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
     managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
                                         "resets) or `api`.")
     created_at: str | None
@@ -119,6 +131,7 @@ class ProviderView(BaseModel):
     settings: dict[str, Any]
     budget: BudgetView | None
     rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
     managed_by: str = Field(description="Who manages its budget and rate limit: `config` (the file states either) "
                                         "or `api`.")
     created_at: str | None
@@ -181,17 +194,17 @@ class UsageEntry(BaseModel):
     id: str
     name: str
     virtual_key_id: str | None = Field(None, description="For a provider config: its key.")
-    kind: str = Field(description="budget, tokens or requests.")
+    kind: str = Field(description="budget, tokens, requests or in_flight (a concurrency limit).")
     unit: str
-    limit_id: str = Field(description="The budget's or rate limit's id.")
+    limit_id: str = Field(description="The budget's, rate limit's or concurrency limit's id.")
     limit: int | float = Field(description="USD for budgets, else tokens or requests.")
     used: int | float
-    reserved: int | float
+    reserved: int | float = Field(description="Held by requests in flight (for in_flight: the requests in flight).")
     remaining: int | float
-    duration: str
-    last_reset: str
-    reset_at: str
-    reset_in_s: float
+    duration: str | None = Field(description="null for in_flight, which has no window.")
+    last_reset: str | None
+    reset_at: str | None
+    reset_in_s: float | None
 
 
 class UsageList(_Page):
@@ -274,8 +287,8 @@ class LimitStatusView(BaseModel):
     used: int | float
     reserved: int | float
     remaining: int | float
-    duration: str
-    reset_at: str
+    duration: str | None = Field(description="null for in_flight, which has no window.")
+    reset_at: str | None
     binding: bool = Field(description="The limit that denies, or else the one with the smallest share left.")
 
 

@@ -3,8 +3,9 @@
 Create bodies are the config file's own shapes (`tollway.config.schema`), so a block
 copied from `tollway.yaml` can be POSTed as it is; ids may be omitted and are then
 generated. Update bodies are partial: a field left out is kept, a nullable field set to
-``null`` is cleared (``budget: null`` removes the budget; its usage is retained for one added back), and a nested ``budget`` or
-``rate_limit`` object changes only the fields it states.
+``null`` is cleared (``budget: null`` removes the budget; its usage is retained for one added
+back), and a nested ``budget``, ``rate_limit`` or ``concurrency`` object changes only the
+fields it states.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tollway.config.schema import (
+    MAX_IN_FLIGHT,
+    MAX_QUEUE_TIMEOUT_MS,
     CustomerConfig,
     ModelLimitConfig,
     NonEmpty,
@@ -86,9 +89,19 @@ class RateLimitUpdate(_Body):
     request_reset_duration: str | None = None
 
 
+class ConcurrencyUpdate(_Body):
+    """The fields to change; a concurrency limit created by an update needs max_in_flight."""
+
+    max_in_flight: Annotated[int, Field(gt=0, le=MAX_IN_FLIGHT)] | None = None
+    queue_timeout_ms: Annotated[int, Field(ge=0, le=MAX_QUEUE_TIMEOUT_MS)] | None = None
+
+    _present = field_validator("*", mode="before")(_not_null)
+
+
 class _GovernedUpdate(_Body):
     budget: BudgetUpdate | None = None
     rate_limit: RateLimitUpdate | None = None
+    concurrency: ConcurrencyUpdate | None = None
 
 
 class VirtualKeyUpdate(_GovernedUpdate):

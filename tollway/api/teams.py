@@ -25,6 +25,7 @@ KIND = "team"
 def team_view(row: Team, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "customer_id": row.customer_id,
             "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
+            "concurrency": live.concurrency(row.concurrency),
             "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 

@@ -1,4 +1,4 @@
-"""`/api/governance/usage`: where every budget and rate limit stands now.
+"""`/api/governance/usage`: where every budget, rate limit and concurrency limit stands now.
 
 Read live from the counter store, under the windows the enforcer uses, for every limit
 of the policy snapshot in force (so it shows exactly what requests are checked against).
@@ -16,7 +16,7 @@ from tollway.api.errors import bad_request
 from tollway.api.responses import UsageList
 from tollway.governance.decisions import iso_utc
 from tollway.governance.durations import next_reset_ms
-from tollway.governance.engine import LimitCheck, Plan, acquire_ops
+from tollway.governance.engine import IN_FLIGHT_RETRY, LimitCheck, Plan, acquire_ops
 from tollway.governance.model import (
     NANO_PER_USD,
     Governed,
@@ -24,6 +24,7 @@ from tollway.governance.model import (
     Level,
     PolicySnapshot,
     budget_counter,
+    in_flight_counter,
     request_counter,
     token_counter,
 )
@@ -39,7 +40,7 @@ async def usage(
     runtime: RuntimeDep, page: PageDep,
     level: Annotated[str | None, Query(description=f"One of {', '.join(_LEVELS)}.")] = None,
     entity_id: Annotated[str | None, Query(alias="id", description="The entity's id (a provider's name).")] = None,
-    kind: Annotated[str | None, Query(description="budget, tokens or requests.")] = None,
+    kind: Annotated[str | None, Query(description="budget, tokens, requests or in_flight.")] = None,
 ) -> dict[str, Any]:
     """Each limit's limit, used, reserved (requests in flight), remaining, last reset,
     next reset and seconds until it; budgets in USD. Sorted by level, then id."""
@@ -59,6 +60,9 @@ async def usage(
     readings = await runtime.store.read(ops) if ops else ()
     entries = []
     for (check, parent), reading in zip(selected, readings):
+        if check.kind is Kind.IN_FLIGHT:
+            entries.append(_in_flight_entry(check, parent, reading.reserved))
+            continue
         money = check.kind is Kind.BUDGET
         scale: float = NANO_PER_USD if money else 1  # counts stay integers
         reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
@@ -73,6 +77,17 @@ async def usage(
             "reset_at": iso_utc(reset_at), "reset_in_s": max(0, reset_at - now) / 1000,
         })
     return {"usage": entries, "count": len(rows), "limit": page.limit, "offset": page.offset, "at": iso_utc(now)}
+
+
+def _in_flight_entry(check: LimitCheck, parent: str | None, in_flight: int) -> dict[str, Any]:
+    """A concurrency limit: the requests in flight are its reservations; it has no window."""
+    return {
+        "level": check.scope.level.value, "id": check.scope.id, "name": check.scope.name,
+        "virtual_key_id": parent, "kind": check.kind.value, "unit": "requests",
+        "limit_id": check.counter.partition(":")[2], "limit": check.limit, "used": 0, "reserved": in_flight,
+        "remaining": max(0, check.limit - in_flight), "duration": None, "last_reset": None, "reset_at": None,
+        "reset_in_s": None,
+    }
 
 
 def _amount(value: int, scale: float) -> int | float:
@@ -106,3 +121,7 @@ def _limit_checks(governed: Governed) -> Iterator[LimitCheck]:
     if budget is not None:
         yield LimitCheck(scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano, budget.duration,
                          budget.alignment)
+    concurrency = governed.concurrency
+    if concurrency is not None:
+        yield LimitCheck(scope, Kind.IN_FLIGHT, in_flight_counter(concurrency.id), concurrency.max_in_flight,
+                         IN_FLIGHT_RETRY, queue_timeout_ms=concurrency.queue_timeout_ms)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from tollway.api.context import RESET_USAGE, ApiWriter, PageDep, RuntimeDep, partial_update
 from tollway.api.entity_routes import EntityRoutes
 from tollway.api.errors import conflict, invalid, not_found
+from tollway.api.key_search import name_prefix_filter
 from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
 from tollway.api.owners import check_customer, check_provider_configs, check_team
 from tollway.api.responses import VirtualKeyEnvelope, VirtualKeyList
@@ -38,10 +39,11 @@ def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict
         "provider_configs": [
             {"id": pc.id, "provider": pc.provider, "weight": pc.weight, "allowed_models": list(pc.allowed_models or []),
              "allowed_keys": list(pc.allowed_keys or []), "budget": live.budget(pc.budget),
-             "rate_limit": live.rate_limit(pc.rate_limit)}
+             "rate_limit": live.rate_limit(pc.rate_limit), "concurrency": live.concurrency(pc.concurrency)}
             for pc in sorted(row.provider_configs, key=lambda pc: pc.provider)
         ],
         "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
+        "concurrency": live.concurrency(row.concurrency),
         "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
     }
 
@@ -50,7 +52,8 @@ KEYS = EntityRoutes(
     VirtualKey, KIND, param="key_id", view=key_view, envelope_model=VirtualKeyEnvelope,
     searched=(VirtualKey.id, VirtualKey.name, VirtualKey.description),
     loaders=(selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
-             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit)),
+             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.concurrency)),
 )
 
 
@@ -59,8 +62,17 @@ async def list_keys(
     runtime: RuntimeDep, page: PageDep, team_id: str | None = None, customer_id: str | None = None,
     is_active: bool | None = None,
     search: Annotated[str | None, Query(description="Case-insensitive part of the id, name or description.")] = None,
+    name_prefix: Annotated[str | None, Query(min_length=1, max_length=256,
+                                             description="Keys whose name starts with this (case-sensitive; indexed).")] = None,
+    after: Annotated[str | None, Query(min_length=1, max_length=256,
+                                       description="Only keys whose id sorts after this one: the last id of the "
+                                                   "previous page (fast at any depth, unlike offset).")] = None,
 ) -> dict[str, Any]:
     statement = select(VirtualKey)
+    if name_prefix is not None:
+        statement = statement.where(name_prefix_filter(name_prefix, runtime.db.dialect))
+    if after is not None:
+        statement = statement.where(VirtualKey.id > after)
     if team_id is not None:
         statement = statement.where(VirtualKey.team_id == team_id)
     if customer_id is not None:
@@ -86,18 +98,24 @@ async def create_key(body: VirtualKeyCreate, runtime: RuntimeDep) -> dict[str, A
         check_team(session, body.team_id)
         check_customer(session, body.customer_id)
         check_provider_configs(writer.runtime.settings, body.provider_configs)
-        writer.retention.inherit_by_value(key_id, digest)  # a deleted key's value brings its usage back
-        values = {"name": body.name, "description": body.description, "is_active": body.is_active,
-                  "team_id": body.team_id, "customer_id": body.customer_id,
-                  "allowed_models": list(body.allowed_models), "value_hash": digest,
-                  "value_prefix": value[:VALUE_PREFIX_LENGTH]}
-        row, diff = KEYS.insert(writer, {"id": key_id}, values, body)
-        writer.sync_provider_configs(row, body.provider_configs, diff)
-        writer.record(row, KIND, key_id, diff)
-        return row
+        return add_key(writer, body, key_id, value)
 
     return await KEYS.changed(runtime, "virtual key created; store its value now: it is not shown again", write,
                               lambda row, live: key_view(row, live, value))
+
+
+def add_key(writer: ApiWriter, body: VirtualKeyCreate, key_id: str, value: str) -> VirtualKey:
+    """Insert a checked new key with its limits and provider configs, audited."""
+    digest = hash_key(value)
+    writer.retention.inherit_by_value(key_id, digest)  # a deleted key's value brings its usage back
+    values = {"name": body.name, "description": body.description, "is_active": body.is_active,
+              "team_id": body.team_id, "customer_id": body.customer_id,
+              "allowed_models": list(body.allowed_models), "value_hash": digest,
+              "value_prefix": value[:VALUE_PREFIX_LENGTH]}
+    row, diff = KEYS.insert(writer, {"id": key_id}, values, body)
+    writer.sync_provider_configs(row, body.provider_configs, diff)
+    writer.record(row, KIND, key_id, diff)
+    return row
 
 
 KEYS.add_get(router, "get_key")

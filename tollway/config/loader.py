@@ -5,21 +5,37 @@ This is the one module that reads the process environment for configuration valu
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+import types
+import typing
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tollway.config.schema import Settings
 
 CONFIG_PATH_VARIABLE = "TOLLWAY_CONFIG"
 ADMIN_TOKEN_VARIABLE = "TOLLWAY_ADMIN_TOKEN"  # used when the file sets no admin_token
 _ENV_REF = re.compile(r"^env\.([A-Za-z_][A-Za-z0-9_]*)$")
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+class _TextDatesLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a date or time written without quotes stays the
+    text as written: no setting is a date, and `api_version: 2024-06-01` or a header
+    `anthropic-version: 2023-06-01` must reach the provider as that string."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 class ConfigError(Exception):
@@ -40,10 +56,30 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     except OSError as exc:
         raise ConfigError(source, [("", f"cannot read the file: {exc.strerror or exc}")]) from exc
     try:
-        raw = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+        raw = json.loads(text) if source.endswith(".json") else parse_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(source, [("", f"not valid YAML/JSON: {exc}")]) from exc
-    return settings_from_dict(raw or {}, source, environ)
+    settings = settings_from_dict(raw or {}, source, environ)
+    return with_sqlite_path_resolved(settings, Path(path).resolve().parent)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as the config file reads it: dates and times stay text (see _TextDatesLoader)."""
+    return yaml.load(text, Loader=_TextDatesLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def with_sqlite_path_resolved(settings: Settings, folder: Path) -> Settings:
+    """A relative SQLite path (`sqlite:///tollway.db`, the default too) is taken relative to
+    the config file's folder, not to wherever the command happens to run."""
+    url = settings.database_url
+    scheme, separator, database = url.partition(":///")
+    if not separator or scheme not in ("sqlite", "sqlite+aiosqlite"):
+        return settings
+    path, query_mark, query = database.partition("?")
+    if not path or path == ":memory:" or path.startswith("/") or Path(path).is_absolute():
+        return settings
+    resolved = f"{scheme}:///{(folder / path).resolve()}{query_mark}{query}"
+    return settings.model_copy(update={"database_url": resolved})
 
 
 def settings_from_environment() -> Settings:
@@ -70,7 +106,7 @@ def settings_from_dict(
     try:
         settings = Settings.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(source, [(_loc(e["loc"]), _message(e)) for e in exc.errors()]) from None
+        raise ConfigError(source, [(_loc(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]) from None
     problems = list(_reference_problems(settings))
     if problems:
         raise ConfigError(source, problems)
@@ -115,16 +151,18 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
     teams = {t.id for t in gov.teams}
     for i, team in enumerate(gov.teams):
         if team.customer_id and team.customer_id not in customers:
-            yield f"governance.teams[{i}].customer_id", f"unknown customer {team.customer_id!r}"
+            yield f"governance.teams[{i}].customer_id", (
+                f"unknown customer {team.customer_id!r}{_nearest(team.customer_id, customers)}")
     for i, key in enumerate(gov.virtual_keys):
         where = f"governance.virtual_keys[{i}]"
         if key.team_id and key.team_id not in teams:
-            yield f"{where}.team_id", f"unknown team {key.team_id!r}"
+            yield f"{where}.team_id", f"unknown team {key.team_id!r}{_nearest(key.team_id, teams)}"
         if key.customer_id and key.customer_id not in customers:
-            yield f"{where}.customer_id", f"unknown customer {key.customer_id!r}"
+            yield f"{where}.customer_id", f"unknown customer {key.customer_id!r}{_nearest(key.customer_id, customers)}"
         for j, pc in enumerate(key.provider_configs):
             if pc.provider not in providers:
-                yield f"{where}.provider_configs[{j}].provider", f"unknown provider {pc.provider!r}"
+                yield (f"{where}.provider_configs[{j}].provider",
+                       f"unknown provider {pc.provider!r}{_nearest(pc.provider, providers)}")
                 continue
             key_ids = provider_key_ids(settings, pc.provider)
             for name in pc.allowed_keys:
@@ -133,7 +171,8 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
     pairs = [(m.model_name, m.provider) for m in gov.model_configs]
     for i, model in enumerate(gov.model_configs):
         if model.provider and model.provider not in providers:
-            yield f"governance.model_configs[{i}].provider", f"unknown provider {model.provider!r}"
+            yield f"governance.model_configs[{i}].provider", (
+                f"unknown provider {model.provider!r}{_nearest(model.provider, providers)}")
         if pairs.index((model.model_name, model.provider)) != i:
             yield f"governance.model_configs[{i}]", f"duplicate of ({model.model_name}, {model.provider})"
     for alias, target in settings.model_aliases.items():
@@ -146,6 +185,12 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
                 yield f"fallbacks.{name}[{i}]", f"unknown provider or alias in {target!r}"
     for name, provider in providers.items():
         yield from _duplicates(f"providers.{name}.keys", provider_key_ids(settings, name))
+
+
+def _nearest(name: str, known: Iterable[str]) -> str:
+    """"; did you mean 'x'?" when a known id is close to ``name`` (a typo), else ""."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def provider_key_ids(settings: Settings, provider: str) -> list[str]:
@@ -176,8 +221,13 @@ def _message(error: Mapping[str, Any]) -> str:
     message = str(error.get("msg", "invalid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    if error.get("type") == "extra_forbidden":
-        return "unknown field (check the spelling)"
+    kind = error.get("type")
+    if kind == "extra_forbidden":
+        return _unknown_field(tuple(error.get("loc", ())))
+    if kind == "string_type" and isinstance(error.get("input"), (bool, int, float)):
+        value = error["input"]
+        return (f"must be text, and YAML read this value as {type(value).__name__} {value!r}: "
+                "put it in quotes (e.g. '0613', 'no', 'on')")
     return message
 
 
@@ -185,3 +235,55 @@ def config_file_path() -> str | None:
     """The config file `tollway serve` was started with (absolute), when there is one: for
     messages that send an operator to it."""
     return os.environ.get(CONFIG_PATH_VARIABLE) or None
+
+
+def _unknown_field(loc: tuple) -> str:
+    """"unknown field", with the nearest valid name when one is close (a typo)."""
+    name = str(loc[-1]) if loc else ""
+    model = _model_at(Settings, loc[:-1])
+    if model is None:
+        return "unknown field (check the spelling)"
+    valid = list(model.model_fields)
+    nearest = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    if nearest:
+        return f"unknown field {name!r}; did you mean {nearest[0]!r}?"
+    return f"unknown field {name!r}; valid fields here: {', '.join(valid)}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model that validates the value at ``loc`` (a validation error's path)."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _unwrap(annotation, part)
+        if annotation is None:
+            return None
+    annotation = _unwrap_optional(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _unwrap(annotation: Any, part: Any) -> Any:
+    annotation = _unwrap_optional(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(part))
+        return field.annotation if field is not None else None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and args:
+        return args[0] if isinstance(part, int) else None
+    if origin is dict and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """`X | None` and `Annotated[X, ...]` -> X (the model that validates the value)."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation

@@ -17,6 +17,8 @@ from tollway.providers.presets import PRESETS
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
+MAX_IN_FLIGHT = 1_000_000_000  # fits the store's 32-bit column
+MAX_QUEUE_TIMEOUT_MS = 600_000  # ten minutes: a wait longer than any client keeps a request open
 
 
 class _Strict(BaseModel):
@@ -27,6 +29,27 @@ def _duration(value: str | None) -> str | None:
     if value is not None:
         parse_duration(value)
     return value
+
+
+def _fixed_duration(value: str) -> str:
+    """A duration in seconds, minutes, hours, days or weeks (no calendar months)."""
+    if parse_duration(value).fixed_ms is None:
+        raise ValueError(f"must be a fixed duration such as '10s', '5m' or '1h' (got {value!r})")
+    return value
+
+
+def _seconds_up_to_hour(value: str) -> str:
+    fixed = parse_duration(_fixed_duration(value)).fixed_ms
+    if fixed is None or fixed > 3_600_000:
+        raise ValueError(f"must be from 1s to 1h (got {value!r})")
+    return value
+
+
+def duration_s(value: str) -> float:
+    """Seconds of a fixed duration (validated by the models above)."""
+    fixed = parse_duration(value).fixed_ms
+    assert fixed is not None
+    return fixed / 1000
 
 
 def _no_blank(value: str | None) -> str | None:
@@ -75,9 +98,19 @@ class RateLimitConfig(_Strict):
         return self
 
 
+class ConcurrencyConfig(_Strict):
+    """At most ``max_in_flight`` requests at once (from admission until the response, or
+    the stream, ends); with ``queue_timeout_ms`` > 0 a request finding no free slot waits
+    up to that long for one, first come first served, before it is refused (429)."""
+
+    max_in_flight: Annotated[int, Field(gt=0, le=MAX_IN_FLIGHT)]
+    queue_timeout_ms: Annotated[int, Field(ge=0, le=MAX_QUEUE_TIMEOUT_MS)] = 0
+
+
 class _Governed(_Strict):
     budget: BudgetConfig | None = None
     rate_limit: RateLimitConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
 
 
 class CustomerConfig(_Governed):
@@ -261,6 +294,9 @@ class CountersConfig(_Strict):
     url: str | None = None
     on_failure: Literal["fail_closed", "fail_open"] = "fail_closed"
     timeout_ms: Annotated[int, Field(gt=0, le=60_000)] = 50
+    # How long a gateway process that stops renewing its lease (killed, cut off) keeps
+    # what it reserved in Redis: reservations and in-flight slots come back after it.
+    lease_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> CountersConfig:
@@ -274,6 +310,38 @@ class EstimateConfig(_Strict):
 
     default_completion_tokens: Annotated[int, Field(ge=0, le=10**7)] = 256
     bytes_per_prompt_token: Annotated[int, Field(ge=1, le=64)] = 4
+
+
+class ServerConfig(_Strict):
+    """How the HTTP server protects itself from clients that misbehave (per worker process)."""
+
+    # Connections held open at once; the server lowers it to fit the file-descriptor limit
+    # (half of RLIMIT_NOFILE less 64: each client connection may need an upstream one). At the
+    # cap, idle connections are closed oldest first; with none idle, new ones get 503.
+    max_connections: Annotated[int, Field(ge=16, le=1_000_000)] = 10_000
+    max_request_head_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 64 * 1024  # 431 above
+    header_read_timeout: str = "10s"  # from connecting (or a request's first byte) to its last header
+    keep_alive_timeout: str = "5s"  # idle between two requests on one connection
+    body_read_timeout: str = "30s"  # a request body that stops arriving this long: 408, closed
+    raise_fd_limit: bool = True  # raise the soft RLIMIT_NOFILE to the hard limit at start
+
+    _check_durations = field_validator("header_read_timeout", "keep_alive_timeout",
+                                       "body_read_timeout")(_seconds_up_to_hour)
+
+
+class LoginThrottleConfig(_Strict):
+    """Failed admin UI logins, per client address: a few are free, then each further one
+    doubles the wait before the next try (429 with Retry-After)."""
+
+    free_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    base_delay: str = "1s"
+    max_delay: str = "15m"
+    forget_after: str = "1h"  # an address quiet this long starts over
+    max_addresses: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000  # least recently seen go first
+    # every address together (guessing from many addresses): free failures per forget_after
+    global_free_failures: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+
+    _check_durations = field_validator("base_delay", "max_delay", "forget_after")(_fixed_duration)
 
 
 class Settings(_Strict):
@@ -294,6 +362,11 @@ class Settings(_Strict):
     governance: GovernanceConfig = GovernanceConfig()
     request_log: bool = True
     request_log_retention: str | None = None  # e.g. "90d": older rows are deleted every hour; None keeps all
+    # 401s without a valid virtual key: this many a minute get their own row, the rest of the
+    # minute one summary row with their count (null: a row each); all are counted in /metrics
+    request_log_unauthenticated_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] | None = 10
+    server: ServerConfig = ServerConfig()
+    login_throttle: LoginThrottleConfig = LoginThrottleConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cors_origins: list[str] = []  # browser origins allowed to call the management API; empty: CORS off
     egress: EgressConfig = EgressConfig()

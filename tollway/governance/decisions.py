@@ -29,6 +29,7 @@ class Decision(str, enum.Enum):
     TOKEN_LIMITED = "token_limited"
     REQUEST_LIMITED = "request_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
+    CONCURRENCY_LIMITED = "concurrency_limited"
 
     @property
     def status(self) -> int:
@@ -46,12 +47,14 @@ _STATUS: dict[Decision, int] = {
     Decision.TOKEN_LIMITED: 429,
     Decision.REQUEST_LIMITED: 429,
     Decision.BUDGET_EXCEEDED: 402,
+    Decision.CONCURRENCY_LIMITED: 429,
 }
 
 DECISION_FOR_KIND: dict[Kind, Decision] = {
     Kind.REQUESTS: Decision.REQUEST_LIMITED,
     Kind.TOKENS: Decision.TOKEN_LIMITED,
     Kind.BUDGET: Decision.BUDGET_EXCEEDED,
+    Kind.IN_FLIGHT: Decision.CONCURRENCY_LIMITED,
 }
 
 _LEVEL_LABEL: dict[Level, str] = {
@@ -106,6 +109,23 @@ def model_blocked(scope: Scope, provider: str, model: str, allowed: Iterable[str
         f"'{provider}'; allowed: {_listing(allowed)}"
     )
     return Denial(Decision.MODEL_BLOCKED, message, scope)
+
+
+# A slot frees when any request in flight ends, which no one can predict: clients are
+# told to retry in a second (SPEC §8), the shortest wait Retry-After can express.
+CONCURRENCY_RETRY_AFTER_S = 1
+
+
+def concurrency_denial(scope: Scope, limit: int, in_flight: int, now_ms: int, waited_ms: int = 0) -> Denial:
+    """The denial of a request that found all ``limit`` in-flight slots of ``scope`` taken
+    (after waiting ``waited_ms`` in the queue, when it did)."""
+    message = (f"{_LEVEL_LABEL[scope.level]} '{scope.name}' allows {limit} requests in flight at once "
+               f"and {in_flight} are")
+    if waited_ms:
+        message += f"; no slot freed within the {waited_ms} ms this request waited"
+    message += f"; try again in {CONCURRENCY_RETRY_AFTER_S} s"
+    return Denial(Decision.CONCURRENCY_LIMITED, message, scope, limit, in_flight,
+                  now_ms + CONCURRENCY_RETRY_AFTER_S * 1000, CONCURRENCY_RETRY_AFTER_S)
 
 
 def limit_denial(

@@ -3,18 +3,23 @@
 It asks the pure engine which limits apply, runs the plan on the `CounterStore` in one
 atomic acquire, and hands the readings back to the engine for the verdict. After the
 upstream call it settles (charges actual usage) or releases (charges nothing).
+
+A request refused for want of an in-flight slot whose limit has ``queue_timeout_ms``
+may wait for one (`wait_for_slot`, see `slot_queue`); settling or releasing wakes the
+next waiter of each slot freed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from tollway.governance.counters.base import CounterStore, CounterUnavailable, SettleOp
-from tollway.governance.decisions import Decision, Denial, iso_utc
+from tollway.governance.decisions import Decision, Denial, concurrency_denial, iso_utc
 from tollway.governance.engine import (
     LimitCheck,
     LimitStatus,
@@ -31,6 +36,7 @@ from tollway.governance.engine import (
     static_checks,
 )
 from tollway.governance.model import NANO_PER_USD, Kind, PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,9 @@ class Admission:
     team_id: str | None = None
     customer_id: str | None = None
     allowed_provider_keys: frozenset[str] = frozenset()  # provider key ids the key may use; empty = all
+    # A concurrency denial the request may wait out (the in-flight check that has a
+    # queue_timeout_ms): pass the admission to `Enforcer.wait_for_slot`.
+    queue: LimitCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,33 +109,99 @@ class Enforcer:
         self._memo_snapshot: PolicySnapshot | None = None
         self._memo: dict[tuple[str | None, str, str], tuple[LimitCheck, ...]] = {}
         self._windows = WindowMemo()
+        self._queues = SlotQueues()
 
     @property
     def reservations_in_flight(self) -> int:
         """Reservations neither settled nor released (a steady rise means a leak)."""
         return len(self._open)
 
-    async def admit(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Admission:
+    @property
+    def requests_waiting(self) -> int:
+        """Requests of this process waiting for an in-flight slot."""
+        return self._queues.waiting
+
+    async def admit(self, snapshot: PolicySnapshot, facts: RequestFacts, *, _queued: bool = False) -> Admission:
         """Check every applicable limit and, when all have room, reserve on all of them.
 
         Raises `CounterUnavailable` when the store cannot be reached: whether to fail open
-        or closed is the caller's choice, not governance's.
+        or closed is the caller's choice, not governance's. A request that finds requests
+        of this process waiting for a slot it needs queues behind them (its admission's
+        ``queue`` is set) instead of taking a slot first; ``_queued`` marks the retries of
+        such a waiting request (see `wait_for_slot`).
         """
         now = self._clock_ms()
         planned = plan(snapshot, facts, self._static_checks)
         if isinstance(planned, Denial):
             return self._refused(snapshot, facts, planned)
+        if self._queues.waiting and not _queued:
+            ahead = self._waiters_ahead(planned, now)
+            if ahead is not None:
+                return ahead
         headers: list[tuple[bytes, bytes]] = []
         if planned.checks:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
             verdict = decide(planned, result, now)
             if isinstance(verdict, Denial):
-                return Admission(False, verdict, None, [], _key_id(planned.key), planned.team_id, planned.customer_id)
+                failed = planned.checks[result.failed]  # only in-flight checks have a queue timeout
+                return Admission(False, verdict, None, [], _key_id(planned.key), planned.team_id, planned.customer_id,
+                                 queue=failed if failed.queue_timeout_ms > 0 else None)
             headers = verdict.headers
         reservation = Reservation(next(self._ids), planned, now)
         self._open.add(reservation.id)
         return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
                          planned.customer_id, planned.allowed_provider_keys)
+
+    async def wait_for_slot(self, snapshot: Callable[[], PolicySnapshot], facts: RequestFacts,
+                            admission: Admission) -> Admission:
+        """Wait, up to the ``queue_timeout_ms`` of ``admission.queue``, for an in-flight slot,
+        first come first served among this process's waiters; then try once more.
+
+        ``snapshot`` gives the policy in force at each try (a limit raised meanwhile lets
+        waiters through). Returns the final admission (``queue`` cleared). Cancelling the
+        call (the client hung up) leaves the queue and holds nothing.
+        """
+        check = admission.queue
+        if check is None:
+            return admission
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + check.queue_timeout_ms / 1000
+        while admission.queue is not None:
+            retry = await self._wait_in_queue(snapshot, facts, admission.queue.counter, deadline)
+            if retry is None:  # the deadline passed: a last try, so that a slot free now is not refused
+                admission = await self.admit(snapshot(), facts, _queued=True)
+                break
+            admission = retry  # admitted, refused for good, or waiting for another level's slot
+        admission.queue = None
+        denial = admission.denial
+        if denial is not None and denial.decision is Decision.CONCURRENCY_LIMITED and denial.scope is not None:
+            waited_ms = round((loop.time() - started) * 1000)
+            admission.denial = concurrency_denial(denial.scope, denial.limit or 0, denial.used or 0,
+                                                  self._clock_ms(), waited_ms)
+        return admission
+
+    async def _wait_in_queue(self, snapshot: Callable[[], PolicySnapshot], facts: RequestFacts, counter: str,
+                             deadline: float) -> Admission | None:
+        """Queue for ``counter`` and try again when woken (or, first in line, when polling);
+        the admission that ends the wait, or None at the deadline."""
+        loop = asyncio.get_running_loop()
+        waiter = self._queues.join(counter)
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                first = self._queues.is_first(waiter)
+                await waiter.wait(min(waiter.poll_s, remaining) if first else remaining)
+                if not waiter.woken:
+                    if not self._queues.is_first(waiter):
+                        continue
+                    waiter.poll_s = min(waiter.poll_s * 2, MAX_POLL_S)  # polling for slots freed elsewhere
+                waiter.woken = False
+                retry = await self.admit(snapshot(), facts, _queued=True)
+                if retry.queue is None or retry.queue.counter != counter:
+                    return retry
+            return None
+        finally:
+            self._queues.leave(waiter)
 
     async def settle(self, reservation: Reservation | None, tokens: int, cost_nano: int) -> None:
         """Charge actual usage on every checked level; a second call does nothing."""
@@ -134,6 +209,8 @@ class Enforcer:
             return
         if reservation.plan.checks:
             await self._apply(settle_ops(reservation.plan, self._clock_ms(), tokens, cost_nano, self._windows))
+            if self._queues.waiting:
+                self._wake(reservation.plan)
 
     async def release(self, reservation: Reservation | None) -> None:
         """Give the reservation back and charge nothing; a second call does nothing."""
@@ -141,6 +218,24 @@ class Enforcer:
             return
         if reservation.plan.checks:
             await self._apply(release_ops(reservation.plan, self._clock_ms(), self._windows))
+            if self._queues.waiting:
+                self._wake(reservation.plan)
+
+    def _wake(self, planned: Plan) -> None:
+        """The plan's in-flight slots are free again: wake the next waiter of each."""
+        for check in planned.checks:
+            if check.kind is Kind.IN_FLIGHT:
+                self._queues.wake(check.counter)
+
+    def _waiters_ahead(self, planned: Plan, now_ms: int) -> Admission | None:
+        """A provisional denial when requests of this process already wait for a slot the
+        plan needs: the newcomer queues behind them rather than taking a slot first."""
+        for check in planned.checks:
+            if check.queue_timeout_ms > 0 and self._queues.busy(check.counter):
+                denial = concurrency_denial(check.scope, check.limit, check.limit, now_ms)
+                return Admission(False, denial, None, [], _key_id(planned.key), planned.team_id, planned.customer_id,
+                                 queue=check)
+        return None
 
     async def _apply(self, ops: list[SettleOp]) -> None:
         # The response is already on its way: an unreachable store costs this request's
@@ -164,7 +259,7 @@ class Enforcer:
     def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
         return Admission(False, denial, None, [], *_presented_ids(snapshot, facts))
 
-    def _claim(self, reservation: Reservation | None) -> bool:
+    def _claim(self, reservation: Reservation | None) -> TypeGuard[Reservation]:
         """Take the reservation out of the open set; False when it was already settled or released.
 
         Done before any await, so two concurrent calls cannot both charge.
@@ -210,6 +305,7 @@ def _presented_ids(snapshot: PolicySnapshot, facts: RequestFacts) -> tuple[str |
 
 def _status_dict(status: LimitStatus) -> dict[str, Any]:
     money = status.kind is Kind.BUDGET
+    windowless = status.kind is Kind.IN_FLIGHT  # requests in flight: no window, no reset
 
     def amount(value: int) -> int | float:
         return value / NANO_PER_USD if money else value
@@ -219,12 +315,12 @@ def _status_dict(status: LimitStatus) -> dict[str, Any]:
         "id": status.scope.id,
         "name": status.scope.name,
         "kind": status.kind.value,
-        "unit": "usd" if money else status.kind.value,
+        "unit": "usd" if money else "requests" if windowless else status.kind.value,
         "limit": amount(status.limit),
         "used": amount(status.used),
         "reserved": amount(status.reserved),
         "remaining": amount(status.remaining),
-        "duration": str(status.duration),
-        "reset_at": iso_utc(status.reset_at_ms),
+        "duration": None if windowless else str(status.duration),
+        "reset_at": None if windowless else iso_utc(status.reset_at_ms),
         "binding": status.binding,
     }

@@ -15,6 +15,7 @@ from tollway.governance.counters.base import AcquireResult, CounterOp, CounterRe
 from tollway.governance.decisions import Denial
 from tollway.governance.durations import Alignment, Duration, next_reset_ms, window_at
 from tollway.governance.model import (
+    ConcurrencyPolicy,
     Governed,
     Kind,
     PolicySnapshot,
@@ -22,6 +23,7 @@ from tollway.governance.model import (
     Scope,
     VirtualKeyPolicy,
     budget_counter,
+    in_flight_counter,
     request_counter,
     token_counter,
 )
@@ -51,28 +53,39 @@ class LimitCheck:
     kind: Kind
     counter: str
     limit: int
-    duration: Duration
+    duration: Duration  # for an in-flight check: `IN_FLIGHT_RETRY`, it has no window
     alignment: Alignment | None = None
+    queue_timeout_ms: int = 0  # an in-flight check's bounded wait for a slot (0: refuse at once)
     # A rolling window's length, precomputed: most windows are then two subtractions.
     rolling_ms: int | None = field(init=False, repr=False, compare=False)
     # The longest a window can last, for the store's key expiry (see `CounterOp.window_ms`).
     window_ms: int = field(init=False, repr=False, compare=False)
-    # Index of the kind in (requests, tokens, budget) amount triples: a tuple index, where
+    # Index of the kind in (requests, tokens, budget, in flight) amounts: a tuple index, where
     # a dict keyed by the enum would hash it in Python on every request.
     slot: int = field(init=False, repr=False, compare=False)
-    # The constant parts of its x-ratelimit-* headers (None for a budget, which has none).
+    # The constant parts of its x-ratelimit-* headers (None for a budget or an in-flight
+    # limit, which have none).
     header_parts: decisions.RateLimitHeaderParts | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rolling_ms", self.duration.fixed_ms if self.alignment is None else None)
-        object.__setattr__(self, "window_ms", _longest_window_ms(self.duration, self.alignment))
+        in_flight = self.kind is Kind.IN_FLIGHT
+        # An in-flight counter never rolls and never expires: its ops take `_NO_WINDOW`.
+        object.__setattr__(self, "rolling_ms", None if in_flight or self.alignment is not None
+                           else self.duration.fixed_ms)
+        object.__setattr__(self, "window_ms", 0 if in_flight else _longest_window_ms(self.duration, self.alignment))
         object.__setattr__(self, "slot", _SLOTS[self.kind])
-        object.__setattr__(self, "header_parts", None if self.kind is Kind.BUDGET
+        object.__setattr__(self, "header_parts", None if self.slot >= _BUDGET_SLOT
                            else decisions.rate_limit_header_parts(self.kind, self.limit))
 
 
-_SLOTS = {Kind.REQUESTS: 0, Kind.TOKENS: 1, Kind.BUDGET: 2}
+_SLOTS = {Kind.REQUESTS: 0, Kind.TOKENS: 1, Kind.BUDGET: 2, Kind.IN_FLIGHT: 3}
 _BUDGET_SLOT = _SLOTS[Kind.BUDGET]
+# The "window" of an in-flight check, named in explanations: a slot may free any moment,
+# and a denied client is told to retry in a second.
+IN_FLIGHT_RETRY = Duration(decisions.CONCURRENCY_RETRY_AFTER_S, "s")
+# floor_ms 0: the counter's state is always current (its usage stays 0; only its
+# reservations, the requests in flight, count); reset_to_ms 0 marks it as never reset.
+_NO_WINDOW = (0, 0)
 
 
 class WindowMemo:
@@ -137,7 +150,7 @@ def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | N
     if isinstance(key, Denial):
         return key
     checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
-    per_slot = (1, facts.estimated_tokens, facts.estimated_cost_nano)
+    per_slot = (1, facts.estimated_tokens, facts.estimated_cost_nano, 1)
     amounts = tuple([per_slot[check.slot] for check in checks])
     if key is None:
         return Plan(checks, amounts)
@@ -163,7 +176,8 @@ def static_checks(
     Order: provider rate limit then budget; the (model, provider) config, then the
     model-only config; rate limits of key, provider config, team, customer; budgets of
     provider config, key, team, customer. Both sides of a rate limit are separate checks,
-    so one side's window never hides the other's.
+    so one side's window never hides the other's. Concurrency limits come last, in the
+    same order of levels: a request that another limit refuses never waits for a slot.
     """
     checks: list[LimitCheck] = []
     for governed in (
@@ -181,6 +195,7 @@ def static_checks(
     for governed in (config_limits, key_limits, team_limits, customer_limits):
         if governed is not None:
             _add_budget(checks, governed)
+    _add_concurrency(checks, snapshot, provider, model, (key_limits, config_limits, team_limits, customer_limits))
     return tuple(checks)
 
 
@@ -198,13 +213,14 @@ def acquire_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list
 
 
 def settle_ops(plan: Plan, now_ms: int, tokens: int, cost_nano: int, memo: WindowMemo | None = None) -> list[SettleOp]:
-    """Replace the plan's reservations with actual usage: 1 request, ``tokens``, ``cost_nano``."""
-    return _replace(plan, now_ms, (1, tokens, cost_nano), memo)
+    """Replace the plan's reservations with actual usage: 1 request, ``tokens``, ``cost_nano``
+    (and the request's in-flight slots freed)."""
+    return _replace(plan, now_ms, (1, tokens, cost_nano, 0), memo)
 
 
 def release_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list[SettleOp]:
     """Drop the plan's reservations and charge nothing (the upstream call failed)."""
-    return _replace(plan, now_ms, (0, 0, 0), memo)
+    return _replace(plan, now_ms, (0, 0, 0, 0), memo)
 
 
 def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
@@ -217,7 +233,7 @@ def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
     tightest: list[tuple[int, LimitCheck, CounterReading] | None] = [None, None]
     for check, reading in zip(plan.checks, result.readings):
         slot = check.slot
-        if slot == _BUDGET_SLOT:
+        if slot >= _BUDGET_SLOT:  # budgets and in-flight limits have no x-ratelimit-* headers
             continue
         remaining = check.limit - reading.used - reading.reserved
         best = tightest[slot]
@@ -234,6 +250,8 @@ def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
 
 def deny(check: LimitCheck, reading: CounterReading, amount: int, now_ms: int) -> Denial:
     """The denial for ``check``, whose counter read ``reading``, when ``amount`` did not fit."""
+    if check.kind is Kind.IN_FLIGHT:
+        return decisions.concurrency_denial(check.scope, check.limit, reading.reserved, now_ms)
     reset_at = _next_reset_ms(check, reading.last_reset_ms)
     used = reading.used + reading.reserved
     return decisions.limit_denial(check.kind, check.scope, check.limit, used, amount, check.duration, reset_at, now_ms)
@@ -267,7 +285,7 @@ def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tup
         remaining = check.limit - reading.used - reading.reserved
         if denial is None and amount > remaining:
             denial, binding = deny(check, reading, amount, now_ms), index
-        reset_at = _next_reset_ms(check, reading.last_reset_ms)
+        reset_at = now_ms if check.kind is Kind.IN_FLIGHT else _next_reset_ms(check, reading.last_reset_ms)
         statuses.append(LimitStatus(check.scope, check.kind, check.limit, reading.used, reading.reserved,
                                     max(0, remaining), check.duration, reset_at))
     if binding < 0 and statuses:
@@ -352,8 +370,19 @@ def _add_budget(checks: list[LimitCheck], governed: Governed) -> None:
                                  budget.max_limit_nano, budget.duration, budget.alignment))
 
 
-def _replace(plan: Plan, now_ms: int, actual: tuple[int, int, int], memo: WindowMemo | None) -> list[SettleOp]:
-    """Settle ops charging ``actual`` (requests, tokens, budget) in place of the reserved amounts."""
+def _add_concurrency(checks: list[LimitCheck], snapshot: PolicySnapshot, provider: str, model: str,
+                     owners: tuple[Governed | None, ...]) -> None:
+    """The in-flight checks of every level that has a concurrency limit (none: no work)."""
+    for governed in (snapshot.providers.get(provider), snapshot.model_configs.get((model, provider)),
+                     snapshot.model_configs.get((model, None)), *owners):
+        if governed is not None and governed.concurrency is not None:
+            limit: ConcurrencyPolicy = governed.concurrency
+            checks.append(LimitCheck(governed.scope, Kind.IN_FLIGHT, in_flight_counter(limit.id),
+                                     limit.max_in_flight, IN_FLIGHT_RETRY, queue_timeout_ms=limit.queue_timeout_ms))
+
+
+def _replace(plan: Plan, now_ms: int, actual: tuple[int, int, int, int], memo: WindowMemo | None) -> list[SettleOp]:
+    """Settle ops charging ``actual`` (requests, tokens, budget, in flight) in place of the reserved amounts."""
     ops = []
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
@@ -387,7 +416,10 @@ def _longest_window_ms(duration: Duration, alignment: Alignment | None) -> int:
 
 
 def _calendar_window(check: LimitCheck, now_ms: int, memo: WindowMemo | None) -> tuple[int, int]:
-    """(floor_ms, reset_to_ms) of an aligned window or a rolling month or year."""
+    """(floor_ms, reset_to_ms) of an aligned window or a rolling month or year (or of
+    no window at all: an in-flight check)."""
+    if check.kind is Kind.IN_FLIGHT:
+        return _NO_WINDOW
     if memo is not None and check.alignment is not None:
         return memo.window(check.duration, check.alignment, now_ms)
     window = window_at(check.duration, now_ms, check.alignment)

@@ -34,6 +34,7 @@ class Kind(str, enum.Enum):
     REQUESTS = "requests"
     TOKENS = "tokens"
     BUDGET = "budget"  # nano-dollars
+    IN_FLIGHT = "in_flight"  # requests admitted and not yet finished (held, never charged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +66,23 @@ class RateLimitPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ConcurrencyPolicy:
+    """At most ``max_in_flight`` requests at once; with ``queue_timeout_ms`` > 0 a request
+    that finds no free slot waits up to that long for one before it is refused."""
+
+    id: str
+    max_in_flight: int
+    queue_timeout_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Governed:
-    """An entity's scope with its own (1:1) budget and rate limit."""
+    """An entity's scope with its own (1:1) budget, rate limit and concurrency limit."""
 
     scope: Scope
     budget: BudgetPolicy | None = None
     rate_limit: RateLimitPolicy | None = None
+    concurrency: ConcurrencyPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +141,9 @@ def token_counter(rate_limit_id: str) -> str:
 
 def request_counter(rate_limit_id: str) -> str:
     return "rr:" + rate_limit_id
+
+
+def in_flight_counter(concurrency_id: str) -> str:
+    """A concurrency limit's counter: its reservations are the requests in flight; it
+    has no window and is never charged."""
+    return "cf:" + concurrency_id

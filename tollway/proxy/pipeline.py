@@ -116,6 +116,11 @@ class Proxy:
                                  estimate_cost_nano(price, prompt_est, completion))
             try:
                 admission = await self._enforcer.admit(snapshot, facts)
+                if admission.queue is not None:  # no in-flight slot free, and its limit lets the request wait
+                    queued = await self._wait_for_slot(facts, admission, receive, outcome)
+                    if queued is None:
+                        return
+                    admission = queued
             except CounterUnavailable as exc:  # fail closed: a fail-open store never raises this
                 raise governance_unavailable(str(exc)) from None
             outcome.provider, outcome.model = target.provider, target.model
@@ -136,6 +141,24 @@ class Proxy:
         assert failure is not None
         outcome.status, outcome.error = failure.status, failure.message
         await respond(send, failure.status, failure.body)
+
+    async def _wait_for_slot(self, facts: RequestFacts, admission: Admission, receive: Receive,
+                             outcome: Outcome) -> Admission | None:
+        """The admission after waiting in the queue for an in-flight slot; None when the
+        client hung up meanwhile (it then left the queue and holds nothing)."""
+        with ClientWatch(receive, grace_s=0) as watch:
+            try:
+                admission = await self._enforcer.wait_for_slot(self._snapshot, facts, admission)
+            except asyncio.CancelledError:
+                if not watch.absorb():
+                    raise
+                outcome.status, outcome.error = 499, "client disconnected while waiting for a concurrency slot"
+                return None
+        if watch.client_left:  # it hung up just as a slot was found: give the slot back
+            await self._enforcer.release(admission.reservation)
+            outcome.status, outcome.error = 499, "client disconnected while waiting for a concurrency slot"
+            return None
+        return admission
 
     async def _forward(self, request: ClientRequest, target: Target, provider: ProviderClient, exchange: Exchange,
                        admission: Admission, estimate: tuple[int, int], receive: Receive, send: Send,

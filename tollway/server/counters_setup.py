@@ -31,7 +31,7 @@ def build_counter_store(config: CountersConfig, metrics: Metrics | None = None, 
     if config.backend == "memory":
         return MemoryCounterStore()
     assert config.url is not None  # the schema requires it for redis
-    redis = RedisCounterStore(config.url, timeout_ms=config.timeout_ms, seed=seed)
+    redis = RedisCounterStore(config.url, timeout_ms=config.timeout_ms, seed=seed, lease_ms=config.lease_ms)
     if config.on_failure == "fail_closed":
         return redis
     store = FailoverCounterStore(redis)

@@ -7,19 +7,39 @@ from decimal import Decimal
 
 from tollway.governance.model import NANO_PER_USD
 from tollway.proxy.outcome import Outcome
+from tollway.server.denial_log import UNAUTHENTICATED, DenialSampler
 from tollway.store.request_log import RequestLogRecord, RequestLogWriter
 from tollway.telemetry import Metrics
 
 
 class Recorder:
-    def __init__(self, metrics: Metrics, log_writer: RequestLogWriter | None) -> None:
+    """``unauthenticated_per_minute``: how many 401s without a valid virtual key get a
+    request log row each per minute (`DenialSampler`); None logs every one."""
+
+    def __init__(self, metrics: Metrics, log_writer: RequestLogWriter | None,
+                 unauthenticated_per_minute: int | None = None) -> None:
         self._metrics = metrics
         self._log = log_writer
+        self._sampler = DenialSampler(unauthenticated_per_minute) if unauthenticated_per_minute is not None else None
 
     def record(self, outcome: Outcome) -> None:
         self._metrics.observe(outcome)
-        if self._log is not None:
-            self._log.write(to_log_record(outcome))
+        if self._log is None:
+            return
+        if self._sampler is not None and outcome.decision in UNAUTHENTICATED:
+            own_row, summaries = self._sampler.take(outcome.decision, outcome.at_ms)
+            for summary in summaries:
+                self._log.write(summary)
+            if not own_row:
+                return
+        self._log.write(to_log_record(outcome))
+
+    def flush_summaries(self, now_ms: int, final: bool = False) -> None:
+        """Write the summary of a minute that ended with no denial after it (``final``:
+        of the current minute too, at shutdown)."""
+        if self._log is not None and self._sampler is not None:
+            for summary in self._sampler.summaries(now_ms, final):
+                self._log.write(summary)
 
 
 def to_log_record(outcome: Outcome) -> RequestLogRecord:

@@ -23,22 +23,25 @@ from tollway.providers.registry import build_providers
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.targets import TargetResolver
 from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
+from tollway.server.metric_labels import label_sets
 from tollway.server.models_catalog import ModelCatalog
 from tollway.server.models_route import ModelsRoute
 from tollway.server.recorder import Recorder
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
 from tollway.store.migrate import upgrade
+from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
-from tollway.store.snapshot import config_version, load_snapshot
-from tollway.store.usage import load_counters, save_counters
+from tollway.store.usage import load_counters
+from tollway.store.usage_flush import UsageFlusher
 from tollway.telemetry import Metrics
 from tollway.ui import create_ui_app
 
 log = logging.getLogger(__name__)
-_REFRESH_INTERVAL_S = 1.0
+_REFRESH_INTERVAL_S = 0.25  # a poll reads one row; a change since is applied incrementally
 _SETTLE_WAIT_S = 2.0
+_FOLDED_DENIALS_INTERVAL_S = 5.0  # how late a minute's folded 401s may reach the request log
 _RETENTION_INTERVAL_S = 3600.0  # deleting old request log rows hourly keeps each run short
 
 
@@ -65,7 +68,7 @@ class Runtime:
         self.settings = settings
         self.prepare_database = prepare_database
         self.clock_ms = clock_ms
-        self.metrics = Metrics()
+        self.metrics = Metrics(label_sets(settings))
         self.pricing: PriceCatalog = price_catalog(settings)
         self.management: Any = None  # the /api application, mounted by the management package
         self.ui: Any = None  # the /ui application (admin web UI), over the management API
@@ -80,6 +83,7 @@ class Runtime:
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
+        self.usage: UsageFlusher
 
     async def start(self) -> None:
         settings = self.settings
@@ -90,9 +94,12 @@ class Runtime:
         await self.db.ping()
         if self.prepare_database:
             self.generated_keys = await apply_config(self.db, settings)
-        self.snapshot = await self._load_snapshot()
+        self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys)
+        self.snapshot = await self.policy.reload()
         self.store = build_counter_store(settings.counters, self.metrics, seed=lambda: load_counters(self.db))
-        await self.store.load(await load_counters(self.db))
+        stored = await load_counters(self.db)
+        await self.store.load(stored)
+        self.usage = UsageFlusher(self.db, stored)
         self.enforcer = Enforcer(self.store, self.clock_ms)
         self.providers = build_providers(settings)
         if settings.request_log:
@@ -100,6 +107,9 @@ class Runtime:
             await self.log_writer.start()
         self.metrics.gauge("tollway_reservations_in_flight", "Reservations not yet settled",
                            lambda: self.enforcer.reservations_in_flight)
+        self.metrics.gauge("tollway_requests_waiting_for_slot",
+                           "Requests of this process waiting for a concurrency slot (queue_timeout_ms)",
+                           lambda: self.enforcer.requests_waiting)
         self.metrics.gauge("tollway_usage_flush_failures", "Usage flushes failed in a row (0: the last one worked)",
                            lambda: self._failures.get("usage-flush", 0))
         if self.log_writer is not None:
@@ -108,13 +118,14 @@ class Runtime:
                                lambda: writer.pending)
             self.metrics.gauge("tollway_request_log_dropped", "Request log records lost (buffer full or unstorable)",
                                lambda: writer.dropped)
+        self.recorder = Recorder(self.metrics, self.log_writer, settings.request_log_unauthenticated_per_minute)
         self.proxy = Proxy(
             providers=self.providers,
             resolver=TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks),
             enforcer=self.enforcer,
             snapshot=lambda: self.snapshot,
             pricing=self.pricing,
-            sink=Recorder(self.metrics, self.log_writer),
+            sink=self.recorder,
             estimates=settings.estimate,
             max_body_bytes=settings.max_body_bytes,
         )
@@ -131,6 +142,8 @@ class Runtime:
             asyncio.create_task(self._every(flush_s, self._periodic_flush, "usage-flush"), name="usage-flush"),
             asyncio.create_task(self._every(_REFRESH_INTERVAL_S, self.refresh_policy, "policy-refresh"),
                                 name="policy-refresh"),
+            asyncio.create_task(self._every(_FOLDED_DENIALS_INTERVAL_S, self._flush_folded_denials, "folded-denials"),
+                                name="folded-denials"),
         ]
         if settings.request_log_retention:
             self._tasks.append(asyncio.create_task(
@@ -152,14 +165,18 @@ class Runtime:
         except Exception:  # noqa: BLE001 - shutting down: report and carry on closing
             log.exception("final usage flush failed")
         if self.log_writer is not None:
+            self.recorder.flush_summaries(self.clock_ms(), final=True)
             await self.log_writer.close()
         for provider in self.providers.values():
             await provider.close()
         await self.store.close()
         await self.db.close()
 
+    async def _flush_folded_denials(self) -> None:
+        self.recorder.flush_summaries(self.clock_ms())
+
     async def flush_usage(self) -> None:
-        await save_counters(self.db, await self.store.export())
+        await self.usage.flush(await self.store.export())
 
     async def prune_request_log(self) -> int:
         """Delete request log rows older than ``request_log_retention``; returns how many."""
@@ -177,13 +194,9 @@ class Runtime:
             await self.flush_usage()
 
     async def refresh_policy(self, force: bool = False) -> None:
-        """Swap in a new snapshot when the stored configuration changed."""
-        version = await config_version(self.db)
-        if force or version != self.snapshot.version:
-            snapshot = await self._load_snapshot()
-            # A slower load that began before a newer one must not put an older policy back.
-            if snapshot.version >= self.snapshot.version:
-                self.snapshot = snapshot
+        """Bring the policy to the stored configuration: the changes since the version
+        held, applied incrementally; everything when ``force`` (or the log has a gap)."""
+        self.snapshot = await (self.policy.reload() if force else self.policy.refresh())
 
     async def health(self) -> dict[str, Any]:
         try:
@@ -197,9 +210,6 @@ class Runtime:
         status = "ok" if database == "ok" and counters == "ok" else "degraded"
         return {"status": status, "database": database, "counters": counters,
                 "counter_backend": self.settings.counters.backend, "policy_version": self.snapshot.version}
-
-    async def _load_snapshot(self) -> PolicySnapshot:
-        return await load_snapshot(self.db, enforce_virtual_keys=self.settings.enforce_virtual_keys)
 
     async def _every(self, seconds: float, job: Callable[[], Any], name: str, first_after: float | None = None) -> None:
         """Run ``job`` every ``seconds`` (the first time after ``first_after``, default

@@ -39,6 +39,7 @@ from tollway.config.schema import (
     VirtualKeyConfig,
 )
 from tollway.governance.engine import hash_key
+from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import Diff, EntityError, EntityWriter, assign
 from tollway.store.ownership import delete_undeclared_keys, release_removed, take_over
@@ -62,6 +63,8 @@ T = TypeVar("T", bound=Base)
 
 VALUE_PREFIX_LENGTH = 8
 log = logging.getLogger(__name__)
+_IDS_PER_QUERY = 500
+_OWNER_FIELDS = frozenset({"team_id", "customer_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ async def apply_config(
         await lock_config(session)
         applier = await session.run_sync(_apply, settings, now or utcnow(), actor)
         if applier.changed:
-            await bump_version(session)
+            await record_changes(session, await bump_version(session), applier.touched)
     return applier.generated
 
 
@@ -153,13 +156,13 @@ class _Applier(EntityWriter):
         assign(row, {"managed_by": MANAGED_BY_API}, diff)
 
     def _customers_and_teams(self, settings: Settings) -> None:
-        customers = self._load(Customer, lambda c: c.id)
+        customers = self._load(Customer, lambda c: c.id, only=[c.id for c in settings.governance.customers])
         for customer in settings.governance.customers:
             row, diff = self._governed(customers.get(customer.id), Customer, {"id": customer.id},
                                        {"name": customer.name}, customer, f"governance.customers {customer.id!r}")
             self.record(row, "customer", customer.id, diff)
         self.session.flush()  # teams reference customers
-        teams = self._load(Team, lambda t: t.id)
+        teams = self._load(Team, lambda t: t.id, only=[t.id for t in settings.governance.teams])
         for team in settings.governance.teams:
             team_row, diff = self._governed(teams.get(team.id), Team, {"id": team.id},
                                             {"name": team.name, "customer_id": team.customer_id}, team,
@@ -168,13 +171,16 @@ class _Applier(EntityWriter):
         self.session.flush()
 
     def _virtual_keys(self, keys: Iterable[VirtualKeyConfig]) -> None:
+        keys = list(keys)
         existing = self._load(
             VirtualKey,
             lambda k: k.id,
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.budget),
             selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.rate_limit),
+            selectinload(VirtualKey.provider_configs).selectinload(VKProviderConfig.concurrency),
+            only=[key.id for key in keys],
         )
-        owners = {key.value_hash: key.id for key in existing.values()}
+        owners = _value_owners(self.session, [hash_key(key.value) for key in keys if key.value is not None])
         for key in keys:
             row = existing.get(key.id)
             values = {
@@ -214,22 +220,43 @@ class _Applier(EntityWriter):
 
     # -- building blocks -----------------------------------------------------------------
 
-    def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any) -> dict[Any, T]:
-        """Every row of ``entity`` with its budget and rate limit, by ``key``."""
+    def _load(self, entity: type[T], key: Callable[[T], Any], *options: Any,
+              only: list[str] | None = None) -> dict[Any, T]:
+        """Every row of ``entity`` (or those with an id in ``only``: the store may hold a
+        million keys the file does not name) with its budget, rate limit and concurrency
+        limit, by ``key``."""
         statement = select(entity).options(
-            selectinload(entity.budget), selectinload(entity.rate_limit), *options  # type: ignore[attr-defined]
+            selectinload(entity.budget), selectinload(entity.rate_limit),  # type: ignore[attr-defined]
+            selectinload(entity.concurrency), *options  # type: ignore[attr-defined]
         )
-        return {key(row): row for row in self.session.scalars(statement)}
+        if only is None:
+            return {key(row): row for row in self.session.scalars(statement)}
+        rows: dict[Any, T] = {}
+        for start in range(0, len(only), _IDS_PER_QUERY):
+            chunk = only[start:start + _IDS_PER_QUERY]
+            rows |= {key(row): row for row in self.session.scalars(statement.where(entity.id.in_(chunk)))}  # type: ignore[attr-defined]
+        return rows
 
     def _governed(self, row: T | None, entity: type[T], identity: Mapping[str, Any], values: Mapping[str, Any],
                   config: Any, where: str) -> tuple[T, Diff]:
-        """Create or update the row as the file's, then its budget and rate limit."""
+        """Create or update the row as the file's, then its budget, rate limit and concurrency limit."""
         if row is not None:
             take_over(row, where)
         row, diff = self.upsert(row, entity, identity, {**values, "managed_by": MANAGED_BY_CONFIG})
         self.sync_budget(row, config.budget, diff)
         self.sync_rate_limit(row, config.rate_limit, diff)
+        self.sync_concurrency(row, config.concurrency, diff)
         return row, diff
+
+
+def _value_owners(session: Session, digests: list[str]) -> dict[str, str]:
+    """The stored keys holding any of ``digests``: value hash -> key id."""
+    owners: dict[str, str] = {}
+    for start in range(0, len(digests), _IDS_PER_QUERY):
+        chunk = digests[start:start + _IDS_PER_QUERY]
+        owners |= dict(session.execute(select(VirtualKey.value_hash, VirtualKey.id)
+                                       .where(VirtualKey.value_hash.in_(chunk))).tuples().all())
+    return owners
 
 
 def _provider_settings(settings: Settings, name: str) -> dict[str, Any]:

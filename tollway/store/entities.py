@@ -2,15 +2,15 @@
 bootstrap and the management API.
 
 `EntityWriter` works on a synchronous ORM session (run it through
-``AsyncSession.run_sync``, so relationships may lazy-load). It keeps every budget and
-rate limit 1:1 with its owner, changes limits but never usage (resets are explicit),
-notes each changed field in a diff and writes one audit entry per changed entity.
+``AsyncSession.run_sync``, so relationships may lazy-load). It keeps every budget, rate
+limit and concurrency limit 1:1 with its owner, changes limits but never usage (resets are
+explicit), notes each changed field in a diff and writes one audit entry per changed entity.
 
-A limit its owner drops is retained with its usage, never deleted, and a limit created
-at the same place later takes it back (`tollway.store.retention`): deleting and
-re-creating an entity cannot erase its spend. The writer notes the counters of the
-limits it created or took back (to seed in the counter store after the commit); it never
-drops one.
+A budget or rate limit its owner drops is retained with its usage, never deleted, and a
+limit created at the same place later takes it back (`tollway.store.retention`): deleting
+and re-creating an entity cannot erase its spend. (A concurrency limit has no usage: it
+goes with its owner.) The writer notes the counters of the limits it created or took back
+(to seed in the counter store after the commit); it never drops one.
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from tollway.config.schema import BudgetConfig, ProviderConfigEntry, RateLimitConfig
+from tollway.config.schema import BudgetConfig, ConcurrencyConfig, ProviderConfigEntry, RateLimitConfig
 from tollway.governance.counters.base import CounterState
-from tollway.governance.model import budget_counter, request_counter, token_counter
+from tollway.governance.model import budget_counter, in_flight_counter, request_counter, token_counter
 from tollway.store.retention import Retention
 from tollway.store.snapshot import usd_to_nano
 from tollway.store.tables import (
     AuditEntry,
     Base,
     Budget,
+    ConcurrencyLimit,
     RateLimit,
     VirtualKey,
     VKProviderConfig,
@@ -46,6 +47,7 @@ CREATED = "(created)"
 LIMIT_FIELDS = {
     "budget": ("max_limit", "reset_duration", "calendar_aligned", "timezone", "week_start"),
     "rate_limit": ("token_max_limit", "token_reset_duration", "request_max_limit", "request_reset_duration"),
+    "concurrency": ("max_in_flight", "queue_timeout_ms"),
 }
 _PROVIDER_CONFIG_FIELDS = ("weight", "allowed_models", "allowed_keys")
 _SIDES = {"token": token_counter, "request": request_counter}
@@ -70,6 +72,7 @@ class EntityWriter:
         self.changed = False
         self.seeds: dict[str, CounterState] = {}  # counters of limits created or taken back here
         self.retention = Retention(session)
+        self.touched: set[tuple[str, str]] = set()  # (kind, id) of each entity audited: the change log's entries
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -133,6 +136,13 @@ class EntityWriter:
                          lambda: RateLimit(id=new_id(), token_current_usage=0, request_current_usage=0,
                                            token_last_reset=self.now, request_last_reset=self.now))
 
+    def sync_concurrency(self, owner: Any, config: ConcurrencyConfig | None, diff: Diff,
+                         prefix: str = "concurrency") -> None:
+        """Make ``owner``'s concurrency limit what ``config`` says (None deletes it). A
+        changed limit keeps its counter: the requests in flight keep their slots."""
+        values = None if config is None else config.model_dump()
+        self._sync_owned(owner, "concurrency", values, diff, prefix, lambda: ConcurrencyLimit(id=new_id()))
+
     def sync_provider_configs(self, key: VirtualKey, configs: Iterable[ProviderConfigEntry], diff: Diff) -> None:
         """Make the key's provider configs exactly ``configs`` (matched by provider, so the
         budgets and rate limits of the ones that stay keep their usage)."""
@@ -158,14 +168,18 @@ class EntityWriter:
                 assign(existing, values, diff, prefix + ".")
             self.sync_budget(existing, config.budget, diff, prefix + ".budget")
             self.sync_rate_limit(existing, config.rate_limit, diff, prefix + ".rate_limit")
+            self.sync_concurrency(existing, config.concurrency, diff, prefix + ".concurrency")
 
     def _sync_owned(self, owner: Any, attribute: str, values: dict[str, Any] | None, diff: Diff, prefix: str,
-                    make: Callable[[], Budget | RateLimit]) -> None:
+                    make: Callable[[], Budget | RateLimit | ConcurrencyLimit]) -> None:
         current = getattr(owner, attribute)
         if values is None:
             if current is not None:
                 diff[prefix] = (view(current, LIMIT_FIELDS[attribute]), None)
-                self.retention.retain(owner, attribute)
+                if attribute == "concurrency":
+                    setattr(owner, attribute, None)  # no usage to keep: delete-orphan removes the row
+                else:
+                    self.retention.retain(owner, attribute)
             return
         if current is None and attribute == "budget":
             current = self._take_back(owner, Budget, diff, prefix)
@@ -216,6 +230,7 @@ class EntityWriter:
     def audit(self, action: str, kind: str, ident: str, before: Any, after: Any) -> None:
         """Write one audit entry (values made JSON-ready) and mark the write as a change."""
         self.changed = True
+        self.touched.add((kind, ident))
         self.session.add(AuditEntry(at=self.now, actor=self.actor, action=action, entity_type=kind,
                                     entity_id=ident, before=jsonable(before), after=jsonable(after)))
 
@@ -230,9 +245,12 @@ def retained_states(limit: Budget | RateLimit) -> dict[str, CounterState]:
             for side, counter in _SIDES.items() if getattr(limit, f"{side}_max_limit") is not None}
 
 
-def _limit_counters(limit: Budget | RateLimit, configured_only: bool = False) -> list[str]:
+def _limit_counters(limit: Budget | RateLimit | ConcurrencyLimit, configured_only: bool = False) -> list[str]:
     if isinstance(limit, Budget):
         return [budget_counter(limit.id)]
+    if isinstance(limit, ConcurrencyLimit):
+        # Never seeded (it has no usage to load); dropped with its limit.
+        return [] if configured_only else [in_flight_counter(limit.id)]
     return [counter(limit.id) for side, counter in _SIDES.items()
             if not configured_only or getattr(limit, f"{side}_max_limit") is not None]
 

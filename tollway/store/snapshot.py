@@ -7,17 +7,21 @@ anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from immutables import Map, MapMutation
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollway.governance.durations import Alignment, parse_duration
+from tollway.governance.durations import Alignment, Duration, parse_duration
 from tollway.governance.model import (
     BudgetPolicy,
+    ConcurrencyPolicy,
     Governed,
     Level,
     PolicySnapshot,
@@ -30,6 +34,7 @@ from tollway.governance.model import (
 from tollway.store.database import Database
 from tollway.store.tables import (
     Budget,
+    ConcurrencyLimit,
     Customer,
     ModelConfig,
     Provider,
@@ -40,10 +45,20 @@ from tollway.store.tables import (
 )
 from tollway.store.version import config_version, read_version
 
-__all__ = ["config_version", "load_snapshot", "usd_to_nano"]  # config_version: from version.py
+__all__ = ["PolicyReader", "config_version", "load_snapshot", "usd_to_nano"]  # config_version: from version.py
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+BATCH_ROWS = 5000
+_IDS_PER_QUERY = 500  # bound parameters per IN list (SQLite allows 32,766 in all)
+_NO_NAMES: frozenset[str] = frozenset()
+# Columns no policy reads: left out of the loader's queries (a million rows of timestamps
+# and usage would cost more to convert than the policies themselves).
+_NOT_POLICY = frozenset({"created_at", "updated_at", "description", "value_prefix", "settings", "current_usage",
+                         "last_reset", "token_current_usage", "request_current_usage", "token_last_reset",
+                         "request_last_reset"})
+_NO_CONFIGS: Mapping[str, ProviderConfigPolicy] = MappingProxyType({})
 
 
 def usd_to_nano(amount: Decimal) -> int:
@@ -61,105 +76,180 @@ async def load_snapshot(db: Database, *, enforce_virtual_keys: bool, version: in
     async with db.session() as session:
         if version is None:
             version = await read_version(session)
-        return await _Reader(session).snapshot(enforce_virtual_keys, version)
+        return await PolicyReader(session).snapshot(enforce_virtual_keys, version)
 
 
-class _Reader:
+class PolicyReader:
+    """Builds policies from rows: of every entity (`snapshot`), or of some
+    (`tollway.store.policy_changes`, which loads their limits with `load_limits`).
+
+    Rows are read as plain column tuples in batches, never as ORM objects, and the
+    event loop gets a turn between batches: a million keys load in seconds without
+    holding up the requests served meanwhile.
+    """
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.budgets: dict[str, BudgetPolicy] = {}
         self.rate_limits: dict[str, RateLimitPolicy] = {}
+        self.concurrency: dict[str, ConcurrencyPolicy] = {}
 
     async def snapshot(self, enforce_virtual_keys: bool, version: int) -> PolicySnapshot:
-        # Retained limits (kept with their usage after their owner dropped them) govern nothing.
-        for budget in await self.session.scalars(select(Budget).where(Budget.retained_for.is_(None))):
-            self.budgets[budget.id] = _budget_policy(budget)
-        for rate_limit in await self.session.scalars(select(RateLimit).where(RateLimit.retained_for.is_(None))):
-            self.rate_limits[rate_limit.id] = _rate_limit_policy(rate_limit)
+        await self.load_limits()
         providers = {
             row.name: self._governed(row, Level.PROVIDER, row.name, row.name)
-            for row in await self._all(Provider)
-            if row.budget_id or row.rate_limit_id
+            for row in await self.rows(Provider)
+            if row.budget_id or row.rate_limit_id or row.concurrency_limit_id
         }
         model_configs = {
-            (row.model_name, row.provider): self._governed(row, Level.MODEL, row.id, _model_label(row))
-            for row in await self._all(ModelConfig)
+            (row.model_name, row.provider): self.model_config(row) for row in await self.rows(ModelConfig)
         }
-        customers = {row.id: self._governed(row, Level.CUSTOMER, row.id, row.name) for row in await self._all(Customer)}
-        teams = {
-            row.id: TeamPolicy(customer_id=row.customer_id, limits=self._governed(row, Level.TEAM, row.id, row.name))
-            for row in await self._all(Team)
-        }
+        customers = {row.id: self.customer(row) for row in await self.rows(Customer)}
+        teams = {row.id: self.team(row) for row in await self.rows(Team)}
         by_key: dict[str, dict[str, ProviderConfigPolicy]] = {}
-        for pc in await self._all(VKProviderConfig):
-            by_key.setdefault(pc.virtual_key_id, {})[pc.provider] = self._provider_config(pc)
-        keys_by_hash = {
-            row.value_hash: self._virtual_key(row, by_key.get(row.id, {})) for row in await self._all(VirtualKey)
-        }
+        async for batch in self.batches(VKProviderConfig):
+            for pc in batch:
+                by_key.setdefault(pc.virtual_key_id, {})[pc.provider] = self._provider_config(pc)
+        keys: MapMutation[str, VirtualKeyPolicy] = Map().mutate()
+        async for batch in self.batches(VirtualKey):
+            for row in batch:
+                keys[row.value_hash] = self._virtual_key(row, by_key.get(row.id, _NO_CONFIGS))
         return PolicySnapshot(
-            providers=_frozen(providers),
-            model_configs=_frozen(model_configs),
-            keys_by_hash=_frozen(keys_by_hash),
-            teams=_frozen(teams),
-            customers=_frozen(customers),
+            providers=Map(providers),
+            model_configs=Map(model_configs),
+            keys_by_hash=keys.finish(),
+            teams=Map(teams),
+            customers=Map(customers),
             enforce_virtual_keys=enforce_virtual_keys,
             version=version,
         )
 
-    async def _all(self, entity: type[V]) -> list[V]:
-        return list(await self.session.scalars(select(entity)))
+    async def load_limits(self, owners: Iterable[Any] | None = None) -> None:
+        """Load the budgets, rate limits and concurrency limits of ``owners`` (rows), or all
+        of them. Retained limits (kept with their usage after their owner dropped them)
+        govern nothing and are skipped."""
+        rows = None if owners is None else list(owners)
+        async for batch in self.batches(Budget, _referenced(rows, "budget_id")):
+            for row in batch:
+                if row.retained_for is None:
+                    self.budgets[row.id] = _budget_policy(row)
+        async for batch in self.batches(RateLimit, _referenced(rows, "rate_limit_id")):
+            for row in batch:
+                if row.retained_for is None:
+                    self.rate_limits[row.id] = _rate_limit_policy(row)
+        async for batch in self.batches(ConcurrencyLimit, _referenced(rows, "concurrency_limit_id")):
+            for row in batch:
+                self.concurrency[row.id] = ConcurrencyPolicy(row.id, row.max_in_flight, row.queue_timeout_ms)
+
+    async def rows(self, entity: type, ids: Collection[Any] | None = None, column: str = "id") -> list[Any]:
+        """The rows of ``entity`` (those whose ``column`` is in ``ids``, when given)."""
+        return [row async for batch in self.batches(entity, ids, column) for row in batch]
+
+    async def batches(self, entity: type, ids: Collection[Any] | None = None,
+                      column: str = "id") -> AsyncIterator[Sequence[Any]]:
+        """``entity``'s rows as column tuples, `BATCH_ROWS` at a time, yielding to the loop."""
+        table = entity.__table__  # type: ignore[attr-defined]
+        statement = select(*(c for c in table.c if c.name not in _NOT_POLICY))
+        if ids is not None:
+            ordered = sorted(ids, key=str)
+            for start in range(0, len(ordered), _IDS_PER_QUERY):
+                chunk = ordered[start:start + _IDS_PER_QUERY]
+                yield (await self.session.execute(statement.where(table.c[column].in_(chunk)))).all()
+                await asyncio.sleep(0)
+            return
+        result = await self.session.stream(statement.execution_options(yield_per=BATCH_ROWS))
+        async for batch in result.partitions(BATCH_ROWS):
+            yield batch
+            await asyncio.sleep(0)  # let requests run between batches
+
+    def model_config(self, row: Any) -> Governed:
+        return self._governed(row, Level.MODEL, row.id, _model_label(row))
+
+    def customer(self, row: Any) -> Governed:
+        return self._governed(row, Level.CUSTOMER, row.id, row.name)
+
+    def team(self, row: Any) -> TeamPolicy:
+        return TeamPolicy(customer_id=row.customer_id, limits=self._governed(row, Level.TEAM, row.id, row.name))
+
+    def provider(self, row: Any) -> Governed | None:
+        """A provider's limits; None when it has none (it is then left out of the snapshot)."""
+        if not (row.budget_id or row.rate_limit_id):
+            return None
+        return self._governed(row, Level.PROVIDER, row.name, row.name)
+
+    def virtual_key(self, row: Any, provider_configs: Iterable[Any]) -> VirtualKeyPolicy:
+        """A key's policy from its row and the rows of its provider configs."""
+        configs = {pc.provider: self._provider_config(pc) for pc in provider_configs}
+        return self._virtual_key(row, configs or _NO_CONFIGS)
 
     def _governed(self, row: Any, level: Level, ident: str, name: str) -> Governed:
         return Governed(
             scope=Scope(level, ident, name),
             budget=self.budgets.get(row.budget_id) if row.budget_id else None,
             rate_limit=self.rate_limits.get(row.rate_limit_id) if row.rate_limit_id else None,
+            concurrency=self.concurrency.get(row.concurrency_limit_id) if row.concurrency_limit_id else None,
         )
 
-    def _provider_config(self, row: VKProviderConfig) -> ProviderConfigPolicy:
+    def _provider_config(self, row: Any) -> ProviderConfigPolicy:
         return ProviderConfigPolicy(
             provider=row.provider,
             weight=row.weight,
-            allowed_models=frozenset(row.allowed_models or ()),
-            allowed_keys=frozenset(row.allowed_keys or ()),
+            allowed_models=_names(row.allowed_models),
+            allowed_keys=_names(row.allowed_keys),
             limits=self._governed(row, Level.PROVIDER_CONFIG, row.id, row.provider),
         )
 
-    def _virtual_key(self, row: VirtualKey, provider_configs: Mapping[str, ProviderConfigPolicy]) -> VirtualKeyPolicy:
+    def _virtual_key(self, row: Any, provider_configs: Mapping[str, ProviderConfigPolicy]) -> VirtualKeyPolicy:
         return VirtualKeyPolicy(
             id=row.id,
             name=row.name,
             is_active=row.is_active,
             team_id=row.team_id,
             customer_id=row.customer_id,
-            allowed_models=frozenset(row.allowed_models or ()),
-            provider_configs=_frozen(provider_configs),
+            allowed_models=_names(row.allowed_models),
+            provider_configs=provider_configs if provider_configs is _NO_CONFIGS else _frozen(provider_configs),
             limits=self._governed(row, Level.VIRTUAL_KEY, row.id, row.name),
         )
 
 
-def _budget_policy(row: Budget) -> BudgetPolicy:
+def _referenced(owners: list[Any] | None, column: str) -> set[str] | None:
+    """The ids ``owners`` refer to in ``column``; None (all) without owners."""
+    return None if owners is None else {getattr(row, column) for row in owners} - {None}
+
+
+def _names(names: Iterable[str] | None) -> frozenset[str]:
+    """A frozen set of names; the empty one shared (most keys allow every model)."""
+    return frozenset(names) if names else _NO_NAMES
+
+
+def _budget_policy(row: Any) -> BudgetPolicy:
     return BudgetPolicy(
         id=row.id,
         max_limit_nano=usd_to_nano(row.max_limit),
-        duration=parse_duration(row.reset_duration),
+        duration=_duration(row.reset_duration),
         alignment=Alignment(row.timezone, row.week_start) if row.calendar_aligned else None,
     )
 
 
-def _rate_limit_policy(row: RateLimit) -> RateLimitPolicy:
+def _rate_limit_policy(row: Any) -> RateLimitPolicy:
     tokens = row.token_max_limit is not None and row.token_reset_duration is not None
     requests = row.request_max_limit is not None and row.request_reset_duration is not None
     return RateLimitPolicy(
         id=row.id,
         token_max_limit=row.token_max_limit if tokens else None,
-        token_duration=parse_duration(row.token_reset_duration) if tokens else None,  # type: ignore[arg-type]
+        token_duration=_duration(row.token_reset_duration) if tokens else None,  # type: ignore[arg-type]
         request_max_limit=row.request_max_limit if requests else None,
-        request_duration=parse_duration(row.request_reset_duration) if requests else None,  # type: ignore[arg-type]
+        request_duration=_duration(row.request_reset_duration) if requests else None,  # type: ignore[arg-type]
     )
 
 
-def _model_label(row: ModelConfig) -> str:
+@functools.lru_cache(maxsize=1024)
+def _duration(text: str) -> Duration:
+    """Parsed once per distinct text: limits share a handful of windows ("1m", "1M")."""
+    return parse_duration(text)
+
+
+def _model_label(row: Any) -> str:
     return f"{row.provider}/{row.model_name}" if row.provider else row.model_name
 
 

@@ -1,12 +1,14 @@
 """The config store's tables (SQLAlchemy 2 declarative), shared by SQLite and PostgreSQL.
 
-Budgets and rate limits are owned 1:1: each row is referenced by at most one parent
-(`budget_id` / `rate_limit_id`, unique). They are also the usage rows, so they are never
-deleted with their parent: a parent that drops one (or is deleted) leaves it *retained*
-(``retained_for`` names the parent's slot, `tollway.store.retention`) and a limit created
-later at the same slot takes it back, usage included. Customers, teams, virtual keys,
-model configs and providers say who manages them (``managed_by``: ``config`` for the
-config file, ``api`` for the management API; `tollway.store.ownership`).
+Budgets, rate limits and concurrency limits are owned 1:1: each row is referenced by at
+most one parent (`budget_id` / `rate_limit_id` / `concurrency_limit_id`, unique). Budgets and
+rate limits are also the usage rows, so they are never deleted with their parent: a parent
+that drops one (or is deleted) leaves it *retained* (``retained_for`` names the parent's
+slot, `tollway.store.retention`) and a limit created later at the same slot takes it back,
+usage included. A concurrency limit holds no usage and goes with its parent
+(``delete-orphan``). Customers, teams, virtual keys, model configs and providers say who
+manages them (``managed_by``: ``config`` for the config file, ``api`` for the management
+API; `tollway.store.ownership`).
 
 Migrations in `tollway/store/migrations` must match these definitions exactly (a test
 compares them).
@@ -106,11 +108,28 @@ class RateLimit(Base):
     retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
 
 
+class ConcurrencyLimit(Base):
+    """At most ``max_in_flight`` requests at once; a request finding none free waits up
+    to ``queue_timeout_ms`` for one (0: refused at once). It has no usage to flush."""
+
+    __tablename__ = "concurrency_limits"
+    __table_args__ = (
+        CheckConstraint("max_in_flight > 0", name="max_in_flight_positive"),
+        CheckConstraint("queue_timeout_ms >= 0", name="queue_timeout_ms_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    max_in_flight: Mapped[int] = mapped_column(Integer)
+    queue_timeout_ms: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
 class _Governed:
-    """An owner of at most one budget and one rate limit."""
+    """An owner of at most one budget, one rate limit and one concurrency limit."""
 
     budget_id: Mapped[str | None] = mapped_column(ForeignKey("budgets.id", ondelete="SET NULL"), unique=True)
     rate_limit_id: Mapped[str | None] = mapped_column(ForeignKey("rate_limits.id", ondelete="SET NULL"), unique=True)
+    concurrency_limit_id: Mapped[str | None] = mapped_column(
+        ForeignKey("concurrency_limits.id", ondelete="SET NULL"), unique=True)
 
     # No delete cascade: a dropped limit is retained with its usage (`EntityWriter`).
     @declared_attr
@@ -120,6 +139,10 @@ class _Governed:
     @declared_attr
     def rate_limit(cls) -> Mapped[RateLimit | None]:
         return relationship(RateLimit, cascade="save-update, merge")
+
+    @declared_attr
+    def concurrency(cls) -> Mapped[ConcurrencyLimit | None]:
+        return relationship(ConcurrencyLimit, cascade="all, delete-orphan", single_parent=True)
 
 
 class _Managed:
@@ -152,7 +175,12 @@ class VirtualKey(_Governed, _Managed, _Timestamps, Base):
     """A client credential; only the sha256 of its value and an 8-character prefix are kept."""
 
     __tablename__ = "virtual_keys"
-    __table_args__ = (CheckConstraint("team_id IS NULL OR customer_id IS NULL", name="one_owner"),)
+    __table_args__ = (
+        CheckConstraint("team_id IS NULL OR customer_id IS NULL", name="one_owner"),
+        # Listing and searching a million keys: by name prefix, and by status in id order.
+        Index(None, "name", postgresql_ops={"name": "text_pattern_ops"}),
+        Index(None, "is_active", "id"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(ID)
@@ -337,3 +365,16 @@ class ConfigVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class ConfigChange(Base):
+    """One entity a config version changed (kind and id; its new state is the row as of
+    that version, or its absence). Nodes apply the changes since the version they hold;
+    old rows are pruned (see `tollway.store.changes`)."""
+
+    __tablename__ = "config_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(512))  # "key/provider" for a key's provider config

@@ -76,6 +76,7 @@ def endpoint(handler: Handler, flavor: Flavor) -> Callable[[web.Request], Awaita
         stats = state.stats
         stats.requests += 1
         stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
             call = await _receive(request, state)
             return await _answer(call, handler, flavor)

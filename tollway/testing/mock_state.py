@@ -152,6 +152,8 @@ class MockStats:
 
     requests: int = 0
     in_flight: int = 0
+    max_in_flight: int = 0
+    """The most requests in flight at once since the last reset (what a concurrency limit caps)."""
     requests_cancelled: int = 0
     """Requests whose client went away before the answer was complete (streams included)."""
     streams_started: int = 0
@@ -209,6 +211,7 @@ class MockState:
         for counter in dataclasses.fields(MockStats):
             if counter.name != "in_flight":
                 setattr(self.stats, counter.name, 0)
+        self.stats.max_in_flight = self.stats.in_flight
         for name, value in dataclasses.asdict(self.defaults).items():
             setattr(self.settings, name, value)
         self._ids = itertools.count(1)

@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from tollway.config import Settings
 from tollway.server.asgi import Message, Receive, Scope, Send, header
 from tollway.ui.client import ApiProblem, ManagementClient
+from tollway.ui.login_throttle import LoginThrottle
 from tollway.ui.pages.audit import AuditPages
 from tollway.ui.pages.auth import AuthPages
 from tollway.ui.pages.keys import KeyPages
@@ -67,10 +68,10 @@ def _foreign_origin(scope: Scope) -> bool:
 class UiApp:
     """The ASGI callable: session gate and security headers around the page routes."""
 
-    def __init__(self, ui: Ui) -> None:
+    def __init__(self, ui: Ui, login_throttle: LoginThrottle) -> None:
         self.ui = ui
-        pages: list[Any] = [AuthPages(ui), OverviewPages(ui), KeyPages(ui), TeamPages(ui), CustomerPages(ui),
-                 LimitPages(ui), LogPages(ui), AuditPages(ui), UsagePages(ui)]
+        pages: list[Any] = [AuthPages(ui, login_throttle), OverviewPages(ui), KeyPages(ui), TeamPages(ui),
+                            CustomerPages(ui), LimitPages(ui), LogPages(ui), AuditPages(ui), UsagePages(ui)]
         routes = [route for page in pages for route in page.routes()]
         routes.append(Mount("/ui/static", StaticFiles(packages=[("tollway.ui", "static")]), name="static"))
         self.app = Starlette(routes=routes, exception_handlers={
@@ -144,4 +145,4 @@ def create_ui_app(management: Any, settings: Settings, clock_ms: Callable[[], in
     """The `/ui` application over the management API app ``management``."""
     token = settings.admin_token
     ui = Ui(ManagementClient(management, token), Sessions(token) if token else None, clock_ms)
-    return UiApp(ui)
+    return UiApp(ui, LoginThrottle(settings.login_throttle))

@@ -93,6 +93,17 @@ def rate_limit(form: Form, prefix: str = "", where: str = "rate_limit") -> dict[
     return body
 
 
+def concurrency(form: Form, prefix: str = "", where: str = "concurrency") -> dict[str, Any] | None:
+    """The concurrency limit a form states (``None``: no limit); the queue wait needs a maximum."""
+    limit, wait = form.get(f"{prefix}max_in_flight"), form.get(f"{prefix}queue_timeout_ms")
+    if not limit:
+        if wait and wait != "0":
+            raise FormError(f"{where}.max_in_flight", "concurrency: a queue wait needs a maximum of requests "
+                                                      "in flight, or leave both empty for no limit")
+        return None
+    return {"max_in_flight": limit, "queue_timeout_ms": wait or 0}
+
+
 def owner(form: Form) -> dict[str, str | None]:
     """``team:<id>``, ``customer:<id>`` or nothing, as team_id and customer_id."""
     kind, _, ident = form.get("owner").partition(":")
@@ -115,6 +126,7 @@ def provider_configs(form: Form) -> list[dict[str, Any]]:
             "allowed_keys": split_list(form.get(f"{prefix}allowed_keys")),
             "budget": budget(form, prefix, f"{where}.budget"),
             "rate_limit": rate_limit(form, prefix, f"{where}.rate_limit"),
+            "concurrency": concurrency(form, prefix, f"{where}.concurrency"),
         }
         configs.append(config)
     return configs
@@ -126,6 +138,7 @@ _LABELS = {
     "request_reset_duration": "request reset period", "allowed_models": "allowed models",
     "team_id": "team", "customer_id": "customer", "model_name": "model", "rate_limit": "rate limit",
     "provider_configs": "provider configs", "calendar_aligned": "calendar aligned", "id": "id",
+    "max_in_flight": "requests in flight", "queue_timeout_ms": "queue wait (ms)",
 }
 
 

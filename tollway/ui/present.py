@@ -75,10 +75,11 @@ def span(seconds: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Meter:
-    """One budget or rate-limit side: how much of it is used and when it resets."""
+    """One budget or rate-limit side, or a concurrency limit: how much of it is used and
+    when it resets (a concurrency limit never does: its use is the requests in flight)."""
 
     label: str
-    kind: str  # budget, tokens or requests
+    kind: str  # budget, tokens, requests or in_flight
     used: float
     reserved: float
     limit: float
@@ -111,6 +112,8 @@ class Meter:
 
     @property
     def text(self) -> str:
+        if self.kind == "in_flight":
+            return f"{number(self.reserved)} of {number(self.limit)} requests in flight"
         unit = "" if self.kind == "budget" else f" {self.kind}"
         reserved = f" (+{self.amount(self.reserved)} in flight)" if self.reserved else ""
         return f"{self.amount(self.used)}{reserved} of {self.amount(self.limit)}{unit} per {period(self.duration)}"
@@ -124,7 +127,7 @@ class Meter:
 
 
 def meters(view: dict[str, Any] | None, now_ms: int, label: str = "") -> list[Meter]:
-    """The meters of an entity view's ``budget`` and ``rate_limit`` (either may be null)."""
+    """The meters of an entity view's ``budget``, ``rate_limit`` and ``concurrency`` (any may be null)."""
     if not view:
         return []
     prefix = f"{label} " if label else ""
@@ -140,12 +143,17 @@ def meters(view: dict[str, Any] | None, now_ms: int, label: str = "") -> list[Me
             out.append(Meter(f"{prefix}{kind}".strip().capitalize(), kind, rate.get(f"{side}_current_usage") or 0,
                              rate.get(f"{side}_reserved") or 0, rate[f"{side}_max_limit"],
                              rate[f"{side}_reset_duration"], rate.get(f"{side}_reset_at"), now_ms))
+    concurrency = view.get("concurrency")
+    if concurrency:
+        out.append(Meter(f"{prefix}in flight".strip().capitalize(), "in_flight", 0, concurrency.get("in_flight") or 0,
+                         concurrency["max_in_flight"], None, None, now_ms))
     return out
 
 
 def usage_meter(entry: dict[str, Any], now_ms: int) -> Meter:
     """A meter for one row of ``/api/governance/usage``."""
-    return Meter(entry["kind"].capitalize(), entry["kind"], entry["used"], entry.get("reserved") or 0,
+    label = "In flight" if entry["kind"] == "in_flight" else entry["kind"].capitalize()
+    return Meter(label, entry["kind"], entry["used"], entry.get("reserved") or 0,
                  entry["limit"], entry["duration"], entry.get("reset_at"), now_ms)
 
 

@@ -193,3 +193,60 @@ async def test_concurrent_settles_and_acquires_keep_the_books(counter_store, cou
         *(counter_store.acquire([op(c, 1, 100)]) for _ in range(10)),
     )
     assert await reading(counter_store, c) == CounterReading(50, 10, NOW)
+
+
+# -- in-flight counters (concurrency limits): no window (floor 0), no expiry (window 0) --------
+
+
+def slot(counter: str, limit: int = 5) -> CounterOp:
+    """One in-flight slot, as the engine asks for it: a windowless op of amount 1."""
+    return CounterOp(counter, limit, 1, 0, 0, 0)
+
+
+def free(counter: str) -> SettleOp:
+    """The slot given back when its request ends, charging nothing."""
+    return SettleOp(counter, 1, 0, 0, 0, 0)
+
+
+async def in_flight(store: CounterStore, counter: str) -> CounterReading:
+    (result,) = await store.read([slot(counter)])
+    return result
+
+
+async def test_in_flight_slots_are_exact_under_200_concurrent_acquires(counter_store, counter_name) -> None:
+    c = counter_name()
+    results = await asyncio.gather(*(counter_store.acquire([slot(c, 5)]) for _ in range(200)))
+    assert [result.failed for result in results].count(-1) == 5
+    assert await in_flight(counter_store, c) == CounterReading(0, 5, 0)
+    await counter_store.settle([free(c), free(c)])
+    again = await asyncio.gather(*(counter_store.acquire([slot(c, 5)]) for _ in range(50)))
+    assert [result.failed for result in again].count(-1) == 2
+    assert await in_flight(counter_store, c) == CounterReading(0, 5, 0)
+
+
+async def test_an_in_flight_counter_never_rolls_nor_charges(counter_store, counter_name) -> None:
+    c = counter_name()
+    for _ in range(3):
+        await counter_store.acquire([slot(c)])
+    await counter_store.settle([free(c)])
+    assert await in_flight(counter_store, c) == CounterReading(0, 2, 0)
+    await counter_store.settle([free(c), free(c), free(c)])  # one more than held: clamped, never negative
+    assert await in_flight(counter_store, c) == CounterReading(0, 0, 0)
+    assert (await counter_store.export())[c] == CounterState(0, 0)
+
+
+async def test_a_request_refused_by_another_limit_takes_no_slot(counter_store, counter_name) -> None:
+    rate, c = counter_name("rate"), counter_name("slots")
+    await counter_store.acquire([op(rate, 10, 10)])
+    result = await counter_store.acquire([op(rate, 1, 10), slot(c, 5)])
+    assert result.failed == 0
+    assert await in_flight(counter_store, c) == CounterReading(0, 0, 0)
+
+
+async def test_a_full_slot_counter_refuses_and_reserves_nothing_before_it(counter_store, counter_name) -> None:
+    rate, c = counter_name("rate"), counter_name("slots")
+    assert (await counter_store.acquire([op(rate, 1, 10), slot(c, 1)])).failed == -1
+    result = await counter_store.acquire([op(rate, 1, 10), slot(c, 1)])
+    assert result.failed == 1
+    assert result.readings[1] == CounterReading(0, 1, 0)
+    assert await reading(counter_store, rate) == CounterReading(0, 1, NOW)

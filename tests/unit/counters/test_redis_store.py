@@ -96,6 +96,31 @@ async def test_reservations_of_a_killed_process_are_given_back_when_its_lease_ru
     assert await store.read([op(c)]) == (CounterReading(0, 0, NOW),)
 
 
+async def test_in_flight_slots_of_a_killed_process_come_back_when_its_lease_runs_out(
+    redis_server: RedisServer, store, raw, counter_name
+) -> None:
+    c = counter_name()
+    script = (
+        "import asyncio, os\n"
+        "from tollway.governance.counters.base import CounterOp\n"
+        "from tollway.governance.counters.redis import RedisCounterStore\n"
+        "async def main():\n"
+        f"    store = RedisCounterStore({redis_server.url!r}, timeout_ms=2000, lease_ms=500)\n"
+        "    for _ in range(3):\n"
+        f"        assert (await store.acquire([CounterOp({c!r}, 3, 1, 0, 0, 0)])).failed == -1\n"
+        "    os._exit(0)  # SIGKILLed with three requests in flight\n"
+        "asyncio.run(main())\n"
+    )
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], check=True, timeout=60)
+    full = CounterOp(c, 3, 1, 0, 0, 0)
+    assert (await store.acquire([full])).failed == 0
+    assert await raw.pttl(f"tollway:c:{c}") == -1  # an in-flight counter never expires while slots are held
+    await asyncio.sleep(0.6)
+    assert await store.reap_leaked() == 1
+    assert await store.read([full]) == (CounterReading(0, 0, 0),)
+    assert (await store.acquire([full])).failed == -1
+
+
 async def test_a_process_presumed_dead_does_not_give_back_what_others_hold(redis_server, store, counter_name) -> None:
     c = counter_name()
     slow = RedisCounterStore(redis_server.url, timeout_ms=2000)

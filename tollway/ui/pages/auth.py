@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.ui.client import ApiProblem
+from tollway.ui.login_throttle import LoginThrottle
 from tollway.ui.session import COOKIE
 from tollway.ui.web import Ui
 
@@ -21,8 +24,9 @@ def safe_next(target: str | None) -> str:
 
 
 class AuthPages:
-    def __init__(self, ui: Ui) -> None:
+    def __init__(self, ui: Ui, throttle: LoginThrottle) -> None:
         self.ui = ui
+        self.throttle = throttle
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/ui/login", self.login_form, methods=["GET"]),
@@ -48,17 +52,29 @@ class AuthPages:
         token = form.get("token")
         if not token:
             return self._page(request, "Enter the admin token (the gateway's admin_token setting).", next_url, 400)
+        host = request.client.host if request.client else None
+        wait_s = self.throttle.wait_s(host)
+        if wait_s > 0:  # refused before the token is looked at: a throttled guess learns nothing
+            return self._throttled(request, next_url, wait_s)
         try:
             await self.ui.api.request("GET", _CHECK, token=token)
         except ApiProblem as problem:
             if problem.status in (401, 403):
+                self.throttle.failed(host)
                 return self._page(request, "That is not the admin token of this gateway.", next_url, 401)
             return self._page(request, f"The gateway could not check the token: {problem.message}", next_url,
                               problem.status)
+        self.throttle.succeeded(host)
         cookie, _ = sessions.issue()
         response = self.ui.redirect(next_url)
         response.set_cookie(COOKIE, cookie, max_age=sessions.ttl_s, path="/ui", httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
+        return response
+
+    def _throttled(self, request: Request, next_url: str, wait_s: float) -> Response:
+        seconds = math.ceil(wait_s)
+        response = self._page(request, f"Too many failed logins: try again in {seconds} s.", next_url, 429)
+        response.headers["Retry-After"] = str(seconds)
         return response
 
     async def logout(self, request: Request) -> Response:

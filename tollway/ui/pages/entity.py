@@ -38,8 +38,9 @@ class Kind:
 
 
 def limits_body(form: Form) -> Body:
-    """The budget and rate limit of a limits form (either may be null: removed)."""
-    return {"budget": forms.budget(form), "rate_limit": forms.rate_limit(form)}
+    """The budget, rate limit and concurrency limit of a limits form (any may be null: removed)."""
+    return {"budget": forms.budget(form), "rate_limit": forms.rate_limit(form),
+            "concurrency": forms.concurrency(form)}
 
 
 class EntityPages:

@@ -1,0 +1,341 @@
+"""The control plane at scale: what a gateway holding N virtual keys costs to start and
+to hold, how fast the management API changes a key, what churn does to the proxy's
+latency, and how long a change takes to reach a second gateway.
+
+    .venv/bin/python bench/control_plane.py                          # 1k, 10k, 100k keys on SQLite
+    .venv/bin/python bench/control_plane.py --keys 1000 --seconds 3  # a quick look
+    .venv/bin/python bench/control_plane.py --keys 1000000 --postgres postgresql://u:pw@127.0.0.1/db
+
+Per database and key count:
+
+1. A synthetic bulk insert of N keys, each with a budget and a rate limit (Core inserts
+   in batches; not timed as part of anything below).
+2. Policy memory: the snapshot loaded in this process under `tracemalloc`, in bytes per
+   key (what the policy retains, not the loader's garbage), and its load time.
+3. Start: `tollway serve` spawned until `/health` answers; its RSS then.
+4. API latency (p50/p99, ms) of create, update (block), unblock and delete of one key.
+5. Proxy latency (p50/p99/max, ms) of chat completions with one of the N keys at a fixed
+   rate (open loop): idle, then while a churner makes `--churn` changes per second
+   through node A's API; measured on node B (which only applies the changes) and on
+   node A (which also serves the API calls on the same event loop).
+6. Propagation: during the churn, keys created on node A and the time until node B (a
+   second gateway on the same database) accepts them (p50/max, ms).
+
+Everything runs on 127.0.0.1 (the mock upstream and the gateways are child processes).
+Results are printed and written to bench/results/control_plane.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import yaml
+from sqlalchemy import insert, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import free_port, wait_http  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tollway.governance.engine import hash_key  # noqa: E402
+from tollway.store import migrate  # noqa: E402
+from tollway.store.database import Database  # noqa: E402
+from tollway.store.snapshot import load_snapshot  # noqa: E402
+from tollway.store.tables import Budget, RateLimit, VirtualKey  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "control_plane.json"
+ADMIN = "bench-admin-token-0123456789"
+MODEL = "mock/gpt-4o-mini"
+CHAT = json.dumps({"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).encode()
+KEYS_API = "/api/governance/virtual-keys"
+BATCH = 5000
+
+
+def key_value(index: int) -> str:
+    return f"tw-bench-{index:010d}-0123456789abcdef"
+
+
+async def seed(url: str, count: int) -> float:
+    """Migrate and insert ``count`` keys with a budget and a rate limit each; seconds taken."""
+    started = time.perf_counter()
+    await migrate.upgrade(url)
+    db = Database(url)
+    now = datetime.now(timezone.utc)
+    async with db.session() as session:
+        for start in range(0, count, BATCH):
+            indexes = range(start, min(count, start + BATCH))
+            await session.execute(insert(Budget), [
+                {"id": f"b-{i}", "max_limit": Decimal(100), "reset_duration": "1M", "current_usage": Decimal(0),
+                 "last_reset": now} for i in indexes])
+            await session.execute(insert(RateLimit), [
+                {"id": f"r-{i}", "request_max_limit": 10**6, "request_reset_duration": "1m", "token_current_usage": 0,
+                 "request_current_usage": 0, "token_last_reset": now, "request_last_reset": now} for i in indexes])
+            await session.execute(insert(VirtualKey), [
+                {"id": f"vk-{i:010d}", "name": f"customer {i}", "value_hash": hash_key(key_value(i)),
+                 "value_prefix": key_value(i)[:8], "allowed_models": [], "budget_id": f"b-{i}",
+                 "rate_limit_id": f"r-{i}", "created_at": now, "updated_at": now} for i in indexes])
+        await session.execute(text("UPDATE config_version SET version = version + 1"))
+    await db.close()
+    return time.perf_counter() - started
+
+
+async def policy_memory(url: str, count: int) -> dict:
+    """Bytes per key the loaded policy retains, and the load time (without tracing)."""
+    db = Database(url)
+    started = time.perf_counter()
+    snapshot = await load_snapshot(db, enforce_virtual_keys=True)
+    load_s = time.perf_counter() - started
+    del snapshot
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    snapshot = await load_snapshot(db, enforce_virtual_keys=True)
+    retained = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(snapshot.keys_by_hash) == count
+    await db.close()
+    return {"load_s": round(load_s, 3), "bytes_per_key": round(retained / max(count, 1))}
+
+
+def gateway_config(url: str, mock_port: int) -> dict:
+    return {
+        "database_url": url, "admin_token": ADMIN, "enforce_virtual_keys": True, "log_level": "warning",
+        "request_log": False,
+        "providers": {"mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1",
+                               "keys": [{"value": "sk-mock"}]}},
+    }
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def percentiles(values: list[float]) -> dict:
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000, 2)
+
+    return {"n": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+async def api_latency(session: aiohttp.ClientSession, base: str, rounds: int) -> dict:
+    """Create, block, unblock and delete one key at a time, ``rounds`` times."""
+    timings: dict[str, list[float]] = {"create": [], "update": [], "unblock": [], "delete": []}
+    failures: dict[str, int] = {}
+    for _ in range(rounds):
+        key_id = "vk-api-" + secrets.token_hex(6)
+        steps = [("create", "POST", KEYS_API, {"id": key_id, "name": "api bench",
+                                                "budget": {"max_limit": 5, "reset_duration": "1d"}}),
+                 ("update", "PUT", f"{KEYS_API}/{key_id}", {"is_active": False}),
+                 ("unblock", "PATCH", f"{KEYS_API}/{key_id}", {"is_active": True}),
+                 ("delete", "DELETE", f"{KEYS_API}/{key_id}", None)]
+        for name, method, path, body in steps:
+            started = time.perf_counter()
+            async with session.request(method, base + path, json=body) as response:
+                await response.read()
+            if response.status not in (200, 201):
+                failures[name] = failures.get(name, 0) + 1
+                break
+            timings[name].append(time.perf_counter() - started)
+    return {name: percentiles(values) | {"failures": failures.get(name, 0)} for name, values in timings.items()}
+
+
+async def proxy_load(session: aiohttp.ClientSession, base: str, value: str, rate: float, seconds: float) -> dict:
+    """Open loop: one request every 1/``rate`` s whatever the answers' speed, so a stall
+    shows in the latencies (a closed loop would just send fewer requests)."""
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Authorization": f"Bearer {value}", "Content-Type": "application/json"}
+
+    async def one() -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        async with session.post(base + "/v1/chat/completions", data=CHAT, headers=headers) as response:
+            await response.read()
+            if response.status != 200:
+                errors += 1
+                return
+        latencies.append(time.perf_counter() - started)
+
+    tasks = []
+    start = time.perf_counter()
+    for index in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    return percentiles(latencies) | {"errors": errors, "rps": rate}
+
+
+async def churn(session: aiohttp.ClientSession, base: str, other: str, per_second: float, stop: asyncio.Event,
+                propagation: list[float], failures: list[str]) -> int:
+    """Changes on node ``base`` at ``per_second`` (open loop): keys created, and the
+    oldest deleted once twenty exist; for every tenth key created, the time until node
+    ``other`` accepts it."""
+    made: list[str] = []
+    tasks: list[asyncio.Task] = []
+    start = time.perf_counter()
+
+    async def create(probe: bool) -> None:
+        key_id = "vk-churn-" + secrets.token_hex(6)
+        async with session.post(base + KEYS_API, json={"id": key_id, "name": "churn"}) as response:
+            body = await response.json()
+        if response.status != 201:
+            failures.append(f"create: {response.status} {body}")
+            return
+        made.append(key_id)
+        if probe:
+            await _propagation(session, other, body["virtual_key"]["value"], time.perf_counter(), propagation)
+
+    async def delete(key_id: str) -> None:
+        async with session.delete(f"{base}{KEYS_API}/{key_id}") as response:
+            if response.status != 200:
+                failures.append(f"delete: {response.status} {await response.text()}")
+
+    index = 0
+    while not stop.is_set():
+        if index % 2 and len(made) > 20:
+            tasks.append(asyncio.create_task(delete(made.pop(0))))
+        else:
+            tasks.append(asyncio.create_task(create(probe=index % 20 == 0)))
+        index += 1
+        await asyncio.sleep(max(0.0, start + index / per_second - time.perf_counter()))
+    await asyncio.gather(*tasks)
+    return index
+
+
+async def _propagation(session: aiohttp.ClientSession, other: str, value: str, created_at: float,
+                       into: list[float]) -> None:
+    headers = {"Authorization": f"Bearer {value}", "Content-Type": "application/json"}
+    while time.perf_counter() - created_at < 10:
+        async with session.post(other + "/v1/chat/completions", data=CHAT, headers=headers) as response:
+            await response.read()
+            if response.status == 200:
+                into.append(time.perf_counter() - created_at)
+                return
+        await asyncio.sleep(0.01)
+
+
+async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace) -> dict:
+    """API latency on node A; the proxy's latency idle and under churn (changes made on
+    A) on node B, which only applies the changes, and on A, which also serves the API."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    connector = aiohttp.TCPConnector(limit=0)
+    result: dict = {}
+    async with aiohttp.ClientSession(connector=connector, headers=admin) as session:
+        result["api"] = await api_latency(session, a, args.api_rounds)
+        value = key_value(count // 2)
+        for node, url in (("b", b), ("a", a)):
+            await proxy_load(session, url, value, args.rate, 1.0)  # warm-up
+            result[f"proxy_idle_{node}"] = await proxy_load(session, url, value, args.rate, args.seconds)
+            stop = asyncio.Event()
+            propagation: list[float] = []
+            failures: list[str] = []
+            churner = asyncio.create_task(churn(session, a, b, args.churn, stop, propagation, failures))
+            result[f"proxy_churn_{node}"] = await proxy_load(session, url, value, args.rate, args.seconds)
+            stop.set()
+            result[f"churn_changes_per_s_{node}"] = round(await churner / args.seconds, 1)
+            result[f"churn_failures_{node}"] = {"count": len(failures), "first": failures[:3]}
+            result.setdefault("propagation", []).extend(propagation)
+    result["propagation"] = percentiles(result["propagation"])
+    return result
+
+
+def start_gateway(config: Path, port: int, logs: object) -> tuple[subprocess.Popen, float]:
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(config), "--port", str(port)],
+                               stdout=logs, stderr=logs, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wait_http(f"http://127.0.0.1:{port}/health", timeout_s=600, process=process)
+    return process, time.perf_counter() - started
+
+
+def run_point(url: str, count: int, args: argparse.Namespace, work: Path, mock_port: int) -> dict:
+    seeded_s = asyncio.run(seed(url, count))
+    point: dict = {"keys": count, "seed_s": round(seeded_s, 1), "policy": asyncio.run(policy_memory(url, count))}
+    config = work / f"gateway-{count}.yaml"
+    config.write_text(yaml.safe_dump(gateway_config(url, mock_port)))
+    with ExitStack() as stack, open(work / f"gateways-{count}.log", "wb") as logs:
+        a_port, b_port = free_port(), free_port()
+        node_a, point["start_s"] = start_gateway(config, a_port, logs)
+        stack.callback(_stop, node_a)
+        point["rss_mib"] = rss_mib(node_a.pid)
+        node_b, _ = start_gateway(config, b_port, logs)
+        stack.callback(_stop, node_b)
+        point |= asyncio.run(measure_nodes(f"http://127.0.0.1:{a_port}", f"http://127.0.0.1:{b_port}", count, args))
+    return point
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(60)
+
+
+def database_url(kind: str, args: argparse.Namespace, work: Path, count: int) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{work}/keys-{count}.db"
+    base = args.postgres
+    db = Database(base)
+
+    async def fresh() -> None:  # one empty schema per point
+        async with db.engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+        await db.close()
+
+    asyncio.run(fresh())
+    return base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--postgres", help="a PostgreSQL URL to measure too (its public schema is dropped!)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="proxy load per phase")
+    parser.add_argument("--rate", type=float, default=200.0, help="proxy requests per second (open loop)")
+    parser.add_argument("--churn", type=float, default=100.0, help="changes per second during the churn phase")
+    parser.add_argument("--api-rounds", type=int, default=50)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tollway-control-plane-"))
+    mock_port = free_port()
+    logs = open(work / "mock.log", "wb")  # noqa: SIM115 - closed in finally
+    mock = subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(mock_port)],
+                            stdout=logs, stderr=logs, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    results: dict = {"args": vars(args), "points": []}
+    try:
+        wait_http(f"http://127.0.0.1:{mock_port}/_mock/stats", process=mock)
+        for kind in ["sqlite"] + (["postgresql"] if args.postgres else []):
+            for count in args.keys:
+                point = {"database": kind} | run_point(database_url(kind, args, work, count), count, args, work,
+                                                        mock_port)
+                results["points"].append(point)
+                print(json.dumps(point), flush=True)
+    finally:
+        mock.send_signal(signal.SIGTERM)
+        mock.wait(30)
+        logs.close()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {RESULTS.relative_to(ROOT)}; logs in {work}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Config changes applied incrementally: after every kind of change (create, update,
+delete of each entity), the policy a node brings up to date from the change log equals
+a full load at the same version, without a full load; a gap in the log (missed,
+pruned or unknown changes) or a database behind the node reloads everything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tests.store.example import SEARCH_VK, settings, sha256
+from tollway.config.schema import BudgetConfig, ProviderConfigEntry, RateLimitConfig
+from tollway.governance.model import PolicySnapshot
+from tollway.store import changes as change_log
+from tollway.store.bootstrap import apply_config
+from tollway.store.changes import Change, covers, record_changes
+from tollway.store.database import Database
+from tollway.store.entities import EntityWriter
+from tollway.store.policy_changes import apply_changes
+from tollway.store.policy_sync import PolicyFollower
+from tollway.store.snapshot import load_snapshot
+from tollway.store.tables import ConfigChange, Customer, ModelConfig, Provider, Team, VirtualKey, new_id
+from tollway.store.version import bump_version, lock_config
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NEW_VALUE = "tw-new-value-0123456789abcdefghij"
+Write = Callable[[EntityWriter], None]
+
+
+async def commit_change(db: Database, write: Write, *, log: bool = True) -> int:
+    """Run ``write`` as the management API does: locked, version bumped, changes
+    recorded (unless ``log`` is off: a writer that does not know the log)."""
+    def run(session: Session) -> EntityWriter:
+        writer = EntityWriter(session, NOW, "test")
+        write(writer)
+        session.flush()
+        return writer
+
+    async with db.session() as session:
+        await lock_config(session)
+        writer = await session.run_sync(run)
+        version = await bump_version(session)
+        if log:
+            await record_changes(session, version, writer.touched)
+    return version
+
+
+def plain(snapshot: PolicySnapshot) -> dict[str, Any]:
+    """The snapshot's content as plain dicts, to compare two snapshots."""
+    return {name: dict(getattr(snapshot, name))
+            for name in ("providers", "model_configs", "keys_by_hash", "teams", "customers")} | {
+        "version": snapshot.version}
+
+
+async def full(db: Database) -> dict[str, Any]:
+    return plain(await load_snapshot(db, enforce_virtual_keys=True))
+
+
+# -- the changes, one of each kind ---------------------------------------------------------
+
+
+def _key(writer: EntityWriter, key_id: str = "vk-search") -> VirtualKey:
+    return writer.session.get(VirtualKey, key_id)  # type: ignore[return-value]
+
+
+def create_customer(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(None, Customer, {"id": "globex"}, {"name": "Globex"})
+    writer.sync_budget(row, BudgetConfig(max_limit=5, reset_duration="1d"), diff)
+    writer.record(row, "customer", "globex", diff)
+
+
+def create_team(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(None, Team, {"id": "ads"}, {"name": "Ads", "customer_id": "globex"})
+    writer.sync_rate_limit(row, RateLimitConfig(request_max_limit=9, request_reset_duration="1m"), diff)
+    writer.record(row, "team", "ads", diff)
+
+
+def create_key(writer: EntityWriter) -> None:
+    values = {"name": "ads key", "team_id": "ads", "allowed_models": [], "value_hash": sha256("tw-ads-key-value"),
+              "value_prefix": "tw-ads-k"}
+    row, diff = writer.upsert(None, VirtualKey, {"id": "vk-ads"}, values)
+    writer.sync_provider_configs(row, [ProviderConfigEntry(provider="local", budget={"max_limit": 1,
+                                                                                     "reset_duration": "1h"})], diff)
+    writer.record(row, "virtual_key", "vk-ads", diff)
+
+
+def block_key(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(_key(writer), VirtualKey, {}, {"is_active": False})
+    writer.record(row, "virtual_key", "vk-search", diff)
+
+
+def replace_key_value(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(_key(writer), VirtualKey, {}, {"value_hash": sha256(NEW_VALUE), "value_prefix": "tw-new-"})
+    writer.record(row, "virtual_key", "vk-search", diff)
+
+
+def move_key_to_customer_and_drop_its_provider_configs(writer: EntityWriter) -> None:
+    row = _key(writer)
+    row, diff = writer.upsert(row, VirtualKey, {}, {"team_id": None, "customer_id": "globex"})
+    writer.sync_provider_configs(row, [], diff)
+    writer.record(row, "virtual_key", "vk-search", diff)
+
+
+def change_team_budget(writer: EntityWriter) -> None:
+    row = writer.session.get(Team, "search")
+    diff: dict[str, Any] = {}
+    writer.sync_budget(row, BudgetConfig(max_limit=7, reset_duration="1w"), diff)
+    writer.record(row, "team", "search", diff)
+
+
+def drop_provider_limits(writer: EntityWriter) -> None:
+    row = writer.session.get(Provider, "openai")
+    diff: dict[str, Any] = {}
+    writer.sync_budget(row, None, diff)
+    writer.sync_rate_limit(row, None, diff)
+    writer.record(row, "provider", "openai", diff)
+
+
+def limit_a_provider(writer: EntityWriter) -> None:
+    row = writer.session.get(Provider, "anthropic")
+    diff: dict[str, Any] = {}
+    writer.sync_budget(row, BudgetConfig(max_limit=3, reset_duration="1d"), diff)
+    writer.record(row, "provider", "anthropic", diff)
+
+
+def rename_model_config(writer: EntityWriter) -> None:
+    row = writer.session.scalars(select(ModelConfig).where(ModelConfig.provider == "local")).one()
+    row, diff = writer.upsert(row, ModelConfig, {}, {"model_name": "gpt-4o"})
+    writer.record(row, "model_config", row.id, diff)
+
+
+def create_model_config(writer: EntityWriter) -> None:
+    ident = new_id()
+    row, diff = writer.upsert(None, ModelConfig, {"id": ident, "model_name": "o3", "provider": "openai"}, {})
+    writer.sync_budget(row, BudgetConfig(max_limit=2, reset_duration="1d"), diff)
+    writer.record(row, "model_config", ident, diff)
+
+
+def delete_model_configs(writer: EntityWriter) -> None:
+    for row in writer.session.scalars(select(ModelConfig)):
+        writer.delete(row, "model_config", row.id, {})
+
+
+def reset_a_provider_config(writer: EntityWriter) -> None:
+    writer.audit("reset", "provider_config", "vk-ads/local", {}, {})
+
+
+def delete_keys_team_and_customer(writer: EntityWriter) -> None:
+    for key_id in ("vk-ads", "vk-search"):
+        writer.delete(_key(writer, key_id), "virtual_key", key_id, {})
+    writer.session.flush()
+    writer.delete(writer.session.get(Team, "ads"), "team", "ads", {})
+    writer.session.flush()
+    writer.delete(writer.session.get(Customer, "globex"), "customer", "globex", {})
+
+
+STEPS: list[Write] = [
+    create_customer, create_team, create_key, block_key, replace_key_value,
+    move_key_to_customer_and_drop_its_provider_configs, change_team_budget, drop_provider_limits, limit_a_provider,
+    rename_model_config, create_model_config, reset_a_provider_config, delete_model_configs,
+    delete_keys_team_and_customer,
+]
+
+
+async def following(db: Database) -> PolicyFollower:
+    await apply_config(db, settings())
+    follower = PolicyFollower(db, enforce_virtual_keys=True)
+    await follower.reload()
+    return follower
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+async def test_every_kind_of_change_is_applied_incrementally_and_equals_a_full_load(db: Database) -> None:
+    follower = await following(db)
+    for step in STEPS:
+        version = await commit_change(db, step)
+        snapshot = await follower.refresh()
+        assert snapshot.version == version, step.__name__
+        assert plain(snapshot) == await full(db), step.__name__
+    assert follower.full_loads == 1  # the start; everything after it incrementally
+    assert follower.changes_applied >= len(STEPS)
+
+
+async def test_several_versions_behind_are_applied_in_one_go(db: Database) -> None:
+    follower = await following(db)
+    for step in STEPS[:8]:
+        await commit_change(db, step)
+    await follower.refresh()
+    assert plain(follower.snapshot) == await full(db)
+    assert follower.full_loads == 1
+
+
+async def test_a_replaced_or_deleted_key_value_stops_working_at_once(db: Database) -> None:
+    follower = await following(db)
+    held = follower.snapshot
+    await commit_change(db, replace_key_value)
+    snapshot = await follower.refresh()
+    assert sha256(SEARCH_VK) not in snapshot.keys_by_hash
+    assert snapshot.keys_by_hash[sha256(NEW_VALUE)].id == "vk-search"
+    assert held.keys_by_hash[sha256(SEARCH_VK)].id == "vk-search"  # a reader's snapshot never changes
+
+
+async def test_a_version_missing_from_the_log_reloads_everything(db: Database) -> None:
+    follower = await following(db)
+    await commit_change(db, create_customer, log=False)  # e.g. written by a release without the log
+    await commit_change(db, create_team)
+    snapshot = await follower.refresh()
+    assert follower.full_loads == 2
+    assert "ads" in snapshot.teams and "globex" in snapshot.customers
+    assert plain(snapshot) == await full(db)
+
+
+async def test_a_node_further_behind_than_the_kept_log_reloads_and_the_log_stays_bounded(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(change_log, "KEPT_VERSIONS", 3)
+    follower = await following(db)
+    for step in STEPS[:5]:
+        version = await commit_change(db, step)
+    async with db.session() as session:
+        oldest = await session.scalar(select(func.min(ConfigChange.version)))
+    assert oldest == version - 2  # the last three versions only
+    await follower.refresh()
+    assert follower.full_loads == 2
+    assert plain(follower.snapshot) == await full(db)
+    await commit_change(db, STEPS[5])
+    await follower.refresh()
+    assert follower.full_loads == 2  # back within the log: incremental again
+
+
+async def test_a_change_of_an_unknown_kind_reloads_everything(db: Database) -> None:
+    follower = await following(db)
+    await commit_change(db, lambda writer: writer.audit("create", "admin_token", "t1", None, {}))
+    await follower.refresh()
+    assert follower.full_loads == 2
+
+
+async def test_a_database_behind_the_node_reloads_everything(db: Database) -> None:
+    follower = await following(db)
+    await commit_change(db, create_customer)
+    await follower.refresh()
+    follower.policy = type(follower.policy)(  # as if the node had seen a version the database no longer has
+        PolicySnapshot(version=follower.snapshot.version + 5), follower.policy.key_hashes,  # type: ignore[union-attr]
+        follower.policy.model_config_keys)  # type: ignore[union-attr]
+    snapshot = await follower.refresh()
+    assert follower.full_loads == 2
+    assert plain(snapshot) == await full(db)
+
+
+async def test_changes_applied_twice_or_out_of_order_converge_on_the_stored_state(db: Database) -> None:
+    """Entities are read as they are now: replaying older changes, in any order, is harmless."""
+    follower = await following(db)
+    start = follower.snapshot.version
+    for step in STEPS[:6]:
+        await commit_change(db, step)
+    await follower.refresh()
+    async with db.session() as session:
+        logged = await change_log.changes_since(session, start, follower.snapshot.version)
+        assert logged is not None
+        replayed = await apply_changes(session, follower.policy, list(reversed(logged)),  # type: ignore[arg-type]
+                                       follower.snapshot.version)
+    assert plain(replayed.snapshot) == await full(db)
+
+
+def test_the_log_covers_a_range_only_when_every_version_has_a_change() -> None:
+    def log(*versions: int) -> list[Change]:
+        return [Change(v, "team", "t") for v in versions]
+
+    assert covers(log(4, 5, 5, 6), 3, 6)
+    assert covers([], 6, 6)
+    assert not covers(log(4, 6), 3, 6)  # 5 missed
+    assert not covers(log(5, 6), 3, 6)  # 4 pruned

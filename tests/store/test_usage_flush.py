@@ -1,0 +1,68 @@
+"""The periodic usage flush writes only the counters whose state changed since it last
+wrote (or loaded) them: a store of a million limits is not rewritten every interval."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from tests.store.example import settings
+from tollway.governance.counters.base import CounterState
+from tollway.store import usage_flush
+from tollway.store.bootstrap import apply_config
+from tollway.store.database import Database
+from tollway.store.tables import Budget
+from tollway.store.usage import load_counters
+from tollway.store.usage_flush import UsageFlusher
+
+T0_MS = 1_740_830_400_000
+
+
+async def _tamper_every_budget(db: Database) -> None:
+    """Write usage behind the flusher's back: a counter it rewrites shows the change undone."""
+    async with db.session() as session:
+        await session.execute(update(Budget).values(current_usage=7))
+
+
+async def test_unchanged_counters_are_not_written_and_changed_ones_are(db: Database) -> None:
+    await apply_config(db, settings())
+    loaded = await load_counters(db)
+    flusher = UsageFlusher(db, loaded)
+    budget = next(name for name in sorted(loaded) if name.startswith("b:"))
+    await _tamper_every_budget(db)
+
+    assert await flusher.flush(loaded) == 0
+    changed = dict(loaded) | {budget: CounterState(2_000_000_000, T0_MS)}
+    assert await flusher.flush(changed) == 1
+
+    stored = await load_counters(db)
+    assert stored[budget] == CounterState(2_000_000_000, T0_MS)  # written
+    others = [name for name in stored if name.startswith("b:") and name != budget]
+    assert others and all(stored[name].used == 7_000_000_000 for name in others)  # left alone
+    assert await flusher.flush(changed) == 0
+
+
+async def test_a_failed_write_is_retried_at_the_next_flush(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    await apply_config(db, settings())
+    loaded = await load_counters(db)
+    flusher = UsageFlusher(db, loaded)
+    name = sorted(loaded)[0]
+    changed = dict(loaded) | {name: CounterState(5, T0_MS)}
+    real_save = usage_flush.save_counters
+
+    async def failing(*_: object) -> None:
+        raise OSError("database went away")
+
+    monkeypatch.setattr(usage_flush, "save_counters", failing)
+    with pytest.raises(OSError):
+        await flusher.flush(changed)
+    monkeypatch.setattr(usage_flush, "save_counters", real_save)
+
+    assert await flusher.flush(changed) == 1
+    assert (await load_counters(db))[name] == CounterState(5, T0_MS)
+
+
+async def test_without_what_was_loaded_the_first_flush_writes_everything(db: Database) -> None:
+    await apply_config(db, settings())
+    loaded = await load_counters(db)
+    assert await UsageFlusher(db).flush(loaded) == len(loaded)

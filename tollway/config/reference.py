@@ -1,0 +1,390 @@
+"""The configuration reference (docs/configuration.md), generated from the schema.
+
+Every section and field comes from the pydantic models in `tollway.config.schema`, so a
+field added there appears here by itself. Its words come from, in order: the field's
+`description`, the text kept below in `FIELD_TEXT`, or the comment at the end of the
+field's line in schema.py. Print it with `tollway config reference` or
+`python -m tollway.config.reference`; tests/docs checks that the file in docs/ matches.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any, Literal
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from tollway.config import schema
+from tollway.config.schema import Settings
+
+REGENERATE = "tollway config reference > docs/configuration.md"
+
+INTRO = f"""\
+# Configuration reference
+
+<!-- Generated from tollway/config/schema.py by `{REGENERATE}`. Do not edit by hand:
+     tests/docs/test_configuration_reference.py fails when this file and the schema differ. -->
+
+Tollway reads one file, `tollway.yaml` by default (`--config FILE`; a name ending in
+`.json` is read as JSON). It is read once at start; governance entities created through the
+management API or the UI live in the database and need no restart.
+
+Rules that apply everywhere:
+
+- **`env.NAME`**: a string that is exactly `env.NAME` is replaced by the environment
+  variable `NAME`; if it is not set, the gateway does not start and says which field needs it.
+- **Unknown fields are errors**, reported with the nearest valid name
+  (`counters.backnd: unknown field 'backnd'; did you mean 'backend'?`).
+- **Dates stay text.** A date or time written without quotes (`api_version: 2024-06-01`) is
+  read as the text written, never as a date: no setting is a date. Other YAML surprises are
+  reported, not guessed: a text field given `0613`, `no` or `on` unquoted (YAML reads a
+  number or a boolean) fails with "must be text ... put it in quotes".
+- **Durations** are a whole number and a unit: `30s`, `5m`, `1h`, `1d`, `1w`, `1M`
+  (calendar month), `1Y`, or multiples such as `15m` or `3M`.
+- **Money** is in USD, as a decimal number (`10`, `0.25`).
+- **Relative SQLite paths** in `database_url` (the default `sqlite:///tollway.db` too) are
+  relative to the folder of the configuration file, not to the current directory.
+- Check a file without starting anything: `tollway config check --config tollway.yaml`.
+
+Errors name the file, the field's path and the problem, one line each, and the gateway
+exits with code 2 (see [troubleshooting](troubleshooting.md#exit-codes)).
+"""
+
+# Words for fields whose schema line carries none; "Model.field" -> text.
+FIELD_TEXT: dict[str, str] = {
+    "Settings.database_url": "Where governance, usage and the request log are kept: `sqlite:///path.db` "
+    "(created if missing; its folder must exist) or `postgresql://user:password@host:5432/dbname`.",
+    "Settings.admin_token": "The bearer token of the management API and the UI login (at least 16 characters). "
+    "Without it, `$TOLLWAY_ADMIN_TOKEN` is used; without either, `tollway serve` refuses to start except on a "
+    "loopback address, where it prints a token generated for that run.",
+    "Settings.management_api": "Serve the management API under `/api` and the admin UI under `/ui`. "
+    "`false` turns both off (and the admin token is then not needed).",
+    "Settings.enforce_virtual_keys": "Refuse requests that carry no virtual key (401 `virtual_key_required`). "
+    "With `false`, such requests pass and meet only provider and model limits.",
+    "Settings.counters": "Where live counters are kept: this process's memory, or Redis (shared by every worker "
+    "and node).",
+    "Settings.flush_interval": "How often counters are written to the database (and at a graceful stop). "
+    "With memory counters a crash loses at most this much usage.",
+    "Settings.max_body_bytes": "Request bodies larger than this get 413 before they are read, on every route.",
+    "Settings.providers": "The upstream providers, by the name clients use in `provider/model`.",
+    "Settings.model_aliases": "Model names clients may send instead of `provider/model`, e.g. `fast: openai/gpt-4o-mini`.",
+    "Settings.pricing": "Prices by `provider/model` or model name (USD per million tokens), overriding the "
+    "`genai-prices` catalog.",
+    "Settings.default_price": "The price of a model found neither in `pricing` nor in the catalog. Without it such "
+    "a model is charged nothing (a warning is logged once).",
+    "Settings.estimate": "How a request's tokens are estimated for its reservation before the call.",
+    "Settings.governance": "Customers, teams, virtual keys and model limits defined in the file "
+    "(written to the database at start; see [governance](governance.md#config-file-entities)).",
+    "Settings.request_log": "Write every request to the `request_logs` table (in batches, off the request path).",
+    "Settings.fallbacks": "Per model (`provider/model`) or alias: the models tried in order when it fails "
+    "(connection errors, timeouts, 429 and 5xx after retries); each is governed like a request of its own.",
+    "Settings.request_log_retention": "Delete request-log rows older than this (at least `1d`; e.g. `90d`, `6M`), "
+    "a minute after start and then hourly, in small batches. Omitted: rows are kept. Spend totals are kept "
+    "in hourly and daily rollups, which outlive the log's rows.",
+    "Settings.cors_origins": "Browser origins allowed to call the management API, e.g. `[https://admin.example]`; "
+    "empty: CORS is off.",
+    "Settings.egress": "Outbound proxies for calls to providers; by default read from the environment "
+    "(see [operations](operations.md#egress-proxies-private-cas-client-certificates)).",
+    "EgressConfig.http_proxy": "The `http://` proxy for plain-HTTP upstreams (default: `$HTTP_PROXY`).",
+    "EgressConfig.https_proxy": "The `http://` proxy for HTTPS upstreams, through a CONNECT tunnel "
+    "(default: `$HTTPS_PROXY`).",
+    "EgressConfig.no_proxy": "Hosts reached directly, as curl reads `NO_PROXY`: names, domain suffixes, `*`, "
+    "IP addresses and CIDR ranges, optional `:port` (default: `$NO_PROXY`).",
+    "Settings.log_level": "The gateway's log level (logs go to standard error).",
+    "CountersConfig.backend": "`memory`: counters of this process only. `redis`: shared and exact across "
+    "workers and nodes.",
+    "CountersConfig.url": "Redis URL: `redis://host:6379/0`, `rediss://` for TLS, `unix:///path`; "
+    "`user:password@` works.",
+    "CountersConfig.on_failure": "When Redis is unreachable: `fail_closed` answers 503 `governance_unavailable` "
+    "to requests that meet a limit; `fail_open` counts locally per process until Redis is back.",
+    "CountersConfig.timeout_ms": "How long one Redis call may take before Redis counts as unreachable.",
+    "EstimateConfig.default_completion_tokens": "Completion tokens reserved for a request that sends no `max_tokens`.",
+    "EstimateConfig.bytes_per_prompt_token": "Prompt tokens are estimated as body bytes divided by this.",
+    "ProviderSettings.type": "The provider's API: `openai` (any OpenAI-compatible server), `azure` (Azure "
+    "OpenAI), `anthropic`, or an OpenAI-compatible provider by name, whose base URL and price-catalog id are "
+    "filled in (`ollama` and `vllm`: local servers that need no key).",
+    "ProviderSettings.proxy": "An `http://` forward proxy for this provider (`user:password@` works); `none`: "
+    "direct, whatever the environment says; unset: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` or `egress`.",
+    "ProviderSettings.ca_bundle": "A PEM file of CAs to trust for this provider instead of the system's.",
+    "ProviderSettings.client_cert": "A client certificate (PEM) for upstreams that ask for one (mutual TLS).",
+    "ProviderSettings.client_key": "The client certificate's key, when it is not in `client_cert`'s file.",
+    "ProviderSettings.base_url": "The API's base URL; defaults to the provider's public API "
+    "(required for `azure`).",
+    "ProviderSettings.keys": "The provider's API keys; requests are spread over them by weight. At least one, "
+    "except for local servers (`ollama`, `vllm`).",
+    "ProviderSettings.api_version": "Azure's `api-version` query parameter, e.g. `2024-06-01` (required for "
+    "`azure`).",
+    "ProviderSettings.timeout": "How long to wait for the provider's answer (for streams: between chunks).",
+    "ProviderSettings.connect_timeout": "How long to wait for a connection to the provider.",
+    "ProviderSettings.max_retries": "Retries of a failed call (connection errors, 429 and 5xx) before answering.",
+    "ProviderSettings.headers": "Extra headers sent with every call to this provider.",
+    "ProviderSettings.deployments": "Azure: model name -> deployment name (default: the model name).",
+    "ProviderSettings.http_client": "`native`: Tollway's keep-alive HTTP/1.1 client; `aiohttp`: the fallback "
+    "client, for a server the native one does not get on with.",
+    "ProviderKeyConfig.value": "The key itself, usually `env.NAME`.",
+    "ProviderKeyConfig.weight": "Share of the requests this key gets, relative to the other keys.",
+    "ProviderKeyConfig.models": "Models this key serves; empty: every model.",
+    "BudgetConfig.max_limit": "The budget in USD per period.",
+    "BudgetConfig.reset_duration": "The period (a duration).",
+    "BudgetConfig.calendar_aligned": "Start `d`/`w`/`M`/`Y` periods on calendar boundaries (a month from the 1st) "
+    "instead of rolling from the last reset.",
+    "BudgetConfig.timezone": "IANA time zone of calendar-aligned periods.",
+    "BudgetConfig.week_start": "First day of a calendar-aligned week: 0 = Monday … 6 = Sunday.",
+    "RateLimitConfig.token_max_limit": "Tokens (prompt + completion) per period.",
+    "RateLimitConfig.token_reset_duration": "The token limit's period (a duration).",
+    "RateLimitConfig.request_max_limit": "Requests per period.",
+    "RateLimitConfig.request_reset_duration": "The request limit's period (a duration).",
+    "CustomerConfig.id": "Stable identifier, used by teams' and keys' `customer_id`.",
+    "CustomerConfig.name": "Name shown in denials, the UI and reports.",
+    "TeamConfig.id": "Stable identifier, used by keys' `team_id`.",
+    "TeamConfig.name": "Name shown in denials, the UI and reports.",
+    "TeamConfig.customer_id": "The customer the team belongs to (its limits apply too).",
+    "VirtualKeyConfig.id": "Stable identifier.",
+    "VirtualKeyConfig.name": "Name shown in denials, the UI and reports.",
+    "VirtualKeyConfig.value": "The key clients send (`tw-` and at least 16 more characters), usually "
+    "`env.NAME`. Omitted: one is generated at first start and printed once.",
+    "VirtualKeyConfig.description": "Free text.",
+    "VirtualKeyConfig.is_active": "`false` blocks the key (403 `virtual_key_blocked`).",
+    "VirtualKeyConfig.team_id": "The team the key belongs to (a key has a team or a customer, not both).",
+    "VirtualKeyConfig.customer_id": "The customer the key belongs to directly.",
+    "VirtualKeyConfig.allowed_models": "Models the key may use (`model` or `provider/model`); empty: all.",
+    "VirtualKeyConfig.provider_configs": "Providers the key may use, each with a routing weight and its own "
+    "limits; empty: every provider.",
+    "ProviderConfigEntry.provider": "A provider name from `providers`.",
+    "ProviderConfigEntry.allowed_models": "Models the key may use on this provider; empty: all.",
+    "ProviderConfigEntry.allowed_keys": "Ids of the provider's keys this key may use; empty: all.",
+    "ModelLimitConfig.model_name": "The model, as the provider names it.",
+    "ModelLimitConfig.provider": "The provider; omitted: the limits apply to the model on every provider "
+    "together.",
+    "_Governed.budget": "A budget in USD per period (see `BudgetConfig`).",
+    "_Governed.rate_limit": "Token and/or request limits per period (see `RateLimitConfig`).",
+    "GovernanceConfig.customers": "Customers: the top of the hierarchy.",
+    "GovernanceConfig.teams": "Teams, each optionally under a customer.",
+    "GovernanceConfig.virtual_keys": "Virtual keys: what clients send instead of a provider key.",
+    "GovernanceConfig.model_configs": "Limits per model, on one provider or on all.",
+    "PriceConfig.input": "USD per million prompt tokens.",
+    "PriceConfig.output": "USD per million completion tokens.",
+    "PriceConfig.cached_input": "USD per million cached prompt tokens (default: `input`).",
+    "PriceConfig.cache_write": "USD per million tokens written to a prompt cache (default: `input`).",
+}
+
+# Where each section's model appears, written the way a person would write the path.
+_MAP = "NAME"
+
+
+def render() -> str:
+    """The whole reference as Markdown."""
+    parts = [INTRO]
+    for paths, model in _sections():
+        parts.append(_section(paths, model))
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _sections() -> list[tuple[list[str], type[BaseModel]]]:
+    """Each model once, with every path that reaches it, in reading order."""
+    paths: dict[type[BaseModel], list[str]] = {}
+
+    def visit(model: type[BaseModel], path: str) -> None:
+        known = model in paths
+        paths.setdefault(model, []).append(path)
+        if known:
+            return
+        for name, field in model.model_fields.items():
+            for child, suffix in _models_in(field.annotation):
+                visit(child, _join(path, name) + suffix)
+
+    visit(Settings, "")
+    return [(found, model) for model, found in paths.items()]
+
+
+def _models_in(annotation: Any, suffix: str = "") -> Iterator[tuple[type[BaseModel], str]]:
+    """The models a field's value holds, with how the path continues into them."""
+    annotation = _strip(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation, suffix
+        return
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and args:
+        yield from _models_in(args[0], suffix + "[]")
+    elif origin is dict and len(args) == 2:
+        yield from _models_in(args[1], suffix + f".{_MAP}")
+    elif origin in (typing.Union, types.UnionType):
+        for option in args:
+            yield from _models_in(option, suffix)
+
+
+def _section(paths: list[str], model: type[BaseModel]) -> str:
+    if len(paths) == 1:
+        title = f"`{paths[0]}`" if paths[0] else "Top level"
+    else:
+        segment = paths[0].rsplit(".", 1)[-1].removesuffix("[]")
+        title = f"`{paths[0] if segment == _MAP else segment}` (`{model.__name__}`)"
+    summary = _model_summary(model, paths[0], named_in_title=len(paths) > 1)
+    lines = [f"## {title}", "", *([summary, ""] if summary else [])]
+    if len(paths) > 1:
+        lines += ["Used at " + ", ".join(f"`{p}`" for p in paths) + ".", ""]
+    lines += ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        cells = [f"`{name}`", _type_text(model, name, field), _default_text(field), _description(model, name, field)]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _model_summary(model: type[BaseModel], path: str, named_in_title: bool = False) -> str:
+    doc = inspect.getdoc(model) or ""
+    if doc.startswith(("A base class", "Usage docs")) or model.__doc__ is None:
+        doc = ""
+    first = doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+    if named_in_title:
+        return first
+    where = f"`{model.__name__}`" + (" (the file's top level)" if not path else "")
+    return f"{where}. {first}" if first else f"{where}."
+
+
+def _description(model: type[BaseModel], name: str, field: FieldInfo) -> str:
+    if field.description:
+        return field.description
+    for owner in model.__mro__:
+        text = FIELD_TEXT.get(f"{owner.__name__}.{name}")
+        if text:
+            return text
+    return _line_comment(model, name)
+
+
+def _line_comment(model: type[BaseModel], name: str) -> str:
+    """The comment at the end of the field's line in the schema, if there is one."""
+    for owner in model.__mro__:
+        if name not in getattr(owner, "__annotations__", {}):
+            continue
+        try:
+            source = inspect.getsource(owner)
+        except (OSError, TypeError):
+            return ""
+        match = re.search(rf"^\s+{re.escape(name)}:[^\n]*?#\s*(.+)$", source, re.MULTILINE)
+        return _sentence(match.group(1)) if match else ""
+    return ""
+
+
+def _sentence(comment: str) -> str:
+    comment = comment.strip()
+    comment = comment[0].upper() + comment[1:] if comment else comment
+    return comment if comment.endswith(".") else comment + "."
+
+
+def _type_text(model: type[BaseModel], name: str, field: FieldInfo) -> str:
+    base = _annotation_text(field.annotation)
+    if base in ("string", "string or null") and _is_duration(model, name):
+        base = base.replace("string", "duration")
+    bounds = _bounds(field.metadata) or _bounds(_annotated_metadata(field.annotation))
+    return f"{base} ({bounds})" if bounds else base
+
+
+def _is_duration(model: type[BaseModel], name: str) -> bool:
+    for decorator in model.__pydantic_decorators__.field_validators.values():
+        func = getattr(decorator.func, "__func__", decorator.func)
+        if name in decorator.info.fields and (func is schema._duration or "retention" in func.__name__):
+            return True
+    return False
+
+
+def _annotated_metadata(annotation: Any) -> list[Any]:
+    """Constraints inside `Annotated[...] | None` (pydantic keeps them off the field)."""
+    for option in typing.get_args(annotation) or ():
+        if typing.get_origin(option) is typing.Annotated:
+            found: list[Any] = []
+            for item in typing.get_args(option)[1:]:
+                found.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+            return found
+    return []
+
+
+def _annotation_text(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _annotation_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        text = " or ".join(_annotation_text(a) for a in options)
+        return f"{text} or null" if len(options) < len(args) else text
+    if origin is Literal:
+        return " \\| ".join(f'`"{a}"`' for a in args)
+    if origin is list:
+        return f"list of {_annotation_text(args[0])}"
+    if origin is dict:
+        return f"map of {_annotation_text(args[0])} to {_annotation_text(args[1])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"`{annotation.__name__}`"
+    names = {str: "string", int: "integer", float: "number", bool: "boolean", Decimal: "decimal"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _bounds(metadata: list[Any]) -> str:
+    words = []
+    for item in metadata:
+        if isinstance(item, annotated_types.Gt):
+            words.append(f"> {_number(item.gt)}")
+        elif isinstance(item, annotated_types.Ge):
+            words.append(f"≥ {_number(item.ge)}")
+        elif isinstance(item, annotated_types.Lt):
+            words.append(f"< {_number(item.lt)}")
+        elif isinstance(item, annotated_types.Le):
+            words.append(f"≤ {_number(item.le)}")
+        elif isinstance(item, annotated_types.MinLen) and item.min_length > 1:
+            words.append(f"at least {item.min_length} long")
+        elif isinstance(item, annotated_types.MinLen):
+            words.append("not empty")
+    return ", ".join(words)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool) and value >= 10**6:
+        return f"{int(value):,}".replace(",", "_")
+    return str(value)
+
+
+def _default_text(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return _value_text(field.default_factory())  # type: ignore[call-arg]
+    if field.default is PydanticUndefined:
+        return "**required**"
+    return _value_text(field.default)
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, BaseModel):
+        return "(see its section)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, (dict, list)) and not value:
+        return "`{}`" if isinstance(value, dict) else "`[]`"
+    if value == "":
+        return '`""`'
+    return f"`{value}`"
+
+
+def _strip(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ") if "\\|" not in text else text.replace("\n", " ")
+
+
+if __name__ == "__main__":
+    print(render(), end="")

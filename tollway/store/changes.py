@@ -1,0 +1,69 @@
+"""The config change log: which entities each config version changed.
+
+Every committed configuration change bumps the config version and, in the same
+transaction, records here the kind and id of each entity it created, changed or
+deleted. A node holding version ``v`` reads the changes after ``v`` and rebuilds the
+policy of just those entities (their state as of the version it reads, or their
+absence) instead of reloading everything. The entity's state is read from its own
+tables rather than copied into the log: one format, and a node reading the log and the
+entities in one transaction always sees them at one version.
+
+Only the last `KEPT_VERSIONS` versions are kept; a node further behind (or one that
+finds a version with no recorded change, say written by an older release) reloads the
+whole policy instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollway.store.tables import ConfigChange
+
+KEPT_VERSIONS = 1000
+MAX_CHANGES_APPLIED = 50_000  # beyond this many changed entities a full reload is as cheap
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One changed entity: ``kind`` is the audit entity type ("virtual_key", "team", …)."""
+
+    version: int
+    kind: str
+    entity_id: str
+
+
+async def record_changes(session: AsyncSession, version: int, entities: Iterable[tuple[str, str]]) -> None:
+    """Record that ``version`` changed ``entities`` ((kind, id) pairs), and prune the log
+    to the last `KEPT_VERSIONS` versions, inside the caller's transaction."""
+    rows = [{"version": version, "kind": kind, "entity_id": ident} for kind, ident in sorted(set(entities))]
+    if rows:
+        await session.execute(insert(ConfigChange), rows)
+    await session.execute(delete(ConfigChange).where(ConfigChange.version <= version - KEPT_VERSIONS))
+
+
+async def changes_since(session: AsyncSession, held: int, current: int) -> Sequence[Change] | None:
+    """The changes of versions ``held + 1`` … ``current``, oldest first; None when the log
+    cannot say (versions pruned or never recorded, or too many changes to be worth it):
+    then the caller reloads everything."""
+    if current - held > KEPT_VERSIONS:
+        return None
+    statement = (
+        select(ConfigChange.version, ConfigChange.kind, ConfigChange.entity_id)
+        .where(ConfigChange.version > held, ConfigChange.version <= current)
+        .order_by(ConfigChange.version, ConfigChange.id)
+        .limit(MAX_CHANGES_APPLIED + 1)
+    )
+    changes = [Change(int(version), kind, ident) for version, kind, ident in await session.execute(statement)]
+    if len(changes) > MAX_CHANGES_APPLIED or not covers(changes, held, current):
+        return None
+    return changes
+
+
+def covers(changes: Sequence[Change], held: int, current: int) -> bool:
+    """Whether every version after ``held`` up to ``current`` has at least one change:
+    a version without any means the log missed it, and applying the rest would be wrong."""
+    return {change.version for change in changes} == set(range(held + 1, current + 1))

@@ -1,0 +1,36 @@
+"""Flushing counter usage to the config store: only what changed since the last flush.
+
+Writing every counter every flush interval costs in proportion to the number of limits:
+at a hundred thousand keys it held SQLite's write lock for seconds every ten seconds,
+and every management API change waited behind it. The counters' states are absolute
+values, so a counter whose state is the one this process last wrote (or loaded) needs
+no write; anything else is written, whoever changed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tollway.governance.counters.base import CounterState
+from tollway.store.database import Database
+from tollway.store.usage import save_counters
+
+
+class UsageFlusher:
+    """Writes counter states that differ from those last written or loaded."""
+
+    def __init__(self, db: Database, loaded: Mapping[str, CounterState] | None = None) -> None:
+        self.db = db
+        self._stored: dict[str, CounterState] = dict(loaded or {})  # what the store holds, as far as we know
+
+    async def flush(self, states: Mapping[str, CounterState]) -> int:
+        """Write the states that changed; returns how many. A failed write is retried
+        whole at the next flush (nothing is marked written)."""
+        stored = self._stored
+        changed = {name: state for name, state in states.items() if stored.get(name) != state}
+        if changed:
+            await save_counters(self.db, changed)
+            stored.update(changed)
+        if len(stored) > len(states):  # counters forgotten (limits deleted): stop tracking them
+            self._stored = {name: stored[name] for name in states if name in stored}
+        return len(changed)
