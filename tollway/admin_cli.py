@@ -145,6 +145,7 @@ class Kind:
     path: str
     single: str
     plural: str
+    name_filter: str = "search"  # the list's query parameter that finds a name (keys: the indexed prefix)
 
 
 def lookup(api: AdminClient, kind: Kind, ref: str) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def lookup(api: AdminClient, kind: Kind, ref: str) -> dict[str, Any]:
     except AdminError as exc:
         if exc.status != 404:
             raise
-    found = api.request("GET", kind.path, query={"search": ref, "limit": 1000})[kind.plural]
+    found = api.request("GET", kind.path, query={kind.name_filter: ref, "limit": 1000})[kind.plural]
     named = [entity for entity in found if entity.get("name") == ref]
     if not named:
         raise AdminError(404, f"no {kind.noun} has the id or name {ref!r}")
@@ -178,7 +179,7 @@ def find_id(api: AdminClient, kind: Kind, ref: str | None) -> str | None:
     return None if ref is None else str(find(api, kind, ref)["id"])
 
 
-KEY = Kind("virtual key", "/api/governance/virtual-keys", "virtual_key", "virtual_keys")
+KEY = Kind("virtual key", "/api/governance/virtual-keys", "virtual_key", "virtual_keys", "name_prefix")
 TEAM = Kind("team", "/api/governance/teams", "team", "teams")
 CUSTOMER = Kind("customer", "/api/governance/customers", "customer", "customers")
 

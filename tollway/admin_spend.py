@@ -63,6 +63,7 @@ def spend(
     model: str = typer.Option(None, "--model", help="Only this model: provider/model, or a model name."),
     provider: str = typer.Option(None, "--provider", help="Only this provider."),
     output: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+    as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
     url: str = UrlOption, token: str = TokenOption,
 ) -> None:
     """Spend (USD), requests and tokens over a time range, grouped and bucketed."""
@@ -73,7 +74,7 @@ def spend(
              "start": start, "end": end, "virtual_key_id": find_id(api, KEY, key), "team_id": find_id(api, TEAM, team),
              "customer_id": find_id(api, CUSTOMER, customer), "provider": provider, "model": model}
     report = run(lambda: _with_names(api, api.request("GET", "/api/usage/spend", query=query)), False, str, quiet=True)
-    if output is Format.json:
+    if output is Format.json or as_json:
         typer.echo(json.dumps(report, indent=2))
     elif output is Format.csv:
         typer.echo(_csv(report), nl=False)

@@ -167,7 +167,7 @@ def test_spend_groups_by_key_with_names_in_table_csv_and_json(tollway, gateway: 
     spend = rows[keys[0]["id"]]["spend_usd"]
     assert "e" not in spend.lower() and Decimal(spend) > 0 and len(spend.split(".")[1]) >= 2
 
-    report = json.loads(tollway("spend", "--by", "key", "--key", names[0], "--format", "json"))
+    report = json.loads(tollway("spend", "--by", "key", "--key", names[0], "--json"))
     [row] = report["series"]
     assert row["group"] == keys[0]["id"] and row["name"] == names[0] and report["total"]["requests"] == 2
 

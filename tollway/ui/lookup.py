@@ -18,9 +18,10 @@ class Named:
     api: str  # its management API collection
     envelope: str  # one entity's key in the API's answers
     plural: str  # the list's key in the API's answers
+    name_filter: str = "search"  # the list's query parameter that finds a name (keys: the indexed prefix)
 
 
-KEY = Named("virtual key", "/api/governance/virtual-keys", "virtual_key", "virtual_keys")
+KEY = Named("virtual key", "/api/governance/virtual-keys", "virtual_key", "virtual_keys", "name_prefix")
 TEAM = Named("team", "/api/governance/teams", "team", "teams")
 CUSTOMER = Named("customer", "/api/governance/customers", "customer", "customers")
 MODEL = Named("model config", "/api/governance/model-configs", "model_config", "model_configs")
@@ -39,7 +40,7 @@ async def resolve(api: ManagementClient, kind: Named, value: str, field: str) ->
     except ApiProblem as problem:
         if problem.status != 404:
             raise
-    found = (await api.get(kind.api, {"search": value, "limit": 1000}))[kind.plural]
+    found = (await api.get(kind.api, {kind.name_filter: value, "limit": 1000}))[kind.plural]
     named = sorted(entity["id"] for entity in found if entity["name"] == value)
     if len(named) == 1:
         return str(named[0])
