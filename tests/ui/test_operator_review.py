@@ -276,3 +276,13 @@ def test_latency_and_limit_amounts_read_the_same_everywhere() -> None:
     requests = {"unit": "requests", "limit": 1000, "used": 3}
     assert present.limit_amount(budget, "limit") == "$12.50" and present.limit_amount(budget, "used") == "$0.0000001"
     assert present.limit_amount(requests, "limit") == "1,000" and present.limit_amount(requests, "missing") == "—"
+
+
+def test_the_overview_shows_a_deleted_top_spender_as_deleted(page: Any, gateway: RunningGateway) -> None:
+    chat(gateway, make_key(gateway, "vk-spent-then-gone", "spent then gone"))
+    with admin(gateway) as api:
+        assert api.delete(f"{KEYS}/vk-spent-then-gone").status_code == 200
+    log_in(page)
+    page.goto("/ui/")
+    [item] = [li for li in page.locator(".toplist li").all() if "vk-spent-then-gone" in li.inner_text()]
+    assert "deleted" in item.inner_text() and item.locator("a").count() == 0
