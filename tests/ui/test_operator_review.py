@@ -286,3 +286,20 @@ def test_the_overview_shows_a_deleted_top_spender_as_deleted(page: Any, gateway:
     page.goto("/ui/")
     [item] = [li for li in page.locator(".toplist li").all() if "vk-spent-then-gone" in li.inner_text()]
     assert "deleted" in item.inner_text() and item.locator("a").count() == 0
+
+
+def test_usage_over_a_custom_range(page: Any, gateway: RunningGateway) -> None:
+    chat(gateway, make_key(gateway, "vk-custom-range", "custom range"))
+    log_in(page)
+    page.goto("/ui/usage?by=key&virtual_key_id=vk-custom-range")
+    page.fill("input[name=start]", "2020-01-01T00:00")
+    page.click("button:has-text('Show')")
+    assert "a range of at most 92 days" in page.inner_text(".problem")
+    assert page.get_attribute("input[name=end]", "aria-invalid") == "true"
+
+    today = page.evaluate("new Date().toISOString().slice(0, 10)")
+    page.fill("input[name=start]", f"{today}T00:00")
+    page.click("button:has-text('Show')")
+    assert page.locator("table.usage tbody tr").count() == 1
+    assert page.locator("svg.chart").nth(2).locator("text.axis").first.is_visible()
+    assert f"from {today} 00:00 until now UTC" in page.inner_text("main")

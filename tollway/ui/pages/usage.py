@@ -32,6 +32,34 @@ METRICS: tuple[Metric, ...] = (("Spend (USD)", lambda row: row["spend"], present
            ("Requests", lambda row: row["requests"], present.number, 2.0))
 
 
+MAX_DAYS = 92  # the longest custom range: one bar a day stays readable
+
+
+def custom_range(start_text: str, end_text: str, now: datetime) -> tuple[list[datetime], datetime, str, str, int]:
+    """Bucket starts over [from, until) (UTC; until defaults to now): hours up to two
+    days, days beyond (at most `MAX_DAYS`); a 422 naming the field when they make no sense."""
+    try:
+        start = datetime.fromisoformat(start_text).replace(tzinfo=timezone.utc)
+        end = datetime.fromisoformat(end_text).replace(tzinfo=timezone.utc) if end_text else now
+    except ValueError:
+        raise ApiProblem(422, "give the range as dates and times, e.g. 2026-01-31T00:00", field="start") from None
+    if start >= end:
+        raise ApiProblem(422, "the range must start before it ends", field="start")
+    if end - start > timedelta(days=MAX_DAYS):
+        raise ApiProblem(422, f"a range of at most {MAX_DAYS} days", field="end")
+    hourly = end - start <= timedelta(days=2)
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    if not hourly:
+        first = first.replace(hour=0)
+    starts = []
+    while first < end:
+        starts.append(first)
+        first += step
+    every = max(1, len(starts) // 8)
+    return starts, end, "hour" if hourly else "day", "%H:00" if hourly else "%m-%d", every
+
+
 def bucket_starts(chosen: str, now: datetime) -> tuple[list[datetime], str, str, int]:
     count, interval, label, every = RANGES[chosen]
     step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
@@ -87,9 +115,15 @@ class UsagePages:
         filters = {name: query.get(name, "").strip() for name in FILTERS}
         now = datetime.fromtimestamp(self.ui.now_ms() / 1000, timezone.utc)
         starts, interval, label, every = bucket_starts(str(chosen), now)
+        span = {"start": query.get("start", "").strip(), "end": query.get("end", "").strip()}
+        end: datetime | None = None
         problem: ApiProblem | None = None
         try:
+            if span["start"]:
+                starts, end, interval, label, every = custom_range(span["start"], span["end"], now)
             where = {**await self._where(filters), "start": iso(starts[0]), "group_by": group_by}
+            if end is not None:
+                where["end"] = iso(end)
             series, totals = await asyncio.gather(self.ui.api.get(SPEND, {**where, "interval": interval}),
                                                   self.ui.api.get(SPEND, where))
         except ApiProblem as error:
@@ -102,7 +136,7 @@ class UsagePages:
         names, deleted = await self._names(group_by, [row.get("group") for row in groups])
         return self.ui.page(
             request, "usage.html", 400 if problem else 200, title="Spend and usage", ranges=list(RANGES),
-            range=chosen, by=group_by, groups=GROUPS, filters=filters, problem=problem, section="filters",
+            range=chosen, span=span, by=group_by, groups=GROUPS, filters=filters, problem=problem, section="filters",
             action="show the usage", charts=stacked_charts(series["series"], order, starts, label, every),
             order=order, rows=groups, total=totals["total"], names=names, deleted=deleted,
             level=_NAMED.get(str(group_by), (str(group_by), None))[0], stacked=STACKED)
