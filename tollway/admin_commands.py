@@ -1,23 +1,37 @@
-"""The admin commands: keys, teams, customers, usage, explain (see admin_cli for the client)."""
+"""The admin commands: keys, teams, customers, usage, explain, spend (see admin_cli for the
+client). Keys, teams and customers are named by id or name wherever a command takes one."""
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import typer
 
 from tollway.admin_cli import (
+    CUSTOMER,
+    KEY,
+    TEAM,
     JsonOption,
+    Kind,
     TokenOption,
     UrlOption,
     budget_text,
     client,
+    find,
+    find_id,
     limits_body,
+    lookup,
     message,
+    money,
     rate_text,
     run,
     table,
 )
+from tollway.admin_spend import spend
+
+# `explain` exits with this when the request it describes would be denied (1 is an error, 2 bad usage).
+EXIT_DENIED = 3
 
 _BUDGET = typer.Option(None, "--budget", help="Budget in USD.")
 _BUDGET_PERIOD = typer.Option("1M", "--budget-period", help="Budget period, e.g. 1d, 1M.")
@@ -39,97 +53,118 @@ _CUSTOMER_COLUMNS = [("ID", lambda c: c["id"]), ("NAME", lambda c: c["name"]), (
                      _MANAGED]
 
 
-def entity_app(noun: str, path: str, single: str, plural: str, columns: list) -> typer.Typer:
+def entity_app(kind: Kind, columns: list[tuple[str, Any]]) -> typer.Typer:
     """list / show / delete for one kind of entity; `create` is added per kind."""
-    app = typer.Typer(help=f"Manage {plural.replace('_', ' ')}.", no_args_is_help=True)
+    plural = kind.plural.replace("_", " ")
+    app = typer.Typer(help=f"Manage {plural}.", no_args_is_help=True)
 
     @app.command("list")
     def list_(url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption,
-              search: str = typer.Option(None, help="Filter by name."), limit: int = typer.Option(100)) -> None:
+              search: str = typer.Option(None, help="Filter by id or name (substring)."),
+              limit: int = typer.Option(100)) -> None:
         """List them."""
         api = client(url, token)
-        run(lambda: api.request("GET", path, query={"search": search, "limit": limit}), as_json,
-            lambda r: table(r[plural], columns) + f"\n{r['count']} in all")
+        run(lambda: api.request("GET", kind.path, query={"search": search, "limit": limit}), as_json,
+            lambda r: table(r[kind.plural], columns) + f"\n{r['count']} in all")
 
     @app.command("show")
-    def show(entity_id: str, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+    def show(ref: str = typer.Argument(..., metavar="ID_OR_NAME"), url: str = UrlOption, token: str = TokenOption,
+             as_json: bool = JsonOption) -> None:
         """Show one, with its limits and their live usage."""
         api = client(url, token)
-        run(lambda: api.request("GET", f"{path}/{entity_id}"), as_json, lambda r: table([r[single]], columns))
+        run(lambda: {kind.single: lookup(api, kind, ref)}, as_json, lambda r: table([r[kind.single]], columns))
 
     @app.command("delete")
-    def delete(entity_id: str, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption,
-               cascade: bool = typer.Option(False, help="Also delete what belongs to it."),
+    def delete(ref: str = typer.Argument(..., metavar="ID_OR_NAME"), url: str = UrlOption, token: str = TokenOption,
+               as_json: bool = JsonOption, cascade: bool = typer.Option(False, help="Also delete what belongs to it."),
                yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
         """Delete one (its budget and rate limit are retained with their usage). Those the
         config file manages are refused: remove them from the file instead."""
-        if not yes:
-            typer.confirm(f"Delete {noun} {entity_id!r}?", abort=True)
         api = client(url, token)
-        run(lambda: api.request("DELETE", f"{path}/{entity_id}", query={"cascade": "true" if cascade else None}), as_json, message)
+        entity = find(api, kind, ref)
+        if not yes:
+            typer.confirm(f"Delete {kind.noun} {entity['id']!r} ({entity.get('name')})?", abort=True)
+        run(lambda: api.request("DELETE", f"{kind.path}/{_quoted(entity['id'])}",
+                                query={"cascade": "true" if cascade else None}), as_json, message)
 
     return app
 
 
-keys_app = entity_app("virtual key", "/api/governance/virtual-keys", "virtual_key", "virtual_keys", _KEY_COLUMNS)
-teams_app = entity_app("team", "/api/governance/teams", "team", "teams", _TEAM_COLUMNS)
-customers_app = entity_app("customer", "/api/governance/customers", "customer", "customers", _CUSTOMER_COLUMNS)
+def _quoted(entity_id: str) -> str:
+    return urllib.parse.quote(entity_id, safe="")
+
+
+
+keys_app = entity_app(KEY, _KEY_COLUMNS)
+teams_app = entity_app(TEAM, _TEAM_COLUMNS)
+customers_app = entity_app(CUSTOMER, _CUSTOMER_COLUMNS)
 
 
 @keys_app.command("create")
-def create_key(name: str = typer.Option(..., help="A name people recognise."), team: str = typer.Option(None),
-               customer: str = typer.Option(None), models: str = typer.Option(None, help="Allowed models, comma-separated."),
+def create_key(key_id: str = typer.Option(None, "--id", help="The key's id (generated when omitted)."),
+               name: str = typer.Option(..., help="A name people recognise."),
+               team: str = typer.Option(None, help="The team's id or name."),
+               customer: str = typer.Option(None, help="The customer's id or name."),
+               models: str = typer.Option(None, help="Allowed models, comma-separated."),
                budget: float = _BUDGET, budget_period: str = _BUDGET_PERIOD, requests: int = _REQUESTS,
                requests_period: str = _REQUESTS_PERIOD, tokens: int = _TOKENS, tokens_period: str = _TOKENS_PERIOD,
                url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Create a virtual key; its value is printed once."""
-    body: dict[str, Any] = {"name": name, "team_id": team, "customer_id": customer,
+    api = client(url, token)
+    body: dict[str, Any] = {"id": key_id, "name": name, "team_id": find_id(api, TEAM, team),
+                            "customer_id": find_id(api, CUSTOMER, customer),
                             **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
     if models:
         body["allowed_models"] = [m.strip() for m in models.split(",") if m.strip()]
-    api = client(url, token)
     run(lambda: api.request("POST", "/api/governance/virtual-keys", {k: v for k, v in body.items() if v is not None}),
         as_json, lambda r: table([r["virtual_key"]], _KEY_COLUMNS) + "\nThe key's value is shown this once: store it now.")
 
 
-def _set_active(key_id: str, active: bool, url: str | None, token: str | None, as_json: bool) -> None:
+def _set_active(ref: str, active: bool, url: str | None, token: str | None, as_json: bool) -> None:
     api = client(url, token)
-    run(lambda: api.request("PUT", f"/api/governance/virtual-keys/{key_id}", {"is_active": active}), as_json,
+    key_id = find(api, KEY, ref)["id"]
+    run(lambda: api.request("PUT", f"{KEY.path}/{_quoted(key_id)}", {"is_active": active}), as_json,
         lambda r: table([r["virtual_key"]], _KEY_COLUMNS))
 
 
+_KEY_REF = typer.Argument(..., metavar="ID_OR_NAME")
+
+
 @keys_app.command("block")
-def block_key(key_id: str, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def block_key(key_id: str = _KEY_REF, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Block a key: its next request is refused with 403 virtual_key_blocked."""
     _set_active(key_id, False, url, token, as_json)
 
 
 @keys_app.command("unblock")
-def unblock_key(key_id: str, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+def unblock_key(key_id: str = _KEY_REF, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Unblock a key."""
     _set_active(key_id, True, url, token, as_json)
 
 
 @teams_app.command("create")
-def create_team(team_id: str = typer.Option(None, "--id"), name: str = typer.Option(...), customer: str = typer.Option(None),
+def create_team(team_id: str = typer.Option(None, "--id", help="The team's id (generated when omitted)."),
+                name: str = typer.Option(...), customer: str = typer.Option(None, help="The customer's id or name."),
                 budget: float = _BUDGET, budget_period: str = _BUDGET_PERIOD, requests: int = _REQUESTS,
                 requests_period: str = _REQUESTS_PERIOD, tokens: int = _TOKENS, tokens_period: str = _TOKENS_PERIOD,
                 url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Create a team."""
-    body = {"id": team_id, "name": name, "customer_id": customer,
-            **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
     api = client(url, token)
+    body = {"id": team_id, "name": name, "customer_id": find_id(api, CUSTOMER, customer),
+            **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
     run(lambda: api.request("POST", "/api/governance/teams", {k: v for k, v in body.items() if v is not None}),
         as_json, lambda r: table([r["team"]], _TEAM_COLUMNS))
 
 
 @customers_app.command("create")
-def create_customer(customer_id: str = typer.Option(None, "--id"), name: str = typer.Option(...),
+def create_customer(customer_id: str = typer.Option(None, "--id", help="The customer's id (generated when omitted)."),
+                    name: str = typer.Option(...),
                     budget: float = _BUDGET, budget_period: str = _BUDGET_PERIOD, requests: int = _REQUESTS,
                     requests_period: str = _REQUESTS_PERIOD, tokens: int = _TOKENS, tokens_period: str = _TOKENS_PERIOD,
                     url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Create a customer."""
-    body = {"id": customer_id, "name": name, **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
+    limits = limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)
+    body = {"id": customer_id, "name": name, **limits}
     api = client(url, token)
     run(lambda: api.request("POST", "/api/governance/customers", {k: v for k, v in body.items() if v is not None}),
         as_json, lambda r: table([r["customer"]], _CUSTOMER_COLUMNS))
@@ -141,23 +176,42 @@ def usage(url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOp
     columns = [("LEVEL", lambda u: u.get("level")), ("ENTITY", lambda u: u.get("name") or u.get("entity_id")),
                ("KIND", lambda u: u.get("kind")), ("USED", lambda u: u.get("used")), ("LIMIT", lambda u: u.get("limit")),
                ("REMAINING", lambda u: u.get("remaining")), ("RESETS", lambda u: u.get("reset_at"))]
-    run(lambda: api.request("GET", "/api/governance/usage"), as_json, lambda r: table(r.get("limits", r.get("usage", [])), columns))
+    run(lambda: api.request("GET", "/api/governance/usage"), as_json,
+        lambda r: table(r.get("limits", r.get("usage", [])), columns))
 
 
-def explain(model: str = typer.Option(..., help="provider/model or an alias."), key: str = typer.Option(None, help="The key's value."),
-            key_id: str = typer.Option(None, help="Or the key's id."), prompt_tokens: int = typer.Option(0),
+def explain(model: str = typer.Option(..., help="provider/model or an alias."),
+            key: str = typer.Option(None, help="The key's value."),
+            key_id: str = typer.Option(None, help="Or the key's id or name."), prompt_tokens: int = typer.Option(0),
             completion_tokens: int = typer.Option(None), url: str = UrlOption, token: str = TokenOption,
             as_json: bool = JsonOption) -> None:
-    """Would a request be allowed now? Every limit that applies, the binding one marked."""
-    body = {"model": model, "virtual_key": key, "virtual_key_id": key_id, "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens}
+    """Would a request be allowed now? Every limit that applies, the binding one marked.
+    Exits 3 when the request would be denied."""
     api = client(url, token)
-    columns = [("", lambda l: "*" if l.get("binding") else ""), ("LEVEL", lambda l: l.get("level")),
-               ("ENTITY", lambda l: l.get("name") or l.get("id")), ("KIND", lambda l: l.get("kind")),
-               ("USED", lambda l: l.get("used")), ("RESERVED", lambda l: l.get("reserved")), ("LIMIT", lambda l: l.get("limit")),
-               ("REMAINING", lambda l: l.get("remaining")), ("RESETS", lambda l: l.get("reset_at"))]
-    run(lambda: api.request("POST", "/api/governance/explain", {k: v for k, v in body.items() if v is not None}), as_json,
-        lambda r: f"decision: {r['decision']}\n" + table(r.get("limits", []), columns))
+    body = {"model": model, "virtual_key": key, "virtual_key_id": find_id(api, KEY, key_id),
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    columns = [("", lambda limit: "*" if limit.get("binding") else ""),
+               ("ENTITY", lambda limit: limit.get("name") or limit.get("id"))]
+    columns[1:1] = [("LEVEL", _field("level"))]
+    columns += [(name.upper(), _field(name)) for name in ("kind", "used", "reserved", "limit", "remaining")]
+    columns.append(("RESETS", _field("reset_at")))
+    result = run(lambda: api.request("POST", "/api/governance/explain", {k: v for k, v in body.items() if v is not None}),
+                 as_json, lambda r: _explained(r) + table(r.get("limits", []), columns))
+    if not result.get("allowed", result.get("decision") == "allow"):
+        raise typer.Exit(EXIT_DENIED)
+
+
+def _field(name: str) -> Any:
+    return lambda row: row.get(name)
+
+
+def _explained(result: dict[str, Any]) -> str:
+    lines = [f"decision: {result['decision']}"]
+    if result.get("message"):
+        lines.append(f"why: {result['message']}")
+    if result.get("estimated_cost") is not None:
+        lines.append(f"estimate: {result.get('estimated_tokens')} tokens, ${money(result['estimated_cost'])}")
+    return "\n".join(lines) + "\n"
 
 
 def register(app: typer.Typer) -> None:
@@ -167,3 +221,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(customers_app, name="customers")
     app.command("usage")(usage)
     app.command("explain")(explain)
+    app.command("spend")(spend)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 
 import openai
 import pytest
@@ -78,7 +81,11 @@ def test_errors_are_reported_with_their_status(tollway, monkeypatch: pytest.Monk
     assert "403" in tollway("keys", "list", code=1)
     monkeypatch.setenv("TOLLWAY_ADMIN_TOKEN", ADMIN_TOKEN)
     output = tollway("teams", "create", "--name", "Bad", "--budget", "-3", code=1)
-    assert "422" in output and "max_limit" in output
+    assert "422" in output and "--budget:" in output and "max_limit" not in output  # the CLI's flag, not the JSON field
+    output = tollway("keys", "create", "--name", "Bad", "--requests", "0", "--budget", "5", "--budget-period", "1x", code=1)
+    assert "--requests:" in output and "--budget-period:" in output, output
+    assert "rate_limit" not in output and "reset_duration" not in output
+    assert "(none)" in tollway("keys", "list", "--search", "Bad")  # nothing partially written
 
 
 def test_the_cli_shows_who_manages_each_entity_and_passes_on_the_refusal(tollway) -> None:
@@ -96,3 +103,77 @@ def test_the_cli_shows_who_manages_each_entity_and_passes_on_the_refusal(tollway
         refused = tollway(*command, code=1)
         assert "error (409)" in refused and "is managed by the config file" in refused, refused
     assert "yes" in tollway("keys", "show", "vk-from-file").splitlines()[1]  # still active, still there
+
+
+def test_entities_are_named_by_id_or_by_name(tollway) -> None:
+    customer, team = unique("Acme"), unique("Search")
+    created = json.loads(tollway("customers", "create", "--id", customer.lower(), "--name", customer, "--json"))
+    assert created["customer"]["id"] == customer.lower()
+    made_team = json.loads(tollway("teams", "create", "--name", team, "--customer", customer, "--json"))["team"]
+    assert made_team["customer_id"] == customer.lower()  # --customer by name
+    key_name = unique("named key")
+    key = json.loads(tollway("keys", "create", "--id", key_name.replace(" ", "-"), "--name", key_name,
+                             "--team", team, "--json"))["virtual_key"]
+    assert key["id"] == key_name.replace(" ", "-") and key["team_id"] == made_team["id"]
+    assert key["id"] in tollway("keys", "show", key_name)
+    assert "no" in tollway("keys", "block", key_name).splitlines()[1]
+    assert "deleted" in tollway("keys", "delete", key_name, "--yes").lower()
+    missing = tollway("keys", "show", key_name, code=1)
+    assert "404" in missing and f"no virtual key has the id or name {key_name!r}" in missing
+    assert "no team has the id or name 'nobody'" in tollway("keys", "create", "--name", "x", "--team", "nobody", code=1)
+
+
+def test_an_ambiguous_name_is_an_error_listing_the_matches(tollway) -> None:
+    twin = unique("twin")
+    first = json.loads(tollway("keys", "create", "--name", twin, "--json"))["virtual_key"]["id"]
+    second = json.loads(tollway("keys", "create", "--name", twin, "--json"))["virtual_key"]["id"]
+    refused = tollway("keys", "delete", twin, "--yes", code=1)
+    assert f"2 virtual keys are named {twin!r}" in refused and first in refused and second in refused
+    assert first in tollway("keys", "show", first)  # the id still works
+    assert "yes" in tollway("keys", "show", second).splitlines()[1]  # and nothing was deleted
+
+
+def test_money_is_printed_as_plain_decimals(tollway) -> None:
+    shown = tollway("teams", "create", "--name", unique("rich"), "--budget", "1000000")
+    assert "$0.00/$1000000.00 per 1M" in shown and "e+" not in shown
+    shown = tollway("teams", "create", "--name", unique("thrifty"), "--budget", "0.3")
+    assert "$0.00/$0.30 per 1M" in shown
+
+
+def test_explain_exits_3_when_the_request_would_be_denied(tollway) -> None:
+    name = unique("explain me")
+    tollway("keys", "create", "--name", name)
+    allowed = tollway("explain", "--model", "openai/gpt-4o-mini", "--key-id", name)
+    assert "decision: allow" in allowed and "e-0" not in allowed
+    tollway("keys", "block", name)
+    denied = tollway("explain", "--model", "openai/gpt-4o-mini", "--key-id", name, code=3)
+    assert "decision: virtual_key_blocked" in denied and "why:" in denied
+    assert json.loads(tollway("explain", "--model", "openai/gpt-4o-mini", "--key-id", name, "--json",
+                              code=3))["allowed"] is False
+
+
+def test_spend_groups_by_key_with_names_in_table_csv_and_json(tollway, gateway: RunningGateway) -> None:
+    names = [unique("spender"), unique("spender")]
+    keys = [json.loads(tollway("keys", "create", "--name", name, "--json"))["virtual_key"] for name in names]
+    for count, key in zip((2, 1), keys, strict=True):
+        client = openai.OpenAI(base_url=gateway.v1, api_key=key["value"], max_retries=0)
+        for _ in range(count):
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    tollway("keys", "delete", names[1], "--yes")
+
+    rows = {row["key"]: row for row in csv.DictReader(io.StringIO(tollway("spend", "--by", "key", "--format", "csv")))}
+    assert rows[keys[0]["id"]]["name"] == names[0] and rows[keys[0]["id"]]["requests"] == "2"
+    assert rows[keys[1]["id"]]["name"] == "(deleted)" and rows[keys[1]["id"]]["requests"] == "1"
+    spend = rows[keys[0]["id"]]["spend_usd"]
+    assert "e" not in spend.lower() and Decimal(spend) > 0 and len(spend.split(".")[1]) >= 2
+
+    report = json.loads(tollway("spend", "--by", "key", "--key", names[0], "--json"))
+    [row] = report["series"]
+    assert row["group"] == keys[0]["id"] and row["name"] == names[0] and report["total"]["requests"] == 2
+
+    by_model = tollway("spend", "--by", "model", "--model", "openai/gpt-4o-mini", "--interval", "day")
+    assert by_model.splitlines()[0].split()[:3] == ["MODEL", "DAY", "SPEND"] and "gpt-4o-mini" in by_model
+    assert "total" in by_model.splitlines()[-1]
+    assert "(none)" in tollway("spend", "--by", "model", "--model", "openai/no-such-model")
+    bad = tollway("spend", "--start", "2026-01-02", "--end", "2026-01-01", code=1)
+    assert "--start" in bad

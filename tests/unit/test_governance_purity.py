@@ -12,6 +12,7 @@ PURE_MODULES = [
     "tollway.governance.model",
     "tollway.governance.engine",
     "tollway.governance.decisions",
+    "tollway.governance.inventory",
 ]
 FORBIDDEN = ["aiohttp", "sqlalchemy", "redis", "uvicorn", "fastapi", "asyncpg", "aiosqlite", "httpx", "starlette"]
 

@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
 from tollway.api import audit, customers, explain, logs, model_configs, providers, spend, teams, usage, virtual_keys
-from tollway.api import virtual_keys_bulk
+from tollway.api import alerts, virtual_keys_bulk
 from tollway.api.context import ManagedRuntime
 from tollway.api.docs_pages import install_docs_pages
 from tollway.api.errors import ApiError, install_error_handlers
@@ -76,7 +76,8 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
     install_docs_pages(app)
     install_error_handlers(app)
     guarded = [Depends(require_admin)]
-    for module in (virtual_keys_bulk, virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain):
+    for module in (virtual_keys_bulk, virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain,
+                   alerts):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)

@@ -15,9 +15,9 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from tollway.api.context import ManagedRuntime, PageDep, RuntimeDep, paginate, read
-from tollway.api.errors import bad_request
+from tollway.api.errors import bad_request, not_found
 from tollway.api.limits import iso
-from tollway.api.responses import LogList
+from tollway.api.responses import LogEntryEnvelope, LogList
 from tollway.store.tables import RequestLog
 
 router = APIRouter(prefix="/api", tags=["request log"])
@@ -101,3 +101,17 @@ async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep) -> dict[
 
     total, entries = await read(runtime, query)
     return {"logs": entries, "count": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.get("/logs/{log_id}", response_model=LogEntryEnvelope, summary="One request-log entry")
+async def log_entry(log_id: int, runtime: RuntimeDep) -> dict[str, Any]:
+    await flush_request_log(runtime)
+
+    def query(session: Session) -> dict[str, Any] | None:
+        row = session.get(RequestLog, log_id)
+        return None if row is None else log_view(row)
+
+    entry = await read(runtime, query)
+    if entry is None:
+        raise not_found("request-log entry", str(log_id))
+    return {"log": entry}

@@ -264,6 +264,10 @@ class LogList(_Page):
     logs: list[LogEntry]
 
 
+class LogEntryEnvelope(BaseModel):
+    log: LogEntry
+
+
 class AuditView(BaseModel):
     id: int
     at: str

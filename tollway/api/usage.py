@@ -6,7 +6,6 @@ of the policy snapshot in force (so it shows exactly what requests are checked a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -16,18 +15,9 @@ from tollway.api.errors import bad_request
 from tollway.api.responses import UsageList
 from tollway.governance.decisions import iso_utc
 from tollway.governance.durations import next_reset_ms
-from tollway.governance.engine import IN_FLIGHT_RETRY, LimitCheck, Plan, acquire_ops
-from tollway.governance.model import (
-    NANO_PER_USD,
-    Governed,
-    Kind,
-    Level,
-    PolicySnapshot,
-    budget_counter,
-    in_flight_counter,
-    request_counter,
-    token_counter,
-)
+from tollway.governance.engine import LimitCheck, Plan, acquire_ops
+from tollway.governance.inventory import snapshot_checks
+from tollway.governance.model import NANO_PER_USD, Kind, Level
 
 router = APIRouter(prefix="/api/governance", tags=["usage"])
 
@@ -49,7 +39,7 @@ async def usage(
     if kind is not None and kind not in _KINDS:
         raise bad_request(f"unknown kind {kind!r}: use one of {', '.join(_KINDS)}", "kind")
     rows = [
-        (check, parent) for check, parent in _checks(runtime.snapshot)
+        (check, parent) for check, parent in snapshot_checks(runtime.snapshot)
         if (level is None or check.scope.level.value == level) and (entity_id is None or check.scope.id == entity_id)
         and (kind is None or check.kind.value == kind)
     ]
@@ -94,36 +84,3 @@ def _in_flight_entry(check: LimitCheck, parent: str | None, in_flight: int) -> d
 
 def _amount(value: int, scale: float) -> int | float:
     return value if scale == 1 else value / scale
-
-
-def _checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | None]]:
-    """Every limit of the snapshot with, for provider configs, the key they belong to."""
-    governed: list[tuple[Governed, str | None]] = [(g, None) for g in snapshot.providers.values()]
-    governed += [(g, None) for g in snapshot.model_configs.values()]
-    governed += [(g, None) for g in snapshot.customers.values()]
-    governed += [(team.limits, None) for team in snapshot.teams.values()]
-    for key in snapshot.keys_by_hash.values():
-        governed.append((key.limits, None))
-        governed += [(config.limits, key.id) for config in key.provider_configs.values()]
-    checks = [(check, parent) for limits, parent in governed for check in _limit_checks(limits)]
-    order = {level: index for index, level in enumerate(Level)}
-    checks.sort(key=lambda item: (order[item[0].scope.level], item[0].scope.id, _KINDS.index(item[0].kind.value)))
-    return checks
-
-
-def _limit_checks(governed: Governed) -> Iterator[LimitCheck]:
-    scope, rate_limit, budget = governed.scope, governed.rate_limit, governed.budget
-    if rate_limit is not None:
-        if rate_limit.request_max_limit is not None and rate_limit.request_duration is not None:
-            yield LimitCheck(scope, Kind.REQUESTS, request_counter(rate_limit.id), rate_limit.request_max_limit,
-                             rate_limit.request_duration)
-        if rate_limit.token_max_limit is not None and rate_limit.token_duration is not None:
-            yield LimitCheck(scope, Kind.TOKENS, token_counter(rate_limit.id), rate_limit.token_max_limit,
-                             rate_limit.token_duration, enforcement=rate_limit.enforcement)
-    if budget is not None:
-        yield LimitCheck(scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano, budget.duration,
-                         budget.alignment, budget.enforcement)
-    concurrency = governed.concurrency
-    if concurrency is not None:
-        yield LimitCheck(scope, Kind.IN_FLIGHT, in_flight_counter(concurrency.id), concurrency.max_in_flight,
-                         IN_FLIGHT_RETRY, queue_timeout_ms=concurrency.queue_timeout_ms)

@@ -142,6 +142,22 @@ FIELD_TEXT: dict[str, str] = {
     "filled in (`ollama` and `vllm`: local servers that need no key).",
     "ProviderSettings.proxy": "An `http://` forward proxy for this provider (`user:password@` works); `none`: "
     "direct, whatever the environment says; unset: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` or `egress`.",
+    "Settings.alerts": "Webhooks told when a budget or rate limit crosses a threshold of its window or, at the "
+    "last hour's rate, will run out before it resets (see [operations](operations.md#alerts)).",
+    "AlertsConfig.webhooks": "Where alerts go; more can be added with `POST /api/alerts/webhooks`.",
+    "AlertsConfig.thresholds": "Shares of each limit (used plus reserved, in its current window) that send "
+    "`threshold_crossed`, each once per window.",
+    "AlertsConfig.forecast": "Send `forecast_exhaustion` when, at the rate of the last hour, a limit runs out "
+    "before its window resets (once per window).",
+    "AlertsConfig.max_attempts": "Delivery attempts of one alert (network errors, timeouts, 5xx, 408, 425 and "
+    "429 are retried), then it is marked failed in the delivery log.",
+    "AlertsConfig.max_backoff": "The longest wait between two attempts, in seconds.",
+    "WebhookConfig.url": "The receiver: an `http://` or `https://` URL.",
+    "WebhookConfig.secret": "Signs each delivery: `x-tollway-signature: t=<unix>,v1=<hex HMAC-SHA256 of "
+    "\"t.body\">` (at least 16 characters; usually `env.NAME`).",
+    "WebhookConfig.events": "`threshold_crossed`, `forecast_exhaustion`; omitted: both.",
+    "WebhookConfig.format": "`json`: the alert's fields; `slack`: `{\"text\": …}` for Slack-compatible "
+    "incoming webhooks.",
     "ProviderSettings.ca_bundle": "A PEM file of CAs to trust for this provider instead of the system's.",
     "ProviderSettings.client_cert": "A client certificate (PEM) for upstreams that ask for one (mutual TLS).",
     "ProviderSettings.client_key": "The client certificate's key, when it is not in `client_cert`'s file.",

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tollway.alerts.config import AlertsConfig
 from tollway.governance.durations import Alignment, check_alignment, parse_duration
 from tollway.providers.presets import PRESETS
 
@@ -398,6 +399,7 @@ class Settings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cors_origins: list[str] = []  # browser origins allowed to call the management API; empty: CORS off
     egress: EgressConfig = EgressConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     _check_durations = field_validator("flush_interval", "shutdown_grace_period")(_duration)
 

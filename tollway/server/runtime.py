@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from tollway.alerts.delivery import Dispatcher
+from tollway.alerts.monitor import AlertMonitor
 from tollway.api.app import create_management_app
 from tollway.config import Settings
 from tollway.governance.counters.base import CounterStore
@@ -86,6 +88,7 @@ class Runtime:
         self.models: ModelsRoute
         self.log_writer: RequestLogWriter | None = None
         self.usage: UsageFlusher
+        self.alerts: AlertMonitor | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -154,6 +157,16 @@ class Runtime:
             asyncio.create_task(self._every(_FOLDED_DENIALS_INTERVAL_S, self._flush_folded_denials, "folded-denials"),
                                 name="folded-denials"),
         ]
+        self.alerts = AlertMonitor(settings.alerts, self.db, self.store, lambda: self.snapshot, self.clock_ms,
+                                   Dispatcher(self.db, settings.alerts, self.clock_ms))
+        await self.alerts.start()
+        dispatcher = self.alerts.dispatcher
+        self.metrics.gauge("tollway_alert_deliveries_pending", "Alert deliveries queued or waiting for a retry",
+                           lambda: dispatcher.pending)
+        self.metrics.gauge("tollway_alert_deliveries_dropped", "Alert deliveries dropped (a receiver's queue was full)",
+                           lambda: dispatcher.dropped)
+        self._tasks.append(asyncio.create_task(self._every(self.alerts.interval_s, self.alerts.tick, "alerts"),
+                                               name="alerts"))
         if settings.request_log_retention:
             self._tasks.append(asyncio.create_task(
                 # First a minute after start: a gateway restarted more often than hourly still prunes.
@@ -173,6 +186,8 @@ class Runtime:
             await self.flush_usage()
         except Exception:  # noqa: BLE001 - shutting down: report and carry on closing
             log.exception("final usage flush failed")
+        if self.alerts is not None:
+            await self.alerts.close()
         if self.log_writer is not None:
             self.recorder.flush_summaries(self.clock_ms(), final=True)
             await self.log_writer.close()

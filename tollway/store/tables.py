@@ -382,3 +382,55 @@ class ConfigChange(Base):
     version: Mapped[int] = mapped_column(BigInteger, index=True)
     kind: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str] = mapped_column(String(512))  # "key/provider" for a key's provider config
+
+
+class AlertWebhook(Base):
+    """A webhook added through the management API (those of the config file live there).
+    The secret signs deliveries, so it is kept as given: it is never shown after creation."""
+
+    __tablename__ = "alert_webhooks"
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    name: Mapped[str | None] = mapped_column(ID)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(512))
+    events: Mapped[list[str] | None] = mapped_column(JSON)  # None: every event
+    format: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AlertCrossing(Base):
+    """One alert of one limit's window, claimed by the node whose insert succeeded: the
+    unique constraint is what makes a crossing delivered once, however many nodes see it."""
+
+    __tablename__ = "alert_crossings"
+    __table_args__ = (UniqueConstraint("counter", "window_start_ms", "event", "threshold"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    counter: Mapped[str] = mapped_column(String(512))
+    window_start_ms: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class AlertDelivery(Base):
+    """One alert posted to one webhook: its status, attempts and last error (the delivery log)."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String)
+    counter: Mapped[str] = mapped_column(String(512))
+    threshold: Mapped[float] = mapped_column(Float)
+    webhook_id: Mapped[str] = mapped_column(ID)  # no foreign key: the log outlives a deleted webhook
+    target: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16))  # pending, retrying, delivered, failed, dropped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)

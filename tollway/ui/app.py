@@ -22,12 +22,15 @@ from tollway.config import Settings
 from tollway.server.asgi import Message, Receive, Scope, Send, header
 from tollway.ui.client import ApiProblem, ManagementClient
 from tollway.ui.login_throttle import LoginThrottle
+from tollway.ui.pages.alerts import AlertPages
+from tollway.ui.pages.audit import AuditPages
 from tollway.ui.pages.auth import AuthPages
 from tollway.ui.pages.keys import KeyPages
 from tollway.ui.pages.limits import LimitPages
 from tollway.ui.pages.logs import LogPages
 from tollway.ui.pages.overview import OverviewPages
 from tollway.ui.pages.owners import CustomerPages, TeamPages
+from tollway.ui.pages.usage import UsagePages
 from tollway.ui.session import COOKIE, Sessions
 from tollway.ui.web import StaleForm, Ui
 
@@ -68,8 +71,9 @@ class UiApp:
 
     def __init__(self, ui: Ui, login_throttle: LoginThrottle) -> None:
         self.ui = ui
-        pages = [AuthPages(ui, login_throttle), OverviewPages(ui), KeyPages(ui), TeamPages(ui), CustomerPages(ui),
-                 LimitPages(ui), LogPages(ui)]
+        pages: list[Any] = [AuthPages(ui, login_throttle), OverviewPages(ui), KeyPages(ui), TeamPages(ui),
+                            CustomerPages(ui), LimitPages(ui), LogPages(ui), AuditPages(ui), UsagePages(ui),
+                            AlertPages(ui)]
         routes = [route for page in pages for route in page.routes()]
         routes.append(Mount("/ui/static", StaticFiles(packages=[("tollway.ui", "static")]), name="static"))
         self.app = Starlette(routes=routes, exception_handlers={

@@ -183,3 +183,18 @@ def plain(value: float | int | None) -> str:
         return ""
     text = format(Decimal(str(value)), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def latency(ms: float | int | None) -> str:
+    """A request's latency, one form everywhere: "0.4 ms", "312 ms", "1,204 ms"."""
+    if ms is None:
+        return "—"
+    return f"{ms:,.1f} ms" if ms < 10 else f"{ms:,.0f} ms"
+
+
+def limit_amount(entry: dict[str, object], field: str) -> str:
+    """A limit's amount as its unit reads: money for budgets, a count otherwise."""
+    value = entry.get(field)
+    if not isinstance(value, int | float):
+        return "—"
+    return money(value) if entry.get("unit") == "usd" else number(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 
 COOKIE = "tollway_ui_session"
 FLASH_COOKIE = "tollway_ui_flash"
+# Carries a just-created key's value from the create POST to the one page that shows it.
+NEW_KEY_COOKIE = "tollway_ui_new_key"
+NEW_KEY_TTL_S = 300
 DEFAULT_TTL_S = 12 * 3600
 
 
@@ -79,6 +83,29 @@ class Sessions:
     def seal_flash(self, kind: str, message: str) -> str:
         text = _b64(f"{kind}\n{message}".encode())
         return f"{text}.{self._sign('flash', text)}"
+
+    def seal_new_key(self, session: Session, key: dict[str, str]) -> str:
+        """A just-created key (id, name, value, value_prefix) for this session's next page,
+        valid for `NEW_KEY_TTL_S`: the create POST redirects, and the page it redirects to
+        shows the value once (a reload finds the cookie gone)."""
+        expires = int(self._clock()) + NEW_KEY_TTL_S
+        text = _b64(json.dumps({**key, "expires": expires}).encode())
+        return f"{text}.{self._sign('new-key:' + session.nonce, text)}"
+
+    def open_new_key(self, session: Session, value: str | None) -> dict[str, str] | None:
+        """The key `seal_new_key` sealed for this session, while it is current."""
+        if not value:
+            return None
+        text, _, signature = value.partition(".")
+        if not hmac.compare_digest(signature, self._sign("new-key:" + session.nonce, text)):
+            return None
+        try:
+            key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        except ValueError:
+            return None
+        if not isinstance(key, dict) or not isinstance(key.get("expires"), int) or key["expires"] <= self._clock():
+            return None
+        return key
 
     def open_flash(self, value: str | None) -> tuple[str, str] | None:
         if not value:

@@ -31,7 +31,7 @@ def _environment() -> Environment:
     env.filters |= {"money": present.money, "number": present.number, "period": present.period,
                     "when": present.when, "span": present.span, "level_name": present.level_name,
                     "seg": lambda text: quote(str(text), safe=""), "problem_lines": problem_lines,
-                    "plain": present.plain}
+                    "plain": present.plain, "latency": present.latency, "limit_amount": present.limit_amount}
     # config_path: where pages send operators to change what the config file manages.
     env.globals |= {"problem_title": problem_title, "entity_url": present.entity_url,
                     "config_path": config_file_path()}

@@ -15,6 +15,7 @@ from tollway.ui import forms, present
 from tollway.ui.client import ApiProblem
 from tollway.ui.forms import Form, FormError
 from tollway.ui.pages.entity import Body, EntityPages, Kind, limits_body
+from tollway.ui.session import NEW_KEY_COOKIE
 from tollway.ui.web import with_query
 
 KEYS = Kind("virtual key", "/api/governance/virtual-keys", "virtual_key", "/ui/keys")
@@ -60,6 +61,7 @@ class KeyPages(EntityPages):
         return [Route("/ui/keys", self.list, methods=["GET"]),
                 Route("/ui/keys", self.create, methods=["POST"]),
                 Route("/ui/keys/new", self.new, methods=["GET"]),
+                Route("/ui/keys/{ident}/created", self.created, methods=["GET"]),
                 *self.entity_routes(),
                 Route("/ui/keys/{ident}/details", self.update_details, methods=["POST"]),
                 Route("/ui/keys/{ident}/providers", self.update_providers, methods=["POST"]),
@@ -100,10 +102,33 @@ class KeyPages(EntityPages):
         except ApiProblem as problem_:
             problem = problem_
         else:
-            key = answer["virtual_key"]
-            return self.ui.page(request, "key_created.html", 201, title="Virtual key created", key=key)
+            return self.redirect_to_created(request, answer["virtual_key"])
         return await self.new(request, problem.status, problem=problem, section="create",
                               action="create the key", values=form.values())
+
+    def redirect_to_created(self, request: Request, key: dict[str, Any]) -> Response:
+        """POST/redirect/GET: the value travels to the page that shows it in a sealed,
+        session-bound, short-lived cookie, so reloading that page cannot create a second key."""
+        response = self.ui.redirect(KEYS.url(key["id"]) + "/created")
+        sessions = self.ui.sessions
+        if sessions is not None:
+            sealed = sessions.seal_new_key(self.ui.session(request), {
+                name: key[name] for name in ("id", "name", "value", "value_prefix")})
+            # No max-age: a browser-session cookie, not written to disk; the seal expires by itself.
+            response.set_cookie(NEW_KEY_COOKIE, sealed, path="/ui/keys", httponly=True, samesite="strict")
+        return response
+
+    async def created(self, request: Request) -> Response:
+        """The new key's value, the one time: the cookie is consumed by this page."""
+        ident = request.path_params["ident"]
+        sessions = self.ui.sessions
+        key = sessions.open_new_key(self.ui.session(request), request.cookies.get(NEW_KEY_COOKIE)) if sessions else None
+        if key is None or key.get("id") != ident:
+            return self.ui.redirect(KEYS.url(ident), "The key's value was shown once, when it was created, and cannot "
+                                    "be shown again. If it was lost, create a new key and delete this one.", "warn")
+        response = self.ui.page(request, "key_created.html", title="Virtual key created", key=key)
+        response.delete_cookie(NEW_KEY_COOKIE, path="/ui/keys")
+        return response
 
     async def detail(self, request: Request, ident: str, status: int = 200, **extra: Any) -> Response:
         api = self.ui.api
@@ -114,12 +139,33 @@ class KeyPages(EntityPages):
             api.get("/api/usage/spend", {"virtual_key_id": ident, "start": month_start(now_ms)}),
             api.get("/api/logs", {"virtual_key_id": ident, "limit": RECENT}))
         configs = {config["provider"]: config for config in key["provider_configs"]}
+        explain = await self.explain(request, ident)
         names = [p["name"] for p in providers if p["configured"]]
         names += [name for name in configs if name not in names]
         return self.ui.page(
             request, "key.html", status, title=key["name"], key=key, groups=key_meters(key, now_ms),
             teams=teams, customers=customers, names=owner_names(teams, customers), provider_names=names,
-            configs=configs, month=month["total"], recent=recent["logs"], recent_count=recent["count"], **extra)
+            configs=configs, month=month["total"], recent=recent["logs"], recent_count=recent["count"],
+            explain=explain, **extra)
+
+    async def explain(self, request: Request, ident: str) -> dict[str, Any] | None:
+        """The explain panel's answer, when its form (a GET: it changes nothing) asked:
+        what would a request to the model get now, and which limit binds."""
+        query = request.query_params
+        model = query.get("explain_model", "").strip()
+        if not model:
+            return None
+        ask: dict[str, Any] = {"virtual_key_id": ident, "model": model}
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = query.get(f"explain_{name}", "").strip()
+            if value:
+                ask[name] = value
+        try:
+            return {"ask": ask, "answer": await self.ui.api.post("/api/governance/explain", ask), "problem": None}
+        except ApiProblem as problem:
+            if problem.status not in (400, 422):
+                raise
+            return {"ask": ask, "answer": None, "problem": problem}
 
     async def update_details(self, request: Request) -> Response:
         ident = request.path_params["ident"]

@@ -1,6 +1,8 @@
-"""The request log: filters by key, team, customer, provider, model, status, decision
-and time; each denied request says which level and entity refused it, the gateway's
-message (the limit and what was used), and where that limit stands now."""
+"""The request log: filters by key, team, customer (each by id or name), provider, model
+(``provider/model`` too), status, decision and time; each denied request says which
+level and entity refused it, the gateway's message (the limit and what was used), and
+where that limit stands now. Each entry has a detail page; entities deleted since are
+shown as deleted, not linked."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.governance.decisions import Decision
-from tollway.ui import present
+from tollway.ui import lookup, present
 from tollway.ui.client import ApiProblem
 from tollway.ui.web import LIST_LIMIT, Ui, with_query
 
@@ -37,7 +39,47 @@ class LogPages:
         self.ui = ui
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/ui/logs", self.list, methods=["GET"])]
+        return [Route("/ui/logs", self.list, methods=["GET"]),
+                Route("/ui/logs/{log_id:int}", self.entry, methods=["GET"])]
+
+    async def _api_filters(self, filters: dict[str, str]) -> dict[str, str]:
+        """The filters as the API takes them: ids for names, ``provider/model`` split."""
+        api = self.ui.api
+        out = dict(filters)
+        for field, kind in (("virtual_key_id", lookup.KEY), ("team_id", lookup.TEAM), ("customer_id", lookup.CUSTOMER)):
+            if out[field]:
+                try:
+                    out[field] = await lookup.resolve(api, kind, out[field], field)
+                except lookup.Unknown:
+                    # A deleted entity's id still names its requests.
+                    if not (await api.get("/api/logs", {field: out[field], "limit": 1}))["count"]:
+                        raise
+        if "/" in out["model"] and not out["provider"]:
+            out["provider"], out["model"] = out["model"].split("/", 1)
+        return out
+
+    async def _names(self, rows: list[dict[str, Any]], names: dict[str, dict[str, str]]) -> set[tuple[str, str]]:
+        """Complete ``names`` for the keys, teams and customers the rows name; return
+        those that no longer exist, as (level, id)."""
+        deleted: set[tuple[str, str]] = set()
+        for level, kind in lookup.BY_LEVEL.items():
+            ids = {row[f"{level}_id"] for row in rows if row.get(f"{level}_id")}
+            ids |= {row["denied_id"] for row in rows if row.get("denied_level") == level and row.get("denied_id")}
+            for ident, name in (await lookup.names_of(self.ui.api, kind, ids, names[level])).items():
+                if name is None:
+                    deleted.add((level, ident))
+                else:
+                    names[level][ident] = name
+        return deleted
+
+    async def entry(self, request: Request) -> Response:
+        """One request in full: ids, tokens, cost, latency and the denial's explanation."""
+        api = self.ui.api
+        row = (await api.get(f"/api/logs/{request.path_params['log_id']}"))["log"]
+        names: dict[str, dict[str, str]] = {"virtual_key": {}, "team": {}, "customer": {}}
+        deleted = await self._names([row], names)
+        return self.ui.page(request, "log_entry.html", title=f"Request {row['request_id']}", row=row, names=names,
+                            deleted=deleted, limits_now=await self._limits_now([row]))
 
     async def _limits_now(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[present.Meter]]:
         """The live meters of every entity that denied a request on this page."""
@@ -47,7 +89,7 @@ class LogPages:
                                          for level, ident in denied), return_exceptions=True)
         now_ms = self.ui.now_ms()
         out = {}
-        for entity, answer in zip(denied, answers):
+        for entity, answer in zip(denied, answers, strict=True):
             if isinstance(answer, dict):
                 out[entity] = [present.usage_meter(entry, now_ms) for entry in answer["usage"]]
         return out
@@ -62,16 +104,18 @@ class LogPages:
             api.get("/api/governance/model-configs", {"limit": LIST_LIMIT}))
         problem: ApiProblem | None = None
         try:
-            answer = await api.get("/api/logs", {**filters, "limit": PAGE_SIZE, "offset": offset})
+            answer = await api.get("/api/logs", {**await self._api_filters(filters), "limit": PAGE_SIZE,
+                                                 "offset": offset})
         except ApiProblem as error:
             if error.status not in (400, 422):
                 raise
             problem, answer = error, {"logs": [], "count": 0}
         rows = answer["logs"]
         names = entity_names(keys["virtual_keys"], teams, customers, models["model_configs"])
+        deleted = await self._names(rows, names)
         return self.ui.page(
             request, "logs.html", 400 if problem else 200, title="Request log", rows=rows, count=answer["count"],
-            offset=offset, page_size=PAGE_SIZE, filters=filters, decisions=DECISIONS, names=names,
+            offset=offset, page_size=PAGE_SIZE, filters=filters, decisions=DECISIONS, names=names, deleted=deleted,
             keys=keys["virtual_keys"], teams=teams, customers=customers,
             providers=[p["name"] for p in providers], limits_now=await self._limits_now(rows),
             problem=problem, action="filter the log", section="filters",

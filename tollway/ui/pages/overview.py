@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tollway.ui import present
+from tollway.ui import lookup, present
 from tollway.ui.charts import Bar, bar_chart
 from tollway.ui.web import LIST_LIMIT, Ui
 
@@ -67,6 +67,15 @@ class OverviewPages:
                 break
         return entries
 
+    async def _mark_deleted(self, rows: list[dict[str, Any]], kind: lookup.Named, known: dict[str, str]) -> None:
+        """Name the top spenders a full list did not hold, and mark those deleted since
+        (their spend stays in the report; their page is gone)."""
+        found = await lookup.names_of(self.ui.api, kind, [row["id"] for row in rows], known)
+        for row in rows:
+            name = found.get(row["id"])
+            row["deleted"] = name is None
+            row["name"] = row["id"] if name is None else name
+
     async def overview(self, request: Request) -> Response:
         chosen = request.query_params.get("range", "30d")
         chosen = chosen if chosen in RANGES else "30d"
@@ -92,9 +101,12 @@ class OverviewPages:
         near = [(entry, present.usage_meter(entry, now_ms)) for entry in usage]
         near = sorted((pair for pair in near if pair[1].share >= present.WARN_AT), key=lambda pair: -pair[1].share)
         spend_chart, request_chart = charts(series, starts, label, every)
+        top_keys, top_teams = top(by_key, key_names), top(by_team, team_names)
+        await asyncio.gather(self._mark_deleted(top_keys, lookup.KEY, key_names),
+                             self._mark_deleted(top_teams, lookup.TEAM, team_names))
         return self.ui.page(
             request, "overview.html", title="Overview", today=day["total"], month=this_month["total"],
             month_name=month.strftime("%B %Y"), ranges=list(RANGES), range=chosen, spend_chart=spend_chart,
             request_chart=request_chart, chart_total=series["total"],
-            top_keys=top(by_key, key_names), top_teams=top(by_team, team_names), top_models=top(by_model, {}),
+            top_keys=top_keys, top_teams=top_teams, top_models=top(by_model, {}),
             near=near, limits_total=len(usage))

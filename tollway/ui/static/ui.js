@@ -63,6 +63,23 @@
     setTimeout(function () { delete form.dataset.sending; }, 3000);
   });
 
+  // After a failed save the page comes back with the error in the form that caused it,
+  // which may be far down the page: bring the error to the top of the view and put the
+  // cursor in the first field it names (or the form's first field).
+  function showProblem() {
+    var problem = document.querySelector(".problem[role=alert]");
+    if (!problem) return;
+    var form = problem.closest("form") || problem.parentElement;
+    var details = problem.closest("details");
+    if (details) details.open = true;
+    problem.scrollIntoView({block: "start"});
+    var field = (form && form.querySelector("[aria-invalid=true]")) ||
+      document.querySelector("[aria-invalid=true]") ||
+      (form && form.querySelector("input:not([type=hidden]), select, textarea"));
+    if (field) field.focus({preventScroll: true});
+  }
+
+  showProblem();
   tick();
   setInterval(tick, 1000);
 })();

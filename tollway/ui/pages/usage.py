@@ -1,0 +1,151 @@
+"""Spend, tokens and requests over a chosen range, stacked by key, team, customer,
+provider or model (the five largest spenders of the range, the rest as "other"), with a
+table of every group; optionally narrowed to one key, team, customer (by id or name),
+provider or ``provider/model``. Drawn by `tollway.ui.charts`, like the overview."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.ui import lookup, present
+from tollway.ui.charts import Bar, bar_chart
+from tollway.ui.client import ApiProblem
+from tollway.ui.pages.overview import RANGES, SPEND, iso
+from tollway.ui.web import Ui
+
+GROUPS = {"key": "key", "team": "team", "customer": "customer", "provider": "provider", "model": "model"}
+_NAMED = {"key": ("virtual_key", lookup.KEY), "team": ("team", lookup.TEAM), "customer": ("customer", lookup.CUSTOMER)}
+FILTERS = ("virtual_key_id", "team_id", "customer_id", "model")
+STACKED = 5  # groups drawn in their own colour; the rest are "other"
+OTHER = "other"
+# What each chart shows: (caption, the row's value, axis text, least axis top).
+Metric = tuple[str, Callable[[dict[str, Any]], float], Callable[[Any], str], float]
+METRICS: tuple[Metric, ...] = (("Spend (USD)", lambda row: row["spend"], present.money, 0.0),
+           ("Tokens", lambda row: row["total_tokens"], present.number, 2.0),
+           ("Requests", lambda row: row["requests"], present.number, 2.0))
+
+
+MAX_DAYS = 92  # the longest custom range: one bar a day stays readable
+
+
+def custom_range(start_text: str, end_text: str, now: datetime) -> tuple[list[datetime], datetime, str, str, int]:
+    """Bucket starts over [from, until) (UTC; until defaults to now): hours up to two
+    days, days beyond (at most `MAX_DAYS`); a 422 naming the field when they make no sense."""
+    try:
+        start = datetime.fromisoformat(start_text).replace(tzinfo=timezone.utc)
+        end = datetime.fromisoformat(end_text).replace(tzinfo=timezone.utc) if end_text else now
+    except ValueError:
+        raise ApiProblem(422, "give the range as dates and times, e.g. 2026-01-31T00:00", field="start") from None
+    if start >= end:
+        raise ApiProblem(422, "the range must start before it ends", field="start")
+    if end - start > timedelta(days=MAX_DAYS):
+        raise ApiProblem(422, f"a range of at most {MAX_DAYS} days", field="end")
+    hourly = end - start <= timedelta(days=2)
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    if not hourly:
+        first = first.replace(hour=0)
+    starts = []
+    while first < end:
+        starts.append(first)
+        first += step
+    every = max(1, len(starts) // 8)
+    return starts, end, "hour" if hourly else "day", "%H:00" if hourly else "%m-%d", every
+
+
+def bucket_starts(chosen: str, now: datetime) -> tuple[list[datetime], str, str, int]:
+    count, interval, label, every = RANGES[chosen]
+    step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
+    last = now.replace(minute=0, second=0, microsecond=0)
+    if interval == "day":
+        last = last.replace(hour=0)
+    return [last - step * n for n in reversed(range(count))], interval, label, every
+
+
+def stacked_charts(series: list[dict[str, Any]], order: list[str], starts: list[datetime], label: str,
+                   every: int) -> list[tuple[str, str]]:
+    """One chart per metric, each bar stacked by group in ``order`` (then "other")."""
+    cells: dict[tuple[str, datetime | None], dict[str, Any]] = {}
+    for row in series:
+        group = row.get("group") or ""
+        key = (group if group in order else OTHER, present.parse_iso(row["bucket"]))
+        cell = cells.setdefault(key, {"spend": 0.0, "total_tokens": 0, "requests": 0})
+        for name in cell:
+            cell[name] += row[name]
+    out = []
+    for caption, value, text, least in METRICS:
+        bars = []
+        for start in starts:
+            parts = tuple((value(cells[(group, start)]), f"series{index}")
+                          for index, group in enumerate([*order, OTHER]) if (group, start) in cells)
+            total = sum(part for part, _ in parts)
+            bars.append(Bar(start.strftime(label), parts, f"{iso(start)}: {text(total)}"))
+        out.append((caption, bar_chart(bars, text, every, caption, least=least)))
+    return out
+
+
+class UsagePages:
+    def __init__(self, ui: Ui) -> None:
+        self.ui = ui
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/ui/usage", self.usage, methods=["GET"])]
+
+    async def _where(self, filters: dict[str, str]) -> dict[str, str]:
+        """The filters as the spend API takes them (ids for names, provider/model split)."""
+        out = {name: value for name, value in filters.items() if value}
+        for field, kind in (("virtual_key_id", lookup.KEY), ("team_id", lookup.TEAM), ("customer_id", lookup.CUSTOMER)):
+            if field in out:
+                out[field] = await lookup.resolve(self.ui.api, kind, out[field], field)
+        if "/" in out.get("model", ""):
+            out["provider"], out["model"] = out["model"].split("/", 1)
+        return out
+
+    async def usage(self, request: Request) -> Response:
+        query = request.query_params
+        chosen = query.get("range") if query.get("range") in RANGES else "7d"
+        group_by = str(query.get("by")) if query.get("by") in GROUPS else "key"
+        filters = {name: query.get(name, "").strip() for name in FILTERS}
+        now = datetime.fromtimestamp(self.ui.now_ms() / 1000, timezone.utc)
+        starts, interval, label, every = bucket_starts(str(chosen), now)
+        span = {"start": query.get("start", "").strip(), "end": query.get("end", "").strip()}
+        end: datetime | None = None
+        problem: ApiProblem | None = None
+        try:
+            if span["start"]:
+                starts, end, interval, label, every = custom_range(span["start"], span["end"], now)
+            where = {**await self._where(filters), "start": iso(starts[0]), "group_by": group_by}
+            if end is not None:
+                where["end"] = iso(end)
+            series, totals = await asyncio.gather(self.ui.api.get(SPEND, {**where, "interval": interval}),
+                                                  self.ui.api.get(SPEND, where))
+        except ApiProblem as error:
+            if error.status not in (400, 422):
+                raise
+            problem = error
+            series = totals = {"series": [], "total": {"spend": 0, "total_tokens": 0, "requests": 0}}
+        groups = sorted(totals["series"], key=lambda row: (-row["spend"], -row["requests"], row.get("group") or ""))
+        order = [row.get("group") or "" for row in groups[:STACKED]]
+        names, deleted = await self._names(group_by, [row.get("group") for row in groups])
+        return self.ui.page(
+            request, "usage.html", 400 if problem else 200, title="Spend and usage", ranges=list(RANGES),
+            range=chosen, span=span, by=group_by, groups=GROUPS, filters=filters, problem=problem, section="filters",
+            action="show the usage", charts=stacked_charts(series["series"], order, starts, label, every),
+            order=order, rows=groups, total=totals["total"], names=names, deleted=deleted,
+            level=_NAMED.get(str(group_by), (str(group_by), None))[0], stacked=STACKED)
+
+    async def _names(self, group_by: str, ids: list[str | None]) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]]]:
+        named = _NAMED.get(group_by)
+        if named is None:
+            return {}, set()
+        level, kind = named
+        found = await lookup.names_of(self.ui.api, kind, [ident for ident in ids if ident], {})
+        names = {level: {ident: name for ident, name in found.items() if name is not None}}
+        return names, {(level, ident) for ident, name in found.items() if name is None}
