@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Path, APIRouter, Depends, Query
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -104,7 +104,8 @@ async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep) -> dict[
 
 
 @router.get("/logs/{log_id}", response_model=LogEntryEnvelope, summary="One request-log entry")
-async def log_entry(log_id: int, runtime: RuntimeDep) -> dict[str, Any]:
+async def log_entry(log_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The entry's id (a 64-bit row id).")],
+                    runtime: RuntimeDep) -> dict[str, Any]:
     await flush_request_log(runtime)
 
     def query(session: Session) -> dict[str, Any] | None:
