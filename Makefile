@@ -26,7 +26,9 @@ install-test: $(VENV)/.test-tools
 demo: install
 	$(BIN)/tollway demo --port $(PORT) --directory $(DEMO_DIR)
 
-test: install-test
+test: install-test  # lint, type-check the pure governance core, then every test
+	$(BIN)/ruff check tollway tests bench
+	$(BIN)/mypy tollway/governance
 	$(BIN)/pytest -q -p no:cacheprovider
 
 docs: install  # regenerate the configuration reference from the schema

@@ -13,7 +13,7 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 COLORS = {"tollway": "#1f77b4", "litellm": "#d62728", "direct": "#7f7f7f"}
 LABELS = {"tollway": "Tollway", "litellm": "LiteLLM proxy", "direct": "mock directly"}

@@ -85,7 +85,7 @@ async def _load_phase(mock: Service, gateways: dict[str, tuple[Service, str]], w
 def _machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
-    import os  # noqa: PLC0415
+    import os
 
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()}
 
@@ -118,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        import uvloop  # noqa: PLC0415 - a faster load generator leaves more CPU to the gateways
+        import uvloop
 
         uvloop.install()
     except ImportError:

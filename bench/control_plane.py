@@ -48,7 +48,7 @@ import yaml
 from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import free_port, wait_http  # noqa: E402
+from loadgen import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

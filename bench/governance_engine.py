@@ -20,8 +20,8 @@ from types import MappingProxyType
 
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.durations import Alignment, parse_duration
-from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.enforcer import Enforcer
+from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import (
     BudgetPolicy,
     Governed,

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from gateways import MODEL, PRICE_INPUT, PRICE_OUTPUT, Limits, Service
 
 HERE = Path(__file__).resolve().parent

@@ -36,8 +36,8 @@ def free_port() -> int:
 
 def wait_http(url: str, timeout_s: float = 90, process: subprocess.Popen | None = None) -> None:
     """Wait until GET `url` answers (any status); fail early if `process` exits."""
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    import urllib.error
+    import urllib.request
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

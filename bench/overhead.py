@@ -107,7 +107,8 @@ async def measure(args: argparse.Namespace, ports: dict[str, int], meters: dict[
     targets = {
         "direct": (f"http://127.0.0.1:{ports['direct']}/v1/chat/completions", {**json_type, "Authorization": "Bearer sk"}, direct_body),
         "gateway": (f"http://127.0.0.1:{ports['gateway']}/v1/chat/completions", json_type, gateway_body),
-        "governed": (f"http://127.0.0.1:{ports['governed']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
+        "governed": (f"http://127.0.0.1:{ports['governed']}/v1/chat/completions",
+                     {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
         "strict": (f"http://127.0.0.1:{ports['strict']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"},
                    strict_body),
         "worst": (f"http://127.0.0.1:{ports['worst']}/v1/chat/completions", {**json_type, "Authorization": f"Bearer {VK}"}, gateway_body),
@@ -115,7 +116,7 @@ async def measure(args: argparse.Namespace, ports: dict[str, int], meters: dict[
     results: dict = {}
     for concurrency in args.concurrency:
         runs: dict[str, list] = {name: [] for name in targets}
-        for name, (url, headers, body) in targets.items():  # warm-up, not counted
+        for url, headers, body in targets.values():  # warm-up, not counted
             await metered_drive(None, url, headers, body, concurrency, 0.5, args.stream)
         for _ in range(args.repeats):
             for name, (url, headers, body) in targets.items():
@@ -162,7 +163,8 @@ def main() -> None:
     builders = {"gateway": plain_config, "governed": bench_config, "strict": strict_config, "worst": exhaustive_config}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        processes = {"direct": subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(ports["direct"])], env=env)}
+        mock = [sys.executable, "-m", "tollway", "mock-upstream", "--port", str(ports["direct"])]
+        processes = {"direct": subprocess.Popen(mock, env=env)}
         for name, build in builders.items():
             path = Path(tmp) / f"{name}.yaml"
             path.write_text(yaml.safe_dump(build(ports["direct"], Path(tmp) / f"{name}.db")))
@@ -173,7 +175,7 @@ def main() -> None:
                 wait_port(port)
             meters = {name: ProcessMeter(process.pid) for name, process in processes.items()}
             try:
-                import uvloop  # noqa: PLC0415 - optional speed-up of the load generator
+                import uvloop
 
                 uvloop.install()
             except ImportError:

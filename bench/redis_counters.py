@@ -29,7 +29,7 @@ from loadgen import ProcessMeter, add_run_arguments, free_port, medians_text, me
 from overhead import PROMPT, VK, bench_config, exhaustive_config, wait_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.support
-from tests.support.redis_server import start_redis  # noqa: E402
+from tests.support.redis_server import start_redis
 
 REDIS = {"backend": "redis"}  # the default timeout (50 ms) and fail_closed
 # name -> (config builder, counters, workers)
@@ -119,7 +119,7 @@ def main() -> None:
             meters = {name: ProcessMeter(process.pid) for name, process in processes.items()}
             assert redis.process is not None
             try:
-                import uvloop  # noqa: PLC0415 - optional speed-up of the load generator
+                import uvloop
 
                 uvloop.install()
             except ImportError:

@@ -62,7 +62,7 @@ def _fill_sqlite(path: str, rows: int) -> None:
     connection = sqlite3.connect(path)
     with connection:
         connection.executemany(
-            f"INSERT INTO request_logs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+            f"INSERT INTO request_logs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             ((r[0].replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f"), *r[1:12], format(r[12], ".9f"), *r[13:])
              for r in _rows(rows)))
     connection.close()

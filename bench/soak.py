@@ -35,7 +35,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import free_port, wait_http  # noqa: E402
+from loadgen import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "soak.json"

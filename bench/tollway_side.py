@@ -6,7 +6,6 @@ import secrets
 from pathlib import Path
 
 import yaml
-
 from gateways import MAX_TOKENS, MODEL, PRICE_INPUT, PRICE_OUTPUT, ROOT, TOLLWAY_PYTHON, Limits, Service
 
 PROVIDER = "mock"

@@ -130,7 +130,7 @@ def prepare(settings: Settings) -> None:
 
     try:
         generated = asyncio.run(prepare_database(settings))
-    except Exception as exc:  # noqa: BLE001 - any failure here is fatal and explained
+    except Exception as exc:
         typer.echo(f"cannot prepare the database: {exc}", err=True)
         raise typer.Exit(EXIT_DATABASE) from None
     for key in generated:

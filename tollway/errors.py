@@ -48,7 +48,8 @@ def upstream_unreachable(provider: str, reason: str) -> GatewayError:
 
 
 def upstream_invalid(provider: str, reason: str) -> GatewayError:
-    return GatewayError(502, "upstream_invalid_response", f"provider {provider!r} answered something that cannot be translated: {reason}", code="bad_gateway")
+    return GatewayError(502, "upstream_invalid_response",
+                        f"provider {provider!r} answered something that cannot be translated: {reason}", code="bad_gateway")
 
 
 def shutting_down() -> GatewayError:

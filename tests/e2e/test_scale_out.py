@@ -107,12 +107,11 @@ async def burst(nodes: list[GatewayProcess], vk: str, count: int, max_tokens: in
 
 
 async def api(node: GatewayProcess, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, f"{node.url}/api/governance{path}", json=body,
-                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
-            payload = await response.json()
-            assert response.status < 300, payload
-            return payload
+    async with aiohttp.ClientSession() as session, session.request(method, f"{node.url}/api/governance{path}", json=body,
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response:
+        payload = await response.json()
+        assert response.status < 300, payload
+        return payload
 
 
 async def usage(node: GatewayProcess, key_id: str) -> dict[str, Any]:

@@ -27,7 +27,6 @@ def proxied(gateway, mock) -> RunningGateway:
 
 
 async def mock_control(mock: MockUpstream, method: str, path: str, body: Any = None) -> Any:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, mock.url + path, json=body) as response:
-            response.raise_for_status()
-            return await response.json()
+    async with aiohttp.ClientSession() as session, session.request(method, mock.url + path, json=body) as response:
+        response.raise_for_status()
+        return await response.json()

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
 from tollway.governance.engine import hash_key
-from tollway.store.tables import RequestLog
 from tollway.governance.model import budget_counter, request_counter, token_counter
+from tollway.store.tables import RequestLog
 
 KEY_A = "tw-key-a-0123456789abcdefghijklmnop"
 KEY_B = "tw-key-b-0123456789abcdefghijklmnop"
@@ -153,7 +153,7 @@ async def test_stream_is_charged_exactly_once_with_reported_usage(gateway, mock)
                                                                "request_max_limit": 100, "request_reset_duration": "1h"})]))
     stream = await sdk(running, KEY_A).chat.completions.create(
         model="openai/gpt-4o-mini", messages=HELLO, max_tokens=8, stream=True, stream_options={"include_usage": True})
-    usage = [chunk.usage async for chunk in stream if chunk.usage][0]
+    usage = next(chunk.usage async for chunk in stream if chunk.usage)
     limits = key_limits(running, KEY_A).rate_limit
     counters = running.counters()
     assert counters[token_counter(limits.id)].used == usage.total_tokens
@@ -194,9 +194,8 @@ async def test_client_leaving_a_slow_answer_cancels_the_upstream_and_frees_the_r
     counters = running.counters()
     assert counters[request_counter(limits.id)].used == 1
     assert 0 < counters[token_counter(limits.id)].used < 900  # the prompt's estimate, not the 900 reserved for the answer
-    async with aiohttp.ClientSession() as session:
-        async with session.get(running.url + "/metrics") as r:
-            assert 'status="499"' in await r.text()
+    async with aiohttp.ClientSession() as session, session.get(running.url + "/metrics") as r:
+        assert 'status="499"' in await r.text()
 
 
 async def test_failed_upstream_call_charges_nothing(gateway, mock) -> None:

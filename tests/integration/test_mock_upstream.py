@@ -321,7 +321,7 @@ async def test_mid_stream_drop_sends_n_chunks_then_aborts(
     assert len(received) == 3
 
     events: list[str] = []
-    with pytest.raises(Exception) as aborted:  # noqa: PT011 - the SDK lets the transport's own error through
+    with pytest.raises(Exception) as aborted:
         async with ant.messages.stream(model="c", max_tokens=10, messages=[user("hi")]) as stream:
             async for event in stream:
                 events.append(event.type)

@@ -131,10 +131,9 @@ async def test_bad_requests_get_a_clear_4xx(proxied, body: bytes, status: int, f
 
 async def test_oversized_body_is_413_before_it_is_read(gateway, mock) -> None:
     running = gateway({"providers": mock_providers(mock.url), "max_body_bytes": 1000})
-    async with aiohttp.ClientSession() as session:
-        async with session.post(running.v1 + "/chat/completions", data=b"x" * 5000) as r:
-            assert r.status == 413
-            assert "max_body_bytes" in (await r.json())["error"]["message"]
+    async with aiohttp.ClientSession() as session, session.post(running.v1 + "/chat/completions", data=b"x" * 5000) as r:
+        assert r.status == 413
+        assert "max_body_bytes" in (await r.json())["error"]["message"]
 
 
 async def test_client_disconnect_mid_stream_cancels_the_upstream(proxied, mock) -> None:
@@ -154,9 +153,8 @@ async def test_client_disconnect_mid_stream_cancels_the_upstream(proxied, mock) 
 
 async def test_metrics_count_requests_and_tokens(proxied) -> None:
     await client(proxied).chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}], max_tokens=6)
-    async with aiohttp.ClientSession() as session:
-        async with session.get(proxied.url + "/metrics") as r:
-            text = await r.text()
+    async with aiohttp.ClientSession() as session, session.get(proxied.url + "/metrics") as r:
+        text = await r.text()
     assert 'tollway_requests_total{api="chat",decision="allow",model="gpt-4o-mini",provider="openai",status="200"} 1.0' in text
     assert 'tollway_tokens_total{model="gpt-4o-mini",provider="openai",type="completion"} 6.0' in text
 

@@ -96,7 +96,7 @@ def test_stored_routes_with_hostile_ids_get_a_clear_4xx(checker: _Checker, path:
     url = checker.gateway.url + "/v1/responses/" + path.replace("\n", "").replace("\r", "")
     try:
         response = checker.client.request(method, url, headers={"x-tollway-vk": VK})
-    except Exception:  # noqa: BLE001 - a URL the HTTP client itself refuses to send is not the gateway's answer
+    except Exception:
         return
     assert response.status_code < 500 and response.status_code in (404, 405), (method, path, response.text[:300])
     assert checker.gateway.runtime.enforcer.reservations_in_flight == 0

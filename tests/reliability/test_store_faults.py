@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.reliability.harness import HELLO, eventually, run_serve, slow
-from tests.support.gateway import RunningGateway, free_port, mock_providers
 from tests.support.fixtures import postgres_or_skip
+from tests.support.gateway import RunningGateway, free_port, mock_providers
 from tests.support.postgres import PostgresServer
 from tollway.store.database import SQLITE_BUSY_TIMEOUT_MS, Database
 

@@ -13,8 +13,8 @@ import pytest
 from tests.reliability.harness import HELLO, control, eventually, prompt_estimate
 from tests.support.gateway import RunningGateway, mock_providers
 from tollway.governance.engine import hash_key
-from tollway.providers.client import Api
 from tollway.governance.model import request_counter, token_counter
+from tollway.providers.client import Api
 
 VK = "tw-reliability-upstream-0123456789ab"
 PRICING = {"openai/gpt-4o-mini": {"input": 1, "output": 2}}

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from sqlalchemy import delete, func, select
 
 from tollway.api.logs import LogFilter

@@ -7,8 +7,8 @@ import resource
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import uvicorn
@@ -19,7 +19,6 @@ from tollway.governance.counters.base import CounterState
 from tollway.server.app import Gateway, create_app
 from tollway.server.runtime import Runtime
 from tollway.server.serving import GatewayServerConfig, connection_limits
-
 
 T = TypeVar("T")
 

@@ -26,8 +26,8 @@ from tests import factories as f
 from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, CounterState, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import Denial
-from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, hash_key, plan, static_checks
 from tollway.governance.enforcer import Enforcer, Reservation
+from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, hash_key, plan, static_checks
 from tollway.governance.model import Kind
 
 T0 = f.at(2026, 6, 30, 23, 59)

@@ -10,6 +10,7 @@ from tollway.governance.counters.base import AcquireResult, CounterReading, Sett
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import Decision, Denial, denial_headers, error_body, reset_text
 from tollway.governance.durations import Alignment, parse_duration
+from tollway.governance.enforcer import Enforcer
 from tollway.governance.engine import (
     Allowed,
     LimitCheck,
@@ -22,7 +23,6 @@ from tollway.governance.engine import (
     settle_ops,
     static_checks,
 )
-from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import Kind, Level, PolicySnapshot, Scope
 
 NOW = f.at(2026, 11, 15, 12)

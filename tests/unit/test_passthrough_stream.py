@@ -3,6 +3,8 @@ less the usage chunk the gateway asked for on the client's behalf."""
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,7 +39,7 @@ def _relay(stream: bytes, cuts: list[int], wants_usage: bool) -> tuple[bytes, Us
         body["stream_options"] = {"include_usage": True}
     converter = OpenAIPassthrough(Api.CHAT).stream(parse_request(Api.CHAT, orjson.dumps(body)))
     edges = [0, *sorted(set(cuts)), len(stream)]
-    out = b"".join(converter.feed(stream[a:b]) for a, b in zip(edges, edges[1:]) if b > a)
+    out = b"".join(converter.feed(stream[a:b]) for a, b in itertools.pairwise(edges) if b > a)
     return out + converter.finish(), converter.usage
 
 

@@ -14,8 +14,20 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
-from tollway.api import audit, customers, explain, logs, model_configs, providers, spend, teams, usage, virtual_keys
-from tollway.api import alerts, virtual_keys_bulk
+from tollway.api import (
+    alerts,
+    audit,
+    customers,
+    explain,
+    logs,
+    model_configs,
+    providers,
+    spend,
+    teams,
+    usage,
+    virtual_keys,
+    virtual_keys_bulk,
+)
 from tollway.api.context import ManagedRuntime
 from tollway.api.docs_pages import install_docs_pages
 from tollway.api.errors import ApiError, install_error_handlers

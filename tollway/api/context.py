@@ -151,6 +151,6 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
     if writer.changed:
         try:
             await runtime.refresh_policy()  # applies just this change (tollway/store/policy_sync.py)
-        except Exception:  # noqa: BLE001 - committed all the same; the next poll applies it
+        except Exception:
             log.exception("management API: the policy could not be reloaded after a change")
     return presented

@@ -144,11 +144,11 @@ def update_limits(writer: ApiWriter, owner: Any, patch: BaseModel, diff: Diff, *
     stated = patch.model_fields_set
     if "budget" in stated:
         where = prefix + "budget"
-        budget = _merged(BudgetConfig, owner.budget, "budget", getattr(patch, "budget"), where)
+        budget = _merged(BudgetConfig, owner.budget, "budget", patch.budget, where)
         writer.sync_budget(owner, budget, diff, where)  # type: ignore[arg-type]
     if "rate_limit" in stated:
         where = prefix + "rate_limit"
-        rate_limit = _merged(RateLimitConfig, owner.rate_limit, "rate_limit", getattr(patch, "rate_limit"), where)
+        rate_limit = _merged(RateLimitConfig, owner.rate_limit, "rate_limit", patch.rate_limit, where)
         writer.sync_rate_limit(owner, rate_limit, diff, where)  # type: ignore[arg-type]
     if "concurrency" in stated:
         where = prefix + "concurrency"

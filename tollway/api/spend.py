@@ -15,8 +15,8 @@ from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from tollway.api.context import RuntimeDep, read
-from tollway.api.logs import LogFilter, LogFilterDep, flush_request_log
 from tollway.api.limits import iso
+from tollway.api.logs import LogFilter, LogFilterDep, flush_request_log
 from tollway.api.responses import SpendReport
 from tollway.governance.model import NANO_PER_USD
 from tollway.store.spend_rollup import ALL, DIMENSIONS, day_of, hour_of

@@ -90,7 +90,7 @@ async def create_keys(body: VirtualKeyBulkCreate, runtime: RuntimeDep) -> dict[s
     await runtime.store.load(writer.seeds)  # before the new policy can use them
     try:
         await runtime.refresh_policy()
-    except Exception:  # noqa: BLE001 - committed all the same; the next poll applies it
+    except Exception:
         log.exception("management API: the policy could not be brought up to date after a bulk create")
     await live.fill(runtime.store, runtime.clock_ms())
     return {"message": f"{len(views)} virtual keys created; store their values now: they are not shown again",

@@ -186,7 +186,7 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
         for i, target in enumerate(targets):
             if target not in settings.model_aliases and target.split("/", 1)[0] not in providers:
                 yield f"fallbacks.{name}[{i}]", f"unknown provider or alias in {target!r}"
-    for name, provider in providers.items():
+    for name in providers:
         yield from _duplicates(f"providers.{name}.keys", provider_key_ids(settings, name))
 
 

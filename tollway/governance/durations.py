@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _PATTERN = re.compile(r"^\s*([1-9][0-9]{0,5})\s*(s|m|h|d|w|M|Y)\s*$")
@@ -140,7 +140,7 @@ def _period_start_ms(duration: Duration, at_ms: int, alignment: Alignment) -> in
     return _to_ms(start.replace(tzinfo=tz))
 
 
-def _first_week_start(week_start: int):  # the first week boundary on or after 1970-01-01
+def _first_week_start(week_start: int) -> date:  # the first week boundary on or after 1970-01-01
     epoch_day = _EPOCH.date()
     return epoch_day + timedelta(days=(week_start - epoch_day.weekday()) % 7)
 

@@ -15,8 +15,8 @@ from tollway.governance.counters.base import AcquireResult, CounterOp, CounterRe
 from tollway.governance.decisions import Denial
 from tollway.governance.durations import Alignment, Duration, next_reset_ms, window_at
 from tollway.governance.model import (
-    ConcurrencyPolicy,
     ESTIMATE,
+    ConcurrencyPolicy,
     Enforcement,
     Governed,
     Kind,
@@ -261,6 +261,7 @@ def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
     for side in tightest:
         if side is not None:
             remaining, check, reading = side
+            assert check.header_parts is not None  # requests and tokens checks have them; budgets never get here
             headers += decisions.rate_limit_headers(check.header_parts, remaining,
                                                     _next_reset_ms(check, reading.last_reset_ms) - now_ms)
     return Allowed(headers)
@@ -318,7 +319,7 @@ def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tup
     return denial, tuple(statuses)
 
 
-def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy | None | Denial:
+def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy | Denial | None:
     """The key presented (None when none is and none is required), or why it cannot be used."""
     key = identify_key(snapshot, facts.key_hash)
     if key is None or isinstance(key, Denial):
@@ -326,7 +327,7 @@ def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy
     return access_denial(key, facts.provider, facts.model) or key
 
 
-def identify_key(snapshot: PolicySnapshot, key_hash: str | None) -> VirtualKeyPolicy | None | Denial:
+def identify_key(snapshot: PolicySnapshot, key_hash: str | None) -> VirtualKeyPolicy | Denial | None:
     """The usable key with this hash (None when none is presented and none is required),
     or the denial of a missing, unknown or inactive key."""
     if key_hash is None:

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from tollway.governance.durations import Alignment, Duration
 
@@ -133,7 +134,7 @@ class TeamPolicy:
     limits: Governed
 
 
-def _frozen(mapping: Mapping | None = None) -> Mapping:
+def _frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 

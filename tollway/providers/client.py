@@ -7,8 +7,8 @@ import enum
 import random
 import ssl
 from collections.abc import Mapping
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 

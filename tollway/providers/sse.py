@@ -26,7 +26,7 @@ class SSEParser:
     not dispatched. Work is done per chunk with bytes methods, never per byte in Python.
     """
 
-    __slots__ = ("_pending", "_started", "_skip_lf")
+    __slots__ = ("_pending", "_skip_lf", "_started")
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []

@@ -20,7 +20,7 @@ class ClientWatch:
     """Use as ``with ClientWatch(receive) as watch:`` around the upstream wait, and
     check `client_left` when a `CancelledError` comes out of it."""
 
-    __slots__ = ("_receive", "_grace_s", "_task", "_timer", "_watcher", "client_left")
+    __slots__ = ("_grace_s", "_receive", "_task", "_timer", "_watcher", "client_left")
 
     def __init__(self, receive: Receive, grace_s: float = 1.0) -> None:
         self._receive = receive

@@ -70,7 +70,7 @@ async def relay_stream(response: UpstreamResponse, converter: StreamConverter, h
             pump.cancel()
         try:
             await pump
-        except BaseException:  # noqa: BLE001 - examined below through pump.exception()
+        except BaseException:
             pass
     if cutoff is not None and not pump.cancelled() and isinstance(pump.exception(), StreamCutOff):
         return await _cut(response, converter, cutoff, send)

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 import orjson
 
 from tollway.config import Settings
-from tollway.providers.client import Api
 from tollway.errors import GatewayError
-from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, replay, respond, respond_error
+from tollway.providers.client import Api
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
+from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, replay, respond, respond_error
 from tollway.server.models_route import ModelsRoute
 from tollway.server.runtime import Runtime
 
@@ -116,7 +116,7 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
-                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -133,4 +133,4 @@ def create_app(settings: Settings, *, prepare_database: bool = True) -> Gateway:
     return Gateway(Runtime(settings, prepare_database=prepare_database))
 
 
-__all__ = ["Gateway", "create_app", "JSON_HEADERS"]
+__all__ = ["JSON_HEADERS", "Gateway", "create_app"]

@@ -60,6 +60,6 @@ async def counters_health(store: CounterStore, timeout_s: float = 2.0) -> str:
         return "ok"
     try:
         await asyncio.wait_for(store.ping(), timeout_s)
-    except Exception as exc:  # noqa: BLE001 - health reports, never raises
+    except Exception as exc:
         return f"unavailable: {type(exc).__name__}: {exc}"[:200]
     return "ok"

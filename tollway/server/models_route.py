@@ -61,7 +61,7 @@ class ModelsRoute:
             return
         await respond(send, 200, orjson.dumps(_anthropic_model(model) if anthropic else model), JSON_HEADERS)
 
-    async def _caller(self, scope: Scope, send: Send, anthropic: bool) -> VirtualKeyPolicy | None | Literal[False]:
+    async def _caller(self, scope: Scope, send: Send, anthropic: bool) -> VirtualKeyPolicy | Literal[False] | None:
         """The caller's key (None: no key, none required); False once a denial was sent."""
         value = presented_key(scope)
         found = identify_key(self._snapshot(), hash_key(value) if value else None)

@@ -139,7 +139,7 @@ class UiApp:
         problem = ApiProblem(500, f"The admin UI failed ({type(exc).__name__}); the gateway's log has the details.")
         try:
             return self.ui.page(request, "error.html", 500, problem=problem, title="Something went wrong")
-        except Exception:  # noqa: BLE001 - the error page itself failed: say so in plain text
+        except Exception:
             return PlainTextResponse(problem.message, 500)
 
 

@@ -115,7 +115,7 @@ async def _call(app: Any, scope: Scope, payload: bytes) -> tuple[int, bytes]:
 
     try:
         await app(scope, receive, send)
-    except Exception:  # noqa: BLE001 - the API's own 500 handler answered first, then re-raised
+    except Exception:
         if not status:
             log.exception("admin UI: management API call %s %s failed", scope["method"], scope["path"])
             return 500, b""

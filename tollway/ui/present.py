@@ -60,7 +60,7 @@ def when(text: str | None) -> str:
 
 def span(seconds: float) -> str:
     """A length of time in its two largest units: "42 s", "5 min", "3 h 12 min", "2 d 4 h"."""
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds} s"
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+
 import pytest
 
 from tollway.governance.counters.resp import RespClient, RespConnectionError, RespError, encode, parse

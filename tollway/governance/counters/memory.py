@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class _Cell:
     """One counter's mutable state; private to the store, never handed out."""
 
-    __slots__ = ("used", "reserved", "last_reset_ms")
+    __slots__ = ("last_reset_ms", "reserved", "used")
 
     def __init__(self, used: int, reserved: int, last_reset_ms: int) -> None:
         self.used = used

@@ -235,7 +235,7 @@ class RedisCounterStore:
                                 "its lease on %d counters", released)
             except CounterUnavailable:
                 pass  # the requests report it; the next beat tries again
-            except Exception:  # noqa: BLE001 - a lapsed lease would let others take live reservations
+            except Exception:
                 log.exception("renewing the counter store's lease failed")
 
     async def _acquire_batch(self, batch: list[tuple[Sequence[CounterOp], asyncio.Future[AcquireResult]]]) -> None:
@@ -349,7 +349,7 @@ class RedisCounterStore:
                 await self._load_all(states)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - Redis or the database still down: try again
+            except Exception as exc:
                 log.debug("reloading counters into Redis failed (%s); retrying", exc)
                 await asyncio.sleep(_RESEED_RETRY_S)
                 continue

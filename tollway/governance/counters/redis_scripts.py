@@ -21,7 +21,7 @@ MAX_PIECES = 100_000
 class Script:
     """A Lua script of ``lua/``, read once; run by its SHA1, sent whole when Redis lacks it."""
 
-    __slots__ = ("name", "body", "sha", "by_sha", "whole")
+    __slots__ = ("body", "by_sha", "name", "sha", "whole")
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -35,8 +35,19 @@ class _SecondResponse(Exception):
 class Connection(asyncio.Protocol):
     """A connection to one origin, owned by a pool; see the module docstring."""
 
-    __slots__ = ("_owner", "_loop", "transport", "_parser", "_response", "requests", "idle_since", "pooled",
-                 "closed", "paused", "_informational")
+    __slots__ = (
+        "_informational",
+        "_loop",
+        "_owner",
+        "_parser",
+        "_response",
+        "closed",
+        "idle_since",
+        "paused",
+        "pooled",
+        "requests",
+        "transport",
+    )
 
     def __init__(self, owner: Owner, loop: asyncio.AbstractEventLoop) -> None:
         self._owner = owner

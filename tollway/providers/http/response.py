@@ -70,8 +70,24 @@ class Response:
     the connection, so a half-read exchange is never pooled.
     """
 
-    __slots__ = ("status", "_raw", "_headers", "_chunks", "_buffered", "_state", "_error", "_waiter",
-                 "_conn", "_keep_alive", "_received", "_timer", "_idle", "_last_data", "_unbounded", "_body")
+    __slots__ = (
+        "_body",
+        "_buffered",
+        "_chunks",
+        "_conn",
+        "_error",
+        "_headers",
+        "_idle",
+        "_keep_alive",
+        "_last_data",
+        "_raw",
+        "_received",
+        "_state",
+        "_timer",
+        "_unbounded",
+        "_waiter",
+        "status",
+    )
 
     def __init__(self, conn: Connection) -> None:
         self.status = 0

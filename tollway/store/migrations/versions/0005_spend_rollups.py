@@ -69,12 +69,12 @@ def _backfill() -> None:
             value = "''" if dimension == "all" else f"COALESCE({dimension}, '')"
             grouping = start if dimension == "all" else f"{start}, {value}"
             op.execute(
-                f"INSERT INTO spend_totals (span, bucket_start, dimension, value, {columns}) "  # noqa: S608 - fixed names
+                f"INSERT INTO spend_totals (span, bucket_start, dimension, value, {columns}) "
                 f"SELECT '{span}', {start}, '{dimension}', {value}, {_spend()}, {sums} "
                 f"FROM request_logs GROUP BY {grouping}")
     dimensions = ", ".join(f"COALESCE({name}, '')" for name in _DIMENSIONS)
     op.execute(
-        f"INSERT INTO spend_rollups (day, {', '.join(_DIMENSIONS)}, {columns}) "  # noqa: S608 - fixed names
+        f"INSERT INTO spend_rollups (day, {', '.join(_DIMENSIONS)}, {columns}) "
         f"SELECT {_start('day')}, {dimensions}, {_spend()}, {sums} FROM request_logs GROUP BY {_start('day')}, {dimensions}")
 
 
