@@ -153,7 +153,7 @@ async def test_stream_is_charged_exactly_once_with_reported_usage(gateway, mock)
                                                                "request_max_limit": 100, "request_reset_duration": "1h"})]))
     stream = await sdk(running, KEY_A).chat.completions.create(
         model="openai/gpt-4o-mini", messages=HELLO, max_tokens=8, stream=True, stream_options={"include_usage": True})
-    usage = next(chunk.usage async for chunk in stream if chunk.usage)
+    usage = [chunk.usage async for chunk in stream if chunk.usage][0]  # noqa: RUF015 - an async stream
     limits = key_limits(running, KEY_A).rate_limit
     counters = running.counters()
     assert counters[token_counter(limits.id)].used == usage.total_tokens
