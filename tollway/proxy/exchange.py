@@ -36,11 +36,6 @@ class Exchange(Protocol):
 
     def request_body(self, request: ClientRequest, model: str) -> bytes: ...
 
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        """Completion tokens to reserve: ``estimate``, plus what translating the request
-        adds to the client's limit (a thinking budget)."""
-        ...
-
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         """The body sent upstream, before serialising: governance reads its worst case and
         strict enforcement may set its output cap (`tollway.proxy.worst_case`)."""
@@ -68,9 +63,6 @@ class LocalExchange:
 
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         return dict(request.body)  # what the worst case is read from (nothing is sent)
-
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        return estimate
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         raise NotImplementedError
@@ -147,9 +139,6 @@ class OpenAIPassthrough:
             # Ask for the usage chunk so the stream can be charged; it is stripped again.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return body
-
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        return estimate
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
@@ -241,9 +230,6 @@ class AnthropicPassthrough:
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(_with_model(request, model))
-
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        return estimate
 
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         return _with_model(request, model)

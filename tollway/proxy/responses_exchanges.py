@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 
-from tollway.providers._chat_options_to_messages import tokens_added_by_thinking
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._chat_stream_to_responses import ChatStreamToResponses, Event
 from tollway.providers._responses_request_to_chat import responses_request_to_chat
@@ -83,9 +82,6 @@ class ResponsesPassthrough:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        return estimate  # max_output_tokens counts reasoning too
-
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         return data, usage_from_responses(body.get("usage")) if body else None
@@ -152,9 +148,6 @@ class ResponsesViaChat:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        return estimate
-
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
@@ -181,12 +174,6 @@ class ResponsesViaMessages:
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
-
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        # reasoning.effort may raise max_tokens by the thinking budget: those tokens can be spent too.
-        reasoning = request.body.get("reasoning")
-        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
-        return estimate + tokens_added_by_thinking({"reasoning_effort": effort}, request.max_tokens)
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)

@@ -15,7 +15,6 @@ from tollway.providers.anthropic_translate import (
     chat_response_to_messages,
     messages_request_to_chat,
     messages_response_to_chat,
-    tokens_added_by_thinking,
 )
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
@@ -45,10 +44,6 @@ class ChatViaMessages:
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         return chat_request_to_messages(request.body, model)
 
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        # reasoning_effort may raise max_tokens by the thinking budget: those tokens can be spent too.
-        return estimate + tokens_added_by_thinking(request.body, request.max_tokens)
-
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
@@ -77,9 +72,6 @@ class MessagesViaChat:
         if request.stream:
             body["stream_options"] = {"include_usage": True}
         return body
-
-    def completion_reserve(self, request: ClientRequest, estimate: int) -> int:
-        return estimate  # OpenAI counts reasoning within the limit, as Anthropic does
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
