@@ -25,7 +25,7 @@ import pytest
 from tests.support.gateway import mock_providers
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser
-from tollway.proxy.exchanges import exchange_for
+from tollway.proxy.exchange_choice import exchange_for
 from tollway.proxy.request import parse_request
 
 STREAMS_PER_PAIR = 40  # 8 pairs x 40 streams: a defect hitting 1 % of streams is seen with p > 0.96

@@ -27,7 +27,7 @@ from tollway.config.schema import EstimateConfig
 from tollway.providers.client import Api
 from tollway.providers.http import HTTPClient
 from tollway.proxy.estimate import demand_for
-from tollway.proxy.exchange import OpenAIPassthrough
+from tollway.proxy.passthrough import OpenAIPassthrough
 from tollway.proxy.request import parse_request
 from tollway.proxy.translated import MessagesViaChat
 from tollway.proxy.worst_case import analyse

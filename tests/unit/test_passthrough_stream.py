@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollway.providers.client import Api
-from tollway.proxy.exchange import OpenAIPassthrough
+from tollway.proxy.passthrough import OpenAIPassthrough
 from tollway.proxy.request import parse_request
 from tollway.usage import Usage
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tollway.server.asgi import Scope
+from tollway.asgi import Scope
 
 _VK_PREFIX = b"tw-"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tollway.server.asgi import Receive
+from tollway.asgi import Receive
 
 
 class ClientWatch:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
 from tollway.config.schema import EstimateConfig
 from tollway.errors import (
     GatewayError,
@@ -33,17 +34,16 @@ from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_key
 from tollway.proxy.client_watch import ClientWatch
 from tollway.proxy.estimate import Demand, demand_for
-from tollway.proxy.exchange import Exchange, LocalExchange
-from tollway.proxy.exchanges import exchange_for
+from tollway.proxy.exchange_choice import exchange_for
 from tollway.proxy.metering import StreamMeter, cutoff_events
 from tollway.proxy.outcome import Outcome, OutcomeSink
+from tollway.proxy.passthrough import Exchange, LocalExchange
 from tollway.proxy.relay import Cutoff, StreamResult, relay_stream
 from tollway.proxy.request import ClientRequest, parse_request
 from tollway.proxy.reservation import covered_output, note_ignored_cap, strict_cap
 from tollway.proxy.targets import Target, TargetResolver
 from tollway.proxy.upstream import RETRIABLE, call_upstream, read_whole
 from tollway.proxy.worst_case import analyse, with_cap
-from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
 from tollway.usage import ZERO_USAGE, Usage
 
 # What translating a body of an unexpected shape raises, beyond TranslationError.

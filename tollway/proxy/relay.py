@@ -12,10 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tollway.asgi import SSE_HEADERS, Headers, Receive, Send
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
-from tollway.proxy.exchange import StreamConverter
 from tollway.proxy.metering import StreamMeter
-from tollway.server.asgi import SSE_HEADERS, Headers, Receive, Send
+from tollway.proxy.passthrough import StreamConverter
 from tollway.usage import Usage
 
 log = logging.getLogger(__name__)

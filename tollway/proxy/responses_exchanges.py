@@ -25,7 +25,7 @@ from tollway.providers.usage_extract import (
     usage_from_openai,
     usage_from_responses,
 )
-from tollway.proxy.exchange import (
+from tollway.proxy.passthrough import (
     Exchange,
     StreamConverter,
     _data_of,

@@ -19,6 +19,18 @@ import os
 import time
 from collections.abc import Callable, Mapping
 
+from tollway.asgi import (
+    JSON_HEADERS,
+    ClientGone,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    replay,
+    respond,
+    respond_error,
+)
 from tollway.errors import (
     GatewayError,
     bad_request,
@@ -35,23 +47,11 @@ from tollway.providers.client import Api, NoUsableKey, ProviderClient, ProviderK
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.providers.sse import SSEParser
 from tollway.proxy.auth import presented_key
-from tollway.proxy.exchange import load_object, openai_error_from
 from tollway.proxy.outcome import Outcome, OutcomeSink
+from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.response_directory import ResponseDirectory, ResponseOwner
 from tollway.proxy.responses_exchanges import passes_through
-from tollway.server.asgi import (
-    JSON_HEADERS,
-    ClientGone,
-    Message,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    replay,
-    respond,
-    respond_error,
-)
 
 PREFIX = "/v1/responses/"
 _OPERATIONS = {("GET", ""), ("DELETE", ""), ("POST", "cancel"), ("GET", "input_items")}

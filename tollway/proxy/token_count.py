@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import orjson
 
 from tollway.providers.client import Api
-from tollway.proxy.exchange import AnthropicPassthrough, LocalExchange
+from tollway.proxy.passthrough import AnthropicPassthrough, LocalExchange
 from tollway.proxy.request import ClientRequest
 
 COUNTED_BY = b"x-tollway-token-count"

@@ -19,7 +19,7 @@ from tollway.providers.anthropic_translate import (
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
 from tollway.providers.usage_extract import usage_from_anthropic, usage_from_openai
-from tollway.proxy.exchange import (
+from tollway.proxy.passthrough import (
     StreamConverter,
     anthropic_error_from,
     anthropic_stream_error,

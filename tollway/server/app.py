@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, replay, respond, respond_error
 from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
-from tollway.server.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, replay, respond, respond_error
 from tollway.server.models_route import ModelsRoute
 from tollway.server.runtime import Runtime
 

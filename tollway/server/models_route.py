@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 import orjson
 
+from tollway.asgi import JSON_HEADERS, Scope, Send, header, respond, respond_error
 from tollway.errors import GatewayError
 from tollway.governance.decisions import Denial, denial_headers, error_body
 from tollway.governance.engine import access_denial, hash_key, identify_key
 from tollway.governance.model import PolicySnapshot, VirtualKeyPolicy
 from tollway.proxy.auth import presented_key
-from tollway.server.asgi import JSON_HEADERS, Scope, Send, header, respond, respond_error
 from tollway.server.models_catalog import ModelCatalog
 
 _PREFIX = "/v1/models/"

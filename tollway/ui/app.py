@@ -18,8 +18,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from tollway.asgi import Message, Receive, Scope, Send, header
 from tollway.config import Settings
-from tollway.server.asgi import Message, Receive, Scope, Send, header
 from tollway.ui.client import ApiProblem, ManagementClient
 from tollway.ui.login_throttle import LoginThrottle
 from tollway.ui.pages.alerts import AlertPages

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from tollway.server.asgi import Message, Scope
+from tollway.asgi import Message, Scope
 
 log = logging.getLogger(__name__)
 Params = Mapping[str, Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
-from tollway.proxy.exchange import AnthropicPassthrough, Exchange, OpenAIPassthrough
+from tollway.proxy.passthrough import AnthropicPassthrough, Exchange, OpenAIPassthrough
 from tollway.proxy.responses_exchanges import responses_exchange
 from tollway.proxy.token_count import CountTokensPassthrough, EstimatedTokenCount
 from tollway.proxy.translated import ChatViaMessages, MessagesViaChat
