@@ -46,14 +46,19 @@ def create(name: str = typer.Option(..., "--name", help="Who or what uses it (sh
     run(lambda: _flags(lambda: api.request("POST", "/api/admin-tokens", body)), as_json, render)
 
 
+_FLAGS = {"scope.team_id": "--team", "scope.customer_id": "--customer", "scope": "--team/--customer",
+          "role": "--role", "name": "--name"}
+
+
 def _flags(call: Any) -> Any:
     """The API's field names in errors, as this command's flags."""
     try:
         return call()
     except AdminError as exc:
-        text = str(exc).replace("scope.team_id", "--team").replace("scope.customer_id", "--customer")
-        raise AdminError(exc.status, text.replace("scope:", "--team/--customer:").replace("role:", "--role:"),
-                         exc.details) from None
+        details = [{**d, "field": _FLAGS.get(d.get("field") or "", d.get("field"))} for d in exc.details]
+        for detail, original in zip(details, exc.details, strict=True):
+            detail["message"] = str(detail.get("message", "")).removeprefix(f"{original.get('field')}: ")
+        raise AdminError(exc.status, str(exc), details) from None
 
 
 @app.command("list")
