@@ -57,8 +57,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", _MODELS): READ_M, ("POST", _MODELS): A, ("GET", _MODELS + "/{config_id}"): READ_M,
     ("PUT", _MODELS + "/{config_id}"): A, ("PATCH", _MODELS + "/{config_id}"): A, ("DELETE", _MODELS + "/{config_id}"): A,
     ("POST", _MODELS + "/{config_id}/budget/reset"): A, ("POST", _MODELS + "/{config_id}/rate-limit/reset"): A,
-    ("GET", "/api/governance/usage"): U, ("GET", "/api/usage/spend"): U,
-    ("GET", "/api/logs"): U, ("GET", "/api/logs/{log_id}"): U,
+    # Managers read spend and logs only when narrowed to their scope (test_admin_tokens).
+    ("GET", "/api/governance/usage"): U, ("GET", "/api/usage/spend"): U | M,
+    ("GET", "/api/logs"): U | M, ("GET", "/api/logs/{log_id}"): U,
     ("GET", "/api/audit"): R,
     ("GET", "/api/governance/explain"): R, ("POST", "/api/governance/explain"): R,
     ("GET", "/api/alerts/webhooks"): R, ("POST", "/api/alerts/webhooks"): A,
@@ -82,6 +83,8 @@ DEFAULT_ID = {"key_id": "vk-ta", "team_id": "team-a", "customer_id": "cust-a", "
               "name": "openai", "config_id": "no-such-config", "log_id": "1", "webhook_id": "no-such-hook",
               "token_id": "no-such-token"}
 OUT_OF_SCOPE = {"key_id": "vk-tb", "team_id": "team-b", "customer_id": "cust-b"}
+# Routes a manager calls narrowed by a query filter (in scope, and outside: 403).
+SCOPED_BY_QUERY = {("GET", "/api/usage/spend"), ("GET", "/api/logs")}
 
 
 def _routes() -> list[tuple[str, str]]:
@@ -145,9 +148,9 @@ def _path(gateway: RunningGateway, method: str, template: str, role: str, ids: d
     return path
 
 
-def _call(client: httpx2.Client, method: str, path: str) -> httpx2.Response:
+def _call(client: httpx2.Client, method: str, path: str, query: dict[str, str] | None = None) -> httpx2.Response:
     body = {} if method in ("POST", "PUT", "PATCH") else None
-    return client.request(method, path, json=body)
+    return client.request(method, path, json=body, params=query)
 
 
 def test_every_route_has_an_expectation() -> None:
@@ -165,13 +168,18 @@ def test_role_matrix(gateway: RunningGateway, clients: dict[str, httpx2.Client],
                     "(tollway/api/permissions.py) and add it here")
     outcomes: dict[str, Any] = {}
     for role in ROLES:
-        answer = _call(clients[role], method, _path(gateway, method, template, role))
+        query = {"team_id": IN_SCOPE["team_id"][role]} if role in M and (method, template) in SCOPED_BY_QUERY else None
+        answer = _call(clients[role], method, _path(gateway, method, template, role), query)
         outcomes[role] = answer.status_code
         if role in allowed:
             assert answer.status_code not in (401, 403), (role, method, template, answer.text)
         else:
             _assert_denied(answer, role, method, template)
     for role in M & allowed:
+        if (method, template) in SCOPED_BY_QUERY:
+            for name, outside in (("team_id", "team-b"), ("virtual_key_id", "vk-tb"), ("customer_id", "cust-b")):
+                _assert_denied(_call(clients[role], method, template, {name: outside}), role, method, template)
+            _assert_denied(_call(clients[role], method, template), role, method, template)
         if not any("{" + param + "}" in template for param in OUT_OF_SCOPE):
             continue
         outside = _path(gateway, method, template, role, OUT_OF_SCOPE)

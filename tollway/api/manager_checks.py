@@ -41,6 +41,7 @@ class Call:
     principal: Principal
     path: Mapping[str, str]
     body: Any  # the parsed JSON body, or None
+    query: Mapping[str, str]
 
 
 Check = Callable[[Session, Call], None]
@@ -123,3 +124,20 @@ def team_update(session: Session, call: Call) -> None:
 
 def customer_read(session: Session, call: Call) -> None:
     customer_readable(call.principal, call.path["customer_id"])
+
+
+def usage_narrowed(session: Session, call: Call) -> None:
+    """A spend report or request log query narrowed (``virtual_key_id``, ``team_id`` or
+    ``customer_id``) to something in the scope: filters combine with AND, so one in-scope
+    filter keeps every row inside."""
+    principal = call.principal
+    key_id, team_id, customer_id = (call.query.get(name) for name in ("virtual_key_id", "team_id", "customer_id"))
+    if key_id is not None:
+        key_owner(session, principal, key_id)
+    elif team_id is not None:
+        team_readable(session, principal, team_id)
+    elif customer_id is not None:
+        customer_readable(principal, customer_id)
+    else:
+        raise forbidden(principal, "a manager reads spend and logs of its scope only: filter by virtual_key_id, "
+                                   "team_id or customer_id")

@@ -3,7 +3,8 @@
 Roles: ``admin`` may do everything; ``viewer`` reads everything but admin tokens;
 ``usage_reader`` reads usage, spend and the request log; ``manager`` works on the keys
 of its team or customer (and a customer's teams) within the caps an admin set
-(`tollway.api.manager_checks`), and reads providers and model configs to build keys.
+(`tollway.api.manager_checks`), reads their spend and request log, and reads providers
+and model configs to build keys.
 
 A route with no rule here is refused to every role but ``admin`` (403 naming the
 missing rule), and the role-matrix test fails on it: a new route is closed until
@@ -61,6 +62,8 @@ _KEYS = "/api/governance/virtual-keys"
 _KEY = _KEYS + "/{key_id}"
 _TEAM = "/api/governance/teams/{team_id}"
 _CUSTOMER = "/api/governance/customers/{customer_id}"
+_USAGE_M = Rule(frozenset({VIEWER, USAGE_READER}), checks.usage_narrowed,
+                requires="admin, viewer, usage_reader, or a manager filtering by a key, team or customer of its scope")
 _KEY_WRITE = _write(checks.key_path, "the key")
 _TEAM_WRITE = _write(checks.team_of_customer, "the team (a customer's manager)")
 
@@ -93,8 +96,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", _CUSTOMER + "/budget/reset"): ADMIN_ONLY,
     ("POST", _CUSTOMER + "/rate-limit/reset"): ADMIN_ONLY,
     ("GET", "/api/governance/usage"): USAGE,
-    ("GET", "/api/usage/spend"): USAGE,
-    ("GET", "/api/logs"): USAGE,
+    ("GET", "/api/usage/spend"): _USAGE_M,
+    ("GET", "/api/logs"): _USAGE_M,
     ("GET", "/api/logs/{log_id}"): USAGE,
     ("GET", "/api/audit"): READ,
     ("GET", "/api/governance/explain"): READ,
@@ -143,7 +146,7 @@ async def require_permission(request: Request) -> None:
     if not rule.admits(principal.role):
         raise _denied(principal, method, path, rule.requires)
     if principal.role == MANAGER and rule.manager is not None and rule.manager is not ANY_SCOPE:
-        call = Call(principal, dict(request.path_params), await _json_body(request))
+        call = Call(principal, dict(request.path_params), await _json_body(request), dict(request.query_params))
         async with runtime.db.session() as session:
             await session.run_sync(lambda sync: rule.manager(sync, call))  # type: ignore[misc]
 
