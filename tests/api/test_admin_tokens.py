@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from tests.api.admin_token_support import build_world, client_of, create_token
 from tests.api.support import ADMIN_TOKEN, MockThread, admin, gateway_config, unique
 from tests.support.gateway import RunningGateway, start_gateway
+from tollway.api import permissions
 from tollway.cli import app as cli
 from tollway.store.tables import AdminToken
 
@@ -255,3 +256,10 @@ def test_the_cli_creates_lists_and_revokes_tokens(gateway: RunningGateway, monke
     assert runner.invoke(cli, ["admin-tokens", "revoke", created["id"]]).exit_code == 0
     with admin(gateway, created["value"]) as revoked:
         assert revoked.get(KEYS).status_code == 401
+
+
+def test_a_route_without_a_rule_is_admin_only(as_role: Any, api: httpx2.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(permissions.RULES, ("GET", "/api/audit"))  # as a route added without deciding who may call it
+    answer = as_role("viewer").get("/api/audit")
+    assert answer.status_code == 403 and "has no permission rule" in answer.json()["error"]["message"]
+    assert api.get("/api/audit").status_code == 200

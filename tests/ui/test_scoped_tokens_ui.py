@@ -14,6 +14,7 @@ from tests.api.admin_token_support import build_world, create_token
 from tests.api.support import MockThread, admin, gateway_config
 from tests.support.gateway import RunningGateway, start_gateway
 from tests.ui.conftest import log_in, screenshot
+from tollway.ui.session import Sessions
 
 EDIT_FORMS = "main form[method=post]"  # the logout form sits in the header, not in main
 
@@ -97,3 +98,16 @@ def test_a_revoked_tokens_session_ends_at_the_next_page(page: Any, gateway: Runn
     page.goto("/ui/keys")
     page.wait_for_url("**/ui/login*")
     assert "no longer works" in page.content()
+
+
+def test_a_scoped_session_cookie_carries_its_token_and_role_signed() -> None:
+    sessions = Sessions("admin-token-0123456789")
+    cookie, issued = sessions.issue("at-1234", "viewer")
+    assert sessions.verify(cookie) == issued and (issued.token_id, issued.role) == ("at-1234", "viewer")
+    expires, nonce, token_id, role, signature = cookie.split(".")
+    for forged in (f"{expires}.{nonce}.{token_id}.admin.{signature}",  # a viewer promoting itself
+                   f"{expires}.{nonce}.{signature}",  # dropping the token: the bootstrap admin's shape
+                   f"{expires}.{nonce}.at-other.{role}.{signature}"):
+        assert sessions.verify(forged) is None, forged
+    plain, _ = sessions.issue()
+    assert sessions.verify(plain) is not None and sessions.verify(plain).token_id is None  # type: ignore[union-attr]
