@@ -302,13 +302,24 @@ class LimitStatusView(BaseModel):
     remaining: int | float
     duration: str | None = Field(description="null for in_flight, which has no window.")
     reset_at: str | None
-    binding: bool = Field(description="The limit that denies, or else the one with the smallest share left.")
+    binding: bool = Field(description="The enforced limit that denies, or else the enforced one with the smallest "
+                                      "share left (a shadow limit never binds).")
+    mode: str = Field("enforce", description="enforce, or shadow: counted but never denies.")
+    would_deny: bool = Field(False, description="A shadow limit without room for this request.")
 
 
 class ScopeView(BaseModel):
     level: str
     id: str
     name: str
+
+
+class WouldDenyView(BaseModel):
+    decision: str = Field(description="The denial it would give: budget_exceeded, token_limited, …")
+    level: str | None
+    id: str | None
+    name: str | None
+    message: str = Field(description="Starts with 'would deny in shadow: '.")
 
 
 class Explanation(BaseModel):
@@ -326,6 +337,8 @@ class Explanation(BaseModel):
     team_id: str | None
     customer_id: str | None
     limits: list[LimitStatusView]
+    would_deny: WouldDenyView | None = Field(None, description="What the first shadow limit without room would deny, "
+                                                               "were it enforced (the request itself is not denied).")
 
 
 class ErrorDetail(BaseModel):
