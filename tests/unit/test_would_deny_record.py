@@ -27,4 +27,5 @@ def test_would_be_denials_are_counted_by_level_and_reason_only() -> None:
     text = metrics.render().decode()
     assert 'tollway_would_deny_total{level="team",reason="token_limited"} 2.0' in text
     # Bounded labels: no entity id, key or model in the series (ids are in the request log).
-    assert "search" not in [line for line in text.splitlines() if line.startswith("tollway_would_deny_total")][0]
+    series = next(line for line in text.splitlines() if line.startswith("tollway_would_deny_total"))
+    assert "search" not in series

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.governance.durations import Alignment, Duration, parse_duration
 from tollway.governance.model import (
     ESTIMATE,
+    SHADOW,
     BudgetPolicy,
     ConcurrencyPolicy,
     Enforcement,
@@ -29,7 +30,6 @@ from tollway.governance.model import (
     PolicySnapshot,
     ProviderConfigPolicy,
     RateLimitPolicy,
-    SHADOW,
     Scope,
     TeamPolicy,
     VirtualKeyPolicy,
