@@ -52,7 +52,7 @@ def test_a_limit_put_in_shadow_from_its_card_lets_requests_through_and_lists_the
         chat(gateway, value, MODEL)  # enforced at once, on what shadow mode counted
 
 
-def test_a_form_without_the_shadow_boxes_leaves_the_mode_alone(page: Any, gateway: RunningGateway) -> None:
+def test_saving_other_fields_keeps_a_limit_in_shadow(page: Any, gateway: RunningGateway) -> None:
     make_key(gateway, "vk-shadow-kept", budget={"max_limit": 5, "reset_duration": "1d", "mode": "shadow"})
     log_in(page)
     page.goto("/ui/keys/vk-shadow-kept")
