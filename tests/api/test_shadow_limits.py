@@ -13,9 +13,10 @@ import httpx2
 import openai
 import pytest
 
-from tests.api.support import MockThread, eventually, gateway_config, unique
+from tests.api.support import MockThread, admin, eventually, gateway_config, unique
 from tests.api.test_enforcement import chat, denial, explain, new_key, usage_of
 from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.redis_server import require_redis
 
 KEYS = "/api/governance/virtual-keys"
 TINY_BUDGET = {"max_limit": 0.000001, "reset_duration": "1d"}  # one micro-dollar: the first request crosses it
@@ -27,6 +28,17 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> I
     running = start_gateway(gateway_config(url, upstream.url))
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> Iterator[RunningGateway]:
+    """A gateway whose counters live in a real Redis."""
+    redis = require_redis()
+    url = f"sqlite:///{tmp_path_factory.mktemp('shadow-redis')}/tollway.db"
+    running = start_gateway(gateway_config(url, upstream.url, counters={"backend": "redis", "url": redis.url}))
+    yield running
+    running.stop()
+    redis.stop()
 
 
 def would_be_denials(api: httpx2.Client, count: int, **query: Any) -> list[dict[str, Any]]:
@@ -154,3 +166,18 @@ def test_a_limit_without_a_mode_is_enforced_and_bad_modes_are_refused_naming_the
     for which, limit in (("budget", {"mode": None}), ("rate_limit", {"mode": None})):
         response = api.put(f"{KEYS}/{key['id']}", json={which: limit})
         assert response.status_code in (400, 422) and "mode" in response.text, (which, response.text)
+
+
+def test_shadow_limits_count_and_switch_the_same_on_redis_counters(redis_gateway: RunningGateway) -> None:
+    with admin(redis_gateway) as api:
+        key = new_key(api, rate_limit={"request_max_limit": 1, "request_reset_duration": "1h", "mode": "shadow"},
+                      concurrency={"max_in_flight": 1, "mode": "shadow"})
+        for _ in range(3):
+            chat(redis_gateway, key["value"])
+        rows = would_be_denials(api, 2, virtual_key_id=key["id"])
+        assert {row["would_deny"] for row in rows} == {"request_limited"} and len(rows) == 2
+        usage = usage_of(api, key["id"])
+        assert usage["requests"]["used"] == 3 and usage["in_flight"]["reserved"] == 0
+
+        api.put(f"{KEYS}/{key['id']}", json={"rate_limit": {"mode": "enforce"}}).raise_for_status()
+        assert denial(redis_gateway, key["value"], 429)["type"] == "request_limited"
