@@ -57,14 +57,16 @@ def key_value(name: str = "default") -> str:
 
 
 def budget(max_usd: float | int | str | Decimal = 10, duration: str = "1M", *, id: str | None = None,
-           calendar: bool = False, tz: str = "UTC", week_start: int = 0) -> BudgetPolicy:
-    """A budget of ``max_usd`` per ``duration``; ``calendar`` aligns it to calendar boundaries."""
+           calendar: bool = False, tz: str = "UTC", week_start: int = 0, shadow: bool = False) -> BudgetPolicy:
+    """A budget of ``max_usd`` per ``duration``; ``calendar`` aligns it to calendar boundaries;
+    ``shadow``: counted, never denying (mode: shadow)."""
     alignment = Alignment(tz, week_start) if calendar else None
-    return BudgetPolicy(id or f"budget-{next(_ids)}", nano(max_usd), parse_duration(duration), alignment)
+    return BudgetPolicy(id or f"budget-{next(_ids)}", nano(max_usd), parse_duration(duration), alignment,
+                        shadow=shadow)
 
 
 def rate_limit(*, requests: int | None = None, request_window: str = "1m", tokens: int | None = None,
-               token_window: str = "1h", id: str | None = None) -> RateLimitPolicy:
+               token_window: str = "1h", id: str | None = None, shadow: bool = False) -> RateLimitPolicy:
     """A rate limit; a side is present only when its maximum is given."""
     return RateLimitPolicy(
         id or f"rate-limit-{next(_ids)}",
@@ -72,12 +74,14 @@ def rate_limit(*, requests: int | None = None, request_window: str = "1m", token
         token_duration=parse_duration(token_window) if tokens is not None else None,
         request_max_limit=requests,
         request_duration=parse_duration(request_window) if requests is not None else None,
+        shadow=shadow,
     )
 
 
-def concurrency(max_in_flight: int, queue_timeout_ms: int = 0, *, id: str | None = None) -> ConcurrencyPolicy:
+def concurrency(max_in_flight: int, queue_timeout_ms: int = 0, *, id: str | None = None,
+                shadow: bool = False) -> ConcurrencyPolicy:
     """At most ``max_in_flight`` requests at once, waiting up to ``queue_timeout_ms`` for a slot."""
-    return ConcurrencyPolicy(id or f"concurrency-{next(_ids)}", max_in_flight, queue_timeout_ms)
+    return ConcurrencyPolicy(id or f"concurrency-{next(_ids)}", max_in_flight, queue_timeout_ms, shadow)
 
 
 Concurrency = ConcurrencyPolicy | None

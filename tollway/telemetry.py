@@ -9,9 +9,11 @@ answered successfully (up to a cap); anything else is counted under ``other``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from tollway.governance.decisions import Denial
 from tollway.governance.model import NANO_PER_USD
 from tollway.proxy.outcome import Outcome
 
@@ -73,6 +75,11 @@ class Metrics:
         self._latency = Histogram("tollway_request_duration_seconds", "Time from request to last byte",
                                   ("api",), buckets=_LATENCY_BUCKETS, registry=self.registry)
         self._children: dict[tuple, tuple] = {}
+        # Shadow limits (SPEC §8): admitted requests a shadow limit would have denied. Both
+        # labels are bounded enums: the level (provider … customer) and the decision.
+        self._would_deny = Counter("tollway_would_deny", "Requests admitted that a shadow limit would have denied",
+                                   ("level", "reason"), registry=self.registry)
+        self._would_deny_children: dict[tuple[str, str], Any] = {}
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read at scrape time (queue depths, reservations in flight)."""
@@ -101,6 +108,15 @@ class Metrics:
             cached.inc(usage.cached_tokens)
         if outcome.cost_nano:
             cost.inc(outcome.cost_nano / NANO_PER_USD)
+        if outcome.would_deny is not None:
+            self._count_would_deny(outcome.would_deny)
+
+    def _count_would_deny(self, denial: Denial) -> None:
+        key = (denial.scope.level.value if denial.scope else "", denial.decision.value)
+        child = self._would_deny_children.get(key)
+        if child is None:
+            child = self._would_deny_children[key] = self._would_deny.labels(*key)
+        child.inc()
 
     def _make_children(self, key: tuple) -> tuple:
         api, provider, model, status, decision = key

@@ -315,3 +315,33 @@ def test_a_bad_concurrency_limit_in_the_file_is_refused_naming_it(concurrency: d
     with pytest.raises(Exception) as refused:
         settings(raw)
     assert "concurrency" in str(refused.value) and fragment in str(refused.value)
+
+
+async def test_shadow_modes_from_the_file_reach_the_snapshot_and_follow_the_file(db: Database) -> None:
+    raw = example_raw()
+    gov = raw["governance"]
+    gov["teams"][0]["budget"]["mode"] = "shadow"
+    gov["virtual_keys"][0]["rate_limit"]["mode"] = "shadow"
+    gov["virtual_keys"][0]["concurrency"] = {"max_in_flight": 2, "queue_timeout_ms": 100, "mode": "shadow"}
+    raw["providers"]["openai"]["budget"]["mode"] = "shadow"
+    await apply_config(db, settings(raw), now=T0)
+    assert await apply_config(db, settings(raw), now=T1) == []  # idempotent
+
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    key = snap.keys_by_hash[sha256(SEARCH_VK)]
+    assert snap.teams["search"].limits.budget.shadow and snap.providers["openai"].budget.shadow
+    assert key.limits.rate_limit.shadow and key.limits.concurrency.shadow
+    assert not key.limits.budget.shadow and not snap.customers["acme"].budget.shadow  # enforce: the default
+
+    gov["teams"][0]["budget"]["mode"] = "enforce"
+    await apply_config(db, settings(raw), now=T1)
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    assert not snap.teams["search"].limits.budget.shadow
+
+
+def test_an_unknown_mode_in_the_file_is_refused_naming_it() -> None:
+    raw = example_raw()
+    raw["governance"]["teams"][0]["budget"]["mode"] = "dry-run"
+    with pytest.raises(Exception) as refused:
+        settings(raw)
+    assert "budget.mode" in str(refused.value) and "'enforce' or 'shadow'" in str(refused.value)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.store.example import SEARCH_VK, settings, sha256
-from tollway.config.schema import BudgetConfig, ProviderConfigEntry, RateLimitConfig
+from tollway.config.schema import BudgetConfig, ConcurrencyConfig, ProviderConfigEntry, RateLimitConfig
 from tollway.governance.model import PolicySnapshot
 from tollway.store import changes as change_log
 from tollway.store.bootstrap import apply_config
@@ -113,6 +113,17 @@ def change_team_budget(writer: EntityWriter) -> None:
     writer.record(row, "team", "search", diff)
 
 
+def shadow_the_team_budget_and_key_limits(writer: EntityWriter) -> None:
+    team = writer.session.get(Team, "search")
+    diff: dict[str, Any] = {}
+    writer.sync_budget(team, BudgetConfig(max_limit=7, reset_duration="1w", mode="shadow"), diff)
+    writer.record(team, "team", "search", diff)
+    key, diff = _key(writer, "vk-ads"), {}
+    writer.sync_rate_limit(key, RateLimitConfig(request_max_limit=5, request_reset_duration="1m", mode="shadow"), diff)
+    writer.sync_concurrency(key, ConcurrencyConfig(max_in_flight=2, mode="shadow"), diff)
+    writer.record(key, "virtual_key", "vk-ads", diff)
+
+
 def drop_provider_limits(writer: EntityWriter) -> None:
     row = writer.session.get(Provider, "openai")
     diff: dict[str, Any] = {}
@@ -161,7 +172,8 @@ def delete_keys_team_and_customer(writer: EntityWriter) -> None:
 
 STEPS: list[Write] = [
     create_customer, create_team, create_key, block_key, replace_key_value,
-    move_key_to_customer_and_drop_its_provider_configs, change_team_budget, drop_provider_limits, limit_a_provider,
+    move_key_to_customer_and_drop_its_provider_configs, change_team_budget, shadow_the_team_budget_and_key_limits,
+    drop_provider_limits, limit_a_provider,
     rename_model_config, create_model_config, reset_a_provider_config, delete_model_configs,
     delete_keys_team_and_customer,
 ]
@@ -186,6 +198,17 @@ async def test_every_kind_of_change_is_applied_incrementally_and_equals_a_full_l
         assert plain(snapshot) == await full(db), step.__name__
     assert follower.full_loads == 1  # the start; everything after it incrementally
     assert follower.changes_applied >= len(STEPS)
+
+
+async def test_a_mode_switched_to_shadow_reaches_a_following_node_incrementally(db: Database) -> None:
+    follower = await following(db)
+    for step in STEPS[:STEPS.index(shadow_the_team_budget_and_key_limits) + 1]:
+        await commit_change(db, step)
+    snapshot = await follower.refresh()
+    key = next(key for key in snapshot.keys_by_hash.values() if key.id == "vk-ads")
+    assert snapshot.teams["search"].limits.budget.shadow
+    assert key.limits.rate_limit.shadow and key.limits.concurrency.shadow
+    assert follower.full_loads == 1
 
 
 async def test_several_versions_behind_are_applied_in_one_go(db: Database) -> None:

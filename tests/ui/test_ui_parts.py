@@ -87,6 +87,19 @@ def test_concurrency_fields_become_api_bodies(fields: dict[str, str], concurrenc
     assert forms.concurrency(Form(fields.items())) == concurrency
 
 
+def test_shadow_boxes_set_each_limits_mode_only_where_the_form_showed_them() -> None:
+    limits = [("budget_max_limit", "5"), ("budget_reset_duration", "1d"), ("request_max_limit", "9"),
+              ("request_reset_duration", "1m"), ("max_in_flight", "2")]
+    shown = Form([*limits, ("modes_shown", "1"), ("budget_shadow", "on"), ("concurrency_shadow", "on")])
+    assert forms.budget(shown)["mode"] == "shadow" and forms.concurrency(shown)["mode"] == "shadow"
+    assert forms.rate_limit(shown)["mode"] == "enforce"  # shown and not ticked: switched (back) to enforce
+    hidden = Form([*limits, ("budget_shadow", "on")])  # no marker: a form without the boxes
+    assert all("mode" not in body for body in (forms.budget(hidden), forms.rate_limit(hidden),
+                                               forms.concurrency(hidden)))  # the stored mode stays
+    prefixed = Form([("pc0_max_in_flight", "1"), ("pc0_modes_shown", "1"), ("pc0_concurrency_shadow", "on")])
+    assert forms.concurrency(prefixed, "pc0_")["mode"] == "shadow"
+
+
 def test_a_queue_wait_without_a_maximum_is_refused_with_a_sentence() -> None:
     with pytest.raises(FormError) as error:
         forms.concurrency(Form([("queue_timeout_ms", "500")]))

@@ -10,6 +10,11 @@ Invariants, checked after every step on every counter:
   settled into its current window;
 - a denial is never spurious, and a single request is admitted whenever all its limits
   have room.
+
+`ShadowEnforcerMachine` runs the same rules with some limits in shadow mode (SPEC §8):
+their books balance like the others', spend may exceed them but never an enforced one,
+they never deny, and an admitted request says `would_deny` exactly when one of them had
+no room (naming the first such limit).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from tests import factories as f
 from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, CounterState, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
-from tollway.governance.decisions import Denial
+from tollway.governance.decisions import DECISION_FOR_KIND, Denial
 from tollway.governance.enforcer import Enforcer, Reservation
 from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, hash_key, plan, static_checks
 from tollway.governance.model import Kind
@@ -123,6 +128,9 @@ requests_st = st.lists(
 
 
 class EnforcerMachine(RuleBasedStateMachine):
+    snapshot = SNAPSHOT
+    all_checks = ALL_CHECKS
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
@@ -144,14 +152,19 @@ class EnforcerMachine(RuleBasedStateMachine):
     def admit(self, batch: list[tuple[str | None, int, int]]) -> None:
         facts = [RequestFacts("openai", "gpt", hash_key(KEYS[k]) if k else None, tokens, cost) for k, tokens, cost in batch]
         predicted = self._predict(facts[0]) if len(facts) == 1 else None
-        admissions = self.run(_together(*(self.enforcer.admit(SNAPSHOT, fact) for fact in facts)))
+        admissions = self.run(_together(*(self.enforcer.admit(self.snapshot, fact) for fact in facts)))
         for fact, admission in zip(facts, admissions):
             if admission.allowed:
                 self.open.append(admission.reservation)
             else:
                 self._assert_denial_is_due(admission.denial, fact)
+                assert admission.denial.scope is None or not self._is_shadow(admission.denial)
         if predicted is not None:
-            assert admissions[0].allowed is predicted
+            allowed, would = predicted
+            assert admissions[0].allowed is allowed
+            if allowed:
+                got = admissions[0].would_deny
+                assert ((got.decision, got.scope) if got else None) == would
 
     @precondition(lambda self: self.open)
     @rule(data=st.data(), tokens=st.integers(0, 120), cost=st.integers(0, 2500), twice=st.booleans())
@@ -187,13 +200,14 @@ class EnforcerMachine(RuleBasedStateMachine):
             for check, amount in zip(reservation.plan.checks, reservation.plan.amounts):
                 held[check.counter] += amount
         assert self.enforcer.reservations_in_flight == len(self.open)
-        for check, reading in zip(ALL_CHECKS, self.readings(ALL_CHECKS)):
+        for check, reading in zip(self.all_checks, self.readings(self.all_checks)):
             assert reading.reserved == held[check.counter], check.counter
             exact = check.kind in (Kind.REQUESTS, Kind.IN_FLIGHT)
             slack = 0 if exact else self.allowance[(check.counter, reading.last_reset_ms)]
             if check.kind is Kind.IN_FLIGHT:
                 assert reading.used == 0, check.counter
-            assert reading.used + reading.reserved <= check.limit + slack, check.counter
+            if not check.shadow:  # spend may exceed a shadow limit, never an enforced one
+                assert reading.used + reading.reserved <= check.limit + slack, check.counter
 
     def teardown(self) -> None:
         try:
@@ -201,16 +215,27 @@ class EnforcerMachine(RuleBasedStateMachine):
                 self.run(self.enforcer.release(reservation))
             self.open.clear()
             assert self.enforcer.reservations_in_flight == 0
-            assert all(reading.reserved == 0 for reading in self.readings(ALL_CHECKS))
+            assert all(reading.reserved == 0 for reading in self.readings(self.all_checks))
         finally:
             self.loop.close()
 
-    def _predict(self, fact: RequestFacts) -> bool | None:
-        planned = plan(SNAPSHOT, fact)
+    def _predict(self, fact: RequestFacts) -> tuple[bool, tuple | None] | None:
+        """Whether a lone request is admitted (every enforced limit has room) and, if so,
+        the (decision, scope) of the first shadow limit without room (None: all have)."""
+        planned = plan(self.snapshot, fact)
         if isinstance(planned, Denial):
             return None
         readings = self.readings(planned.checks)
-        return all(r.used + r.reserved + amount <= c.limit for c, r, amount in zip(planned.checks, readings, planned.amounts))
+        short = [c for c, r, amount in zip(planned.checks, readings, planned.amounts)
+                 if r.used + r.reserved + amount > c.limit]
+        would = next(((DECISION_FOR_KIND[c.kind], c.scope) for c in short if c.shadow), None)
+        return not any(not c.shadow for c in short), would
+
+    def _is_shadow(self, denial: Denial) -> bool:
+        """Whether every limit of the denial's scope and kind is a shadow one."""
+        kind = next(k for k, d in DECISION_FOR_KIND.items() if d is denial.decision)
+        matching = [c for c in self.all_checks if c.scope == denial.scope and c.kind is kind]
+        return bool(matching) and all(c.shadow for c in matching)
 
     def _assert_denial_is_due(self, denial: Denial, fact: RequestFacts) -> None:
         amount = {"request_limited": 1, "token_limited": fact.estimated_tokens,
@@ -223,3 +248,46 @@ EnforcerMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_enforcer_under_random_interleavings = EnforcerMachine.TestCase
+
+
+def _shadow_snapshot():
+    """`_snapshot`'s shape with a shadow limit at most levels, beside enforced ones."""
+    def rl(**kw):
+        return f.rate_limit(**kw)
+
+    return f.snapshot(
+        providers=[f.provider("openai", rate_limit=rl(requests=6, request_window="10s", tokens=300, token_window="1m"),
+                              budget=f.budget("0.000004", "30s", shadow=True), concurrency=f.concurrency(4))],
+        model_configs=[f.model_config("gpt", "openai", rate_limit=rl(requests=2, request_window="20s", shadow=True)),
+                       f.model_config("gpt", budget=f.budget("0.000003", "1d", calendar=True))],
+        keys={
+            KEYS["a"]: f.virtual_key("a", team_id="t", rate_limit=rl(requests=3, request_window="15s"),
+                                     provider_configs=[f.provider_config(
+                                         "openai", rate_limit=rl(tokens=120, token_window="30s", shadow=True),
+                                         budget=f.budget("0.000002", "1m"))]),
+            KEYS["b"]: f.virtual_key("b", team_id="t", budget=f.budget("0.000002", "45s"),
+                                     concurrency=f.concurrency(1, 500, shadow=True)),
+            KEYS["c"]: f.virtual_key("c", customer_id="cu", rate_limit=rl(requests=2, request_window="5s", tokens=80)),
+        },
+        teams=[f.team("t", customer_id="cu", rate_limit=rl(requests=4, request_window="30s", shadow=True),
+                      budget=f.budget("0.000003", "1M", calendar=True), concurrency=f.concurrency(2))],
+        customers=[f.customer("cu", rate_limit=rl(tokens=200, token_window="40s"),
+                              budget=f.budget("0.000005", "1h", shadow=True))],
+    )
+
+
+SHADOW_SNAPSHOT = _shadow_snapshot()
+
+
+class ShadowEnforcerMachine(EnforcerMachine):
+    snapshot = SHADOW_SNAPSHOT
+    all_checks = tuple(
+        {c.counter: c for key in [None, *SHADOW_SNAPSHOT.keys_by_hash.values()]
+         for c in static_checks(SHADOW_SNAPSHOT, key, "openai", "gpt")}.values()
+    )
+
+
+ShadowEnforcerMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_shadow_limits_under_random_interleavings = ShadowEnforcerMachine.TestCase

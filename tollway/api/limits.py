@@ -74,6 +74,7 @@ class LiveUsage:
             "calendar_aligned": row.calendar_aligned, "timezone": row.timezone, "week_start": row.week_start,
             "current_usage": money(row.current_usage), "reserved": 0.0, "last_reset": iso(row.last_reset),
             "reset_at": None, "enforcement": row.enforcement, "on_insufficient": row.on_insufficient,
+            "mode": row.mode,
         }
         alignment = Alignment(row.timezone, row.week_start) if row.calendar_aligned else None
         self._pending.append(_Pending(out, "", budget_counter(row.id), usd_to_nano(row.max_limit),
@@ -83,7 +84,8 @@ class LiveUsage:
     def rate_limit(self, row: RateLimit | None) -> dict[str, Any] | None:
         if row is None:
             return None
-        out: dict[str, Any] = {"id": row.id, "enforcement": row.enforcement, "on_insufficient": row.on_insufficient}
+        out: dict[str, Any] = {"id": row.id, "enforcement": row.enforcement, "on_insufficient": row.on_insufficient,
+                               "mode": row.mode}
         for side, counter in _SIDES:
             limit, duration = getattr(row, f"{side}_max_limit"), getattr(row, f"{side}_reset_duration")
             configured = limit is not None and duration is not None
@@ -103,7 +105,7 @@ class LiveUsage:
         if row is None:
             return None
         out = {"id": row.id, "max_in_flight": row.max_in_flight, "queue_timeout_ms": row.queue_timeout_ms,
-               "in_flight": 0}
+               "mode": row.mode, "in_flight": 0}
         self._in_flight.append((out, in_flight_counter(row.id)))
         return out
 

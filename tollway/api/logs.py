@@ -73,6 +73,39 @@ def _log_filter(
 LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
 
 
+@dataclass(frozen=True, slots=True)
+class WouldDenyFilter:
+    """The request log's would-be denials (SPEC §8 shadow limits): rows that a shadow limit
+    would have denied, optionally of one level or entity. Kept apart from `LogFilter`,
+    which the spend report shares: spend rollups know nothing of shadow limits."""
+
+    would_deny: bool | None = None
+    level: str | None = None
+    entity_id: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        if self.would_deny is not None:
+            column = RequestLog.would_deny
+            statement = statement.where(column.is_not(None) if self.would_deny else column.is_(None))
+        if self.level is not None:
+            statement = statement.where(RequestLog.would_deny_level == self.level)
+        if self.entity_id is not None:
+            statement = statement.where(RequestLog.would_deny_id == self.entity_id)
+        return statement
+
+
+def _would_deny_filter(
+    would_deny: Annotated[bool | None, Query(description="true: only requests a shadow limit would have denied; "
+                                                         "false: only the others.")] = None,
+    would_deny_level: Annotated[str | None, Query(description="The level of that shadow limit (e.g. team).")] = None,
+    would_deny_id: Annotated[str | None, Query(description="The id of the entity that owns that shadow limit.")] = None,
+) -> WouldDenyFilter:
+    return WouldDenyFilter(would_deny, would_deny_level, would_deny_id)
+
+
+WouldDenyDep = Annotated[WouldDenyFilter, Depends(_would_deny_filter)]
+
+
 async def flush_request_log(runtime: ManagedRuntime) -> None:
     """Write what the gateway buffered, so reads include requests already answered."""
     if runtime.log_writer is not None:
@@ -84,18 +117,19 @@ def log_view(row: RequestLog) -> dict[str, Any]:
         "id": row.id, "at": iso(row.at), "request_id": row.request_id, "virtual_key_id": row.virtual_key_id,
         "team_id": row.team_id, "customer_id": row.customer_id, "provider": row.provider, "model": row.model,
         "status": row.status, "decision": row.decision, "denied_level": row.denied_level,
-        "denied_id": row.denied_id, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+        "denied_id": row.denied_id, "would_deny": row.would_deny, "would_deny_level": row.would_deny_level,
+        "would_deny_id": row.would_deny_id, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
         "cached_tokens": row.cached_tokens, "cost": float(row.cost), "latency_ms": row.latency_ms,
         "stream": row.stream, "error": row.error,
     }
 
 
 @router.get("/logs", response_model=LogList, summary="The request log, newest first")
-async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep) -> dict[str, Any]:
+async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep, shadow: WouldDenyDep) -> dict[str, Any]:
     await flush_request_log(runtime)
 
     def query(session: Session) -> tuple[int, list[dict[str, Any]]]:
-        from_log: Select[Any] = where.apply(select(RequestLog))
+        from_log: Select[Any] = shadow.apply(where.apply(select(RequestLog)))
         total, rows = paginate(session, from_log, page, (RequestLog.at.desc(), RequestLog.id.desc()))
         return total, [log_view(row) for row in rows]
 

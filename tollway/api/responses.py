@@ -24,6 +24,7 @@ class BudgetView(BaseModel):
     reset_at: str | None
     enforcement: str | None = Field(None, description="estimate or strict; null: governance_defaults.enforcement.")
     on_insufficient: str | None = Field(None, description="refuse or clamp; null: governance_defaults.on_insufficient.")
+    mode: str = Field("enforce", description="enforce, or shadow: counted but never denies (would_deny in the log).")
 
 
 class RateLimitView(BaseModel):
@@ -42,12 +43,14 @@ class RateLimitView(BaseModel):
     request_reset_at: str | None
     enforcement: str | None = Field(None, description="Of the token side: estimate or strict; null: the default.")
     on_insufficient: str | None = Field(None, description="refuse or clamp; null: the default.")
+    mode: str = Field("enforce", description="enforce, or shadow (both sides): counted but never denies.")
 
 
 class ConcurrencyView(BaseModel):
     id: str
     max_in_flight: int
     queue_timeout_ms: int = Field(description="How long a request may wait for a slot (0: refused at once).")
+    mode: str = Field("enforce", description="enforce, or shadow: slots counted, never waited for or refused.")
     in_flight: int = Field(description="Requests in flight now, over every gateway process (live).")
 
 
@@ -211,6 +214,7 @@ class UsageEntry(BaseModel):
     reset_in_s: float | None
     enforcement: str = Field("estimate", description="estimate or strict (requests are always exact).")
     on_insufficient: str = Field("refuse", description="Under strict: refuse or clamp.")
+    mode: str = Field("enforce", description="enforce, or shadow: counted but never denies.")
 
 
 class UsageList(_Page):
@@ -251,6 +255,9 @@ class LogEntry(BaseModel):
     decision: str
     denied_level: str | None
     denied_id: str | None
+    would_deny: str | None = Field(None, description="Admitted, but a shadow limit would have denied it: that decision.")
+    would_deny_level: str | None = Field(None, description="The level of that shadow limit.")
+    would_deny_id: str | None = Field(None, description="The id of the entity that owns it.")
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
@@ -297,13 +304,24 @@ class LimitStatusView(BaseModel):
     remaining: int | float
     duration: str | None = Field(description="null for in_flight, which has no window.")
     reset_at: str | None
-    binding: bool = Field(description="The limit that denies, or else the one with the smallest share left.")
+    binding: bool = Field(description="The enforced limit that denies, or else the enforced one with the smallest "
+                                      "share left (a shadow limit never binds).")
+    mode: str = Field("enforce", description="enforce, or shadow: counted but never denies.")
+    would_deny: bool = Field(False, description="A shadow limit without room for this request.")
 
 
 class ScopeView(BaseModel):
     level: str
     id: str
     name: str
+
+
+class WouldDenyView(BaseModel):
+    decision: str = Field(description="The denial it would give: budget_exceeded, token_limited, …")
+    level: str | None
+    id: str | None
+    name: str | None
+    message: str = Field(description="Starts with 'would deny in shadow: '.")
 
 
 class Explanation(BaseModel):
@@ -321,6 +339,8 @@ class Explanation(BaseModel):
     team_id: str | None
     customer_id: str | None
     limits: list[LimitStatusView]
+    would_deny: WouldDenyView | None = Field(None, description="What the first shadow limit without room would deny, "
+                                                               "were it enforced (the request itself is not denied).")
 
 
 class ErrorDetail(BaseModel):

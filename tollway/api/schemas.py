@@ -20,6 +20,7 @@ from tollway.config.schema import (
     MAX_QUEUE_TIMEOUT_MS,
     CustomerConfig,
     EnforcementMode,
+    LimitMode,
     ModelLimitConfig,
     NonEmpty,
     OnInsufficient,
@@ -80,6 +81,7 @@ class BudgetUpdate(_Body):
     week_start: Annotated[int, Field(ge=0, le=6)] | None = None
     enforcement: EnforcementMode | None = None
     on_insufficient: OnInsufficient | None = None
+    mode: LimitMode | None = None  # enforce or shadow
 
     _present = field_validator("*", mode="before")(_not_null)
 
@@ -93,6 +95,9 @@ class RateLimitUpdate(_Body):
     request_reset_duration: str | None = None
     enforcement: EnforcementMode | None = None  # null: the global default
     on_insufficient: OnInsufficient | None = None
+    mode: LimitMode | None = None  # enforce or shadow, for both sides
+
+    _mode_present = field_validator("mode", mode="before")(_not_null)
 
 
 class ConcurrencyUpdate(_Body):
@@ -100,6 +105,7 @@ class ConcurrencyUpdate(_Body):
 
     max_in_flight: Annotated[int, Field(gt=0, le=MAX_IN_FLIGHT)] | None = None
     queue_timeout_ms: Annotated[int, Field(ge=0, le=MAX_QUEUE_TIMEOUT_MS)] | None = None
+    mode: LimitMode | None = None  # enforce or shadow
 
     _present = field_validator("*", mode="before")(_not_null)
 

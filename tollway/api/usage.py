@@ -17,7 +17,7 @@ from tollway.governance.decisions import iso_utc
 from tollway.governance.durations import next_reset_ms
 from tollway.governance.engine import LimitCheck, Plan, acquire_ops
 from tollway.governance.inventory import snapshot_checks
-from tollway.governance.model import NANO_PER_USD, Kind, Level
+from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, Level
 
 router = APIRouter(prefix="/api/governance", tags=["usage"])
 
@@ -67,6 +67,7 @@ async def usage(
             "reset_at": iso_utc(reset_at), "reset_in_s": max(0, reset_at - now) / 1000,
             "enforcement": "strict" if check.enforcement.strict else "estimate",
             "on_insufficient": "clamp" if check.enforcement.clamp else "refuse",
+            "mode": SHADOW if check.shadow else ENFORCE,
         })
     return {"usage": entries, "count": len(rows), "limit": page.limit, "offset": page.offset, "at": iso_utc(now)}
 
@@ -78,7 +79,7 @@ def _in_flight_entry(check: LimitCheck, parent: str | None, in_flight: int) -> d
         "virtual_key_id": parent, "kind": check.kind.value, "unit": "requests",
         "limit_id": check.counter.partition(":")[2], "limit": check.limit, "used": 0, "reserved": in_flight,
         "remaining": max(0, check.limit - in_flight), "duration": None, "last_reset": None, "reset_at": None,
-        "reset_in_s": None,
+        "reset_in_s": None, "mode": SHADOW if check.shadow else ENFORCE,
     }
 
 

@@ -132,6 +132,11 @@ FIELD_TEXT: dict[str, str] = {
     "RateLimitConfig.on_insufficient": "None: governance_defaults.on_insufficient.",
     "EstimateConfig.injected_max_tokens": "Under `strict` enforcement, the output cap written into a request that "
     "sets none, and reserved.",
+    "BudgetConfig.mode": "`enforce`, or `shadow`: counted but never denies; a request it would have denied is "
+    "answered and logged with `would_deny` (see [governance](governance.md#shadow-limits)).",
+    "RateLimitConfig.mode": "`enforce` or `shadow`, for both sides (see [governance](governance.md#shadow-limits)).",
+    "ConcurrencyConfig.mode": "`enforce` or `shadow`: slots counted, never waited for or refused "
+    "(see [governance](governance.md#shadow-limits)).",
     "ConcurrencyConfig.max_in_flight": "Requests in flight at once; more get 429 `concurrency_limited`.",
     "ConcurrencyConfig.queue_timeout_ms": "How long a request waits for a free slot before it is refused; "
     "`0`: refused at once.",

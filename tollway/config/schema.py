@@ -61,6 +61,7 @@ def _no_blank(value: str | None) -> str | None:
 
 EnforcementMode = Literal["estimate", "strict"]
 OnInsufficient = Literal["refuse", "clamp"]
+LimitMode = Literal["enforce", "shadow"]  # shadow: evaluated and counted, never denies (SPEC §8)
 
 
 class BudgetConfig(_Strict):
@@ -71,6 +72,7 @@ class BudgetConfig(_Strict):
     week_start: Annotated[int, Field(ge=0, le=6)] = 0
     enforcement: EnforcementMode | None = None  # None: governance_defaults.enforcement
     on_insufficient: OnInsufficient | None = None  # None: governance_defaults.on_insufficient
+    mode: LimitMode = "enforce"
 
     _check_duration = field_validator("reset_duration")(_duration)
 
@@ -92,6 +94,7 @@ class RateLimitConfig(_Strict):
     request_reset_duration: str | None = None
     enforcement: EnforcementMode | None = None  # of the token side (requests are exact); None: the default
     on_insufficient: OnInsufficient | None = None
+    mode: LimitMode = "enforce"  # of both sides
 
     _check_durations = field_validator("token_reset_duration", "request_reset_duration")(_duration)
 
@@ -114,6 +117,7 @@ class ConcurrencyConfig(_Strict):
 
     max_in_flight: Annotated[int, Field(gt=0, le=MAX_IN_FLIGHT)]
     queue_timeout_ms: Annotated[int, Field(ge=0, le=MAX_QUEUE_TIMEOUT_MS)] = 0
+    mode: LimitMode = "enforce"  # shadow: slots counted, never waited for or refused
 
 
 class _Governed(_Strict):

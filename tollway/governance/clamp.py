@@ -29,7 +29,9 @@ def clamped_cap(checks: tuple[LimitCheck, ...], readings: Sequence[CounterReadin
     """The largest cap below ``cap`` at which every check fits ``readings``; None when a
     check that does not fit at ``cap`` refuses rather than clamps, or when not even a cap
     of one token fits."""
-    rooms = [check.limit - reading.used - reading.reserved for check, reading in zip(checks, readings, strict=True)]
+    # A shadow check never clamps: its room is unbounded here, whatever its enforcement.
+    rooms = [check.store_limit - reading.used - reading.reserved
+             for check, reading in zip(checks, readings, strict=True)]
     for check, room, amount in zip(checks, rooms, amounts_at(checks, demand, cap), strict=True):
         if amount > room and not (check.enforcement.strict and check.enforcement.clamp):
             return None

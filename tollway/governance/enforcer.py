@@ -35,9 +35,10 @@ from tollway.governance.engine import (
     plan,
     release_ops,
     settle_ops,
+    shadow_denial,
     static_checks,
 )
-from tollway.governance.model import NANO_PER_USD, Kind, PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,14 @@ class Admission:
     queue: LimitCheck | None = None
     clamped_cap: int | None = None  # the output cap strict enforcement lowered the request's to, if it did
     readings: tuple[CounterReading, ...] = ()  # the counters after the reservation, in plan order
+    # Admitted, but a shadow limit had no room: the denial it would have given (SPEC §8).
+    would_deny: Denial | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    """Every limit a request would meet now and the decision it would get (nothing reserved)."""
+    """Every limit a request would meet now and the decision it would get (nothing reserved);
+    ``would_deny``: what a shadow limit would deny, were it enforced."""
 
     decision: Decision
     denial: Denial | None
@@ -91,16 +95,19 @@ class Explanation:
     key_id: str | None = None
     team_id: str | None = None
     customer_id: str | None = None
+    would_deny: Denial | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the management API (budgets in USD, times in ISO-8601 UTC)."""
         return {
             "decision": self.decision.value,
-            "message": self.denial.message if self.denial else None,
+            "message": self.denial.message if self.denial else
+            f"would deny in shadow: {self.would_deny.message}" if self.would_deny else None,
             "virtual_key_id": self.key_id,
             "team_id": self.team_id,
             "customer_id": self.customer_id,
             "limits": [_status_dict(status) for status in self.limits],
+            "would_deny": would_deny_dict(self.would_deny),
         }
 
 
@@ -148,6 +155,7 @@ class Enforcer:
         headers: list[tuple[bytes, bytes]] = []
         clamped: int | None = None
         readings: tuple[CounterReading, ...] = ()
+        would: Denial | None = None
         if planned.checks:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
             verdict = decide(planned, result, now)
@@ -157,11 +165,12 @@ class Enforcer:
                 failed = planned.checks[result.failed]  # only in-flight checks have a queue timeout
                 return Admission(False, verdict, None, [], _key_id(planned.key), planned.team_id, planned.customer_id,
                                  queue=failed if failed.queue_timeout_ms > 0 else None)
-            headers, readings = verdict.headers, result.readings
+            headers, readings, would = verdict.headers, result.readings, verdict.would_deny
         reservation = Reservation(next(self._ids), planned, now)
         self._open.add(reservation.id)
         return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
-                         planned.customer_id, planned.allowed_provider_keys, clamped_cap=clamped, readings=readings)
+                         planned.customer_id, planned.allowed_provider_keys, clamped_cap=clamped, readings=readings,
+                         would_deny=would)
 
     async def _clamp(self, planned: Plan, facts: RequestFacts, result: AcquireResult, denial: Denial,
                      now: int) -> tuple[Allowed | Denial, int | None, AcquireResult]:
@@ -306,7 +315,8 @@ class Enforcer:
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
         denial, limits = assess(planned, readings, now)
         decision = Decision.ALLOW if denial is None else denial.decision
-        return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id)
+        return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id,
+                           shadow_denial(planned, readings, now) if planned.checks else None)
 
     def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
         return Admission(False, denial, None, [], *_presented_ids(snapshot, facts))
@@ -375,4 +385,21 @@ def _status_dict(status: LimitStatus) -> dict[str, Any]:
         "duration": None if windowless else str(status.duration),
         "reset_at": None if windowless else iso_utc(status.reset_at_ms),
         "binding": status.binding,
+        "mode": SHADOW if status.shadow else ENFORCE,
+        "would_deny": status.would_deny,
+    }
+
+
+def would_deny_dict(denial: Denial | None) -> dict[str, Any] | None:
+    """The denial a shadow limit would give, JSON-ready: the scope fields of a denial, and
+    a message that says it was not enforced."""
+    if denial is None:
+        return None
+    scope = denial.scope
+    return {
+        "decision": denial.decision.value,
+        "level": scope.level.value if scope else None,
+        "id": scope.id if scope else None,
+        "name": scope.name if scope else None,
+        "message": f"would deny in shadow: {denial.message}",
     }

@@ -66,6 +66,10 @@ class LimitCheck:
     alignment: Alignment | None = None
     enforcement: Enforcement = ESTIMATE  # strict or estimate, clamp or refuse (tokens and budgets)
     queue_timeout_ms: int = 0  # an in-flight check's bounded wait for a slot (0: refuse at once)
+    shadow: bool = False  # mode: shadow: counted like any other, never denies (see `would_deny`)
+    # The limit the counter store enforces: the check's own, or for a shadow check one no
+    # total reaches, so that its reservation always succeeds and its readings stay real.
+    store_limit: int = field(init=False, repr=False, compare=False)
     # A rolling window's length, precomputed: most windows are then two subtractions.
     rolling_ms: int | None = field(init=False, repr=False, compare=False)
     # The longest a window can last, for the store's key expiry (see `CounterOp.window_ms`).
@@ -84,10 +88,14 @@ class LimitCheck:
                            else self.duration.fixed_ms)
         object.__setattr__(self, "window_ms", 0 if in_flight else _longest_window_ms(self.duration, self.alignment))
         object.__setattr__(self, "slot", _SLOTS[self.kind])
+        object.__setattr__(self, "store_limit", SHADOW_STORE_LIMIT if self.shadow else self.limit)
         object.__setattr__(self, "header_parts", None if self.slot >= _BUDGET_SLOT
                            else decisions.rate_limit_header_parts(self.kind, self.limit))
 
 
+# Above any total a counter reaches (2^62 nano-dollars is 4.6 billion USD) and exact as a
+# double, which is how Redis' Lua compares it.
+SHADOW_STORE_LIMIT = 2**62
 _SLOTS = {Kind.REQUESTS: 0, Kind.TOKENS: 1, Kind.BUDGET: 2, Kind.IN_FLIGHT: 3}
 _BUDGET_SLOT = _SLOTS[Kind.BUDGET]
 # The "window" of an in-flight check, named in explanations: a slot may free any moment,
@@ -135,9 +143,12 @@ class Plan:
 
 @dataclass(slots=True)
 class Allowed:
-    """Every limit had room; ``headers`` are the ``x-ratelimit-*`` of the tightest sides."""
+    """Every enforced limit had room; ``headers`` are the ``x-ratelimit-*`` of the tightest
+    enforced sides; ``would_deny``: the denial the first shadow limit without room would
+    have given, had it been enforced."""
 
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    would_deny: Denial | None = None
 
 
 StaticChecks = Callable[[PolicySnapshot, VirtualKeyPolicy | None, str, str], tuple[LimitCheck, ...]]
@@ -223,9 +234,9 @@ def acquire_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list
     for check, amount in zip(plan.checks, plan.amounts):
         rolling = check.rolling_ms
         if rolling is not None:  # window_at's rolling rule, inlined: the common case is hot
-            ops.append(new_tuple(CounterOp, (check.counter, check.limit, amount, now_ms - rolling + 1, now_ms, rolling)))
+            ops.append(new_tuple(CounterOp, (check.counter, check.store_limit, amount, now_ms - rolling + 1, now_ms, rolling)))
         else:
-            ops.append(new_tuple(CounterOp, (check.counter, check.limit, amount, *_calendar_window(check, now_ms, memo),
+            ops.append(new_tuple(CounterOp, (check.counter, check.store_limit, amount, *_calendar_window(check, now_ms, memo),
                                           check.window_ms)))
     return ops
 
@@ -243,13 +254,19 @@ def release_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list
 
 def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
     """The verdict on an acquire: the denial of the first check that did not fit, or
-    the rate-limit headers of the tightest request and token checks."""
-    if result.failed >= 0:
+    the rate-limit headers of the tightest enforced request and token checks (and what
+    the first shadow check without room would have denied)."""
+    if result.failed >= 0:  # never a shadow check: the store holds those to no real limit
         index = result.failed
         return deny(plan.checks[index], result.readings[index], plan.amounts[index], now_ms)
     # The tightest check of each side: (remaining, check, reading), by slot.
     tightest: list[tuple[int, LimitCheck, CounterReading] | None] = [None, None]
-    for check, reading in zip(plan.checks, result.readings):
+    would: Denial | None = None
+    for check, reading, amount in zip(plan.checks, result.readings, plan.amounts):
+        if check.shadow:  # binds nothing, so no headers; the readings include its own reservation
+            if would is None and reading.used + reading.reserved > check.limit:
+                would = would_deny(check, reading, amount, now_ms)
+            continue
         slot = check.slot
         if slot >= _BUDGET_SLOT:  # budgets and in-flight limits have no x-ratelimit-* headers
             continue
@@ -264,7 +281,13 @@ def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
             assert check.header_parts is not None  # requests and tokens checks have them; budgets never get here
             headers += decisions.rate_limit_headers(check.header_parts, remaining,
                                                     _next_reset_ms(check, reading.last_reset_ms) - now_ms)
-    return Allowed(headers)
+    return Allowed(headers, would)
+
+
+def would_deny(check: LimitCheck, reading: CounterReading, amount: int, now_ms: int) -> Denial:
+    """The denial a shadow ``check`` would have given had it been enforced; ``reading`` is
+    its counter after the request reserved ``amount`` on it."""
+    return deny(check, reading._replace(reserved=reading.reserved - amount), amount, now_ms)
 
 
 def deny(check: LimitCheck, reading: CounterReading, amount: int, now_ms: int) -> Denial:
@@ -279,7 +302,8 @@ def deny(check: LimitCheck, reading: CounterReading, amount: int, now_ms: int) -
 
 @dataclass(frozen=True, slots=True)
 class LimitStatus:
-    """One applicable limit as it stands (for explaining, never for enforcing)."""
+    """One applicable limit as it stands (for explaining, never for enforcing);
+    ``would_deny``: a shadow limit that has no room for the request."""
 
     scope: Scope
     kind: Kind
@@ -290,33 +314,48 @@ class LimitStatus:
     duration: Duration
     reset_at_ms: int
     binding: bool = False
+    shadow: bool = False
+    would_deny: bool = False
 
 
 def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tuple[Denial | None, tuple[LimitStatus, ...]]:
     """What a request would get now, without reserving, and where every limit stands.
 
-    The binding limit is the one that would deny; when none would, the one with the
-    smallest share of its limit left.
+    The binding limit is the enforced one that would deny; when none would, the enforced
+    one with the smallest share of its limit left. Shadow limits never bind: one without
+    room is marked ``would_deny`` (see `shadow_denial` for the denial it would give).
     """
     denial: Denial | None = None
     binding = -1
     statuses = []
     for index, (check, reading, amount) in enumerate(zip(plan.checks, readings, plan.amounts)):
         remaining = check.limit - reading.used - reading.reserved
-        if denial is None and amount > remaining:
+        short = amount > remaining
+        if denial is None and short and not check.shadow:
             denial, binding = deny(check, reading, amount, now_ms), index
         reset_at = now_ms if check.kind is Kind.IN_FLIGHT else _next_reset_ms(check, reading.last_reset_ms)
         statuses.append(LimitStatus(check.scope, check.kind, check.limit, reading.used, reading.reserved,
-                                    max(0, remaining), check.duration, reset_at))
-    if binding < 0 and statuses:
-        binding = 0
-        for index, status in enumerate(statuses):
-            best = statuses[binding]
+                                    max(0, remaining), check.duration, reset_at, shadow=check.shadow,
+                                    would_deny=short and check.shadow))
+    enforced = [index for index, check in enumerate(plan.checks) if not check.shadow]
+    if binding < 0 and enforced:
+        binding = enforced[0]
+        for index in enforced:
+            status, best = statuses[index], statuses[binding]
             if status.remaining * best.limit < best.remaining * status.limit:  # shares, without floats
                 binding = index
     if binding >= 0:
         statuses[binding] = replace(statuses[binding], binding=True)
     return denial, tuple(statuses)
+
+
+def shadow_denial(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> Denial | None:
+    """What the first shadow limit without room for the plan's amounts (``readings``
+    taken without reserving) would deny, had it been enforced; None when all have room."""
+    for check, reading, amount in zip(plan.checks, readings, plan.amounts):
+        if check.shadow and amount > check.limit - reading.used - reading.reserved:
+            return deny(check, reading, amount, now_ms)
+    return None
 
 
 def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy | Denial | None:
@@ -378,17 +417,19 @@ def _add_rate_limit(checks: list[LimitCheck], governed: Governed) -> None:
         return
     if limit.request_max_limit is not None and limit.request_duration is not None:
         checks.append(LimitCheck(governed.scope, Kind.REQUESTS, request_counter(limit.id),
-                                 limit.request_max_limit, limit.request_duration))
+                                 limit.request_max_limit, limit.request_duration, shadow=limit.shadow))
     if limit.token_max_limit is not None and limit.token_duration is not None:
         checks.append(LimitCheck(governed.scope, Kind.TOKENS, token_counter(limit.id),
-                                 limit.token_max_limit, limit.token_duration, enforcement=limit.enforcement))
+                                 limit.token_max_limit, limit.token_duration, enforcement=limit.enforcement,
+                                 shadow=limit.shadow))
 
 
 def _add_budget(checks: list[LimitCheck], governed: Governed) -> None:
     budget = governed.budget
     if budget is not None:
         checks.append(LimitCheck(governed.scope, Kind.BUDGET, budget_counter(budget.id),
-                                 budget.max_limit_nano, budget.duration, budget.alignment, budget.enforcement))
+                                 budget.max_limit_nano, budget.duration, budget.alignment, budget.enforcement,
+                                 shadow=budget.shadow))
 
 
 def _add_concurrency(checks: list[LimitCheck], snapshot: PolicySnapshot, provider: str, model: str,
@@ -398,8 +439,11 @@ def _add_concurrency(checks: list[LimitCheck], snapshot: PolicySnapshot, provide
                      snapshot.model_configs.get((model, None)), *owners):
         if governed is not None and governed.concurrency is not None:
             limit: ConcurrencyPolicy = governed.concurrency
+            # A shadow slot is counted but never waited for: no queue timeout.
             checks.append(LimitCheck(governed.scope, Kind.IN_FLIGHT, in_flight_counter(limit.id),
-                                     limit.max_in_flight, IN_FLIGHT_RETRY, queue_timeout_ms=limit.queue_timeout_ms))
+                                     limit.max_in_flight, IN_FLIGHT_RETRY,
+                                     queue_timeout_ms=0 if limit.shadow else limit.queue_timeout_ms,
+                                     shadow=limit.shadow))
 
 
 def _replace(plan: Plan, now_ms: int, actual: tuple[int, int, int, int], memo: WindowMemo | None) -> list[SettleOp]:

@@ -42,14 +42,14 @@ def limit_checks(governed: Governed) -> Iterator[LimitCheck]:
     if rate_limit is not None:
         if rate_limit.request_max_limit is not None and rate_limit.request_duration is not None:
             yield LimitCheck(scope, Kind.REQUESTS, request_counter(rate_limit.id), rate_limit.request_max_limit,
-                             rate_limit.request_duration)
+                             rate_limit.request_duration, shadow=rate_limit.shadow)
         if rate_limit.token_max_limit is not None and rate_limit.token_duration is not None:
             yield LimitCheck(scope, Kind.TOKENS, token_counter(rate_limit.id), rate_limit.token_max_limit,
-                             rate_limit.token_duration, enforcement=rate_limit.enforcement)
+                             rate_limit.token_duration, enforcement=rate_limit.enforcement, shadow=rate_limit.shadow)
     if budget is not None:
         yield LimitCheck(scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano, budget.duration,
-                         budget.alignment, enforcement=budget.enforcement)
+                         budget.alignment, enforcement=budget.enforcement, shadow=budget.shadow)
     concurrency = governed.concurrency
     if concurrency is not None:
         yield LimitCheck(scope, Kind.IN_FLIGHT, in_flight_counter(concurrency.id), concurrency.max_in_flight,
-                         IN_FLIGHT_RETRY, queue_timeout_ms=concurrency.queue_timeout_ms)
+                         IN_FLIGHT_RETRY, queue_timeout_ms=concurrency.queue_timeout_ms, shadow=concurrency.shadow)

@@ -63,6 +63,11 @@ class Enforcement:
 
 ESTIMATE = Enforcement()
 
+# SPEC §8 `mode`: an enforced limit denies; a shadow limit is evaluated and counted like
+# any other but never denies, clamps or queues (the request log records `would_deny`).
+ENFORCE = "enforce"
+SHADOW = "shadow"
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetPolicy:
@@ -71,6 +76,7 @@ class BudgetPolicy:
     duration: Duration
     alignment: Alignment | None = None
     enforcement: Enforcement = ESTIMATE
+    shadow: bool = False  # mode: shadow (see ENFORCE, SHADOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,7 @@ class RateLimitPolicy:
     request_max_limit: int | None = None
     request_duration: Duration | None = None
     enforcement: Enforcement = ESTIMATE  # the token side's; requests are exact
+    shadow: bool = False  # mode: shadow, for both sides
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,7 @@ class ConcurrencyPolicy:
     id: str
     max_in_flight: int
     queue_timeout_ms: int = 0
+    shadow: bool = False  # mode: shadow: slots are counted, never waited for
 
 
 @dataclass(frozen=True, slots=True)

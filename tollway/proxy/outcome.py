@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tollway.governance.decisions import Denial
 from tollway.governance.model import Scope
 from tollway.usage import ZERO_USAGE, Usage
 
@@ -22,6 +23,7 @@ class Outcome:
     status: int = 200
     decision: str = "allow"
     denied_scope: Scope | None = None
+    would_deny: Denial | None = None  # admitted, but a shadow limit would have denied this
     usage: Usage = field(default=ZERO_USAGE)
     cost_nano: int = 0
     latency_ms: float = 0.0

@@ -142,6 +142,7 @@ class Proxy:
                 raise governance_unavailable(str(exc)) from None
             outcome.provider, outcome.model = target.provider, target.model
             outcome.key_id, outcome.team_id, outcome.customer_id = admission.key_id, admission.team_id, admission.customer_id
+            outcome.would_deny = admission.would_deny
             if admission.denial is not None:
                 await self._deny(request, admission.denial, send, outcome)
                 return

@@ -22,7 +22,9 @@ def strict_cap(admission: Admission, demand: Demand) -> int | None:
         return admission.clamped_cap
     if demand.worst.cap is not None or not demand.clampable or admission.reservation is None:
         return None
-    strict = any(check.enforcement.strict and check.kind is not Kind.REQUESTS for check in admission.reservation.plan.checks)
+    # A shadow limit never bounds the call: its strictness only decides what it reserves.
+    strict = any(check.enforcement.strict and check.kind is not Kind.REQUESTS and not check.shadow
+                 for check in admission.reservation.plan.checks)
     return demand.cap if strict else None
 
 
@@ -38,6 +40,8 @@ def covered_output(plan: Plan, demand: Demand, readings: Sequence[CounterReading
     reserved: int | None = None
     covered: int | None = None
     for index, (check, amount) in enumerate(zip(plan.checks, plan.amounts, strict=True)):
+        if check.shadow:  # never bounds the output: a stream is not metered against it
+            continue
         reading = readings[index] if readings else None
         held = _output_tokens(check, amount, demand)
         if held is None:

@@ -162,6 +162,7 @@ class ResponsesRoute:
             raise governance_unavailable(str(exc)) from None
         outcome.provider, outcome.model = owner.provider, owner.model
         outcome.key_id, outcome.team_id, outcome.customer_id = admission.key_id, admission.team_id, admission.customer_id
+        outcome.would_deny = admission.would_deny
         if admission.denial is not None:
             outcome.status, outcome.decision = admission.denial.decision.status, admission.denial.decision.value
             outcome.denied_scope, outcome.error = admission.denial.scope, admission.denial.message

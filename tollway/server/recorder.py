@@ -45,6 +45,8 @@ class Recorder:
 def to_log_record(outcome: Outcome) -> RequestLogRecord:
     scope = outcome.denied_scope
     usage = outcome.usage
+    would = outcome.would_deny
+    would_scope = would.scope if would is not None else None
     return RequestLogRecord(
         at=datetime.fromtimestamp(outcome.at_ms / 1000, timezone.utc),
         request_id=outcome.request_id,
@@ -57,6 +59,9 @@ def to_log_record(outcome: Outcome) -> RequestLogRecord:
         decision=outcome.decision,
         denied_level=scope.level.value if scope else None,
         denied_id=scope.id if scope else None,
+        would_deny=would.decision.value if would is not None else None,
+        would_deny_level=would_scope.level.value if would_scope else None,
+        would_deny_id=would_scope.id if would_scope else None,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,

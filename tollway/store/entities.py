@@ -46,10 +46,11 @@ Diff = dict[str, tuple[Any, Any]]  # field -> (before, after)
 CREATED = "(created)"
 _ENFORCEMENT_FIELDS = ("enforcement", "on_insufficient")  # SPEC §8; null: the global default
 LIMIT_FIELDS = {
-    "budget": ("max_limit", "reset_duration", "calendar_aligned", "timezone", "week_start", *_ENFORCEMENT_FIELDS),
+    "budget": ("max_limit", "reset_duration", "calendar_aligned", "timezone", "week_start", *_ENFORCEMENT_FIELDS,
+               "mode"),
     "rate_limit": ("token_max_limit", "token_reset_duration", "request_max_limit", "request_reset_duration",
-                   *_ENFORCEMENT_FIELDS),
-    "concurrency": ("max_in_flight", "queue_timeout_ms"),
+                   *_ENFORCEMENT_FIELDS, "mode"),
+    "concurrency": ("max_in_flight", "queue_timeout_ms", "mode"),
 }
 _PROVIDER_CONFIG_FIELDS = ("weight", "allowed_models", "allowed_keys")
 _SIDES = {"token": token_counter, "request": request_counter}
@@ -118,7 +119,7 @@ class EntityWriter:
             values = {"max_limit": max_limit, "reset_duration": config.reset_duration,
                       "calendar_aligned": config.calendar_aligned, "timezone": config.timezone,
                       "week_start": config.week_start, "enforcement": config.enforcement,
-                      "on_insufficient": config.on_insufficient}
+                      "on_insufficient": config.on_insufficient, "mode": config.mode}
         self._sync_owned(owner, "budget", values, diff, prefix,
                          lambda: Budget(id=new_id(), current_usage=Decimal(0), last_reset=self.now))
 

@@ -46,6 +46,10 @@ class RequestLogRecord:
     model: str | None = None
     denied_level: str | None = None
     denied_id: str | None = None
+    # Admitted, but a shadow limit would have denied it: that denial's decision and scope.
+    would_deny: str | None = None
+    would_deny_level: str | None = None
+    would_deny_id: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

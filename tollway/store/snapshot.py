@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.governance.durations import Alignment, Duration, parse_duration
 from tollway.governance.model import (
     ESTIMATE,
+    SHADOW,
     BudgetPolicy,
     ConcurrencyPolicy,
     Enforcement,
@@ -145,7 +146,8 @@ class PolicyReader:
                     self.rate_limits[row.id] = _rate_limit_policy(row, self.defaults)
         async for batch in self.batches(ConcurrencyLimit, _referenced(rows, "concurrency_limit_id")):
             for row in batch:
-                self.concurrency[row.id] = ConcurrencyPolicy(row.id, row.max_in_flight, row.queue_timeout_ms)
+                self.concurrency[row.id] = ConcurrencyPolicy(row.id, row.max_in_flight, row.queue_timeout_ms,
+                                                           row.mode == SHADOW)
 
     async def rows(self, entity: type, ids: Collection[Any] | None = None, column: str = "id") -> list[Any]:
         """The rows of ``entity`` (those whose ``column`` is in ``ids``, when given)."""
@@ -235,6 +237,7 @@ def _budget_policy(row: Any, defaults: Enforcement) -> BudgetPolicy:
         duration=_duration(row.reset_duration),
         alignment=Alignment(row.timezone, row.week_start) if row.calendar_aligned else None,
         enforcement=enforcement(row.enforcement, row.on_insufficient, defaults),
+        shadow=row.mode == SHADOW,
     )
 
 
@@ -262,6 +265,7 @@ def _rate_limit_policy(row: Any, defaults: Enforcement) -> RateLimitPolicy:
         request_max_limit=row.request_max_limit if requests else None,
         request_duration=_duration(row.request_reset_duration) if requests else None,  # type: ignore[arg-type]
         enforcement=enforcement(row.enforcement, row.on_insufficient, defaults),
+        shadow=row.mode == SHADOW,
     )
 
 

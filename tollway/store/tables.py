@@ -91,6 +91,7 @@ class Budget(Base):
     retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
     enforcement: Mapped[str | None] = mapped_column(String(16))  # estimate | strict; null: the global default
     on_insufficient: Mapped[str | None] = mapped_column(String(16))  # refuse | clamp; null: the global default
+    mode: Mapped[str] = mapped_column(String(16), default="enforce", server_default="enforce")  # enforce | shadow
 
 
 class RateLimit(Base):
@@ -110,6 +111,7 @@ class RateLimit(Base):
     retained_for: Mapped[str | None] = mapped_column(SLOT, index=True)
     enforcement: Mapped[str | None] = mapped_column(String(16))  # of the token side; null: the global default
     on_insufficient: Mapped[str | None] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16), default="enforce", server_default="enforce")  # enforce | shadow
 
 
 class ConcurrencyLimit(Base):
@@ -125,6 +127,7 @@ class ConcurrencyLimit(Base):
     id: Mapped[str] = mapped_column(UUID_ID, primary_key=True, default=new_id)
     max_in_flight: Mapped[int] = mapped_column(Integer)
     queue_timeout_ms: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    mode: Mapped[str] = mapped_column(String(16), default="enforce", server_default="enforce")  # enforce | shadow
 
 
 class _Governed:
@@ -282,6 +285,10 @@ class RequestLog(Base):
     decision: Mapped[str] = mapped_column(String)
     denied_level: Mapped[str | None] = mapped_column(String)
     denied_id: Mapped[str | None] = mapped_column(String)
+    # Shadow limits (SPEC §8): the decision and scope of the denial a shadow limit would have given.
+    would_deny: Mapped[str | None] = mapped_column(String(32))
+    would_deny_level: Mapped[str | None] = mapped_column(String)
+    would_deny_id: Mapped[str | None] = mapped_column(String)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -77,8 +77,8 @@ def budget(form: Form, prefix: str = "", where: str = "budget") -> dict[str, Any
     given = _pair(form, f"{prefix}budget_max_limit", f"{prefix}budget_reset_duration", where, "budget")
     if given is None:
         return None
-    return {"max_limit": given[0], "reset_duration": given[1],
-            "calendar_aligned": form.checked(f"{prefix}budget_calendar_aligned")}
+    return _with_mode(form, prefix, "budget", {"max_limit": given[0], "reset_duration": given[1],
+                                               "calendar_aligned": form.checked(f"{prefix}budget_calendar_aligned")})
 
 
 def rate_limit(form: Form, prefix: str = "", where: str = "rate_limit") -> dict[str, Any] | None:
@@ -90,7 +90,7 @@ def rate_limit(form: Form, prefix: str = "", where: str = "rate_limit") -> dict[
         body[f"{side}_max_limit"], body[f"{side}_reset_duration"] = given if given else (None, None)
     if all(value is None for value in body.values()):
         return None
-    return body
+    return _with_mode(form, prefix, "rate_limit", body)
 
 
 def concurrency(form: Form, prefix: str = "", where: str = "concurrency") -> dict[str, Any] | None:
@@ -101,7 +101,15 @@ def concurrency(form: Form, prefix: str = "", where: str = "concurrency") -> dic
             raise FormError(f"{where}.max_in_flight", "concurrency: a queue wait needs a maximum of requests "
                                                       "in flight, or leave both empty for no limit")
         return None
-    return {"max_in_flight": limit, "queue_timeout_ms": wait or 0}
+    return _with_mode(form, prefix, "concurrency", {"max_in_flight": limit, "queue_timeout_ms": wait or 0})
+
+
+def _with_mode(form: Form, prefix: str, which: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the limit's ``mode`` (shadow when its box is ticked), when the form
+    showed the shadow boxes at all: a form without them leaves the stored mode alone."""
+    if form.checked(f"{prefix}modes_shown"):
+        body["mode"] = "shadow" if form.checked(f"{prefix}{which}_shadow") else "enforce"
+    return body
 
 
 def owner(form: Form) -> dict[str, str | None]:

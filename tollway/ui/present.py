@@ -86,6 +86,7 @@ class Meter:
     duration: str | None
     reset_at: str | None
     now_ms: int
+    shadow: bool = False  # mode: shadow: counted, never denies (shown as a badge)
 
     @property
     def share(self) -> float:
@@ -136,17 +137,18 @@ def meters(view: dict[str, Any] | None, now_ms: int, label: str = "") -> list[Me
     if budget:
         out.append(Meter(f"{prefix}budget".strip().capitalize(), "budget", budget["current_usage"],
                          budget.get("reserved") or 0, budget["max_limit"], budget["reset_duration"],
-                         budget.get("reset_at"), now_ms))
+                         budget.get("reset_at"), now_ms, budget.get("mode") == "shadow"))
     rate = view.get("rate_limit") or {}
     for side, kind in (("request", "requests"), ("token", "tokens")):
         if rate.get(f"{side}_max_limit") is not None and rate.get(f"{side}_reset_duration"):
             out.append(Meter(f"{prefix}{kind}".strip().capitalize(), kind, rate.get(f"{side}_current_usage") or 0,
                              rate.get(f"{side}_reserved") or 0, rate[f"{side}_max_limit"],
-                             rate[f"{side}_reset_duration"], rate.get(f"{side}_reset_at"), now_ms))
+                             rate[f"{side}_reset_duration"], rate.get(f"{side}_reset_at"), now_ms,
+                             rate.get("mode") == "shadow"))
     concurrency = view.get("concurrency")
     if concurrency:
         out.append(Meter(f"{prefix}in flight".strip().capitalize(), "in_flight", 0, concurrency.get("in_flight") or 0,
-                         concurrency["max_in_flight"], None, None, now_ms))
+                         concurrency["max_in_flight"], None, None, now_ms, concurrency.get("mode") == "shadow"))
     return out
 
 
@@ -154,7 +156,7 @@ def usage_meter(entry: dict[str, Any], now_ms: int) -> Meter:
     """A meter for one row of ``/api/governance/usage``."""
     label = "In flight" if entry["kind"] == "in_flight" else entry["kind"].capitalize()
     return Meter(label, entry["kind"], entry["used"], entry.get("reserved") or 0,
-                 entry["limit"], entry["duration"], entry.get("reset_at"), now_ms)
+                 entry["limit"], entry["duration"], entry.get("reset_at"), now_ms, entry.get("mode") == "shadow")
 
 
 LEVEL_NAMES = {"provider": "provider", "model": "model config", "virtual_key": "virtual key",

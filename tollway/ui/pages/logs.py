@@ -19,7 +19,8 @@ from tollway.ui.client import ApiProblem
 from tollway.ui.web import LIST_LIMIT, Ui, with_query
 
 PAGE_SIZE = 50
-FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "start", "end")
+FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "start", "end",
+           "would_deny")  # would_deny "true": only requests a shadow limit would have denied (SPEC §8)
 DECISIONS = [decision.value for decision in Decision]
 
 
@@ -65,6 +66,8 @@ class LogPages:
         for level, kind in lookup.BY_LEVEL.items():
             ids = {row[f"{level}_id"] for row in rows if row.get(f"{level}_id")}
             ids |= {row["denied_id"] for row in rows if row.get("denied_level") == level and row.get("denied_id")}
+            ids |= {row["would_deny_id"] for row in rows
+                    if row.get("would_deny_level") == level and row.get("would_deny_id")}
             for ident, name in (await lookup.names_of(self.ui.api, kind, ids, names[level])).items():
                 if name is None:
                     deleted.add((level, ident))
