@@ -7,7 +7,7 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -86,8 +86,10 @@ class RunningGateway:
         return self.call(self.runtime.store.export())
 
 
-def start_gateway(config: dict[str, Any]) -> RunningGateway:
-    app = create_app(settings_from_dict(config))
+def start_gateway(config: dict[str, Any], *, clock_ms: Callable[[], int] | None = None) -> RunningGateway:
+    """The gateway for ``config``, on its wall clock or on the injected ``clock_ms`` (epoch ms)."""
+    settings = settings_from_dict(config)
+    app = create_app(settings) if clock_ms is None else Gateway(Runtime(settings, clock_ms=clock_ms))
     server = ThreadedServer(app)
     server.start()
     return RunningGateway(f"http://127.0.0.1:{server.port}", app, server)
