@@ -22,6 +22,7 @@ from tollway.store.tables import VirtualKey
 KEYS = "/api/governance/virtual-keys"
 MODEL = "openai/gpt-4o-mini"
 HOUR_MS = 3_600_000
+FILE_EXPIRED = "tw-expired-in-the-config-file-0123456"
 
 
 class ShiftedClock:
@@ -46,8 +47,10 @@ def clock() -> ShiftedClock:
 def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread, clock: ShiftedClock) -> Iterator[RunningGateway]:
     url = f"sqlite:///{tmp_path_factory.mktemp('lifecycle')}/tollway.db"
     config = gateway_config(url, upstream.url, flush_interval="1h",  # flushed by the tests, when they say
-                            governance={"virtual_keys": [{"id": "vk-file", "name": "from the file",
-                                                          "value": "tw-from-the-config-file-0123456789"}]})
+                            governance={"virtual_keys": [
+                                {"id": "vk-file", "name": "from the file", "value": "tw-from-the-config-file-0123456789"},
+                                {"id": "vk-file-expired", "name": "expired in the file", "value": FILE_EXPIRED,
+                                 "expires_at": "2001-01-01T00:00:00Z"}]})
     running = start_gateway(config, clock_ms=clock)
     yield running
     running.stop()
@@ -120,6 +123,11 @@ def test_expiry_can_be_moved_cleared_and_set_in_the_past_to_end_a_key_now(gatewa
     assert chat(gateway, key["value"]).choices
     audit = api.get("/api/audit", params={"entity_id": key["id"]}).json()["entries"]
     assert [entry["action"] for entry in audit].count("update") == 2
+
+
+def test_a_key_the_config_file_declares_expired_is_refused(gateway, api) -> None:
+    assert api.get(f"{KEYS}/vk-file-expired").json()["virtual_key"]["expires_at"] == "2001-01-01T00:00:00Z"
+    assert refused(gateway, FILE_EXPIRED)["code"] == "virtual_key_expired"
 
 
 @pytest.mark.parametrize(("expires_at", "why"), [
