@@ -4,6 +4,7 @@ client). Keys, teams and customers are named by id or name wherever a command ta
 from __future__ import annotations
 
 import urllib.parse
+from datetime import datetime, timezone
 from typing import Any
 
 import typer
@@ -46,7 +47,8 @@ _MANAGED = ("MANAGED BY", lambda e: e.get("managed_by"))
 _KEY_COLUMNS = [
     ("ID", lambda k: k["id"]), ("NAME", lambda k: k["name"]), ("KEY", lambda k: k.get("value") or f"{k['value_prefix']}…"),
     ("ACTIVE", lambda k: k["is_active"]), ("TEAM", lambda k: k.get("team_id")), ("CUSTOMER", lambda k: k.get("customer_id")),
-    ("BUDGET", budget_text), ("RATE LIMIT", rate_text), _MANAGED,
+    ("BUDGET", budget_text), ("RATE LIMIT", rate_text), ("EXPIRES", lambda k: k.get("expires_at") or "never"),
+    ("LAST USED", lambda k: k.get("last_used_at") or "never"), _MANAGED,
 ]
 _TEAM_COLUMNS = [("ID", lambda t: t["id"]), ("NAME", lambda t: t["name"]), ("CUSTOMER", lambda t: t.get("customer_id")),
                  ("BUDGET", budget_text), ("RATE LIMIT", rate_text), _MANAGED]
@@ -107,13 +109,15 @@ def create_key(key_id: str = typer.Option(None, "--id", help="The key's id (gene
                team: str = typer.Option(None, help="The team's id or name."),
                customer: str = typer.Option(None, help="The customer's id or name."),
                models: str = typer.Option(None, help="Allowed models, comma-separated."),
+               expires_at: str = typer.Option(None, "--expires-at",
+                                              help="When the key stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z)."),
                budget: float = _BUDGET, budget_period: str = _BUDGET_PERIOD, requests: int = _REQUESTS,
                requests_period: str = _REQUESTS_PERIOD, tokens: int = _TOKENS, tokens_period: str = _TOKENS_PERIOD,
                url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Create a virtual key; its value is printed once."""
     api = client(url, token)
     body: dict[str, Any] = {"id": key_id, "name": name, "team_id": find_id(api, TEAM, team),
-                            "customer_id": find_id(api, CUSTOMER, customer),
+                            "customer_id": find_id(api, CUSTOMER, customer), "expires_at": expires_at,
                             **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
     if models:
         body["allowed_models"] = [m.strip() for m in models.split(",") if m.strip()]
@@ -141,6 +145,39 @@ def block_key(key_id: str = _KEY_REF, url: str = UrlOption, token: str = TokenOp
 def unblock_key(key_id: str = _KEY_REF, url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Unblock a key."""
     _set_active(key_id, True, url, token, as_json)
+
+
+@keys_app.command("rotate")
+def rotate_key(ref: str = _KEY_REF,
+               grace: str = typer.Option(None, "--grace", help="How long the old value keeps working: 15m, 1h, 1d … "
+                                                               "(at most 30d). Omitted: it stops at once."),
+               yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+               url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+    """Give a key a new value (printed once). The old value works for the grace period,
+    then gets 401; rotating again during a grace period ends the oldest value at once."""
+    api = client(url, token)
+    key = find(api, KEY, ref)
+    if not yes:
+        until = f"for {grace}" if grace else "no longer"
+        typer.confirm(f"Rotate virtual key {key['id']!r} ({key.get('name')})? Its current value will work {until}.",
+                      abort=True)
+    run(lambda: api.request("POST", f"{KEY.path}/{_quoted(key['id'])}/rotate", {"grace_period": grace}), as_json,
+        lambda r: f"{r['message']}\nnew value: {r['virtual_key']['value']}")
+
+
+@keys_app.command("expire")
+def expire_key(ref: str = _KEY_REF,
+               at: str = typer.Option(None, "--at", help="When the key stops working (RFC 3339); 'now' for at once."),
+               never: bool = typer.Option(False, "--never", help="Remove the expiry: the key works until blocked."),
+               url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+    """Set or clear when a key stops working (401 virtual_key_expired after it)."""
+    if (at is None) == (not never):
+        raise typer.BadParameter("give --at TIME (or --at now) or --never")
+    expires_at = None if never else datetime.now(timezone.utc).isoformat() if at == "now" else at
+    api = client(url, token)
+    key_id = find(api, KEY, ref)["id"]
+    run(lambda: api.request("PUT", f"{KEY.path}/{_quoted(key_id)}", {"expires_at": expires_at}), as_json,
+        lambda r: table([r["virtual_key"]], _KEY_COLUMNS))
 
 
 @teams_app.command("create")

@@ -177,3 +177,38 @@ def test_spend_groups_by_key_with_names_in_table_csv_and_json(tollway, gateway: 
     assert "(none)" in tollway("spend", "--by", "model", "--model", "openai/no-such-model")
     bad = tollway("spend", "--start", "2026-01-02", "--end", "2026-01-01", code=1)
     assert "--start" in bad
+
+
+def _chat(gateway: RunningGateway, value: str) -> None:
+    client = openai.OpenAI(base_url=gateway.v1, api_key=value, max_retries=0)
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_rotate_prints_the_new_value_once_and_the_old_one_works_for_the_grace(tollway, gateway: RunningGateway) -> None:
+    key = json.loads(tollway("keys", "create", "--name", unique("rotated"), "--expires-at", "2099-01-01T00:00:00Z",
+                             "--json"))["virtual_key"]
+    assert key["expires_at"] == "2099-01-01T00:00:00Z"
+    assert "2099-01-01T00:00:00Z" in tollway("keys", "show", key["id"])
+    out = tollway("keys", "rotate", key["id"], "--grace", "1h", "--yes")
+    new = out.split("new value: ")[1].strip()
+    assert new.startswith("tw-") and "works until" in out
+    _chat(gateway, new)
+    _chat(gateway, key["value"])
+    assert new not in tollway("keys", "show", key["id"])  # shown once
+    tollway("keys", "rotate", key["id"], "--yes")  # no grace: the current value stops at once
+    with pytest.raises(openai.AuthenticationError):
+        _chat(gateway, new)
+    assert "grace_period" in tollway("keys", "rotate", key["id"], "--grace", "1M", "--yes", code=1)
+
+
+def test_expire_now_refuses_the_next_request_and_never_restores(tollway, gateway: RunningGateway) -> None:
+    key = json.loads(tollway("keys", "create", "--name", unique("expiring"), "--json"))["virtual_key"]
+    tollway("keys", "expire", key["id"], "--at", "now")
+    with pytest.raises(openai.AuthenticationError) as caught:
+        _chat(gateway, key["value"])
+    assert caught.value.body["type"] == "virtual_key_expired"
+    tollway("keys", "expire", key["id"], "--never")
+    _chat(gateway, key["value"])
+    tollway("keys", "expire", key["id"], code=2)  # neither --at nor --never
+    assert "file key" in tollway("keys", "show", "vk-from-file")
+    assert "managed" in tollway("keys", "rotate", "vk-from-file", "--yes", code=1).lower()

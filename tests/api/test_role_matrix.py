@@ -45,7 +45,7 @@ _MODELS = "/api/governance/model-configs"
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", _KEYS): READ_M, ("POST", _KEYS): WRITE_M, ("POST", _KEYS + "/bulk"): WRITE_M,
     ("GET", _KEY): READ_M, ("PUT", _KEY): WRITE_M, ("PATCH", _KEY): WRITE_M, ("DELETE", _KEY): WRITE_M,
-    ("POST", _KEY + "/budget/reset"): WRITE_M, ("POST", _KEY + "/rate-limit/reset"): WRITE_M,
+    ("POST", _KEY + "/budget/reset"): WRITE_M, ("POST", _KEY + "/rotate"): WRITE_M, ("POST", _KEY + "/rate-limit/reset"): WRITE_M,
     ("POST", _KEY + "/provider-configs/{provider}/budget/reset"): WRITE_M,
     ("POST", _KEY + "/provider-configs/{provider}/rate-limit/reset"): WRITE_M,
     ("GET", _TEAMS): READ_M, ("POST", _TEAMS): WRITE_CM,

@@ -6,7 +6,7 @@ pruned or unknown changes) or a database behind the node reloads everything."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -29,6 +29,8 @@ from tollway.store.version import bump_version, lock_config
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NEW_VALUE = "tw-new-value-0123456789abcdefghij"
+ROTATED = "tw-rotated-value-0123456789abcdefgh"
+ROTATED_AGAIN = "tw-rotated-again-0123456789abcdefg"
 Write = Callable[[EntityWriter], None]
 
 
@@ -96,6 +98,25 @@ def block_key(writer: EntityWriter) -> None:
 
 def replace_key_value(writer: EntityWriter) -> None:
     row, diff = writer.upsert(_key(writer), VirtualKey, {}, {"value_hash": sha256(NEW_VALUE), "value_prefix": "tw-new-"})
+    writer.record(row, "virtual_key", "vk-search", diff)
+
+
+def rotate_key(value: str, grace: timedelta | None) -> Write:
+    """A rotation to ``value`` whose replaced value keeps working for ``grace`` (None: not at all)."""
+    def rotate(writer: EntityWriter) -> None:
+        row = _key(writer)
+        values = {"value_hash": sha256(value), "value_prefix": value[:8],
+                  "previous_value_hash": row.value_hash if grace else None,
+                  "previous_value_expires_at": NOW + grace if grace else None}
+        row, diff = writer.upsert(row, VirtualKey, {}, values)
+        writer.record(row, "virtual_key", "vk-search", diff)
+
+    rotate.__name__ = f"rotate_key_to_{value}"
+    return rotate
+
+
+def expire_key(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(_key(writer), VirtualKey, {}, {"expires_at": NOW + timedelta(days=1)})
     writer.record(row, "virtual_key", "vk-search", diff)
 
 
@@ -172,7 +193,9 @@ def delete_keys_team_and_customer(writer: EntityWriter) -> None:
 
 STEPS: list[Write] = [
     create_customer, create_team, create_key, block_key, replace_key_value,
-    move_key_to_customer_and_drop_its_provider_configs, change_team_budget, shadow_the_team_budget_and_key_limits,
+    rotate_key(ROTATED, timedelta(hours=1)), expire_key, rotate_key(ROTATED_AGAIN, timedelta(minutes=5)),
+    rotate_key(ROTATED_AGAIN + "-x", None), move_key_to_customer_and_drop_its_provider_configs, change_team_budget,
+    shadow_the_team_budget_and_key_limits,
     drop_provider_limits, limit_a_provider,
     rename_model_config, create_model_config, reset_a_provider_config, delete_model_configs,
     delete_keys_team_and_customer,
@@ -228,6 +251,32 @@ async def test_a_replaced_or_deleted_key_value_stops_working_at_once(db: Databas
     assert sha256(SEARCH_VK) not in snapshot.keys_by_hash
     assert snapshot.keys_by_hash[sha256(NEW_VALUE)].id == "vk-search"
     assert held.keys_by_hash[sha256(SEARCH_VK)].id == "vk-search"  # a reader's snapshot never changes
+
+
+async def test_a_rotation_keeps_the_replaced_value_for_its_grace_and_a_second_one_drops_the_oldest(db: Database) -> None:
+    follower = await following(db)
+    await commit_change(db, rotate_key(ROTATED, timedelta(hours=1)))
+    snapshot = await follower.refresh()
+    current, retired = snapshot.keys_by_hash[sha256(ROTATED)], snapshot.keys_by_hash[sha256(SEARCH_VK)]
+    assert (current.id, current.retired_value, current.previous_hash) == ("vk-search", False, sha256(SEARCH_VK))
+    assert (retired.id, retired.retired_value) == ("vk-search", True)
+    assert retired.expires_at_ms == int((NOW + timedelta(hours=1)).timestamp() * 1000)
+    assert retired.limits == current.limits  # one key: the same counters whichever value is presented
+    await commit_change(db, expire_key)  # the key's expiry bounds its replaced value too
+    snapshot = await follower.refresh()
+    assert snapshot.keys_by_hash[sha256(SEARCH_VK)].expires_at_ms == int((NOW + timedelta(hours=1)).timestamp() * 1000)
+    assert snapshot.keys_by_hash[sha256(ROTATED)].expires_at_ms == int((NOW + timedelta(days=1)).timestamp() * 1000)
+    await commit_change(db, rotate_key(ROTATED_AGAIN, timedelta(minutes=5)))
+    snapshot = await follower.refresh()
+    assert sha256(SEARCH_VK) not in snapshot.keys_by_hash  # the oldest value stops at once
+    assert snapshot.keys_by_hash[sha256(ROTATED)].retired_value
+    assert not snapshot.keys_by_hash[sha256(ROTATED_AGAIN)].retired_value
+    await commit_change(db, rotate_key(NEW_VALUE, None))
+    snapshot = await follower.refresh()
+    assert {key.id for key in snapshot.keys_by_hash.values()} == {"vk-search"}
+    assert [digest for digest, key in snapshot.keys_by_hash.items() if key.id == "vk-search"] == [sha256(NEW_VALUE)]
+    assert plain(snapshot) == await full(db)
+    assert follower.full_loads == 1
 
 
 async def test_a_version_missing_from_the_log_reloads_everything(db: Database) -> None:

@@ -7,7 +7,7 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -87,7 +87,12 @@ class RunningGateway:
         return self.call(self.runtime.store.export())
 
 
-def start_gateway(config: dict[str, Any], services: Services | None = None) -> RunningGateway:
+def start_gateway(config: dict[str, Any], services: Services | None = None, *,
+                  clock_ms: Callable[[], int] | None = None) -> RunningGateway:
+    """The gateway for ``config`` with ``services`` injected; ``clock_ms`` (epoch ms) alone
+    is short for ``Services(clock_ms=clock_ms)``."""
+    if clock_ms is not None:
+        services = Services(clock_ms=clock_ms)
     app = create_app(settings_from_dict(config), services)
     server = ThreadedServer(app)
     server.start()

@@ -8,10 +8,11 @@ import pytest
 from tests import factories as f
 from tollway.governance.counters.base import AcquireResult, CounterReading, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
-from tollway.governance.decisions import Decision, Denial, denial_headers, error_body, reset_text
+from tollway.governance.decisions import Decision, Denial, denial_headers, error_body, iso_utc, reset_text
 from tollway.governance.durations import Alignment, parse_duration
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.engine import (
+    IN_FLIGHT_RETRY,
     Allowed,
     LimitCheck,
     Plan,
@@ -341,11 +342,18 @@ def test_allowed_carries_the_tightest_request_and_token_headers() -> None:
         b"x-ratelimit-reset-requests": b"54m0s",
         b"x-ratelimit-limit-tokens": b"5000", b"x-ratelimit-remaining-tokens": b"4900",
         b"x-ratelimit-reset-tokens": b"1m0s",
+        b"x-tollway-budget-remaining": b"0", b"x-tollway-budget-reset": iso_utc(NOW + 86_400_000).encode(),
     }
 
 
-def test_allowed_without_rate_limits_carries_no_headers() -> None:
+def test_allowed_without_rate_limits_carries_only_the_budget_headers() -> None:
     verdict = decide(Plan((_check(Kind.BUDGET, 5),), (1,)), AcquireResult(-1, (CounterReading(0, 1, NOW),)), NOW)
+    assert [name for name, _ in verdict.headers] == [b"x-tollway-budget-remaining", b"x-tollway-budget-reset"]
+
+
+def test_allowed_without_any_limit_but_in_flight_carries_no_headers() -> None:
+    check = LimitCheck(f.governed(Level.VIRTUAL_KEY, "vk").scope, Kind.IN_FLIGHT, "cf:x", 3, IN_FLIGHT_RETRY)
+    verdict = decide(Plan((check,), (1,)), AcquireResult(-1, (CounterReading(0, 1, 0),)), NOW)
     assert verdict == Allowed([])
 
 

@@ -74,7 +74,7 @@ def _key_hash(snapshot: PolicySnapshot, ask: ExplainRequest) -> str | None:
     if ask.virtual_key_id is None:
         return hash_key(ask.virtual_key) if ask.virtual_key is not None else None
     for digest, policy in snapshot.keys_by_hash.items():
-        if policy.id == ask.virtual_key_id:
+        if policy.id == ask.virtual_key_id and not policy.retired_value:
             return digest
     raise not_found("virtual key", ask.virtual_key_id)
 

@@ -76,6 +76,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PATCH", _KEY): _write(checks.key_update, "the key"),
     ("DELETE", _KEY): _KEY_WRITE,
     ("POST", _KEY + "/budget/reset"): _KEY_WRITE,
+    ("POST", _KEY + "/rotate"): _KEY_WRITE,
     ("POST", _KEY + "/rate-limit/reset"): _KEY_WRITE,
     ("POST", _KEY + "/provider-configs/{provider}/budget/reset"): _KEY_WRITE,
     ("POST", _KEY + "/provider-configs/{provider}/rate-limit/reset"): _KEY_WRITE,

@@ -83,6 +83,11 @@ class VirtualKeyView(BaseModel):
                                         "resets) or `api`.")
     created_at: str | None
     updated_at: str | None
+    expires_at: str | None = Field(None, description="When the key stops working (null: never).")
+    previous_value_expires_at: str | None = Field(
+        None, description="After a rotation with a grace period: when the replaced value stops working.")
+    last_used_at: str | None = Field(
+        None, description="The key's latest request (written with the usage flush: up to one flush interval late).")
 
 
 class TeamView(BaseModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from tollway.config.schema import (
     MAX_IN_FLIGHT,
@@ -29,6 +29,7 @@ from tollway.config.schema import (
     TeamConfig,
     VirtualKeyConfig,
 )
+from tollway.governance.durations import parse_duration
 
 
 class _Body(BaseModel):
@@ -55,6 +56,35 @@ class VirtualKeyCreate(VirtualKeyConfig):
     omitted, and returned once by the create call only; ``id`` is generated when omitted."""
 
     id: NonEmpty | None = None  # type: ignore[assignment]
+
+
+class KeyRotation(_Body):
+    """``POST /virtual-keys/{id}/rotate``: how long the value being replaced keeps working."""
+
+    grace_period: str | None = Field(
+        default=None, description="How long the replaced value keeps working: '30s', '15m', '1h', '1d', '1w' "
+                                  "(at most 30 days). Omitted, null or '0s': it stops at once.")
+
+    @field_validator("grace_period")
+    @classmethod
+    def _grace_shape(cls, value: str | None) -> str | None:
+        grace_period_ms(value)  # raises ValueError with the accepted forms
+        return value
+
+
+MAX_GRACE_MS = 30 * 24 * 3_600_000
+
+
+def grace_period_ms(text: str | None) -> int:
+    """A rotation's grace period in ms: 0 for none; fixed units only (a month has no one length)."""
+    if text is None or text.strip() in ("0", "0s", "0m", "0h", "0d", "0w"):
+        return 0
+    duration = parse_duration(text.strip())
+    if duration.fixed_ms is None:
+        raise ValueError(f"grace_period {text!r}: use s, m, h, d or w (a calendar month or year has no fixed length)")
+    if duration.fixed_ms > MAX_GRACE_MS:
+        raise ValueError(f"grace_period {text!r} is longer than the longest allowed, 30d")
+    return duration.fixed_ms
 
 
 class TeamCreate(TeamConfig):
@@ -125,6 +155,9 @@ class VirtualKeyUpdate(_GovernedUpdate):
     allowed_models: list[NonEmpty] | None = None
     provider_configs: list[ProviderConfigEntry] | None = Field(
         default=None, description="The complete new list (matched by provider: configs that stay keep their usage).")
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working (RFC 3339 with a time zone); null: never. "
+                                  "A time already past expires the key at once.")
 
     _present = field_validator("name", "description", "is_active", "allowed_models", "provider_configs",
                                mode="before")(_not_null)

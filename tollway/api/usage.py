@@ -14,10 +14,9 @@ from tollway.api.context import PageDep, RuntimeDep
 from tollway.api.errors import bad_request
 from tollway.api.responses import UsageList
 from tollway.governance.decisions import iso_utc
-from tollway.governance.durations import next_reset_ms
-from tollway.governance.engine import LimitCheck, Plan, acquire_ops
-from tollway.governance.inventory import snapshot_checks
-from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, Level
+from tollway.governance.engine import Plan, acquire_ops
+from tollway.governance.inventory import limit_view, snapshot_checks
+from tollway.governance.model import Kind, Level
 
 router = APIRouter(prefix="/api/governance", tags=["usage"])
 
@@ -48,40 +47,6 @@ async def usage(
     checks = tuple(check for check, _ in selected)
     ops = acquire_ops(Plan(checks, (0,) * len(checks)), now)
     readings = await runtime.store.read(ops) if ops else ()
-    entries = []
-    for (check, parent), reading in zip(selected, readings):
-        if check.kind is Kind.IN_FLIGHT:
-            entries.append(_in_flight_entry(check, parent, reading.reserved))
-            continue
-        money = check.kind is Kind.BUDGET
-        scale: float = NANO_PER_USD if money else 1  # counts stay integers
-        reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
-        entries.append({
-            "level": check.scope.level.value, "id": check.scope.id, "name": check.scope.name,
-            "virtual_key_id": parent, "kind": check.kind.value,
-            "unit": "usd" if money else check.kind.value, "limit_id": check.counter.partition(":")[2],
-            "limit": _amount(check.limit, scale), "used": _amount(reading.used, scale),
-            "reserved": _amount(reading.reserved, scale),
-            "remaining": _amount(max(0, check.limit - reading.used - reading.reserved), scale),
-            "duration": str(check.duration), "last_reset": iso_utc(reading.last_reset_ms),
-            "reset_at": iso_utc(reset_at), "reset_in_s": max(0, reset_at - now) / 1000,
-            "enforcement": "strict" if check.enforcement.strict else "estimate",
-            "on_insufficient": "clamp" if check.enforcement.clamp else "refuse",
-            "mode": SHADOW if check.shadow else ENFORCE,
-        })
+    entries = [limit_view(check, parent, reading, now) for (check, parent), reading in zip(selected, readings)]
     return {"usage": entries, "count": len(rows), "limit": page.limit, "offset": page.offset, "at": iso_utc(now)}
 
-
-def _in_flight_entry(check: LimitCheck, parent: str | None, in_flight: int) -> dict[str, Any]:
-    """A concurrency limit: the requests in flight are its reservations; it has no window."""
-    return {
-        "level": check.scope.level.value, "id": check.scope.id, "name": check.scope.name,
-        "virtual_key_id": parent, "kind": check.kind.value, "unit": "requests",
-        "limit_id": check.counter.partition(":")[2], "limit": check.limit, "used": 0, "reserved": in_flight,
-        "remaining": max(0, check.limit - in_flight), "duration": None, "last_reset": None, "reset_at": None,
-        "reset_in_s": None, "mode": SHADOW if check.shadow else ENFORCE,
-    }
-
-
-def _amount(value: int, scale: float) -> int | float:
-    return value if scale == 1 else value / scale

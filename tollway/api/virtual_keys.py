@@ -46,6 +46,9 @@ def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict
         "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
         "concurrency": live.concurrency(row.concurrency),
         "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
+        "expires_at": iso(row.expires_at),
+        "previous_value_expires_at": iso(row.previous_value_expires_at) if row.previous_value_hash else None,
+        "last_used_at": iso(row.last_used_at),
     }
 
 
@@ -92,8 +95,11 @@ async def create_key(body: VirtualKeyCreate, runtime: RuntimeDep) -> dict[str, A
     def write(writer: ApiWriter) -> VirtualKey:
         session = writer.session
         KEYS.check_new(session, key_id)
+        if body.expires_at is not None and body.expires_at <= writer.now:
+            raise invalid("expires_at", f"{body.expires_at.isoformat()} is not in the future: the key would never work")
         digest = hash_key(value)
-        owner = session.scalar(select(VirtualKey.id).where(VirtualKey.value_hash == digest))
+        owner = session.scalar(select(VirtualKey.id).where(
+            (VirtualKey.value_hash == digest) | (VirtualKey.previous_value_hash == digest)))
         if owner is not None:
             raise conflict(f"value: already used by virtual key {owner!r}")
         check_team(session, body.team_id)
@@ -112,7 +118,7 @@ def add_key(writer: ApiWriter, body: VirtualKeyCreate, key_id: str, value: str) 
     values = {"name": body.name, "description": body.description, "is_active": body.is_active,
               "team_id": body.team_id, "customer_id": body.customer_id,
               "allowed_models": list(body.allowed_models), "value_hash": digest,
-              "value_prefix": value[:VALUE_PREFIX_LENGTH]}
+              "value_prefix": value[:VALUE_PREFIX_LENGTH], "expires_at": body.expires_at}
     row, diff = KEYS.insert(writer, {"id": key_id}, values, body)
     writer.sync_provider_configs(row, body.provider_configs, diff)
     writer.record(row, KIND, key_id, diff)
@@ -132,8 +138,8 @@ async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
 
     def write(writer: ApiWriter) -> VirtualKey:
         row = KEYS.load_to_change(writer.session, key_id)
-        values = {name: getattr(body, name) for name in ("name", "description", "is_active", "allowed_models")
-                  if name in stated}
+        values = {name: getattr(body, name)
+                  for name in ("name", "description", "is_active", "allowed_models", "expires_at") if name in stated}
         if stated & {"team_id", "customer_id"}:
             team_id = body.team_id if "team_id" in stated else row.team_id
             customer_id = body.customer_id if "customer_id" in stated else row.customer_id

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import annotated_types
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -377,7 +377,8 @@ def _annotation_text(annotation: Any) -> str:
         return f"map of {_annotation_text(args[0])} to {_annotation_text(args[1])}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return f"`{annotation.__name__}`"
-    names = {str: "string", int: "integer", float: "number", bool: "boolean", Decimal: "decimal"}
+    names = {str: "string", int: "integer", float: "number", bool: "boolean", Decimal: "decimal",
+             AwareDatetime: "RFC 3339 time"}
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway.alerts.config import AlertsConfig
 from tollway.governance.durations import Alignment, check_alignment, parse_duration
@@ -163,6 +163,10 @@ class VirtualKeyConfig(_Governed):
     customer_id: NonEmpty | None = None
     allowed_models: list[NonEmpty] = []
     provider_configs: list[ProviderConfigEntry] = []
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working (RFC 3339 with a time zone, e.g. "
+                                  "2027-01-31T00:00:00Z): requests with it get 401 virtual_key_expired. "
+                                  "Omitted: never.")
 
     _blank = field_validator("id", "name", "team_id", "customer_id")(_no_blank)
 

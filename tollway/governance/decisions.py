@@ -7,6 +7,7 @@ on. Statuses live in one mapping so that no route invents its own.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ class Decision(str, enum.Enum):
     VIRTUAL_KEY_REQUIRED = "virtual_key_required"
     VIRTUAL_KEY_NOT_FOUND = "virtual_key_not_found"
     VIRTUAL_KEY_BLOCKED = "virtual_key_blocked"
+    VIRTUAL_KEY_EXPIRED = "virtual_key_expired"
     PROVIDER_BLOCKED = "provider_blocked"
     MODEL_BLOCKED = "model_blocked"
     TOKEN_LIMITED = "token_limited"
@@ -42,6 +44,7 @@ _STATUS: dict[Decision, int] = {
     Decision.VIRTUAL_KEY_REQUIRED: 401,
     Decision.VIRTUAL_KEY_NOT_FOUND: 401,  # Bifrost answers 403; users asked for 401 (SPEC §3)
     Decision.VIRTUAL_KEY_BLOCKED: 403,
+    Decision.VIRTUAL_KEY_EXPIRED: 401,
     Decision.PROVIDER_BLOCKED: 403,
     Decision.MODEL_BLOCKED: 403,
     Decision.TOKEN_LIMITED: 429,
@@ -98,6 +101,38 @@ def key_not_found() -> Denial:
 
 def key_blocked(scope: Scope) -> Denial:
     return Denial(Decision.VIRTUAL_KEY_BLOCKED, f"Virtual key '{scope.name}' is inactive", scope)
+
+
+def key_expired(scope: Scope, expired_at_ms: int, retired_value: bool) -> Denial:
+    """A key past its ``expires_at``, or a value replaced by a rotation past its grace period."""
+    if retired_value:
+        message = (f"This value of virtual key '{scope.name}' was replaced by a rotation; its grace period ended "
+                   f"at {iso_utc(expired_at_ms)}: use the key's new value")
+    else:
+        message = f"Virtual key '{scope.name}' expired at {iso_utc(expired_at_ms)}"
+    return Denial(Decision.VIRTUAL_KEY_EXPIRED, message, scope)
+
+
+def budget_headers(remaining_nano: int, reset_at_ms: int) -> list[tuple[bytes, bytes]]:
+    """``x-tollway-budget-remaining`` (USD, plain decimal) and ``x-tollway-budget-reset``
+    (RFC 3339) of the tightest budget."""
+    return [(b"x-tollway-budget-remaining", usd_plain(remaining_nano)), (b"x-tollway-budget-reset", _reset_at(reset_at_ms))]
+
+
+def usd_plain(nano: int) -> bytes:
+    """Nano-dollars as a plain decimal of USD, exact and without trailing zeros ("9.9995"); 0 below zero."""
+    if nano <= 0:
+        return b"0"
+    whole, fraction = divmod(nano, NANO_PER_USD)
+    if not fraction:
+        return b"%d" % whole
+    return (b"%d.%09d" % (whole, fraction)).rstrip(b"0")
+
+
+@functools.lru_cache(maxsize=1024)
+def _reset_at(ms: int) -> bytes:
+    # A window's reset instant stays the same for the whole window: formatted once, not per request.
+    return iso_utc(ms).encode()
 
 
 def provider_blocked(scope: Scope, provider: str, allowed: Iterable[str]) -> Denial:

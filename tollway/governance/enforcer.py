@@ -145,7 +145,7 @@ class Enforcer:
         such a waiting request (see `wait_for_slot`).
         """
         now = self._clock_ms()
-        planned = plan(snapshot, facts, self._static_checks)
+        planned = plan(snapshot, facts, self._static_checks, now_ms=now)
         if isinstance(planned, Denial):
             return self._refused(snapshot, facts, planned)
         if self._queues.waiting and not _queued:
@@ -308,10 +308,10 @@ class Enforcer:
 
     async def explain(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Explanation:
         """Where every limit for ``facts`` stands and what the request would get now."""
-        planned = plan(snapshot, facts, self._static_checks)
+        now = self._clock_ms()
+        planned = plan(snapshot, facts, self._static_checks, now_ms=now)
         if isinstance(planned, Denial):
             return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
-        now = self._clock_ms()
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
         denial, limits = assess(planned, readings, now)
         decision = Decision.ALLOW if denial is None else denial.decision

@@ -159,15 +159,16 @@ def hash_key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | None = None) -> Plan | Denial:
+def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | None = None, *,
+         now_ms: int = 0) -> Plan | Denial:
     """The limits a request must pass, or the identity denial that stops it first.
 
     Deliberate deviation from SPEC §3's order: the key's identity checks (required,
-    exists, active, provider and model allowed) run before any counter check. A caller
-    with an invalid key must learn nothing about limits, and those checks need no
-    counter. Pass ``static`` to reuse memoised check tuples (see `static_checks`).
+    exists, not expired at ``now_ms``, active, provider and model allowed) run before any
+    counter check. A caller with an invalid key must learn nothing about limits, and those
+    checks need no counter. Pass ``static`` to reuse memoised check tuples (see `static_checks`).
     """
-    key = _identify(snapshot, facts)
+    key = _identify(snapshot, facts, now_ms)
     if isinstance(key, Denial):
         return key
     checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
@@ -254,13 +255,14 @@ def release_ops(plan: Plan, now_ms: int, memo: WindowMemo | None = None) -> list
 
 def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
     """The verdict on an acquire: the denial of the first check that did not fit, or
-    the rate-limit headers of the tightest enforced request and token checks (and what
-    the first shadow check without room would have denied)."""
+    the rate-limit headers of the tightest enforced request and token checks, the budget
+    headers of the tightest enforced budget (what is left after this request's
+    reservation), and what the first shadow check without room would have denied."""
     if result.failed >= 0:  # never a shadow check: the store holds those to no real limit
         index = result.failed
         return deny(plan.checks[index], result.readings[index], plan.amounts[index], now_ms)
-    # The tightest check of each side: (remaining, check, reading), by slot.
-    tightest: list[tuple[int, LimitCheck, CounterReading] | None] = [None, None]
+    # The tightest check of each side: (remaining, check, reading), by slot (requests, tokens, budget).
+    tightest: list[tuple[int, LimitCheck, CounterReading] | None] = [None, None, None]
     would: Denial | None = None
     for check, reading, amount in zip(plan.checks, result.readings, plan.amounts):
         if check.shadow:  # binds nothing, so no headers; the readings include its own reservation
@@ -268,19 +270,23 @@ def decide(plan: Plan, result: AcquireResult, now_ms: int) -> Allowed | Denial:
                 would = would_deny(check, reading, amount, now_ms)
             continue
         slot = check.slot
-        if slot >= _BUDGET_SLOT:  # budgets and in-flight limits have no x-ratelimit-* headers
+        if slot > _BUDGET_SLOT:  # in-flight limits have no headers
             continue
         remaining = check.limit - reading.used - reading.reserved
         best = tightest[slot]
         if best is None or remaining < best[0]:
             tightest[slot] = (remaining, check, reading)
     headers: list[tuple[bytes, bytes]] = []
-    for side in tightest:
+    for side in tightest[:_BUDGET_SLOT]:
         if side is not None:
             remaining, check, reading = side
-            assert check.header_parts is not None  # requests and tokens checks have them; budgets never get here
+            assert check.header_parts is not None  # requests and tokens checks have them
             headers += decisions.rate_limit_headers(check.header_parts, remaining,
                                                     _next_reset_ms(check, reading.last_reset_ms) - now_ms)
+    budget = tightest[_BUDGET_SLOT]
+    if budget is not None:
+        remaining, check, reading = budget
+        headers += decisions.budget_headers(remaining, _next_reset_ms(check, reading.last_reset_ms))
     return Allowed(headers, would)
 
 
@@ -358,22 +364,24 @@ def shadow_denial(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int)
     return None
 
 
-def _identify(snapshot: PolicySnapshot, facts: RequestFacts) -> VirtualKeyPolicy | Denial | None:
+def _identify(snapshot: PolicySnapshot, facts: RequestFacts, now_ms: int) -> VirtualKeyPolicy | Denial | None:
     """The key presented (None when none is and none is required), or why it cannot be used."""
-    key = identify_key(snapshot, facts.key_hash)
+    key = identify_key(snapshot, facts.key_hash, now_ms)
     if key is None or isinstance(key, Denial):
         return key
     return access_denial(key, facts.provider, facts.model) or key
 
 
-def identify_key(snapshot: PolicySnapshot, key_hash: str | None) -> VirtualKeyPolicy | Denial | None:
+def identify_key(snapshot: PolicySnapshot, key_hash: str | None, now_ms: int) -> VirtualKeyPolicy | Denial | None:
     """The usable key with this hash (None when none is presented and none is required),
-    or the denial of a missing, unknown or inactive key."""
+    or the denial of a missing, unknown, expired (at ``now_ms``) or inactive key."""
     if key_hash is None:
         return decisions.key_required() if snapshot.enforce_virtual_keys else None
     key = snapshot.keys_by_hash.get(key_hash)
     if key is None:
         return decisions.key_not_found()
+    if now_ms >= key.expires_at_ms:
+        return decisions.key_expired(key.limits.scope, key.expires_at_ms, key.retired_value)
     if not key.is_active:
         return decisions.key_blocked(key.limits.scope)
     return key

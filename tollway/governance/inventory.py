@@ -1,16 +1,25 @@
-"""Every limit of a policy snapshot as a `LimitCheck`: what the usage API shows and the
-alert monitor watches. Pure: no I/O, no clock."""
+"""Every limit of a policy snapshot as a `LimitCheck`: what the usage API shows, the
+alert monitor watches and a key's holder reads (`key_checks`), with the one way each is
+presented (`limit_view`). Pure: no I/O, no clock."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from tollway.governance.engine import IN_FLIGHT_RETRY, LimitCheck
+from tollway.governance.counters.base import CounterReading
+from tollway.governance.decisions import iso_utc
+from tollway.governance.durations import next_reset_ms
+from tollway.governance.engine import IN_FLIGHT_RETRY, LimitCheck, access_denial, owner_ids
 from tollway.governance.model import (
+    ENFORCE,
+    NANO_PER_USD,
+    SHADOW,
     Governed,
     Kind,
     Level,
     PolicySnapshot,
+    VirtualKeyPolicy,
     budget_counter,
     in_flight_counter,
     request_counter,
@@ -18,6 +27,7 @@ from tollway.governance.model import (
 )
 
 KIND_ORDER = tuple(kind.value for kind in Kind)
+_LEVEL_ORDER = {level: index for index, level in enumerate(Level)}
 
 
 def snapshot_checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | None]]:
@@ -28,12 +38,44 @@ def snapshot_checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | No
     governed += [(g, None) for g in snapshot.customers.values()]
     governed += [(team.limits, None) for team in snapshot.teams.values()]
     for key in snapshot.keys_by_hash.values():
+        if key.retired_value:  # a rotated-out value: the same key, listed under its current value
+            continue
         governed.append((key.limits, None))
         governed += [(config.limits, key.id) for config in key.provider_configs.values()]
-    checks = [(check, parent) for limits, parent in governed for check in limit_checks(limits)]
-    order = {level: index for index, level in enumerate(Level)}
-    checks.sort(key=lambda item: (order[item[0].scope.level], item[0].scope.id, KIND_ORDER.index(item[0].kind.value)))
+    return _sorted([(check, parent) for limits, parent in governed for check in limit_checks(limits)])
+
+
+def _sorted(checks: list[tuple[LimitCheck, str | None]]) -> list[tuple[LimitCheck, str | None]]:
+    """By level (in `Level` order), id and kind."""
+    checks.sort(key=lambda item: (_LEVEL_ORDER[item[0].scope.level], item[0].scope.id,
+                                  KIND_ORDER.index(item[0].kind.value)))
     return checks
+
+
+def key_checks(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[tuple[LimitCheck, str | None]]:
+    """The limits that bind ``key``: its own and its provider configs', its team's and
+    customer's, and those of the providers and model configs it may use; in the order
+    and form of `snapshot_checks` (nothing of other keys, teams or customers)."""
+    team_id, customer_id = owner_ids(snapshot, key)
+    team = snapshot.teams.get(team_id) if team_id else None
+    customer = snapshot.customers.get(customer_id) if customer_id else None
+    governed: list[tuple[Governed, str | None]] = [
+        (g, None) for name, g in snapshot.providers.items() if not key.provider_configs or name in key.provider_configs]
+    governed += [(g, None) for (model, provider), g in snapshot.model_configs.items() if _may_use(key, model, provider)]
+    governed += [(g, None) for g in (customer, team.limits if team else None, key.limits) if g is not None]
+    governed += [(config.limits, key.id) for config in key.provider_configs.values()]
+    return _sorted([(check, parent) for limits, parent in governed for check in limit_checks(limits)])
+
+
+def _may_use(key: VirtualKeyPolicy, model: str, provider: str | None) -> bool:
+    """Whether ``key`` may send ``model`` to ``provider`` (None: to some provider it may use)."""
+    if provider is not None:
+        return access_denial(key, provider, model) is None
+    if key.provider_configs:
+        return any(access_denial(key, name, model) is None for name in key.provider_configs)
+    # Any provider: the key's allowed models name the model bare or as "provider/model".
+    return not key.allowed_models or any(
+        name == model or name.endswith("/" + model) for name in key.allowed_models)
 
 
 def limit_checks(governed: Governed) -> Iterator[LimitCheck]:
@@ -53,3 +95,30 @@ def limit_checks(governed: Governed) -> Iterator[LimitCheck]:
     if concurrency is not None:
         yield LimitCheck(scope, Kind.IN_FLIGHT, in_flight_counter(concurrency.id), concurrency.max_in_flight,
                          IN_FLIGHT_RETRY, queue_timeout_ms=concurrency.queue_timeout_ms, shadow=concurrency.shadow)
+
+
+def limit_view(check: LimitCheck, parent: str | None, reading: CounterReading, now_ms: int) -> dict[str, Any]:
+    """One limit as it stands (``reading``: its counter under the window current at
+    ``now_ms``), JSON-ready: budgets in USD, times in RFC 3339 UTC. A concurrency limit's
+    reservations are its requests in flight; it has no window."""
+    base = {"level": check.scope.level.value, "id": check.scope.id, "name": check.scope.name,
+            "virtual_key_id": parent, "kind": check.kind.value, "limit_id": check.counter.partition(":")[2]}
+    if check.kind is Kind.IN_FLIGHT:
+        return base | {"unit": "requests", "limit": check.limit, "used": 0, "reserved": reading.reserved,
+                       "remaining": max(0, check.limit - reading.reserved), "duration": None, "last_reset": None,
+                       "reset_at": None, "reset_in_s": None, "mode": SHADOW if check.shadow else ENFORCE}
+    scale = NANO_PER_USD if check.kind is Kind.BUDGET else 1  # counts stay integers
+
+    def amount(value: int) -> int | float:
+        return value if scale == 1 else value / scale
+
+    reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
+    return base | {
+        "unit": "usd" if scale != 1 else check.kind.value, "limit": amount(check.limit), "used": amount(reading.used),
+        "reserved": amount(reading.reserved), "remaining": amount(max(0, check.limit - reading.used - reading.reserved)),
+        "duration": str(check.duration), "last_reset": iso_utc(reading.last_reset_ms), "reset_at": iso_utc(reset_at),
+        "reset_in_s": max(0, reset_at - now_ms) / 1000,
+        "enforcement": "strict" if check.enforcement.strict else "estimate",
+        "on_insufficient": "clamp" if check.enforcement.clamp else "refuse",
+        "mode": SHADOW if check.shadow else ENFORCE,
+    }

@@ -16,6 +16,9 @@ from typing import Any
 from tollway.governance.durations import Alignment, Duration
 
 NANO_PER_USD = 1_000_000_000
+# The expiry of a key that never expires: later than any clock, so that the hot path's
+# expiry check is one integer comparison.
+NEVER_MS = 1 << 62
 
 
 class Level(str, enum.Enum):
@@ -134,6 +137,13 @@ class VirtualKeyPolicy:
     allowed_models: frozenset[str]  # "model" or "provider/model"; empty = all
     provider_configs: Mapping[str, ProviderConfigPolicy]  # by provider name; empty = all providers
     limits: Governed
+    # Epoch ms from which this value no longer authenticates (`NEVER_MS`: never): the key's
+    # ``expires_at``, or for a value replaced by a rotation the end of its grace period.
+    expires_at_ms: int = NEVER_MS
+    # The entry of a value replaced by a rotation (kept under its old hash for the grace
+    # period); the current value's entry names that hash in ``previous_hash``.
+    retired_value: bool = False
+    previous_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

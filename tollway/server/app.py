@@ -13,6 +13,7 @@ from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
+from tollway.server.key_info_route import PATH as KEY_INFO_PATH
 from tollway.server.models_route import ModelsRoute
 from tollway.server.runtime import Runtime
 from tollway.server.services import Services
@@ -37,6 +38,7 @@ class Gateway:
             ("POST", "/v1/responses/input_tokens"): self._proxy(Api.RESPONSES_INPUT_TOKENS),
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
+            ("GET", KEY_INFO_PATH): self._key_info,
             ("GET", "/health"): self._health,
             ("GET", "/metrics"): self._metrics,
         }
@@ -83,6 +85,9 @@ class Gateway:
         except ClientGone:
             return
         await self.runtime.management(scope, replay(body, receive), send)
+
+    async def _key_info(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.runtime.key_info.handle(scope, send)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.runtime.models.list(scope, send)

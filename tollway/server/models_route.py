@@ -27,10 +27,12 @@ _PREFIX = "/v1/models/"
 class ModelsRoute:
     """Lists and describes the models a caller may use."""
 
-    def __init__(self, catalog: ModelCatalog, snapshot: Callable[[], PolicySnapshot], aliases: Mapping[str, str]) -> None:
+    def __init__(self, catalog: ModelCatalog, snapshot: Callable[[], PolicySnapshot], aliases: Mapping[str, str],
+                 clock_ms: Callable[[], int]) -> None:
         self._catalog = catalog
         self._snapshot = snapshot
         self._aliases = aliases
+        self._clock_ms = clock_ms  # for keys' expiry
 
     @staticmethod
     def matches(path: str) -> bool:
@@ -64,7 +66,7 @@ class ModelsRoute:
     async def _caller(self, scope: Scope, send: Send, anthropic: bool) -> VirtualKeyPolicy | Literal[False] | None:
         """The caller's key (None: no key, none required); False once a denial was sent."""
         value = presented_key(scope)
-        found = identify_key(self._snapshot(), hash_key(value) if value else None)
+        found = identify_key(self._snapshot(), hash_key(value) if value else None, self._clock_ms())
         if isinstance(found, Denial):
             await respond(send, found.decision.status, error_body(found, anthropic), JSON_HEADERS + denial_headers(found))
             return False

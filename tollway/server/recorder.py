@@ -5,25 +5,34 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from tollway.governance.decisions import Decision
 from tollway.governance.model import NANO_PER_USD
 from tollway.proxy.outcome import Outcome
 from tollway.server.denial_log import UNAUTHENTICATED, DenialSampler
+from tollway.store.key_activity import KeyActivity
 from tollway.store.request_log import RequestLogRecord, RequestLogWriter
 from tollway.telemetry import Metrics
+
+# Requests whose key did not authenticate: they do not make the key "used".
+_KEY_REFUSED = frozenset({*UNAUTHENTICATED, Decision.VIRTUAL_KEY_BLOCKED.value, Decision.VIRTUAL_KEY_EXPIRED.value})
 
 
 class Recorder:
     """``unauthenticated_per_minute``: how many 401s without a valid virtual key get a
-    request log row each per minute (`DenialSampler`); None logs every one."""
+    request log row each per minute (`DenialSampler`); None logs every one. ``activity``
+    notes each key's latest request (its ``last_used_at``)."""
 
     def __init__(self, metrics: Metrics, log_writer: RequestLogWriter | None,
-                 unauthenticated_per_minute: int | None = None) -> None:
+                 unauthenticated_per_minute: int | None = None, activity: KeyActivity | None = None) -> None:
         self._metrics = metrics
         self._log = log_writer
         self._sampler = DenialSampler(unauthenticated_per_minute) if unauthenticated_per_minute is not None else None
+        self._activity = activity
 
     def record(self, outcome: Outcome) -> None:
         self._metrics.observe(outcome)
+        if outcome.key_id is not None and self._activity is not None and outcome.decision not in _KEY_REFUSED:
+            self._activity.note(outcome.key_id, outcome.at_ms)
         if self._log is None:
             return
         if self._sampler is not None and outcome.decision in UNAUTHENTICATED:

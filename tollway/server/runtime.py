@@ -26,6 +26,7 @@ from tollway.proxy.pipeline import Proxy
 from tollway.proxy.responses_route import ResponsesRoute
 from tollway.proxy.targets import TargetResolver
 from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
+from tollway.server.key_info_route import KeyInfoRoute
 from tollway.server.metric_labels import label_sets
 from tollway.server.models_catalog import ModelCatalog
 from tollway.server.models_route import ModelsRoute
@@ -33,6 +34,7 @@ from tollway.server.recorder import Recorder
 from tollway.server.services import Services
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
+from tollway.store.key_activity import KeyActivity
 from tollway.store.migrate import upgrade
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
@@ -84,8 +86,10 @@ class Runtime:
         self.responses: ResponsesRoute
         self.catalog: ModelCatalog
         self.models: ModelsRoute
+        self.key_info: KeyInfoRoute
         self.log_writer: RequestLogWriter | None = None
         self.usage: UsageFlusher
+        self.key_activity = KeyActivity()  # keys' last_used_at, written with the usage flush
         self.alerts: AlertMonitor | None = None
 
     async def start(self) -> None:
@@ -125,7 +129,8 @@ class Runtime:
                                lambda: writer.pending)
             self.metrics.gauge("tollway_request_log_dropped", "Request log records lost (buffer full or unstorable)",
                                lambda: writer.dropped)
-        self.recorder = Recorder(self.metrics, self.log_writer, settings.request_log_unauthenticated_per_minute)
+        self.recorder = Recorder(self.metrics, self.log_writer, settings.request_log_unauthenticated_per_minute,
+                                 self.key_activity)
         self.proxy = Proxy(
             providers=self.providers,
             resolver=TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks),
@@ -141,7 +146,8 @@ class Runtime:
                                         snapshot=lambda: self.snapshot, sink=self.recorder,
                                         max_body_bytes=settings.max_body_bytes)
         self.catalog = ModelCatalog(settings, self.providers)
-        self.models = ModelsRoute(self.catalog, lambda: self.snapshot, settings.model_aliases)
+        self.models = ModelsRoute(self.catalog, lambda: self.snapshot, settings.model_aliases, self.clock_ms)
+        self.key_info = KeyInfoRoute(lambda: self.snapshot, self.store, self.clock_ms)
         if settings.management_api:
             self.management = create_management_app(self)
             self.ui = create_ui_app(self.management, settings, self.clock_ms)
@@ -200,6 +206,7 @@ class Runtime:
 
     async def flush_usage(self) -> None:
         await self.usage.flush(await self.store.export())
+        await self.key_activity.flush(self.db)
 
     async def prune_request_log(self) -> int:
         """Delete request log rows older than ``request_log_retention``; returns how many."""
@@ -212,9 +219,12 @@ class Runtime:
         return removed
 
     async def _periodic_flush(self) -> None:
-        """With a shared store (Redis), one process per interval writes the usage."""
+        """With a shared store (Redis), one process per interval writes the usage; every
+        process writes when its keys were last used (only it knows)."""
         if await claim_flush(self.store, parse_duration(self.settings.flush_interval).fixed_ms or 10_000):
             await self.flush_usage()
+        else:
+            await self.key_activity.flush(self.db)
 
     async def refresh_policy(self, force: bool = False) -> None:
         """Bring the policy to the stored configuration: the changes since the version

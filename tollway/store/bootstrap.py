@@ -190,6 +190,7 @@ class _Applier(EntityWriter):
                 "team_id": key.team_id,
                 "customer_id": key.customer_id,
                 "allowed_models": list(key.allowed_models),
+                "expires_at": key.expires_at,
             }
             value = key.value
             if value is None and row is None:

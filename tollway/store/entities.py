@@ -221,6 +221,7 @@ class EntityWriter:
             return False
         if diff.pop("value_hash", None) is not None:  # a key's hash stays out of the audit log
             diff["value"] = ("(previous)", "(replaced)")
+        diff.pop("previous_value_hash", None)  # so does a rotated one's
         created = diff.pop(CREATED, None)
         if created is None:
             if hasattr(row, "updated_at"):

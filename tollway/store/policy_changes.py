@@ -8,7 +8,8 @@ unchanged view. What each kind of change touches:
 
 - ``virtual_key`` (and ``provider_config`` "key/provider", a usage reset): the key's
   policy under its value hash — the old hash is dropped, so a replaced value stops
-  working at once; a key that no longer exists is removed.
+  working at once, unless a rotation gave it a grace period (then it stays, as a
+  retired value, until the key's next change); a key that no longer exists is removed.
 - ``team``, ``customer``: their own policy. Keys refer to them by id and the engine
   looks them up per request, so keys need no rebuild.
 - ``provider`` (by name), ``model_config`` (by id; its (model, provider) may change).
@@ -55,7 +56,8 @@ async def indexed(snapshot: PolicySnapshot) -> Policy:
     """``snapshot`` with its indexes, built in batches (the loop runs between them)."""
     key_hashes = Map[str, str]().mutate()
     for count, (digest, key) in enumerate(snapshot.keys_by_hash.items(), 1):
-        key_hashes[key.id] = digest
+        if not key.retired_value:  # the index holds current values; a retired one goes with its key
+            key_hashes[key.id] = digest
         if count % _INDEX_BATCH == 0:
             await asyncio.sleep(0)
     model_keys = Map({governed.scope.id: key for key, governed in snapshot.model_configs.items()})
@@ -114,13 +116,17 @@ def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes: Map[
         configs_of[config.virtual_key_id].append(config)
     keys = snapshot.keys_by_hash.mutate()  # type: ignore[attr-defined]
     hashes = key_hashes.mutate()
-    # Every old hash goes first: two keys that swapped values in one change keep both.
+    # Every old hash goes first (with the value a rotation replaced, if any): two keys that
+    # swapped values in one change keep both.
     for key_id in changed:
         old = hashes.pop(key_id, None)
         if old is not None:
-            keys.pop(old, None)
+            policy = keys.pop(old, None)
+            if policy is not None and policy.previous_hash is not None:
+                keys.pop(policy.previous_hash, None)
     for row in rows:
-        keys[row.value_hash] = reader.virtual_key(row, configs_of.get(row.id, ()))
+        for digest, policy in reader.virtual_key_entries(row, configs_of.get(row.id, ())):
+            keys[digest] = policy
         hashes[row.id] = row.value_hash
     return keys.finish(), hashes.finish()
 

@@ -8,8 +8,10 @@ anything.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.governance.durations import Alignment, Duration, parse_duration
 from tollway.governance.model import (
     ESTIMATE,
+    NEVER_MS,
     SHADOW,
     BudgetPolicy,
     ConcurrencyPolicy,
@@ -61,7 +64,7 @@ _NO_NAMES: frozenset[str] = frozenset()
 # and usage would cost more to convert than the policies themselves).
 _NOT_POLICY = frozenset({"created_at", "updated_at", "description", "value_prefix", "settings", "current_usage",
                          "last_reset", "token_current_usage", "request_current_usage", "token_last_reset",
-                         "request_last_reset"})
+                         "request_last_reset", "last_used_at"})
 _NO_CONFIGS: Mapping[str, ProviderConfigPolicy] = MappingProxyType({})
 
 
@@ -120,7 +123,8 @@ class PolicyReader:
         keys: MapMutation[str, VirtualKeyPolicy] = Map().mutate()
         async for batch in self.batches(VirtualKey):
             for row in batch:
-                keys[row.value_hash] = self._virtual_key(row, by_key.get(row.id, _NO_CONFIGS))
+                for digest, policy in self._key_entries(self._virtual_key(row, by_key.get(row.id, _NO_CONFIGS)), row):
+                    keys[digest] = policy
         return PolicySnapshot(
             providers=Map(providers),
             model_configs=Map(model_configs),
@@ -185,10 +189,21 @@ class PolicyReader:
             return None
         return self._governed(row, Level.PROVIDER, row.name, row.name)
 
-    def virtual_key(self, row: Any, provider_configs: Iterable[Any]) -> VirtualKeyPolicy:
-        """A key's policy from its row and the rows of its provider configs."""
+    def virtual_key_entries(self, row: Any, provider_configs: Iterable[Any]) -> list[tuple[str, VirtualKeyPolicy]]:
+        """A key's policies by value hash, from its row and the rows of its provider configs:
+        its current value's, and during a rotation's grace period the replaced value's."""
         configs = {pc.provider: self._provider_config(pc) for pc in provider_configs}
-        return self._virtual_key(row, configs or _NO_CONFIGS)
+        return self._key_entries(self._virtual_key(row, configs or _NO_CONFIGS), row)
+
+    @staticmethod
+    def _key_entries(policy: VirtualKeyPolicy, row: Any) -> list[tuple[str, VirtualKeyPolicy]]:
+        entries = [(row.value_hash, policy)]
+        if row.previous_value_hash and row.previous_value_expires_at is not None:
+            # The replaced value: the same key, until its grace period ends (or the key expires).
+            until = min(policy.expires_at_ms, _epoch_ms(row.previous_value_expires_at))
+            entries.append((row.previous_value_hash, dataclasses.replace(policy, expires_at_ms=until,
+                                                                         retired_value=True, previous_hash=None)))
+        return entries
 
     def _governed(self, row: Any, level: Level, ident: str, name: str) -> Governed:
         return Governed(
@@ -217,7 +232,18 @@ class PolicyReader:
             allowed_models=_model_keys(row.allowed_models),
             provider_configs=provider_configs if provider_configs is _NO_CONFIGS else _frozen(provider_configs),
             limits=self._governed(row, Level.VIRTUAL_KEY, row.id, row.name),
+            expires_at_ms=NEVER_MS if row.expires_at is None else _epoch_ms(row.expires_at),
+            previous_hash=row.previous_value_hash if row.previous_value_expires_at is not None else None,
         )
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """An aware datetime as epoch milliseconds (exact: no float)."""
+    return (moment - _EPOCH) // _MS
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
 
 def _referenced(owners: list[Any] | None, column: str) -> set[str] | None:

@@ -187,6 +187,7 @@ class VirtualKey(_Governed, _Managed, _Timestamps, Base):
         # Listing and searching a million keys: by name prefix, and by status in id order.
         Index(None, "name", postgresql_ops={"name": "text_pattern_ops"}),
         Index(None, "is_active", "id"),
+        Index(None, "previous_value_hash"),  # a new key's value must not be a rotated one still in grace
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -198,6 +199,13 @@ class VirtualKey(_Governed, _Managed, _Timestamps, Base):
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
     allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Lifecycle: the key stops authenticating at ``expires_at``; a rotation keeps the replaced
+    # value's hash working until ``previous_value_expires_at`` (its grace period). ``last_used_at``
+    # is written with the periodic usage flush, never per request.
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    previous_value_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_value_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     provider_configs: Mapped[list[VKProviderConfig]] = relationship(
         back_populates="virtual_key", cascade="all, delete-orphan", order_by="VKProviderConfig.provider"

@@ -51,7 +51,21 @@ def create_body(form: Form) -> Body:
 
 def details_body(form: Form) -> Body:
     return {"name": form.get("name"), "description": form.get("description"),
-            "allowed_models": forms.split_list(form.get("allowed_models")), **forms.owner(form)}
+            "allowed_models": forms.split_list(form.get("allowed_models")), **forms.owner(form),
+            "expires_at": form.get("expires_at") or None}
+
+
+# The rotate button's choices: how long the replaced value keeps working.
+GRACE_CHOICES = (("0s", "stops at once"), ("15m", "15 minutes"), ("1h", "1 hour"), ("1d", "1 day"), ("1w", "1 week"))
+
+
+def lifecycle(key: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """Whether the key has expired and until when a value replaced by a rotation still works (None: none does)."""
+    expires, previous = present.parse_iso(key.get("expires_at")), present.parse_iso(key.get("previous_value_expires_at"))
+    now = datetime.fromtimestamp(now_ms / 1000, timezone.utc)
+    return {"expired": expires is not None and expires <= now,
+            "previous_until": key["previous_value_expires_at"] if previous is not None and previous > now else None,
+            "grace_choices": GRACE_CHOICES}
 
 
 class KeyPages(EntityPages):
@@ -65,7 +79,8 @@ class KeyPages(EntityPages):
                 *self.entity_routes(),
                 Route("/ui/keys/{ident}/details", self.update_details, methods=["POST"]),
                 Route("/ui/keys/{ident}/providers", self.update_providers, methods=["POST"]),
-                Route("/ui/keys/{ident}/active", self.set_active, methods=["POST"])]
+                Route("/ui/keys/{ident}/active", self.set_active, methods=["POST"]),
+                Route("/ui/keys/{ident}/rotate", self.rotate, methods=["POST"])]
 
     async def list(self, request: Request) -> Response:
         query = request.query_params
@@ -106,14 +121,14 @@ class KeyPages(EntityPages):
         return await self.new(request, problem.status, problem=problem, section="create",
                               action="create the key", values=form.values())
 
-    def redirect_to_created(self, request: Request, key: dict[str, Any]) -> Response:
+    def redirect_to_created(self, request: Request, key: dict[str, Any], **extra: str) -> Response:
         """POST/redirect/GET: the value travels to the page that shows it in a sealed,
         session-bound, short-lived cookie, so reloading that page cannot create a second key."""
         response = self.ui.redirect(KEYS.url(key["id"]) + "/created")
         sessions = self.ui.sessions
         if sessions is not None:
             sealed = sessions.seal_new_key(self.ui.session(request), {
-                name: key[name] for name in ("id", "name", "value", "value_prefix")})
+                name: key[name] for name in ("id", "name", "value", "value_prefix")} | extra)
             # No max-age: a browser-session cookie, not written to disk; the seal expires by itself.
             response.set_cookie(NEW_KEY_COOKIE, sealed, path="/ui/keys", httponly=True, samesite="strict")
         return response
@@ -146,7 +161,7 @@ class KeyPages(EntityPages):
             request, "key.html", status, title=key["name"], key=key, groups=key_meters(key, now_ms),
             teams=teams, customers=customers, names=owner_names(teams, customers), provider_names=names,
             configs=configs, month=month["total"], recent=recent["logs"], recent_count=recent["count"],
-            explain=explain, **extra)
+            explain=explain, lifecycle=lifecycle(key, now_ms), **extra)
 
     async def explain(self, request: Request, ident: str) -> dict[str, Any] | None:
         """The explain panel's answer, when its form (a GET: it changes nothing) asked:
@@ -201,3 +216,16 @@ class KeyPages(EntityPages):
         message = ("Key unblocked: it can be used again." if active
                    else "Key blocked: requests with it are refused (403 virtual_key_blocked).")
         return self.ui.redirect(KEYS.url(ident), message)
+
+    async def rotate(self, request: Request) -> Response:
+        """A new value, shown once on the same page as a new key's; the old one works for the grace chosen."""
+        ident = request.path_params["ident"]
+        form = await self.ui.form(request)
+        try:
+            answer = await self.ui.api.post(KEYS.api_url(ident) + "/rotate", {"grace_period": form.get("grace_period")})
+        except ApiProblem as problem:
+            if problem.status == 404:
+                raise
+            return self.ui.redirect(KEYS.url(ident), f"Could not rotate the key: {problem.message}", "error")
+        key = answer["virtual_key"]
+        return self.redirect_to_created(request, key, rotated="yes", previous_until=key["previous_value_expires_at"] or "")

@@ -1,7 +1,7 @@
 """Scoped admin tokens, and the token that made each audited change.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 revision: str = "0009"
 # The coordinator re-links the chain at merge (the brief's id is 0009; 0007 is this branch's head).
-down_revision: str | Sequence[str] | None = "0007"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
