@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
-from reference import prompt_tokens, tokenizers  # noqa: E402
+from reference import prompt_tokens, tokenizers
 
-from tollway.config.schema import EstimateConfig  # noqa: E402
-from tollway.providers.client import Api  # noqa: E402
-from tollway.proxy.estimate import demand_for  # noqa: E402
-from tollway.proxy.request import parse_request  # noqa: E402
-from tollway.proxy.worst_case import analyse  # noqa: E402
+from tollway.config.schema import EstimateConfig
+from tollway.providers.client import Api
+from tollway.proxy.estimate import demand_for
+from tollway.proxy.request import parse_request
+from tollway.proxy.worst_case import analyse
 
 CORPUS = Path(__file__).parent / "corpus" / "prompts.jsonl"
 ESTIMATORS = ("bytes/4", "estimate", "strict")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from texts import ENGLISH, LANGUAGES, SYSTEM_PROMPTS  # noqa: E402
+from texts import ENGLISH, LANGUAGES, SYSTEM_PROMPTS
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).parent / "prompts.jsonl"

@@ -16,6 +16,8 @@ from tollway.proxy.request import ClientRequest
 from tollway.proxy.worst_case import WorstCase
 
 _FREE = ReservationRates(0, 0, 0)
+# The bytes_per_prompt_token at which the estimate is used as fitted (the setting's default).
+_CALIBRATED_BYTES_PER_TOKEN = 4
 
 
 def estimate_tokens(request: ClientRequest, config: EstimateConfig) -> tuple[int, int]:
@@ -68,9 +70,11 @@ def demand_for(request: ClientRequest, worst: WorstCase, config: EstimateConfig,
                rates: ReservationRates | None) -> Demand:
     """The demand of ``request``, whose upstream body has the worst case ``worst``.
 
-    The prompt estimate is the body's size over ``bytes_per_prompt_token`` with token
-    arrays counted by length, and never above the worst case.
+    The prompt estimate is the analysis's (`WorstCase.prompt_estimate`: per-script weights,
+    token arrays by length), scaled by ``4 / bytes_per_prompt_token`` (the default, 4, keeps it
+    as fitted; a lower setting reserves more), and never above the worst case.
     """
-    prompt = min(worst.prompt_tokens, max(1, request.size // config.bytes_per_prompt_token + worst.token_ids))
+    scaled = worst.prompt_estimate * _CALIBRATED_BYTES_PER_TOKEN // config.bytes_per_prompt_token
+    prompt = min(worst.prompt_tokens, max(1, scaled))
     cap = worst.cap if worst.cap is not None else config.injected_max_tokens
     return Demand(worst, prompt, config.default_completion_tokens, rates or _FREE, cap)
