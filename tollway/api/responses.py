@@ -296,6 +296,10 @@ class LimitStatusView(BaseModel):
     duration: str | None = Field(description="null for in_flight, which has no window.")
     reset_at: str | None
     binding: bool = Field(description="The limit that denies, or else the one with the smallest share left.")
+    requested: int | float = Field(0, description="What the request would reserve on it: its estimate, or its worst "
+                                   "case where enforcement is strict (at the clamped cap, when clamped).")
+    enforcement: str = Field("estimate", description="estimate or strict (requests and in-flight limits: estimate).")
+    on_insufficient: str = Field("refuse", description="refuse or clamp (strict only).")
 
 
 class ScopeView(BaseModel):
@@ -315,6 +319,12 @@ class Explanation(BaseModel):
     model: str
     estimated_tokens: int
     estimated_cost: float
+    worst_case_tokens: int = Field(description="The request's worst case: what limits in strict mode reserve.")
+    worst_case_cost: float
+    max_tokens: int | None = Field(description="The output cap per generation reserved for: the request's own, or the "
+                                   "one strict enforcement injects (estimate.injected_max_tokens) when it sets none.")
+    clamped_max_tokens: int | None = Field(None, description="Strict limits with on_insufficient: clamp would forward "
+                                           "the request with its output cap lowered to this.")
     virtual_key_id: str | None
     team_id: str | None
     customer_id: str | None

@@ -11,7 +11,7 @@ fields it states.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -168,8 +168,23 @@ class ExplainRequest(_Body):
 
     virtual_key: str | None = Field(default=None, description="The key's value (tw-…); or give virtual_key_id.")
     virtual_key_id: NonEmpty | None = None
-    model: NonEmpty = Field(description="'provider/model', an alias, or a bare model name with provider.")
+    model: NonEmpty | None = Field(default=None, description="'provider/model', an alias, or a bare model name with "
+                                   "provider. Required unless a body gives it.")
     provider: NonEmpty | None = None
     prompt_tokens: Annotated[int, Field(ge=0, le=10**9)] = 0
     completion_tokens: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
-        default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens).")
+        default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens); "
+        "for strict limits, the request's max_tokens (without it, estimate.injected_max_tokens).")
+
+
+ExplainApi = Literal["chat", "completions", "embeddings", "messages", "responses"]
+
+
+class ExplainBodyRequest(ExplainRequest):
+    """POST form: a request can also be given as the body a client would send, and is then
+    priced exactly as the proxy prices it (translation, generations, the honoured cap, the
+    prompt's estimate and worst case); token counts are then not given."""
+
+    api: ExplainApi = Field(default="chat", description="The endpoint the body is for: chat (/v1/chat/completions), "
+                            "completions, embeddings, messages (/v1/messages), responses.")
+    body: dict[str, Any] | None = Field(default=None, description="The request body as a client would send it.")

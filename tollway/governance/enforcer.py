@@ -91,6 +91,7 @@ class Explanation:
     key_id: str | None = None
     team_id: str | None = None
     customer_id: str | None = None
+    clamped_cap: int | None = None  # strict with clamp: the output cap the request would be forwarded with
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the management API (budgets in USD, times in ISO-8601 UTC)."""
@@ -100,6 +101,7 @@ class Explanation:
             "virtual_key_id": self.key_id,
             "team_id": self.team_id,
             "customer_id": self.customer_id,
+            "clamped_max_tokens": self.clamped_cap,
             "limits": [_status_dict(status) for status in self.limits],
         }
 
@@ -304,8 +306,15 @@ class Enforcer:
         now = self._clock_ms()
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
         denial, limits = assess(planned, readings, now)
+        clamped: int | None = None
+        if denial is not None and facts.demand is not None:  # as `admit` would: lower the cap where clamping is on
+            clamped = clamped_cap(planned.checks, readings, facts.demand, facts.cap)
+            if clamped is not None:
+                planned.amounts = amounts_at(planned.checks, facts.demand, clamped)
+                denial, limits = assess(planned, readings, now)
         decision = Decision.ALLOW if denial is None else denial.decision
-        return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id)
+        return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id,
+                           clamped)
 
     def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
         return Admission(False, denial, None, [], *_presented_ids(snapshot, facts))
@@ -374,4 +383,7 @@ def _status_dict(status: LimitStatus) -> dict[str, Any]:
         "duration": None if windowless else str(status.duration),
         "reset_at": None if windowless else iso_utc(status.reset_at_ms),
         "binding": status.binding,
+        "requested": amount(status.requested),
+        "enforcement": "strict" if status.enforcement.strict else "estimate",
+        "on_insufficient": "clamp" if status.enforcement.clamp else "refuse",
     }

@@ -290,6 +290,8 @@ class LimitStatus:
     duration: Duration
     reset_at_ms: int
     binding: bool = False
+    enforcement: Enforcement = ESTIMATE
+    requested: int = 0  # what this request would reserve on it: its estimate, or its worst case under strict
 
 
 def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tuple[Denial | None, tuple[LimitStatus, ...]]:
@@ -307,7 +309,7 @@ def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tup
             denial, binding = deny(check, reading, amount, now_ms), index
         reset_at = now_ms if check.kind is Kind.IN_FLIGHT else _next_reset_ms(check, reading.last_reset_ms)
         statuses.append(LimitStatus(check.scope, check.kind, check.limit, reading.used, reading.reserved,
-                                    max(0, remaining), check.duration, reset_at))
+                                    max(0, remaining), check.duration, reset_at, False, check.enforcement, amount))
     if binding < 0 and statuses:
         binding = 0
         for index, status in enumerate(statuses):
