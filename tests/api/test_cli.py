@@ -177,3 +177,23 @@ def test_spend_groups_by_key_with_names_in_table_csv_and_json(tollway, gateway: 
     assert "(none)" in tollway("spend", "--by", "model", "--model", "openai/no-such-model")
     bad = tollway("spend", "--start", "2026-01-02", "--end", "2026-01-01", code=1)
     assert "--start" in bad
+
+
+def test_explain_prices_a_body_file_and_shows_strict_limits(tollway, api, tmp_path) -> None:
+    key = api.post("/api/governance/virtual-keys", json={"id": unique("vk"), "name": unique("strict"), "rate_limit": {
+        "token_max_limit": 1_000, "token_reset_duration": "1d", "enforcement": "strict", "on_insufficient": "clamp"}})
+    assert key.status_code == 201, key.text
+    body = tmp_path / "request.json"
+    body.write_text(json.dumps({"model": "openai/gpt-4o-mini", "n": 2, "max_tokens": 2_000,
+                                "messages": [{"role": "user", "content": "Say hello"}]}))
+
+    shown = tollway("explain", "--key-id", key.json()["virtual_key"]["id"], "--body", str(body))
+    answer = json.loads(tollway("explain", "--key-id", key.json()["virtual_key"]["id"], "--body", str(body), "--json"))
+
+    assert "decision: allow" in shown and "strict/clamp" in shown
+    assert f"worst case: {answer['worst_case_tokens']} tokens" in shown and "(max_tokens 2000)" in shown
+    assert f"clamped: forwarded with max_tokens {answer['clamped_max_tokens']}" in shown
+    assert answer["worst_case_tokens"] > 4_000 and 0 < answer["clamped_max_tokens"] < 500  # two generations share 1,000
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "--body" in tollway("explain", "--key-id", key.json()["virtual_key"]["id"], "--body", str(bad), code=2)

@@ -78,10 +78,11 @@ class BudgetUpdate(_Body):
     calendar_aligned: bool | None = None
     timezone: str | None = None
     week_start: Annotated[int, Field(ge=0, le=6)] | None = None
-    enforcement: EnforcementMode | None = None
+    enforcement: EnforcementMode | None = None  # null: the global default (as on a rate limit)
     on_insufficient: OnInsufficient | None = None
 
-    _present = field_validator("*", mode="before")(_not_null)
+    _present = field_validator("max_limit", "reset_duration", "calendar_aligned", "timezone", "week_start",
+                               mode="before")(_not_null)
 
 
 class RateLimitUpdate(_Body):
