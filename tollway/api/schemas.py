@@ -28,6 +28,7 @@ from tollway.config.schema import (
     TeamConfig,
     VirtualKeyConfig,
 )
+from tollway.governance.names import configured_model
 
 
 class _Body(BaseModel):
@@ -155,6 +156,7 @@ class ModelConfigUpdate(_GovernedUpdate):
 
     _present = field_validator("model_name", mode="before")(_not_null)
     _blank = field_validator("model_name", "provider")(_not_blank)
+    _canonical = field_validator("model_name")(lambda name: name if name is None else configured_model(name))
 
 
 class ProviderUpdate(_GovernedUpdate):
