@@ -3,8 +3,10 @@ client). Keys, teams and customers are named by id or name wherever a command ta
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -218,21 +220,28 @@ def usage(url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOp
         lambda r: table(r.get("limits", r.get("usage", [])), columns))
 
 
-def explain(model: str = typer.Option(..., help="provider/model or an alias."),
+def explain(model: str = typer.Option(None, help="provider/model or an alias (or the body's model)."),
             key: str = typer.Option(None, help="The key's value."),
-            key_id: str = typer.Option(None, help="Or the key's id or name."), prompt_tokens: int = typer.Option(0),
-            completion_tokens: int = typer.Option(None), url: str = UrlOption, token: str = TokenOption,
-            as_json: bool = JsonOption) -> None:
-    """Would a request be allowed now? Every limit that applies, the binding one marked.
+            key_id: str = typer.Option(None, help="Or the key's id or name."), prompt_tokens: int = typer.Option(None),
+            completion_tokens: int = typer.Option(None),
+            body_file: Path = typer.Option(None, "--body", help="A JSON file holding the request body a client would "
+                                           "send: priced exactly as the gateway prices it."),
+            api_name: str = typer.Option("chat", "--api", help="The body's endpoint: chat, completions, embeddings, "
+                                         "messages or responses."),
+            url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+    """Would a request be allowed now? Every limit that applies, the binding one marked, with
+    what the request would reserve on it (its worst case on strict limits).
     Exits 3 when the request would be denied."""
     api = client(url, token)
     body = {"model": model, "virtual_key": key, "virtual_key_id": find_id(api, KEY, key_id),
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    if body_file is not None:
+        body.update(api=api_name, body=_json_file(body_file))
     columns = [("", lambda limit: "*" if limit.get("binding") else ""),
                ("ENTITY", lambda limit: limit.get("name") or limit.get("id"))]
     columns[1:1] = [("LEVEL", _field("level"))]
     columns += [(name.upper(), _field(name)) for name in ("kind", "used", "reserved", "limit", "remaining")]
-    columns.append(("RESETS", _field("reset_at")))
+    columns += [("REQUEST", _field("requested")), ("MODE", _mode), ("RESETS", _field("reset_at"))]
     result = run(lambda: api.request("POST", "/api/governance/explain", {k: v for k, v in body.items() if v is not None}),
                  as_json, lambda r: _explained(r) + table(r.get("limits", []), columns))
     if not result.get("allowed", result.get("decision") == "allow"):
@@ -243,12 +252,31 @@ def _field(name: str) -> Any:
     return lambda row: row.get(name)
 
 
+def _mode(limit: dict[str, Any]) -> str:
+    """A limit's enforcement, with its on_insufficient where it acts (strict)."""
+    if limit.get("enforcement") != "strict":
+        return limit.get("enforcement") or ""
+    return f"strict/{limit.get('on_insufficient')}"
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read a JSON body from {path}: {exc}", param_hint="--body") from None
+
+
 def _explained(result: dict[str, Any]) -> str:
     lines = [f"decision: {result['decision']}"]
     if result.get("message"):
         lines.append(f"why: {result['message']}")
     if result.get("estimated_cost") is not None:
         lines.append(f"estimate: {result.get('estimated_tokens')} tokens, ${money(result['estimated_cost'])}")
+    if result.get("worst_case_cost") is not None:
+        cap = f" (max_tokens {result['max_tokens']})" if result.get("max_tokens") is not None else ""
+        lines.append(f"worst case: {result.get('worst_case_tokens')} tokens, ${money(result['worst_case_cost'])}{cap}")
+    if result.get("clamped_max_tokens") is not None:
+        lines.append(f"clamped: forwarded with max_tokens {result['clamped_max_tokens']} (what fits the strict limits)")
     return "\n".join(lines) + "\n"
 
 

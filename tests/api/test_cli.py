@@ -212,3 +212,23 @@ def test_expire_now_refuses_the_next_request_and_never_restores(tollway, gateway
     tollway("keys", "expire", key["id"], code=2)  # neither --at nor --never
     assert "file key" in tollway("keys", "show", "vk-from-file")
     assert "managed" in tollway("keys", "rotate", "vk-from-file", "--yes", code=1).lower()
+
+
+def test_explain_prices_a_body_file_and_shows_strict_limits(tollway, api, tmp_path) -> None:
+    key = api.post("/api/governance/virtual-keys", json={"id": unique("vk"), "name": unique("strict"), "rate_limit": {
+        "token_max_limit": 1_000, "token_reset_duration": "1d", "enforcement": "strict", "on_insufficient": "clamp"}})
+    assert key.status_code == 201, key.text
+    body = tmp_path / "request.json"
+    body.write_text(json.dumps({"model": "openai/gpt-4o-mini", "n": 2, "max_tokens": 2_000,
+                                "messages": [{"role": "user", "content": "Say hello"}]}))
+
+    shown = tollway("explain", "--key-id", key.json()["virtual_key"]["id"], "--body", str(body))
+    answer = json.loads(tollway("explain", "--key-id", key.json()["virtual_key"]["id"], "--body", str(body), "--json"))
+
+    assert "decision: allow" in shown and "strict/clamp" in shown
+    assert f"worst case: {answer['worst_case_tokens']} tokens" in shown and "(max_tokens 2000)" in shown
+    assert f"clamped: forwarded with max_tokens {answer['clamped_max_tokens']}" in shown
+    assert answer["worst_case_tokens"] > 4_000 and 0 < answer["clamped_max_tokens"] < 500  # two generations share 1,000
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "--body" in tollway("explain", "--key-id", key.json()["virtual_key"]["id"], "--body", str(bad), code=2)

@@ -47,3 +47,19 @@ def test_unknown_modes_are_refused_naming_the_field(api: httpx2.Client) -> None:
     assert response.status_code in (400, 422), response.text
     assert "enforcement" in response.text
     assert api.get(f"{KEYS}/{body['id']}").status_code == 404  # nothing written
+
+
+def test_a_budget_mode_set_to_null_returns_to_the_global_default(api: httpx2.Client, gateway: RunningGateway) -> None:
+    body = {"id": unique("vk"), "name": "back to default",
+            "budget": {"max_limit": 10, "reset_duration": "1d", "enforcement": "estimate", "on_insufficient": "clamp"}}
+    key = api.post(KEYS, json=body).json()["virtual_key"]
+
+    updated = api.put(f"{KEYS}/{key['id']}", json={"budget": {"enforcement": None}})
+    refused = api.put(f"{KEYS}/{key['id']}", json={"budget": {"max_limit": None}})
+
+    assert updated.status_code == 200, updated.text
+    budget = updated.json()["virtual_key"]["budget"]
+    assert (budget["enforcement"], budget["on_insufficient"]) == (None, "clamp")  # only the field stated
+    usage = {entry["kind"]: entry for entry in api.get("/api/governance/usage", params={"id": key["id"]}).json()["usage"]}
+    assert usage["budget"]["enforcement"] == "strict"  # this gateway's default
+    assert refused.status_code in (400, 422) and "max_limit" in refused.text

@@ -69,6 +69,18 @@ def test_limit_fields_become_api_bodies(fields: dict[str, str], budget: Any, rat
     assert forms.rate_limit(form) == rate_limit
 
 
+def test_limit_modes_are_sent_where_the_form_has_them() -> None:
+    budget = {"budget_max_limit": "10", "budget_reset_duration": "1d"}
+    tokens = {"token_max_limit": "1000", "token_reset_duration": "1h"}
+    chosen = Form({**budget, **tokens, "budget_enforcement": "strict", "budget_on_insufficient": "",
+                   "rate_enforcement": "", "rate_on_insufficient": "clamp"}.items())
+    assert forms.budget(chosen) == {"max_limit": "10", "reset_duration": "1d", "calendar_aligned": False,
+                                    "enforcement": "strict", "on_insufficient": None}  # empty: the global default
+    assert forms.rate_limit(chosen)["enforcement"] is None and forms.rate_limit(chosen)["on_insufficient"] == "clamp"
+    without = Form({**budget, **tokens}.items())  # a form without the fields leaves stored modes alone
+    assert "enforcement" not in forms.budget(without) and "on_insufficient" not in forms.rate_limit(without)
+
+
 def test_a_limit_given_by_half_is_refused_with_a_sentence() -> None:
     with pytest.raises(FormError) as error:
         forms.rate_limit(Form([("token_max_limit", "1000")]))

@@ -109,7 +109,16 @@ def _break(mutate) -> str:
         (lambda r: r["governance"]["teams"][0].update(name="   "),
          "governance.teams[0].name", "at least 1 character"),
         (lambda r: r["governance"]["model_configs"].append(copy.deepcopy(r["governance"]["model_configs"][1])),
-         "governance.model_configs[2]", "duplicate of (gpt-4o-mini, None)"),
+         "governance.model_configs[2].model_name", "'gpt-4o-mini' on any provider is the same model as "
+                                                   "governance.model_configs[1] ('gpt-4o-mini')"),
+        (lambda r: r["governance"]["model_configs"].append({"model_name": " GPT-4o-Mini\t"}),
+         "governance.model_configs[2].model_name", "'GPT-4o-Mini' on any provider is the same model as "
+                                                   "governance.model_configs[1] ('gpt-4o-mini'): model names are "
+                                                   "matched trimmed, NFKC-normalised and without regard to case"),
+        (lambda r: r["governance"]["model_configs"].append({"model_name": "\uff47\uff50\uff54-4o-mini"}),  # fullwidth gpt
+         "governance.model_configs[2].model_name", "'gpt-4o-mini' on any provider is the same model as"),
+        (lambda r: r["governance"]["model_configs"].append({"model_name": "gpt-4o\u200b-mini"}),
+         "governance.model_configs[2].model_name", "invisible or control character U+200B"),
         (lambda r: r["governance"]["virtual_keys"][0]["rate_limit"].pop("token_reset_duration"),
          "governance.virtual_keys[0].rate_limit", "token_max_limit and token_reset_duration go together"),
         (lambda r: r["governance"]["virtual_keys"][0].update(value="sk-not-a-virtual-key-value"),

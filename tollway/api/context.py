@@ -28,6 +28,7 @@ from tollway.governance.counters.base import CounterStore
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import PolicySnapshot
 from tollway.pricing import PriceCatalog
+from tollway.providers.client import ProviderClient
 from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
@@ -56,6 +57,7 @@ class ManagedRuntime(Protocol):
     enforcer: Enforcer
     snapshot: PolicySnapshot
     pricing: PriceCatalog
+    providers: dict[str, ProviderClient]  # by name: the explain API prices a body as the proxy does
     log_writer: RequestLogWriter | None
     clock_ms: Callable[[], int]
 

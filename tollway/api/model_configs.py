@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 
 from tollway.api.context import RESET_USAGE, ApiWriter, PageDep, RuntimeDep, partial_update
 from tollway.api.entity_routes import EntityRoutes
-from tollway.api.errors import conflict
+from tollway.api.errors import ApiError
 from tollway.api.limits import LiveUsage, iso, update_limits
 from tollway.api.owners import check_provider
 from tollway.api.responses import ModelConfigEnvelope, ModelConfigList
 from tollway.api.schemas import ModelConfigCreate, ModelConfigUpdate
+from tollway.governance.names import model_key
 from tollway.store.tables import ModelConfig, new_id
 
 router = APIRouter(prefix="/api/governance/model-configs", tags=["model configs"])
@@ -36,11 +37,18 @@ MODEL_CONFIGS = EntityRoutes(ModelConfig, KIND, param="config_id", view=model_co
 
 
 def _check_unique(session: Session, model_name: str, provider: str | None, itself: str | None = None) -> None:
+    """409 naming ``model_name`` when another config of the provider has the same name as
+    requests are matched: trimmed, NFKC-normalised, without regard to case
+    (`tollway.governance.names`). Compared here, not in SQL, which knows neither; a
+    provider has few model configs."""
     provider_match = ModelConfig.provider.is_(None) if provider is None else ModelConfig.provider == provider
-    other = session.scalar(select(ModelConfig.id).where(ModelConfig.model_name == model_name, provider_match))
-    if other is not None and other != itself:
-        where = f"provider {provider!r}" if provider else "any provider"
-        raise conflict(f"a model config for {model_name!r} on {where} already exists (id {other!r})")
+    wanted = model_key(model_name)
+    for other, name in session.execute(select(ModelConfig.id, ModelConfig.model_name).where(provider_match)):
+        if other != itself and model_key(name) == wanted:
+            where = f"provider {provider!r}" if provider else "any provider"
+            same = "already exists" if name == model_name else f"already exists as {name!r} (names are matched without regard to case)"
+            raise ApiError(409, f"model_name: a model config for {model_name!r} on {where} {same}: id {other!r}",
+                           field="model_name", details=[{"field": "model_name", "message": f"same model as config {other!r}"}])
 
 
 @router.get("", response_model=ModelConfigList, summary="List model configs")

@@ -313,6 +313,10 @@ class LimitStatusView(BaseModel):
                                       "share left (a shadow limit never binds).")
     mode: str = Field("enforce", description="enforce, or shadow: counted but never denies.")
     would_deny: bool = Field(False, description="A shadow limit without room for this request.")
+    requested: int | float = Field(0, description="What the request would reserve on it: its estimate, or its worst "
+                                   "case where enforcement is strict (at the clamped cap, when clamped).")
+    enforcement: str = Field("estimate", description="estimate or strict (requests and in-flight limits: estimate).")
+    on_insufficient: str = Field("refuse", description="refuse or clamp (strict only).")
 
 
 class ScopeView(BaseModel):
@@ -340,6 +344,12 @@ class Explanation(BaseModel):
     model: str
     estimated_tokens: int
     estimated_cost: float
+    worst_case_tokens: int = Field(description="The request's worst case: what limits in strict mode reserve.")
+    worst_case_cost: float
+    max_tokens: int | None = Field(description="The output cap per generation reserved for: the request's own, or the "
+                                   "one strict enforcement injects (estimate.injected_max_tokens) when it sets none.")
+    clamped_max_tokens: int | None = Field(None, description="Strict limits with on_insufficient: clamp would forward "
+                                           "the request with its output cap lowered to this.")
     virtual_key_id: str | None
     team_id: str | None
     customer_id: str | None

@@ -11,7 +11,7 @@ fields it states.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -30,6 +30,7 @@ from tollway.config.schema import (
     VirtualKeyConfig,
 )
 from tollway.governance.durations import parse_duration
+from tollway.governance.names import configured_model
 
 
 class _Body(BaseModel):
@@ -109,11 +110,12 @@ class BudgetUpdate(_Body):
     calendar_aligned: bool | None = None
     timezone: str | None = None
     week_start: Annotated[int, Field(ge=0, le=6)] | None = None
-    enforcement: EnforcementMode | None = None
+    enforcement: EnforcementMode | None = None  # null: the global default (as on a rate limit)
     on_insufficient: OnInsufficient | None = None
     mode: LimitMode | None = None  # enforce or shadow
 
-    _present = field_validator("*", mode="before")(_not_null)
+    _present = field_validator("max_limit", "reset_duration", "calendar_aligned", "timezone", "week_start",
+                               mode="before")(_not_null)
 
 
 class RateLimitUpdate(_Body):
@@ -193,6 +195,7 @@ class ModelConfigUpdate(_GovernedUpdate):
 
     _present = field_validator("model_name", mode="before")(_not_null)
     _blank = field_validator("model_name", "provider")(_not_blank)
+    _canonical = field_validator("model_name")(lambda name: name if name is None else configured_model(name))
 
 
 class ProviderUpdate(_GovernedUpdate):
@@ -207,8 +210,23 @@ class ExplainRequest(_Body):
 
     virtual_key: str | None = Field(default=None, description="The key's value (tw-…); or give virtual_key_id.")
     virtual_key_id: NonEmpty | None = None
-    model: NonEmpty = Field(description="'provider/model', an alias, or a bare model name with provider.")
+    model: NonEmpty | None = Field(default=None, description="'provider/model', an alias, or a bare model name with "
+                                   "provider. Required unless a body gives it.")
     provider: NonEmpty | None = None
     prompt_tokens: Annotated[int, Field(ge=0, le=10**9)] = 0
     completion_tokens: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
-        default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens).")
+        default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens); "
+        "for strict limits, the request's max_tokens (without it, estimate.injected_max_tokens).")
+
+
+ExplainApi = Literal["chat", "completions", "embeddings", "messages", "responses"]
+
+
+class ExplainBodyRequest(ExplainRequest):
+    """POST form: a request can also be given as the body a client would send, and is then
+    priced exactly as the proxy prices it (translation, generations, the honoured cap, the
+    prompt's estimate and worst case); token counts are then not given."""
+
+    api: ExplainApi = Field(default="chat", description="The endpoint the body is for: chat (/v1/chat/completions), "
+                            "completions, embeddings, messages (/v1/messages), responses.")
+    body: dict[str, Any] | None = Field(default=None, description="The request body as a client would send it.")

@@ -171,13 +171,19 @@ def _reference_problems(settings: Settings) -> Iterator[tuple[str, str]]:
                     yield f"{where}.provider_configs[{j}].allowed_keys", f"unknown key id {name!r} of provider {pc.provider!r}"
     # Model names are matched without regard to case (tollway.governance.names), so two
     # configs that differ only in case would be one model with two sets of limits.
+    # Names were trimmed and NFKC-normalised when the file was read (ModelLimitConfig).
     pairs = [(model_key(m.model_name), m.provider) for m in gov.model_configs]
     for i, model in enumerate(gov.model_configs):
         if model.provider and model.provider not in providers:
             yield f"governance.model_configs[{i}].provider", (
                 f"unknown provider {model.provider!r}{_nearest(model.provider, providers)}")
-        if pairs.index((model_key(model.model_name), model.provider)) != i:
-            yield f"governance.model_configs[{i}]", f"duplicate of ({model.model_name}, {model.provider})"
+        first = pairs.index((model_key(model.model_name), model.provider))
+        if first != i:
+            other = gov.model_configs[first]
+            yield f"governance.model_configs[{i}].model_name", (
+                f"{model.model_name!r} on {model.provider or 'any provider'} is the same model as "
+                f"governance.model_configs[{first}] ({other.model_name!r}): model names are matched trimmed, "
+                "NFKC-normalised and without regard to case; keep one")
     for alias, target in settings.model_aliases.items():
         provider = target.split("/", 1)[0]
         if "/" not in target or provider not in providers:

@@ -141,7 +141,8 @@ FIELD_TEXT: dict[str, str] = {
     "ConcurrencyConfig.queue_timeout_ms": "How long a request waits for a free slot before it is refused; "
     "`0`: refused at once.",
     "EstimateConfig.default_completion_tokens": "Completion tokens reserved for a request that sends no `max_tokens`.",
-    "EstimateConfig.bytes_per_prompt_token": "Prompt tokens are estimated as body bytes divided by this.",
+    "EstimateConfig.bytes_per_prompt_token": ("Scales the prompt estimate by 4 / this: 4 keeps it as fitted "
+                                             "(see [governance](governance.md#how-good-the-estimate-is)), 2 doubles it."),
     "ProviderSettings.type": "The provider's API: `openai` (any OpenAI-compatible server), `azure` (Azure "
     "OpenAI), `anthropic`, or an OpenAI-compatible provider by name, whose base URL and price-catalog id are "
     "filled in (`ollama` and `vllm`: local servers that need no key).",

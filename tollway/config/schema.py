@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from tollway.alerts.config import AlertsConfig
 from tollway.governance.durations import Alignment, check_alignment, parse_duration
+from tollway.governance.names import configured_model
 from tollway.providers.presets import PRESETS
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
@@ -198,6 +199,9 @@ class ModelLimitConfig(_Governed):
     provider: NonEmpty | None = None
 
     _blank = field_validator("model_name", "provider")(_no_blank)
+    # Trimmed and NFKC-normalised as requests are; names are then compared without regard
+    # to case, so two configs whose names differ only so are one model (refused).
+    _canonical = field_validator("model_name")(configured_model)
 
 
 class GovernanceConfig(_Strict):

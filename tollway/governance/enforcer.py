@@ -96,6 +96,7 @@ class Explanation:
     team_id: str | None = None
     customer_id: str | None = None
     would_deny: Denial | None = None
+    clamped_cap: int | None = None  # strict with clamp: the output cap the request would be forwarded with
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the management API (budgets in USD, times in ISO-8601 UTC)."""
@@ -106,6 +107,7 @@ class Explanation:
             "virtual_key_id": self.key_id,
             "team_id": self.team_id,
             "customer_id": self.customer_id,
+            "clamped_max_tokens": self.clamped_cap,
             "limits": [_status_dict(status) for status in self.limits],
             "would_deny": would_deny_dict(self.would_deny),
         }
@@ -314,9 +316,15 @@ class Enforcer:
             return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
         denial, limits = assess(planned, readings, now)
+        clamped: int | None = None
+        if denial is not None and facts.demand is not None:  # as `admit` would: lower the cap where clamping is on
+            clamped = clamped_cap(planned.checks, readings, facts.demand, facts.cap)
+            if clamped is not None:
+                planned.amounts = amounts_at(planned.checks, facts.demand, clamped)
+                denial, limits = assess(planned, readings, now)
         decision = Decision.ALLOW if denial is None else denial.decision
         return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id,
-                           shadow_denial(planned, readings, now) if planned.checks else None)
+                           shadow_denial(planned, readings, now) if planned.checks else None, clamped)
 
     def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
         return Admission(False, denial, None, [], *_presented_ids(snapshot, facts))
@@ -385,6 +393,9 @@ def _status_dict(status: LimitStatus) -> dict[str, Any]:
         "duration": None if windowless else str(status.duration),
         "reset_at": None if windowless else iso_utc(status.reset_at_ms),
         "binding": status.binding,
+        "requested": amount(status.requested),
+        "enforcement": "strict" if status.enforcement.strict else "estimate",
+        "on_insufficient": "clamp" if status.enforcement.clamp else "refuse",
         "mode": SHADOW if status.shadow else ENFORCE,
         "would_deny": status.would_deny,
     }

@@ -320,6 +320,8 @@ class LimitStatus:
     duration: Duration
     reset_at_ms: int
     binding: bool = False
+    enforcement: Enforcement = ESTIMATE
+    requested: int = 0  # what this request would reserve on it: its estimate, or its worst case under strict
     shadow: bool = False
     would_deny: bool = False
 
@@ -341,8 +343,8 @@ def assess(plan: Plan, readings: tuple[CounterReading, ...], now_ms: int) -> tup
             denial, binding = deny(check, reading, amount, now_ms), index
         reset_at = now_ms if check.kind is Kind.IN_FLIGHT else _next_reset_ms(check, reading.last_reset_ms)
         statuses.append(LimitStatus(check.scope, check.kind, check.limit, reading.used, reading.reserved,
-                                    max(0, remaining), check.duration, reset_at, shadow=check.shadow,
-                                    would_deny=short and check.shadow))
+                                    max(0, remaining), check.duration, reset_at, False, check.enforcement, amount,
+                                    shadow=check.shadow, would_deny=short and check.shadow))
     enforced = [index for index, check in enumerate(plan.checks) if not check.shadow]
     if binding < 0 and enforced:
         binding = enforced[0]

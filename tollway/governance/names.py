@@ -36,3 +36,13 @@ def canonical_model(name: str) -> str:
 def model_key(name: str) -> str:
     """The form model names are compared in: without regard to case."""
     return name.casefold()
+
+
+def configured_model(name: str) -> str:
+    """A model config's name as it is stored: `canonical_model`'s form, so that a config
+    is matched by the requests meant for it; ValueError (for validators) when no request
+    could ever name it."""
+    try:
+        return canonical_model(name)
+    except BadModelName as exc:
+        raise ValueError(str(exc).replace("'model' ", "a model name ", 1)) from None

@@ -18,7 +18,6 @@ from tollway.errors import (
     GatewayError,
     bad_request,
     governance_unavailable,
-    model_unpriced,
     shutting_down,
     upstream_invalid,
 )
@@ -27,13 +26,12 @@ from tollway.governance.decisions import Denial, denial_headers, error_body
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import PolicySnapshot
-from tollway.governance.names import model_key
 from tollway.pricing import PriceCatalog, scaled_cost
 from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_key
 from tollway.proxy.client_watch import ClientWatch
-from tollway.proxy.estimate import Demand, demand_for
+from tollway.proxy.estimate import Demand, demand_of, request_facts
 from tollway.proxy.exchange_choice import exchange_for
 from tollway.proxy.metering import StreamMeter, cutoff_events
 from tollway.proxy.outcome import Outcome, OutcomeSink
@@ -43,7 +41,7 @@ from tollway.proxy.request import ClientRequest, parse_request
 from tollway.proxy.reservation import covered_output, note_ignored_cap, strict_cap
 from tollway.proxy.targets import Target, TargetResolver
 from tollway.proxy.upstream import RETRIABLE, call_upstream, read_whole
-from tollway.proxy.worst_case import analyse, with_cap
+from tollway.proxy.worst_case import with_cap
 from tollway.usage import ZERO_USAGE, Usage
 
 # What translating a body of an unexpected shape raises, beyond TranslationError.
@@ -129,8 +127,7 @@ class Proxy:
                 failure = prepared
                 break
             body, demand = prepared
-            facts = RequestFacts(target.provider, model_key(target.model), key_hash, *demand(demand.cap),
-                                 demand=demand if demand.clampable else None, cap=demand.cap)
+            facts = request_facts(target.provider, target.model, key_hash, demand)
             try:
                 admission = await self._enforcer.admit(snapshot, facts)
                 if admission.queue is not None:  # no in-flight slot free, and its limit lets the request wait
@@ -191,11 +188,9 @@ class Proxy:
             message = (f"the request cannot be sent to provider {provider.name!r} ({provider.type}): a field has "
                        f"an unexpected type or value ({type(exc).__name__}: {exc})")
             return _Failure(400, _error_body(bad_request(message), request.api), message)
-        worst = analyse(exchange.upstream_api, body, target.model)  # a 400 on cap fields that conflict
-        rates = self._pricing.reservation_rates(provider.type, provider.name, target.model)
-        if rates is None and self._require_price:
-            raise model_unpriced(provider.name, target.model)
-        return body, demand_for(request, worst, self._estimates, rates)
+        # A 400 on cap fields that conflict; model_unpriced under require_price.
+        return body, demand_of(exchange.upstream_api, body, provider, target.model, self._pricing, self._estimates,
+                               self._require_price)
 
     async def _forward(self, request: ClientRequest, upstream: _Upstream, admission: Admission, receive: Receive,
                        send: Send, outcome: Outcome) -> _Failure | None:

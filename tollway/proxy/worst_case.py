@@ -8,12 +8,19 @@ through `with_cap`.
 The prompt bound rests on one fact about byte-level BPE tokenizers (OpenAI's, Anthropic's):
 every token is at least one byte of UTF-8, so a text has at most as many tokens as bytes.
 Token arrays count one token per element. What the text does not show is added as each
-provider documents it: per-message framing, the tool-use system prompt, images. Pure: no
-I/O, nothing kept between requests.
+provider documents it: per-message framing, the tool-use system prompt, images.
+
+The same walk yields the prompt's *estimate* (what ``estimate`` mode reserves): ASCII text at
+about 4.4 bytes a token, other scripts by characters and their extra UTF-8 bytes (CJK about
+one token a character), runs of spaces a token each, framing at the documented figures. The
+weights were fitted on `bench/corpus` against OpenAI's cl100k_base and Anthropic's public
+Claude tokenizer (`bench/estimate_error.py` prints the error). Pure: no I/O, nothing kept
+between requests.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +31,7 @@ from tollway.providers.client import Api
 # 1 more for a name, and 3 prime the reply. Anthropic documents no figure; the same
 # allowance is used (the JSON keys "role" and "content", counted as bytes, add more).
 MESSAGE_OVERHEAD_TOKENS = 4
+MESSAGE_TOKENS = 3  # the estimate's figure: the cookbook's
 REPLY_PRIMING_TOKENS = 3
 # OpenAI's function-calling token counts (cookbook): 7 per function, 12 to close the block;
 # the schema's JSON bytes, counted as text, cover the rest of its rendering.
@@ -32,6 +40,7 @@ OPENAI_PER_TOOL_TOKENS = 7
 # Anthropic's tool-use system prompt, the largest in its table ("Tool use pricing and
 # tokens": Claude 3 Opus, tool_choice auto, 530 tokens).
 ANTHROPIC_TOOLS_OVERHEAD_TOKENS = 530
+ANTHROPIC_TOOLS_TYPICAL_TOKENS = 346  # the estimate's: Claude Sonnet 4 and later, tool_choice auto
 # Anthropic-defined tools (bash, text editor, computer use) add their own prompt: at most
 # 735 + 499 tokens (computer use) in the same table.
 ANTHROPIC_BUILTIN_TOOL_TOKENS = 1_234
@@ -40,6 +49,15 @@ ANTHROPIC_BUILTIN_TOOL_TOKENS = 1_234
 OPENAI_IMAGE_TOKENS_MINI = 2_833 + 8 * 5_667  # gpt-4o-mini: 2,833 base + 5,667 per tile
 OPENAI_IMAGE_TOKENS = 3_779  # tiles: 85 + 8 × 170; patches: 1,536 × 2.46 (gpt-4.1-nano), the larger
 ANTHROPIC_IMAGE_TOKENS = 1_600
+# The estimate's weights (least squares of estimate/actual over bench/corpus, both
+# tokenizers, rounded up a little: an estimate a bit high costs headroom, one too low lets
+# a limit overshoot). Digits: cl100k splits numbers into groups of up to three.
+ASCII_TOKENS_PER_BYTE = 0.26
+TOKENS_PER_CHAR = 0.31  # in text with non-ASCII characters, plus ...
+TOKENS_PER_EXTRA_BYTE = 0.5  # ... per UTF-8 byte beyond the first of each character
+TOKENS_PER_DOUBLE_SPACE = 1.2
+TOKENS_PER_DIGIT = 1 / 3
+TOKENS_PER_KEY = 1.0
 # Model families whose image cost is known to stay within OPENAI_IMAGE_TOKENS; any other
 # model of an OpenAI-compatible server gets the largest figure known.
 _OPENAI_IMAGE_FAMILIES = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "gpt-4-turbo", "o1", "o3", "o4")
@@ -67,6 +85,8 @@ class WorstCase:
     ``cap`` is the per-generation output cap the provider honours (None when the body sets
     none), carried in ``cap_field``; ``extra_output`` are output tokens no cap bounds
     (OpenAI bills rejected predicted-output tokens as completion tokens).
+    ``prompt_estimate`` is the prompt's expected tokens (`_Tally.text`), read in the same
+    walk as the bound and never above it.
     """
 
     prompt_tokens: int
@@ -75,10 +95,111 @@ class WorstCase:
     cap_field: str | None
     extra_output: int = 0
     token_ids: int = 0  # prompt tokens given as token arrays (counted exactly)
+    prompt_estimate: int = 0
 
     def output_tokens(self, cap: int) -> int:
         """Output tokens at most, with ``cap`` per generation."""
         return self.generations * cap + self.extra_output
+
+
+class _Tally:
+    """A prompt's tokens, counted in one walk of its body: at most (``bound``) and expected
+    (``estimate``). One per analysis; nothing is kept between requests."""
+
+    __slots__ = ("bound", "estimate")
+
+    def __init__(self) -> None:
+        self.bound = 0
+        self.estimate = 0.0
+
+    def fixed(self, bound: int, estimate: float | None = None) -> None:
+        """Tokens the text does not show (framing, tool prompts, images); ``estimate`` where
+        the expected figure is below the largest."""
+        self.bound += bound
+        self.estimate += bound if estimate is None else estimate
+
+    def add(self, other: _Tally, times: int) -> None:
+        self.bound += other.bound * times
+        self.estimate += other.estimate * times
+
+    def text(self, text: str) -> None:
+        """A string the model reads: its UTF-8 bytes bound its tokens; the estimate weighs
+        ASCII bytes, other characters and their extra bytes, and runs of spaces (tables,
+        indentation and padding cost tokens that bytes alone do not show)."""
+        if text.isascii():
+            size = len(text)
+            self.bound += size
+            self.estimate += size * ASCII_TOKENS_PER_BYTE + text.count("  ") * TOKENS_PER_DOUBLE_SPACE
+        else:
+            size, chars = len(text.encode("utf-8", "surrogatepass")), len(text)
+            self.bound += size
+            self.estimate += (chars * TOKENS_PER_CHAR + (size - chars) * TOKENS_PER_EXTRA_BYTE
+                              + text.count("  ") * TOKENS_PER_DOUBLE_SPACE)
+
+    def value(self, value: Any, image_tokens: int) -> None:
+        """A JSON value read as text: strings, keys and numbers; an image part is its
+        provider's largest image instead of its (base64 or URL) bytes."""
+        if isinstance(value, str):
+            self.text(value)
+        elif isinstance(value, dict):
+            if image_tokens and value.get("type") in _IMAGE_PART_TYPES:
+                self.fixed(image_tokens)
+                return
+            self.estimate += len(value) * TOKENS_PER_KEY  # the quotes, colon and comma around each key
+            for key, item in value.items():
+                self.text(key)
+                self.value(item, image_tokens)
+        elif isinstance(value, list):
+            for item in value:
+                self.value(item, image_tokens)
+        elif value is None or isinstance(value, bool):
+            self.fixed(1)
+        else:
+            digits = len(repr(value))
+            self.fixed(digits, digits * TOKENS_PER_DIGIT)
+
+    def items(self, value: Any) -> None:
+        """A completions prompt or embeddings input: strings as text, token arrays by length."""
+        if isinstance(value, str):
+            self.text(value)
+        elif not isinstance(value, list):
+            self.value(value, 0)
+        elif all(type(item) is int for item in value):
+            self.fixed(len(value))
+        else:
+            for item in value:
+                self.items(item)
+
+    def messages(self, messages: Any, image_tokens: int) -> None:
+        if not isinstance(messages, list):
+            self.value(messages, image_tokens)
+            return
+        self.fixed(MESSAGE_OVERHEAD_TOKENS * len(messages), MESSAGE_TOKENS * len(messages))
+        for message in messages:
+            if type(message) is dict and len(message) == 2:  # {role, content: text}: without the generic walk
+                content, role = message.get("content"), message.get("role")
+                if type(content) is str and type(role) is str:
+                    if content.isascii() and role.isascii():  # `text` inlined: most messages take this path
+                        size = len(content) + len(role)
+                        self.bound += size
+                        self.estimate += size * ASCII_TOKENS_PER_BYTE + content.count("  ") * TOKENS_PER_DOUBLE_SPACE
+                    else:
+                        self.text(content)
+                        self.text(role)
+                    continue
+            self.value(message, image_tokens)
+
+    def rest(self, body: dict[str, Any]) -> None:
+        """Fields this module does not know, counted as prompt text (never an underestimate)."""
+        for name, value in body.items():
+            if name not in _NOT_PROMPT:
+                self.text(name)
+                self.value(value, 0)
+
+    def worst_case(self, generations: int, cap: int | None, cap_field: str | None, extra_output: int = 0,
+                   token_ids: int = 0) -> WorstCase:
+        estimate = min(self.bound, max(1, math.ceil(self.estimate)))
+        return WorstCase(self.bound, generations, cap, cap_field, extra_output, token_ids, estimate)
 
 
 def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
@@ -93,8 +214,10 @@ def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
         return _responses(body)
     if api is Api.COUNT_TOKENS or api is Api.RESPONSES_INPUT_TOKENS:  # counted, never generated or charged
         return WorstCase(0, 1, 0, None)
-    items = body.get("input")
-    return WorstCase(_items_bound(items) + _rest(body), 1, 0, None, token_ids=_token_ids(items))
+    items, tally = body.get("input"), _Tally()
+    tally.items(items)
+    tally.rest(body)
+    return tally.worst_case(1, 0, None, token_ids=_token_ids(items))
 
 
 def with_cap(worst: WorstCase, api: Api, body: dict[str, Any], cap: int) -> str:
@@ -111,16 +234,24 @@ def _chat(body: dict[str, Any], model: str) -> WorstCase:
                           "(max_completion_tokens), not both", "max_completion_tokens")
     cap_field = "max_completion_tokens" if modern is not None else "max_tokens" if legacy is not None else None
     cap = _positive(body, cap_field) if cap_field else None
-    prompt = _messages_bound(body.get("messages"), _openai_image_tokens(model)) + _rest(body) + REPLY_PRIMING_TOKENS
+    tally = _Tally()
+    tally.messages(body.get("messages"), _openai_image_tokens(model))
+    tally.rest(body)
+    tally.fixed(REPLY_PRIMING_TOKENS)
     tools, functions = body.get("tools"), body.get("functions")
     if tools or functions:
         tools = _list(tools) + _list(functions)
-        prompt += OPENAI_TOOLS_OVERHEAD_TOKENS + OPENAI_PER_TOOL_TOKENS * len(tools) + _bound(tools, 0)
+        tally.fixed(OPENAI_TOOLS_OVERHEAD_TOKENS + OPENAI_PER_TOOL_TOKENS * len(tools))
+        tally.value(tools, 0)
     if body.get("tool_choice") is not None:
-        prompt += _bound(body["tool_choice"], 0)
+        tally.value(body["tool_choice"], 0)
     generations = _count(body, "n") if "n" in body else 1
-    extra = _bound(body["prediction"], 0) * generations if body.get("prediction") is not None else 0
-    return WorstCase(prompt, generations, cap, cap_field, extra)
+    extra = 0
+    if body.get("prediction") is not None:
+        prediction = _Tally()
+        prediction.value(body["prediction"], 0)
+        extra = prediction.bound * generations
+    return tally.worst_case(generations, cap, cap_field, extra)
 
 
 def _messages(body: dict[str, Any]) -> WorstCase:
@@ -128,26 +259,35 @@ def _messages(body: dict[str, Any]) -> WorstCase:
         raise bad_request("'max_completion_tokens' is not a field of the Messages API: its output cap is "
                           "'max_tokens'", "max_completion_tokens")
     cap = _positive(body, "max_tokens") if body.get("max_tokens") is not None else None
-    prompt = _messages_bound(body.get("messages"), ANTHROPIC_IMAGE_TOKENS) + _rest(body) + REPLY_PRIMING_TOKENS
+    tally = _Tally()
+    tally.messages(body.get("messages"), ANTHROPIC_IMAGE_TOKENS)
+    tally.rest(body)
+    tally.fixed(REPLY_PRIMING_TOKENS)
     system = body.get("system")
     if system is not None:
-        prompt += MESSAGE_OVERHEAD_TOKENS + _bound(system, ANTHROPIC_IMAGE_TOKENS)
+        tally.fixed(MESSAGE_OVERHEAD_TOKENS, MESSAGE_TOKENS)
+        tally.value(system, ANTHROPIC_IMAGE_TOKENS)
     tools = _list(body.get("tools"))
     if tools:
         builtin = sum(1 for tool in tools if isinstance(tool, dict) and tool.get("type") not in (None, "custom"))
-        prompt += ANTHROPIC_TOOLS_OVERHEAD_TOKENS + ANTHROPIC_BUILTIN_TOOL_TOKENS * builtin + _bound(tools, 0)
+        tally.fixed(ANTHROPIC_TOOLS_OVERHEAD_TOKENS + ANTHROPIC_BUILTIN_TOOL_TOKENS * builtin,
+                    ANTHROPIC_TOOLS_TYPICAL_TOKENS + ANTHROPIC_BUILTIN_TOOL_TOKENS * builtin)
+        tally.value(tools, 0)
     if body.get("tool_choice") is not None:
-        prompt += _bound(body["tool_choice"], 0)
-    return WorstCase(prompt, 1, cap, "max_tokens" if cap is not None else None)
+        tally.value(body["tool_choice"], 0)
+    return tally.worst_case(1, cap, "max_tokens" if cap is not None else None)
 
 
 def _responses(body: dict[str, Any]) -> WorstCase:
-    """The Responses API: ``input`` items, ``instructions`` and tools (counted by `_rest`),
+    """The Responses API: ``input`` items, ``instructions`` and tools (counted by `_Tally.rest`),
     one generation capped by ``max_output_tokens`` (reasoning included)."""
     items = body.get("input")
     cap = _positive(body, "max_output_tokens") if body.get("max_output_tokens") is not None else None
-    return WorstCase(_items_bound(items) + _rest(body) + REPLY_PRIMING_TOKENS, 1, cap,
-                     "max_output_tokens" if cap is not None else None, token_ids=_token_ids(items))
+    tally = _Tally()
+    tally.items(items)
+    tally.rest(body)
+    tally.fixed(REPLY_PRIMING_TOKENS)
+    return tally.worst_case(1, cap, "max_output_tokens" if cap is not None else None, token_ids=_token_ids(items))
 
 
 def _completions(body: dict[str, Any]) -> WorstCase:
@@ -156,34 +296,14 @@ def _completions(body: dict[str, Any]) -> WorstCase:
     # best_of runs that many generations per prompt (and bills them all), returning n of them.
     generations = prompts * max(_count(body, "n"), _count(body, "best_of"))
     cap = _positive(body, "max_tokens") if body.get("max_tokens") is not None else None
-    suffix = _bound(body["suffix"], 0) * prompts if isinstance(body.get("suffix"), str) else 0
-    return WorstCase(_items_bound(prompt) + suffix + _rest(body), generations, cap,
-                     "max_tokens" if cap is not None else None, token_ids=_token_ids(prompt))
-
-
-def _messages_bound(messages: Any, image_tokens: int) -> int:
-    if not isinstance(messages, list):
-        return _bound(messages, image_tokens)
-    total = MESSAGE_OVERHEAD_TOKENS * len(messages)
-    for message in messages:
-        if type(message) is dict and len(message) == 2:  # {role, content: text}: without the generic walk
-            content, role = message.get("content"), message.get("role")
-            if type(content) is str and type(role) is str:
-                total += (len(content) if content.isascii() else _text(content)) + len(role)
-                continue
-        total += _bound(message, image_tokens)
-    return total
-
-
-def _items_bound(value: Any) -> int:
-    """A completions prompt or embeddings input: strings by bytes, token arrays by length."""
-    if isinstance(value, str):
-        return _text(value)
-    if not isinstance(value, list):
-        return _bound(value, 0)
-    if all(type(item) is int for item in value):
-        return len(value)
-    return sum(_items_bound(item) for item in value)
+    tally = _Tally()
+    tally.items(prompt)
+    if isinstance(body.get("suffix"), str):
+        suffix = _Tally()
+        suffix.text(body["suffix"])
+        tally.add(suffix, prompts)
+    tally.rest(body)
+    return tally.worst_case(generations, cap, "max_tokens" if cap is not None else None, token_ids=_token_ids(prompt))
 
 
 def _token_ids(value: Any) -> int:
@@ -200,35 +320,6 @@ def _prompt_count(prompt: Any) -> int:
     if not isinstance(prompt, list) or not prompt or all(type(item) is int for item in prompt):
         return 1
     return len(prompt)
-
-
-def _rest(body: dict[str, Any]) -> int:
-    """Fields this module does not know, counted as prompt text (never an underestimate)."""
-    total = 0
-    for name, value in body.items():
-        if name not in _NOT_PROMPT:
-            total += _text(name) + _bound(value, 0)
-    return total
-
-
-def _bound(value: Any, image_tokens: int) -> int:
-    """Tokens at most of a JSON value read as text: bytes of strings, keys and numbers;
-    an image part is its provider's largest image instead of its (base64 or URL) bytes."""
-    if isinstance(value, str):
-        return _text(value)
-    if isinstance(value, dict):
-        if image_tokens and value.get("type") in _IMAGE_PART_TYPES:
-            return image_tokens
-        return sum(_text(key) + _bound(item, image_tokens) for key, item in value.items())
-    if isinstance(value, list):
-        return sum(_bound(item, image_tokens) for item in value)
-    if value is None or isinstance(value, bool):
-        return 1
-    return len(repr(value))
-
-
-def _text(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _list(value: Any) -> list[Any]:

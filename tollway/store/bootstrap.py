@@ -39,6 +39,7 @@ from tollway.config.schema import (
     VirtualKeyConfig,
 )
 from tollway.governance.engine import hash_key
+from tollway.governance.names import model_key
 from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import Diff, EntityError, EntityWriter, assign
@@ -211,9 +212,11 @@ class _Applier(EntityWriter):
         self.session.flush()
 
     def _model_configs(self, configs: Iterable[ModelLimitConfig]) -> None:
-        existing = self._load(ModelConfig, lambda m: (m.model_name, m.provider))
+        # Matched as requests are (without regard to case): a config the API created as
+        # "GPT-4o" is the file's "gpt-4o", not a second set of limits for the same model.
+        existing = self._load(ModelConfig, lambda m: (model_key(m.model_name), m.provider))
         for config in configs:
-            row = existing.get((config.model_name, config.provider))
+            row = existing.get((model_key(config.model_name), config.provider))
             identity = {"id": new_id(), "model_name": config.model_name, "provider": config.provider}
             where = f"governance.model_configs {config.model_name!r} on {config.provider or 'any provider'}"
             row, diff = self._governed(row, ModelConfig, identity, {}, config, where)

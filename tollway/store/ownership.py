@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from tollway.config.schema import GovernanceConfig
+from tollway.governance.names import model_key
 from tollway.store.entities import EntityWriter, assign
 from tollway.store.tables import (
     MANAGED_BY_API,
@@ -78,8 +79,8 @@ def release_removed(writer: EntityWriter, governance: GovernanceConfig) -> None:
         keys = session.scalars(select(VirtualKey.id).where(VirtualKey.customer_id == customer.id)).all()
         users = [part for part in (_names("team", teams), _names("virtual key", keys)) if part]
         _delete_or_hand_over(writer, customer, "customer", customer.id, " and ".join(users))
-    declared = {(m.model_name, m.provider) for m in governance.model_configs}
-    for config in _undeclared(writer, ModelConfig, declared, lambda m: (m.model_name, m.provider)):
+    declared = {(model_key(m.model_name), m.provider) for m in governance.model_configs}  # as bootstrap matches them
+    for config in _undeclared(writer, ModelConfig, declared, lambda m: (model_key(m.model_name), m.provider)):
         _delete(writer, config, "model_config", config.id)
 
 

@@ -152,4 +152,6 @@ def create_ui_app(management: Any, settings: Settings, clock_ms: Callable[[], in
     """The `/ui` application over the management API app ``management``."""
     token = settings.admin_token
     ui = Ui(ManagementClient(management, token), Sessions(token) if token else None, clock_ms)
+    # What a limit whose mode says "default" gets, named on the limit forms.
+    ui.templates.globals["governance_defaults"] = settings.governance_defaults.model_dump()
     return UiApp(ui, LoginThrottle(settings.login_throttle))

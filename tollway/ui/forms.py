@@ -78,7 +78,15 @@ def budget(form: Form, prefix: str = "", where: str = "budget") -> dict[str, Any
     if given is None:
         return None
     return _with_mode(form, prefix, "budget", {"max_limit": given[0], "reset_duration": given[1],
-                                               "calendar_aligned": form.checked(f"{prefix}budget_calendar_aligned")})
+                                               "calendar_aligned": form.checked(f"{prefix}budget_calendar_aligned"),
+                                               **_modes(form, f"{prefix}budget_")})
+
+
+def _modes(form: Form, prefix: str) -> dict[str, str | None]:
+    """``enforcement`` and ``on_insufficient`` where the form has them (empty: the global
+    default, sent as null); a form without them leaves the stored modes alone."""
+    return {name: form.get(f"{prefix}{name}") or None for name in ("enforcement", "on_insufficient")
+            if f"{prefix}{name}" in form}
 
 
 def rate_limit(form: Form, prefix: str = "", where: str = "rate_limit") -> dict[str, Any] | None:
@@ -90,7 +98,7 @@ def rate_limit(form: Form, prefix: str = "", where: str = "rate_limit") -> dict[
         body[f"{side}_max_limit"], body[f"{side}_reset_duration"] = given if given else (None, None)
     if all(value is None for value in body.values()):
         return None
-    return _with_mode(form, prefix, "rate_limit", body)
+    return _with_mode(form, prefix, "rate_limit", body | _modes(form, f"{prefix}rate_"))
 
 
 def concurrency(form: Form, prefix: str = "", where: str = "concurrency") -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tollway.config.loader import config_file_path
+from tollway.config.schema import GovernanceDefaults
 from tollway.ui import present
 from tollway.ui.client import ApiProblem, ManagementClient
 from tollway.ui.forms import MAX_FORM_BYTES, Form, problem_lines, problem_title
@@ -41,7 +42,9 @@ def _environment() -> Environment:
                     "plain": present.plain, "latency": present.latency, "limit_amount": present.limit_amount}
     # config_path: where pages send operators to change what the config file manages.
     env.globals |= {"problem_title": problem_title, "entity_url": present.entity_url,
-                    "config_path": config_file_path()}
+                    "config_path": config_file_path(),
+                    # The limit forms name the global default; create_ui_app sets the configured one.
+                    "governance_defaults": GovernanceDefaults().model_dump()}
     return env
 
 
