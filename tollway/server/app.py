@@ -13,6 +13,7 @@ from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
 from tollway.proxy.google_route import PREFIX as GOOGLE_PREFIX
+from tollway.proxy.google_route import V1_PREFIX as GOOGLE_V1_PREFIX
 from tollway.proxy.google_route import route_fields
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
 from tollway.server.models_route import ModelsRoute
@@ -51,7 +52,7 @@ class Gateway:
                 await handler(scope, receive, send)
             elif scope["method"] == "GET" and ModelsRoute.matches(path):
                 await self.runtime.models.retrieve(scope, send)
-            elif path.startswith(GOOGLE_PREFIX) and scope["method"] == "POST":
+            elif scope["method"] == "POST" and (path.startswith(GOOGLE_PREFIX) or path.startswith(GOOGLE_V1_PREFIX)):
                 await self._google(scope, receive, send)
             elif path.startswith(RESPONSES_PREFIX):
                 await self.runtime.responses.stored(scope, receive, send)

@@ -171,13 +171,18 @@ def gemini_error_to_anthropic(status: int, data: bytes) -> bytes | None:
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": str(error.get("message") or "")}})
 
 
-def google_error_body(status: int, message: str, reason: str | None = None) -> bytes:
+def google_error_body(status: int, message: str, reason: str | None = None,
+                      metadata: Mapping[str, str] | None = None) -> bytes:
     """An error in Google's shape (``{"error": {code, message, status, details}}``), for
-    clients of the gateway's own Google route; ``reason`` is Tollway's error code."""
+    clients of the gateway's own Google route; ``reason`` is Tollway's error code and
+    ``metadata`` the rest of a denial (scope, limit, used, reset_at ...) as a
+    ``google.rpc.ErrorInfo`` carries it (strings)."""
     error: JSON = {"code": status, "message": message, "status": RPC_STATUS.get(status, "UNKNOWN")}
     if reason:
-        error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
-                             "domain": "tollway"}]
+        info: JSON = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "tollway"}
+        if metadata:
+            info["metadata"] = dict(metadata)
+        error["details"] = [info]
     return orjson.dumps({"error": error})
 
 
@@ -191,8 +196,22 @@ def google_error_from(status: int, data: bytes) -> bytes:
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, Mapping):
-        return google_error_body(status, str(error.get("message") or ""), error.get("code") or error.get("type"))
+        return google_error_body(status, str(error.get("message") or ""), error.get("code") or error.get("type"),
+                                 _flat(error, ""))
     return google_error_body(status, data[:500].decode("utf-8", "replace") or f"upstream answered {status}")
+
+
+def _flat(fields: Mapping[str, Any], prefix: str) -> dict[str, str]:
+    """A Tollway error's other fields as ErrorInfo metadata: ``{"scope.level": "provider", ...}``."""
+    out: dict[str, str] = {}
+    for name, value in fields.items():
+        if value is None or (not prefix and name in ("message", "type", "code", "param")):
+            continue
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return out
 
 
 def _google_error(data: bytes) -> Mapping[str, Any] | None:
