@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import orjson
 import anthropic
 import openai
 import pytest
@@ -271,3 +272,58 @@ async def test_provider_and_model_limits_govern_gemini(gateway, mock) -> None:
     info = caught.value.details["error"]["details"][0]
     assert caught.value.code == 429 and info["reason"] == "request_limited"
     assert info["metadata"]["scope.level"] == "provider" and info["metadata"]["scope.id"] == "gemini"
+
+
+# --- strict budgets: clamped caps and streams cut off, in each client's shape ---------------------
+
+DOLLAR_A_TOKEN = {"gemini/gemini-2.0-flash": {"input": 1_000_000, "output": 1_000_000}}
+
+
+def strict(mock, gateway, **budget: Any) -> RunningGateway:
+    return gateway({**config(mock, governance={"virtual_keys": [vk(budget={
+        "max_limit": 200, "reset_duration": "1d", "enforcement": "strict", **budget})]}), "pricing": DOLLAR_A_TOKEN})
+
+
+def spent(running: RunningGateway) -> tuple[int, int]:
+    budget = running.runtime.snapshot.keys_by_hash[hash_key(KEY)].limits.budget
+    state = running.counters().get(budget_counter(budget.id))
+    return (state.used if state else 0), budget.max_limit_nano
+
+
+async def test_a_gemini_stream_that_ignores_its_cap_is_cut_off_at_the_budget(gateway, mock) -> None:
+    await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000, "ignore_max_tokens": True})
+    running = strict(mock, gateway)
+    stream = await openai_sdk(running, KEY).chat.completions.create(
+        model="gemini/gemini-2.0-flash", messages=HELLO, max_tokens=20, stream=True)
+    text, finish = [], None
+    with pytest.raises(openai.APIError) as caught:
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+                finish = choice.finish_reason or finish
+    assert finish == "length" and "cut off" in str(caught.value.message)
+    assert 20 < len("".join(text)) < 200
+    used, limit = spent(running)
+    assert len("".join(text)) <= used <= limit
+
+
+async def test_a_google_stream_is_cut_off_in_googles_shape(gateway, mock) -> None:
+    await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000, "ignore_max_tokens": True})
+    running = strict(mock, gateway)
+    url = running.url + "/v1beta/models/gemini/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}], "generationConfig": {"maxOutputTokens": 20}}
+    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers={"x-goog-api-key": KEY}) as r:
+        events = [orjson.loads(line[6:]) for line in (await r.read()).split(b"\n") if line.startswith(b"data: ")]
+    assert events[-2]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert events[-1]["error"]["status"] == "RESOURCE_EXHAUSTED" and "cut off" in events[-1]["error"]["message"]
+    used, limit = spent(running)
+    assert 0 < used <= limit
+
+
+async def test_strict_clamp_lowers_googles_max_output_tokens(gateway, mock) -> None:
+    running = strict(mock, gateway, on_insufficient="clamp")
+    client = google_sdk(running)
+    await client.aio.models.generate_content(model="gemini/gemini-2.0-flash", contents="Hi",
+                                             config=genai_types.GenerateContentConfig(max_output_tokens=5000))
+    sent = (await last_upstream(mock))["body"]["generationConfig"]["maxOutputTokens"]
+    assert 0 < sent < 200
