@@ -253,12 +253,9 @@ class _GeminiStream:
         self._gemini = gemini
         self._out = out
         self._failed = False
+        self.usage: Usage | None = None  # the usage so far (each Gemini chunk carries it)
         self.produced = 0
         self.error: str | None = None
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._gemini.usage
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
@@ -274,6 +271,7 @@ class _GeminiStream:
                 continue
             self.produced += len(chat_chunks)
             out.extend(self._out.feed(chat_chunk) for chat_chunk in chat_chunks)
+        self.usage = self._gemini.usage
         return b"".join(out)
 
     def finish(self) -> bytes:

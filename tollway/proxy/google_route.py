@@ -15,6 +15,7 @@ from typing import Any
 
 PREFIX = "/v1beta/models/"
 V1_PREFIX = "/v1/models/"  # Google's stable version: google-genai's default since 2.x
+PREFIXES = (PREFIX, V1_PREFIX)
 _METHODS = MappingProxyType({"generateContent": False, "streamGenerateContent": True})
 
 

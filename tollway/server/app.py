@@ -12,8 +12,7 @@ from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header,
 from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
-from tollway.proxy.google_route import PREFIX as GOOGLE_PREFIX
-from tollway.proxy.google_route import V1_PREFIX as GOOGLE_V1_PREFIX
+from tollway.proxy.google_route import PREFIXES as GOOGLE_PREFIXES
 from tollway.proxy.google_route import route_fields
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
 from tollway.server.models_route import ModelsRoute
@@ -52,7 +51,7 @@ class Gateway:
                 await handler(scope, receive, send)
             elif scope["method"] == "GET" and ModelsRoute.matches(path):
                 await self.runtime.models.retrieve(scope, send)
-            elif scope["method"] == "POST" and (path.startswith(GOOGLE_PREFIX) or path.startswith(GOOGLE_V1_PREFIX)):
+            elif scope["method"] == "POST" and path.startswith(GOOGLE_PREFIXES):
                 await self._google(scope, receive, send)
             elif path.startswith(RESPONSES_PREFIX):
                 await self.runtime.responses.stored(scope, receive, send)
