@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import orjson
 import anthropic
 import openai
+import orjson
 import pytest
 
 from tests.integration.conftest import mock_control
@@ -224,6 +224,8 @@ async def test_google_route_takes_the_key_from_the_query(gateway, mock) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.post(url, params={"key": KEY}, json=body) as response:
             assert response.status == 200, await response.text()
+        seen = await last_upstream(mock)
+        assert seen["query"] == {} and seen["headers"]["x-goog-api-key"] == "AIza-test-gemini"  # never the virtual key
         async with session.post(url, json=body) as response:  # no key: refused in Google's shape
             error = (await response.json())["error"]
             assert response.status == 401 and error["status"] == "UNAUTHENTICATED" and error["code"] == 401
@@ -327,3 +329,31 @@ async def test_strict_clamp_lowers_googles_max_output_tokens(gateway, mock) -> N
                                              config=genai_types.GenerateContentConfig(max_output_tokens=5000))
     sent = (await last_upstream(mock))["body"]["generationConfig"]["maxOutputTokens"]
     assert 0 < sent < 200
+
+
+async def test_google_route_refuses_a_model_of_another_provider_type(gateway, mock) -> None:
+    running = gateway(config(mock, governance={"virtual_keys": [vk()]}))
+    with pytest.raises(genai_errors.ClientError) as caught:
+        await google_sdk(running).aio.models.generate_content(model="openai/gpt-4o-mini", contents="Hi")
+    assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
+    assert "generate_content" in caught.value.message
+    assert (await mock_control(mock, "GET", "/_mock/stats"))["requests"] == 0
+
+
+async def test_google_route_bad_bodies_are_400s_naming_the_field(gateway, mock) -> None:
+    running = gateway(config(mock))
+    url = running.url + "/v1beta/models/gemini/gemini-2.0-flash:generateContent"
+    cases = [({"contents": []}, "contents"), ({}, "contents"),
+             ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"candidateCount": 0}},
+              "generationConfig.candidateCount"),
+             ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": -1}},
+              "generationConfig.maxOutputTokens")]
+    async with aiohttp.ClientSession() as session:
+        for body, field in cases:
+            async with session.post(url, json=body, headers={"x-goog-api-key": "placeholder"}) as response:
+                error = (await response.json())["error"]
+                assert response.status == 400 and error["status"] == "INVALID_ARGUMENT", body
+                assert field in error["message"], (field, error["message"])
+        async with session.post(running.url + "/v1beta/models/gemini/gemini-2.0-flash:embedText", json={}) as response:
+            assert response.status == 404
+    assert (await mock_control(mock, "GET", "/_mock/stats"))["requests"] == 0

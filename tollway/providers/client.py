@@ -97,7 +97,7 @@ class ProviderClient:
     def upstream_api(self, api: Api) -> Api:
         """The provider's API a request of the client's ``api`` is sent as: the same one
         where the provider serves it, else the one the adapter translates through."""
-        return api if self.speaks(api) else self.adapter.translation_api
+        return self.adapter.upstream_api(self.settings, api)
 
     def pick_key(self, model: str, allowed: frozenset[str] = frozenset()) -> ProviderKey:
         """A weighted random choice among the keys that may serve ``model``."""

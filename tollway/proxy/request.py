@@ -70,7 +70,7 @@ def parse_request(api: Api, raw: bytes, route: Mapping[str, Any] | None = None) 
     if api is Api.GENERATE_CONTENT:
         if not isinstance(body["contents"], list) or not body["contents"]:
             raise bad_request("'contents' must be a non-empty array", "contents")
-        max_tokens = _max_tokens(body.get("generationConfig"), _GOOGLE_CAP)
+        max_tokens = _max_tokens(body.get("generationConfig"), _GOOGLE_CAP, "generationConfig.")
     else:
         max_tokens = _max_tokens(body, _CAPS)
     if api is Api.MESSAGES and max_tokens is None:
@@ -100,7 +100,7 @@ def _check_cap_fields(api: Api, body: dict[str, Any]) -> None:
                           "(max_completion_tokens), not both", "max_completion_tokens")
 
 
-def _max_tokens(body: Any, names: tuple[str, ...]) -> int | None:
+def _max_tokens(body: Any, names: tuple[str, ...], where: str = "") -> int | None:
     if not isinstance(body, dict):
         return None  # Google's generationConfig: its shape is checked with the worst case
     for name in names:
@@ -108,6 +108,6 @@ def _max_tokens(body: Any, names: tuple[str, ...]) -> int | None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_CAP:
-            raise bad_request(f"'{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", name)
+            raise bad_request(f"'{where}{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", where + name)
         return value
     return None

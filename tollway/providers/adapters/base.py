@@ -59,6 +59,11 @@ class ProviderAdapter:
             return self.serves_responses_api(settings)
         return api in self.native_apis
 
+    def upstream_api(self, settings: ProviderSettings, api: Api) -> Api:
+        """The provider API a request of the client's ``api`` is sent as: the same one
+        where the provider serves it, else the one this adapter translates through."""
+        return api if self.speaks(settings, api) else self.translation_api
+
     def url(self, base: str, settings: ProviderSettings, api: Api, model: str, stream: bool) -> str:
         """The URL a request of ``api`` for ``model`` is posted to."""
         return base + self.paths[api]
