@@ -150,6 +150,23 @@ async def test_embeddings_reach_gemini_embed_content(gateway, mock) -> None:
 
 # --- Anthropic and Responses clients on a Gemini provider ---------------------------------------
 
+async def test_anthropic_count_tokens_is_counted_by_gemini(gateway, mock) -> None:
+    running = gateway(config(mock))
+    client = anthropic.AsyncAnthropic(base_url=running.url, api_key="placeholder", max_retries=0)
+    counted = await client.messages.count_tokens(model="gemini/gemini-2.0-flash", system="Be brief",
+                                                 messages=[{"role": "user", "content": "Hello there"}])
+    assert counted.input_tokens == 3 + 3 + 2 + 3  # the mock's count: "Hello there" and "Be brief", 3 a turn
+    seen = await last_upstream(mock)
+    assert seen["path"] == "/v1beta/models/gemini-2.0-flash:countTokens"
+    assert seen["body"]["generateContentRequest"]["model"] == "models/gemini-2.0-flash"
+
+
+async def test_the_model_list_names_geminis_models(gateway, mock) -> None:
+    running = gateway(config(mock))
+    listed = [model.id async for model in openai_sdk(running).models.list()]
+    assert "gemini/gemini-2.5-flash" in listed and "gemini/text-embedding-004" in listed
+
+
 async def test_anthropic_messages_reach_gemini_through_chat(gateway, mock) -> None:
     running = gateway(config(mock))
     client = anthropic.AsyncAnthropic(base_url=running.url, api_key="placeholder", max_retries=0)

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
-from tollway.proxy.gemini_exchanges import ChatViaGemini, EmbeddingsViaGemini, GeminiPassthrough, MessagesViaGemini
+from tollway.proxy.gemini_exchanges import (
+    ChatViaGemini,
+    CountTokensViaGemini,
+    EmbeddingsViaGemini,
+    GeminiPassthrough,
+    MessagesViaGemini,
+)
 from tollway.proxy.passthrough import AnthropicPassthrough, Exchange, OpenAIPassthrough
 from tollway.proxy.responses_exchanges import responses_exchange
 from tollway.proxy.token_count import CountTokensPassthrough, EstimatedTokenCount
@@ -30,7 +36,7 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
     (Api.COUNT_TOKENS, Api.COUNT_TOKENS): CountTokensPassthrough(),
     (Api.CHAT, Api.GENERATE_CONTENT): ChatViaGemini(),
     (Api.MESSAGES, Api.GENERATE_CONTENT): MessagesViaGemini(),
-    (Api.COUNT_TOKENS, Api.GENERATE_CONTENT): EstimatedTokenCount(),
+    (Api.COUNT_TOKENS, Api.GENERATE_CONTENT): CountTokensViaGemini(),
     (Api.EMBEDDINGS, Api.GENERATE_CONTENT): EmbeddingsViaGemini(),
     (Api.GENERATE_CONTENT, Api.GENERATE_CONTENT): GeminiPassthrough(),
 }

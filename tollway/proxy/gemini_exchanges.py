@@ -131,6 +131,31 @@ class ResponsesViaGemini(_ViaGemini):
         return openai_error_from_gemini(status, data)
 
 
+class CountTokensViaGemini(_ViaGemini):
+    """Anthropic `count_tokens` client, Gemini provider: Gemini's `countTokens` counts the
+    request as it would be sent (messages → chat → Gemini, system and tools included)."""
+
+    upstream_api = Api.GEMINI_COUNT_TOKENS
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        body = chat_request_to_gemini(messages_request_to_chat(request.body))
+        body.pop("generationConfig", None)
+        return {"generateContentRequest": {"model": "models/" + model, **body}}
+
+    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+        body = load_object(data)
+        total = (body or {}).get("totalTokens")
+        if not isinstance(total, int):
+            return anthropic_error_from(502, data), None
+        return orjson.dumps({"input_tokens": total}), None  # counted, never charged
+
+    def stream(self, request: ClientRequest) -> StreamConverter:
+        raise NotImplementedError  # counting is never streamed
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return anthropic_error_from_gemini(status, data)
+
+
 class EmbeddingsViaGemini:
     """OpenAI embeddings client, Gemini provider: one input → `embedContent`."""
 

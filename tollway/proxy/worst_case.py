@@ -56,6 +56,7 @@ _NOT_PROMPT = frozenset({
 # No model produces anywhere near this many tokens; a larger cap only makes amounts absurd.
 MAX_OUTPUT_CAP = 1_000_000_000
 _GEMINI_CAP = "generationConfig.maxOutputTokens"
+_COUNTING = frozenset({Api.COUNT_TOKENS, Api.RESPONSES_INPUT_TOKENS, Api.GEMINI_COUNT_TOKENS})
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 _CAP_FIELDS = {Api.CHAT: ("max_completion_tokens", "max_tokens"), Api.COMPLETIONS: ("max_tokens",),
                Api.MESSAGES: ("max_tokens",), Api.EMBEDDINGS: (), Api.RESPONSES: ("max_output_tokens",)}
@@ -94,7 +95,7 @@ def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
         return _responses(body)
     if api is Api.GENERATE_CONTENT:
         return _generate_content(body)
-    if api is Api.COUNT_TOKENS or api is Api.RESPONSES_INPUT_TOKENS:  # counted, never generated or charged
+    if api in _COUNTING:  # counted, never generated or charged
         return WorstCase(0, 1, 0, None)
     items = body.get("input")
     return WorstCase(_items_bound(items) + _rest(body), 1, 0, None, token_ids=_token_ids(items))
