@@ -374,3 +374,31 @@ async def test_google_route_bad_bodies_are_400s_naming_the_field(gateway, mock) 
         async with session.post(running.url + "/v1beta/models/gemini/gemini-2.0-flash:embedText", json={}) as response:
             assert response.status == 404
     assert (await mock_control(mock, "GET", "/_mock/stats"))["requests"] == 0
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+async def test_a_gemini_stream_dropped_midway_ends_with_an_error_and_is_charged_what_came(gateway, mock) -> None:
+    running = gateway(config(mock, governance={"virtual_keys": [vk(budget={"max_limit": 10, "reset_duration": "1d"})]}))
+    await mock_control(mock, "POST", "/_mock/faults", {"path": "/v1beta/models/", "drop": "mid_stream",
+                                                       "after_chunks": 3, "count": 1})
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as caught:
+        stream = await openai_sdk(running, KEY).chat.completions.create(
+            model="gemini/gemini-2.0-flash", messages=HELLO, max_tokens=50, stream=True)
+        async for chunk in stream:
+            got.extend(choice.delta.content or "" for choice in chunk.choices)
+    assert "".join(got) == "tok0 tok1 tok2" and "stream" in str(caught.value.message)
+    limits = running.runtime.snapshot.keys_by_hash[hash_key(KEY)].limits
+    used = running.counters()[budget_counter(limits.budget.id)].used
+    assert 0 < used < 50 * 2_000  # what the three chunks reported, not the 50 reserved
+    assert running.runtime.enforcer.reservations_in_flight == 0
+
+
+async def test_a_gemini_outage_falls_back_to_another_provider(gateway, mock) -> None:
+    running = gateway({**config(mock), "fallbacks": {"gemini/gemini-2.0-flash": ["openai/gpt-4o-mini"]}})
+    await mock_control(mock, "POST", "/_mock/faults", {"path": "/v1beta/models/", "status": 503, "count": 1})
+    reply = await openai_sdk(running).chat.completions.create(model="gemini/gemini-2.0-flash", messages=HELLO)
+    assert reply.choices[0].message.content
+    paths = [r["path"] for r in await mock_control(mock, "GET", "/_mock/requests")]
+    assert paths == ["/v1beta/models/gemini-2.0-flash:generateContent", "/v1/chat/completions"]
