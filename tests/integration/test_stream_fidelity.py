@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -140,6 +140,7 @@ class _Provider:
     """Just what `exchange_for` reads of a provider."""
 
     name: str
+    exchanges: dict[Api, Any] = field(default_factory=dict)
 
     @property
     def type(self) -> str:

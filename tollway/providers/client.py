@@ -80,8 +80,8 @@ class ProviderClient:
                                       proxy=proxy)
         # (url, key id) -> origin and request bytes up to the Content-Length value.
         self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
-        # API -> the proxy's exchange for this provider, where it depends on the provider's own
-        # settings (the Responses API: passed through or translated); filled on first use.
+        # API -> the proxy's exchange for this provider (chosen by its adapter and settings:
+        # passed through or translated); filled on first use.
         self.exchanges: dict[Api, Any] = {}
 
     def speaks(self, api: Api) -> bool:

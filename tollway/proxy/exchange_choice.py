@@ -43,9 +43,15 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
 
 
 def exchange_for(api: Api, provider: ProviderClient) -> Exchange:
+    """The exchange of ``api`` requests to ``provider``: chosen on its first request, then
+    kept on the provider (the hot path looks it up by API alone)."""
+    exchange: Exchange | None = provider.exchanges.get(api)
+    if exchange is not None:
+        return exchange
     if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # per provider: by its adapter and settings
         return responses_exchange(provider, api)
     exchange = _EXCHANGES.get((api, provider.upstream_api(api)))
     if exchange is None:
         raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the {api.value} API")
+    provider.exchanges[api] = exchange
     return exchange
