@@ -13,7 +13,7 @@ import genai_prices
 from genai_prices import types as gp
 
 from tollway.governance.names import model_key
-from tollway.providers.presets import PRESETS
+from tollway.providers.adapters import ADAPTERS
 from tollway.usage import Usage
 
 __all__ = ["NANO_PER_USD", "RATE_SCALE", "ModelPrice", "PriceCatalog", "ReservationRates", "estimate_cost_nano",
@@ -179,16 +179,10 @@ def _rates(price: ModelPrice) -> tuple[int, int, int, int]:
 
 
 def _genai_providers(provider_type: str) -> tuple[str | None, ...]:
-    # genai-prices' azure table falls back to OpenAI's; a preset has its catalog id; other
-    # types are tried as a genai-prices provider id, then by model name alone (e.g. a local
-    # "openai" server).
-    ptype = provider_type.lower()
-    if ptype == "azure":
-        return ("azure", "openai", None)
-    preset = PRESETS.get(ptype)
-    if preset is not None:
-        return (preset.price_catalog_id, None) if preset.price_catalog_id else (None,)
-    return (ptype, None)
+    # The adapter knows its catalog ids (azure falls back to OpenAI's table, a preset has
+    # its own id); a type no adapter knows is tried as a catalog id, then by model name alone.
+    adapter = ADAPTERS.get(provider_type.lower())
+    return adapter.price_catalog_ids if adapter is not None else (provider_type.lower(), None)
 
 
 def _lookup_genai(provider_type: str, model: str) -> ModelPrice | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -23,6 +23,8 @@ import orjson
 import pytest
 
 from tests.support.gateway import mock_providers
+from tollway.config.schema import ProviderSettings
+from tollway.providers.adapters import adapter_for
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser
 from tollway.proxy.exchange_choice import exchange_for
@@ -138,10 +140,15 @@ class _Provider:
     """Just what `exchange_for` reads of a provider."""
 
     name: str
+    exchanges: dict[Api, Any] = field(default_factory=dict)
 
     @property
     def type(self) -> str:
         return "openai" if self.name == "azure" else self.name
+
+    def upstream_api(self, api: Api) -> Api:
+        settings = ProviderSettings.model_validate({"type": self.type, "keys": [{"value": "k"}]})
+        return adapter_for(self.type).upstream_api(settings, api)
 
 
 def _events(data: bytes, pair: Pair) -> list[tuple[str | None, Any]]:

@@ -10,6 +10,7 @@ import pytest
 from tollway.config import ConfigError, settings_from_dict
 from tollway.config.schema import ProviderType
 from tollway.pricing import PriceCatalog
+from tollway.providers.adapters import ADAPTERS
 from tollway.providers.client import ProviderClient
 from tollway.providers.presets import PRESETS
 from tollway.providers.registry import provider_keys
@@ -20,7 +21,7 @@ def _provider(settings, name: str = "p") -> ProviderClient:
 
 
 def test_every_preset_is_a_provider_type_and_every_type_is_known() -> None:
-    assert set(typing.get_args(ProviderType)) == {"openai", "azure", "anthropic", *PRESETS}
+    assert set(typing.get_args(ProviderType)) == {"openai", "azure", "anthropic", "gemini", *PRESETS} == set(ADAPTERS)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -144,8 +144,9 @@ FIELD_TEXT: dict[str, str] = {
     "EstimateConfig.bytes_per_prompt_token": ("Scales the prompt estimate by 4 / this: 4 keeps it as fitted "
                                              "(see [governance](governance.md#how-good-the-estimate-is)), 2 doubles it."),
     "ProviderSettings.type": "The provider's API: `openai` (any OpenAI-compatible server), `azure` (Azure "
-    "OpenAI), `anthropic`, or an OpenAI-compatible provider by name, whose base URL and price-catalog id are "
-    "filled in (`ollama` and `vllm`: local servers that need no key).",
+    "OpenAI), `anthropic`, `gemini` (Google's Gemini API; `keys` are API keys), or an OpenAI-compatible "
+    "provider by name, whose base URL and price-catalog id are filled in (`ollama` and `vllm`: local servers "
+    "that need no key).",
     "ProviderSettings.proxy": "An `http://` forward proxy for this provider (`user:password@` works); `none`: "
     "direct, whatever the environment says; unset: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` or `egress`.",
     "Settings.alerts": "Webhooks told when a budget or rate limit crosses a threshold of its window or, at the "

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from tollway.alerts.config import AlertsConfig
 from tollway.governance.durations import Alignment, check_alignment, parse_duration
 from tollway.governance.names import configured_model
-from tollway.providers.presets import PRESETS
+from tollway.providers.adapters import adapter_for
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
@@ -218,9 +218,9 @@ class ProviderKeyConfig(_Strict):
     models: list[NonEmpty] = []  # empty = every model
 
 
-# openai, azure and anthropic, then the OpenAI-compatible presets of `providers.presets`
-# (a unit test keeps the two lists equal).
-ProviderType = Literal["openai", "azure", "anthropic", "mistral", "groq", "deepseek", "together", "fireworks",
+# The types of `providers.adapters.ADAPTERS`: openai, azure, anthropic, gemini, then the
+# OpenAI-compatible presets of `providers.presets` (a unit test keeps the lists equal).
+ProviderType = Literal["openai", "azure", "anthropic", "gemini", "mistral", "groq", "deepseek", "together", "fireworks",
                        "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
 
 
@@ -259,9 +259,8 @@ class ProviderSettings(_Governed):
 
     @model_validator(mode="after")
     def _keys(self) -> ProviderSettings:
-        preset = PRESETS.get(self.type)
         if not self.keys:
-            if preset is None or preset.needs_key:
+            if adapter_for(self.type).needs_key:
                 raise ValueError(f"a {self.type} provider needs at least one key: keys: [{{value: env.API_KEY}}]")
             self.keys = [ProviderKeyConfig(value="unused")]  # a local server: any bearer token does
         return self
@@ -275,12 +274,8 @@ class ProviderSettings(_Governed):
         return self
 
     @model_validator(mode="after")
-    def _azure_needs(self) -> ProviderSettings:
-        if self.type == "azure" and (not self.base_url or not self.api_version):
-            raise ValueError("an azure provider needs base_url and api_version")
-        if self.type == "anthropic" and self.responses_api:
-            raise ValueError("responses_api: an anthropic provider does not serve the Responses API "
-                             "(requests to /v1/responses are translated to messages)")
+    def _type_needs(self) -> ProviderSettings:
+        adapter_for(self.type).check(self)  # what this type needs (azure: base_url, api_version ...)
         return self
 
 

@@ -3,7 +3,6 @@ keep-alive client of `providers/http`, or aiohttp when `http_client: aiohttp`)."
 
 from __future__ import annotations
 
-import enum
 import random
 import ssl
 from collections.abc import Mapping
@@ -14,6 +13,9 @@ import orjson
 
 from tollway.config.schema import EgressConfig, ProviderSettings
 from tollway.governance.durations import parse_duration
+from tollway.providers.adapters import adapter_for
+from tollway.providers.adapters.anthropic import ANTHROPIC_VERSION
+from tollway.providers.apis import Api
 from tollway.providers.http import (
     HTTPClient,
     Origin,
@@ -27,32 +29,9 @@ from tollway.providers.http import (
 )
 from tollway.providers.http.aiohttp_adapter import AiohttpClient
 from tollway.providers.http.egress import choose_proxy, tls_context
-from tollway.providers.presets import PRESETS
 
-ANTHROPIC_VERSION = "2023-06-01"
-_DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+__all__ = ["ANTHROPIC_VERSION", "Api", "NoUsableKey", "ProviderClient", "ProviderKey"]
 
-
-class Api(str, enum.Enum):
-    """The wire API of a request: what the client speaks, or what a provider speaks."""
-
-    CHAT = "chat"
-    COMPLETIONS = "completions"
-    EMBEDDINGS = "embeddings"
-    MESSAGES = "messages"  # Anthropic
-    RESPONSES = "responses"  # OpenAI's Responses API
-    COUNT_TOKENS = "count_tokens"  # Anthropic's /v1/messages/count_tokens
-    RESPONSES_INPUT_TOKENS = "responses_input_tokens"  # OpenAI's /v1/responses/input_tokens
-
-    @property
-    def anthropic_shaped(self) -> bool:
-        """Whether clients of this API expect Anthropic's error shapes."""
-        return self is Api.MESSAGES or self is Api.COUNT_TOKENS
-
-
-_OPENAI_PATHS = {Api.CHAT: "/chat/completions", Api.COMPLETIONS: "/completions", Api.EMBEDDINGS: "/embeddings",
-                 Api.RESPONSES: "/responses", Api.RESPONSES_INPUT_TOKENS: "/responses/input_tokens"}
-_ANTHROPIC_PATHS = {Api.MESSAGES: "/v1/messages", Api.COUNT_TOKENS: "/v1/messages/count_tokens"}
 _MAX_PREPARED = 4096  # (url, key) request prefixes kept; azure URLs name client-chosen models
 _LIST_TIMEOUT_S = 3.0
 
@@ -78,15 +57,11 @@ class ProviderClient:
     def __init__(self, name: str, settings: ProviderSettings, keys: list[ProviderKey], pool_size: int = 1024,
                  ssl_context: ssl.SSLContext | None = None, egress: EgressConfig | None = None) -> None:
         self.name = name
-        self.type = settings.type
+        self.type = settings.type  # for messages; behaviour that differs by type is the adapter's
+        self.adapter = adapter = adapter_for(settings.type)
         self.settings = settings
         self.keys = keys
-        preset = PRESETS.get(settings.type)
-        default_base = preset.base_url if preset is not None else _DEFAULT_BASE_URLS.get(settings.type, "")
-        base = (settings.base_url or default_base).rstrip("/")
-        if settings.type == "anthropic":
-            base = base.removesuffix("/v1")
-        self.base_url = base
+        self.base_url = base = adapter.base_url(settings)
         self.max_retries = settings.max_retries
         self.retry_backoff_s = settings.retry_backoff
         # Non-streaming: the whole exchange within `timeout`; streaming: no silence longer than it.
@@ -105,24 +80,24 @@ class ProviderClient:
                                       proxy=proxy)
         # (url, key id) -> origin and request bytes up to the Content-Length value.
         self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
-        # API -> the proxy's exchange for this provider, where it depends on the provider's own
-        # settings (the Responses API: passed through or translated); filled on first use.
+        # API -> the proxy's exchange for this provider (chosen by its adapter and settings:
+        # passed through or translated); filled on first use.
         self.exchanges: dict[Api, Any] = {}
 
     def speaks(self, api: Api) -> bool:
-        if self.type == "anthropic":
-            return api in _ANTHROPIC_PATHS
-        if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:
-            return self.serves_responses_api
-        return api in _OPENAI_PATHS
+        """Whether the provider serves ``api`` itself (no translation)."""
+        return self.adapter.speaks(self.settings, api)
 
     @property
     def serves_responses_api(self) -> bool:
         """Whether /v1/responses passes through: by default for OpenAI and Azure OpenAI only
         (presets and other OpenAI-compatible servers say so with `responses_api: true`)."""
-        if self.settings.responses_api is not None:
-            return self.settings.responses_api
-        return self.type in ("openai", "azure")
+        return self.adapter.serves_responses_api(self.settings)
+
+    def upstream_api(self, api: Api) -> Api:
+        """The provider's API a request of the client's ``api`` is sent as: the same one
+        where the provider serves it, else the one the adapter translates through."""
+        return self.adapter.upstream_api(self.settings, api)
 
     def pick_key(self, model: str, allowed: frozenset[str] = frozenset()) -> ProviderKey:
         """A weighted random choice among the keys that may serve ``model``."""
@@ -133,40 +108,24 @@ class ProviderClient:
             return usable[0]
         return random.choices(usable, weights=[k.weight for k in usable])[0]
 
-    def url(self, api: Api, model: str) -> str:
-        if self.type == "anthropic":
-            return self.base_url + _ANTHROPIC_PATHS[api]
-        if self.type == "azure":
-            if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # the deployment is the body's model
-                return self.responses_url("" if api is Api.RESPONSES else "/input_tokens")
-            deployment = self.settings.deployments.get(model, model)
-            return f"{self.base_url}/openai/deployments/{deployment}{_OPENAI_PATHS[api]}?api-version={self.settings.api_version}"
-        return self.base_url + _OPENAI_PATHS[api]
+    def url(self, api: Api, model: str, stream: bool = False) -> str:
+        return self.adapter.url(self.base_url, self.settings, api, model, stream)
 
     def responses_url(self, suffix: str) -> str:
         """The URL of ``/responses`` + ``suffix`` (``/{id}``, ``/{id}/cancel`` ...), Azure's included."""
-        if self.type == "azure":
-            return f"{self.base_url}/openai/responses{suffix}?api-version={self.settings.responses_api_version}"
-        return f"{self.base_url}/responses{suffix}"
+        return self.adapter.responses_url(self.base_url, self.settings, suffix)
 
     def upstream_model(self, model: str) -> str:
         """The model name the provider expects in a body (an Azure deployment, else ``model``)."""
-        return self.settings.deployments.get(model, model) if self.type == "azure" else model
+        return self.adapter.upstream_model(self.settings, model)
 
     def headers(self, key: ProviderKey) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **self._extra_headers}
-        if self.type == "anthropic":
-            headers["x-api-key"] = key.value
-            headers["anthropic-version"] = ANTHROPIC_VERSION
-        elif self.type == "azure":
-            headers["api-key"] = key.value
-        else:
-            headers["Authorization"] = "Bearer " + key.value
-        return headers
+        return {"Content-Type": "application/json", "Accept-Encoding": "identity", **self._extra_headers,
+                **self.adapter.auth_headers(key.value)}
 
     async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool) -> UpstreamResponse:
         """One attempt; raises asyncio.TimeoutError or UpstreamHTTPError."""
-        url = self.url(api, model)
+        url = self.url(api, model, stream)
         native = self._native
         if native is None:
             assert self._aiohttp is not None
@@ -193,6 +152,13 @@ class ProviderClient:
         else:
             request = encode_request(request_prefix(method, target, block), body)
         return await self._native.request(origin, request, total=self.timeout_s)
+
+    async def list_models(self) -> list[str]:
+        """The models the provider lists itself (none where it lists none); off the hot path."""
+        path = self.adapter.models_path
+        if path is None:
+            return []
+        return self.adapter.listed_models(await self.get_json(path, self.keys[0]))
 
     async def get_json(self, path: str, key: ProviderKey) -> Mapping[str, Any]:
         """A small JSON document (the model list); off the hot path."""

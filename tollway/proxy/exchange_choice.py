@@ -1,31 +1,57 @@
-"""Choosing the exchange for a client API and a provider."""
+"""Choosing the exchange for a client API and a provider.
+
+A provider's adapter says which wire APIs it serves itself and which one it translates
+every other client API through (`ProviderClient.upstream_api`); the exchange is then
+found by the pair (client API, provider API). Where the two are the same the bytes pass
+through; otherwise chat completions is the internal form: a client API reaches a
+provider API through translators to and from chat (see `tollway.proxy.translated`).
+"""
 
 from __future__ import annotations
 
 from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
+from tollway.proxy.gemini_exchanges import (
+    ChatViaGemini,
+    CountTokensViaGemini,
+    EmbeddingsViaGemini,
+    GeminiPassthrough,
+    MessagesViaGemini,
+)
 from tollway.proxy.passthrough import AnthropicPassthrough, Exchange, OpenAIPassthrough
 from tollway.proxy.responses_exchanges import responses_exchange
 from tollway.proxy.token_count import CountTokensPassthrough, EstimatedTokenCount
 from tollway.proxy.translated import ChatViaMessages, MessagesViaChat
 
 # Exchanges hold no per-request state, so one of each serves every request.
-_OPENAI_PROVIDER: dict[Api, Exchange] = {
-    Api.CHAT: OpenAIPassthrough(Api.CHAT),
-    Api.COMPLETIONS: OpenAIPassthrough(Api.COMPLETIONS),
-    Api.EMBEDDINGS: OpenAIPassthrough(Api.EMBEDDINGS),
-    Api.MESSAGES: MessagesViaChat(),
-    Api.COUNT_TOKENS: EstimatedTokenCount(),
+# (client API, provider API) -> exchange.
+_EXCHANGES: dict[tuple[Api, Api], Exchange] = {
+    (Api.CHAT, Api.CHAT): OpenAIPassthrough(Api.CHAT),
+    (Api.COMPLETIONS, Api.COMPLETIONS): OpenAIPassthrough(Api.COMPLETIONS),
+    (Api.EMBEDDINGS, Api.EMBEDDINGS): OpenAIPassthrough(Api.EMBEDDINGS),
+    (Api.MESSAGES, Api.CHAT): MessagesViaChat(),
+    (Api.COUNT_TOKENS, Api.CHAT): EstimatedTokenCount(),
+    (Api.CHAT, Api.MESSAGES): ChatViaMessages(),
+    (Api.MESSAGES, Api.MESSAGES): AnthropicPassthrough(),
+    (Api.COUNT_TOKENS, Api.COUNT_TOKENS): CountTokensPassthrough(),
+    (Api.CHAT, Api.GENERATE_CONTENT): ChatViaGemini(),
+    (Api.MESSAGES, Api.GENERATE_CONTENT): MessagesViaGemini(),
+    (Api.COUNT_TOKENS, Api.GENERATE_CONTENT): CountTokensViaGemini(),
+    (Api.EMBEDDINGS, Api.GENERATE_CONTENT): EmbeddingsViaGemini(),
+    (Api.GENERATE_CONTENT, Api.GENERATE_CONTENT): GeminiPassthrough(),
 }
-_ANTHROPIC_PROVIDER: dict[Api, Exchange] = {Api.CHAT: ChatViaMessages(), Api.MESSAGES: AnthropicPassthrough(),
-                                            Api.COUNT_TOKENS: CountTokensPassthrough()}
 
 
 def exchange_for(api: Api, provider: ProviderClient) -> Exchange:
-    if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # per provider: by its type and settings
+    """The exchange of ``api`` requests to ``provider``: chosen on its first request, then
+    kept on the provider (the hot path looks it up by API alone)."""
+    exchange: Exchange | None = provider.exchanges.get(api)
+    if exchange is not None:
+        return exchange
+    if api is Api.RESPONSES or api is Api.RESPONSES_INPUT_TOKENS:  # per provider: by its adapter and settings
         return responses_exchange(provider, api)
-    table = _ANTHROPIC_PROVIDER if provider.type == "anthropic" else _OPENAI_PROVIDER
-    exchange = table.get(api)
+    exchange = _EXCHANGES.get((api, provider.upstream_api(api)))
     if exchange is None:
         raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the {api.value} API")
+    provider.exchanges[api] = exchange
     return exchange

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from tollway.governance.decisions import Denial, error_body
+from tollway.providers.adapters.gemini_response import google_error_body
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
 
@@ -149,8 +150,9 @@ def _event_output(buf: bytes, start: int, stop: int) -> int:
 
 
 def _output_bytes(data: bytes) -> int:
-    """UTF-8 bytes of the output text in one upstream event (OpenAI or Anthropic shape)."""
-    if data == b"[DONE]" or (b'"delta"' not in data and b'"text"' not in data and b'"content_block"' not in data):
+    """UTF-8 bytes of the output text in one upstream event (OpenAI, Anthropic or Gemini shape)."""
+    if data == b"[DONE]" or (b'"delta"' not in data and b'"text"' not in data and b'"content_block"' not in data
+                             and b'"candidates"' not in data):
         return 0
     try:
         body = orjson.loads(data)
@@ -175,6 +177,10 @@ def _output_bytes(data: bytes) -> int:
             if type(text) is str:
                 total += _strings(text)
         return total
+    candidates = body.get("candidates")
+    if type(candidates) is list:  # Gemini: whole parts (text, function calls) per chunk
+        return sum(_strings((candidate.get("content") or {}).get("parts")) for candidate in candidates
+                   if type(candidate) is dict)
     kind = body.get("type")
     if kind == "content_block_delta":
         return _strings(body.get("delta"))
@@ -218,6 +224,11 @@ def cutoff_events(api: Api, model: str, choices: int, open_blocks: int, output_t
                                                                             "message": reason}}), "error"))
         events.append(encode_event(orjson.dumps({"type": "message_stop"}), "message_stop"))
         return b"".join(events)
+    if api is Api.GENERATE_CONTENT:
+        end = {"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "MAX_TOKENS", "index": i}
+                              for i in range(choices)]}
+        return encode_event(orjson.dumps(end)) + encode_event(google_error_body(denial.decision.status if denial else 400, reason,
+                                                                                error.get("code")))
     if api is Api.COMPLETIONS:
         ends = [{"id": "", "object": "text_completion", "created": 0, "model": model,
                  "choices": [{"index": i, "text": "", "logprobs": None, "finish_reason": "length"}]}

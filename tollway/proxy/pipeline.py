@@ -9,10 +9,11 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
-from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond, respond_error
+from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond
 from tollway.config.schema import EstimateConfig
 from tollway.errors import (
     GatewayError,
@@ -27,9 +28,10 @@ from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.model import PolicySnapshot
 from tollway.pricing import PriceCatalog, scaled_cost
+from tollway.providers.adapters.gemini_response import google_error_body, google_error_from
 from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
-from tollway.proxy.auth import presented_key
+from tollway.proxy.auth import presented_google_key, presented_key
 from tollway.proxy.client_watch import ClientWatch
 from tollway.proxy.estimate import Demand, demand_of, request_facts
 from tollway.proxy.exchange_choice import exchange_for
@@ -86,18 +88,21 @@ class Proxy:
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
-    async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send) -> Outcome:
-        """Serve one request; the outcome (also handed to the sink) says what became of it."""
+    async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send,
+                     route: Mapping[str, Any] | None = None) -> Outcome:
+        """Serve one request; the outcome (also handed to the sink) says what became of it.
+        ``route``: body fields the route's path gives (Google's model and stream)."""
         started = time.perf_counter()
         outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, self._enforcer.clock_ms())
         try:
             raw = await read_body(scope, receive, self._max_body)
-            request = parse_request(api, raw)
+            request = parse_request(api, raw, route)
             outcome.stream = request.stream
-            await self._serve(request, presented_key(scope), receive, send, outcome)
+            key = presented_google_key(scope) if api.google_shaped else presented_key(scope)
+            await self._serve(request, key, receive, send, outcome)
         except GatewayError as err:
             outcome.status, outcome.error = err.status, err.message
-            await respond_error(send, err, anthropic=api.anthropic_shaped)
+            await _respond_error(send, err, api)
         except ClientGone:
             outcome.status, outcome.error = 499, "client closed the connection"
         except asyncio.CancelledError:
@@ -107,7 +112,7 @@ class Proxy:
             if outcome.status != _CUT_AT_SHUTDOWN:
                 outcome.status, outcome.error = 503, "cut at server shutdown"
                 with contextlib.suppress(Exception):  # a response may have begun already
-                    await respond_error(send, shutting_down(), anthropic=api.anthropic_shaped)
+                    await _respond_error(send, shutting_down(), api)
         finally:
             outcome.latency_ms = (time.perf_counter() - started) * 1000
             self._sink.record(outcome)
@@ -292,6 +297,8 @@ class Proxy:
         outcome.status, outcome.decision = denial.decision.status, denial.decision.value
         outcome.denied_scope, outcome.error = denial.scope, denial.message
         body = error_body(denial, anthropic=request.api.anthropic_shaped)
+        if request.api.google_shaped:
+            body = google_error_from(denial.decision.status, body)
         await respond(send, denial.decision.status, body, JSON_HEADERS + denial_headers(denial))
 
 
@@ -307,4 +314,10 @@ class _Upstream:
 
 
 def _error_body(error: GatewayError, api: Api) -> bytes:
+    if api.google_shaped:
+        return google_error_body(error.status, error.message, error.code)
     return error.anthropic_body() if api.anthropic_shaped else error.openai_body()
+
+
+async def _respond_error(send: Send, error: GatewayError, api: Api) -> None:
+    await respond(send, error.status, _error_body(error, api), JSON_HEADERS + error.headers)

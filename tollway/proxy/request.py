@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,11 @@ from tollway.providers.client import Api
 from tollway.proxy.worst_case import MAX_OUTPUT_CAP
 
 _REQUIRED = {Api.CHAT: "messages", Api.COMPLETIONS: "prompt", Api.EMBEDDINGS: "input", Api.MESSAGES: "messages",
-             Api.COUNT_TOKENS: "messages"}  # Responses: `input` may be left out (a stored prompt, a previous response)
+             Api.COUNT_TOKENS: "messages", Api.GENERATE_CONTENT: "contents"}
+# (Responses: `input` may be left out: a stored prompt, a previous response)
+
+_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")  # the last: Responses API
+_GOOGLE_CAP = ("maxOutputTokens",)
 
 
 @dataclass(slots=True)
@@ -27,14 +32,17 @@ class ClientRequest:
     max_tokens: int | None
 
 
-def parse_request(api: Api, raw: bytes) -> ClientRequest:
-    """Parse and validate the body; raise a 400 that says what is wrong."""
+def parse_request(api: Api, raw: bytes, route: Mapping[str, Any] | None = None) -> ClientRequest:
+    """Parse and validate the body; raise a 400 that says what is wrong. ``route``: fields
+    the route's path gives (Google's API names the model and the stream in the URL)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
+    if route:
+        body.update(route)
     model = body.get("model")
     if model is None:
         raise bad_request("missing required field 'model'", "model")
@@ -59,7 +67,12 @@ def parse_request(api: Api, raw: bytes) -> ClientRequest:
         raise bad_request("'stream_options' must be an object", "stream_options")
     wants_usage = bool(options and options.get("include_usage") is True)
     _check_cap_fields(api, body)
-    max_tokens = _max_tokens(body)
+    if api is Api.GENERATE_CONTENT:
+        if not isinstance(body["contents"], list) or not body["contents"]:
+            raise bad_request("'contents' must be a non-empty array", "contents")
+        max_tokens = _max_tokens(body.get("generationConfig"), _GOOGLE_CAP, "generationConfig.")
+    else:
+        max_tokens = _max_tokens(body, _CAPS)
     if api is Api.MESSAGES and max_tokens is None:
         raise bad_request("missing required field 'max_tokens'", "max_tokens")
     return ClientRequest(api, body, len(raw), model, stream, wants_usage, max_tokens)
@@ -87,12 +100,14 @@ def _check_cap_fields(api: Api, body: dict[str, Any]) -> None:
                           "(max_completion_tokens), not both", "max_completion_tokens")
 
 
-def _max_tokens(body: dict[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):  # the last: Responses API
+def _max_tokens(body: Any, names: tuple[str, ...], where: str = "") -> int | None:
+    if not isinstance(body, dict):
+        return None  # Google's generationConfig: its shape is checked with the worst case
+    for name in names:
         value = body.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_CAP:
-            raise bad_request(f"'{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", name)
+            raise bad_request(f"'{where}{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", where + name)
         return value
     return None

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from tollway.errors import bad_request
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._chat_stream_to_responses import ChatStreamToResponses, Event
 from tollway.providers._responses_request_to_chat import responses_request_to_chat
@@ -25,6 +26,7 @@ from tollway.providers.usage_extract import (
     usage_from_openai,
     usage_from_responses,
 )
+from tollway.proxy.gemini_exchanges import ResponsesViaGemini
 from tollway.proxy.passthrough import (
     Exchange,
     StreamConverter,
@@ -55,11 +57,13 @@ def _input_tokens_exchange(provider: ProviderClient) -> Exchange:
 
 
 def _responses_exchange(provider: ProviderClient) -> Exchange:
-    if provider.type == "anthropic":
-        return ResponsesViaMessages(provider.name)
-    if not provider.serves_responses_api:
-        return ResponsesViaChat(provider.name)
-    return ResponsesPassthrough(provider.upstream_model)
+    upstream = provider.upstream_api(Api.RESPONSES)
+    if upstream is Api.RESPONSES:
+        return ResponsesPassthrough(provider.upstream_model)
+    translated = _TRANSLATED.get(upstream)
+    if translated is None:
+        raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the responses API")
+    return translated(provider.name)
 
 
 def passes_through(provider: ProviderClient) -> bool:
@@ -188,6 +192,12 @@ class ResponsesViaMessages:
 
     def error(self, status: int, data: bytes) -> bytes:
         return openai_error_from(status, data)
+
+
+# How the Responses API reaches a provider that does not serve it, by the API the
+# provider's adapter translates through.
+_TRANSLATED: dict[Api, Callable[[str], Exchange]] = {Api.CHAT: ResponsesViaChat, Api.MESSAGES: ResponsesViaMessages,
+                                                     Api.GENERATE_CONTENT: ResponsesViaGemini}
 
 
 class _TranslatedResponsesStream:

@@ -73,6 +73,8 @@ _NOT_PROMPT = frozenset({
 })
 # No model produces anywhere near this many tokens; a larger cap only makes amounts absurd.
 MAX_OUTPUT_CAP = 1_000_000_000
+_GEMINI_CAP = "generationConfig.maxOutputTokens"
+_COUNTING = frozenset({Api.COUNT_TOKENS, Api.RESPONSES_INPUT_TOKENS, Api.GEMINI_COUNT_TOKENS})
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 _CAP_FIELDS = {Api.CHAT: ("max_completion_tokens", "max_tokens"), Api.COMPLETIONS: ("max_tokens",),
                Api.MESSAGES: ("max_tokens",), Api.EMBEDDINGS: (), Api.RESPONSES: ("max_output_tokens",)}
@@ -212,7 +214,9 @@ def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
         return _completions(body)
     if api is Api.RESPONSES:
         return _responses(body)
-    if api is Api.COUNT_TOKENS or api is Api.RESPONSES_INPUT_TOKENS:  # counted, never generated or charged
+    if api is Api.GENERATE_CONTENT:
+        return _generate_content(body)
+    if api in _COUNTING:  # counted, never generated or charged
         return WorstCase(0, 1, 0, None)
     items, tally = body.get("input"), _Tally()
     tally.items(items)
@@ -222,6 +226,10 @@ def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
 
 def with_cap(worst: WorstCase, api: Api, body: dict[str, Any], cap: int) -> str:
     """Set the honoured output cap of ``body`` to ``cap``; returns the field written."""
+    if api is Api.GENERATE_CONTENT:  # Gemini's cap sits in generationConfig
+        config = body.get("generationConfig")
+        body["generationConfig"] = {**(config if isinstance(config, dict) else {}), "maxOutputTokens": cap}
+        return _GEMINI_CAP
     name = worst.cap_field or _CAP_FIELDS[api][0]
     body[name] = cap
     return name
@@ -252,6 +260,29 @@ def _chat(body: dict[str, Any], model: str) -> WorstCase:
         prediction.value(body["prediction"], 0)
         extra = prediction.bound * generations
     return tally.worst_case(generations, cap, cap_field, extra)
+
+
+def _generate_content(body: dict[str, Any]) -> WorstCase:
+    """Gemini's generateContent: ``candidateCount`` generations, each capped by
+    ``maxOutputTokens`` (thinking included); a thinking budget set beside the cap is added
+    on top, in case the model spends it apart from the cap."""
+    config = body.get("generationConfig")
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise bad_request("'generationConfig' must be an object", "generationConfig")
+    cap = _positive(config, "maxOutputTokens", _GEMINI_CAP) if config.get("maxOutputTokens") is not None else None
+    generations = _count(config, "candidateCount", "generationConfig.candidateCount")
+    thinking = config.get("thinkingConfig")
+    budget = thinking.get("thinkingBudget") if isinstance(thinking, dict) else None
+    extra = budget * generations if type(budget) is int and budget > 0 and cap is not None else 0
+    tally = _Tally()
+    tally.rest(body)  # contents, system instruction and tools, read as text (inline data: its bytes)
+    contents = body.get("contents")
+    if isinstance(contents, list):
+        tally.fixed(MESSAGE_OVERHEAD_TOKENS * len(contents), MESSAGE_TOKENS * len(contents))
+    tally.fixed(REPLY_PRIMING_TOKENS)
+    return tally.worst_case(generations, cap, _GEMINI_CAP if cap is not None else None, extra)
 
 
 def _messages(body: dict[str, Any]) -> WorstCase:
@@ -326,19 +357,19 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _count(body: dict[str, Any], name: str) -> int:
+def _count(body: dict[str, Any], name: str, field: str | None = None) -> int:
     value = body.get(name)
     if value is None:
         return 1
     if type(value) is not int or not 1 <= value <= 128:
-        raise bad_request(f"'{name}' must be an integer from 1 to 128", name)
+        raise bad_request(f"'{field or name}' must be an integer from 1 to 128", field or name)
     return value
 
 
-def _positive(body: dict[str, Any], name: str) -> int:
+def _positive(body: dict[str, Any], name: str, field: str | None = None) -> int:
     value = body.get(name)
     if type(value) is not int or not 1 <= value <= MAX_OUTPUT_CAP:
-        raise bad_request(f"'{name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", name)
+        raise bad_request(f"'{field or name}' must be an integer from 1 to {MAX_OUTPUT_CAP}", field or name)
     return value
 
 

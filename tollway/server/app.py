@@ -12,6 +12,8 @@ from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header,
 from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
+from tollway.proxy.google_route import PREFIXES as GOOGLE_PREFIXES
+from tollway.proxy.google_route import route_fields
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
 from tollway.server.key_info_route import PATH as KEY_INFO_PATH
 from tollway.server.models_route import ModelsRoute
@@ -52,6 +54,8 @@ class Gateway:
                 await handler(scope, receive, send)
             elif scope["method"] == "GET" and ModelsRoute.matches(path):
                 await self.runtime.models.retrieve(scope, send)
+            elif scope["method"] == "POST" and path.startswith(GOOGLE_PREFIXES):
+                await self._google(scope, receive, send)
             elif path.startswith(RESPONSES_PREFIX):
                 await self.runtime.responses.stored(scope, receive, send)
             elif path.startswith("/api") and self.runtime.management is not None:
@@ -68,6 +72,13 @@ class Gateway:
             await self.runtime.proxy.handle(api, scope, receive, send)
 
         return handle
+
+    async def _google(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fields = route_fields(scope["path"])
+        if fields is None:
+            await self._no_route(scope, send)
+            return
+        await self.runtime.proxy.handle(Api.GENERATE_CONTENT, scope, receive, send, fields)
 
     async def _responses(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.runtime.responses.create(scope, receive, send)
@@ -98,7 +109,8 @@ class Gateway:
         method, path = scope["method"], scope["path"]
         allowed = sorted(m for m, p in self._routes if p == path)
         served = (", ".join(f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")) + ", GET /v1/models/{id}"
-                  ", GET|DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items")
+                  ", GET|DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items"
+                  ", POST /v1beta/models/{model}:generateContent|streamGenerateContent")
         if allowed:
             error = GatewayError(405, "invalid_request_error", f"{path} does not accept {method}; it accepts "
                                  f"{', '.join(allowed)}", code="method_not_allowed",

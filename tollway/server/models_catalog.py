@@ -52,12 +52,8 @@ class ModelCatalog:
         return [{"id": model, "object": "model", "created": 0, "owned_by": owner} for model, owner in sorted(names.items())]
 
     async def _listed(self, name: str, provider: ProviderClient) -> list[str]:
-        path = "/v1/models" if provider.type == "anthropic" else "/models"
-        if provider.type == "azure":
-            return []
         try:
-            body = await provider.get_json(path, provider.keys[0])
-            return [str(m["id"]) for m in body.get("data", []) if isinstance(m, dict) and "id" in m]
+            return await provider.list_models()
         except Exception as exc:
             log.info("provider %s did not list its models: %s", name, type(exc).__name__)
             return []

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tollway.testing.mock_state import Fault, MockState
 
-Flavor = Literal["openai", "anthropic"]
+Flavor = Literal["openai", "anthropic", "gemini"]
 """Which API's error shape a route answers with."""
 
 STATE_KEY: web.AppKey[MockState] = web.AppKey("tollway_mock_state", MockState)
@@ -38,6 +38,10 @@ _ANTHROPIC_FAULT_ERRORS: dict[int, str] = {
     500: "api_error",
     529: "overloaded_error",
 }
+
+_GOOGLE_STATUS: dict[int, str] = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                                  404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+                                  504: "DEADLINE_EXCEEDED"}
 
 
 @dataclass(slots=True)
@@ -150,9 +154,12 @@ def error_response(flavor: Flavor, status: int, message: str, type_: str | None 
                    param: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> web.Response:
     """An error in the real shape of the `flavor` API; the type defaults from the status."""
-    if flavor == "anthropic":
+    if flavor == "gemini":
+        payload: dict[str, Any] = {"error": {"code": status, "message": message, "status": _GOOGLE_STATUS.get(
+            status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")}}
+    elif flavor == "anthropic":
         error_type = type_ or _ANTHROPIC_FAULT_ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        payload: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
+        payload = {"type": "error", "error": {"type": error_type, "message": message}}
     else:
         default_type, default_code = _OPENAI_FAULT_ERRORS.get(
             status, ("server_error" if status >= 500 else "invalid_request_error", None))
