@@ -89,6 +89,11 @@ FIELD_TEXT: dict[str, str] = {
     "Settings.request_log_retention": "Delete request-log rows older than this (at least `1d`; e.g. `90d`, `6M`), "
     "a minute after start and then hourly, in small batches. Omitted: rows are kept. Spend totals are kept "
     "in hourly and daily rollups, which outlive the log's rows.",
+    "Settings.virtual_key_cache": "Whether every virtual key is loaded at start or each when first presented "
+    "(above `load_all_up_to` stored keys), and the bounds of that cache (see "
+    "[operations](operations.md#a-million-virtual-keys)).",
+    "VirtualKeyCacheConfig.load_all_up_to": "With at most this many virtual keys stored, all are loaded at start "
+    "(a node then never asks the database about a key); with more, keys are loaded on demand.",
     "Settings.cors_origins": "Browser origins allowed to call the management API, e.g. `[https://admin.example]`; "
     "empty: CORS is off.",
     "Settings.egress": "Outbound proxies for calls to providers; by default read from the environment "
