@@ -160,6 +160,29 @@ async def api_latency(session: aiohttp.ClientSession, base: str, rounds: int) ->
     return {name: percentiles(values) | {"failures": failures.get(name, 0)} for name, values in timings.items()}
 
 
+async def list_latency(session: aiohttp.ClientSession, base: str, count: int, rounds: int) -> dict:
+    """Reads of the key list at N keys: a page, a deep page by cursor, and the indexed
+    filters (name prefix, team, customer, status), ``rounds`` times each."""
+    middle = f"vk-{count // 2:010d}"
+    queries = {"page": "?limit=50", "page_after": f"?limit=50&after={middle}",
+               "name_prefix": f"?limit=50&name_prefix=customer%20{count // 3}",
+               "team": "?limit=50&team_id=bench-team", "customer": "?limit=50&customer_id=bench-customer",
+               "blocked": "?limit=50&is_active=false"}
+    result = {}
+    for name, query in queries.items():
+        timings, failures = [], 0
+        for _ in range(rounds):
+            started = time.perf_counter()
+            async with session.get(base + KEYS_API + query) as response:
+                await response.read()
+            if response.status != 200:
+                failures += 1
+                continue
+            timings.append(time.perf_counter() - started)
+        result[name] = percentiles(timings) | {"failures": failures}
+    return result
+
+
 async def proxy_load(session: aiohttp.ClientSession, base: str, value: str, rate: float, seconds: float) -> dict:
     """Open loop: one request every 1/``rate`` s whatever the answers' speed, so a stall
     shows in the latencies (a closed loop would just send fewer requests)."""
@@ -243,6 +266,7 @@ async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace) ->
     result: dict = {}
     async with aiohttp.ClientSession(connector=connector, headers=admin) as session:
         result["api"] = await api_latency(session, a, args.api_rounds)
+        result["api_list"] = await list_latency(session, a, count, max(5, args.api_rounds // 5))
         value = key_value(count // 2)
         for node, url in (("b", b), ("a", a)):
             await proxy_load(session, url, value, args.rate, 1.0)  # warm-up
