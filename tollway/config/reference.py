@@ -94,8 +94,8 @@ FIELD_TEXT: dict[str, str] = {
     "[operations](operations.md#a-million-virtual-keys)).",
     "VirtualKeyCacheConfig.load_all_up_to": "With at most this many virtual keys stored, all are loaded at start "
     "(a node then never asks the database about a key); with more, keys are loaded on demand.",
-    "VirtualKeyCacheConfig.max_keys": "Keys held when loaded on demand; beyond, the first loaded are dropped "
-    "(a tenth at a time) and load again when next presented.",
+    "VirtualKeyCacheConfig.max_keys": "Keys held when loaded on demand; beyond, a tenth of them is dropped "
+    "(to load again when next presented).",
     "VirtualKeyCacheConfig.max_pending_lookups": "Distinct keys waiting to be looked up (in batches of 500, one "
     "query at a time); a request beyond this gets 503 `key_lookup_unavailable` instead of a place in the queue.",
     "Settings.cors_origins": "Browser origins allowed to call the management API, e.g. `[https://admin.example]`; "

@@ -5,7 +5,7 @@ Reading a million keys takes longer than a node may take to start (the rows alon
 take seconds per hundred thousand), so such a node starts with every other entity and
 loads a key the first time a request presents it; the key then stays in the policy,
 where the change log keeps it current like any other (`PolicyFollower`), until it is
-evicted (oldest loaded first, beyond ``max_keys``).
+evicted (beyond ``max_keys``, a tenth of the keys held at a time).
 
 What keeps a flood of unknown keys off the database:
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,7 +40,6 @@ class PolicyFollower:
         self.keys_on_demand = keys_on_demand
         self.key_epoch = 0  # bumped whenever keys may have changed: rows read before are stale
         self.on_keys_changed: Callable[[set[str] | None], None] | None = None  # hashes that exist now; None: all
-        self._held_order: OrderedDict[str, None] = OrderedDict()  # hashes loaded on demand, oldest first
         self.policy: Policy | None = None
         self.full_loads = 0  # how often everything was loaded (start included)
         self.changes_applied = 0  # changed entities applied incrementally
@@ -90,8 +89,9 @@ class PolicyFollower:
 
     def hold_keys(self, policies: Mapping[str, VirtualKeyPolicy], epoch: int, max_keys: int) -> bool:
         """Add keys loaded on demand (by value hash), read when `key_epoch` was ``epoch``;
-        False, adding nothing, when keys may have changed since. Beyond ``max_keys`` the
-        keys loaded first are dropped (a tenth at a time)."""
+        False, adding nothing, when keys may have changed since. Beyond ``max_keys`` a
+        tenth of the keys held are dropped, in the map's order (by hash: arbitrary, so no
+        recency bookkeeping costs memory per key; a dropped key loads again when presented)."""
         if epoch != self.key_epoch or self.policy is None:
             return False
         policy = self.policy
@@ -99,13 +99,10 @@ class PolicyFollower:
         for key_hash, key in policies.items():
             keys[key_hash] = key
             hashes[key.id] = key_hash
-            self._held_order[key_hash] = None
-            self._held_order.move_to_end(key_hash)
         if len(keys) > max_keys:
-            while self._held_order and len(keys) > max_keys * 9 // 10:
-                dropped = keys.pop(self._held_order.popitem(last=False)[0], None)
-                if dropped is not None:
-                    hashes.pop(dropped.id, None)
+            held = policy.snapshot.keys_by_hash
+            for key_hash in list(itertools.islice((h for h in held if h not in policies), len(keys) - max_keys * 9 // 10)):
+                hashes.pop(keys.pop(key_hash).id, None)
         snapshot = dataclasses.replace(policy.snapshot, keys_by_hash=keys.finish())
         self.policy = dataclasses.replace(policy, snapshot=snapshot, key_hashes=hashes.finish())
         return True
@@ -116,7 +113,6 @@ class PolicyFollower:
         self.policy = await indexed(snapshot)
         self.full_loads += 1
         self.key_epoch += 1
-        self._held_order.clear()
         if self.on_keys_changed is not None:
             self.on_keys_changed(None)
 
