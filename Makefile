@@ -28,7 +28,7 @@ demo: install
 
 test: install-test  # lint, type-check the pure governance core, then every test
 	$(BIN)/ruff check tollway tests bench
-	$(BIN)/mypy tollway/governance
+	$(BIN)/mypy tollway/governance tollway/redis_wire.py
 	$(BIN)/pytest -q -p no:cacheprovider
 
 docs: install  # regenerate the configuration reference from the schema

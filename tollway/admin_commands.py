@@ -29,6 +29,7 @@ from tollway.admin_cli import (
     table,
 )
 from tollway.admin_spend import spend
+from tollway.admin_tokens_cli import app as admin_tokens_app
 
 # `explain` exits with this when the request it describes would be denied (1 is an error, 2 bad usage).
 EXIT_DENIED = 3
@@ -222,3 +223,4 @@ def register(app: typer.Typer) -> None:
     app.command("usage")(usage)
     app.command("explain")(explain)
     app.command("spend")(spend)
+    app.add_typer(admin_tokens_app, name="admin-tokens")

@@ -86,7 +86,10 @@ async def test_strict_refuse_answers_402_with_spent_and_reserved(gateway, mock) 
 
 @pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"])  # as it is, and translated
 async def test_a_stream_that_ignores_its_cap_is_cut_off_at_the_budget(gateway, mock, model) -> None:
-    await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000, "ignore_max_tokens": True})
+    # Paced (2000 chunks take 4 s) so the upstream cannot finish into socket buffers
+    # before the cut-off reaches it on a loaded machine: the cancellation is what's tested.
+    await mock_control(mock, "POST", "/_mock/settings",
+                       {"completion_tokens": 2000, "ignore_max_tokens": True, "chunk_delay_ms": 2})
     running = _gateway(gateway, mock, {"max_limit": 200, "reset_duration": "1d", "enforcement": "strict"})
     client = openai.AsyncOpenAI(base_url=running.v1, api_key=KEY, max_retries=0)
     stream = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=20, stream=True)

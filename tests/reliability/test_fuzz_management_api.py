@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.support.gateway import RunningGateway, mock_providers, start_gateway
 
 ADMIN = "admin-token-reliability-fuzz-0123456789"
-EXAMPLES = int(os.environ.get("TOLLWAY_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("TOLLWAY_FUZZ_EXAMPLES", "8"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx2
 import pytest
 
-import tollway.api.app as management_app
+import tollway.api.principal as management_auth
 from tests.reliability.harness import HELLO, ServedGateway, control
 from tests.support.gateway import RunningGateway, mock_providers
 from tollway.governance.engine import hash_key
@@ -201,14 +201,14 @@ def test_the_admin_token_is_compared_in_constant_time(gateway, mock, secret_env,
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(management_app.hmac, "compare_digest", spy)
+    monkeypatch.setattr(management_auth.hmac, "compare_digest", spy)
     for token, status in (("wrong-token-0123456789", 401), (ADMIN, 200), (VK, 403)):
         answer = httpx2.get(running.url + "/api/governance/teams", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == status
     assert compared == [(b"wrong-token-0123456789", ADMIN.encode()), (ADMIN.encode(), ADMIN.encode()),
                         (VK.encode(), ADMIN.encode())]
     # And nothing else compares the token: no ==, !=, in, startswith against the expected value.
-    source = ast.parse(textwrap.dedent(inspect.getsource(management_app.require_admin)))
+    source = ast.parse(textwrap.dedent(inspect.getsource(management_auth.authenticate)))
     for node in ast.walk(source):
         if isinstance(node, ast.Compare):
             names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}

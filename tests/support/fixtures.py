@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.gateway import RunningGateway, start_gateway
 from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres
+from tollway.server.services import Services
 
 
 def postgres_or_skip() -> PostgresServer:
@@ -45,9 +46,9 @@ def gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], RunningGatewa
     """Start gateways from config dicts; each gets its own SQLite file unless given one."""
     running: list[RunningGateway] = []
 
-    def start(config: dict[str, Any]) -> RunningGateway:
+    def start(config: dict[str, Any], services: Services | None = None) -> RunningGateway:
         config = {"database_url": f"sqlite:///{tmp_path}/gateway-{len(running)}.db", "flush_interval": "1s", **config}
-        started = start_gateway(config)
+        started = start_gateway(config, services)
         running.append(started)
         return started
 

@@ -18,6 +18,7 @@ from tollway.config.schema import ServerConfig
 from tollway.governance.counters.base import CounterState
 from tollway.server.app import Gateway, create_app
 from tollway.server.runtime import Runtime
+from tollway.server.services import Services
 from tollway.server.serving import GatewayServerConfig, connection_limits
 
 T = TypeVar("T")
@@ -86,8 +87,8 @@ class RunningGateway:
         return self.call(self.runtime.store.export())
 
 
-def start_gateway(config: dict[str, Any]) -> RunningGateway:
-    app = create_app(settings_from_dict(config))
+def start_gateway(config: dict[str, Any], services: Services | None = None) -> RunningGateway:
+    app = create_app(settings_from_dict(config), services)
     server = ThreadedServer(app)
     server.start()
     return RunningGateway(f"http://127.0.0.1:{server.port}", app, server)

@@ -2,19 +2,19 @@
 
 `create_management_app(runtime)` builds it over the running gateway's parts; the gateway
 hands it every request whose path starts with `/api`. Every route needs
-``Authorization: Bearer <admin_token>``; the OpenAPI document (`/api/openapi.json`) and
+``Authorization: Bearer <token>``, the admin token or a scoped one, and a role its rule
+admits (`tollway.api.permissions`); the OpenAPI document (`/api/openapi.json`) and
 the docs pages (`/api/docs`, `/api/redoc`, their assets under `/api/docs/assets`) are public.
 """
 
 from __future__ import annotations
 
-import hmac
-
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
 from tollway.api import (
+    admin_tokens,
     alerts,
     audit,
     customers,
@@ -30,9 +30,9 @@ from tollway.api import (
 )
 from tollway.api.context import ManagedRuntime
 from tollway.api.docs_pages import install_docs_pages
-from tollway.api.errors import ApiError, install_error_handlers
+from tollway.api.errors import install_error_handlers
+from tollway.api.permissions import require_permission
 from tollway.api.responses import ErrorBody
-from tollway.config.schema import VK_PREFIX
 
 DESCRIPTION = """\
 Create, change and inspect Tollway's governance while it runs: virtual keys, teams,
@@ -41,7 +41,10 @@ live usage, spend over time, the request log, the audit log, and an explain endp
 that says what a request would get now. Changes apply to the next request.
 
 **Auth**: send `Authorization: Bearer <admin_token>` (the `admin_token` setting, e.g.
-`admin_token: env.TOLLWAY_ADMIN_TOKEN`). Without `admin_token` the API answers 503.
+`admin_token: env.TOLLWAY_ADMIN_TOKEN`) or a scoped admin token (`twa-…`, made with
+`POST /api/admin-tokens`: roles `admin`, `manager` of a team or customer, `viewer`,
+`usage_reader`). Without `admin_token` the API answers 503. A role that may not call a
+route gets 403 saying what the route requires; an unknown or revoked token gets 401.
 
 **Coming from Bifrost**: the paths and envelopes are Bifrost's (`/api/governance/...`,
 `{"message", "virtual_key"}`, `{"virtual_keys", "count"}`; `PUT` or `PATCH` for partial
@@ -54,24 +57,6 @@ updates). Providers come from the config file; only their limits change here.
 
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 422, 503)}
 _bearer = HTTPBearer(auto_error=False, description="The admin token (settings: admin_token).")
-
-
-async def require_admin(request: Request, _: object = Depends(_bearer)) -> None:
-    """Admit the admin token only: compared in constant time; virtual keys get 403."""
-    runtime: ManagedRuntime = request.app.state.runtime
-    expected = runtime.settings.admin_token
-    if not expected:
-        raise ApiError(503, "management API disabled: set admin_token")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "the management API needs 'Authorization: Bearer <admin_token>'",
-                       headers={"WWW-Authenticate": "Bearer"})
-    if hmac.compare_digest(token.encode(), expected.encode()):
-        return
-    if token.startswith(VK_PREFIX):
-        raise ApiError(403, "virtual keys cannot use the management API: send the admin token")
-    raise ApiError(401, "invalid admin token", headers={"WWW-Authenticate": "Bearer"})
 
 
 def create_management_app(runtime: ManagedRuntime) -> FastAPI:
@@ -87,9 +72,9 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
     app.state.runtime = runtime
     install_docs_pages(app)
     install_error_handlers(app)
-    guarded = [Depends(require_admin)]
+    guarded = [Depends(require_permission), Depends(_bearer)]  # _bearer: the OpenAPI security scheme
     for module in (virtual_keys_bulk, virtual_keys, teams, customers, model_configs, usage, spend, logs, audit, explain,
-                   alerts):
+                   alerts, admin_tokens):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)

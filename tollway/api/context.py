@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from tollway.api.principal import current_principal
 from tollway.config import Settings
 from tollway.governance.counters.base import CounterStore
 from tollway.governance.enforcer import Enforcer
@@ -109,10 +110,14 @@ def search_filter(term: str, *columns: Any) -> Any:
 
 
 class ApiWriter(EntityWriter):
-    """An `EntityWriter` acting for the admin, which may also reset counters."""
+    """An `EntityWriter` acting for the admin, which may also reset counters; its audit
+    entries name the admin token of the request (`tollway.api.principal`)."""
 
     def __init__(self, session: Session, now: datetime, runtime: ManagedRuntime) -> None:
         super().__init__(session, now, ACTOR)
+        principal = current_principal()
+        if principal is not None:
+            self.token = (principal.token_id, principal.name)
         self.runtime = runtime
         self.resets: set[str] = set()
 

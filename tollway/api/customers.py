@@ -11,6 +11,7 @@ from tollway.api.context import CASCADE, RESET_USAGE, ApiWriter, PageDep, Runtim
 from tollway.api.entity_routes import EntityRoutes
 from tollway.api.errors import conflict
 from tollway.api.limits import LiveUsage, iso, update_limits
+from tollway.api.manager_scope import scope_customers
 from tollway.api.responses import CustomerEnvelope, CustomerList, Message
 from tollway.api.schemas import CustomerCreate, CustomerUpdate
 from tollway.api.teams import TEAMS, delete_keys, orphans_message, plural
@@ -37,7 +38,7 @@ async def list_customers(
     runtime: RuntimeDep, page: PageDep,
     search: Annotated[str | None, Query(description="Case-insensitive part of the id or name.")] = None,
 ) -> dict[str, Any]:
-    return await CUSTOMERS.page(runtime, page, select(Customer), search)
+    return await CUSTOMERS.page(runtime, page, scope_customers(select(Customer)), search)
 
 
 @router.post("", status_code=201, response_model=CustomerEnvelope, summary="Create a customer")

@@ -272,7 +272,9 @@ class AuditView(BaseModel):
     id: int
     at: str
     actor: str
-    action: str = Field(description="create, update, delete or reset.")
+    token_id: str | None = Field(None, description="The admin token that made the change; null: the config file.")
+    token_name: str | None = None
+    action: str = Field(description="create, update, delete, reset or revoke.")
     entity_type: str
     entity_id: str
     before: Any

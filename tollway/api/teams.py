@@ -11,6 +11,7 @@ from tollway.api.context import CASCADE, RESET_USAGE, ApiWriter, PageDep, Runtim
 from tollway.api.entity_routes import EntityRoutes
 from tollway.api.errors import conflict
 from tollway.api.limits import LiveUsage, iso, update_limits
+from tollway.api.manager_scope import scope_teams
 from tollway.api.owners import check_customer
 from tollway.api.responses import Message, TeamEnvelope, TeamList
 from tollway.api.schemas import TeamCreate, TeamUpdate
@@ -57,7 +58,7 @@ async def list_teams(
     statement = select(Team)
     if customer_id is not None:
         statement = statement.where(Team.customer_id == customer_id)
-    return await TEAMS.page(runtime, page, statement, search)
+    return await TEAMS.page(runtime, page, scope_teams(statement), search)
 
 
 @router.post("", status_code=201, response_model=TeamEnvelope, summary="Create a team")

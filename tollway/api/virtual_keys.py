@@ -18,6 +18,7 @@ from tollway.api.entity_routes import EntityRoutes
 from tollway.api.errors import conflict, invalid, not_found
 from tollway.api.key_search import name_prefix_filter
 from tollway.api.limits import LiveUsage, Which, iso, reset_route, update_limits
+from tollway.api.manager_scope import scope_keys
 from tollway.api.owners import check_customer, check_provider_configs, check_team
 from tollway.api.responses import VirtualKeyEnvelope, VirtualKeyList
 from tollway.api.schemas import VirtualKeyCreate, VirtualKeyUpdate
@@ -79,7 +80,7 @@ async def list_keys(
         statement = statement.where(VirtualKey.customer_id == customer_id)
     if is_active is not None:
         statement = statement.where(VirtualKey.is_active == is_active)
-    return await KEYS.page(runtime, page, statement, search)
+    return await KEYS.page(runtime, page, scope_keys(statement), search)
 
 
 @router.post("", status_code=201, response_model=VirtualKeyEnvelope, summary="Create a virtual key")

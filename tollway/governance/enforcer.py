@@ -110,6 +110,7 @@ class Enforcer:
     def __init__(self, store: CounterStore, clock_ms: Callable[[], int]) -> None:
         self._store = store
         self._clock_ms = clock_ms
+        self.clock_ms = clock_ms  # the one clock of the request path (tests inject their own)
         self._ids = itertools.count(1)
         self._open: set[int] = set()  # ids of reservations not yet settled or released
         self._memo_snapshot: PolicySnapshot | None = None

@@ -96,7 +96,7 @@ class Proxy:
     async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send) -> Outcome:
         """Serve one request; the outcome (also handed to the sink) says what became of it."""
         started = time.perf_counter()
-        outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, int(time.time() * 1000))
+        outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, self._enforcer.clock_ms())
         try:
             raw = await read_body(scope, receive, self._max_body)
             request = parse_request(api, raw)

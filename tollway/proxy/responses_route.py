@@ -103,7 +103,7 @@ class ResponsesRoute:
         self._sink.record(outcome)
 
     def _outcome(self) -> Outcome:
-        return Outcome(f"{self._id_prefix}-{next(self._ids)}", Api.RESPONSES.value, int(time.time() * 1000))
+        return Outcome(f"{self._id_prefix}-{next(self._ids)}", Api.RESPONSES.value, self._enforcer.clock_ms())
 
     def _key_id(self, scope: Scope) -> str | None:
         value = presented_key(scope)

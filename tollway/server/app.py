@@ -15,6 +15,7 @@ from tollway.providers.client import Api
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
 from tollway.server.models_route import ModelsRoute
 from tollway.server.runtime import Runtime
+from tollway.server.services import Services
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -127,10 +128,11 @@ class Gateway:
                 return
 
 
-def create_app(settings: Settings, *, prepare_database: bool = True) -> Gateway:
-    """The gateway for ``settings``; ``prepare_database`` runs migrations and loads the
+def create_app(settings: Settings, services: Services | None = None, *, prepare_database: bool = True) -> Gateway:
+    """The gateway for ``settings``, with ``services`` (clock, counter store, database)
+    where a caller brings its own; ``prepare_database`` runs migrations and loads the
     config file's governance section at startup (the CLI does it once before workers)."""
-    return Gateway(Runtime(settings, prepare_database=prepare_database))
+    return Gateway(Runtime(settings, services, prepare_database=prepare_database))
 
 
-__all__ = ["JSON_HEADERS", "Gateway", "create_app"]
+__all__ = ["JSON_HEADERS", "Gateway", "Services", "create_app"]

@@ -31,6 +31,7 @@ from tollway.server.metric_labels import label_sets
 from tollway.server.models_catalog import ModelCatalog
 from tollway.server.models_route import ModelsRoute
 from tollway.server.recorder import Recorder
+from tollway.server.services import Services
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
 from tollway.store.key_cache import KeyCache, count_virtual_keys, held_counters
@@ -38,7 +39,7 @@ from tollway.store.migrate import upgrade
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
-from tollway.store.usage import load_counters
+from tollway.store.usage import load_counters, ms_to_datetime
 from tollway.store.usage_flush import UsageFlusher
 from tollway.telemetry import Metrics
 from tollway.ui import create_ui_app
@@ -60,19 +61,16 @@ def price_catalog(settings: Settings) -> PriceCatalog:
     return PriceCatalog(overrides, default, logging.getLogger("tollway.pricing"))
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Runtime:
     """The gateway's parts. Nothing here runs SQL on the request path: the policy is a
     snapshot refreshed in the background, usage is flushed in the background."""
 
-    def __init__(self, settings: Settings, *, prepare_database: bool = True,
-                 clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, settings: Settings, services: Services | None = None, *,
+                 prepare_database: bool = True) -> None:
         self.settings = settings
+        self.services = services or Services()
         self.prepare_database = prepare_database
-        self.clock_ms = clock_ms
+        self.clock_ms: Callable[[], int] = self.services.clock_ms
         self.metrics = Metrics(label_sets(settings))
         self.pricing: PriceCatalog = price_catalog(settings)
         self.management: Any = None  # the /api application, mounted by the management package
@@ -98,10 +96,10 @@ class Runtime:
         self.loop = asyncio.get_running_loop()  # for callers on other threads (tests, admin tools)
         if self.prepare_database:
             await upgrade(settings.database_url)
-        self.db = Database(settings.database_url)
+        self.db = self.services.database or Database(settings.database_url)
         await self.db.ping()
         if self.prepare_database:
-            self.generated_keys = await apply_config(self.db, settings)
+            self.generated_keys = await apply_config(self.db, settings, now=ms_to_datetime(self.clock_ms()))
         defaults = settings.governance_defaults
         keys_on_demand = await count_virtual_keys(self.db) > settings.virtual_key_cache.load_all_up_to
         self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys,
@@ -109,7 +107,8 @@ class Runtime:
                                                           defaults.on_insufficient == "clamp"),
                                      keys_on_demand=keys_on_demand)
         self.snapshot = await self.policy.reload()
-        self.store = build_counter_store(settings.counters, self.metrics, seed=lambda: load_counters(self.db))
+        self.store = self.services.counter_store or build_counter_store(
+            settings.counters, self.metrics, seed=lambda: load_counters(self.db))
         # Keys loaded on demand bring their counters along; at start only the others'.
         stored = await (held_counters(self.db, self.snapshot) if keys_on_demand else load_counters(self.db))
         await self.store.load(stored)

@@ -71,6 +71,8 @@ class EntityWriter:
         self.session = session
         self.now = now
         self.actor = actor
+        # The admin token acting (id, name), recorded with each audit entry; None: the config file.
+        self.token: tuple[str, str] | None = None
         self.changed = False
         self.seeds: dict[str, CounterState] = {}  # counters of limits created or taken back here
         self.retention = Retention(session)
@@ -234,8 +236,10 @@ class EntityWriter:
         """Write one audit entry (values made JSON-ready) and mark the write as a change."""
         self.changed = True
         self.touched.add((kind, ident))
+        token_id, token_name = self.token or (None, None)
         self.session.add(AuditEntry(at=self.now, actor=self.actor, action=action, entity_type=kind,
-                                    entity_id=ident, before=jsonable(before), after=jsonable(after)))
+                                    entity_id=ident, before=jsonable(before), after=jsonable(after),
+                                    token_id=token_id, token_name=token_name))
 
 
 def retained_states(limit: Budget | RateLimit) -> dict[str, CounterState]:

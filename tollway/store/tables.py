@@ -354,6 +354,10 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(256))
+    # The admin token that made the change (its id and name, never its value); None for
+    # the config file. The bootstrap token from the config is id "bootstrap".
+    token_id: Mapped[str | None] = mapped_column(ID)
+    token_name: Mapped[str | None] = mapped_column(ID)
     action: Mapped[str] = mapped_column(String(32))
     entity_type: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str] = mapped_column(ID)
@@ -434,3 +438,22 @@ class AlertDelivery(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AdminToken(Base):
+    """A scoped management API token (`tollway.api.admin_tokens`): only the sha256 of its
+    value and a short prefix are kept. Revoked tokens stay (the audit log names them)."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(ID)
+    role: Mapped[str] = mapped_column(String(32))  # admin, manager, viewer, usage_reader
+    scope_type: Mapped[str | None] = mapped_column(String(16))  # team or customer (managers only)
+    scope_id: Mapped[str | None] = mapped_column(ID)
+    value_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    value_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(ID)  # the id of the token that created it
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

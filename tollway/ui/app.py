@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from tollway.asgi import Message, Receive, Scope, Send, header
 from tollway.config import Settings
-from tollway.ui.client import ApiProblem, ManagementClient
+from tollway.ui.client import ApiProblem, ManagementClient, act_as
 from tollway.ui.login_throttle import LoginThrottle
 from tollway.ui.pages.alerts import AlertPages
 from tollway.ui.pages.audit import AuditPages
@@ -104,6 +104,7 @@ class UiApp:
         sessions = self.ui.sessions
         session = sessions.verify(_cookie(scope, COOKIE)) if sessions else None
         scope.setdefault("state", {})["ui_session"] = session
+        act_as(session.token_id if session is not None else None)
         if session is None and not path.startswith(_PUBLIC):
             await self._to_login(scope, receive, send_with_headers)
             return
@@ -126,6 +127,10 @@ class UiApp:
 
     async def _api_problem(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiProblem)
+        if exc.status == 401:  # the session's admin token was revoked: log in again
+            response = self.ui.redirect("/ui/login", f"Your admin token no longer works ({exc.message}).", "error")
+            response.delete_cookie(COOKIE, path="/ui")
+            return response
         return self.ui.page(request, "error.html", exc.status if exc.status >= 400 else 500, problem=exc,
                             title="Something went wrong")
 

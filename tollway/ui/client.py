@@ -10,13 +10,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from tollway.api.principal import ACTING_TOKEN_SCOPE_KEY
 from tollway.asgi import Message, Scope
 
 log = logging.getLogger(__name__)
 Params = Mapping[str, Any]
+# The scoped admin token of the UI session being served (None: the bootstrap token). Set
+# per UI request by `tollway.ui.app`; the API acts with that token's role and scope.
+_acting: ContextVar[str | None] = ContextVar("tollway_ui_acting_token", default=None)
+
+
+def act_as(token_id: str | None) -> None:
+    """Make this request's API calls act as the scoped token ``token_id``."""
+    _acting.set(token_id)
 
 
 class ApiProblem(Exception):
@@ -90,6 +100,9 @@ class ManagementClient:
             "query_string": _query(params), "headers": headers,
             "client": ("127.0.0.1", 0), "server": ("tollway-ui", 80),
         }
+        acting = _acting.get()
+        if acting is not None and token == self._token:  # only the server's own token may act as another
+            scope[ACTING_TOKEN_SCOPE_KEY] = acting
         status, data = await _call(self._app, scope, payload)
         return _decode(method, route, status, data)
 

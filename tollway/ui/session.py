@@ -1,6 +1,8 @@
 """Admin UI sessions: an opaque, signed, expiring cookie, and a form token against CSRF.
 
-The cookie carries no secret, only ``expires.nonce.signature``; the signature is keyed
+The cookie carries no secret, only ``expires.nonce.signature`` (with a scoped admin
+token: ``expires.nonce.token_id.role.signature``, the token's id and role, never its
+value; the API checks on every call that the token is still live); the signature is keyed
 by a key derived from the admin token, so every worker process verifies it without
 shared state, and changing the admin token ends every session. Logging out revokes
 the session in the process that served it and clears the cookie.
@@ -29,6 +31,8 @@ DEFAULT_TTL_S = 12 * 3600
 class Session:
     nonce: str
     expires: int
+    token_id: str | None = None  # the scoped admin token logged in with; None: the bootstrap admin token
+    role: str = "admin"
 
 
 def _b64(data: bytes) -> str:
@@ -48,25 +52,30 @@ class Sessions:
     def _sign(self, purpose: str, text: str) -> str:
         return _b64(hmac.new(self._key, f"{purpose}:{text}".encode(), hashlib.sha256).digest())
 
-    def issue(self) -> tuple[str, Session]:
-        """A new session and its cookie value."""
-        session = Session(secrets.token_urlsafe(18), int(self._clock()) + self.ttl_s)
+    def issue(self, token_id: str | None = None, role: str = "admin") -> tuple[str, Session]:
+        """A new session (of the scoped token ``token_id`` with ``role``) and its cookie value."""
+        session = Session(secrets.token_urlsafe(18), int(self._clock()) + self.ttl_s, token_id, role)
         text = f"{session.expires}.{session.nonce}"
+        if token_id is not None:
+            text += f".{token_id}.{role}"
         return f"{text}.{self._sign('session', text)}", session
 
     def verify(self, cookie: str | None) -> Session | None:
         """The session a cookie names, when it is genuine, current and not revoked."""
         if not cookie:
             return None
-        expires, _, rest = cookie.partition(".")
-        nonce, _, signature = rest.partition(".")
-        if not (expires.isdigit() and nonce and signature):
+        text, _, signature = cookie.rpartition(".")
+        parts = text.split(".")
+        if len(parts) not in (2, 4) or not all(parts) or not parts[0].isdigit() or not signature:
             return None
-        if not hmac.compare_digest(signature, self._sign("session", f"{expires}.{nonce}")):
+        if not hmac.compare_digest(signature, self._sign("session", text)):
             return None
-        if int(expires) <= self._clock() or nonce in self._revoked:
+        expires, nonce = int(parts[0]), parts[1]
+        if expires <= self._clock() or nonce in self._revoked:
             return None
-        return Session(nonce, int(expires))
+        if len(parts) == 4:
+            return Session(nonce, expires, parts[2], parts[3])
+        return Session(nonce, expires)
 
     def revoke(self, session: Session) -> None:
         now = self._clock()

@@ -4,7 +4,7 @@ token, redirects with a one-time message, and the lists that fill select boxes."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -19,6 +19,13 @@ from tollway.ui.forms import MAX_FORM_BYTES, Form, problem_lines, problem_title
 from tollway.ui.session import FLASH_COOKIE, Session, Sessions
 
 LIST_LIMIT = 1000  # one page of teams, customers or providers fills a select box
+# The pages each role reaches (the nav shows these; the API refuses the rest anyway).
+_ALL_PAGES = ("/ui/", "/ui/usage", "/ui/keys", "/ui/teams", "/ui/customers", "/ui/limits", "/ui/logs", "/ui/audit",
+              "/ui/alerts")
+PAGES_OF_ROLE = {"admin": _ALL_PAGES, "viewer": _ALL_PAGES, "usage_reader": ("/ui/usage", "/ui/logs"),
+                 "manager": ("/ui/keys", "/ui/teams", "/ui/customers")}
+# Where a role lands instead of the overview, which needs what it may not read.
+HOME_OF_ROLE = {"usage_reader": "/ui/usage", "manager": "/ui/keys"}
 
 
 class StaleForm(Exception):
@@ -54,7 +61,10 @@ class Ui:
         """Render ``template`` with the layout's context (session, form token, message)."""
         flash = self.sessions.open_flash(request.cookies.get(FLASH_COOKIE)) if self.sessions else None
         session = getattr(request.state, "ui_session", None)
-        base = {"path": request.url.path, "query": request.query_params, "flash": flash,
+        role = session.role if session is not None else "admin"
+        # Who may change things: the forms and edit buttons are not rendered for the others.
+        base = {"role": role, "can_edit": role in ("admin", "manager"), "pages": PAGES_OF_ROLE.get(role, ()),
+                "path": request.url.path, "query": request.query_params, "flash": flash,
                 "csrf": self.sessions.form_token(session) if self.sessions and session else "",
                 "logged_in": session is not None, "now_ms": self.clock_ms(), "problem": None,
                 "values": None, "section": None, "action": ""}
@@ -88,6 +98,21 @@ class Ui:
 
     def now_ms(self) -> int:
         return self.clock_ms()
+
+    def role(self, request: Request) -> str:
+        """The role of the session's admin token (``admin`` for the bootstrap token)."""
+        session = getattr(request.state, "ui_session", None)
+        return session.role if session is not None else "admin"
+
+    async def optional(self, call: Awaitable[dict[str, Any]], empty: dict[str, Any]) -> dict[str, Any]:
+        """``call``'s answer, or ``empty`` when the session's role may not read it (403): a
+        page part that role does not see, not an error."""
+        try:
+            return await call
+        except ApiProblem as problem:
+            if problem.status != 403:
+                raise
+            return empty
 
     async def owners(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Every team and customer (for owner and filter select boxes)."""

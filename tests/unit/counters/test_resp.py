@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tollway.governance.counters.resp import RespClient, RespConnectionError, RespError, encode, parse
+from tollway.redis_wire import RespClient, RespConnectionError, RespError, encode, parse
 
 
 def test_encode_writes_bulk_strings_with_byte_lengths() -> None:

@@ -76,7 +76,7 @@ from tollway.governance.counters.redis_scripts import (
     packer,
     within,
 )
-from tollway.governance.counters.resp import RespClient, RespConnectionError, RespError
+from tollway.redis_wire import RespClient, RespConnectionError, RespError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from tollway.ui.client import ApiProblem
 from tollway.ui.web import Ui, with_query
 
 PAGE_SIZE = 50
-FILTERS = ("entity_type", "entity_id", "action", "actor")
+FILTERS = ("entity_type", "entity_id", "action", "actor", "token_id")
 ENTITY_TYPES = {"virtual_key": "virtual key", "team": "team", "customer": "customer", "model_config": "model config",
                 "provider": "provider", "provider_config": "provider config"}
 ACTIONS = ("create", "update", "delete", "reset")

@@ -1,4 +1,6 @@
-"""Logging in with the admin token, and out."""
+"""Logging in with the admin token or a scoped admin token (``twa-…``), and out. A
+scoped token's session acts with its role and scope on every page (the API enforces
+them; the pages hide what the role cannot do)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.api.principal import BOOTSTRAP_ID
 from tollway.ui.client import ApiProblem
 from tollway.ui.login_throttle import LoginThrottle
 from tollway.ui.session import COOKIE
 from tollway.ui.web import Ui
 
-_CHECK = "/api/providers"  # any admin route: the API itself decides whether the token is right
+_CHECK = "/api/admin-tokens/self"  # the API itself decides whether the token is right, and says whose it is
 
 
 def safe_next(target: str | None) -> str:
@@ -57,15 +60,17 @@ class AuthPages:
         if wait_s > 0:  # refused before the token is looked at: a throttled guess learns nothing
             return self._throttled(request, next_url, wait_s)
         try:
-            await self.ui.api.request("GET", _CHECK, token=token)
+            me = (await self.ui.api.request("GET", _CHECK, token=token))["admin_token"]
         except ApiProblem as problem:
             if problem.status in (401, 403):
                 self.throttle.failed(host)
-                return self._page(request, "That is not the admin token of this gateway.", next_url, 401)
+                return self._page(request, "That is not the admin token of this gateway. Scoped admin tokens "
+                                                 "(twa-…) work too, unless revoked.", next_url, 401)
             return self._page(request, f"The gateway could not check the token: {problem.message}", next_url,
                               problem.status)
         self.throttle.succeeded(host)
-        cookie, _ = sessions.issue()
+        scoped = me["id"] != BOOTSTRAP_ID
+        cookie, _ = sessions.issue(me["id"], me["role"]) if scoped else sessions.issue()
         response = self.ui.redirect(next_url)
         response.set_cookie(COOKIE, cookie, max_age=sessions.ttl_s, path="/ui", httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")

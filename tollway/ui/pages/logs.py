@@ -99,9 +99,11 @@ class LogPages:
         filters = {name: query.get(name, "").strip() for name in FILTERS}
         offset = int(query["offset"]) if query.get("offset", "").isdigit() else 0
         api = self.ui.api
+        names_readable = self.ui.role(request) != "usage_reader"  # it reads the log, not the entities' names
         keys, (teams, customers), providers, models = await asyncio.gather(
             api.get("/api/governance/virtual-keys", {"limit": LIST_LIMIT}), self.ui.owners(), self.ui.providers(),
-            api.get("/api/governance/model-configs", {"limit": LIST_LIMIT}))
+            api.get("/api/governance/model-configs", {"limit": LIST_LIMIT})) if names_readable else \
+            ({"virtual_keys": []}, ([], []), [], {"model_configs": []})
         problem: ApiProblem | None = None
         try:
             answer = await api.get("/api/logs", {**await self._api_filters(filters), "limit": PAGE_SIZE,
@@ -112,7 +114,7 @@ class LogPages:
             problem, answer = error, {"logs": [], "count": 0}
         rows = answer["logs"]
         names = entity_names(keys["virtual_keys"], teams, customers, models["model_configs"])
-        deleted = await self._names(rows, names)
+        deleted = await self._names(rows, names) if names_readable else set()
         return self.ui.page(
             request, "logs.html", 400 if problem else 200, title="Request log", rows=rows, count=answer["count"],
             offset=offset, page_size=PAGE_SIZE, filters=filters, decisions=DECISIONS, names=names, deleted=deleted,

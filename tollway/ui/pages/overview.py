@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.ui import lookup, present
 from tollway.ui.charts import Bar, bar_chart
-from tollway.ui.web import LIST_LIMIT, Ui
+from tollway.ui.web import HOME_OF_ROLE, LIST_LIMIT, Ui
 
 SPEND = "/api/usage/spend"
 USAGE = "/api/governance/usage"
@@ -77,6 +77,9 @@ class OverviewPages:
             row["name"] = row["id"] if name is None else name
 
     async def overview(self, request: Request) -> Response:
+        home = HOME_OF_ROLE.get(self.ui.role(request))
+        if home is not None:  # the overview reads everything; these roles may not
+            return self.ui.redirect(home)
         chosen = request.query_params.get("range", "30d")
         chosen = chosen if chosen in RANGES else "30d"
         count, interval, label, every = RANGES[chosen]

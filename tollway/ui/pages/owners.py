@@ -52,7 +52,9 @@ class _OwnerPages(EntityPages):
         api = self.ui.api
         answer, spend, customers = await asyncio.gather(
             api.get(self.kind.api, {"search": search, "customer_id": customer_id, "limit": LIST_LIMIT}),
-            api.get(SPEND, {"group_by": group, "start": month_start(self.ui.now_ms())}),
+            # A manager reads spend of its scope only: its list shows no spend column figures.
+            self.ui.optional(api.get(SPEND, {"group_by": group, "start": month_start(self.ui.now_ms())}),
+                             {"series": [], "total": 0}),
             api.get(CUSTOMERS.api, {"limit": LIST_LIMIT}) if self.with_customer else _none())
         rows = _with_meters(answer[self.plural], self.ui.now_ms())
         customer_list = customers["customers"] if customers else []
