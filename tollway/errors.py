@@ -63,6 +63,12 @@ def governance_unavailable(reason: str) -> GatewayError:
                         code="governance_unavailable")
 
 
+def key_lookup_unavailable(reason: str) -> GatewayError:
+    return GatewayError(503, "governance_unavailable",
+                        f"the virtual key cannot be looked up right now ({reason}); the request was not sent",
+                        code="key_lookup_unavailable")
+
+
 def model_unpriced(provider: str, model: str) -> GatewayError:
     """``require_price: true`` and no price is known for the model (SPEC §8)."""
     return GatewayError(400, "model_unpriced",

@@ -89,6 +89,15 @@ FIELD_TEXT: dict[str, str] = {
     "Settings.request_log_retention": "Delete request-log rows older than this (at least `1d`; e.g. `90d`, `6M`), "
     "a minute after start and then hourly, in small batches. Omitted: rows are kept. Spend totals are kept "
     "in hourly and daily rollups, which outlive the log's rows.",
+    "Settings.virtual_key_cache": "Whether every virtual key is loaded at start or each when first presented "
+    "(above `load_all_up_to` stored keys), and the bounds of that cache (see "
+    "[operations](operations.md#a-million-virtual-keys)).",
+    "VirtualKeyCacheConfig.load_all_up_to": "With at most this many virtual keys stored, all are loaded at start "
+    "(a node then never asks the database about a key); with more, keys are loaded on demand.",
+    "VirtualKeyCacheConfig.max_keys": "Keys held when loaded on demand; beyond, a tenth of them is dropped "
+    "(to load again when next presented).",
+    "VirtualKeyCacheConfig.max_pending_lookups": "Distinct keys waiting to be looked up (in batches of 500, one "
+    "query at a time); a request beyond this gets 503 `key_lookup_unavailable` instead of a place in the queue.",
     "Settings.cors_origins": "Browser origins allowed to call the management API, e.g. `[https://admin.example]`; "
     "empty: CORS is off.",
     "Settings.egress": "Outbound proxies for calls to providers; by default read from the environment "

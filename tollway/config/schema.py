@@ -378,6 +378,20 @@ class LoginThrottleConfig(_Strict):
     _check_durations = field_validator("base_delay", "max_delay", "forget_after")(_fixed_duration)
 
 
+class VirtualKeyCacheConfig(_Strict):
+    """Virtual keys at scale: with up to ``load_all_up_to`` keys stored, every key is loaded
+    at start; with more, keys are loaded when first presented and kept in a bounded cache
+    (a million keys take longer to read than a node may take to start)."""
+
+    load_all_up_to: Annotated[int, Field(ge=0, le=100_000_000)] = 200_000
+    max_keys: Annotated[int, Field(ge=100, le=100_000_000)] = 200_000  # held when loaded on demand
+    miss_ttl: str = "60s"  # how long a hash found nowhere is answered 401 without asking the database
+    # distinct keys waiting to be looked up (in batches, one query at a time); beyond: 503
+    max_pending_lookups: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+    _check_durations = field_validator("miss_ttl")(_seconds_up_to_hour)
+
+
 class Settings(_Strict):
     database_url: str = "sqlite:///tollway.db"
     admin_token: str | None = Field(default=None, repr=False, min_length=16)
@@ -403,6 +417,7 @@ class Settings(_Strict):
     request_log_unauthenticated_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] | None = 10
     server: ServerConfig = ServerConfig()
     login_throttle: LoginThrottleConfig = LoginThrottleConfig()
+    virtual_key_cache: VirtualKeyCacheConfig = VirtualKeyCacheConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cors_origins: list[str] = []  # browser origins allowed to call the management API; empty: CORS off
     egress: EgressConfig = EgressConfig()

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from tollway.errors import (
     GatewayError,
     bad_request,
     governance_unavailable,
+    key_lookup_unavailable,
     shutting_down,
     upstream_invalid,
 )
@@ -75,8 +76,12 @@ class Proxy:
         estimates: EstimateConfig,
         max_body_bytes: int,
         require_price: bool = False,
+        key_lookup: Callable[[str], Awaitable[PolicySnapshot]] | None = None,
     ) -> None:
         self._providers = providers
+        # Keys loaded on demand (`tollway.store.key_cache`): a snapshot holding the key of
+        # a hash the current one lacks; None when every key is loaded at start.
+        self._key_lookup = key_lookup
         self._resolver = resolver
         self._enforcer = enforcer
         self._snapshot = snapshot
@@ -122,6 +127,12 @@ class Proxy:
         snapshot = self._snapshot()
         key_hash = hash_key(key_value) if key_value else None  # once: the enforcer looks the key up by it too
         key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
+        if key is None and key_hash and self._key_lookup is not None:
+            try:
+                snapshot = await self._key_lookup(key_hash)
+            except Exception as exc:  # the database is down or the lookups are saturated: fail closed
+                raise key_lookup_unavailable(type(exc).__name__) from None
+            key = snapshot.keys_by_hash.get(key_hash)
         targets = self._resolver.resolve(request.model, key)
         failure: _Failure | None = None
         for target in targets:

@@ -16,6 +16,7 @@ from tollway.alerts.delivery import Dispatcher
 from tollway.alerts.monitor import AlertMonitor
 from tollway.api.app import create_management_app
 from tollway.config import Settings
+from tollway.config.schema import duration_s
 from tollway.governance.counters.base import CounterStore
 from tollway.governance.durations import parse_duration
 from tollway.governance.enforcer import Enforcer
@@ -35,6 +36,7 @@ from tollway.server.services import Services
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
 from tollway.store.key_activity import KeyActivity
+from tollway.store.key_cache import KeyCache, count_virtual_keys, held_counters
 from tollway.store.migrate import upgrade
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
@@ -91,6 +93,7 @@ class Runtime:
         self.usage: UsageFlusher
         self.key_activity = KeyActivity()  # keys' last_used_at, written with the usage flush
         self.alerts: AlertMonitor | None = None
+        self.key_cache: KeyCache | None = None  # keys loaded on demand (more stored than loaded at start)
 
     async def start(self) -> None:
         settings = self.settings
@@ -102,14 +105,18 @@ class Runtime:
         if self.prepare_database:
             self.generated_keys = await apply_config(self.db, settings, now=ms_to_datetime(self.clock_ms()))
         defaults = settings.governance_defaults
+        keys_on_demand = await count_virtual_keys(self.db) > settings.virtual_key_cache.load_all_up_to
         self.policy = PolicyFollower(self.db, enforce_virtual_keys=settings.enforce_virtual_keys,
                                      defaults=Enforcement(defaults.enforcement == "strict",
-                                                          defaults.on_insufficient == "clamp"))
+                                                          defaults.on_insufficient == "clamp"),
+                                     keys_on_demand=keys_on_demand)
         self.snapshot = await self.policy.reload()
         self.store = self.services.counter_store or build_counter_store(
             settings.counters, self.metrics, seed=lambda: load_counters(self.db))
-        stored = await load_counters(self.db)
+        # Keys loaded on demand bring their counters along; at start only the others'.
+        stored = await (held_counters(self.db, self.snapshot) if keys_on_demand else load_counters(self.db))
         await self.store.load(stored)
+        self.key_cache = self._key_cache() if keys_on_demand else None
         self.usage = UsageFlusher(self.db, stored)
         self.enforcer = Enforcer(self.store, self.clock_ms)
         self.providers = build_providers(settings)
@@ -141,6 +148,7 @@ class Runtime:
             estimates=settings.estimate,
             require_price=settings.require_price,
             max_body_bytes=settings.max_body_bytes,
+            key_lookup=self.key_cache.snapshot_with if self.key_cache is not None else None,
         )
         self.responses = ResponsesRoute(proxy=self.proxy, providers=self.providers, enforcer=self.enforcer,
                                         snapshot=lambda: self.snapshot, sink=self.recorder,
@@ -177,6 +185,16 @@ class Runtime:
                 # First a minute after start: a gateway restarted more often than hourly still prunes.
                 self._every(_RETENTION_INTERVAL_S, self.prune_request_log, "request-log-retention", first_after=60.0),
                 name="request-log-retention"))
+
+    def _key_cache(self) -> KeyCache:
+        config = self.settings.virtual_key_cache
+        cache = KeyCache(self.policy, self.store, max_keys=config.max_keys, miss_ttl_s=duration_s(config.miss_ttl),
+                         max_pending=config.max_pending_lookups)
+        self.metrics.gauge("tollway_virtual_keys_held", "Virtual keys in this process's policy",
+                           lambda: len(self.policy.snapshot.keys_by_hash))
+        self.metrics.gauge("tollway_virtual_key_lookups", "Database lookups of virtual keys loaded on demand",
+                           lambda: cache.queries)
+        return cache
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -65,9 +65,14 @@ async def indexed(snapshot: PolicySnapshot) -> Policy:
 
 
 async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence[Change], version: int,
-                        defaults: Enforcement = ESTIMATE) -> Policy:
+                        defaults: Enforcement = ESTIMATE, *, held_only: bool = False,
+                        key_hashes_seen: set[str] | None = None) -> Policy:
     """``policy`` with ``changes`` applied, at ``version``; entities are read through
-    ``session`` as they are now (applying a change twice does no harm)."""
+    ``session`` as they are now (applying a change twice does no harm).
+
+    ``held_only`` (keys loaded on demand): a changed key the policy does not hold is not
+    added (its next request loads it). ``key_hashes_seen`` receives the current value
+    hash of every changed key that exists, so a cache of unknown hashes can drop them."""
     ids = _ids_by_kind(changes)
     reader = PolicyReader(session, defaults)
     keys = await reader.rows(VirtualKey, ids["virtual_key"])
@@ -78,7 +83,10 @@ async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence
     models = await reader.rows(ModelConfig, ids["model_config"])
     await reader.load_limits([*keys, *configs, *teams, *customers, *providers, *models])
     snapshot = _persistent(policy.snapshot)
-    keys_by_hash, key_hashes = _apply_keys(reader, snapshot, policy.key_hashes, ids["virtual_key"], keys, configs)
+    if key_hashes_seen is not None:
+        key_hashes_seen.update(row.value_hash for row in keys)
+    keys_by_hash, key_hashes = _apply_keys(reader, snapshot, policy.key_hashes, ids["virtual_key"], keys, configs,
+                                           held_only)
     model_configs, model_keys = _apply_models(reader, snapshot, policy.model_config_keys, ids["model_config"], models)
     snapshot = dataclasses.replace(
         snapshot,
@@ -108,7 +116,7 @@ _KINDS = frozenset({"virtual_key", "team", "customer", "provider", "model_config
 
 
 def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes: Map[str, str], changed: set[str],
-                rows: Sequence[Any], configs: Sequence[Any]) -> tuple[Map[str, Any], Map[str, str]]:
+                rows: Sequence[Any], configs: Sequence[Any], held_only: bool) -> tuple[Map[str, Any], Map[str, str]]:
     if not changed:
         return snapshot.keys_by_hash, key_hashes  # type: ignore[return-value]
     configs_of: dict[str, list[Any]] = defaultdict(list)
@@ -118,13 +126,17 @@ def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes: Map[
     hashes = key_hashes.mutate()
     # Every old hash goes first (with the value a rotation replaced, if any): two keys that
     # swapped values in one change keep both.
+    held = set()
     for key_id in changed:
         old = hashes.pop(key_id, None)
         if old is not None:
             policy = keys.pop(old, None)
             if policy is not None and policy.previous_hash is not None:
                 keys.pop(policy.previous_hash, None)
+            held.add(key_id)
     for row in rows:
+        if held_only and row.id not in held:
+            continue
         for digest, policy in reader.virtual_key_entries(row, configs_of.get(row.id, ())):
             keys[digest] = policy
         hashes[row.id] = row.value_hash

@@ -10,11 +10,14 @@ whole, and only ever a newer one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import logging
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollway.governance.model import ESTIMATE, Enforcement, PolicySnapshot
+from tollway.governance.model import ESTIMATE, Enforcement, PolicySnapshot, VirtualKeyPolicy
 from tollway.store.changes import changes_since
 from tollway.store.database import Database
 from tollway.store.policy_changes import Policy, UnknownChange, apply_changes, indexed
@@ -27,10 +30,16 @@ log = logging.getLogger(__name__)
 class PolicyFollower:
     """The node's current policy, kept up to date by `refresh` (cheap when nothing changed)."""
 
-    def __init__(self, db: Database, *, enforce_virtual_keys: bool, defaults: Enforcement = ESTIMATE) -> None:
+    def __init__(self, db: Database, *, enforce_virtual_keys: bool, defaults: Enforcement = ESTIMATE,
+                 keys_on_demand: bool = False) -> None:
         self.db = db
         self.enforce_virtual_keys = enforce_virtual_keys
         self.defaults = defaults  # the global enforcement of limits that state none
+        # Keys are loaded by `tollway.store.key_cache` when first presented, not at start;
+        # changes then update the keys held and leave the others to be loaded when asked.
+        self.keys_on_demand = keys_on_demand
+        self.key_epoch = 0  # bumped whenever keys may have changed: rows read before are stale
+        self.on_keys_changed: Callable[[set[str] | None], None] | None = None  # hashes that exist now; None: all
         self.policy: Policy | None = None
         self.full_loads = 0  # how often everything was loaded (start included)
         self.changes_applied = 0  # changed entities applied incrementally
@@ -63,16 +72,49 @@ class PolicyFollower:
                          held, current)
                 await self._load_all(session, current)
                 return self.snapshot
+            existing: set[str] = set()
             try:
-                self.policy = await apply_changes(session, self.policy, changes, current, self.defaults)  # type: ignore[arg-type]
+                self.policy = await apply_changes(session, self.policy, changes, current, self.defaults,  # type: ignore[arg-type]
+                                                  held_only=self.keys_on_demand, key_hashes_seen=existing)
             except UnknownChange as kind:
                 log.info("config change of kind %s cannot be applied by itself: reloading the policy", kind)
                 await self._load_all(session, current)
             else:
                 self.changes_applied += len(changes)
+                if any(change.kind in _KEY_KINDS for change in changes):
+                    self.key_epoch += 1
+                    if self.on_keys_changed is not None:
+                        self.on_keys_changed(existing)
         return self.snapshot
 
+    def hold_keys(self, policies: Mapping[str, VirtualKeyPolicy], epoch: int, max_keys: int) -> bool:
+        """Add keys loaded on demand (by value hash), read when `key_epoch` was ``epoch``;
+        False, adding nothing, when keys may have changed since. Beyond ``max_keys`` a
+        tenth of the keys held are dropped, in the map's order (by hash: arbitrary, so no
+        recency bookkeeping costs memory per key; a dropped key loads again when presented)."""
+        if epoch != self.key_epoch or self.policy is None:
+            return False
+        policy = self.policy
+        keys, hashes = policy.snapshot.keys_by_hash.mutate(), policy.key_hashes.mutate()  # type: ignore[attr-defined]
+        for key_hash, key in policies.items():
+            keys[key_hash] = key
+            hashes[key.id] = key_hash
+        if len(keys) > max_keys:
+            held = policy.snapshot.keys_by_hash
+            for key_hash in list(itertools.islice((h for h in held if h not in policies), len(keys) - max_keys * 9 // 10)):
+                hashes.pop(keys.pop(key_hash).id, None)
+        snapshot = dataclasses.replace(policy.snapshot, keys_by_hash=keys.finish())
+        self.policy = dataclasses.replace(policy, snapshot=snapshot, key_hashes=hashes.finish())
+        return True
+
     async def _load_all(self, session: AsyncSession, version: int) -> None:
-        snapshot = await PolicyReader(session, self.defaults).snapshot(self.enforce_virtual_keys, version)
+        snapshot = await PolicyReader(session, self.defaults).snapshot(self.enforce_virtual_keys, version,
+                                                                       keys=not self.keys_on_demand)
         self.policy = await indexed(snapshot)
         self.full_loads += 1
+        self.key_epoch += 1
+        if self.on_keys_changed is not None:
+            self.on_keys_changed(None)
+
+
+_KEY_KINDS = frozenset({"virtual_key", "provider_config"})

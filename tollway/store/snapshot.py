@@ -104,18 +104,31 @@ class PolicyReader:
         self.rate_limits: dict[str, RateLimitPolicy] = {}
         self.concurrency: dict[str, ConcurrencyPolicy] = {}
 
-    async def snapshot(self, enforce_virtual_keys: bool, version: int) -> PolicySnapshot:
-        await self.load_limits()
+    async def snapshot(self, enforce_virtual_keys: bool, version: int, *, keys: bool = True) -> PolicySnapshot:
+        """Every entity's policy; without ``keys``, none of the virtual keys (they are then
+        loaded on demand, `tollway.store.key_cache`) nor their limits."""
+        provider_rows, model_rows = await self.rows(Provider), await self.rows(ModelConfig)
+        customer_rows, team_rows = await self.rows(Customer), await self.rows(Team)
+        await self.load_limits(None if keys else [*provider_rows, *model_rows, *customer_rows, *team_rows])
         providers = {
             row.name: self._governed(row, Level.PROVIDER, row.name, row.name)
-            for row in await self.rows(Provider)
+            for row in provider_rows
             if row.budget_id or row.rate_limit_id or row.concurrency_limit_id
         }
-        model_configs = {
-            (model_key(row.model_name), row.provider): self.model_config(row) for row in await self.rows(ModelConfig)
-        }
-        customers = {row.id: self.customer(row) for row in await self.rows(Customer)}
-        teams = {row.id: self.team(row) for row in await self.rows(Team)}
+        model_configs = {(model_key(row.model_name), row.provider): self.model_config(row) for row in model_rows}
+        customers = {row.id: self.customer(row) for row in customer_rows}
+        teams = {row.id: self.team(row) for row in team_rows}
+        return PolicySnapshot(
+            providers=Map(providers),
+            model_configs=Map(model_configs),
+            keys_by_hash=await self._all_keys() if keys else Map(),
+            teams=Map(teams),
+            customers=Map(customers),
+            enforce_virtual_keys=enforce_virtual_keys,
+            version=version,
+        )
+
+    async def _all_keys(self) -> Map[str, VirtualKeyPolicy]:
         by_key: dict[str, dict[str, ProviderConfigPolicy]] = {}
         async for batch in self.batches(VKProviderConfig):
             for pc in batch:
@@ -125,15 +138,7 @@ class PolicyReader:
             for row in batch:
                 for digest, policy in self._key_entries(self._virtual_key(row, by_key.get(row.id, _NO_CONFIGS)), row):
                     keys[digest] = policy
-        return PolicySnapshot(
-            providers=Map(providers),
-            model_configs=Map(model_configs),
-            keys_by_hash=keys.finish(),
-            teams=Map(teams),
-            customers=Map(customers),
-            enforce_virtual_keys=enforce_virtual_keys,
-            version=version,
-        )
+        return keys.finish()
 
     async def load_limits(self, owners: Iterable[Any] | None = None) -> None:
         """Load the budgets, rate limits and concurrency limits of ``owners`` (rows), or all

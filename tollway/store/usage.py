@@ -6,12 +6,13 @@ Counter keys follow `tollway.governance.model`: ``b:<budget id>`` (nano-dollars)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.governance.counters.base import CounterState
 from tollway.governance.model import budget_counter, request_counter, token_counter
@@ -85,15 +86,41 @@ async def load_counters(db: Database) -> dict[str, CounterState]:
     """Every stored counter state: each budget, and each configured side of each rate limit."""
     states: dict[str, CounterState] = {}
     async with db.session() as session:
-        for row in await session.execute(select(_BUDGETS.c.id, _BUDGETS.c.current_usage, _BUDGETS.c.last_reset)):
-            states[budget_counter(row.id)] = CounterState(usd_to_nano(row.current_usage), datetime_to_ms(row.last_reset))
-        for row in await session.execute(select(_RATE_LIMITS)):
-            if row.token_max_limit is not None:
-                states[token_counter(row.id)] = CounterState(
-                    int(row.token_current_usage), datetime_to_ms(row.token_last_reset)
-                )
-            if row.request_max_limit is not None:
-                states[request_counter(row.id)] = CounterState(
-                    int(row.request_current_usage), datetime_to_ms(row.request_last_reset)
-                )
+        _budget_states(await session.execute(_BUDGET_STATES), states)
+        _rate_limit_states(await session.execute(select(_RATE_LIMITS)), states)
     return states
+
+
+async def counter_states_of(session: AsyncSession, budget_ids: Collection[str],
+                            rate_limit_ids: Collection[str]) -> dict[str, CounterState]:
+    """The stored counter states of these budgets and rate limits (those that exist)."""
+    states: dict[str, CounterState] = {}
+    for chunk in _chunks(budget_ids):
+        _budget_states(await session.execute(_BUDGET_STATES.where(_BUDGETS.c.id.in_(chunk))), states)
+    for chunk in _chunks(rate_limit_ids):
+        _rate_limit_states(await session.execute(select(_RATE_LIMITS).where(_RATE_LIMITS.c.id.in_(chunk))), states)
+    return states
+
+
+_BUDGET_STATES = select(_BUDGETS.c.id, _BUDGETS.c.current_usage, _BUDGETS.c.last_reset)
+_IDS_PER_QUERY = 500
+
+
+def _chunks(ids: Collection[str]) -> list[list[str]]:
+    ordered = sorted(ids)
+    return [ordered[start:start + _IDS_PER_QUERY] for start in range(0, len(ordered), _IDS_PER_QUERY)]
+
+
+def _budget_states(rows: Iterable[Any], into: dict[str, CounterState]) -> None:
+    for row in rows:
+        into[budget_counter(row.id)] = CounterState(usd_to_nano(row.current_usage), datetime_to_ms(row.last_reset))
+
+
+def _rate_limit_states(rows: Iterable[Any], into: dict[str, CounterState]) -> None:
+    for row in rows:
+        if row.token_max_limit is not None:
+            into[token_counter(row.id)] = CounterState(int(row.token_current_usage), datetime_to_ms(row.token_last_reset))
+        if row.request_max_limit is not None:
+            into[request_counter(row.id)] = CounterState(
+                int(row.request_current_usage), datetime_to_ms(row.request_last_reset)
+            )
