@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import random
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,12 @@ class Api(str, enum.Enum):
     RESPONSES = "responses"  # OpenAI's Responses API
     COUNT_TOKENS = "count_tokens"  # Anthropic's /v1/messages/count_tokens
     RESPONSES_INPUT_TOKENS = "responses_input_tokens"  # OpenAI's /v1/responses/input_tokens
+    IMAGES_GENERATIONS = "images.generations"
+    IMAGES_EDITS = "images.edits"  # multipart
+    AUDIO_TRANSCRIPTIONS = "audio.transcriptions"  # multipart
+    AUDIO_TRANSLATIONS = "audio.translations"  # multipart
+    AUDIO_SPEECH = "audio.speech"  # a binary answer
+    MODERATIONS = "moderations"
 
     @property
     def anthropic_shaped(self) -> bool:
@@ -52,6 +58,7 @@ class Api(str, enum.Enum):
 
 _OPENAI_PATHS = {Api.CHAT: "/chat/completions", Api.COMPLETIONS: "/completions", Api.EMBEDDINGS: "/embeddings",
                  Api.RESPONSES: "/responses", Api.RESPONSES_INPUT_TOKENS: "/responses/input_tokens"}
+# The media routes' URLs are `tollway.providers.media`'s (they are not `post`ed like the above).
 _ANTHROPIC_PATHS = {Api.MESSAGES: "/v1/messages", Api.COUNT_TOKENS: "/v1/messages/count_tokens"}
 _MAX_PREPARED = 4096  # (url, key) request prefixes kept; azure URLs name client-chosen models
 _LIST_TIMEOUT_S = 3.0
@@ -193,6 +200,24 @@ class ProviderClient:
         else:
             request = encode_request(request_prefix(method, target, block), body)
         return await self._native.request(origin, request, total=self.timeout_s)
+
+    async def post_to(self, url: str, headers: dict[str, str], body: bytes | AsyncIterable[bytes], length: int,
+                      stream: bool) -> UpstreamResponse:
+        """One POST of ``body`` (``length`` bytes; an async iterable is written as it comes,
+        never retried) with ``headers`` (the media routes); raises like `post`. ``stream``:
+        the response is relayed as it arrives (bounded per read, not in total)."""
+        total, idle = (None, self.timeout_s) if stream else (self.timeout_s, None)
+        if self._native is None:
+            assert self._aiohttp is not None
+            headers = {**headers, "Content-Length": str(length)}
+            if isinstance(body, bytes):
+                return await self._aiohttp.post(url, body, headers, total=total, idle=idle)
+            return await self._aiohttp.upload(url, body, headers, total=total, idle=idle)
+        origin, target, headers = self._addressed(url, headers)
+        head = request_prefix("POST", target, _header_block(origin, headers)) + b"%d\r\n\r\n" % length
+        if isinstance(body, bytes):
+            return await self._native.request(origin, head + body, total=total, idle=idle)
+        return await self._native.request_streaming(origin, head, body, total=self.timeout_s)
 
     async def get_json(self, path: str, key: ProviderKey) -> Mapping[str, Any]:
         """A small JSON document (the model list); off the hot path."""

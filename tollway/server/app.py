@@ -12,6 +12,7 @@ from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header,
 from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
+from tollway.providers.media import MEDIA_PATHS
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
 from tollway.server.models_route import ModelsRoute
 from tollway.server.runtime import Runtime
@@ -34,6 +35,7 @@ class Gateway:
             ("POST", "/v1/messages/count_tokens"): self._proxy(Api.COUNT_TOKENS),
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/responses/input_tokens"): self._proxy(Api.RESPONSES_INPUT_TOKENS),
+            **{("POST", "/v1" + path): self._media(api) for api, path in MEDIA_PATHS.items()},
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", "/health"): self._health,
@@ -63,6 +65,12 @@ class Gateway:
     def _proxy(self, api: Api) -> Handler:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
             await self.runtime.proxy.handle(api, scope, receive, send)
+
+        return handle
+
+    def _media(self, api: Api) -> Handler:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            await self.runtime.media.handle(api, scope, receive, send)
 
         return handle
 
