@@ -23,7 +23,12 @@ _BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.IGNORECASE)
 _NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 _FILENAME = re.compile(rb'\bfilename\*?=', re.IGNORECASE)
 _MAX_FIELD_BYTES = 1 << 20  # one text field (a prompt) beyond this is not a form a provider takes
-_MAX_HEAD_BYTES = 2 << 20  # the fields before the first file are looked for this far, then the body is read whole
+# Fields the price or the relaying depends on: sent twice, or after the first file (where
+# the gateway no longer reads them), they could make the provider run what was not priced.
+GOVERNED_FIELDS = frozenset({"model", "n", "size", "quality", "stream"})
+# The fields before the first file are looked for this far; past it the body is read whole.
+_MAX_HEAD_BYTES = 2 << 20
+_GUARD_OVERLAP = 4096  # a part's headers longer than this are not a form field a client sends
 
 
 @dataclass(slots=True)
@@ -44,6 +49,8 @@ class Upload:
     fields: dict[str, _Field] = field(default_factory=dict)
     files: int = 0  # file parts seen in ``head``
     complete: bool = False  # ``head`` is the whole body
+    delimiter: bytes = b""
+    fields_end: int = 0  # where the first file part's delimiter starts in ``head``
     _receive: Receive | None = None
 
     def text(self, name: str) -> str | None:
@@ -63,6 +70,7 @@ class Upload:
         if self.complete or self._receive is None:
             return
         received = len(self.head)
+        guard = _LateFieldGuard(self.delimiter, self.head[self.fields_end:])
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
@@ -72,9 +80,47 @@ class Upload:
             if received > limit:
                 raise payload_too_large(limit)
             if chunk:
+                guard.check(chunk)
                 yield chunk
             if not message.get("more_body", False):
                 return
+
+
+class _LateFieldGuard:
+    """Watches the streamed rest of an upload for a governed field after the first file
+    (a part without a filename named in `GOVERNED_FIELDS`) and refuses it: the gateway
+    priced the request from the fields before the file. Keeps only a small overlap
+    between chunks (a part's headers may be split across them)."""
+
+    __slots__ = ("_delimiter", "_tail")
+
+    def __init__(self, delimiter: bytes, seen: bytes) -> None:
+        self._delimiter = b"\r\n" + delimiter
+        self._tail = seen[-_GUARD_OVERLAP:]
+
+    def check(self, chunk: bytes) -> None:
+        data = self._tail + chunk
+        at = data.find(self._delimiter)
+        while at >= 0:
+            headers_end = data.find(b"\r\n\r\n", at)
+            if headers_end < 0:
+                if len(data) - at > _GUARD_OVERLAP:
+                    raise bad_request("a part of the upload has headers too long to read")
+                self._tail = data[at:]  # this part's headers end in the next chunk
+                return
+            part_headers = data[at + len(self._delimiter):headers_end]
+            name = _NAME.search(part_headers)
+            if name is not None and not _FILENAME.search(part_headers):
+                key = name.group(1).decode("utf-8", "replace")
+                if key in GOVERNED_FIELDS:
+                    raise bad_request(f"the form field {key!r} must come before the file, once: the gateway reads "
+                                      "the fields it prices the request by before forwarding the upload", key)
+            at = data.find(self._delimiter, headers_end)
+        self._tail = data[-_GUARD_OVERLAP:]
+
+
+def _twice(key: str) -> GatewayError:
+    return bad_request(f"the form field {key!r} is given twice: send it once", key)
 
 
 async def read_head(scope: Scope, receive: Receive, limit: int) -> Upload:
@@ -93,8 +139,8 @@ async def read_head(scope: Scope, receive: Receive, limit: int) -> Upload:
             raise GatewayError(400, "invalid_request_error", "Content-Length is not a number") from None
         if length > limit:
             raise payload_too_large(limit)
-    upload = Upload(content_type, length, b"", _receive=receive)
     delimiter = b"--" + match.group(1)
+    upload = Upload(content_type, length, b"", delimiter=delimiter, _receive=receive)
     chunks: list[bytes] = []
     size = 0
     more = True
@@ -145,6 +191,8 @@ def _parse(upload: Upload, delimiter: bytes, whole: bool) -> bool:
         end = head.find(b"\r\n" + delimiter, value_start)
         if _FILENAME.search(part_headers):
             upload.files += 1
+            if not file_seen:
+                upload.fields_end = at
             file_seen = True
             if not whole:
                 return True
@@ -154,6 +202,8 @@ def _parse(upload: Upload, delimiter: bytes, whole: bool) -> bool:
                     raise bad_request(f"the form field {name.group(1).decode(errors='replace')!r} is too long")
                 return file_seen
             key = name.group(1).decode("utf-8", "replace")
+            if key in upload.fields and key in GOVERNED_FIELDS:
+                raise _twice(key)
             upload.fields.setdefault(key, _Field(key, head[value_start:end], value_start, end))
         if end < 0:
             return file_seen
