@@ -258,3 +258,45 @@ async def test_bad_image_requests_are_400s_naming_the_field(gateway, mock, body,
         assert response.status == 400
         assert (await response.json())["error"]["param"] == field
     assert len(mock.state.requests) == before
+
+
+def _upload_head(boundary: str, model: str) -> bytes:
+    return (f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{model}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n').encode()
+
+
+async def test_a_model_smuggled_after_the_file_is_refused_and_charged_nothing(gateway, mock) -> None:
+    # Priced as whisper-1 from the field before the file; a second model field after it
+    # would make the provider run something else: the upload is stopped and refused.
+    running = media_gateway(gateway, mock, [key(KEY, budget=DAY_BUDGET)])
+    tail = (b"\r\n--b0\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-transcribe\r\n--b0--\r\n")
+    body = _upload_head("b0", "openai/whisper-1") + wav(5.0) + tail
+    status = await _raw_upload(running, {"Content-Type": "multipart/form-data; boundary=b0", "Authorization": f"Bearer {KEY}",
+                                         "Content-Length": str(len(body))}, [body[i:i + 8192] for i in range(0, len(body), 8192)])
+    assert status.startswith(b"HTTP/1.1 400")
+    assert spent(running) == 0 and running.runtime.enforcer.reservations_in_flight == 0
+    assert not any(r["path"] == "/v1/audio/transcriptions" and r.get("form") for r in mock.state.requests)
+
+
+async def test_a_client_gone_mid_upload_drops_the_upstream_and_is_charged_nothing(gateway, mock) -> None:
+    running = media_gateway(gateway, mock, [key(KEY, budget=DAY_BUDGET)])
+    host, port = running.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+                 "Content-Type: multipart/form-data; boundary=b0\r\nContent-Length: 500000\r\n\r\n".encode()
+                 + _upload_head("b0", "openai/whisper-1") + b"x" * 100_000)
+    await writer.drain()
+    for _ in range(200):  # until the upload reached the mock (its request is in flight)
+        if mock.state.stats.in_flight:
+            break
+        await asyncio.sleep(0.01)
+    assert running.runtime.enforcer.reservations_in_flight == 1
+    writer.close()
+    for _ in range(200):
+        if running.runtime.enforcer.reservations_in_flight == 0 and mock.state.stats.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert running.runtime.enforcer.reservations_in_flight == 0 and mock.state.stats.in_flight == 0
+    assert spent(running) == 0
+    [row] = rows(running)
+    assert row.status == 499 and row.route == "audio.transcriptions"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -19,6 +20,9 @@ from tollway.server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Routes matched by prefix, with an id in the path, beside the table's.
+PATTERN_ROUTES = ("GET /v1/models/{id}", "GET /v1/responses/{id}", "DELETE /v1/responses/{id}",
+                  "POST /v1/responses/{id}/cancel", "GET /v1/responses/{id}/input_items")
 
 
 class Gateway:
@@ -41,6 +45,15 @@ class Gateway:
             ("GET", "/health"): self._health,
             ("GET", "/metrics"): self._metrics,
         }
+
+    def served_routes(self) -> list[str]:
+        """Every route this gateway answers, as ``METHOD /path`` (``{id}`` for a path
+        segment, a final ``*`` for a prefix): the table's, the prefix-matched ones, and
+        those of the management API and the UI when they are mounted."""
+        routes = [f"{method} {path}" for method, path in self._routes] + list(PATTERN_ROUTES)
+        for app in (self.runtime.management, self.runtime.ui and self.runtime.ui.app):
+            routes += _mounted_routes(getattr(app, "routes", ()))
+        return routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -99,8 +112,7 @@ class Gateway:
         in the error shape of the client's API."""
         method, path = scope["method"], scope["path"]
         allowed = sorted(m for m, p in self._routes if p == path)
-        served = (", ".join(f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")) + ", GET /v1/models/{id}"
-                  ", GET|DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items")
+        served = ", ".join([f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")] + list(PATTERN_ROUTES))
         if allowed:
             error = GatewayError(405, "invalid_request_error", f"{path} does not accept {method}; it accepts "
                                  f"{', '.join(allowed)}", code="method_not_allowed",
@@ -133,6 +145,22 @@ class Gateway:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _mounted_routes(routes: Any) -> list[str]:
+    """``METHOD /path`` of a Starlette or FastAPI app's routes: included routers
+    flattened, a mount (static files) as its prefix with ``/*``."""
+    found: list[str] = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)  # FastAPI >= 0.165: an included router
+        if contexts is not None:
+            found += [f"{method} {context.path}" for context in contexts()
+                      for method in sorted(context.original_route.methods or ()) if method != "HEAD"]
+        elif getattr(route, "methods", None):
+            found += [f"{method} {route.path}" for method in sorted(route.methods) if method != "HEAD"]
+        elif getattr(route, "path", None) is not None:
+            found.append(f"GET {route.path}/*")
+    return found
 
 
 def create_app(settings: Settings, *, prepare_database: bool = True) -> Gateway:
