@@ -300,3 +300,13 @@ async def test_a_client_gone_mid_upload_drops_the_upstream_and_is_charged_nothin
     assert spent(running) == 0
     [row] = rows(running)
     assert row.status == 499 and row.route == "audio.transcriptions"
+
+
+async def test_a_transcript_without_a_duration_is_charged_the_estimate(gateway, mock) -> None:
+    # response_format text (or srt, vtt) carries no duration: charged the size-based estimate, not nothing.
+    running = media_gateway(gateway, mock, [key(KEY, budget=DAY_BUDGET)])
+    audio = wav(3.0)  # 48,044 bytes: 4 s at 16,000 bytes a second
+    text = await client(running, KEY).audio.transcriptions.create(model="openai/whisper-1", response_format="text",
+                                                                 file=("a.wav", audio, "audio/wav"))
+    assert text.startswith("mock transcribe")
+    assert spent(running) == 400_000

@@ -127,9 +127,10 @@ def audio_charge(price: ModelPrice | None, answer: dict[str, Any] | None, estima
         seconds = _number(usage.get("seconds"))
     if seconds is None and answer is not None:
         seconds = _number(answer.get("duration"))
-    detail = f"{seconds:g} s of audio"
     if seconds is None:
         seconds, detail = float(estimated_seconds), f"{estimated_seconds} s of audio (estimated from the upload's size)"
+    else:
+        detail = f"{seconds:g} s of audio"
     per_second = audio_seconds_cost(price, seconds)
     if per_second is not None:
         return MediaCharge(Usage(), per_second, detail)

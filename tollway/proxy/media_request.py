@@ -79,7 +79,13 @@ class MediaRequest:
             return media_cost.audio_charge(self._price, answer, media_cost.audio_seconds(self.size, self._media)[0])
         if api is Api.AUDIO_SPEECH:
             return media_cost.speech_charge(demand, len(self._str("input")))
-        return MediaCharge(media_cost.Usage(demand.tokens, 0), demand.cost_nano, f"{demand.tokens} tokens (estimated)")
+        return self.estimated_charge()
+
+    def estimated_charge(self) -> MediaCharge:
+        """The reservation's estimate, as a charge."""
+        demand = self._demand
+        assert demand is not None
+        return MediaCharge(media_cost.Usage(demand.tokens, 0), demand.cost_nano, "estimated")
 
     def upstream_body(self, model: str, limit: int) -> tuple[bytes | AsyncIterable[bytes], int]:
         """The body for the provider, with its model name, and its length."""

@@ -143,10 +143,20 @@ class MediaRoute:
         headers.append((b"content-type", content_type))
         if request.relayed:
             tail = await _relay(response, headers, send, outcome)
-            return request.charge(load_object(tail) if tail is not None else None, tail)
+            return _charge(request, tail or b"", outcome)
         data = await read_whole(provider, response)
         await respond(send, 200, data, headers)
+        return _charge(request, data, outcome)
+
+
+def _charge(request: MediaRequest, data: bytes, outcome: Outcome) -> MediaCharge:
+    """What the answer costs; an answer of a shape the gateway cannot read is charged the
+    estimate it reserved (never nothing: the provider did the work)."""
+    try:
         return request.charge(load_object(data), data)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        outcome.error = f"the answer's usage could not be read ({type(exc).__name__}): charged the estimate"
+        return request.estimated_charge()
 
 
 async def _call(provider: ProviderClient, url: str, headers: dict[str, str], body: bytes | AsyncIterable[bytes],
