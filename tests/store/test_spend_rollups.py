@@ -33,7 +33,8 @@ def _records(count: int, seed: int) -> list[RequestLogRecord]:
             status=200 if allowed else 429, decision="allow" if allowed else "request_limited",
             virtual_key_id=rng.choice(["vk-a", "vk-b", None]), team_id=rng.choice(["t1", None]),
             customer_id=rng.choice(["c1", "c2", None]), provider=rng.choice(["openai", "anthropic"]),
-            model=rng.choice(["m1", "m2"]), route=rng.choice(["chat", "audio.speech", None]), prompt_tokens=rng.randrange(1000) if allowed else 0,
+            model=rng.choice(["m1", "m2"]), route=rng.choice(["chat", "audio.speech", None]),
+            prompt_tokens=rng.randrange(1000) if allowed else 0,
             completion_tokens=rng.randrange(500) if allowed else 0,
             cost=Decimal(rng.randrange(10**7)) / 10**9 if allowed else Decimal(0)))
     return records
