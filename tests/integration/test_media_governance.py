@@ -310,3 +310,16 @@ async def test_a_transcript_without_a_duration_is_charged_the_estimate(gateway, 
                                                                  file=("a.wav", audio, "audio/wav"))
     assert text.startswith("mock transcribe")
     assert spent(running) == 400_000
+
+
+async def test_a_streamed_transcription_is_relayed_and_charged_its_reported_tokens(gateway, mock) -> None:
+    running = media_gateway(gateway, mock, [key(KEY, budget=DAY_BUDGET)],
+                            pricing={"gpt-4o-transcribe": {"input": 2.5, "output": 10, "audio_input": 6}})
+    stream = await client(running, KEY).audio.transcriptions.create(
+        model="openai/gpt-4o-transcribe", file=("a.wav", wav(2.0), "audio/wav"), stream=True)
+    events = [event async for event in stream]
+    assert events[0].type == "transcript.text.delta" and events[-1].type == "transcript.text.done"
+    assert events[-1].usage.input_token_details.audio_tokens == 20
+    assert spent(running) == 20 * 6_000 + 12 * 10_000  # audio tokens at the audio rate, text out at output
+    [row] = rows(running)
+    assert (row.route, row.stream, row.prompt_tokens, row.completion_tokens) == ("audio.transcriptions", True, 20, 12)

@@ -113,3 +113,11 @@ def test_the_catalog_prices_whisper_per_second_and_tts_per_character() -> None:
     assert whisper is not None and whisper.media.per_audio_second == Decimal("0.0001") and not whisper.tokens
     tts = catalog.price_for("openai", "openai", "tts-1")
     assert tts is not None and tts.media.per_million_characters == Decimal(15)
+
+
+def test_a_per_second_price_wins_over_reported_tokens() -> None:
+    # Priced per second in the config, the provider reporting tokens only: the duration is
+    # not in the answer, so the estimate from the upload's size is charged, never nothing.
+    answer = {"usage": {"type": "tokens", "input_tokens": 30, "output_tokens": 5}}
+    charged = media_cost.audio_charge(WHISPER, answer, 12)
+    assert charged.cost_nano == 1_200_000 and charged.usage.total_tokens == 35

@@ -110,33 +110,35 @@ def audio_demand(price: ModelPrice | None, length: int, media: MediaConfig) -> M
 
 def audio_charge(price: ModelPrice | None, answer: dict[str, Any] | None, estimated_seconds: int) -> MediaCharge:
     """From the response: ``usage`` of type tokens or duration, or verbose_json's
-    ``duration``; a response without either (text, srt, vtt) is charged the estimate."""
+    ``duration``. A per-second price charges the duration (the estimate when the answer
+    has none: text, srt, vtt); a token price the reported tokens (else tokens for the
+    duration at the rates of `audio_demand`)."""
     usage = answer.get("usage") if answer else None
+    tokens: tuple[int, int, int] | None = None  # audio in, text in, output
     if isinstance(usage, dict) and usage.get("type") == "tokens":
         details = usage.get("input_token_details") or {}
         audio_in, text_in = _int(details.get("audio_tokens")), _int(details.get("text_tokens"))
         if not details:
             audio_in = _int(usage.get("input_tokens"))
-        output = _int(usage.get("output_tokens"))
-        counted = Usage(audio_in + text_in, output)
-        cost = audio_seconds_cost(price, 0) if audio_seconds_cost(price, 1) is not None else None
-        return MediaCharge(counted, cost if cost is not None else tokens_cost(price, text_in, output, audio_in=audio_in),
-                           f"{audio_in + text_in + output} tokens")
-    seconds: float | None = None
-    if isinstance(usage, dict) and usage.get("type") == "duration":
-        seconds = _number(usage.get("seconds"))
+        tokens = (audio_in, text_in, _int(usage.get("output_tokens")))
+    seconds = _number(usage.get("seconds")) if isinstance(usage, dict) and usage.get("type") == "duration" else None
     if seconds is None and answer is not None:
         seconds = _number(answer.get("duration"))
+    counted = Usage(tokens[0] + tokens[1], tokens[2]) if tokens is not None else None
+    if audio_seconds_cost(price, 1) is None and tokens is not None:
+        cost = tokens_cost(price, tokens[1], tokens[2], audio_in=tokens[0])
+        return MediaCharge(counted or Usage(), cost, f"{sum(tokens)} tokens")
     if seconds is None:
         seconds, detail = float(estimated_seconds), f"{estimated_seconds} s of audio (estimated from the upload's size)"
     else:
         detail = f"{seconds:g} s of audio"
     per_second = audio_seconds_cost(price, seconds)
     if per_second is not None:
-        return MediaCharge(Usage(), per_second, detail)
+        return MediaCharge(counted or Usage(), per_second, detail)
     whole = math.ceil(seconds)
-    tokens = Usage(whole * AUDIO_TOKENS_PER_SECOND, whole * TRANSCRIPT_TOKENS_PER_SECOND)
-    return MediaCharge(tokens, tokens_cost(price, 0, tokens.completion_tokens, audio_in=tokens.prompt_tokens), detail)
+    synthesized = Usage(whole * AUDIO_TOKENS_PER_SECOND, whole * TRANSCRIPT_TOKENS_PER_SECOND)
+    cost = tokens_cost(price, 0, synthesized.completion_tokens, audio_in=synthesized.prompt_tokens)
+    return MediaCharge(synthesized, cost, detail)
 
 
 def speech_demand(price: ModelPrice | None, characters: int, text_bytes: int) -> MediaDemand:

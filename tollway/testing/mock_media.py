@@ -2,7 +2,7 @@
 images (generations as JSON with ``b64_json`` or ``url``; edits, multipart), audio
 (transcriptions and translations, multipart, answering ``usage`` of type duration for
 whisper models and of type tokens for gpt-4o transcribe models, ``duration`` in
-verbose_json, plain text for text/srt/vtt; speech, a binary body sent in chunks) and
+verbose_json, plain text for text/srt/vtt, events with ``stream=true``; speech, a binary body sent in chunks) and
 moderations. Faults queued for a path apply as on every route (`mock_http.endpoint`).
 
 Audio durations are read from a WAV upload's header (the tests generate WAVs); other
@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tollway.testing.mock_http import MockCall, bearer_token, endpoint, error_response, send_json
+from tollway.testing.mock_http import MockCall, bearer_token, endpoint, error_response, send_json, send_sse, sse_data
 
 _PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -161,6 +161,11 @@ async def _audio(call: MockCall, task: str) -> web.StreamResponse:
                                  "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0}}
     else:
         usage = {"type": "duration", "seconds": max(1, round(seconds))}
+    if fields.get("stream") == "true":  # gpt-4o transcribe models: the text as events, usage in the last
+        words = text.split(" ")
+        events = [sse_data({"type": "transcript.text.delta", "delta": word + " "}) for word in words]
+        events.append(sse_data({"type": "transcript.text.done", "text": text, "usage": usage}))
+        return await send_sse(call, events)
     answer: dict[str, Any] = {"text": text, "usage": usage}
     if fmt == "verbose_json":
         answer = {"task": task, "language": "english", "duration": seconds, "text": text, "segments": []}
