@@ -20,7 +20,9 @@ def media_price(config: Any) -> MediaPrice | None:
     if per_image is None and config.per_audio_second is None and config.per_million_characters is None \
             and config.audio_input is None:
         return None
-    return MediaPrice(per_image=dict(per_image) if per_image is not None else None,
+    if per_image is not None:
+        per_image = {name.strip().lower(): price for name, price in per_image.items()}
+    return MediaPrice(per_image=per_image,
                       per_audio_second=config.per_audio_second,
                       per_million_characters=config.per_million_characters, audio_input=config.audio_input)
 
@@ -36,6 +38,7 @@ def image_price(price: ModelPrice | None, size: str, quality: str) -> Decimal | 
     table = price.media.per_image if price is not None and price.media is not None else None
     if not table:
         return None
+    size, quality = size.strip().lower(), quality.strip().lower()  # as the provider reads them
     for key in (f"{size}/{quality}", size, quality, "default"):
         found = table.get(key)
         if found is not None:

@@ -323,3 +323,15 @@ async def test_a_streamed_transcription_is_relayed_and_charged_its_reported_toke
     assert spent(running) == 20 * 6_000 + 12 * 10_000  # audio tokens at the audio rate, text out at output
     [row] = rows(running)
     assert (row.route, row.stream, row.prompt_tokens, row.completion_tokens) == ("audio.transcriptions", True, 20, 12)
+
+
+async def test_streamed_images_are_refused_before_the_call(gateway, mock) -> None:
+    running = media_gateway(gateway, mock)
+    before = len(mock.state.requests)
+    with pytest.raises(openai.BadRequestError) as generated:
+        await client(running).images.generate(model="openai/gpt-image-1", prompt="a", stream=True)
+    with pytest.raises(openai.BadRequestError) as edited:
+        await client(running).images.edit(model="openai/gpt-image-1", image=("a.png", b"\x89PNG", "image/png"),
+                                          prompt="a", stream=True)
+    assert generated.value.body["param"] == edited.value.body["param"] == "stream"
+    assert len(mock.state.requests) == before

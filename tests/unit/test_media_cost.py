@@ -121,3 +121,10 @@ def test_a_per_second_price_wins_over_reported_tokens() -> None:
     answer = {"usage": {"type": "tokens", "input_tokens": 30, "output_tokens": 5}}
     charged = media_cost.audio_charge(WHISPER, answer, 12)
     assert charged.cost_nano == 1_200_000 and charged.usage.total_tokens == 35
+
+
+def test_sizes_and_qualities_match_whatever_their_case() -> None:
+    price = ModelPrice(Decimal(0), Decimal(0), media=media_price(PriceConfig(per_image={"1024x1024/HD": 0.08,
+                                                                                        "1024x1024": 0.04})),
+                       tokens=False)
+    assert image_price(price, "1024X1024", " hd ") == Decimal("0.08")

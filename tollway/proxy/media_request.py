@@ -23,6 +23,8 @@ from tollway.proxy.media_cost import MediaCharge, MediaDemand
 from tollway.proxy.multipart import Upload, read_head
 
 _MAX_IMAGES = 10  # OpenAI's limit on `n`
+_NO_IMAGE_STREAMS = ("streamed images ('stream': true, partial images) are not served by this gateway: their usage "
+                     "is not metered; send the request without stream")
 _JSON = "application/json"
 
 
@@ -128,6 +130,8 @@ async def parse_media_request(api: Api, scope: Scope, receive: Receive, max_body
             raise bad_request("the upload has no file part ('file' for audio, 'image' for image edits)",
                               "image" if api is Api.IMAGES_EDITS else "file")
         request.stream = (upload.text("stream") or "").strip().lower() == "true"
+        if request.stream and api is Api.IMAGES_EDITS:
+            raise bad_request(_NO_IMAGE_STREAMS, "stream")
     else:
         raw = await read_body(scope, receive, max_body)
         try:
@@ -162,8 +166,7 @@ def _check_json_fields(api: Api, body: dict[str, Any]) -> None:
     if api is not Api.MODERATIONS and not isinstance(body[required], str):
         raise bad_request(f"'{required}' must be a string", required)
     if api is Api.IMAGES_GENERATIONS and body.get("stream") is True:
-        raise bad_request("'stream' image generation is not supported by this gateway (partial images are not "
-                          "metered); send it without stream", "stream")
+        raise bad_request(_NO_IMAGE_STREAMS, "stream")
 
 
 def _moderation_input(value: Any) -> tuple[int, int]:
