@@ -170,7 +170,7 @@ def parse_price(d: Mapping[str, object]) -> ModelPrice:
         if d.get(required) is None:
             raise ValueError(f"price field {required!r} is required (USD per million tokens)")
     values = {name: _parse_amount(name, d[name]) for name in _FIELDS if d.get(name) is not None}
-    return ModelPrice(**values)
+    return ModelPrice(values["input"], values["output"], values.get("cached_input"), values.get("cache_write"))
 
 
 def _parse_amount(name: str, value: object) -> Decimal:

@@ -21,6 +21,7 @@ from tollway.providers.media import MULTIPART_APIS
 from tollway.proxy import media_cost
 from tollway.proxy.media_cost import MediaCharge, MediaDemand
 from tollway.proxy.multipart import Upload, read_head
+from tollway.usage import Usage
 
 _MAX_IMAGES = 10  # OpenAI's limit on `n`
 _NO_IMAGE_STREAMS = ("streamed images ('stream': true, partial images) are not served by this gateway: their usage "
@@ -87,7 +88,7 @@ class MediaRequest:
         """The reservation's estimate, as a charge."""
         demand = self._demand
         assert demand is not None
-        return MediaCharge(media_cost.Usage(demand.tokens, 0), demand.cost_nano, "estimated")
+        return MediaCharge(Usage(demand.tokens, 0), demand.cost_nano, "estimated")
 
     def upstream_body(self, model: str, limit: int) -> tuple[bytes | AsyncIterable[bytes], int]:
         """The body for the provider, with its model name, and its length."""
