@@ -16,7 +16,7 @@ from tollway.governance.names import model_key
 from tollway.providers.adapters import ADAPTERS
 from tollway.usage import Usage
 
-__all__ = ["NANO_PER_USD", "RATE_SCALE", "ModelPrice", "PriceCatalog", "ReservationRates", "estimate_cost_nano",
+__all__ = ["NANO_PER_USD", "RATE_SCALE", "MediaPrice", "ModelPrice", "PriceCatalog", "ReservationRates", "estimate_cost_nano",
            "parse_price", "scaled_cost"]
 
 NANO_PER_USD = 1_000_000_000
@@ -31,13 +31,29 @@ _FIELDS = ("input", "output", "cached_input", "cache_write")
 
 
 @dataclass(frozen=True, slots=True)
+class MediaPrice:
+    """The media routes' own units (USD): per image (keyed ``SIZE/QUALITY``, ``SIZE``,
+    ``QUALITY`` or ``default``), per second of audio, per million characters of speech,
+    and per million audio input tokens (token-priced transcription)."""
+
+    per_image: Mapping[str, Decimal] | None = None
+    per_audio_second: Decimal | None = None
+    per_million_characters: Decimal | None = None
+    audio_input: Decimal | None = None
+    image_input: Decimal | None = None  # USD per million image input tokens (gpt-image); default: input
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPrice:
-    """USD per million tokens; ``None`` cache prices mean "same as input"."""
+    """USD per million tokens; ``None`` cache prices mean "same as input". ``media``: the
+    media units, where the model has them; ``tokens``: whether it has token prices at all."""
 
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    media: MediaPrice | None = None
+    tokens: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +170,7 @@ def parse_price(d: Mapping[str, object]) -> ModelPrice:
         if d.get(required) is None:
             raise ValueError(f"price field {required!r} is required (USD per million tokens)")
     values = {name: _parse_amount(name, d[name]) for name in _FIELDS if d.get(name) is not None}
-    return ModelPrice(**values)
+    return ModelPrice(values["input"], values["output"], values.get("cached_input"), values.get("cache_write"))
 
 
 def _parse_amount(name: str, value: object) -> Decimal:
@@ -215,6 +231,14 @@ def _from_genai(prices: gp.ModelPrice) -> ModelPrice | None:
         return value.base if isinstance(value, gp.TieredPrices) else value
 
     input_, output = base("input_mtok"), base("output_mtok")
+    hours, chars = base("input_audio_hours") or base("audio_hours"), base("input_mchars")
+    audio_in, image_in = base("input_audio_mtok"), base("input_image_mtok")
+    media = None
+    if any(unit is not None for unit in (hours, chars, audio_in, image_in)):
+        media = MediaPrice(per_audio_second=hours / 3600 if hours is not None else None, per_million_characters=chars,
+                           audio_input=audio_in, image_input=image_in)
     if input_ is None and output is None:
-        return None  # priced per request, image or audio only: not something we can charge by token
-    return ModelPrice(input_ or Decimal(0), output or Decimal(0), base("cache_read_mtok"), base("cache_write_mtok"))
+        # Priced per request or image only (nothing the gateway can count), or in a media unit.
+        return ModelPrice(Decimal(0), Decimal(0), media=media, tokens=False) if media is not None else None
+    return ModelPrice(input_ or Decimal(0), output or Decimal(0), base("cache_read_mtok"), base("cache_write_mtok"),
+                      media=media)

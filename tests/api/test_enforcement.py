@@ -186,6 +186,31 @@ def test_spend_and_logs_group_and_filter_what_happened(gateway, api) -> None:
     assert api.get("/api/usage/spend", params={"group_by": "colour"}).status_code == 400
 
 
+def test_logs_and_spend_by_route(gateway, api) -> None:
+    customer = api.post("/api/governance/customers", json={"id": unique("router"), "name": "R"}).json()["customer"]
+    key = new_key(api, customer_id=customer["id"])
+    client = openai.OpenAI(base_url=gateway.v1, api_key=key["value"], max_retries=0)
+    chat(gateway, key["value"])
+    chat(gateway, key["value"])
+    client.moderations.create(model="openai/omni-moderation-latest", input="hello")
+    client.audio.speech.create(model="openai/tts-1", voice="alloy", input="hello")
+
+    by_route = eventually(lambda: api.get("/api/usage/spend", params={"group_by": "route",
+                                                                       "customer_id": customer["id"]}).json(),
+                          lambda report: report["total"]["requests"] == 4)
+    assert {row["group"]: row["requests"] for row in by_route["series"]} == {"chat": 2, "moderations": 1,
+                                                                            "audio.speech": 1}
+    only_chat = api.get("/api/usage/spend", params={"route": "chat", "customer_id": customer["id"]}).json()
+    assert only_chat["total"]["requests"] == 2
+    everywhere = {row["group"]: row["requests"] for row in
+                  api.get("/api/usage/spend", params={"group_by": "route"}).json()["series"]}
+    assert everywhere["moderations"] >= 1 and everywhere["audio.speech"] >= 1 and everywhere["chat"] >= 2
+    logged = api.get("/api/logs", params={"route": "audio.speech", "customer_id": customer["id"]}).json()
+    assert logged["count"] == 1 and logged["logs"][0]["route"] == "audio.speech"
+    assert logged["logs"][0]["virtual_key_id"] == key["id"]
+    assert api.get(f"/api/logs/{logged['logs'][0]['id']}").json()["log"]["route"] == "audio.speech"
+
+
 def test_reset_endpoints_restore_room_and_are_audited(gateway, api) -> None:
     key = new_key(api, budget={"max_limit": 5, "reset_duration": "1d"},
                   rate_limit={"request_max_limit": 1, "request_reset_duration": "1h"})

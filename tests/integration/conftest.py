@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
 from tests.support.gateway import RunningGateway, mock_providers
@@ -18,6 +19,19 @@ async def mock() -> AsyncIterator[MockUpstream]:
     upstream = await start_mock_upstream()
     yield upstream
     await upstream.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def oai(mock: MockUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The `openai` SDK pointed at the mock upstream itself (no gateway)."""
+    async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="sk-test", max_retries=0) as client:
+        yield client
 
 
 @pytest.fixture

@@ -34,18 +34,6 @@ async def mock() -> AsyncIterator[MockUpstream]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def oai(mock: MockUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="sk-test", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture
 async def ant(mock: MockUpstream) -> AsyncIterator[anthropic.AsyncAnthropic]:
     async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="sk-ant-test", max_retries=0) as client:
         yield client

@@ -20,7 +20,7 @@ from tollway.store.tables import RequestLog, SpendRollup
 
 START = datetime(2026, 11, 28, 0, 0, tzinfo=timezone.utc)
 GROUP_FIELDS = {"key": "virtual_key_id", "team": "team_id", "customer": "customer_id", "provider": "provider",
-                "model": "model"}
+                "model": "model", "route": "route"}
 
 
 def _records(count: int, seed: int) -> list[RequestLogRecord]:
@@ -33,7 +33,8 @@ def _records(count: int, seed: int) -> list[RequestLogRecord]:
             status=200 if allowed else 429, decision="allow" if allowed else "request_limited",
             virtual_key_id=rng.choice(["vk-a", "vk-b", None]), team_id=rng.choice(["t1", None]),
             customer_id=rng.choice(["c1", "c2", None]), provider=rng.choice(["openai", "anthropic"]),
-            model=rng.choice(["m1", "m2"]), prompt_tokens=rng.randrange(1000) if allowed else 0,
+            model=rng.choice(["m1", "m2"]), route=rng.choice(["chat", "audio.speech", None]),
+            prompt_tokens=rng.randrange(1000) if allowed else 0,
             completion_tokens=rng.randrange(500) if allowed else 0,
             cost=Decimal(rng.randrange(10**7)) / 10**9 if allowed else Decimal(0)))
     return records
@@ -46,7 +47,7 @@ def _expected(records: list[RequestLogRecord], where: LogFilter, group_by: str |
     for r in records:
         if not (where.start <= r.at < where.end) or any(
                 getattr(where, name) is not None and getattr(r, name) != getattr(where, name)
-                for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model")):
+                for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model", "route")):
             continue
         group = getattr(r, GROUP_FIELDS[group_by]) if group_by else None
         bucket = None
@@ -104,10 +105,11 @@ async def test_reports_from_rollups_equal_the_request_log_for_any_range(db) -> N
                 if not expected and group_by is None and interval is None:
                     expected = [(None, None, 0.0, 0, 0, 0, 0)]
                 assert got == expected, (start, end, group_by, interval)
-    filters = [{"customer_id": "c2"}, {"virtual_key_id": "vk-a"}, {"provider": "openai", "team_id": "t1"}]
+    filters = [{"customer_id": "c2"}, {"virtual_key_id": "vk-a"}, {"provider": "openai", "team_id": "t1"},
+               {"route": "chat"}, {"customer_id": "c1", "route": "audio.speech"}]
     for start, end in ranges[:4]:
         for fields in filters:
-            for group_by in (None, "key", "model"):
+            for group_by in (None, "key", "model", "route"):
                 for interval in (None, "hour", "day"):
                     where = LogFilter(start=start, end=end, **fields)
                     got = _got(await _report_now(db, where, group_by, interval))
@@ -156,7 +158,8 @@ async def test_the_migration_backfills_rollups_from_rows_logged_before_it(databa
 
 
 def test_group_columns_are_rollup_dimensions() -> None:
-    assert {column.key for column in _GROUP_COLUMNS.values()} <= {c.name for c in SpendRollup.__table__.columns}
+    # The route is a dimension of the totals only: filtered reports by route read the log.
+    assert {column.key for column in _GROUP_COLUMNS.values()} - {"route"} <= {c.name for c in SpendRollup.__table__.columns}
 
 
 def test_a_range_is_cut_into_partial_hours_whole_hours_and_whole_days() -> None:

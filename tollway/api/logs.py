@@ -36,9 +36,10 @@ class LogFilter:
     decision: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    route: str | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
-        for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision"):
+        for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route"):
             value = getattr(self, name)
             if value is not None:
                 statement = statement.where(getattr(RequestLog, name) == value)
@@ -63,11 +64,14 @@ def _log_filter(
     decision: Annotated[str | None, Query(description="allow, or a denial such as request_limited.")] = None,
     start: Annotated[datetime | None, Query(description="From this time (ISO-8601; UTC when no offset).")] = None,
     end: Annotated[datetime | None, Query(description="Before this time.")] = None,
+    route: Annotated[str | None, Query(description="The API: chat, messages, responses, images.generations, "
+                                                   "audio.transcriptions, audio.speech, moderations ... "
+                                                   "(docs/routes.md).")] = None,
 ) -> LogFilter:
     start, end = utc(start), utc(end)
     if start is not None and end is not None and start >= end:
         raise bad_request("start must be before end", "start")
-    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end)
+    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end, route)
 
 
 LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
@@ -120,7 +124,7 @@ def log_view(row: RequestLog) -> dict[str, Any]:
         "denied_id": row.denied_id, "would_deny": row.would_deny, "would_deny_level": row.would_deny_level,
         "would_deny_id": row.would_deny_id, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
         "cached_tokens": row.cached_tokens, "cost": float(row.cost), "latency_ms": row.latency_ms,
-        "stream": row.stream, "error": row.error,
+        "stream": row.stream, "error": row.error, "route": row.route,
     }
 
 

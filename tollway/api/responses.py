@@ -270,6 +270,7 @@ class LogEntry(BaseModel):
     latency_ms: float
     stream: bool
     error: str | None
+    route: str | None = Field(None, description="The API the request used (docs/routes.md); null on old rows.")
 
 
 class LogList(_Page):

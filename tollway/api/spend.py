@@ -25,17 +25,17 @@ from tollway.store.usage import ms_to_datetime
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
 
-GroupBy = Literal["key", "team", "customer", "provider", "model"]
+GroupBy = Literal["key", "team", "customer", "provider", "model", "route"]
 Interval = Literal["hour", "day"]
 _GROUP_COLUMNS = {"key": RequestLog.virtual_key_id, "team": RequestLog.team_id, "customer": RequestLog.customer_id,
-                  "provider": RequestLog.provider, "model": RequestLog.model}
+                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route}
 _DEFAULT_RANGE = timedelta(days=1)
 
 
 @router.get("/spend", response_model=SpendReport, summary="Spend, tokens and requests over time")
 async def spend(
     runtime: RuntimeDep, where: LogFilterDep,
-    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider or model.")] = None,
+    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model or route.")] = None,
     interval: Annotated[Interval | None, Query(description="hour or day buckets (UTC); none: one total per group.")] = None,
 ) -> dict[str, Any]:
     """Over ``start`` .. ``end`` (default: the last 24 hours); ``series`` has one row per
@@ -66,7 +66,9 @@ def _report(session: Session, where: LogFilter, group_by: GroupBy | None, interv
     provider or model."""
     assert where.start is not None and where.end is not None
     filtered = any(getattr(where, name) is not None for name in DIMENSIONS)
-    if where.status is not None or where.decision is not None or (filtered and interval == "hour"):
+    # The day rollups keep no route: a route filter, or a filtered report by route, reads the log.
+    by_route = where.route is not None or (filtered and group_by == "route")
+    if where.status is not None or where.decision is not None or by_route or (filtered and interval == "hour"):
         segments = [("log", where.start, where.end)]
     elif filtered:
         segments = _day_segments(where.start, where.end)

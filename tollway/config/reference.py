@@ -73,7 +73,15 @@ FIELD_TEXT: dict[str, str] = {
     "and node).",
     "Settings.flush_interval": "How often counters are written to the database (and at a graceful stop). "
     "With memory counters a crash loses at most this much usage.",
-    "Settings.max_body_bytes": "Request bodies larger than this get 413 before they are read, on every route.",
+    "Settings.max_body_bytes": "Request bodies larger than this get 413 before they are read, on every route "
+    "but the multipart uploads (`media.max_upload_bytes`).",
+    "Settings.media": "The media routes: images, audio, moderations (see `MediaConfig`, docs/media.md).",
+    "MediaConfig.max_upload_bytes": "Multipart uploads (transcriptions, translations, image edits) larger than this "
+    "get 413; they are streamed to the provider, never held whole.",
+    "MediaConfig.max_audio_seconds": "The longest audio an upload is reserved for (default: bounded by its size "
+    "alone).",
+    "MediaConfig.audio_min_bytes_per_second": "An upload's worst-case duration is its size over this (750: 6 kbit/s).",
+    "MediaConfig.audio_bytes_per_second": "An upload's estimated duration is its size over this (16,000: 128 kbit/s).",
     "Settings.providers": "The upstream providers, by the name clients use in `provider/model`.",
     "Settings.model_aliases": "Model names clients may send instead of `provider/model`, e.g. `fast: openai/gpt-4o-mini`.",
     "Settings.pricing": "Prices by `provider/model` or model name (USD per million tokens), overriding the "
@@ -240,6 +248,11 @@ FIELD_TEXT: dict[str, str] = {
     "PriceConfig.output": "USD per million completion tokens.",
     "PriceConfig.cached_input": "USD per million cached prompt tokens (default: `input`).",
     "PriceConfig.cache_write": "USD per million tokens written to a prompt cache (default: `input`).",
+    "PriceConfig.per_image": "USD per generated or edited image: one number, or a mapping keyed `SIZE/QUALITY` "
+    "(`1024x1024/hd`), `SIZE`, `QUALITY` or `default`, tried in that order (docs/media.md).",
+    "PriceConfig.per_audio_second": "USD per second of audio transcribed or translated.",
+    "PriceConfig.per_million_characters": "USD per million characters of speech input (`/v1/audio/speech`).",
+    "PriceConfig.audio_input": "USD per million audio input tokens (token-priced transcription; default: `input`).",
 }
 
 # Where each section's model appears, written the way a person would write the path.

@@ -304,13 +304,31 @@ class EgressConfig(_Strict):
         return value if not value else _http_proxy_url(value)
 
 
-class PriceConfig(_Strict):
-    """USD per million tokens."""
+_Price = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 
-    input: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-    output: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-    cached_input: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
-    cache_write: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
+
+class PriceConfig(_Strict):
+    """USD per million tokens; the media routes' own units beside them (docs/media.md)."""
+
+    input: _Price | None = None
+    output: _Price | None = None
+    cached_input: _Price | None = None
+    cache_write: _Price | None = None
+    # Images: one price for every image, or by "SIZE/QUALITY", "SIZE", "QUALITY" and "default".
+    per_image: _Price | dict[NonEmpty, _Price] | None = None
+    per_audio_second: _Price | None = None  # transcriptions and translations
+    per_million_characters: _Price | None = None  # speech, from the input text
+    audio_input: _Price | None = None  # USD per million audio input tokens (default: `input`)
+
+    @model_validator(mode="after")
+    def _some_unit(self) -> PriceConfig:
+        media = (self.per_image, self.per_audio_second, self.per_million_characters)
+        if (self.input is None) != (self.output is None):
+            raise ValueError("a token price needs both input and output (USD per million tokens)")
+        if self.input is None and all(unit is None for unit in media):
+            raise ValueError("a price needs input and output (USD per million tokens) or a media unit: "
+                             "per_image, per_audio_second or per_million_characters")
+        return self
 
 
 class CountersConfig(_Strict):
@@ -337,6 +355,20 @@ class EstimateConfig(_Strict):
     # Under strict enforcement, the output cap sent with a request that sets none (and
     # reserved for it): without a cap no worst case exists.
     injected_max_tokens: Annotated[int, Field(ge=1, le=10**7)] = 4096
+
+
+class MediaConfig(_Strict):
+    """The media routes (images, audio, moderations): upload size and the audio worst case (docs/media.md)."""
+
+    # Multipart uploads (transcriptions, translations, image edits) are streamed through and
+    # may be larger than `max_body_bytes` (OpenAI takes audio files up to 25 MB).
+    max_upload_bytes: Annotated[int, Field(gt=0, le=1 << 32)] = 25 * 1024 * 1024
+    # An upload's audio is reserved for at most bytes / audio_min_bytes_per_second seconds
+    # (750: 6 kbit/s, the leanest speech codec setting in use) and never more than this.
+    max_audio_seconds: Annotated[int, Field(gt=0, le=10**7)] | None = None
+    audio_min_bytes_per_second: Annotated[int, Field(ge=1, le=10**7)] = 750
+    # The estimate (limits in estimate mode): bytes / this (16,000: 128 kbit/s, a typical MP3).
+    audio_bytes_per_second: Annotated[int, Field(ge=1, le=10**7)] = 16_000
 
 
 class GovernanceDefaults(_Strict):
@@ -401,6 +433,7 @@ class Settings(_Strict):
     flush_interval: str = "10s"
     shutdown_grace_period: str = "30s"  # on SIGTERM: how long requests in flight (streams too) may finish
     max_body_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 4 * 1024 * 1024
+    media: MediaConfig = MediaConfig()
     providers: dict[NonEmpty, ProviderSettings] = {}
     model_aliases: dict[NonEmpty, NonEmpty] = {}
     fallbacks: dict[NonEmpty, list[NonEmpty]] = {}  # "provider/model" or alias -> tried in order

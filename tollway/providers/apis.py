@@ -22,6 +22,12 @@ class Api(str, enum.Enum):
     GENERATE_CONTENT = "generate_content"  # Google's models/{model}:generateContent (and its stream)
     EMBED_CONTENT = "embed_content"  # Google's models/{model}:embedContent
     GEMINI_COUNT_TOKENS = "gemini_count_tokens"  # Google's models/{model}:countTokens
+    IMAGES_GENERATIONS = "images.generations"
+    IMAGES_EDITS = "images.edits"  # multipart
+    AUDIO_TRANSCRIPTIONS = "audio.transcriptions"  # multipart
+    AUDIO_TRANSLATIONS = "audio.translations"  # multipart
+    AUDIO_SPEECH = "audio.speech"  # a binary answer
+    MODERATIONS = "moderations"
 
     @property
     def anthropic_shaped(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +159,24 @@ class ProviderClient:
         if path is None:
             return []
         return self.adapter.listed_models(await self.get_json(path, self.keys[0]))
+
+    async def post_to(self, url: str, headers: dict[str, str], body: bytes | AsyncIterable[bytes], length: int,
+                      stream: bool) -> UpstreamResponse:
+        """One POST of ``body`` (``length`` bytes; an async iterable is written as it comes,
+        never retried) with ``headers`` (the media routes); raises like `post`. ``stream``:
+        the response is relayed as it arrives (bounded per read, not in total)."""
+        total, idle = (None, self.timeout_s) if stream else (self.timeout_s, None)
+        if self._native is None:
+            assert self._aiohttp is not None
+            headers = {**headers, "Content-Length": str(length)}
+            if isinstance(body, bytes):
+                return await self._aiohttp.post(url, body, headers, total=total, idle=idle)
+            return await self._aiohttp.upload(url, body, headers, total=total, idle=idle)
+        origin, target, headers = self._addressed(url, headers)
+        head = request_prefix("POST", target, _header_block(origin, headers)) + b"%d\r\n\r\n" % length
+        if isinstance(body, bytes):
+            return await self._native.request(origin, head + body, total=total, idle=idle)
+        return await self._native.request_streaming(origin, head, body, total=self.timeout_s)
 
     async def get_json(self, path: str, key: ProviderKey) -> Mapping[str, Any]:
         """A small JSON document (the model list); off the hot path."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -12,6 +13,7 @@ from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, header,
 from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
+from tollway.providers.media import MEDIA_PATHS
 from tollway.proxy.google_route import PREFIXES as GOOGLE_PREFIXES
 from tollway.proxy.google_route import route_fields
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
@@ -22,6 +24,11 @@ from tollway.server.services import Services
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Routes matched by prefix, with an id in the path, beside the table's.
+PATTERN_ROUTES = ("GET /v1/models/{id}", "GET /v1/responses/{id}", "DELETE /v1/responses/{id}",
+                  "POST /v1/responses/{id}/cancel", "GET /v1/responses/{id}/input_items",
+                  "POST /v1beta/models/{model}:generateContent", "POST /v1beta/models/{model}:streamGenerateContent",
+                  "POST /v1/models/{model}:generateContent", "POST /v1/models/{model}:streamGenerateContent")
 
 
 class Gateway:
@@ -38,12 +45,22 @@ class Gateway:
             ("POST", "/v1/messages/count_tokens"): self._proxy(Api.COUNT_TOKENS),
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/responses/input_tokens"): self._proxy(Api.RESPONSES_INPUT_TOKENS),
+            **{("POST", "/v1" + path): self._media(api) for api, path in MEDIA_PATHS.items()},
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", KEY_INFO_PATH): self._key_info,
             ("GET", "/health"): self._health,
             ("GET", "/metrics"): self._metrics,
         }
+
+    def served_routes(self) -> list[str]:
+        """Every route this gateway answers, as ``METHOD /path`` (``{id}`` for a path
+        segment, a final ``*`` for a prefix): the table's, the prefix-matched ones, and
+        those of the management API and the UI when they are mounted."""
+        routes = [f"{method} {path}" for method, path in self._routes] + list(PATTERN_ROUTES)
+        for app in (self.runtime.management, self.runtime.ui and self.runtime.ui.app):
+            routes += _mounted_routes(getattr(app, "routes", ()))
+        return routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -80,6 +97,12 @@ class Gateway:
             return
         await self.runtime.proxy.handle(Api.GENERATE_CONTENT, scope, receive, send, fields)
 
+    def _media(self, api: Api) -> Handler:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            await self.runtime.media.handle(api, scope, receive, send)
+
+        return handle
+
     async def _responses(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.runtime.responses.create(scope, receive, send)
 
@@ -108,9 +131,7 @@ class Gateway:
         in the error shape of the client's API."""
         method, path = scope["method"], scope["path"]
         allowed = sorted(m for m, p in self._routes if p == path)
-        served = (", ".join(f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")) + ", GET /v1/models/{id}"
-                  ", GET|DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items"
-                  ", POST /v1beta/models/{model}:generateContent|streamGenerateContent")
+        served = ", ".join([f"{m} {p}" for m, p in self._routes if p.startswith("/v1/")] + list(PATTERN_ROUTES))
         if allowed:
             error = GatewayError(405, "invalid_request_error", f"{path} does not accept {method}; it accepts "
                                  f"{', '.join(allowed)}", code="method_not_allowed",
@@ -143,6 +164,22 @@ class Gateway:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _mounted_routes(routes: Any) -> list[str]:
+    """``METHOD /path`` of a Starlette or FastAPI app's routes: included routers
+    flattened, a mount (static files) as its prefix with ``/*``."""
+    found: list[str] = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)  # FastAPI >= 0.165: an included router
+        if contexts is not None:
+            found += [f"{method} {context.path}" for context in contexts()
+                      for method in sorted(context.original_route.methods or ()) if method != "HEAD"]
+        elif getattr(route, "methods", None):
+            found += [f"{method} {route.path}" for method in sorted(route.methods) if method != "HEAD"]
+        elif getattr(route, "path", None) is not None:
+            found.append(f"GET {route.path}/*")
+    return found
 
 
 def create_app(settings: Settings, services: Services | None = None, *, prepare_database: bool = True) -> Gateway:

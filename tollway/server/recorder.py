@@ -78,4 +78,5 @@ def to_log_record(outcome: Outcome) -> RequestLogRecord:
         latency_ms=round(outcome.latency_ms, 3),
         stream=outcome.stream,
         error=outcome.error,
+        route=outcome.api or None,
     )

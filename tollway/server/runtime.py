@@ -8,6 +8,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -22,7 +23,9 @@ from tollway.governance.durations import parse_duration
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import Enforcement, PolicySnapshot
 from tollway.pricing import ModelPrice, PriceCatalog
+from tollway.pricing_media import media_price
 from tollway.providers.registry import build_providers
+from tollway.proxy.media_route import MediaRoute
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.responses_route import ResponsesRoute
 from tollway.proxy.targets import TargetResolver
@@ -56,7 +59,8 @@ _RETENTION_INTERVAL_S = 3600.0  # deleting old request log rows hourly keeps eac
 def price_catalog(settings: Settings) -> PriceCatalog:
     """The price catalog with the config file's per-model overrides and default."""
     def price(config) -> ModelPrice:
-        return ModelPrice(config.input, config.output, config.cached_input, config.cache_write)
+        return ModelPrice(config.input or Decimal(0), config.output or Decimal(0), config.cached_input,
+                          config.cache_write, media_price(config), tokens=config.input is not None)
 
     overrides = {name: price(config) for name, config in settings.pricing.items()}
     default = price(settings.default_price) if settings.default_price else None
@@ -86,6 +90,7 @@ class Runtime:
         self.enforcer: Enforcer
         self.proxy: Proxy
         self.responses: ResponsesRoute
+        self.media: MediaRoute
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.key_info: KeyInfoRoute
@@ -138,9 +143,10 @@ class Runtime:
                                lambda: writer.dropped)
         self.recorder = Recorder(self.metrics, self.log_writer, settings.request_log_unauthenticated_per_minute,
                                  self.key_activity)
+        resolver = TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks)
         self.proxy = Proxy(
             providers=self.providers,
-            resolver=TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks),
+            resolver=resolver,
             enforcer=self.enforcer,
             snapshot=lambda: self.snapshot,
             pricing=self.pricing,
@@ -153,6 +159,10 @@ class Runtime:
         self.responses = ResponsesRoute(proxy=self.proxy, providers=self.providers, enforcer=self.enforcer,
                                         snapshot=lambda: self.snapshot, sink=self.recorder,
                                         max_body_bytes=settings.max_body_bytes)
+        self.media = MediaRoute(providers=self.providers, resolver=resolver, enforcer=self.enforcer,
+                                snapshot=lambda: self.snapshot, pricing=self.pricing, sink=self.recorder,
+                                estimates=settings.estimate, media=settings.media,
+                                max_body_bytes=settings.max_body_bytes, require_price=settings.require_price)
         self.catalog = ModelCatalog(settings, self.providers)
         self.models = ModelsRoute(self.catalog, lambda: self.snapshot, settings.model_aliases, self.clock_ms)
         self.key_info = KeyInfoRoute(lambda: self.snapshot, self.store, self.clock_ms)

@@ -57,6 +57,7 @@ class RequestLogRecord:
     latency_ms: float = 0.0
     stream: bool = False
     error: str | None = None
+    route: str | None = None
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RequestLogRecord))

@@ -2,7 +2,7 @@
 read, written in the same transaction as the log rows.
 
 - `spend_totals`: per UTC hour and per UTC day, overall and per value of one dimension
-  (key, team, customer, provider, model). An unfiltered report — the UI's overview, a
+  (key, team, customer, provider, model, route). An unfiltered report — the UI's overview, a
   spend ranking — reads a handful of rows per bucket however many requests there were.
 - `spend_rollups`: per UTC day and per (key, team, customer, provider, model), for
   reports filtered by some of those (a key's or a team's page).
@@ -25,6 +25,7 @@ from tollway.store.tables import SpendRollup, SpendTotal
 
 DIMENSIONS = ("virtual_key_id", "team_id", "customer_id", "provider", "model")
 ALL = "all"  # the `dimension` of the overall totals
+ROUTE = "route"  # a totals dimension only (the day rollups do not keep it)
 SUMS = ("spend_nano", "prompt_tokens", "completion_tokens", "cached_tokens", "requests", "denied_requests")
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how UtcDateTime's values sit in SQLite (naive UTC text)
 
@@ -59,6 +60,7 @@ class Rollup:
                 _add(self.totals, (span, start, ALL, ""), amounts)
                 for dimension, value in zip(DIMENSIONS, group, strict=True):
                     _add(self.totals, (span, start, dimension, value), amounts)
+                _add(self.totals, (span, start, ROUTE, getattr(r, "route", None) or ""), amounts)
 
 
 def _add(table: dict[Any, Sums], key: Any, amounts: tuple[int, ...]) -> None:

@@ -279,7 +279,7 @@ class RequestLog(Base):
     so that no client-supplied value can make an insert fail."""
 
     __tablename__ = "request_logs"
-    __table_args__ = (Index(None, "virtual_key_id", "at"),)
+    __table_args__ = (Index(None, "virtual_key_id", "at"), Index(None, "route", "at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
@@ -304,6 +304,9 @@ class RequestLog(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     stream: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # The API the request used (`tollway.server.routes`: chat, messages, images.generations,
+    # audio.speech, responses.get ...); null on rows written before it was recorded.
+    route: Mapped[str | None] = mapped_column(String)
 
 
 class _SpendSums:

@@ -57,6 +57,8 @@ class MockCall:
     fault: Fault | None
     record: dict[str, Any]
     """This request's entry in the mock's request log."""
+    raw: bytes = b""
+    """The body as received (multipart uploads are parsed from it)."""
 
     @property
     def drop_after(self) -> int | None:
@@ -100,7 +102,7 @@ async def _receive(request: web.Request, state: MockState) -> MockCall:
     raw = await request.read() if request.body_exists else b""
     body: Any = None
     invalid = False
-    if raw:
+    if raw and not request.content_type.startswith("multipart/"):
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -114,7 +116,7 @@ async def _receive(request: web.Request, state: MockState) -> MockCall:
     }
     state.requests.append(record)
     fault = state.take_fault(request.path) if state.faults else None
-    return MockCall(request, state, body, invalid, fault, record)
+    return MockCall(request, state, body, invalid, fault, record, raw)
 
 
 async def _answer(call: MockCall, handler: Handler, flavor: Flavor) -> web.StreamResponse:

@@ -30,6 +30,7 @@ from tollway.testing import mock_anthropic, mock_openai
 from tollway.testing.mock_control import add_control_routes
 from tollway.testing.mock_gemini import add_gemini_routes
 from tollway.testing.mock_http import STATE_KEY, MockCall, endpoint
+from tollway.testing.mock_media import add_media_routes
 from tollway.testing.mock_responses import add_responses_routes
 from tollway.testing.mock_state import Fault, MockSettings, MockState
 
@@ -69,6 +70,7 @@ def create_mock_app(settings: MockSettings | None = None) -> web.Application:
     router.add_post("/v1/messages/count_tokens", endpoint(mock_anthropic.count_tokens, "anthropic"))
     add_responses_routes(app)
     add_gemini_routes(router)
+    add_media_routes(app)
     add_control_routes(app)
     return app
 

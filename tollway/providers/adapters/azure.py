@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tollway.providers.adapters.base import ProviderAdapter
-from tollway.providers.adapters.openai import OPENAI_PATHS
+from tollway.providers.adapters.openai import MEDIA_PATHS, OPENAI_PATHS
 from tollway.providers.apis import Api
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ class AzureAdapter(ProviderAdapter):
     price_catalog_ids = ("azure", "openai", None)
     native_apis = frozenset({Api.CHAT, Api.COMPLETIONS, Api.EMBEDDINGS})
     paths = OPENAI_PATHS
+    media_apis = frozenset(MEDIA_PATHS) - {Api.MODERATIONS}
+    media_note = " (Azure OpenAI has no moderations endpoint: its content filtering is a separate service)"
     serves_responses_api_by_default = True
     models_path = None
 

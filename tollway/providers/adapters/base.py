@@ -38,6 +38,10 @@ class ProviderAdapter:
     serves_responses_api_by_default: bool = False
     paths: Mapping[Api, str] = MappingProxyType({})
     models_path: str | None = "/models"  # None: the provider does not list its models
+    # The media routes (images, audio, moderations) it serves at `paths`, and what a
+    # refusal of the others adds for the operator.
+    media_apis: frozenset[Api] = frozenset()
+    media_note: str = ""
 
     def base_url(self, settings: ProviderSettings) -> str:
         """The configured base URL (or the type's default), without a trailing slash."""

@@ -12,9 +12,14 @@ from tollway.providers.presets import Preset
 if TYPE_CHECKING:
     from tollway.config.schema import ProviderSettings
 
+MEDIA_PATHS = MappingProxyType({
+    Api.IMAGES_GENERATIONS: "/images/generations", Api.IMAGES_EDITS: "/images/edits",
+    Api.AUDIO_TRANSCRIPTIONS: "/audio/transcriptions", Api.AUDIO_TRANSLATIONS: "/audio/translations",
+    Api.AUDIO_SPEECH: "/audio/speech", Api.MODERATIONS: "/moderations"})
+"""Each media API's path below ``/v1`` (the gateway's and OpenAI's)."""
 OPENAI_PATHS = MappingProxyType({
     Api.CHAT: "/chat/completions", Api.COMPLETIONS: "/completions", Api.EMBEDDINGS: "/embeddings",
-    Api.RESPONSES: "/responses", Api.RESPONSES_INPUT_TOKENS: "/responses/input_tokens"})
+    Api.RESPONSES: "/responses", Api.RESPONSES_INPUT_TOKENS: "/responses/input_tokens", **MEDIA_PATHS})
 _NATIVE = frozenset({Api.CHAT, Api.COMPLETIONS, Api.EMBEDDINGS})
 
 
@@ -28,6 +33,7 @@ class OpenAIAdapter(ProviderAdapter):
     price_catalog_ids = ("openai", None)
     native_apis = _NATIVE
     paths = OPENAI_PATHS
+    media_apis = frozenset(MEDIA_PATHS)
     serves_responses_api_by_default = True
 
 
@@ -38,6 +44,7 @@ class PresetAdapter(ProviderAdapter):
 
     native_apis = _NATIVE
     paths = OPENAI_PATHS
+    media_apis = frozenset(MEDIA_PATHS)
 
     def __init__(self, preset: Preset) -> None:
         self.default_base_url = preset.base_url

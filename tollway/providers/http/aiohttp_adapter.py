@@ -8,7 +8,7 @@ callers handle one set of errors whichever client is configured.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -103,6 +103,16 @@ class AiohttpClient:
         try:
             response = await self.session.request(method, url, data=body, headers=headers, timeout=timeout)
         except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate(exc) from exc
+        return AiohttpResponse(response)
+
+    async def upload(self, url: str, body: AsyncIterable[bytes], headers: Mapping[str, str], *,
+                     total: float | None = None, idle: float | None = None) -> AiohttpResponse:
+        """POST a body written as it comes from ``body`` (headers carry its Content-Length)."""
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._connect_timeout, sock_read=idle)
+        try:
+            response = await self.session.post(url, data=body, headers=headers, timeout=timeout)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise translate(exc) from exc
         return AiohttpResponse(response)
 

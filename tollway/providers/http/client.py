@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import AsyncIterable
 
 from tollway.providers.http.egress import EgressProxy
 from tollway.providers.http.errors import PoolClosed, UpstreamDisconnected
@@ -77,6 +78,19 @@ class HTTPClient:
         # same on the wire: it gets the request twice, once per connection, at most.)
         conn = await pool.acquire(wait_until, fresh=True)
         return await conn.exchange(data, deadline, idle)
+
+    async def request_streaming(self, origin: Origin, head: bytes, body: AsyncIterable[bytes], *,
+                                total: float | None = None) -> Response:
+        """Send ``head`` (the request up to its body) and then ``body`` as it comes; the
+        response once its headers are in. Never retried: the body cannot be sent twice."""
+        pool = self._pools.get(origin.key)
+        if pool is None:
+            pool = self._new_pool(origin)
+        deadline = pool.time() + total if total else None
+        # A fresh connection: a kept-alive one the server dropped while idle would fail the
+        # upload, and a streamed body cannot be retried.
+        conn = await pool.acquire(deadline, fresh=True)
+        return await conn.exchange_streaming(head, body, deadline)
 
     def uses_absolute_form(self, origin: Origin) -> bool:
         """Whether requests to ``origin`` go to a proxy as such (``GET http://host/path``)

@@ -9,6 +9,7 @@ so the pool's count of open connections never drifts.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Protocol
 
 import httptools
@@ -36,6 +37,7 @@ class Connection(asyncio.Protocol):
     """A connection to one origin, owned by a pool; see the module docstring."""
 
     __slots__ = (
+        "_drained",
         "_informational",
         "_loop",
         "_owner",
@@ -59,6 +61,7 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.pooled = False  # in the pool's idle list
         self.closed = False
+        self._drained: asyncio.Future[None] | None = None  # set while the transport's write buffer is full
         self.paused = False
         self._informational = False  # inside a 1xx interim response
 
@@ -83,6 +86,49 @@ class Connection(asyncio.Protocol):
             response.close()
             raise response._error  # type: ignore[misc]
         return response
+
+    async def exchange_streaming(self, head: bytes, body: AsyncIterable[bytes], deadline: float | None) -> Response:
+        """Like `exchange`, with the body written as it comes from ``body`` (an upload relayed
+        without holding it whole): each chunk waits for the socket to take the last one
+        (flow control), so at most a write buffer of it is held. A server that answers
+        before reading all of it (an early 4xx) ends the writing; the connection is then
+        never reused. A failure of ``body`` (the client gone) drops the connection."""
+        if self.closed or self.transport is None:
+            raise UpstreamDisconnected("the connection closed before the request was sent", before_response=True)
+        response = Response(self)
+        self._response = response
+        response._arm(self._loop, deadline, None)
+        self.transport.write(head)
+        try:
+            async for chunk in body:
+                if response._state != HEADERS or self.closed:
+                    response._whole_request_sent = False
+                    break
+                self.transport.write(chunk)
+                drained = self._drained
+                if drained is not None:
+                    await drained
+        except BaseException:
+            self.abort()
+            raise
+        while response._state == HEADERS:
+            await response._wait()  # a cancelled wait closes the connection
+        if response._state == FAILED:
+            response.close()
+            raise response._error  # type: ignore[misc]
+        return response
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def finish_exchange(self) -> None:
         """The response was read to the end and the server keeps the connection: pool it."""
@@ -144,6 +190,7 @@ class Connection(asyncio.Protocol):
                                                    before_response=not response._received)
             response._cancel_timer()
             response._wake()
+        self._wake_writer()
         self._mark_closed()
 
     # -- httptools callbacks -----------------------------------------------------------

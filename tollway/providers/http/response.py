@@ -86,6 +86,7 @@ class Response:
         "_timer",
         "_unbounded",
         "_waiter",
+        "_whole_request_sent",
         "status",
     )
 
@@ -100,6 +101,7 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._conn: Connection | None = conn
         self._keep_alive = False
+        self._whole_request_sent = True  # False: an upload the server answered before it ended
         self._received = False  # any byte of this response arrived
         self._timer: asyncio.TimerHandle | None = None
         self._idle = 0.0  # > 0: streaming, the read timeout is per read, not total
@@ -168,7 +170,7 @@ class Response:
             return
         self._conn = None
         self._cancel_timer()
-        if self._state == DONE and self._keep_alive:
+        if self._state == DONE and self._keep_alive and self._whole_request_sent:
             conn.finish_exchange()
         else:
             conn.abort()

@@ -1,5 +1,5 @@
 """The request log: filters by key, team, customer (each by id or name), provider, model
-(``provider/model`` too), status, decision and time; each denied request says which
+(``provider/model`` too), route (the API: chat, audio.speech ...), status, decision and time; each denied request says which
 level and entity refused it, the gateway's message (the limit and what was used), and
 where that limit stands now. Each entry has a detail page; entities deleted since are
 shown as deleted, not linked."""
@@ -14,13 +14,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.governance.decisions import Decision
+from tollway.route_names import ROUTE_NAMES
 from tollway.ui import lookup, present
 from tollway.ui.client import ApiProblem
 from tollway.ui.web import LIST_LIMIT, Ui, with_query
 
 PAGE_SIZE = 50
-FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "start", "end",
-           "would_deny")  # would_deny "true": only requests a shadow limit would have denied (SPEC §8)
+FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "route", "status", "decision", "start",
+           "end", "would_deny")  # would_deny "true": only requests a shadow limit would have denied (SPEC §8)
+ROUTES = sorted(ROUTE_NAMES)
 DECISIONS = [decision.value for decision in Decision]
 
 
@@ -121,7 +123,7 @@ class LogPages:
         return self.ui.page(
             request, "logs.html", 400 if problem else 200, title="Request log", rows=rows, count=answer["count"],
             offset=offset, page_size=PAGE_SIZE, filters=filters, decisions=DECISIONS, names=names, deleted=deleted,
-            keys=keys["virtual_keys"], teams=teams, customers=customers,
+            keys=keys["virtual_keys"], teams=teams, customers=customers, routes=ROUTES,
             providers=[p["name"] for p in providers], limits_now=await self._limits_now(rows),
             problem=problem, action="filter the log", section="filters",
             prev_url=with_query("/ui/logs", **filters, offset=max(0, offset - PAGE_SIZE)) if offset else None,

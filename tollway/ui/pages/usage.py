@@ -1,5 +1,5 @@
 """Spend, tokens and requests over a chosen range, stacked by key, team, customer,
-provider or model (the five largest spenders of the range, the rest as "other"), with a
+provider, model or route (the API: chat, audio.speech ...; the five largest spenders of the range, the rest as "other"), with a
 table of every group; optionally narrowed to one key, team, customer (by id or name),
 provider or ``provider/model``. Drawn by `tollway.ui.charts`, like the overview."""
 
@@ -20,7 +20,8 @@ from tollway.ui.client import ApiProblem
 from tollway.ui.pages.overview import RANGES, SPEND, iso
 from tollway.ui.web import Ui
 
-GROUPS = {"key": "key", "team": "team", "customer": "customer", "provider": "provider", "model": "model"}
+GROUPS = {"key": "key", "team": "team", "customer": "customer", "provider": "provider", "model": "model",
+          "route": "route"}
 _NAMED = {"key": ("virtual_key", lookup.KEY), "team": ("team", lookup.TEAM), "customer": ("customer", lookup.CUSTOMER)}
 FILTERS = ("virtual_key_id", "team_id", "customer_id", "model")
 STACKED = 5  # groups drawn in their own colour; the rest are "other"
