@@ -40,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
-from control_plane import ADMIN, CHAT, KEYS_API, _stop, percentiles, proxy_load, start_gateway  # noqa: E402
+from control_plane import ADMIN, CHAT, KEYS_API, _stop, proxy_load, start_gateway  # noqa: E402
 from gateways import mock_service  # noqa: E402
 from loadgen import free_port  # noqa: E402
 
