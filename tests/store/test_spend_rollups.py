@@ -177,3 +177,17 @@ def test_a_range_is_cut_into_partial_hours_whole_hours_and_whole_days() -> None:
     assert _segments(t, t + timedelta(minutes=20), days=True) == [("log", t, t + timedelta(minutes=20))]
     midnight = datetime(2026, 12, 1, tzinfo=timezone.utc)
     assert _segments(midnight, midnight + timedelta(days=1), days=True) == [("day", midnight, midnight + timedelta(days=1))]
+
+
+async def test_one_filtered_value_reports_hour_by_hour_from_the_totals_not_the_log(db) -> None:
+    """A team's (or customer's, provider's, model's) hourly chart reads that value's hourly
+    totals: with the log's rows gone, its whole hours still add up."""
+    records = _records(400, seed=4)
+    await _write(db, records)
+    async with db.session() as session:
+        await session.execute(delete(RequestLog))
+    where = LogFilter(start=START, end=START + timedelta(days=3), customer_id="c2")
+    hours = await _report_now(db, where, None, "hour")
+    assert sum(row["requests"] for row in hours) == sum(r.customer_id == "c2" for r in records) > 0
+    [grouped] = await _report_now(db, where, "customer", None)
+    assert (grouped["group"], grouped["requests"]) == ("c2", sum(r.customer_id == "c2" for r in records))

@@ -65,12 +65,15 @@ def _report(session: Session, where: LogFilter, group_by: GroupBy | None, interv
     report, `spend_rollups` for whole days of a report filtered by key, team, customer,
     provider or model."""
     assert where.start is not None and where.end is not None
-    filtered = any(getattr(where, name) is not None for name in DIMENSIONS)
+    filters = [name for name in DIMENSIONS if getattr(where, name) is not None]
     # The day rollups keep no route: a route filter, or a filtered report by route, reads the log.
-    by_route = where.route is not None or (filtered and group_by == "route")
-    if where.status is not None or where.decision is not None or by_route or (filtered and interval == "hour"):
+    by_route = where.route is not None or (bool(filters) and group_by == "route")
+    # One filter, grouped by nothing else: that value's own row in `spend_totals`, hour by hour.
+    single = len(filters) == 1 and (group_by is None or _GROUP_COLUMNS[group_by].key == filters[0])
+    if (where.status is not None or where.decision is not None or by_route
+            or (filters and not single and interval == "hour")):
         segments = [("log", where.start, where.end)]
-    elif filtered:
+    elif filters and not single:
         segments = _day_segments(where.start, where.end)
     else:
         segments = _segments(where.start, where.end, days=interval != "hour")
@@ -168,8 +171,12 @@ def _from_totals(session: Session, where: LogFilter, group_by: GroupBy | None, i
         keys.append(_bucket(interval, dialect, SpendTotal.bucket_start).label("bucket"))
     dimension = ALL if group_by is None else _GROUP_COLUMNS[group_by].key
     statement = select(*keys, *_sums(SpendTotal)).where(
-        SpendTotal.dimension == dimension, SpendTotal.span == span,
-        SpendTotal.bucket_start >= where.start, SpendTotal.bucket_start < where.end)
+        SpendTotal.span == span, SpendTotal.bucket_start >= where.start, SpendTotal.bucket_start < where.end)
+    only = [name for name in DIMENSIONS if getattr(where, name) is not None]
+    if only:  # the one filtered value (`_report` sends no more than one here)
+        [dimension] = only
+        statement = statement.where(SpendTotal.value == getattr(where, dimension))
+    statement = statement.where(SpendTotal.dimension == dimension)
     return _rows(session, statement, keys, _nano_to_usd)
 
 

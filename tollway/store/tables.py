@@ -330,6 +330,7 @@ class SpendTotal(_SpendSums, Base):
     __table_args__ = (
         UniqueConstraint("span", "bucket_start", "dimension", "value"),
         Index(None, "dimension", "span", "bucket_start"),
+        Index(None, "dimension", "value", "span", "bucket_start"),  # one filtered value's buckets
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)

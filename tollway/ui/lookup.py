@@ -50,20 +50,51 @@ async def resolve(api: ManagementClient, kind: Named, value: str, field: str) ->
                      field=field)
 
 
+ONE_BY_ONE = 20  # more unnamed ids than this: read the entity list a page at a time instead
+_LIST_PAGE = 1000  # the management API's largest page
+_LIST_PAGES = 50  # at most this many pages (50,000 entities) before the rest are looked up one by one
+
+
 async def names_of(api: ManagementClient, kind: Named, ids: Iterable[str], known: dict[str, str]) -> dict[str, str | None]:
-    """The name of each id (None: deleted), from ``known`` or else looked up one by one
-    (a page names few entities that a full list did not already hold)."""
+    """The name of each id (None: deleted), from ``known`` or else looked up: one by one
+    when few are missing (a page names few entities that a full list did not already hold),
+    from the entity list a page at a time when many are (a spend report over thousands of
+    keys, most of them deleted, must not cost a request each)."""
     wanted = sorted(set(ids))
     missing = [ident for ident in wanted if ident not in known]
+    looked_up: dict[str, str | None] = {}
+    if len(missing) > ONE_BY_ONE:
+        looked_up = await _names_from_list(api, kind, set(missing))
+        missing = [ident for ident in missing if ident not in looked_up]
 
     async def one(ident: str) -> str | None:
         try:
             entity = (await api.get(path(kind.api, ident)))[kind.envelope]
-            return str(entity.get("name") or entity.get("model_name") or ident)
+            return _name(entity, ident)
         except ApiProblem as problem:
             if problem.status == 404:
                 return None
             raise
 
-    looked_up = dict(zip(missing, await asyncio.gather(*(one(ident) for ident in missing)), strict=True))
+    looked_up.update(zip(missing, await asyncio.gather(*(one(ident) for ident in missing)), strict=True))
     return {ident: known[ident] if ident in known else looked_up[ident] for ident in wanted}
+
+
+def _name(entity: dict[str, object], ident: str) -> str:
+    return str(entity.get("name") or entity.get("model_name") or ident)
+
+
+async def _names_from_list(api: ManagementClient, kind: Named, wanted: set[str]) -> dict[str, str | None]:
+    """Names of ``wanted`` ids found by reading the list; every id gets an answer (None:
+    no such entity) when the whole list was read, else only those found."""
+    found: dict[str, str | None] = {}
+    for page in range(_LIST_PAGES):
+        answer = await api.get(kind.api, {"limit": _LIST_PAGE, "offset": page * _LIST_PAGE})
+        entities = answer[kind.plural]
+        for entity in entities:
+            ident = str(entity["id"])
+            if ident in wanted:
+                found[ident] = _name(entity, ident)
+        if len(found) == len(wanted) or len(entities) < _LIST_PAGE:
+            return found | {ident: None for ident in wanted if ident not in found}
+    return found

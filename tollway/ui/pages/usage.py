@@ -24,6 +24,8 @@ GROUPS = {"key": "key", "team": "team", "customer": "customer", "provider": "pro
           "route": "route"}
 _NAMED = {"key": ("virtual_key", lookup.KEY), "team": ("team", lookup.TEAM), "customer": ("customer", lookup.CUSTOMER)}
 FILTERS = ("virtual_key_id", "team_id", "customer_id", "model")
+_FILTER_OF = {"key": "virtual_key_id", "team": "team_id", "customer": "customer_id", "provider": "provider",
+              "model": "model"}  # the spend API's filter for one group of each grouping
 STACKED = 5  # groups drawn in their own colour; the rest are "other"
 OTHER = "other"
 # What each chart shows: (caption, the row's value, axis text, least axis top).
@@ -125,15 +127,16 @@ class UsagePages:
             where = {**await self._where(filters), "start": iso(starts[0]), "group_by": group_by}
             if end is not None:
                 where["end"] = iso(end)
-            series, totals = await asyncio.gather(self.ui.api.get(SPEND, {**where, "interval": interval}),
-                                                  self.ui.api.get(SPEND, where))
+            totals = await self.ui.api.get(SPEND, where)
+            groups = sorted(totals["series"], key=lambda row: (-row["spend"], -row["requests"], row.get("group") or ""))
+            order = [row.get("group") or "" for row in groups[:STACKED]]
+            series = await self._stacked_series(where, interval, order, len(groups))
         except ApiProblem as error:
             if error.status not in (400, 422):
                 raise
             problem = error
             series = totals = {"series": [], "total": {"spend": 0, "total_tokens": 0, "requests": 0}}
-        groups = sorted(totals["series"], key=lambda row: (-row["spend"], -row["requests"], row.get("group") or ""))
-        order = [row.get("group") or "" for row in groups[:STACKED]]
+            groups, order = [], []
         names, deleted = await self._names(group_by, [row.get("group") for row in groups])
         return self.ui.page(
             request, "usage.html", 400 if problem else 200, title="Spend and usage", ranges=list(RANGES),
@@ -141,6 +144,27 @@ class UsagePages:
             action="show the usage", charts=stacked_charts(series["series"], order, starts, label, every),
             order=order, rows=groups, total=totals["total"], names=names, deleted=deleted,
             level=_NAMED.get(str(group_by), (str(group_by), None))[0], stacked=STACKED)
+
+    async def _stacked_series(self, where: dict[str, str], interval: str, order: list[str],
+                              groups: int) -> dict[str, Any]:
+        """The series the stacked charts draw: every group's when few are; else the top
+        groups' own series and the ungrouped total (the rest is "other"), so that a chart
+        over thousands of keys does not fetch and draw a row per key and bucket."""
+        if groups <= len(order) or "" in order:  # a group without an id cannot be filtered on
+            return await self.ui.api.get(SPEND, {**where, "interval": interval})
+        field = _FILTER_OF[where["group_by"]]
+        overall = {name: value for name, value in where.items() if name != "group_by"}
+        total, *tops = await asyncio.gather(
+            self.ui.api.get(SPEND, {**overall, "interval": interval}),
+            *(self.ui.api.get(SPEND, {**where, field: group, "interval": interval}) for group in order))
+        rows = [row for top in tops for row in top["series"]]
+        rest: dict[str, dict[str, Any]] = {row["bucket"]: dict(row, group=None) for row in total["series"]}
+        for row in rows:
+            other = rest.get(row["bucket"])
+            if other is not None:
+                for name in ("spend", "total_tokens", "requests"):
+                    other[name] = max(0, other[name] - row[name])  # spend in floats: never below zero
+        return {"series": rows + [row for row in rest.values() if row["requests"] or row["spend"]]}
 
     async def _names(self, group_by: str, ids: list[str | None]) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]]]:
         named = _NAMED.get(group_by)
