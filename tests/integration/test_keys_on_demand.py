@@ -99,3 +99,19 @@ async def test_a_rotated_keys_old_value_is_found_on_demand_through_its_grace_per
     assert hash_key(old) not in running.runtime.snapshot.keys_by_hash  # never presented: not held
     assert await statuses(running, old, 1) == [200]  # found by the value the rotation replaced
     assert await statuses(running, new, 1) == [200]
+
+
+async def test_every_route_that_identifies_a_key_loads_it_on_demand(gateway, mock) -> None:
+    running = on_demand(gateway, mock)
+    third = "tw-demand-media-0123456789abcdefghij"
+    assert await api(running, "POST", "/virtual-keys", {"id": "vk-media", "name": "media", "value": third}) == 201
+    assert not running.runtime.snapshot.keys_by_hash  # none presented yet: none held
+    models = await sdk(running, KEY_A).models.list()  # /v1/models
+    assert models.data
+    async with aiohttp.ClientSession() as session, session.get(
+            running.v1 + "/tollway/key", headers={"Authorization": f"Bearer {KEY_B}"}) as response:  # key info
+        assert response.status == 200, await response.text()
+        assert (await response.json())["id"] == "vk-b"
+    moderation = await sdk(running, third).moderations.create(model="openai/omni-moderation-latest", input="hi")
+    assert moderation.results  # a media route
+    assert await statuses(running, "tw-demand-nobody-0123456789abcdefgh", 1) == [401]

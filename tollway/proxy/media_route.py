@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Mapping
 
 from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, respond, respond_error
 from tollway.config.schema import EstimateConfig, MediaConfig
@@ -31,7 +31,6 @@ from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import denial_headers, error_body
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
-from tollway.governance.model import PolicySnapshot
 from tollway.governance.names import model_key
 from tollway.pricing import PriceCatalog
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
@@ -42,6 +41,7 @@ from tollway.proxy.media_cost import MediaCharge
 from tollway.proxy.media_request import MediaRequest, parse_media_request
 from tollway.proxy.outcome import Outcome, OutcomeSink
 from tollway.proxy.passthrough import load_object, openai_error_from
+from tollway.proxy.policy_source import PolicySource
 from tollway.proxy.targets import Target, TargetResolver
 from tollway.proxy.upstream import read_whole
 
@@ -52,7 +52,7 @@ class MediaRoute:
     """Serves the media APIs (`tollway.providers.media.MEDIA_APIS`)."""
 
     def __init__(self, *, providers: Mapping[str, ProviderClient], resolver: TargetResolver, enforcer: Enforcer,
-                 snapshot: Callable[[], PolicySnapshot], pricing: PriceCatalog, sink: OutcomeSink,
+                 snapshot: PolicySource, pricing: PriceCatalog, sink: OutcomeSink,
                  estimates: EstimateConfig, media: MediaConfig, max_body_bytes: int,
                  require_price: bool = False) -> None:
         self._providers = providers
@@ -70,7 +70,7 @@ class MediaRoute:
 
     async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send) -> Outcome:
         started = time.perf_counter()
-        outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, int(time.time() * 1000))
+        outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, self._enforcer.clock_ms())
         try:
             request = await parse_media_request(api, scope, receive, self._max_body, self._media.max_upload_bytes)
             outcome.stream = request.stream
@@ -86,8 +86,8 @@ class MediaRoute:
         return outcome
 
     async def _serve(self, request: MediaRequest, key_value: str | None, send: Send, outcome: Outcome) -> None:
-        snapshot = self._snapshot()
         key_hash = hash_key(key_value) if key_value else None
+        snapshot = await self._snapshot.for_key(key_hash)
         key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
         target = self._resolver.resolve(request.model, key)[0]
         provider = self._providers[target.provider]

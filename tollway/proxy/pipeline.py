@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,6 @@ from tollway.errors import (
     GatewayError,
     bad_request,
     governance_unavailable,
-    key_lookup_unavailable,
     shutting_down,
     upstream_invalid,
 )
@@ -27,7 +26,6 @@ from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, error_body
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
-from tollway.governance.model import PolicySnapshot
 from tollway.pricing import PriceCatalog, scaled_cost
 from tollway.providers.adapters.gemini_response import google_error_body, google_error_from
 from tollway.providers.anthropic_translate import TranslationError
@@ -39,6 +37,7 @@ from tollway.proxy.exchange_choice import exchange_for
 from tollway.proxy.metering import StreamMeter, cutoff_events
 from tollway.proxy.outcome import Outcome, OutcomeSink
 from tollway.proxy.passthrough import Exchange, LocalExchange
+from tollway.proxy.policy_source import PolicySource
 from tollway.proxy.relay import Cutoff, StreamResult, relay_stream
 from tollway.proxy.request import ClientRequest, parse_request
 from tollway.proxy.reservation import covered_output, note_ignored_cap, strict_cap
@@ -70,18 +69,14 @@ class Proxy:
         providers: Mapping[str, ProviderClient],
         resolver: TargetResolver,
         enforcer: Enforcer,
-        snapshot: Callable[[], PolicySnapshot],
+        snapshot: PolicySource,
         pricing: PriceCatalog,
         sink: OutcomeSink,
         estimates: EstimateConfig,
         max_body_bytes: int,
         require_price: bool = False,
-        key_lookup: Callable[[str], Awaitable[PolicySnapshot]] | None = None,
     ) -> None:
         self._providers = providers
-        # Keys loaded on demand (`tollway.store.key_cache`): a snapshot holding the key of
-        # a hash the current one lacks; None when every key is loaded at start.
-        self._key_lookup = key_lookup
         self._resolver = resolver
         self._enforcer = enforcer
         self._snapshot = snapshot
@@ -124,15 +119,9 @@ class Proxy:
         return outcome
 
     async def _serve(self, request: ClientRequest, key_value: str | None, receive: Receive, send: Send, outcome: Outcome) -> None:
-        snapshot = self._snapshot()
         key_hash = hash_key(key_value) if key_value else None  # once: the enforcer looks the key up by it too
+        snapshot = await self._snapshot.for_key(key_hash)
         key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
-        if key is None and key_hash and self._key_lookup is not None:
-            try:
-                snapshot = await self._key_lookup(key_hash)
-            except Exception as exc:  # the database is down or the lookups are saturated: fail closed
-                raise key_lookup_unavailable(type(exc).__name__) from None
-            key = snapshot.keys_by_hash.get(key_hash)
         targets = self._resolver.resolve(request.model, key)
         failure: _Failure | None = None
         for target in targets:

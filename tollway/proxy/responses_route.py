@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from tollway.asgi import (
     JSON_HEADERS,
@@ -42,7 +42,6 @@ from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import denial_headers, error_body
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
-from tollway.governance.model import PolicySnapshot
 from tollway.providers.client import Api, NoUsableKey, ProviderClient, ProviderKey
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.providers.sse import SSEParser
@@ -50,6 +49,7 @@ from tollway.proxy.auth import presented_key
 from tollway.proxy.outcome import Outcome, OutcomeSink
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.pipeline import Proxy
+from tollway.proxy.policy_source import PolicySource
 from tollway.proxy.response_directory import ResponseDirectory, ResponseOwner
 from tollway.proxy.responses_exchanges import passes_through
 
@@ -62,7 +62,7 @@ class ResponsesRoute:
     """Serves `/v1/responses` and the stored-response routes under it."""
 
     def __init__(self, *, proxy: Proxy, providers: Mapping[str, ProviderClient], enforcer: Enforcer,
-                 snapshot: Callable[[], PolicySnapshot], sink: OutcomeSink, max_body_bytes: int,
+                 snapshot: PolicySource, sink: OutcomeSink, max_body_bytes: int,
                  directory: ResponseDirectory | None = None) -> None:
         self._proxy = proxy
         self._providers = providers
@@ -84,7 +84,7 @@ class ResponsesRoute:
             return
         except ClientGone:
             return
-        key_id = self._key_id(scope)
+        key_id = await self._key_id(scope)
         refusal = self._previous_refusal(raw, key_id) or _uncapped_background(raw)
         if refusal is not None:
             await self._refuse(send, refusal, key_id)
@@ -105,9 +105,10 @@ class ResponsesRoute:
     def _outcome(self) -> Outcome:
         return Outcome(f"{self._id_prefix}-{next(self._ids)}", Api.RESPONSES.value, self._enforcer.clock_ms())
 
-    def _key_id(self, scope: Scope) -> str | None:
+    async def _key_id(self, scope: Scope) -> str | None:
         value = presented_key(scope)
-        key = self._snapshot().keys_by_hash.get(hash_key(value)) if value else None
+        key_hash = hash_key(value) if value else None
+        key = (await self._snapshot.for_key(key_hash)).keys_by_hash.get(key_hash) if key_hash else None
         return key.id if key is not None else None
 
     def _previous_refusal(self, raw: bytes, key_id: str | None) -> GatewayError | None:
@@ -155,7 +156,7 @@ class ResponsesRoute:
         value = presented_key(scope)
         facts = RequestFacts(owner.provider, owner.model, hash_key(value) if value else None, 0, 0)
         try:
-            admission = await self._enforcer.admit(self._snapshot(), facts)
+            admission = await self._enforcer.admit(await self._snapshot.for_key(facts.key_hash), facts)
             if admission.queue is not None:  # no in-flight slot free: wait for one, within queue_timeout_ms
                 admission = await self._enforcer.wait_for_slot(self._snapshot, facts, admission)
         except CounterUnavailable as exc:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from tollway.asgi import JSON_HEADERS, Scope, Send, header, respond, respond_error
-from tollway.errors import governance_unavailable
+from tollway.errors import GatewayError, governance_unavailable
 from tollway.governance import decisions
 from tollway.governance.counters.base import CounterStore, CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, error_body, iso_utc
@@ -23,6 +23,7 @@ from tollway.governance.engine import Plan, acquire_ops, hash_key, identify_key,
 from tollway.governance.inventory import key_checks, limit_view
 from tollway.governance.model import NEVER_MS, PolicySnapshot, VirtualKeyPolicy
 from tollway.proxy.auth import presented_key
+from tollway.proxy.policy_source import PolicySource
 
 PATH = "/v1/tollway/key"
 # What a holder sees of each limit (`limit_view` has more, for operators: the limit's row id).
@@ -33,15 +34,19 @@ _SHOWN = ("level", "id", "name", "kind", "unit", "limit", "used", "reserved", "r
 class KeyInfoRoute:
     """Answers a key's holder about that key only."""
 
-    def __init__(self, snapshot: Callable[[], PolicySnapshot], store: CounterStore, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, snapshot: PolicySource, store: CounterStore, clock_ms: Callable[[], int]) -> None:
         self._snapshot = snapshot
         self._store = store
         self._clock_ms = clock_ms
 
     async def handle(self, scope: Scope, send: Send) -> None:
         anthropic = header(scope, b"anthropic-version") is not None
-        snapshot, now = self._snapshot(), self._clock_ms()
         value = presented_key(scope)
+        try:
+            snapshot, now = await self._snapshot.for_key(hash_key(value) if value else None), self._clock_ms()
+        except GatewayError as err:  # keys loaded on demand and the lookup cannot be made: 503
+            await respond_error(send, err, anthropic)
+            return
         # A key is required here even on a gateway that does not enforce keys: the answer is about one.
         found = identify_key(snapshot, hash_key(value), now) if value else decisions.key_required()
         if found is None or isinstance(found, Denial):

@@ -17,8 +17,9 @@ from tollway.asgi import JSON_HEADERS, Scope, Send, header, respond, respond_err
 from tollway.errors import GatewayError
 from tollway.governance.decisions import Denial, denial_headers, error_body
 from tollway.governance.engine import access_denial, hash_key, identify_key
-from tollway.governance.model import PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.model import VirtualKeyPolicy
 from tollway.proxy.auth import presented_key
+from tollway.proxy.policy_source import PolicySource
 from tollway.server.models_catalog import ModelCatalog
 
 _PREFIX = "/v1/models/"
@@ -27,7 +28,7 @@ _PREFIX = "/v1/models/"
 class ModelsRoute:
     """Lists and describes the models a caller may use."""
 
-    def __init__(self, catalog: ModelCatalog, snapshot: Callable[[], PolicySnapshot], aliases: Mapping[str, str],
+    def __init__(self, catalog: ModelCatalog, snapshot: PolicySource, aliases: Mapping[str, str],
                  clock_ms: Callable[[], int]) -> None:
         self._catalog = catalog
         self._snapshot = snapshot
@@ -66,7 +67,13 @@ class ModelsRoute:
     async def _caller(self, scope: Scope, send: Send, anthropic: bool) -> VirtualKeyPolicy | Literal[False] | None:
         """The caller's key (None: no key, none required); False once a denial was sent."""
         value = presented_key(scope)
-        found = identify_key(self._snapshot(), hash_key(value) if value else None, self._clock_ms())
+        key_hash = hash_key(value) if value else None
+        try:
+            snapshot = await self._snapshot.for_key(key_hash)
+        except GatewayError as err:  # keys loaded on demand and the lookup cannot be made: 503
+            await respond_error(send, err, anthropic=anthropic)
+            return False
+        found = identify_key(snapshot, key_hash, self._clock_ms())
         if isinstance(found, Denial):
             await respond(send, found.decision.status, error_body(found, anthropic), JSON_HEADERS + denial_headers(found))
             return False

@@ -27,6 +27,7 @@ from tollway.pricing_media import media_price
 from tollway.providers.registry import build_providers
 from tollway.proxy.media_route import MediaRoute
 from tollway.proxy.pipeline import Proxy
+from tollway.proxy.policy_source import PolicySource
 from tollway.proxy.responses_route import ResponsesRoute
 from tollway.proxy.targets import TargetResolver
 from tollway.server.counters_setup import build_counter_store, claim_flush, counters_health
@@ -144,28 +145,29 @@ class Runtime:
         self.recorder = Recorder(self.metrics, self.log_writer, settings.request_log_unauthenticated_per_minute,
                                  self.key_activity)
         resolver = TargetResolver(list(settings.providers), settings.model_aliases, settings.fallbacks)
+        policies = PolicySource(lambda: self.snapshot,
+                                self.key_cache.snapshot_with if self.key_cache is not None else None)
         self.proxy = Proxy(
             providers=self.providers,
             resolver=resolver,
             enforcer=self.enforcer,
-            snapshot=lambda: self.snapshot,
+            snapshot=policies,
             pricing=self.pricing,
             sink=self.recorder,
             estimates=settings.estimate,
             require_price=settings.require_price,
             max_body_bytes=settings.max_body_bytes,
-            key_lookup=self.key_cache.snapshot_with if self.key_cache is not None else None,
         )
         self.responses = ResponsesRoute(proxy=self.proxy, providers=self.providers, enforcer=self.enforcer,
-                                        snapshot=lambda: self.snapshot, sink=self.recorder,
+                                        snapshot=policies, sink=self.recorder,
                                         max_body_bytes=settings.max_body_bytes)
         self.media = MediaRoute(providers=self.providers, resolver=resolver, enforcer=self.enforcer,
-                                snapshot=lambda: self.snapshot, pricing=self.pricing, sink=self.recorder,
+                                snapshot=policies, pricing=self.pricing, sink=self.recorder,
                                 estimates=settings.estimate, media=settings.media,
                                 max_body_bytes=settings.max_body_bytes, require_price=settings.require_price)
         self.catalog = ModelCatalog(settings, self.providers)
-        self.models = ModelsRoute(self.catalog, lambda: self.snapshot, settings.model_aliases, self.clock_ms)
-        self.key_info = KeyInfoRoute(lambda: self.snapshot, self.store, self.clock_ms)
+        self.models = ModelsRoute(self.catalog, policies, settings.model_aliases, self.clock_ms)
+        self.key_info = KeyInfoRoute(policies, self.store, self.clock_ms)
         if settings.management_api:
             self.management = create_management_app(self)
             self.ui = create_ui_app(self.management, settings, self.clock_ms)
