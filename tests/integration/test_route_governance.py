@@ -32,6 +32,8 @@ HELLO = [{"role": "user", "content": "Hello"}]
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 ADMIN_TOKEN = "admin-token-routes-0123456789abcdef"
+GEMINI_MODEL = "gemini/gemini-2.0-flash"
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ SAMPLES: dict[str, Sample] = {
     "POST /v1/audio/translations": Sample("audio.translations", form=_audio_form("openai/whisper-1")),
     "POST /v1/audio/speech": Sample("audio.speech", {"model": "openai/tts-1", "voice": "alloy", "input": "Hi"}),
     "POST /v1/moderations": Sample("moderations", {"model": "openai/omni-moderation-latest", "input": "Hi"}),
+    # Google's own routes; {model} is the path's model, on the gemini provider.
+    "POST /v1beta/models/{model}:generateContent": Sample("generate_content", GEMINI_BODY),
+    "POST /v1beta/models/{model}:streamGenerateContent": Sample("generate_content", GEMINI_BODY),
+    "POST /v1/models/{model}:generateContent": Sample("generate_content", GEMINI_BODY),
+    "POST /v1/models/{model}:streamGenerateContent": Sample("generate_content", GEMINI_BODY),
 }
 
 
@@ -90,7 +97,9 @@ def governed(gateway, mock) -> RunningGateway:
     keys = [key(_key_value(i), id=f"route-{i:02d}", rate_limit={
         "request_max_limit": (3 if route.startswith("DELETE") else 2) if sample.stored else 1,
         "request_reset_duration": "1h"}) for i, (route, sample) in enumerate(SAMPLES.items())]
-    return gateway({"providers": mock_providers(mock.url), "enforce_virtual_keys": True, "admin_token": ADMIN_TOKEN,
+    providers = mock_providers(mock.url, gemini={"type": "gemini", "base_url": mock.url,
+                                                 "keys": [{"value": "AIza-test-gemini"}]})
+    return gateway({"providers": providers, "enforce_virtual_keys": True, "admin_token": ADMIN_TOKEN,
                     "governance": {"virtual_keys": keys}})
 
 
@@ -120,7 +129,7 @@ async def _send(session: aiohttp.ClientSession, running: RunningGateway, route: 
                 data.add_field(name, value[1], filename=value[0])
             else:
                 data.add_field(name, value)
-    url = running.url + path.replace("{id}", response_id)
+    url = running.url + path.replace("{id}", response_id).replace("{model}", GEMINI_MODEL)
     body = sample.json if sample is not None else None
     async with session.request(method, url, json=body, data=data, headers=headers, allow_redirects=False) as response:
         text = await response.read()

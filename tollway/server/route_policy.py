@@ -44,6 +44,9 @@ EXEMPTIONS: tuple[Exemption, ...] = (
     Exemption("GET /v1/models", (LIMITS, ACCOUNTING), _MODELS_WHY),
     Exemption("GET /models", (LIMITS, ACCOUNTING), _MODELS_WHY),
     Exemption("GET /v1/models/{id}", (LIMITS, ACCOUNTING), _MODELS_WHY),
+    Exemption("GET /v1/tollway/key", (LIMITS, ACCOUNTING), "tells a key's holder where its own limits stand, "
+              "from the counters the gateway holds, without calling a provider: nothing to meter or charge; "
+              "identity still applies (no key, an unknown, blocked or expired key gets 401/403)"),
     Exemption("GET /api/openapi.json", (IDENTITY,), "the management API's description; no data"),
     Exemption("GET /api/docs", (IDENTITY,), "the management API's reference page; no data"),
     Exemption("GET /api/docs/assets/*", (IDENTITY,), "the reference pages' scripts and styles (served locally, "
