@@ -6,9 +6,10 @@ import orjson
 import pytest
 
 from tests import factories as f
+from tollway.denials import error_body
 from tollway.governance.counters.base import AcquireResult, CounterReading, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
-from tollway.governance.decisions import Decision, Denial, denial_headers, error_body, iso_utc, reset_text
+from tollway.governance.decisions import Decision, Denial, denial_headers, iso_utc, reset_text
 from tollway.governance.durations import Alignment, parse_duration
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.engine import (

@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import orjson
-
 from tollway.governance.durations import Duration
 from tollway.governance.model import NANO_PER_USD, Kind, Level, Scope
 
@@ -197,26 +195,6 @@ def limit_denial(
     return Denial(DECISION_FOR_KIND[kind], message, scope, limit, used, reset_at_ms, retry_after, reserved, amount)
 
 
-def error_body(denial: Denial, anthropic: bool = False) -> bytes:
-    """The error body in OpenAI's shape, or Anthropic's (``{"type": "error", "error": …}``);
-    both carry the same fields, and SDKs of either surface ``error.message``."""
-    money = denial.decision is Decision.BUDGET_EXCEEDED
-    scope = denial.scope
-    error = {
-        "type": denial.decision.value,
-        "code": denial.decision.value,
-        "message": denial.message,
-        "scope": None if scope is None else {"level": scope.level.value, "id": scope.id, "name": scope.name},
-        "limit": _amount(denial.limit, money),
-        "used": _amount(denial.used, money),
-        "spent": None if denial.used is None else _amount(denial.used - (denial.reserved or 0), money),
-        "reserved": _amount(denial.reserved, money),
-        "requested": _amount(denial.requested, money),
-        "reset_at": None if denial.reset_at_ms is None else iso_utc(denial.reset_at_ms),
-    }
-    return orjson.dumps({"type": "error", "error": error} if anthropic else {"error": error})
-
-
 def denial_headers(denial: Denial) -> list[tuple[bytes, bytes]]:
     """``Retry-After`` (whole seconds, at least 1) on 429 and 402 when a reset is known."""
     if denial.retry_after_s is None or denial.decision.status not in (429, 402):
@@ -267,12 +245,6 @@ def iso_utc(ms: int) -> str:
     moment = datetime.fromtimestamp(ms // 1000, timezone.utc)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else text + "Z"
-
-
-def _amount(value: int | None, money: bool) -> int | float | None:
-    if value is None or not money:
-        return value
-    return value / NANO_PER_USD
 
 
 def _listing(names: Iterable[str]) -> str:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterable, Mapping
 
 from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, respond, respond_error
 from tollway.config.schema import EstimateConfig, MediaConfig
+from tollway.denials import error_body
 from tollway.errors import (
     GatewayError,
     bad_request,
@@ -28,7 +29,7 @@ from tollway.errors import (
     upstream_unreachable,
 )
 from tollway.governance.counters.base import CounterUnavailable
-from tollway.governance.decisions import denial_headers, error_body
+from tollway.governance.decisions import denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
 from tollway.governance.names import model_key

@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from tollway.governance.decisions import Denial, error_body
+from tollway.denials import error_fields
+from tollway.governance.decisions import Denial
 from tollway.providers.adapters.gemini_response import google_error_body
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
@@ -209,7 +210,7 @@ def cutoff_events(api: Api, model: str, choices: int, open_blocks: int, output_t
     ``message_delta`` with ``stop_reason: "max_tokens"``, an ``error`` event naming the
     limit, then ``message_stop``.
     """
-    error = orjson.loads(error_body(denial))["error"] if denial is not None else {
+    error = error_fields(denial) if denial is not None else {
         "type": "output_limit", "code": "output_limit", "message": reason}
     error["message"] = reason
     if api is Api.MESSAGES:

@@ -15,6 +15,7 @@ import orjson
 
 from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond
 from tollway.config.schema import EstimateConfig
+from tollway.denials import denial_body
 from tollway.errors import (
     GatewayError,
     bad_request,
@@ -23,11 +24,11 @@ from tollway.errors import (
     upstream_invalid,
 )
 from tollway.governance.counters.base import CounterUnavailable
-from tollway.governance.decisions import Denial, denial_headers, error_body
+from tollway.governance.decisions import Denial, denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
 from tollway.pricing import PriceCatalog, scaled_cost
-from tollway.providers.adapters.gemini_response import google_error_body, google_error_from
+from tollway.providers.adapters.gemini_response import google_error_body
 from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_google_key, presented_key
@@ -296,10 +297,8 @@ class Proxy:
     async def _deny(self, request: ClientRequest, denial: Denial, send: Send, outcome: Outcome) -> None:
         outcome.status, outcome.decision = denial.decision.status, denial.decision.value
         outcome.denied_scope, outcome.error = denial.scope, denial.message
-        body = error_body(denial, anthropic=request.api.anthropic_shaped)
-        if request.api.google_shaped:
-            body = google_error_from(denial.decision.status, body)
-        await respond(send, denial.decision.status, body, JSON_HEADERS + denial_headers(denial))
+        await respond(send, denial.decision.status, denial_body(denial, request.api),
+                      JSON_HEADERS + denial_headers(denial))
 
 
 @dataclass(slots=True)

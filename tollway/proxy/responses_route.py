@@ -31,6 +31,7 @@ from tollway.asgi import (
     respond,
     respond_error,
 )
+from tollway.denials import error_body
 from tollway.errors import (
     GatewayError,
     bad_request,
@@ -39,7 +40,7 @@ from tollway.errors import (
     upstream_unreachable,
 )
 from tollway.governance.counters.base import CounterUnavailable
-from tollway.governance.decisions import denial_headers, error_body
+from tollway.governance.decisions import denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
 from tollway.providers.client import Api, NoUsableKey, ProviderClient, ProviderKey

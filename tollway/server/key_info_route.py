@@ -15,10 +15,11 @@ from typing import Any
 import orjson
 
 from tollway.asgi import JSON_HEADERS, Scope, Send, header, respond, respond_error
+from tollway.denials import error_body
 from tollway.errors import GatewayError, governance_unavailable
 from tollway.governance import decisions
 from tollway.governance.counters.base import CounterStore, CounterUnavailable
-from tollway.governance.decisions import Denial, denial_headers, error_body, iso_utc
+from tollway.governance.decisions import Denial, denial_headers, iso_utc
 from tollway.governance.engine import Plan, acquire_ops, hash_key, identify_key, owner_ids
 from tollway.governance.inventory import key_checks, limit_view
 from tollway.governance.model import NEVER_MS, PolicySnapshot, VirtualKeyPolicy

@@ -14,8 +14,9 @@ from typing import Any, Literal
 import orjson
 
 from tollway.asgi import JSON_HEADERS, Scope, Send, header, respond, respond_error
+from tollway.denials import error_body
 from tollway.errors import GatewayError
-from tollway.governance.decisions import Denial, denial_headers, error_body
+from tollway.governance.decisions import Denial, denial_headers
 from tollway.governance.engine import access_denial, hash_key, identify_key
 from tollway.governance.model import VirtualKeyPolicy
 from tollway.proxy.auth import presented_key

@@ -14,11 +14,12 @@ import orjson
 import pytest
 
 from tests import factories as f
+from tollway.denials import error_body
 from tollway.governance import enforcer as enforcer_module
 from tollway.governance import slot_queue
 from tollway.governance.counters.base import CounterOp, CounterStore
 from tollway.governance.counters.redis import RedisCounterStore
-from tollway.governance.decisions import Decision, denial_headers, error_body
+from tollway.governance.decisions import Decision, denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import static_checks
 from tollway.governance.model import Kind, Level, in_flight_counter
