@@ -148,7 +148,8 @@ FIELDS = [(d, name) for d in DIRECTIONS for name in d.table]
 
 
 def _id(value: Any) -> str:
-    return value.name if isinstance(value, Direction) else str(value)
+    """A stable test id (parallel runs compare ids across processes): a set is "fields"."""
+    return value.name if isinstance(value, Direction) else "fields" if isinstance(value, set) else str(value)
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS, ids=_id)
