@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests import factories as f
-from tollway.governance.counters.base import AcquireResult, CounterOp, CounterReading, CounterState, SettleOp
+from tests.support.yielding_store import YieldingStore
+from tollway.governance.counters.base import CounterReading
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import DECISION_FOR_KIND, Denial
 from tollway.governance.enforcer import Enforcer, Reservation
@@ -74,39 +75,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.now
-
-
-class YieldingStore:
-    """Hands control to the loop before each call, as a networked backend would."""
-
-    def __init__(self, inner: MemoryCounterStore) -> None:
-        self.inner = inner
-
-    async def acquire(self, ops: Sequence[CounterOp]) -> AcquireResult:
-        await asyncio.sleep(0)
-        return await self.inner.acquire(ops)
-
-    async def settle(self, ops: Sequence[SettleOp]) -> None:
-        await asyncio.sleep(0)
-        await self.inner.settle(ops)
-
-    async def read(self, ops: Sequence[CounterOp]) -> tuple[CounterReading, ...]:
-        return await self.inner.read(ops)
-
-    async def reset(self, counters: Sequence[str], now_ms: int) -> None:
-        await self.inner.reset(counters, now_ms)
-
-    async def export(self) -> dict[str, CounterState]:
-        return await self.inner.export()
-
-    async def load(self, states) -> None:
-        await self.inner.load(states)
-
-    async def forget(self, counters: Sequence[str]) -> None:
-        await self.inner.forget(counters)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 async def _together(*coroutines):

@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import factories as f
-from tollway.governance.counters.base import (
-    AcquireResult,
-    CounterOp,
-    CounterStore,
-    SettleOp,
-)
+from tests.support.yielding_store import YieldingStore
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.engine import (
     Plan,
@@ -70,24 +64,6 @@ asks = st.builds(
     ignores_cap=st.booleans(),
     chunk=st.integers(1, 40),
 )
-
-
-class YieldingStore:
-    """Hands control to the loop before each call, so requests interleave as over a network."""
-
-    def __init__(self, inner: CounterStore) -> None:
-        self.inner = inner
-
-    async def acquire(self, ops: Sequence[CounterOp]) -> AcquireResult:
-        await asyncio.sleep(0)
-        return await self.inner.acquire(ops)
-
-    async def settle(self, ops: Sequence[SettleOp]) -> None:
-        await asyncio.sleep(0)
-        await self.inner.settle(ops)
-
-    async def read(self, ops: Sequence[CounterOp]):
-        return await self.inner.read(ops)
 
 
 def _snapshot(clamp_key: bool, clamp_team: bool) -> PolicySnapshot:
