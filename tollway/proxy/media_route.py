@@ -14,14 +14,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import time
 from collections.abc import AsyncIterable, Mapping
 
-from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, respond, respond_error
+from tollway.asgi import JSON_HEADERS, Receive, Scope, Send, respond
 from tollway.config.schema import EstimateConfig, MediaConfig
 from tollway.denials import error_body
 from tollway.errors import (
-    GatewayError,
     bad_request,
     governance_unavailable,
     model_unpriced,
@@ -40,7 +38,7 @@ from tollway.providers.media import media_headers, media_refusal, media_url
 from tollway.proxy.auth import presented_key
 from tollway.proxy.media_cost import MediaCharge
 from tollway.proxy.media_request import MediaRequest, parse_media_request
-from tollway.proxy.outcome import Outcome, OutcomeSink
+from tollway.proxy.outcome import Outcome, OutcomeSink, answered
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.policy_source import PolicySource
 from tollway.proxy.targets import Target, TargetResolver
@@ -70,20 +68,11 @@ class MediaRoute:
         self._id_prefix = "m" + os.urandom(4).hex()
 
     async def handle(self, api: Api, scope: Scope, receive: Receive, send: Send) -> Outcome:
-        started = time.perf_counter()
         outcome = Outcome(f"{self._id_prefix}-{next(self._ids)}", api.value, self._enforcer.clock_ms())
-        try:
+        async with answered(outcome, self._sink, send):
             request = await parse_media_request(api, scope, receive, self._max_body, self._media.max_upload_bytes)
             outcome.stream = request.stream
             await self._serve(request, presented_key(scope), send, outcome)
-        except GatewayError as err:
-            outcome.status, outcome.error = err.status, err.message
-            await respond_error(send, err)
-        except ClientGone:
-            outcome.status, outcome.error = 499, "client closed the connection"
-        finally:
-            outcome.latency_ms = (time.perf_counter() - started) * 1000
-            self._sink.record(outcome)
         return outcome
 
     async def _serve(self, request: MediaRequest, key_value: str | None, send: Send, outcome: Outcome) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Mapping
 
 from tollway.asgi import (
@@ -47,7 +46,7 @@ from tollway.providers.client import Api, NoUsableKey, ProviderClient, ProviderK
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.providers.sse import SSEParser
 from tollway.proxy.auth import presented_key
-from tollway.proxy.outcome import Outcome, OutcomeSink
+from tollway.proxy.outcome import Outcome, OutcomeSink, answered
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.policy_source import PolicySource
@@ -128,18 +127,9 @@ class ResponsesRoute:
     # -- GET/DELETE /v1/responses/{id}, POST .../cancel, GET .../input_items ---------------------
 
     async def stored(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
         outcome = self._outcome()
-        try:
+        async with answered(outcome, self._sink, send):
             await self._serve_stored(scope, receive, send, outcome)
-        except GatewayError as err:
-            outcome.status, outcome.error = err.status, err.message
-            await respond_error(send, err)
-        except ClientGone:
-            outcome.status, outcome.error = 499, "client closed the connection"
-        finally:
-            outcome.latency_ms = (time.perf_counter() - started) * 1000
-            self._sink.record(outcome)
 
     async def _serve_stored(self, scope: Scope, receive: Receive, send: Send, outcome: Outcome) -> None:
         method = scope["method"]
