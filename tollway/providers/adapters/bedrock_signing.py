@@ -19,6 +19,8 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from tollway.providers.http import UpstreamHTTPError
+
 if TYPE_CHECKING:
     from tollway.config.schema import ProviderSettings
 
@@ -27,8 +29,9 @@ ROLE_SESSION_NAME = "tollway"  # names the gateway's sessions in the role's Clou
 _MISSING = ("a bedrock provider needs botocore, which is not installed: pip install 'tollway[bedrock]'")
 
 
-class CredentialsUnavailable(RuntimeError):
-    """No AWS credentials were found for a provider (the message says where it looked)."""
+class CredentialsUnavailable(UpstreamHTTPError):
+    """No AWS credentials could be had for a provider (the message says why): the request
+    fails as an unreachable upstream does (a 502 naming the reason), never the gateway."""
 
 
 def require_botocore() -> None:
@@ -75,10 +78,10 @@ class SigV4Signer:
         if credentials is None or getattr(credentials, "refresh_needed", _never)():
             async with self._lock:  # one resolution or refresh at a time; the others wait for it
                 if self._credentials is None:
-                    self._credentials = await asyncio.to_thread(resolve_credentials, self._settings)
+                    self._credentials = await _blocking(resolve_credentials, self._settings)
                 credentials = self._credentials
                 if getattr(credentials, "refresh_needed", _never)():
-                    return await asyncio.to_thread(credentials.get_frozen_credentials)
+                    return await _blocking(credentials.get_frozen_credentials)
         return credentials.get_frozen_credentials()
 
     async def sign(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
@@ -94,3 +97,16 @@ class SigV4Signer:
 
 def _never() -> bool:
     return False
+
+
+async def _blocking(function: Any, *args: Any) -> Any:
+    """``function(*args)`` in a thread (STS and instance metadata are network calls); any
+    failure to get credentials becomes `CredentialsUnavailable`."""
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    try:
+        return await asyncio.to_thread(function, *args)
+    except CredentialsUnavailable:
+        raise
+    except (BotoCoreError, ClientError) as exc:
+        raise CredentialsUnavailable(f"AWS credentials could not be obtained: {exc}") from None
