@@ -271,6 +271,28 @@ async def test_strict_clamp_lowers_converse_max_tokens(gateway, mock) -> None:
     assert 0 < (await last_upstream(mock))["body"]["inferenceConfig"]["maxTokens"] < 200
 
 
+async def test_a_stream_that_ignores_its_cap_is_cut_off_at_the_budget(gateway, mock) -> None:
+    await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000, "ignore_max_tokens": True})
+    running = strict(mock, gateway)
+    stream = await openai_sdk(running, KEY).chat.completions.create(model=MODEL, messages=HELLO, max_tokens=20,
+                                                                    stream=True)
+    text, finish = [], None
+    with pytest.raises(openai.APIError) as caught:
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+                finish = choice.finish_reason or finish
+    assert finish == "length" and "cut off" in str(caught.value.message)
+    used, limit = spent(running)
+    assert 20 < len("".join(text)) and len("".join(text)) <= used <= limit
+
+
+def spent(running: RunningGateway) -> tuple[int, int]:
+    budget = running.runtime.snapshot.keys_by_hash[hash_key(KEY)].limits.budget
+    state = running.counters().get(budget_counter(budget.id))
+    return (state.used if state else 0), budget.max_limit_nano
+
+
 # --- credentials --------------------------------------------------------------------------------
 
 async def test_credentials_from_the_environment(gateway, mock, monkeypatch) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import struct
 import zlib
 
+import orjson
 import pytest
 
+from tollway.governance.decisions import Decision, Denial
 from tollway.providers.adapters.bedrock_eventstream import (
     MAX_MESSAGE_LENGTH,
     EventStreamDecoder,
@@ -16,6 +18,7 @@ from tollway.providers.adapters.bedrock_eventstream import (
     encode_exception,
     encode_message,
 )
+from tollway.proxy.bedrock_metering import EventStreamMeter
 
 eventstream = pytest.importorskip("botocore.eventstream", reason="botocore is the bedrock extra")
 
@@ -104,3 +107,38 @@ def test_typed_headers_decode() -> None:
 def test_an_empty_message_round_trips() -> None:
     [message] = EventStreamDecoder().feed(encode_message({}, b""))
     assert message.headers == {} and message.payload == b"" and message.message_type == "event"
+
+
+# --- the stream meter in event-stream framing --------------------------------------------------
+
+def delta(text: str) -> bytes:
+    return encode_event("contentBlockDelta", orjson.dumps({"contentBlockIndex": 0, "delta": {"text": text}}))
+
+
+async def no_room(tokens: int) -> Denial | None:
+    return Denial(Decision.BUDGET_EXCEEDED, "no room")
+
+
+async def test_the_meter_relays_each_whole_message_as_it_arrives() -> None:
+    meter = EventStreamMeter(1_000, no_room)
+    first, second = delta("hello"), delta("world")
+    assert await meter.admit(first[:10]) == b""  # half a prelude: held
+    assert await meter.admit(first[10:] + second[:5]) == first  # relayed at once, not at the end of the stream
+    assert await meter.admit(second[5:]) == second
+    assert meter.settled_count() == 10 and not meter.cut
+
+
+async def test_the_meter_cuts_before_the_message_that_does_not_fit() -> None:
+    meter = EventStreamMeter(12, no_room)
+    start = encode_event("messageStart", b'{"role":"assistant"}')
+    stream = start + delta("0123456789") + delta("abcdef") + delta("x")
+    admitted = await meter.admit(stream)
+    assert admitted == start + delta("0123456789") and meter.cut and meter.counted == 10
+    assert meter.denial is not None
+
+
+async def test_the_meter_counts_tool_input_and_names() -> None:
+    meter = EventStreamMeter(0, no_room)
+    tool = encode_event("contentBlockStart", orjson.dumps({"contentBlockIndex": 1, "start": {"toolUse": {
+        "toolUseId": "tooluse_1234567890", "name": "get_weather"}}}))
+    assert await meter.admit(tool) == b"" and meter.cut  # the name is output too (11 bytes)
