@@ -284,7 +284,7 @@ async def test_a_stream_that_ignores_its_cap_is_cut_off_at_the_budget(gateway, m
                 finish = choice.finish_reason or finish
     assert finish == "length" and "cut off" in str(caught.value.message)
     used, limit = spent(running)
-    assert 20 < len("".join(text)) and len("".join(text)) <= used <= limit
+    assert len("".join(text)) > 20 and len("".join(text)) <= used <= limit
 
 
 def spent(running: RunningGateway) -> tuple[int, int]:
