@@ -11,6 +11,7 @@ import pytest
 
 from tollway.config.loader import ConfigError, settings_from_dict
 from tollway.providers.adapters import adapter_for
+from tollway.providers.apis import Api
 from tollway.providers.adapters.bedrock_signing import SigV4Signer
 from tollway.testing.mock_bedrock_auth import (
     MOCK_ACCESS_KEY_ID,
@@ -109,6 +110,15 @@ def test_bedrock_needs_no_key_and_defaults_to_the_regional_endpoint() -> None:
     adapter = adapter_for("bedrock")
     assert adapter.base_url(settings) == "https://bedrock-runtime.eu-west-1.amazonaws.com"
     assert adapter.auth_headers(settings.keys[0].value) == {}
+
+
+@pytest.mark.parametrize(("model", "segment"), [
+    ("us.anthropic.claude-3-5-haiku-20241022-v1:0", "us.anthropic.claude-3-5-haiku-20241022-v1%3A0"),
+    ("../../other", "..%2F..%2Fother"), ("..", "%2E%2E"), ("a b?c#d", "a%20b%3Fc%23d")])
+def test_a_model_id_cannot_leave_its_path_segment(model: str, segment: str) -> None:
+    adapter = adapter_for("bedrock")
+    url = adapter.url("https://host", provider(), Api.CONVERSE, model, stream=False)
+    assert url == f"https://host/model/{segment}/converse"
 
 
 def test_secrets_stay_out_of_the_settings_repr() -> None:

@@ -49,8 +49,11 @@ class BedrockAdapter(ProviderAdapter):
 
     def url(self, base: str, settings: ProviderSettings, api: Api, model: str, stream: bool) -> str:
         # The model id is the client's: quoted whole (`:` too, as the AWS SDKs do), so it
-        # cannot leave its path segment.
-        path = f"{base}/model/{quote(model, safe='-._~')}"
+        # cannot leave its path segment; "." and ".." would be read as dot segments.
+        segment = quote(model, safe="-._~")
+        if not segment.strip("."):
+            segment = segment.replace(".", "%2E")
+        path = f"{base}/model/{segment}"
         if api is Api.INVOKE_MODEL:
             return path + "/invoke"
         return path + ("/converse-stream" if stream else "/converse")
