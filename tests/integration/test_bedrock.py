@@ -142,6 +142,14 @@ async def test_bedrock_errors_reach_each_client_in_its_shape(gateway, mock) -> N
     assert refused.value.body["error"]["type"] == "rate_limit_error"
 
 
+async def test_an_answer_that_is_not_converse_is_a_502_naming_the_provider(gateway, mock) -> None:
+    running = gateway(config(mock))
+    await mock_control(mock, "POST", "/_mock/faults", {"path": "/model/", "status": 200, "body": {"unexpected": 1}})
+    with pytest.raises(openai.APIStatusError) as caught:
+        await openai_sdk(running).chat.completions.create(model=MODEL, messages=HELLO)
+    assert caught.value.status_code == 502 and "'bedrock'" in caught.value.message
+
+
 async def test_a_wrong_secret_is_refused_by_the_signature_check(gateway, mock) -> None:
     running = gateway(config(mock, {"aws_access_key_id": MOCK_ACCESS_KEY_ID, "aws_secret_access_key": "wrong"}))
     with pytest.raises(openai.PermissionDeniedError) as caught:

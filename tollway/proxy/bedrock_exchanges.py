@@ -17,7 +17,7 @@ import orjson
 
 from tollway.providers._chat_response_to_responses import chat_response_to_responses
 from tollway.providers._responses_request_to_chat import responses_request_to_chat
-from tollway.providers._translate_common import UpstreamStreamError
+from tollway.providers._translate_common import TranslationError, UpstreamStreamError
 from tollway.providers.adapters.bedrock_embeddings import embeddings_request, embeddings_response
 from tollway.providers.adapters.bedrock_eventstream import EventStreamDecoder, EventStreamError
 from tollway.providers.adapters.bedrock_request import chat_request_to_converse
@@ -132,8 +132,8 @@ class ViaConverse:
 
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
-        if body is None or not isinstance(body.get("output"), dict):
-            return self._client.error(502, data), None
+        if body is None or not isinstance(body.get("output"), dict):  # a 502 naming the provider
+            raise TranslationError("the Converse answer holds no output")
         # Converse does not name the model in its answer; the client knows which it asked for.
         return self._client.from_chat(converse_response_to_chat(body, "")), usage_from_converse(body.get("usage"))
 
@@ -160,8 +160,8 @@ class EmbeddingsViaInvokeModel:
     def response(self, data: bytes) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         translated = embeddings_response(body) if body is not None else None
-        if translated is None:
-            return openai_error_from(502, data), None
+        if translated is None:  # a 502 naming the provider
+            raise TranslationError("the InvokeModel answer holds no embeddings")
         return orjson.dumps(translated[0]), translated[1]
 
     def stream(self, request: ClientRequest) -> StreamConverter:
