@@ -193,6 +193,16 @@ async def test_anthropic_tool_use_reaches_converse(gateway, mock) -> None:
     assert message.stop_reason == "tool_use" and use.name == "get_weather" and use.input == {"city": "Paris"}
 
 
+async def test_anthropic_thinking_reaches_claude_on_bedrock(gateway, mock) -> None:
+    running = gateway(config(mock))
+    message = await anthropic_sdk(running).messages.create(
+        model=MODEL, max_tokens=3000, thinking={"type": "enabled", "budget_tokens": 2048}, messages=HELLO)
+    assert message.content[0].text
+    sent = (await last_upstream(mock))["body"]
+    assert sent["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert sent["inferenceConfig"]["maxTokens"] == 3000
+
+
 async def test_responses_api_reaches_converse_through_chat(gateway, mock) -> None:
     running = gateway(config(mock))
     response = await openai_sdk(running).responses.create(model=MODEL, input="Hi", max_output_tokens=3)

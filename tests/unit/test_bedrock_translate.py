@@ -96,6 +96,35 @@ def test_fields_converse_cannot_take_are_refused_by_name(field: str, value: Any)
     assert caught.value.field == field
 
 
+CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+
+
+def test_reasoning_effort_is_claudes_thinking_with_max_tokens_above_the_budget() -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    body = chat_request_to_converse({"messages": hi, "max_tokens": 100, "reasoning_effort": "low"}, CLAUDE)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert body["inferenceConfig"]["maxTokens"] == 2148
+    assert_valid_converse(body)
+    roomy = chat_request_to_converse({"messages": hi, "max_tokens": 9000, "reasoning_effort": "medium"}, CLAUDE)
+    assert roomy["inferenceConfig"]["maxTokens"] == 9000
+    assert "additionalModelRequestFields" not in chat_request_to_converse({"messages": hi, "reasoning_effort": "none"},
+                                                                          CLAUDE)
+
+
+@pytest.mark.parametrize(("extra", "model", "field"), [
+    ({}, "amazon.nova-pro-v1:0", "reasoning_effort"),
+    ({"reasoning_effort": "extreme"}, CLAUDE, "reasoning_effort"),
+    ({"temperature": 0.3}, CLAUDE, "temperature"),
+    ({"top_p": 0.5}, CLAUDE, "top_p"),
+    ({"tools": [TOOL], "tool_choice": "required"}, CLAUDE, "tool_choice"),
+])
+def test_thinking_that_claude_cannot_do_is_refused(extra: dict[str, Any], model: str, field: str) -> None:
+    with pytest.raises(TranslationError) as caught:
+        chat_request_to_converse({"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low", **extra},
+                                 model)
+    assert caught.value.field == field
+
+
 def test_neutral_values_of_refused_fields_pass() -> None:
     body = chat_request_to_converse({"messages": [{"role": "user", "content": "hi"}], "n": 1, "presence_penalty": 0,
                                      "response_format": {"type": "text"}, "logprobs": False})

@@ -125,7 +125,7 @@ class ViaConverse:
         self._client = client
 
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
-        return chat_request_to_converse(self._client.to_chat(request))
+        return chat_request_to_converse(self._client.to_chat(request), model)
 
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from tollway.providers._chat_options_to_messages import DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from tollway.providers._translate_common import JSON, TranslationError, parse_arguments, text_of
 from tollway.providers.field_rules import Action, FieldRule, check_fields
 
@@ -57,8 +58,9 @@ CHAT_TO_CONVERSE: Mapping[str, FieldRule] = MappingProxyType({
     "seed": _rule(Action.REFUSE, "Converse takes no seed"),
     "response_format": _rule(Action.REFUSE, "Converse has no JSON mode; describe the format in the prompt or use a "
                                             "tool", {"type": "text"}),
-    "reasoning_effort": _rule(Action.REFUSE, "thinking budgets differ per Bedrock model family and are not "
-                                             "translated"),
+    "reasoning_effort": _rule(Action.TRANSLATE, "Anthropic models: → additionalModelRequestFields.thinking "
+                                                "(budget_tokens by effort, maxTokens raised above it); refused for "
+                                                "other model families"),
     "logprobs": _rule(Action.REFUSE, "log probabilities are not translated", False),
     "top_logprobs": _rule(Action.REFUSE, "log probabilities are not translated", 0),
     "logit_bias": _rule(Action.REFUSE, "Converse has no logit bias", {}),
@@ -72,9 +74,9 @@ CHAT_TO_CONVERSE: Mapping[str, FieldRule] = MappingProxyType({
 })
 
 
-def chat_request_to_converse(body: Mapping[str, Any]) -> JSON:
-    """Translate a chat completions body into a `Converse` body (the model id and the
-    choice of stream go in the URL, not the body)."""
+def chat_request_to_converse(body: Mapping[str, Any], model: str = "") -> JSON:
+    """Translate a chat completions body for the Bedrock ``model`` into a `Converse` body
+    (the model id and the choice of stream go in the URL, not the body)."""
     check_fields(body, CHAT_TO_CONVERSE, _TO_BEDROCK)
     system, messages = _messages(body.get("messages"))
     out: JSON = {"messages": messages}
@@ -86,7 +88,41 @@ def chat_request_to_converse(body: Mapping[str, Any]) -> JSON:
     tool_config = _tool_config(body.get("tools"), body.get("tool_choice"), messages)
     if tool_config is not None:
         out["toolConfig"] = tool_config
+    _thinking(body.get("reasoning_effort"), model, out)
     return out
+
+
+def _thinking(effort: Any, model: str, out: JSON) -> None:
+    """reasoning_effort as Claude's extended thinking (Anthropic models only): the budget by
+    effort, maxTokens raised above it (Claude counts thinking within max_tokens and requires
+    budget_tokens < max_tokens). Claude thinks only at temperature 1, with top_p >= 0.95,
+    without a forced tool, and cannot continue a tool call whose thinking blocks chat
+    cannot carry: those are refused."""
+    if effort is None or effort == "none":
+        return
+    if ".anthropic." not in f".{model}":
+        raise TranslationError(f"reasoning_effort is translated for Anthropic models on Bedrock only (not {model!r})",
+                               field="reasoning_effort")
+    budget = EFFORT_BUDGET.get(effort) if isinstance(effort, str) else None
+    if budget is None:
+        raise TranslationError(f"reasoning_effort {effort!r} is not one of none, {', '.join(EFFORT_BUDGET)}",
+                               field="reasoning_effort")
+    config = out.setdefault("inferenceConfig", {})
+    if config.get("temperature", 1) != 1 or config.get("topP", 1) < 0.95:
+        field = "temperature" if config.get("temperature", 1) != 1 else "top_p"
+        raise TranslationError(f"{field} cannot be combined with reasoning_effort: Claude thinks only at temperature "
+                               "1 and top_p of 0.95 or more", field=field)
+    choice = (out.get("toolConfig") or {}).get("toolChoice") or {}
+    if "any" in choice or "tool" in choice:
+        raise TranslationError("a forced tool_choice cannot be combined with reasoning_effort on Claude",
+                               field="tool_choice")
+    last_assistant = next((m for m in reversed(out["messages"]) if m["role"] == "assistant"), None)
+    if last_assistant is not None and any("toolUse" in block for block in last_assistant["content"]):
+        raise TranslationError("reasoning_effort cannot continue a tool call on Claude: it needs the thinking blocks "
+                               "of the turn that called the tool, which chat cannot carry", field="reasoning_effort")
+    cap = config.get("maxTokens", DEFAULT_MAX_TOKENS)
+    config["maxTokens"] = cap + budget if cap <= budget else cap
+    out["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}
 
 
 def _messages(messages: Any) -> tuple[list[str], list[JSON]]:
