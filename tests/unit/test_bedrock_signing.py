@@ -11,8 +11,8 @@ import pytest
 
 from tollway.config.loader import ConfigError, settings_from_dict
 from tollway.providers.adapters import adapter_for
-from tollway.providers.apis import Api
 from tollway.providers.adapters.bedrock_signing import SigV4Signer
+from tollway.providers.apis import Api
 from tollway.testing.mock_bedrock_auth import (
     MOCK_ACCESS_KEY_ID,
     MOCK_SECRET_ACCESS_KEY,
