@@ -191,6 +191,11 @@ async def test_anthropic_tool_use_reaches_converse(gateway, mock) -> None:
         model=MODEL, max_tokens=50, tools=[tool], messages=[{"role": "user", "content": "weather in Paris?"}])
     use = next(block for block in message.content if block.type == "tool_use")
     assert message.stop_reason == "tool_use" and use.name == "get_weather" and use.input == {"city": "Paris"}
+    async with anthropic_sdk(running).messages.stream(model=MODEL, max_tokens=50, tools=[tool], messages=[
+            {"role": "user", "content": "weather in Paris?"}]) as stream:
+        final = await stream.get_final_message()
+    streamed = next(block for block in final.content if block.type == "tool_use")
+    assert final.stop_reason == "tool_use" and streamed.input == {"city": "Paris"} and streamed.id.startswith("tooluse_")
 
 
 async def test_anthropic_thinking_reaches_claude_on_bedrock(gateway, mock) -> None:

@@ -2,7 +2,8 @@
 `POST /model/{modelId}/converse`, `/converse-stream` (AWS event-stream framing),
 `/invoke` (Titan and Cohere embeddings), `POST /` with `Action=AssumeRole` (STS), and the
 control route `/_mock/bedrock` (GET/POST: `sts_duration_s`, `stream_exception_after`,
-`stream_exception`; the answer also lists the access keys STS `issued`).
+`stream_exception`; the answer also lists the access keys STS `issued`; `/_mock/reset`
+leaves these as they are).
 
 Every API request must be signed with SigV4 for a key the mock knows
 (`mock_bedrock_auth.MOCK_ACCESS_KEY_ID`, or one STS issued), verified as AWS does. Unknown
