@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tollway.errors import GatewayError
+from tollway.pricing import PriceCatalog
 from tollway.providers._translate_common import TranslationError, UpstreamStreamError
 from tollway.providers.adapters.bedrock_embeddings import embeddings_request, embeddings_response, model_family
 from tollway.providers.adapters.bedrock_request import CHAT_TO_CONVERSE, chat_request_to_converse
@@ -283,3 +284,12 @@ def test_a_bad_cap_is_a_400_naming_it() -> None:
     with pytest.raises(GatewayError) as caught:
         analyse(Api.CONVERSE, {"messages": [], "inferenceConfig": {"maxTokens": 0}}, "m")
     assert caught.value.param == "inferenceConfig.maxTokens"
+
+
+# --- price catalog --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["us.anthropic.claude-3-5-haiku-20241022-v1:0", "anthropic.claude-3-5-haiku-20241022-v1:0",
+                                   "amazon.nova-lite-v1:0", "us.amazon.nova-lite-v1:0", "amazon.titan-embed-text-v2:0"])
+def test_bedrock_model_ids_are_priced_from_the_aws_catalog(model: str) -> None:
+    price = PriceCatalog().price_for("bedrock", "my-bedrock", model)
+    assert price is not None and price.input > 0
