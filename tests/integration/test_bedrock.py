@@ -168,6 +168,17 @@ async def test_an_exception_mid_stream_ends_the_stream_with_an_error(gateway, mo
     assert "".join(text) == "tok0 tok1" and "ThrottlingException" in str(caught.value.message)
 
 
+async def test_a_connection_dropped_mid_stream_ends_the_stream_with_an_error(gateway, mock) -> None:
+    await mock_control(mock, "POST", "/_mock/faults", {"path": "/model/", "drop": "mid_stream", "after_chunks": 3})
+    running = gateway(config(mock))
+    stream = await openai_sdk(running).chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+    text = []
+    with pytest.raises(openai.APIError) as caught:
+        async for chunk in stream:
+            text.extend(choice.delta.content or "" for choice in chunk.choices)
+    assert "".join(text) == "tok0 tok1" and "interrupted" in str(caught.value.message)
+
+
 # --- Anthropic and Responses clients ------------------------------------------------------------
 
 async def test_anthropic_messages_reach_converse_through_chat(gateway, mock) -> None:
