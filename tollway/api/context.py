@@ -31,6 +31,7 @@ from tollway.pricing import PriceCatalog
 from tollway.providers.client import ProviderClient
 from tollway.store.changes import record_changes
 from tollway.store.database import Database
+from tollway.store.entity_counts import stored_count
 from tollway.store.entities import EntityWriter
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.usage import datetime_to_ms, ms_to_datetime
@@ -88,9 +89,16 @@ PageDep = Annotated[Page, Depends(_page)]
 
 
 def paginate(session: Session, statement: Select[Any], page: Page, order_by: Sequence[Any],
-             options: Sequence[Any] = ()) -> tuple[int, Sequence[Any]]:
-    """(rows matching in all, this page's rows in ``order_by`` order, loaded with ``options``)."""
-    total = session.scalar(select(func.count()).select_from(statement.subquery()))
+             options: Sequence[Any] = (), cursor: Any = None) -> tuple[int, Sequence[Any]]:
+    """(rows matching in all, this page's rows in ``order_by`` order, loaded with ``options``).
+
+    ``cursor`` (``id > after``) picks the page's rows, not what is counted: a deep page
+    costs one page. An unfiltered table's total is its stored count (no scan)."""
+    total = stored_count(session, statement)
+    if total is None:
+        total = session.scalar(select(func.count()).select_from(statement.subquery()))
+    if cursor is not None:
+        statement = statement.where(cursor)
     statement = statement.order_by(*order_by).limit(page.limit).offset(page.offset).options(*options)
     return int(total or 0), session.scalars(statement).all()
 
