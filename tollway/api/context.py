@@ -31,8 +31,8 @@ from tollway.pricing import PriceCatalog
 from tollway.providers.client import ProviderClient
 from tollway.store.changes import record_changes
 from tollway.store.database import Database
-from tollway.store.entity_counts import stored_count
 from tollway.store.entities import EntityWriter
+from tollway.store.entity_counts import stored_count
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.usage import datetime_to_ms, ms_to_datetime
 from tollway.store.version import bump_version, lock_config
