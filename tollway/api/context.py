@@ -65,7 +65,9 @@ class ManagedRuntime(Protocol):
     async def refresh_policy(self, force: bool = False) -> None: ...
 
 
-def _runtime(request: Request) -> ManagedRuntime:
+# The dependencies are coroutines: FastAPI runs a plain function in its thread pool, and
+# two thread hops per call held up the proxy on the same event loop (GIL hand-overs).
+async def _runtime(request: Request) -> ManagedRuntime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
@@ -78,7 +80,7 @@ class Page:
     offset: int
 
 
-def _page(
+async def _page(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
 ) -> Page:
