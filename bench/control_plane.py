@@ -427,6 +427,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="proxy requests per second (open loop)")
     parser.add_argument("--churn", type=float, default=100.0, help="changes per second during the churn phase")
     parser.add_argument("--api-rounds", type=int, default=50)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results (JSON)")
     parser.add_argument("--probe", action="store_true",
                         help="run the gateways under bench/stall_probe.py (reports beside the logs)")
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"],
@@ -451,9 +452,9 @@ def main() -> None:
         mock.send_signal(signal.SIGTERM)
         mock.wait(30)
         logs.close()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(ROOT)}; logs in {work}")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"written to {args.results}; logs in {work}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ def stored_count(session: Session, statement: Select[Any]) -> int | None:
     if narrowed:
         return None
     froms = statement.get_final_froms()
-    if len(froms) != 1 or getattr(froms[0], "name", None) not in COUNTED:
+    table = getattr(froms[0], "name", None) if len(froms) == 1 else None
+    if table not in COUNTED:
         return None
-    return session.scalar(select(EntityCount.row_count).where(EntityCount.table_name == froms[0].name))
+    count: int | None = session.execute(select(EntityCount.row_count).where(EntityCount.table_name == table)).scalar()
+    return count

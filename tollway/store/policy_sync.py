@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import itertools
 import logging
 from collections.abc import Callable, Mapping
@@ -111,6 +112,8 @@ class PolicyFollower:
         snapshot = await PolicyReader(session, self.defaults).snapshot(self.enforce_virtual_keys, version,
                                                                        keys=not self.keys_on_demand)
         self.policy = await indexed(snapshot)
+        if len(snapshot.keys_by_hash) >= FREEZE_FROM_KEYS:
+            _freeze_for_the_collector()
         self.full_loads += 1
         self.key_epoch += 1
         if self.on_keys_changed is not None:
@@ -118,3 +121,16 @@ class PolicyFollower:
 
 
 _KEY_KINDS = frozenset({"virtual_key", "provider_config"})
+FREEZE_FROM_KEYS = 10_000
+
+
+def _freeze_for_the_collector() -> None:
+    """Move every object alive now, the new policy's included, out of the garbage
+    collector's scans (`gc.freeze`). A policy of 100,000 keys is over half a million
+    objects: a full collection scanning them took 0.9–2 s on the loaded 2-core machine
+    (none once frozen), and collections run while requests wait. The runtime freezes at
+    start; this covers a full reload later (a gap in the change log). The young
+    generations are collected first, so that little garbage is frozen with it (frozen
+    objects are still freed when their last reference goes)."""
+    gc.collect(1)
+    gc.freeze()
