@@ -1,14 +1,16 @@
-"""Where a gateway's event loop stalls: run ``tollway`` under a probe that times every
-callback the loop runs, samples the main thread's stack while one runs long, and times
-the garbage collector's pauses (py-spy is not available everywhere).
+"""Where a gateway's event loop stalls: run ``tollway`` under a probe that notes how late
+a 1 ms heartbeat on the loop runs (with the main thread's CPU time across the gap, which
+tells the process's own work from a wait for a core), samples the main thread's stack
+while the loop is late, and times the garbage collector's pauses (py-spy is not
+available everywhere; the gateway runs on uvloop, whose callbacks cannot be wrapped).
 
     python bench/stall_probe.py serve --config gw.yaml --port 8080   # like `python -m tollway`
 
-``TOLLWAY_STALL_REPORT`` names the JSON file written at exit (and every 5 s): the
-callbacks over ``TOLLWAY_STALL_MS`` (default 3) by what ran, the sampled stacks of the
-long ones (tollway and SQLAlchemy frames, most frequent first) and the GC pauses by
-generation. The probe costs a few microseconds per callback; compare figures taken with
-it against each other, not against an unprobed run.
+``TOLLWAY_STALL_REPORT`` names the JSON file written at exit (and every 5 s): the late
+beats over ``TOLLWAY_STALL_MS`` (default 3) as (wall, CPU) ms, the sampled stacks
+(innermost frame, then tollway / SQLAlchemy / driver frames; most frequent first) and
+the GC pauses by generation. The probe costs a callback a millisecond and a sampling
+thread: compare runs taken with it against each other, not against unprobed runs.
 """
 
 from __future__ import annotations

@@ -192,6 +192,8 @@ def test_the_unfiltered_count_stays_exact_through_creates_bulk_creates_failed_bu
 
 
 def test_concurrent_creates_give_the_exact_count(gateway, api) -> None:
+    if gateway.runtime.db.dialect == "sqlite":
+        pytest.skip("SQLite has one writer at a time: concurrent writers wait for its lock (and time out under load)")
     before = listed_count(api)
     prefix = unique("concurrent")
 
