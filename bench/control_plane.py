@@ -367,10 +367,16 @@ async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace) ->
     return result
 
 
-def start_gateway(config: Path, port: int, logs: object) -> tuple[subprocess.Popen, float]:
+def start_gateway(config: Path, port: int, logs: object, probe: Path | None = None) -> tuple[subprocess.Popen, float]:
+    """A gateway on ``port``; with ``probe``, under `stall_probe` writing its report there."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(config), "--port", str(port)],
-                               stdout=logs, stderr=logs, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runner = ["-m", "tollway"]
+    if probe is not None:
+        runner = [str(Path(__file__).resolve().parent / "stall_probe.py")]
+        env["TOLLWAY_STALL_REPORT"] = str(probe)
+    process = subprocess.Popen([sys.executable, *runner, "serve", "--config", str(config), "--port", str(port)],
+                               stdout=logs, stderr=logs, env=env)
     wait_http(f"http://127.0.0.1:{port}/health", timeout_s=600, process=process)
     return process, time.perf_counter() - started
 
@@ -382,10 +388,11 @@ def run_point(url: str, count: int, args: argparse.Namespace, work: Path, mock_p
     config.write_text(yaml.safe_dump(gateway_config(url, mock_port)))
     with ExitStack() as stack, open(work / f"gateways-{count}.log", "wb") as logs:
         a_port, b_port = free_port(), free_port()
-        node_a, point["start_s"] = start_gateway(config, a_port, logs)
+        probes = {node: work / f"stalls-{count}-{node}.json" if args.probe else None for node in "ab"}
+        node_a, point["start_s"] = start_gateway(config, a_port, logs, probes["a"])
         stack.callback(_stop, node_a)
         point["rss_mib"] = rss_mib(node_a.pid)
-        node_b, _ = start_gateway(config, b_port, logs)
+        node_b, _ = start_gateway(config, b_port, logs, probes["b"])
         stack.callback(_stop, node_b)
         point |= asyncio.run(measure_nodes(f"http://127.0.0.1:{a_port}", f"http://127.0.0.1:{b_port}", count, args))
     return point
@@ -420,6 +427,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="proxy requests per second (open loop)")
     parser.add_argument("--churn", type=float, default=100.0, help="changes per second during the churn phase")
     parser.add_argument("--api-rounds", type=int, default=50)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results (JSON)")
+    parser.add_argument("--probe", action="store_true",
+                        help="run the gateways under bench/stall_probe.py (reports beside the logs)")
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"],
                         help="which to measure (default: SQLite, and PostgreSQL when --postgres is given)")
     args = parser.parse_args()
@@ -442,9 +452,9 @@ def main() -> None:
         mock.send_signal(signal.SIGTERM)
         mock.wait(30)
         logs.close()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(ROOT)}; logs in {work}")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"written to {args.results}; logs in {work}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """Virtual keys at scale through the management API: the bulk endpoint (all or nothing,
-every entry checked before anything is written, values shown once) and the list's
-indexed filters (name prefix, id cursor), on SQLite and on PostgreSQL."""
+every entry checked before anything is written, values shown once), the list's indexed
+filters (name prefix, id cursor) and its exact count (a stored count, kept by every
+write), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2
 import openai
 import pytest
+from sqlalchemy import text
 
-from tests.api.support import MockThread, gateway_config, unique
+from tests.api.support import MockThread, admin, gateway_config, unique
 from tests.support.gateway import RunningGateway, start_gateway
 
 KEYS = "/api/governance/virtual-keys"
@@ -148,3 +151,62 @@ def test_name_prefix_is_exact_and_case_sensitive_and_the_cursor_pages_through_ev
         seen += [key["id"] for key in page]
         after = page[-1]["id"]
     assert seen == sorted(key["id"] for key in found)
+
+
+def stored_keys(gateway: RunningGateway) -> int:
+    """The number of key rows, counted in the database (not through the API)."""
+    async def count() -> int:
+        async with gateway.runtime.db.session() as session:
+            return int(await session.scalar(text("SELECT count(*) FROM virtual_keys")))
+
+    return gateway.call(count())
+
+
+def listed_count(api: httpx2.Client, **params: Any) -> int:
+    page = api.get(KEYS, params={"limit": 1} | params)
+    assert page.status_code == 200, page.text
+    return int(page.json()["count"])
+
+
+def test_the_unfiltered_count_stays_exact_through_creates_bulk_creates_failed_bulks_and_deletes(gateway, api) -> None:
+    """The list's unfiltered ``count`` is the stored count the writes keep (not a scan of
+    a million rows); it must be as exact as counting."""
+    before = listed_count(api)
+    assert before == stored_keys(gateway)
+    one = api.post(KEYS, json={"name": unique("counted")}).json()["virtual_key"]
+    prefix = unique("counted-bulk")
+    assert api.post(BULK, json={"virtual_keys": [{"name": f"{prefix}-{i}"} for i in range(120)]}).status_code == 201
+    assert listed_count(api) == before + 121 == stored_keys(gateway)
+
+    late_failure = [{"name": f"{prefix}-x{i}"} for i in range(150)]
+    late_failure[140]["budget"] = {"max_limit": "0.0000000001", "reset_duration": "1d"}
+    assert api.post(BULK, json={"virtual_keys": late_failure}).status_code == 422  # 140 rows written, undone
+    assert listed_count(api) == before + 121 == stored_keys(gateway)
+
+    assert api.delete(f"{KEYS}/{one['id']}").status_code == 200
+    assert listed_count(api) == before + 120 == stored_keys(gateway)
+    # A cursor page counts every page too (the cursor only picks where the page starts),
+    # and a filtered list counts what matches.
+    assert listed_count(api, after=one["id"]) == before + 120
+    assert listed_count(api, name_prefix=prefix) == 120 == listed_count(api, name_prefix=prefix, after=prefix)
+
+
+def test_concurrent_creates_give_the_exact_count(gateway, api) -> None:
+    if gateway.runtime.db.dialect == "sqlite":
+        pytest.skip("SQLite has one writer at a time: concurrent writers wait for its lock (and time out under load)")
+    before = listed_count(api)
+    prefix = unique("concurrent")
+
+    def create(index: int) -> int:
+        with admin(gateway) as client:
+            if index % 3:
+                return client.post(KEYS, json={"name": f"{prefix}-{index}"}).status_code
+            body = {"virtual_keys": [{"name": f"{prefix}-{index}-{i}"} for i in range(10)]}
+            return client.post(BULK, json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(create, range(24)))
+
+    assert statuses == [201] * 24
+    assert listed_count(api) == before + 16 + 8 * 10 == stored_keys(gateway)
+    assert listed_count(api, name_prefix=prefix) == 96

@@ -32,6 +32,7 @@ from tollway.providers.client import ProviderClient
 from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
+from tollway.store.entity_counts import stored_count
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.usage import datetime_to_ms, ms_to_datetime
 from tollway.store.version import bump_version, lock_config
@@ -64,7 +65,9 @@ class ManagedRuntime(Protocol):
     async def refresh_policy(self, force: bool = False) -> None: ...
 
 
-def _runtime(request: Request) -> ManagedRuntime:
+# The dependencies are coroutines: FastAPI runs a plain function in its thread pool, and
+# two thread hops per call held up the proxy on the same event loop (GIL hand-overs).
+async def _runtime(request: Request) -> ManagedRuntime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
@@ -77,7 +80,7 @@ class Page:
     offset: int
 
 
-def _page(
+async def _page(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
 ) -> Page:
@@ -88,9 +91,16 @@ PageDep = Annotated[Page, Depends(_page)]
 
 
 def paginate(session: Session, statement: Select[Any], page: Page, order_by: Sequence[Any],
-             options: Sequence[Any] = ()) -> tuple[int, Sequence[Any]]:
-    """(rows matching in all, this page's rows in ``order_by`` order, loaded with ``options``)."""
-    total = session.scalar(select(func.count()).select_from(statement.subquery()))
+             options: Sequence[Any] = (), cursor: Any = None) -> tuple[int, Sequence[Any]]:
+    """(rows matching in all, this page's rows in ``order_by`` order, loaded with ``options``).
+
+    ``cursor`` (``id > after``) picks the page's rows, not what is counted: a deep page
+    costs one page. An unfiltered table's total is its stored count (no scan)."""
+    total = stored_count(session, statement)
+    if total is None:
+        total = session.scalar(select(func.count()).select_from(statement.subquery()))
+    if cursor is not None:
+        statement = statement.where(cursor)
     statement = statement.order_by(*order_by).limit(page.limit).offset(page.offset).options(*options)
     return int(total or 0), session.scalars(statement).all()
 

@@ -108,15 +108,16 @@ class EntityRoutes(Generic[RowT]):
         return self.envelope(message, shown)
 
     async def page(self, runtime: ManagedRuntime, page: Page, statement: Select[Any], search: str | None,
-                   order_by: Sequence[Any] | None = None) -> dict[str, Any]:
-        """``page`` of ``statement``'s rows (narrowed by ``search``) in ``order_by`` order
-        (default: by id), as the list envelope ``{kind + "s": [view], "count", "limit", "offset"}``."""
+                   order_by: Sequence[Any] | None = None, cursor: Any = None) -> dict[str, Any]:
+        """``page`` of ``statement``'s rows (narrowed by ``search``, from ``cursor`` on) in
+        ``order_by`` order (default: by id), as the list envelope ``{kind + "s": [view],
+        "count", "limit", "offset"}``; ``count`` counts every page, not from the cursor."""
         if search:
             statement = statement.where(search_filter(search, *self.searched))
         live = LiveUsage()
 
         def query(session: Session) -> tuple[int, list[dict[str, Any]]]:
-            total, rows = paginate(session, statement, page, order_by or (self.table.id,), self.options)
+            total, rows = paginate(session, statement, page, order_by or (self.table.id,), self.options, cursor)
             return total, [self.view(row, live) for row in rows]
 
         total, views = await read(runtime, query)

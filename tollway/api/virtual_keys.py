@@ -70,20 +70,20 @@ async def list_keys(
                                              description="Keys whose name starts with this (case-sensitive; indexed).")] = None,
     after: Annotated[str | None, Query(min_length=1, max_length=256,
                                        description="Only keys whose id sorts after this one: the last id of the "
-                                                   "previous page (fast at any depth, unlike offset).")] = None,
+                                                   "previous page (fast at any depth, unlike offset). "
+                                                   "`count` still counts every page.")] = None,
 ) -> dict[str, Any]:
     statement = select(VirtualKey)
     if name_prefix is not None:
         statement = statement.where(name_prefix_filter(name_prefix, runtime.db.dialect))
-    if after is not None:
-        statement = statement.where(VirtualKey.id > after)
     if team_id is not None:
         statement = statement.where(VirtualKey.team_id == team_id)
     if customer_id is not None:
         statement = statement.where(VirtualKey.customer_id == customer_id)
     if is_active is not None:
         statement = statement.where(VirtualKey.is_active == is_active)
-    return await KEYS.page(runtime, page, scope_keys(statement), search)
+    cursor = VirtualKey.id > after if after is not None else None
+    return await KEYS.page(runtime, page, scope_keys(statement), search, cursor=cursor)
 
 
 @router.post("", status_code=201, response_model=VirtualKeyEnvelope, summary="Create a virtual key")

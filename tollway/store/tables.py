@@ -407,6 +407,18 @@ class ConfigChange(Base):
     entity_id: Mapped[str] = mapped_column(String(512))  # "key/provider" for a key's provider config
 
 
+class EntityCount(Base):
+    """How many rows a governed entity's table holds, kept exact by triggers on that table
+    (migration 0017_entity_counts) in the transaction that inserts or deletes the rows:
+    an unfiltered list's ``count`` at a million keys without counting them
+    (`tollway.store.entity_counts`)."""
+
+    __tablename__ = "entity_counts"
+
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class AlertWebhook(Base):
     """A webhook added through the management API (those of the config file live there).
     The secret signs deliveries, so it is kept as given: it is never shown after creation."""

@@ -9,11 +9,14 @@ no write; anything else is written, whoever changed it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from tollway.governance.counters.base import CounterState
 from tollway.store.database import Database
 from tollway.store.usage import save_counters
+
+COMPARED_PER_TURN = 5000  # states compared per turn of the event loop (about a millisecond)
 
 
 class UsageFlusher:
@@ -27,10 +30,25 @@ class UsageFlusher:
         """Write the states that changed; returns how many. A failed write is retried
         whole at the next flush (nothing is marked written)."""
         stored = self._stored
-        changed = {name: state for name, state in states.items() if stored.get(name) != state}
+        changed = await _changed(states, stored)
         if changed:
             await save_counters(self.db, changed)
             stored.update(changed)
         if len(stored) > len(states):  # counters forgotten (limits deleted): stop tracking them
             self._stored = {name: stored[name] for name in states if name in stored}
         return len(changed)
+
+
+async def _changed(states: Mapping[str, CounterState], stored: Mapping[str, CounterState]) -> dict[str, CounterState]:
+    """The states that differ from ``stored``, with a turn of the event loop every
+    `COMPARED_PER_TURN` (200,000 counters compared at once held requests up). One state
+    at a time, nothing kept but the changed ones: a slice held in a list lived through
+    collections of the young generations, and its objects went on to make each flush
+    run the collector's oldest generation."""
+    changed: dict[str, CounterState] = {}
+    for count, (name, state) in enumerate(states.items(), 1):
+        if stored.get(name) != state:
+            changed[name] = state
+        if count % COMPARED_PER_TURN == 0:
+            await asyncio.sleep(0)
+    return changed

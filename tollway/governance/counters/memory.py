@@ -8,8 +8,9 @@ with respect to every other task without a lock. Keep it that way: an ``await`` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from tollway.governance.counters.base import (
     AcquireResult,
@@ -21,6 +22,7 @@ from tollway.governance.counters.base import (
 )
 
 log = logging.getLogger(__name__)
+EXPORT_BATCH = 2000  # counters exported per turn of the event loop (about a millisecond)
 
 
 class _Cell:
@@ -96,8 +98,22 @@ class MemoryCounterStore:
             else:
                 cell.used, cell.last_reset_ms = 0, now_ms
 
-    async def export(self) -> dict[str, CounterState]:
-        return {name: CounterState(cell.used, cell.last_reset_ms) for name, cell in self._cells.items()}
+    async def export(self) -> Mapping[str, CounterState]:
+        """Every counter's state, `EXPORT_BATCH` counters per turn of the event loop: a
+        hundred thousand keys hold 200,000 counters, whose export in one go held up the
+        requests for hundreds of milliseconds. Reading only, it may await: each counter's
+        state is read whole, as of the turn that reads it."""
+        cells = self._cells
+        names = list(cells)  # the names only: a list of pairs would be 200,000 more objects
+        pairs: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(names), EXPORT_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            for name in names[start:start + EXPORT_BATCH]:
+                cell = cells.get(name)
+                if cell is not None:  # forgotten meanwhile: not exported
+                    pairs[name] = (cell.used, cell.last_reset_ms)
+        return _Exported(pairs)
 
     async def load(self, states: Mapping[str, CounterState]) -> None:
         for name, state in states.items():
@@ -123,3 +139,28 @@ class MemoryCounterStore:
 
 def _readings(cells: list[_Cell]) -> tuple[CounterReading, ...]:
     return tuple([new_tuple(CounterReading, (cell.used, cell.reserved, cell.last_reset_ms)) for cell in cells])
+
+
+class _Exported(Mapping[str, CounterState]):
+    """Exported states, held as plain ``(used, last_reset_ms)`` pairs and read as
+    `CounterState`: the collector stops tracking a tuple of ints at its first look, while
+    200,000 `CounterState` objects alive across a sliced export reached the oldest
+    generation and made each of its collections scan them all (tens of milliseconds)."""
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: dict[str, tuple[int, int]]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, name: str) -> CounterState:
+        used, last_reset_ms = self._pairs[name]
+        return CounterState(used, last_reset_ms)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self.items())!r})"
