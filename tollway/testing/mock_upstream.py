@@ -27,6 +27,7 @@ except ImportError:  # uvloop is optional (absent on Windows)
     uvloop = None
 
 from tollway.testing import mock_anthropic, mock_openai
+from tollway.testing.mock_batches import add_batch_routes
 from tollway.testing.mock_control import add_control_routes
 from tollway.testing.mock_gemini import add_gemini_routes
 from tollway.testing.mock_http import STATE_KEY, MockCall, endpoint
@@ -71,6 +72,7 @@ def create_mock_app(settings: MockSettings | None = None) -> web.Application:
     add_responses_routes(app)
     add_gemini_routes(router)
     add_media_routes(app)
+    add_batch_routes(app)
     add_control_routes(app)
     return app
 

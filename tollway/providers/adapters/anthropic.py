@@ -23,6 +23,7 @@ class AnthropicAdapter(ProviderAdapter):
     translation_api = Api.MESSAGES
     paths = MappingProxyType({Api.MESSAGES: "/v1/messages", Api.COUNT_TOKENS: "/v1/messages/count_tokens"})
     models_path = "/v1/models"
+    batch_api = "anthropic"
 
     def base_url(self, settings: ProviderSettings) -> str:
         # The SDKs' base URL has no /v1; one configured with it is accepted as well.

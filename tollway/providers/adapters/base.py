@@ -42,6 +42,9 @@ class ProviderAdapter:
     # refusal of the others adds for the operator.
     media_apis: frozenset[Api] = frozenset()
     media_note: str = ""
+    # Its batch API (`tollway.proxy.batch_*`): "openai" (`/files` and `/batches`) or
+    # "anthropic" (`/v1/messages/batches`); None where the gateway has none for it.
+    batch_api: str | None = None
 
     def base_url(self, settings: ProviderSettings) -> str:
         """The configured base URL (or the type's default), without a trailing slash."""
@@ -75,6 +78,11 @@ class ProviderAdapter:
     def responses_url(self, base: str, settings: ProviderSettings, suffix: str) -> str:
         """The URL of ``/responses`` + ``suffix`` (the stored-response routes)."""
         return f"{base}/responses{suffix}"
+
+    def batch_url(self, base: str, settings: ProviderSettings, path: str) -> str:
+        """The URL of a files or batches route: ``path`` as the provider's own API names it
+        below its base (``/files``, ``/batches/{id}/cancel``, ``/v1/messages/batches``)."""
+        return base + path
 
     def upstream_model(self, settings: ProviderSettings, model: str) -> str:
         """The model name the provider expects in a body."""

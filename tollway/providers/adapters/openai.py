@@ -35,6 +35,7 @@ class OpenAIAdapter(ProviderAdapter):
     paths = OPENAI_PATHS
     media_apis = frozenset(MEDIA_PATHS)
     serves_responses_api_by_default = True
+    batch_api = "openai"
 
 
 class PresetAdapter(ProviderAdapter):
