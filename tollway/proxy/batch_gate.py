@@ -20,7 +20,7 @@ from tollway.errors import GatewayError, bad_request, governance_unavailable, up
 from tollway.governance.counters.base import CounterStore, CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
-from tollway.governance.engine import RequestFacts, hash_key
+from tollway.governance.engine import RequestFacts, hash_key, identify_key
 from tollway.governance.model import PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.names import model_key
 from tollway.pricing import PriceCatalog
@@ -111,10 +111,15 @@ class BatchGate:
             self.services.sink.record(outcome)
 
     async def identify(self, scope: Scope) -> Caller:
+        """The caller, or `Refused` for a missing (where keys are enforced), unknown, expired
+        or blocked key: before anything about a batch or file is looked up."""
         value = presented_key(scope)
         key_hash = hash_key(value) if value else None
         snapshot = await self.services.snapshot.for_key(key_hash)
-        return Caller(key_hash, snapshot, snapshot.keys_by_hash.get(key_hash) if key_hash else None)
+        key = identify_key(snapshot, key_hash, self.services.clock_ms())
+        if isinstance(key, Denial):
+            raise Refused(key)
+        return Caller(key_hash, snapshot, key)
 
     def resolve(self, caller: Caller, model: str, batch_api: str) -> BatchTarget:
         """Where a batch of ``model`` goes for ``caller``; a 400 naming a provider without
