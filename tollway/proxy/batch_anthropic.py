@@ -19,6 +19,7 @@ import orjson
 
 from tollway.asgi import JSON_HEADERS, Receive, Scope, Send, header, read_body, respond
 from tollway.errors import GatewayError, bad_request
+from tollway.providers.client import ProviderClient
 from tollway.proxy.batch_gate import BatchGate, call
 from tollway.proxy.batch_lines import BatchTally
 from tollway.proxy.batch_submit import Submission, submit
@@ -124,8 +125,9 @@ class AnthropicBatches:
                 await _answer(send, status, data, content_type, outcome, admission.headers)
 
 
-def _url(provider: Any, path: str) -> str:
-    return provider.adapter.batch_url(provider.base_url, provider.settings, path)
+def _url(provider: ProviderClient, path: str) -> str:
+    url: str = provider.adapter.batch_url(provider.base_url, provider.settings, path)
+    return url
 
 
 def _own_results_url(scope: Scope, data: bytes) -> bytes:
@@ -137,7 +139,8 @@ def _own_results_url(scope: Scope, data: bytes) -> bytes:
     if not host:
         server = scope.get("server") or ("127.0.0.1", 80)
         host = f"{server[0]}:{server[1]}"
-    batch["results_url"] = f"{scope.get('scheme', 'http')}://{host}{PREFIX}{batch['id']}/results"
+    scheme = str(scope.get("scheme", "http"))
+    batch["results_url"] = f"{scheme}://{host}{PREFIX}{batch['id']}/results"
     return orjson.dumps(batch)
 
 

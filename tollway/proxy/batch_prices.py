@@ -74,9 +74,11 @@ def _catalog_ratio(info: gp.ModelInfo) -> Decimal | None:
     for variant in info.price_variants or ():
         if variant.when.get("processing") != "batch":
             continue
-        shares = [_base(getattr(variant.prices, name)) / _base(getattr(standard, name))
-                  for name in ("input_mtok", "output_mtok")
-                  if _base(getattr(variant.prices, name)) is not None and _base(getattr(standard, name))]
+        shares = []
+        for name in ("input_mtok", "output_mtok"):
+            batch, full = _base(getattr(variant.prices, name)), _base(getattr(standard, name))
+            if batch is not None and full:
+                shares.append(batch / full)
         if shares:
             return min(FULL_PRICE, max(shares))
     return None

@@ -104,7 +104,7 @@ async def claim(db: Database, batch_id: str, owner: str, now: datetime, lease: t
             update(Batch).where(Batch.id == batch_id, Batch.state == OPEN,
                                 or_(Batch.lease_until.is_(None), Batch.lease_until < now))
             .values(lease_owner=owner, lease_until=now + lease))
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
+        if _rows(taken) != 1:
             return None
         return await session.get(Batch, batch_id)
 
@@ -127,4 +127,10 @@ async def mark_settled(db: Database, batch_id: str, owner: str, now: datetime, s
             .values(state=SETTLED, settled_at=now, provider_status=settlement.provider_status,
                     actual_tokens=settlement.tokens, actual_cost_nano=settlement.cost_nano, lease_owner=None,
                     lease_until=None))
-        return done.rowcount == 1  # type: ignore[attr-defined]
+        return _rows(done) == 1
+
+
+def _rows(result: object) -> int:
+    """Rows an UPDATE matched (its `CursorResult.rowcount`)."""
+    count = getattr(result, "rowcount", 0)
+    return count if isinstance(count, int) else 0
