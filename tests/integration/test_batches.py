@@ -19,6 +19,7 @@ from sqlalchemy import select
 from tests.integration.conftest import mock_control
 from tests.integration.test_governance import key, key_limits
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.redis_server import require_redis
 from tollway.governance.model import budget_counter, request_counter, token_counter
 from tollway.providers.client import Api
 from tollway.proxy.worst_case import analyse
@@ -256,3 +257,28 @@ async def test_two_followers_settle_a_batch_once(gateway, mock, tmp_path) -> Non
 
     settled = running.call(row())
     assert settled is not None and settled.state == "settled" and settled.actual_tokens == 2 * (PROMPT + OUTPUT)
+
+
+@pytest.fixture(scope="module")
+def shared_redis():
+    server = require_redis()
+    yield server
+    server.stop()
+
+
+async def test_two_nodes_on_redis_and_postgresql_share_the_charge_and_one_settles_it(gateway, mock, postgres_server,
+                                                                                      shared_redis) -> None:
+    shared = {"database_url": postgres_server.create_database(),
+              "counters": {"backend": "redis", "url": shared_redis.url}}
+    nodes = [batch_gateway(gateway, mock, [key(KEY, **LIMITS)], **shared) for _ in range(2)]
+    client = sdk(nodes[0])
+    lines = [chat_line(i) for i in range(3)]
+    batch = await client.batches.create(input_file_id=await upload(client, lines), endpoint="/v1/chat/completions",
+                                        completion_window="24h")
+    tokens, cost = worst(lines)
+    assert counters(nodes[1]) == (4, tokens, cost)  # one set of limits: the other node sees the charge
+    assert (await sdk(nodes[1]).batches.retrieve(batch.id)).id == batch.id  # and knows whose batch it is
+    await mock_control(mock, "POST", f"/_mock/batches/{batch.id}/complete")
+    settled = await asyncio.gather(*(follow_up(node) for node in nodes))
+    assert sorted(settled) == [0, 1]  # settled once, by one of them
+    assert counters(nodes[0])[1:] == (3 * (PROMPT + OUTPUT), 3 * math.ceil((PROMPT * NANO_IN + OUTPUT * NANO_OUT) * 0.5))
