@@ -171,3 +171,9 @@ async def test_azure_openai_batches_go_to_the_deployment(gateway, mock, oai) -> 
     await mock_control(mock, "POST", f"/_mock/batches/{batch.id}/complete")
     assert await follow_up(running) == 1
     assert counters(running)[1] == 15  # 10 prompt + 5 output tokens, as the results say
+
+
+async def test_a_key_limited_to_some_models_lists_its_batches_before_it_has_any(gateway, mock) -> None:
+    running = batch_gateway(gateway, mock, [key(KEY, allowed_models=["openai/gpt-4o-mini"], **LIMITS)])
+    assert (await sdk(running).batches.list()).data == []
+    assert counters(running)[0] == 1  # a request like any other

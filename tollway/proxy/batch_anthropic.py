@@ -75,7 +75,7 @@ class AnthropicBatches:
                           key=lambda row: (row.created_at, row.id), reverse=True)
             limit = _limit(scope)
             page = rows[:limit]
-            provider, model = (rows[0].provider, rows[0].model) if rows else _any_anthropic(gate)
+            provider, model = (rows[0].provider, rows[0].model) if rows else gate.listing_target(caller, "anthropic")
             async with gate.operation(caller, provider, model, outcome) as admission:
                 found = await asyncio.gather(*(self._fetch(scope, row.provider, row.model, row.provider_key_id, row.id)
                                                for row in page))
@@ -153,13 +153,6 @@ def _limit(scope: Scope) -> int:
             except ValueError:
                 raise bad_request("'limit' must be a number from 1 to 1000", "limit") from None
     return 20
-
-
-def _any_anthropic(gate: BatchGate) -> tuple[str, str]:
-    for name, provider in gate.services.providers.items():
-        if provider.adapter.batch_api == "anthropic":
-            return name, "batches"
-    raise bad_request("no provider of this gateway takes Anthropic message batches")
 
 
 async def _answer(send: Send, status: int, data: bytes, content_type: str, outcome: Outcome,

@@ -20,7 +20,7 @@ from tollway.errors import GatewayError, bad_request, governance_unavailable, up
 from tollway.governance.counters.base import CounterStore, CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
-from tollway.governance.engine import RequestFacts, hash_key, identify_key
+from tollway.governance.engine import RequestFacts, access_denial, hash_key, identify_key
 from tollway.governance.model import PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.names import model_key
 from tollway.pricing import PriceCatalog
@@ -158,6 +158,26 @@ class BatchGate:
             await enforcer.settle(admission.reservation, 0, 0)
         finally:
             await enforcer.release(admission.reservation)
+
+    def listing_target(self, caller: Caller, batch_api: str) -> tuple[str, str]:
+        """A provider and model to admit a list of a key's batches by, when it has none yet:
+        one of the batch API's providers with a model the key may use there."""
+        candidates = []
+        for name, provider in self.services.providers.items():
+            if provider.adapter.batch_api != batch_api:
+                continue
+            key = caller.key
+            named = set(key.allowed_models) if key is not None else set()
+            config = key.provider_configs.get(name) if key is not None else None
+            named |= set(config.allowed_models) if config is not None else set()
+            models = sorted(model.removeprefix(f"{name}/") for model in named) or ["batches"]
+            candidates += [(name, model) for model in models]
+        if not candidates:
+            raise bad_request(f"no provider of this gateway takes {batch_api} batches")
+        if caller.key is None:
+            return candidates[0]
+        key = caller.key
+        return next((c for c in candidates if access_denial(key, c[0], model_key(c[1])) is None), candidates[0])
 
     def provider_key(self, provider: ProviderClient, model: str, key_id: str | None = None,
                      allowed: frozenset[str] = frozenset()) -> ProviderKey:

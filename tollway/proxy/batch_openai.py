@@ -146,7 +146,7 @@ class OpenAIBatches:
             rows = sorted(await batches_of_key(gate.services.db, caller.key_id, "openai"),
                           key=lambda row: (row.created_at, row.id), reverse=True)
             page, more = _page(rows, scope)
-            provider, model = (rows[0].provider, rows[0].model) if rows else _any_openai(gate)
+            provider, model = (rows[0].provider, rows[0].model) if rows else gate.listing_target(caller, "openai")
             async with gate.operation(caller, provider, model, outcome) as admission:
                 found = await asyncio.gather(*(self._fetch(row.provider, row.model, row.provider_key_id,
                                                            f"/batches/{row.id}") for row in page))
@@ -236,14 +236,6 @@ def _check_purpose(purpose: str | None, final: bool) -> None:
     if purpose != "batch":
         raise bad_request(f"'purpose' must be \"batch\" (got {purpose!r}): this gateway takes files for batches only",
                           "purpose")
-
-
-def _any_openai(gate: BatchGate) -> tuple[str, str]:
-    """A provider and model to admit a list by, for a key that made no batch yet."""
-    for name, provider in gate.services.providers.items():
-        if provider.adapter.batch_api == "openai":
-            return name, "batches"
-    raise bad_request("no provider of this gateway takes OpenAI batches")
 
 
 def _page(rows: list[Any], scope: Scope) -> tuple[list[Any], bool]:
