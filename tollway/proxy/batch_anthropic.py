@@ -19,6 +19,7 @@ import orjson
 
 from tollway.asgi import JSON_HEADERS, Receive, Scope, Send, header, read_body, respond
 from tollway.errors import GatewayError, bad_request
+from tollway.providers.adapters.base import MESSAGE_BATCHES
 from tollway.providers.client import ProviderClient
 from tollway.proxy.batch_gate import BatchGate, call
 from tollway.proxy.batch_lines import BatchTally
@@ -50,13 +51,13 @@ class AnthropicBatches:
             if body is None or not isinstance(body.get("requests"), list) or not body["requests"]:
                 raise bad_request("'requests' is required: a list of {custom_id, params}", "requests")
             caller = await gate.identify(scope)
-            tally = BatchTally(lambda model: gate.resolve(caller, model, "anthropic"), services.pricing,
+            tally = BatchTally(lambda model: gate.resolve(caller, model, MESSAGE_BATCHES), services.pricing,
                                services.batch_prices, services.estimates, services.require_price)
             requests = [tally.anthropic_request(request) for request in body["requests"]]
             target = tally.target
             assert target is not None
             key = gate.provider_key(target.provider, target.target.model)
-            submission = Submission("anthropic", target, key.id, tally.requests, tally.worst_tokens,
+            submission = Submission(MESSAGE_BATCHES, target, key.id, tally.requests, tally.worst_tokens,
                                     tally.worst_cost_nano)
             url = _url(target.provider, PATH)
             raw = orjson.dumps({**body, "requests": requests})
@@ -71,11 +72,11 @@ class AnthropicBatches:
         async with gate.serving(outcome, send, anthropic=True):
             await read_body(scope, receive, gate.services.max_body_bytes)
             caller = await gate.identify(scope)
-            rows = sorted(await batches_of_key(gate.services.db, caller.key_id, "anthropic"),
+            rows = sorted(await batches_of_key(gate.services.db, caller.key_id, MESSAGE_BATCHES),
                           key=lambda row: (row.created_at, row.id), reverse=True)
             limit = _limit(scope)
             page = rows[:limit]
-            provider, model = (rows[0].provider, rows[0].model) if rows else gate.listing_target(caller, "anthropic")
+            provider, model = (rows[0].provider, rows[0].model) if rows else gate.listing_target(caller, MESSAGE_BATCHES)
             async with gate.operation(caller, provider, model, outcome) as admission:
                 found = await asyncio.gather(*(self._fetch(scope, row.provider, row.model, row.provider_key_id, row.id)
                                                for row in page))
@@ -107,7 +108,7 @@ class AnthropicBatches:
             await read_body(scope, receive, gate.services.max_body_bytes)  # drained: nothing in it is forwarded
             caller = await gate.identify(scope)
             row = await find_batch(gate.services.db, batch_id)
-            if row is None or row.api != "anthropic":
+            if row is None or row.api != MESSAGE_BATCHES:
                 raise _no_such(batch_id)
             async with gate.operation(caller, row.provider, row.model, outcome) as admission:
                 if row.virtual_key_id != caller.key_id:

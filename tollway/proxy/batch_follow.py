@@ -16,6 +16,7 @@ import uuid
 from datetime import timedelta
 
 from tollway.config.schema import BatchesConfig, duration_s
+from tollway.providers.adapters.base import MESSAGE_BATCHES, OPENAI_BATCHES
 from tollway.providers.client import ProviderClient, ProviderKey
 from tollway.proxy.batch_charge import CounterCharge, Unused, refund_unused
 from tollway.proxy.batch_gate import BatchGate, call
@@ -97,14 +98,14 @@ class BatchFollower:
             await self._later(row, row.provider_status)
             return False
         key = self._gate.provider_key(provider, row.model, row.provider_key_id)
-        path = f"/v1/messages/batches/{row.id}" if row.api == "anthropic" else f"/batches/{row.id}"
+        path = f"/v1/messages/batches/{row.id}" if row.api == MESSAGE_BATCHES else f"/batches/{row.id}"
         status, data, _ = await call(provider, "GET", _url(provider, path), key)
         batch = load_object(data) if status < 300 else None
         if batch is None:
             await self._later(row, row.provider_status)
             return False
         output, error = batch.get("output_file_id"), batch.get("error_file_id")
-        if row.api == "openai":
+        if row.api == OPENAI_BATCHES:
             await note_files(self._gate.services.db, row.id, output if isinstance(output, str) else None,
                              error if isinstance(error, str) else None)
         if not ended(row.api, batch):
@@ -124,7 +125,7 @@ class BatchFollower:
         def cost_of(usage: Usage) -> int:
             return at_ratio(pricing.cost_nano(provider.type, provider.name, row.model, usage), ratio)
 
-        if row.api == "anthropic":
+        if row.api == MESSAGE_BATCHES:
             path = f"/v1/messages/batches/{row.id}/results"
         elif output_file_id is not None:
             path = f"/files/{output_file_id}/content"

@@ -24,6 +24,7 @@ from tollway.governance.engine import RequestFacts, access_denial, hash_key, ide
 from tollway.governance.model import PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.names import model_key
 from tollway.pricing import PriceCatalog
+from tollway.providers.adapters.base import OPENAI_BATCHES
 from tollway.providers.client import NoUsableKey, ProviderClient, ProviderKey
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.proxy.auth import presented_key
@@ -127,7 +128,7 @@ class BatchGate:
         target = self.services.resolver.resolve(model_key(model), caller.key)[0]
         provider = self.services.providers[target.provider]
         if provider.adapter.batch_api != batch_api:
-            kind = "OpenAI files and batches" if batch_api == "openai" else "Anthropic message batches"
+            kind = "OpenAI files and batches" if batch_api == OPENAI_BATCHES else "Anthropic message batches"
             raise bad_request(f"provider {target.provider!r} (type {provider.type}) does not take {kind} through this "
                               "gateway; batches go to openai, azure (OpenAI's form) and anthropic providers", "model")
         return BatchTarget(target, provider, provider.upstream_model(target.model))
@@ -173,7 +174,7 @@ class BatchGate:
             models = sorted(model.removeprefix(f"{name}/") for model in named) or ["batches"]
             candidates += [(name, model) for model in models]
         if not candidates:
-            raise bad_request(f"no provider of this gateway takes {batch_api} batches")
+            raise bad_request(f"no provider of this gateway takes {batch_api.replace('_', ' ')}")
         if caller.key is None:
             return candidates[0]
         key = caller.key

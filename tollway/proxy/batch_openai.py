@@ -23,6 +23,7 @@ from tollway.errors import GatewayError, bad_request
 from tollway.governance.decisions import Denial
 from tollway.governance.engine import RequestFacts, plan
 from tollway.governance.names import model_key
+from tollway.providers.adapters.base import OPENAI_BATCHES
 from tollway.proxy.batch_gate import BatchGate, Caller, Refused, call, upload
 from tollway.proxy.batch_lines import BatchTally, BatchTarget
 from tollway.proxy.batch_submit import Submission, submit
@@ -62,7 +63,7 @@ class OpenAIBatches:
     async def _upload(self, scope: Scope, receive: Receive, send: Send, caller: Caller, spool: Spool,
                       outcome: Outcome) -> None:
         gate, services = self._gate, self._gate.services
-        tally = BatchTally(lambda model: gate.resolve(caller, model, "openai"), services.pricing,
+        tally = BatchTally(lambda model: gate.resolve(caller, model, OPENAI_BATCHES), services.pricing,
                            services.batch_prices, services.estimates, services.require_price)
         purpose, filename = None, "batch.jsonl"
         async for event in form_events(scope, receive, services.max_file_bytes, services.max_body_bytes):
@@ -126,7 +127,7 @@ class OpenAIBatches:
                 raise bad_request(f"provider {uploaded.provider!r} of this file is no longer configured", "input_file_id")
             target = BatchTarget(Target(uploaded.provider, uploaded.model), provider,
                                  provider.upstream_model(uploaded.model))
-            submission = Submission("openai", target, uploaded.provider_key_id, uploaded.lines, uploaded.worst_tokens,
+            submission = Submission(OPENAI_BATCHES, target, uploaded.provider_key_id, uploaded.lines, uploaded.worst_tokens,
                                     uploaded.worst_cost_nano, file_id)
             key = gate.provider_key(provider, uploaded.model, uploaded.provider_key_id)
             url = provider.adapter.batch_url(provider.base_url, provider.settings, "/batches")
@@ -143,10 +144,10 @@ class OpenAIBatches:
         async with gate.serving(outcome, send, anthropic=False):
             await read_body(scope, receive, gate.services.max_body_bytes)
             caller = await gate.identify(scope)
-            rows = sorted(await batches_of_key(gate.services.db, caller.key_id, "openai"),
+            rows = sorted(await batches_of_key(gate.services.db, caller.key_id, OPENAI_BATCHES),
                           key=lambda row: (row.created_at, row.id), reverse=True)
             page, more = _page(rows, scope)
-            provider, model = (rows[0].provider, rows[0].model) if rows else gate.listing_target(caller, "openai")
+            provider, model = (rows[0].provider, rows[0].model) if rows else gate.listing_target(caller, OPENAI_BATCHES)
             async with gate.operation(caller, provider, model, outcome) as admission:
                 found = await asyncio.gather(*(self._fetch(row.provider, row.model, row.provider_key_id,
                                                            f"/batches/{row.id}") for row in page))
@@ -205,7 +206,7 @@ class OpenAIBatches:
             made = await file_owner(db, item_id)
             return (*made, None) if made is not None else None
         row = await find_batch(db, item_id)
-        if row is None or row.api != "openai":
+        if row is None or row.api != OPENAI_BATCHES:
             return None
         return row.virtual_key_id, row.provider, row.model, row.provider_key_id
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from tollway.providers.adapters.base import MESSAGE_BATCHES
 from tollway.providers.usage_extract import usage_from_anthropic, usage_from_openai, usage_from_responses
 from tollway.usage import Usage
 
@@ -35,13 +36,13 @@ class ResultsUsage:
 
 def ended(api: str, batch: Mapping[str, Any]) -> bool:
     """Whether the provider has ended the batch (no request of it will run any more)."""
-    if api == "anthropic":
+    if api == MESSAGE_BATCHES:
         return batch.get("processing_status") in ANTHROPIC_ENDED
     return batch.get("status") in OPENAI_ENDED
 
 
 def status_of(api: str, batch: Mapping[str, Any]) -> str:
-    value = batch.get("processing_status" if api == "anthropic" else "status")
+    value = batch.get("processing_status" if api == MESSAGE_BATCHES else "status")
     return str(value) if value is not None else "unknown"
 
 
@@ -56,7 +57,7 @@ def usage_of_results(api: str, data: bytes, cost_of: Callable[[Usage], int]) -> 
         except orjson.JSONDecodeError:
             total.unreadable += 1
             continue
-        usage = _anthropic_usage(line) if api == "anthropic" else _openai_usage(line)
+        usage = _anthropic_usage(line) if api == MESSAGE_BATCHES else _openai_usage(line)
         if usage is _NOT_RUN:
             continue
         if usage is None:

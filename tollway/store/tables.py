@@ -507,7 +507,7 @@ class Batch(Base):
     __table_args__ = (Index(None, "state", "next_poll_at"),)
 
     id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    api: Mapped[str] = mapped_column(String(16))  # the batch API's wire form: openai or anthropic
+    api: Mapped[str] = mapped_column(String(16))  # its batch API: openai_batches or message_batches (adapters.base)
     provider: Mapped[str] = mapped_column(String(256))
     model: Mapped[str] = mapped_column(String(256))
     provider_key_id: Mapped[str] = mapped_column(String(256))  # the provider account that runs it

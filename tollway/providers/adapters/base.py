@@ -24,6 +24,12 @@ if TYPE_CHECKING:  # the schema imports the adapters: the type is for annotation
     from tollway.config.schema import ProviderSettings
 
 
+OPENAI_BATCHES = "openai_batches"
+"""OpenAI's batch API: `/files` (JSONL input files) and `/batches` (also Azure OpenAI's)."""
+MESSAGE_BATCHES = "message_batches"
+"""Anthropic's batch API: `/v1/messages/batches`, the requests inline."""
+
+
 class ProviderAdapter:
     """One provider type. Subclasses set the class attributes and override what differs."""
 
@@ -42,8 +48,8 @@ class ProviderAdapter:
     # refusal of the others adds for the operator.
     media_apis: frozenset[Api] = frozenset()
     media_note: str = ""
-    # Its batch API (`tollway.proxy.batch_*`): "openai" (`/files` and `/batches`) or
-    # "anthropic" (`/v1/messages/batches`); None where the gateway has none for it.
+    # Its batch API (`tollway.proxy.batch_*`): OPENAI_BATCHES or MESSAGE_BATCHES; None where
+    # the gateway has none for it.
     batch_api: str | None = None
 
     def base_url(self, settings: ProviderSettings) -> str:
