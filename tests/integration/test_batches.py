@@ -11,6 +11,7 @@ import io
 import math
 from typing import Any
 
+import aiohttp
 import openai
 import orjson
 import pytest
@@ -25,6 +26,7 @@ from tollway.providers.client import Api
 from tollway.proxy.worst_case import analyse
 from tollway.store.tables import Batch, RequestLog
 
+ADMIN_TOKEN = "admin-token-batches-0123456789abcdef"
 KEY = "tw-batch-a-0123456789abcdefghijklmnop"
 OTHER = "tw-batch-b-0123456789abcdefghijklmnop"
 MODEL = "openai/gpt-4o-mini"
@@ -60,7 +62,7 @@ def worst(lines: list[dict[str, Any]]) -> tuple[int, int]:
 
 def batch_gateway(gateway, mock, keys: list[dict[str, Any]], **extra: Any) -> RunningGateway:
     return gateway({"providers": mock_providers(mock.url), "enforce_virtual_keys": True, "pricing": PRICING,
-                    "governance": {"virtual_keys": keys}, **extra})
+                    "admin_token": ADMIN_TOKEN, "governance": {"virtual_keys": keys}, **extra})
 
 
 def sdk(running: RunningGateway, value: str = KEY) -> openai.AsyncOpenAI:
@@ -139,6 +141,12 @@ async def test_a_batch_is_charged_its_worst_case_at_submission_and_settled_from_
     assert [row.request_id for row in rows] == [batch.id, batch.id]  # submission, settlement
     assert float(rows[0].cost) == 0 and float(rows[1].cost) == pytest.approx(actual_cost / 1e9)
     assert rows[1].prompt_tokens == 4 * PROMPT and rows[1].completion_tokens == 4 * OUTPUT
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as session:
+        async with session.get(running.url + "/api/usage/spend", params={"group_by": "route"}) as response:
+            report = await response.json()
+    by_route = {row["group"]: row for row in report["series"]}
+    assert by_route["batches"]["spend"] == pytest.approx(actual_cost / 1e9)
+    assert by_route["batches"]["completion_tokens"] == 4 * OUTPUT
     assert running.runtime.enforcer.reservations_in_flight == 0
 
 
