@@ -290,3 +290,31 @@ async def test_two_nodes_on_redis_and_postgresql_share_the_charge_and_one_settle
     settled = await asyncio.gather(*(follow_up(node) for node in nodes))
     assert sorted(settled) == [0, 1]  # settled once, by one of them
     assert counters(nodes[0])[1:] == (3 * (PROMPT + OUTPUT), 3 * math.ceil((PROMPT * NANO_IN + OUTPUT * NANO_OUT) * 0.5))
+
+
+async def test_of_two_batches_submitted_at_once_only_the_one_that_fits_runs(gateway, mock) -> None:
+    lines = [chat_line(i, max_tokens=500) for i in range(3)]
+    _, cost = worst(lines)
+    budget = {"max_limit": (cost * 1.5) / 1e9, "reset_duration": "1d"}  # room for one batch, not two
+    running = batch_gateway(gateway, mock, [key(KEY, rate_limit=LIMITS["rate_limit"], budget=budget)])
+    client = sdk(running)
+    file_id = await upload(client, lines)
+
+    async def submit() -> int:
+        try:
+            await client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                        completion_window="24h")
+        except openai.APIStatusError as exc:
+            return exc.status_code
+        return 200
+
+    assert sorted(await asyncio.gather(*(submit() for _ in range(8)))) == [200] + [402] * 7
+    assert counters(running)[2] == cost
+
+
+async def test_an_unpriced_model_is_refused_where_prices_are_required(gateway, mock) -> None:
+    running = batch_gateway(gateway, mock, [key(KEY, **LIMITS)], require_price=True)
+    line = {**chat_line(0), "body": {**chat_line(0)["body"], "model": "openai/some-unpriced-model-xyz"}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await upload(sdk(running), [line])
+    assert caught.value.body["code"] == "model_unpriced" and "line 1" in caught.value.message

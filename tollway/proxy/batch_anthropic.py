@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ _ROUTES = {("GET", ""): "batches.get", ("GET", "results"): "batches.results", ("
 class AnthropicBatches:
     """The Anthropic message batch routes."""
 
-    def __init__(self, gate: BatchGate, first_poll_ms: int, wake: Any = None) -> None:
+    def __init__(self, gate: BatchGate, first_poll_ms: int, wake: Callable[[], None] | None = None) -> None:
         self._gate = gate
         self._first_poll_ms = first_poll_ms
         self._wake = wake or (lambda: None)

@@ -122,8 +122,8 @@ class BatchTally:
         provider, model = self.target.provider, self.target.target.model
         try:
             demand = demand_of(api, body, provider, model, self.pricing, self.estimates, self.require_price)
-        except GatewayError as err:
-            raise bad_request(f"{where}: {err.message}", param) from None
+        except GatewayError as err:  # conflicting caps, an unpriced model (require_price): said of the line
+            raise GatewayError(err.status, err.type, f"{where}: {err.message}", code=err.code, param=param) from None
         cap = demand.worst.cap
         if cap is None:  # no cap: no answer is longer than the model's context window
             cap = self.batch_prices.context_window(provider.type, provider.name, model)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -42,7 +43,7 @@ _LIST_LIMIT = 100
 class OpenAIBatches:
     """The OpenAI files and batches routes."""
 
-    def __init__(self, gate: BatchGate, first_poll_ms: int, wake: Any = None) -> None:
+    def __init__(self, gate: BatchGate, first_poll_ms: int, wake: Callable[[], None] | None = None) -> None:
         self._gate = gate
         self._first_poll_ms = first_poll_ms
         self._wake = wake or (lambda: None)  # tells the follow-up a batch may have ended (a cancel)
