@@ -54,7 +54,9 @@ class BatchFollower:
         self.woken.set()
 
     async def run(self) -> None:
-        """Tick every ``interval_s``, or at once when woken, until cancelled."""
+        """Tick every ``interval_s``, or at once when woken, until cancelled. A failure (the
+        database down) is logged when it starts and when it ends, not at every tick."""
+        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self.woken.wait(), self.interval_s)
@@ -65,8 +67,14 @@ class BatchFollower:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("batch follow-up failed; will try again", exc_info=True)
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("batch follow-up failed, will retry every %g s: %s", self.interval_s, exc)
+            else:
+                if failures:
+                    log.info("batch follow-up recovered after %d failures", failures)
+                failures = 0
 
     async def tick(self, *, all_open: bool = False) -> int:
         """Follow up every batch due (``all_open``: every open batch, due or not); returns how many settled."""
