@@ -19,9 +19,9 @@ from tollway.config.schema import BatchesConfig, duration_s
 from tollway.providers.adapters.base import MESSAGE_BATCHES, OPENAI_BATCHES
 from tollway.providers.client import ProviderClient, ProviderKey
 from tollway.proxy.batch_charge import CounterCharge, Unused, refund_unused
-from tollway.proxy.batch_gate import BatchGate, call
+from tollway.proxy.batch_gate import BatchGate, call, stream_to
 from tollway.proxy.batch_prices import at_ratio
-from tollway.proxy.batch_results import ResultsUsage, ended, status_of, usage_of_results
+from tollway.proxy.batch_results import ResultsReader, ResultsUsage, ended, status_of
 from tollway.proxy.outcome import Outcome
 from tollway.proxy.passthrough import load_object
 from tollway.store.batches import Settlement, claim, due_batches, mark_settled, note_files, reschedule
@@ -139,8 +139,8 @@ class BatchFollower:
             path = f"/files/{output_file_id}/content"
         else:  # ended with no output: nothing ran
             return ResultsUsage(Usage(), 0, 0, 0)
-        status, data, _ = await call(provider, "GET", _url(provider, path), key)
-        return usage_of_results(row.api, data, cost_of) if status < 300 else None
+        reader = ResultsReader(row.api, cost_of)
+        return reader.total() if await stream_to(provider, _url(provider, path), key, reader.feed) else None
 
     async def _settle(self, provider: ProviderClient, row: Batch, provider_status: str, results: ResultsUsage) -> bool:
         services = self._gate.services

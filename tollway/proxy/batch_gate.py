@@ -201,6 +201,30 @@ async def call(provider: ProviderClient, method: str, url: str, key: ProviderKey
     return await _exchange(provider, provider.send(method, url, key, body))
 
 
+async def stream_to(provider: ProviderClient, url: str, key: ProviderKey, consume: Callable[[bytes], None]) -> bool:
+    """GET ``url`` and hand its body to ``consume`` as it arrives (a batch's results); False
+    when the provider answers an error. Failures as the gateway's 502/504."""
+    response: UpstreamResponse | None = None
+    try:
+        response = await provider.send("GET", url, key, None)
+        if response.status >= 300:
+            await response.read()
+            response.release()
+            return False
+        async for chunk in response.iter_chunks():
+            consume(chunk)
+    except TimeoutError:
+        if response is not None:
+            response.close()
+        raise upstream_timeout(provider.name) from None
+    except UpstreamHTTPError as exc:
+        if response is not None:
+            response.close()
+        raise upstream_unreachable(provider.name, str(exc) or type(exc).__name__) from None
+    response.release()
+    return True
+
+
 async def upload(provider: ProviderClient, url: str, headers: dict[str, str], body: AsyncIterable[bytes],
                  length: int) -> tuple[int, bytes, str]:
     """A streamed POST of ``length`` bytes (a file upload), answered like `call`."""

@@ -48,25 +48,51 @@ def status_of(api: str, batch: Mapping[str, Any]) -> str:
 
 def usage_of_results(api: str, data: bytes, cost_of: Callable[[Usage], int]) -> ResultsUsage:
     """Sum the usage in ``data`` (JSON lines), each result priced by ``cost_of`` (at the batch price)."""
-    total = ResultsUsage(Usage(), 0, 0, 0)
-    for raw in data.splitlines():
+    reader = ResultsReader(api, cost_of)
+    reader.feed(data)
+    return reader.total()
+
+
+class ResultsReader:
+    """Sums results as they arrive, chunk by chunk: a batch's results may be large, and only
+    the line being read is held."""
+
+    def __init__(self, api: str, cost_of: Callable[[Usage], int]) -> None:
+        self._api = api
+        self._cost_of = cost_of
+        self._pending = b""
+        self._total = ResultsUsage(Usage(), 0, 0, 0)
+
+    def feed(self, chunk: bytes) -> None:
+        lines = (self._pending + chunk).split(b"\n")
+        self._pending = lines.pop()
+        for raw in lines:
+            self._line(raw)
+
+    def total(self) -> ResultsUsage:
+        if self._pending:
+            self._line(self._pending)
+            self._pending = b""
+        return self._total
+
+    def _line(self, raw: bytes) -> None:
+        total = self._total
         if not raw.strip():
-            continue
+            return
         try:
             line = orjson.loads(raw)
         except orjson.JSONDecodeError:
             total.unreadable += 1
-            continue
-        usage = _anthropic_usage(line) if api == MESSAGE_BATCHES else _openai_usage(line)
+            return
+        usage = _anthropic_usage(line) if self._api == MESSAGE_BATCHES else _openai_usage(line)
         if usage is _NOT_RUN:
-            continue
+            return
         if usage is None:
             total.unreadable += 1
-            continue
+            return
         total.answered += 1
-        total.cost_nano += cost_of(usage)
+        total.cost_nano += self._cost_of(usage)
         total.usage = _plus(total.usage, usage)
-    return total
 
 
 _NOT_RUN = Usage(-1)  # a result of a request that never ran (cancelled, expired, an error before the model)
