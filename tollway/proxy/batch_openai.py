@@ -198,14 +198,10 @@ class OpenAIBatches:
                 await self._after(files, method, item_id, status, data)
                 await _answer(send, status, data, content_type, outcome, admission.headers)
 
-    async def _owner(self, files: bool, item_id: str) -> tuple[str | None, str, str, str | None] | None:
+    async def _owner(self, files: bool, item_id: str) -> tuple[str | None, str, str, str] | None:
         db = self._gate.services.db
         if files:
-            uploaded = await find_file(db, item_id)
-            if uploaded is not None:
-                return uploaded.virtual_key_id, uploaded.provider, uploaded.model, uploaded.provider_key_id
-            made = await file_owner(db, item_id)
-            return (*made, None) if made is not None else None
+            return await file_owner(db, item_id)
         row = await find_batch(db, item_id)
         if row is None or row.api != OPENAI_BATCHES:
             return None

@@ -48,16 +48,18 @@ async def forget_file(db: Database, file_id: str) -> None:
             await session.delete(row)
 
 
-async def file_owner(db: Database, file_id: str) -> tuple[str | None, str, str] | None:
-    """(key id, provider, model) of a file the gateway knows: an uploaded input file, or the
-    output or error file of a batch submitted through it; None for any other file."""
+async def file_owner(db: Database, file_id: str) -> tuple[str | None, str, str, str] | None:
+    """(key id, provider, model, provider key id) of a file the gateway knows: an uploaded
+    input file, or the output or error file of a batch submitted through it; None for any other."""
     async with db.session() as session:
         uploaded = await session.get(BatchFile, file_id)
         if uploaded is not None:
-            return uploaded.virtual_key_id, uploaded.provider, uploaded.model
+            return uploaded.virtual_key_id, uploaded.provider, uploaded.model, uploaded.provider_key_id
         made = (await session.scalars(select(Batch).where(
             or_(Batch.output_file_id == file_id, Batch.error_file_id == file_id)).limit(1))).first()
-        return (made.virtual_key_id, made.provider, made.model) if made is not None else None
+        if made is None:
+            return None
+        return made.virtual_key_id, made.provider, made.model, made.provider_key_id
 
 
 async def save_batch(db: Database, row: Batch) -> None:
