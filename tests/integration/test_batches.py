@@ -21,7 +21,8 @@ from tests.integration.conftest import mock_control
 from tests.integration.test_governance import key, key_limits
 from tests.support.gateway import RunningGateway, mock_providers
 from tests.support.redis_server import require_redis
-from tollway.governance.model import budget_counter, request_counter, token_counter
+from tollway.governance.engine import hash_key, static_checks
+from tollway.governance.model import Kind, budget_counter, request_counter, token_counter
 from tollway.providers.client import Api
 from tollway.proxy.worst_case import analyse
 from tollway.store.tables import Batch, RequestLog
@@ -318,3 +319,43 @@ async def test_an_unpriced_model_is_refused_where_prices_are_required(gateway, m
     with pytest.raises(openai.BadRequestError) as caught:
         await upload(sdk(running), [line])
     assert caught.value.body["code"] == "model_unpriced" and "line 1" in caught.value.message
+
+
+async def test_every_level_is_charged_and_any_level_can_refuse(gateway, mock) -> None:
+    lines = [chat_line(i) for i in range(2)]
+    tokens, cost = worst(lines)
+    rate = {"request_max_limit": 100, "request_reset_duration": "1d", "token_max_limit": 10**6,
+            "token_reset_duration": "1d"}
+    money = {"max_limit": 10, "reset_duration": "1d"}
+    providers = mock_providers(mock.url, openai={"rate_limit": rate, "budget": money})
+    governance = {
+        "customers": [{"id": "acme", "name": "Acme", "budget": money, "rate_limit": rate}],
+        "teams": [{"id": "search", "name": "Search", "customer_id": "acme", "budget": money, "rate_limit": rate}],
+        "virtual_keys": [key(KEY, team_id="search", provider_configs=[{"provider": "openai", "budget": money,
+                                                                         "rate_limit": rate}], **LIMITS),
+                         key(OTHER, id="other", team_id="search")],
+        "model_configs": [{"model_name": "gpt-4o-mini", "provider": "openai", "budget": money, "rate_limit": rate},
+                          {"model_name": "gpt-4o-mini", "budget": {"max_limit": cost * 1.5 / 1e9,
+                                                                   "reset_duration": "1d"}}]}
+    running = gateway({"providers": providers, "enforce_virtual_keys": True, "pricing": PRICING,
+                       "governance": governance})
+    client = sdk(running)
+    await client.batches.create(input_file_id=await upload(client, lines), endpoint="/v1/chat/completions",
+                                completion_window="24h")
+    snapshot = running.runtime.snapshot
+    checks = static_checks(snapshot, snapshot.keys_by_hash[hash_key(KEY)], "openai", "gpt-4o-mini")
+    state = running.counters()
+    levels = set()
+    for check in checks:
+        if check.kind is Kind.IN_FLIGHT:
+            continue
+        expected = {Kind.REQUESTS: 1 + 2, Kind.TOKENS: tokens, Kind.BUDGET: cost}[check.kind]
+        assert state[check.counter].used == expected, (check.scope, check.kind)
+        levels.add(check.scope.level.value)
+    assert levels == {"provider", "model", "virtual_key", "provider_config", "team", "customer"}
+
+    other = sdk(running, OTHER)  # same model, same team: the model-wide budget has no room for a second batch
+    with pytest.raises(openai.APIStatusError) as caught:
+        await other.batches.create(input_file_id=await upload(other, lines), endpoint="/v1/chat/completions",
+                                   completion_window="24h")
+    assert caught.value.status_code == 402 and caught.value.body["scope"]["level"] == "model"
