@@ -14,6 +14,7 @@ A new route without a sample request here and without an exemption fails the fir
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,20 @@ class Sample:
     form: dict[str, Any] | None = None  # a file is a (filename, bytes) tuple
     headers: dict[str, str] = field(default_factory=dict)
     stored: bool = False  # on a stored response: `{id}` is a response the key made first
+    # on a batch or file: `{id}` is one the key made first ("file", "batch", "message_batch")
+    made: str | None = None
+
+    @property
+    def setup_requests(self) -> int:
+        """Requests the key spends making its `{id}` (uploading a file, submitting a 1-line batch)."""
+        return 1 if self.stored or self.made in ("file", "message_batch") else 2 if self.made == "batch" else 0
+
+
+BATCH_LINE = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "openai/gpt-4o-mini", "messages": HELLO, "max_tokens": 5}}
+BATCH_FILE = ("batch.jsonl", json.dumps(BATCH_LINE).encode())
+MESSAGE_BATCH = {"requests": [{"custom_id": "a", "params": {"model": "anthropic/claude-sonnet-4-5", "max_tokens": 5,
+                                                          "messages": HELLO}}]}
 
 
 def _audio_form(model: str) -> dict[str, Any]:
@@ -74,6 +89,21 @@ SAMPLES: dict[str, Sample] = {
     "POST /v1/audio/translations": Sample("audio.translations", form=_audio_form("openai/whisper-1")),
     "POST /v1/audio/speech": Sample("audio.speech", {"model": "openai/tts-1", "voice": "alloy", "input": "Hi"}),
     "POST /v1/moderations": Sample("moderations", {"model": "openai/omni-moderation-latest", "input": "Hi"}),
+    "POST /v1/files": Sample("files", form={"purpose": "batch", "file": BATCH_FILE}),
+    "GET /v1/files/{id}": Sample("files.get", made="file"),
+    "GET /v1/files/{id}/content": Sample("files.content", made="file"),
+    "DELETE /v1/files/{id}": Sample("files.delete", made="file"),
+    "POST /v1/batches": Sample("batches", {"input_file_id": "{file}", "endpoint": "/v1/chat/completions",
+                                           "completion_window": "24h"}, made="file"),
+    "GET /v1/batches": Sample("batches.list"),
+    "GET /v1/batches/{id}": Sample("batches.get", made="batch"),
+    "POST /v1/batches/{id}/cancel": Sample("batches.cancel", made="batch"),
+    "POST /v1/messages/batches": Sample("batches", MESSAGE_BATCH, headers=ANTHROPIC),
+    "GET /v1/messages/batches": Sample("batches.list", headers=ANTHROPIC),
+    "GET /v1/messages/batches/{id}": Sample("batches.get", headers=ANTHROPIC, made="message_batch"),
+    "GET /v1/messages/batches/{id}/results": Sample("batches.results", headers=ANTHROPIC, made="message_batch"),
+    "POST /v1/messages/batches/{id}/cancel": Sample("batches.cancel", headers=ANTHROPIC, made="message_batch"),
+    "DELETE /v1/messages/batches/{id}": Sample("batches.delete", headers=ANTHROPIC, made="message_batch"),
     # Google's own routes; {model} is the path's model, on the gemini provider.
     "POST /v1beta/models/{model}:generateContent": Sample("generate_content", GEMINI_BODY),
     "POST /v1beta/models/{model}:streamGenerateContent": Sample("generate_content", GEMINI_BODY),
@@ -95,12 +125,19 @@ def _key_value(index: int) -> str:
 def governed(gateway, mock) -> RunningGateway:
     """Keys enforced; one key per sampled route, allowed one request more than its setup takes."""
     keys = [key(_key_value(i), id=f"route-{i:02d}", rate_limit={
-        "request_max_limit": (3 if route.startswith("DELETE") else 2) if sample.stored else 1,
-        "request_reset_duration": "1h"}) for i, (route, sample) in enumerate(SAMPLES.items())]
+        "request_max_limit": _allowed(route, sample), "request_reset_duration": "1h"})
+        for i, (route, sample) in enumerate(SAMPLES.items())]
     providers = mock_providers(mock.url, gemini={"type": "gemini", "base_url": mock.url,
                                                  "keys": [{"value": "AIza-test-gemini"}]})
     return gateway({"providers": providers, "enforce_virtual_keys": True, "admin_token": ADMIN_TOKEN,
                     "governance": {"virtual_keys": keys}})
+
+
+def _allowed(route: str, sample: Sample) -> int:
+    """The key's request limit: its setup, one request admitted (a deleted file is gone: a
+    second is made for the last request), so that the last request meets the limit."""
+    twice = route.startswith("DELETE") and (sample.stored or sample.made == "file")
+    return sample.setup_requests * (2 if twice else 1) + 1
 
 
 def test_every_route_is_governed_or_exempt(governed) -> None:
@@ -131,9 +168,37 @@ async def _send(session: aiohttp.ClientSession, running: RunningGateway, route: 
                 data.add_field(name, value)
     url = running.url + path.replace("{id}", response_id).replace("{model}", GEMINI_MODEL)
     body = sample.json if sample is not None else None
+    if body is not None and body.get("input_file_id") == "{file}":
+        body = {**body, "input_file_id": response_id}
     async with session.request(method, url, json=body, data=data, headers=headers, allow_redirects=False) as response:
         text = await response.read()
         return response.status, text
+
+
+async def _make(session: aiohttp.ClientSession, running: RunningGateway, sample: Sample, key_value: str) -> str:
+    """The `{id}` of the sample's request: a response, file or batch the key made first."""
+    if sample.stored:
+        return await _create_response(session, running, key_value)
+    if sample.made is None:
+        return "x"
+    auth = {"Authorization": f"Bearer {key_value}"}
+    if sample.made == "message_batch":
+        async with session.post(running.v1 + "/messages/batches", json=MESSAGE_BATCH,
+                                headers={**auth, **ANTHROPIC}) as response:
+            assert response.status == 200, await response.text()
+            return (await response.json())["id"]
+    form = aiohttp.FormData()
+    form.add_field("purpose", "batch")
+    form.add_field("file", BATCH_FILE[1], filename=BATCH_FILE[0])
+    async with session.post(running.v1 + "/files", data=form, headers=auth) as response:
+        assert response.status == 200, await response.text()
+        file_id = (await response.json())["id"]
+    if sample.made == "file":
+        return file_id
+    async with session.post(running.v1 + "/batches", json={"input_file_id": file_id, "endpoint":
+                            "/v1/chat/completions", "completion_window": "24h"}, headers=auth) as response:
+        assert response.status == 200, await response.text()
+        return (await response.json())["id"]
 
 
 async def _create_response(session: aiohttp.ClientSession, running: RunningGateway, key_value: str) -> str:
@@ -148,8 +213,8 @@ async def test_model_routes_check_identity_hold_limits_and_account(governed) -> 
     async with aiohttp.ClientSession() as session:
         for index, (route, sample) in enumerate(SAMPLES.items()):
             value = _key_value(index)
-            ids = ([await _create_response(session, running, value)
-                    for _ in range(2 if route.startswith("DELETE") else 1)] if sample.stored else ["x"])
+            twice = route.startswith("DELETE") and (sample.stored or sample.made == "file")
+            ids = [await _make(session, running, sample, value) for _ in range(2 if twice else 1)]
             status, body = await _send(session, running, route, sample, None, ids[0])
             assert status == 401 and b"virtual_key_required" in body, (route, status, body)
             status, body = await _send(session, running, route, sample, value, ids[0])

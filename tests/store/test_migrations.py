@@ -18,6 +18,7 @@ TABLES = {
     "model_configs", "request_logs", "audit_log", "config_version", "retired_key_values", "spend_rollups",
     "spend_totals", "concurrency_limits", "config_changes",
     "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "entity_counts",
+    "batch_files", "batches",
 }
 
 

@@ -266,6 +266,15 @@ FIELD_TEXT: dict[str, str] = {
     "PriceConfig.per_audio_second": "USD per second of audio transcribed or translated.",
     "PriceConfig.per_million_characters": "USD per million characters of speech input (`/v1/audio/speech`).",
     "PriceConfig.audio_input": "USD per million audio input tokens (token-priced transcription; default: `input`).",
+    "PriceConfig.batch_ratio": "The share of the price a batch request costs (0.5: half); default: the catalog's batch "
+    "price, else the full price (docs/batches.md).",
+    "Settings.batches": "Batches: files, batches and message batches (see `BatchesConfig`, docs/batches.md).",
+    "BatchesConfig.max_file_bytes": "A batch input file (or an Anthropic message batch's body) larger than this is "
+    "refused with 413.",
+    "BatchesConfig.poll_interval": "The follow-up asks the provider about a batch first this long after its "
+    "submission, then twice as long each time.",
+    "BatchesConfig.max_poll_interval": "The longest wait between two questions about one batch (at most `1h`).",
+    "BatchesConfig.lease": "How long a node following a batch up holds it; one that dies leaves it to another after.",
 }
 
 # Where each section's model appears, written the way a person would write the path.

@@ -327,6 +327,9 @@ class PriceConfig(_Strict):
     per_audio_second: _Price | None = None  # transcriptions and translations
     per_million_characters: _Price | None = None  # speech, from the input text
     audio_input: _Price | None = None  # USD per million audio input tokens (default: `input`)
+    # Batches (docs/batches.md): the share of the price a batch request is charged (0.5: half
+    # price); default: the catalog's batch price where it has one, else the full price.
+    batch_ratio: Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _some_unit(self) -> PriceConfig:
@@ -377,6 +380,22 @@ class MediaConfig(_Strict):
     audio_min_bytes_per_second: Annotated[int, Field(ge=1, le=10**7)] = 750
     # The estimate (limits in estimate mode): bytes / this (16,000: 128 kbit/s, a typical MP3).
     audio_bytes_per_second: Annotated[int, Field(ge=1, le=10**7)] = 16_000
+
+
+class BatchesConfig(_Strict):
+    """Batches (`/v1/files`, `/v1/batches`, `/v1/messages/batches`; docs/batches.md)."""
+
+    # An input file is read line by line and spooled (memory, then a temporary file); OpenAI
+    # takes batch files up to 200 MB.
+    max_file_bytes: Annotated[int, Field(gt=0, le=1 << 34)] = 200 * 1024 * 1024
+    # The follow-up asks the provider about a batch first after `poll_interval`, then twice as
+    # long each time, up to `max_poll_interval` (a batch may run for 24 hours).
+    poll_interval: str = "30s"
+    max_poll_interval: str = "10m"
+    # A node following a batch up holds it this long; one that dies leaves it to another after.
+    lease: str = "5m"
+
+    _check_durations = field_validator("poll_interval", "max_poll_interval", "lease")(_seconds_up_to_hour)
 
 
 class GovernanceDefaults(_Strict):
@@ -442,6 +461,7 @@ class Settings(_Strict):
     shutdown_grace_period: str = "30s"  # on SIGTERM: how long requests in flight (streams too) may finish
     max_body_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 4 * 1024 * 1024
     media: MediaConfig = MediaConfig()
+    batches: BatchesConfig = BatchesConfig()
     providers: dict[NonEmpty, ProviderSettings] = {}
     model_aliases: dict[NonEmpty, NonEmpty] = {}
     fallbacks: dict[NonEmpty, list[NonEmpty]] = {}  # "provider/model" or alias -> tried in order

@@ -14,6 +14,9 @@ from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
 from tollway.providers.media import MEDIA_PATHS
+from tollway.proxy.batch_routes import PATTERN_ROUTES as BATCH_PATTERN_ROUTES
+from tollway.proxy.batch_routes import PREFIXES as BATCH_PREFIXES
+from tollway.proxy.batch_routes import ROUTES as BATCH_ROUTES
 from tollway.proxy.google_route import PREFIXES as GOOGLE_PREFIXES
 from tollway.proxy.google_route import route_fields
 from tollway.proxy.responses_route import PREFIX as RESPONSES_PREFIX
@@ -28,7 +31,8 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 PATTERN_ROUTES = ("GET /v1/models/{id}", "GET /v1/responses/{id}", "DELETE /v1/responses/{id}",
                   "POST /v1/responses/{id}/cancel", "GET /v1/responses/{id}/input_items",
                   "POST /v1beta/models/{model}:generateContent", "POST /v1beta/models/{model}:streamGenerateContent",
-                  "POST /v1/models/{model}:generateContent", "POST /v1/models/{model}:streamGenerateContent")
+                  "POST /v1/models/{model}:generateContent", "POST /v1/models/{model}:streamGenerateContent",
+                  *BATCH_PATTERN_ROUTES)
 
 
 class Gateway:
@@ -46,6 +50,7 @@ class Gateway:
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/responses/input_tokens"): self._proxy(Api.RESPONSES_INPUT_TOKENS),
             **{("POST", "/v1" + path): self._media(api) for api, path in MEDIA_PATHS.items()},
+            **{route: self._batches(route) for route in BATCH_ROUTES},
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", KEY_INFO_PATH): self._key_info,
@@ -75,6 +80,8 @@ class Gateway:
                 await self._google(scope, receive, send)
             elif path.startswith(RESPONSES_PREFIX):
                 await self.runtime.responses.stored(scope, receive, send)
+            elif path.startswith(BATCH_PREFIXES):
+                await self.runtime.batches.by_id(scope, receive, send)
             elif path.startswith("/api") and self.runtime.management is not None:
                 await self._management(scope, receive, send)
             elif (path == "/ui" or path.startswith("/ui/")) and self.runtime.ui is not None:
@@ -100,6 +107,12 @@ class Gateway:
     def _media(self, api: Api) -> Handler:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
             await self.runtime.media.handle(api, scope, receive, send)
+
+        return handle
+
+    def _batches(self, route: tuple[str, str]) -> Handler:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            await self.runtime.batches.handle(route, scope, receive, send)
 
         return handle
 

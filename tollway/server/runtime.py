@@ -25,6 +25,8 @@ from tollway.governance.model import Enforcement, PolicySnapshot
 from tollway.pricing import ModelPrice, PriceCatalog
 from tollway.pricing_media import media_price
 from tollway.providers.registry import build_providers
+from tollway.proxy.batch_gate import BatchServices
+from tollway.proxy.batch_routes import BatchRoutes, batch_prices
 from tollway.proxy.media_route import MediaRoute
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.policy_source import PolicySource
@@ -92,6 +94,7 @@ class Runtime:
         self.proxy: Proxy
         self.responses: ResponsesRoute
         self.media: MediaRoute
+        self.batches: BatchRoutes
         self.catalog: ModelCatalog
         self.models: ModelsRoute
         self.key_info: KeyInfoRoute
@@ -165,6 +168,11 @@ class Runtime:
                                 snapshot=policies, pricing=self.pricing, sink=self.recorder,
                                 estimates=settings.estimate, media=settings.media,
                                 max_body_bytes=settings.max_body_bytes, require_price=settings.require_price)
+        self.batches = BatchRoutes(BatchServices(
+            providers=self.providers, resolver=resolver, enforcer=self.enforcer, snapshot=policies, counters=self.store,
+            pricing=self.pricing, batch_prices=batch_prices(settings.pricing), sink=self.recorder,
+            estimates=settings.estimate, db=self.db, clock_ms=self.clock_ms, max_body_bytes=settings.max_body_bytes,
+            max_file_bytes=settings.batches.max_file_bytes, require_price=settings.require_price), settings.batches)
         self.catalog = ModelCatalog(settings, self.providers)
         self.models = ModelsRoute(self.catalog, policies, settings.model_aliases, self.clock_ms)
         self.key_info = KeyInfoRoute(policies, self.store, self.clock_ms)
@@ -181,6 +189,7 @@ class Runtime:
                                 name="policy-refresh"),
             asyncio.create_task(self._every(_FOLDED_DENIALS_INTERVAL_S, self._flush_folded_denials, "folded-denials"),
                                 name="folded-denials"),
+            asyncio.create_task(self.batches.follower.run(), name="batch-follow-up"),
         ]
         self.alerts = AlertMonitor(settings.alerts, self.db, self.store, lambda: self.snapshot, self.clock_ms,
                                    Dispatcher(self.db, settings.alerts, self.clock_ms))

@@ -28,6 +28,7 @@ except ImportError:  # uvloop is optional (absent on Windows)
 
 from tollway.testing import mock_anthropic, mock_openai
 from tollway.testing.mock_bedrock import add_bedrock_routes
+from tollway.testing.mock_batches import add_batch_routes
 from tollway.testing.mock_control import add_control_routes
 from tollway.testing.mock_gemini import add_gemini_routes
 from tollway.testing.mock_http import STATE_KEY, MockCall, endpoint
@@ -73,6 +74,7 @@ def create_mock_app(settings: MockSettings | None = None) -> web.Application:
     add_gemini_routes(router)
     add_bedrock_routes(app)
     add_media_routes(app)
+    add_batch_routes(app)
     add_control_routes(app)
     return app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from tollway.providers.adapters.base import ProviderAdapter
+from tollway.providers.adapters.base import MESSAGE_BATCHES, ProviderAdapter
 from tollway.providers.apis import Api
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ class AnthropicAdapter(ProviderAdapter):
     translation_api = Api.MESSAGES
     paths = MappingProxyType({Api.MESSAGES: "/v1/messages", Api.COUNT_TOKENS: "/v1/messages/count_tokens"})
     models_path = "/v1/models"
+    batch_api = MESSAGE_BATCHES
 
     def base_url(self, settings: ProviderSettings) -> str:
         # The SDKs' base URL has no /v1; one configured with it is accepted as well.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tollway.providers.adapters.base import ProviderAdapter
+from tollway.providers.adapters.base import OPENAI_BATCHES, ProviderAdapter
 from tollway.providers.adapters.openai import MEDIA_PATHS, OPENAI_PATHS
 from tollway.providers.apis import Api
 
@@ -26,6 +26,7 @@ class AzureAdapter(ProviderAdapter):
     media_note = " (Azure OpenAI has no moderations endpoint: its content filtering is a separate service)"
     serves_responses_api_by_default = True
     models_path = None
+    batch_api = OPENAI_BATCHES  # Azure OpenAI's global batch: /openai/files and /openai/batches
 
     def check(self, settings: ProviderSettings) -> None:
         if not settings.base_url or not settings.api_version:
@@ -39,6 +40,9 @@ class AzureAdapter(ProviderAdapter):
 
     def responses_url(self, base: str, settings: ProviderSettings, suffix: str) -> str:
         return f"{base}/openai/responses{suffix}?api-version={settings.responses_api_version}"
+
+    def batch_url(self, base: str, settings: ProviderSettings, path: str) -> str:
+        return f"{base}/openai{path}?api-version={settings.api_version}"
 
     def upstream_model(self, settings: ProviderSettings, model: str) -> str:
         return settings.deployments.get(model, model)

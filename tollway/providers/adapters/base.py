@@ -31,6 +31,12 @@ class RequestSigner(Protocol):
     async def sign(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]: ...
 
 
+OPENAI_BATCHES = "openai_batches"
+"""OpenAI's batch API: `/files` (JSONL input files) and `/batches` (also Azure OpenAI's)."""
+MESSAGE_BATCHES = "message_batches"
+"""Anthropic's batch API: `/v1/messages/batches`, the requests inline."""
+
+
 class ProviderAdapter:
     """One provider type. Subclasses set the class attributes and override what differs."""
 
@@ -49,6 +55,9 @@ class ProviderAdapter:
     # refusal of the others adds for the operator.
     media_apis: frozenset[Api] = frozenset()
     media_note: str = ""
+    # Its batch API (`tollway.proxy.batch_*`): OPENAI_BATCHES or MESSAGE_BATCHES; None where
+    # the gateway has none for it.
+    batch_api: str | None = None
 
     def base_url(self, settings: ProviderSettings) -> str:
         """The configured base URL (or the type's default), without a trailing slash."""
@@ -82,6 +91,11 @@ class ProviderAdapter:
     def responses_url(self, base: str, settings: ProviderSettings, suffix: str) -> str:
         """The URL of ``/responses`` + ``suffix`` (the stored-response routes)."""
         return f"{base}/responses{suffix}"
+
+    def batch_url(self, base: str, settings: ProviderSettings, path: str) -> str:
+        """The URL of a files or batches route: ``path`` as the provider's own API names it
+        below its base (``/files``, ``/batches/{id}/cancel``, ``/v1/messages/batches``)."""
+        return base + path
 
     def upstream_model(self, settings: ProviderSettings, model: str) -> str:
         """The model name the provider expects in a body."""

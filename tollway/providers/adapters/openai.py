@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from tollway.providers.adapters.base import ProviderAdapter
+from tollway.providers.adapters.base import OPENAI_BATCHES, ProviderAdapter
 from tollway.providers.apis import Api
 from tollway.providers.presets import Preset
 
@@ -35,6 +35,7 @@ class OpenAIAdapter(ProviderAdapter):
     paths = OPENAI_PATHS
     media_apis = frozenset(MEDIA_PATHS)
     serves_responses_api_by_default = True
+    batch_api = OPENAI_BATCHES
 
 
 class PresetAdapter(ProviderAdapter):
