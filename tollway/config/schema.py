@@ -220,7 +220,7 @@ class ProviderKeyConfig(_Strict):
 
 # The types of `providers.adapters.ADAPTERS`: openai, azure, anthropic, gemini, then the
 # OpenAI-compatible presets of `providers.presets` (a unit test keeps the lists equal).
-ProviderType = Literal["openai", "azure", "anthropic", "gemini", "mistral", "groq", "deepseek", "together", "fireworks",
+ProviderType = Literal["openai", "azure", "anthropic", "gemini", "vertex", "mistral", "groq", "deepseek", "together", "fireworks",
                        "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
 
 
@@ -230,6 +230,13 @@ class ProviderSettings(_Governed):
     keys: list[ProviderKeyConfig] = []  # at least one, except for local presets (ollama, vllm)
     api_version: str | None = None  # azure
     deployments: dict[str, str] = {}  # azure: model -> deployment (default: the model name)
+    # vertex: the Google Cloud project and region (location) of Vertex AI, the service
+    # account's JSON key (inline, as env.NAME gives it, or a file's path; unset: Application
+    # Default Credentials), and which publisher serves a model its name does not tell.
+    project: str | None = None
+    region: str | None = None
+    credentials: str | None = Field(default=None, repr=False)
+    publishers: dict[str, Literal["google", "anthropic"]] = {}
     timeout: str = "60s"
     connect_timeout: str = "5s"
     max_retries: Annotated[int, Field(ge=0, le=10)] = 0

@@ -22,6 +22,7 @@ class Api(str, enum.Enum):
     GENERATE_CONTENT = "generate_content"  # Google's models/{model}:generateContent (and its stream)
     EMBED_CONTENT = "embed_content"  # Google's models/{model}:embedContent
     GEMINI_COUNT_TOKENS = "gemini_count_tokens"  # Google's models/{model}:countTokens
+    VERTEX_PREDICT = "vertex_predict"  # Vertex AI's models/{model}:predict (text-embedding models)
     IMAGES_GENERATIONS = "images.generations"
     IMAGES_EDITS = "images.edits"  # multipart
     AUDIO_TRANSCRIPTIONS = "audio.transcriptions"  # multipart

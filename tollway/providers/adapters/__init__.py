@@ -14,6 +14,7 @@ from tollway.providers.adapters.azure import AzureAdapter
 from tollway.providers.adapters.base import ProviderAdapter
 from tollway.providers.adapters.gemini import GeminiAdapter
 from tollway.providers.adapters.openai import OpenAIAdapter, PresetAdapter
+from tollway.providers.adapters.vertex import VertexAdapter
 from tollway.providers.presets import PRESETS
 
 ADAPTERS: MappingProxyType[str, ProviderAdapter] = MappingProxyType({
@@ -21,6 +22,7 @@ ADAPTERS: MappingProxyType[str, ProviderAdapter] = MappingProxyType({
     "azure": AzureAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+    "vertex": VertexAdapter(),
     **{name: PresetAdapter(preset) for name, preset in PRESETS.items()},
 })
 

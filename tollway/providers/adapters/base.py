@@ -14,14 +14,31 @@ configuration (the schema asks adapters to check provider settings).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tollway.providers.apis import Api
 
 if TYPE_CHECKING:  # the schema imports the adapters: the type is for annotations only
     from tollway.config.schema import ProviderSettings
+
+
+class TokenSource(Protocol):
+    """Bearer tokens for a provider that authenticates with short-lived tokens (Vertex AI's
+    OAuth access tokens) instead of its configured keys."""
+
+    async def token(self) -> str:
+        """A token valid now (minted or refreshed when needed); raises `TokenUnavailable`."""
+        ...
+
+    def invalidate(self, token: str) -> None:
+        """The provider refused ``token``: the next call mints a new one."""
+        ...
+
+
+class TokenUnavailable(Exception):
+    """No token could be had (the token endpoint failed or refused the credentials)."""
 
 
 class ProviderAdapter:
@@ -42,6 +59,11 @@ class ProviderAdapter:
     # refusal of the others adds for the operator.
     media_apis: frozenset[Api] = frozenset()
     media_note: str = ""
+    # Whether the provider API a client API goes to depends on the model (Vertex AI serves
+    # Gemini and Claude models at different paths in different wire formats).
+    routes_by_model: bool = False
+    # Whether `tweak_body` changes upstream bodies (the exchange is then wrapped to call it).
+    tweaks_body: bool = False
 
     def base_url(self, settings: ProviderSettings) -> str:
         """The configured base URL (or the type's default), without a trailing slash."""
@@ -63,10 +85,20 @@ class ProviderAdapter:
             return self.serves_responses_api(settings)
         return api in self.native_apis
 
-    def upstream_api(self, settings: ProviderSettings, api: Api) -> Api:
-        """The provider API a request of the client's ``api`` is sent as: the same one
-        where the provider serves it, else the one this adapter translates through."""
+    def upstream_api(self, settings: ProviderSettings, api: Api, model: str = "") -> Api:
+        """The provider API a request of the client's ``api`` (for ``model``, where
+        `routes_by_model`) is sent as: the same one where the provider serves it, else the
+        one this adapter translates through."""
         return api if self.speaks(settings, api) else self.translation_api
+
+    def tweak_body(self, settings: ProviderSettings, api: Api, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The upstream body of ``api`` as this provider wants it (with `tweaks_body`)."""
+        return body
+
+    def token_source(self, settings: ProviderSettings, clock: Callable[[], float]) -> TokenSource | None:
+        """Where the bearer tokens of a provider come from when its keys do not authenticate
+        it (None: `auth_headers` of the key); ``clock`` is monotonic seconds."""
+        return None
 
     def url(self, base: str, settings: ProviderSettings, api: Api, model: str, stream: bool) -> str:
         """The URL a request of ``api`` for ``model`` is posted to."""
