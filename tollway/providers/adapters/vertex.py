@@ -17,6 +17,7 @@ Which publisher a model belongs to: the provider's `publishers` map, else its na
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -38,6 +39,7 @@ _ANTHROPIC_APIS = frozenset({Api.MESSAGES, Api.COUNT_TOKENS})
 # Multi-region endpoints have hosts of their own; every other region is `{region}-aiplatform`.
 _HOSTS = {"global": "https://aiplatform.googleapis.com", "us": "https://aiplatform.us.rep.googleapis.com",
           "eu": "https://aiplatform.eu.rep.googleapis.com"}
+_REGION = re.compile(r"[a-z][a-z0-9-]*")  # it becomes part of a host name
 _SAFE = "-._~@"  # a model's version (`claude-sonnet-4-5@20250929`) keeps its `@`
 
 
@@ -78,6 +80,8 @@ class VertexAdapter(ProviderAdapter):
         if settings.responses_api:
             raise ValueError("responses_api: a vertex provider does not serve the Responses API "
                              "(requests to /v1/responses are translated)")
+        if settings.region is not None and not _REGION.fullmatch(settings.region):
+            raise ValueError(f"region: {settings.region!r} is not a Google Cloud region (e.g. us-east5, global)")
         problem = credentials_problem(settings)
         if problem is not None:
             raise ValueError(problem)
