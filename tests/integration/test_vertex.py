@@ -408,3 +408,14 @@ async def test_the_google_route_governs_a_vertex_provider_with_its_denials_in_go
             assert (await second.json())["error"]["status"] == "RESOURCE_EXHAUSTED"
     [seen] = await upstream_calls(mock)
     assert KEY not in json.dumps(seen["headers"])  # the virtual key is the gateway's, never sent upstream
+
+
+async def test_the_google_route_refuses_a_claude_model_on_vertex(gateway, mock, account) -> None:
+    running = gateway(config(mock, account))
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{running.url}/v1beta/models/{CLAUDE}:generateContent", json=body,
+            headers={"x-goog-api-key": "placeholder"}) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["status"] == "INVALID_ARGUMENT"
+    assert await upstream_calls(mock) == []
