@@ -132,34 +132,12 @@ class ProviderClient:
         return {"Content-Type": "application/json", "Accept-Encoding": "identity", **self._extra_headers,
                 **self.adapter.auth_headers(key.value)}
 
-    async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool) -> UpstreamResponse:
-        """One attempt; raises asyncio.TimeoutError or UpstreamHTTPError."""
-        if self.tokens is None:
-            return await self._post(api, model, body, key, stream)
-        key = await self._token()
-        response = await self._post(api, model, body, key, stream)
-        if response.status != 401:
-            return response
-        # A token refused before its time (revoked, or a clock skewed): once more with a new one.
-        response.release()
-        self.tokens.invalidate(key.value)
-        return await self._post(api, model, body, await self._token(), stream)
-
-    async def _token(self) -> ProviderKey:
-        """The current bearer token as a key (one object per token: prepared requests are kept by key id)."""
-        assert self.tokens is not None
-        try:
-            token = await self.tokens.token()
-        except TokenUnavailable as exc:  # a 502 that names the provider and the reason
-            raise UpstreamHTTPError(str(exc)) from None
-        key = self._token_key
-        if key is None or key.value != token:
-            self._tokens_seen += 1
-            key = self._token_key = ProviderKey(id=f"token-{self._tokens_seen}", value=token, weight=1.0,
-                                                models=frozenset())
-        return key
-
-    async def _post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool) -> UpstreamResponse:
+    async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool, *,
+                   authorized: bool = False) -> UpstreamResponse:
+        """One attempt; raises asyncio.TimeoutError or UpstreamHTTPError. A provider with
+        `tokens` is sent the current token instead of ``key`` (``authorized``: it is)."""
+        if self.tokens is not None and not authorized:
+            return await self._post_with_token(api, model, body, stream)
         url = self.url(api, model, stream)
         native = self._native
         if native is None:
@@ -174,6 +152,31 @@ class ProviderClient:
         if stream:
             return await native.request(origin, encode_request(prefix, body), idle=self.timeout_s)
         return await native.request(origin, encode_request(prefix, body), total=self.timeout_s)
+
+    async def _post_with_token(self, api: Api, model: str, body: bytes, stream: bool) -> UpstreamResponse:
+        assert self.tokens is not None
+        key = await self._token()
+        response = await self.post(api, model, body, key, stream, authorized=True)
+        if response.status != 401:
+            return response
+        # A token refused before its time (revoked, or a clock skewed): once more with a new one.
+        response.release()
+        self.tokens.invalidate(key.value)
+        return await self.post(api, model, body, await self._token(), stream, authorized=True)
+
+    async def _token(self) -> ProviderKey:
+        """The current bearer token as a key (one object per token: prepared requests are kept by key id)."""
+        assert self.tokens is not None
+        try:
+            token = await self.tokens.token()
+        except TokenUnavailable as exc:  # a 502 that names the provider and the reason
+            raise UpstreamHTTPError(str(exc)) from None
+        key = self._token_key
+        if key is None or key.value != token:
+            self._tokens_seen += 1
+            key = self._token_key = ProviderKey(id=f"token-{self._tokens_seen}", value=token, weight=1.0,
+                                                models=frozenset())
+        return key
 
     async def send(self, method: str, url: str, key: ProviderKey, body: bytes | None) -> UpstreamResponse:
         """One request of any method (the stored-response routes); raises like `post`."""
