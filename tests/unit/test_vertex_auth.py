@@ -223,3 +223,15 @@ async def test_a_tampered_payload_fails_the_signature(mock: MockUpstream, key) -
     longer = base64.urlsafe_b64encode(json.dumps({**claims, "exp": claims["exp"] + 86400}).encode()).decode()
     status, body = await _grant(mock, f"{header}.{longer.rstrip('=')}.{signature}")
     assert status == 400 and body["error_description"] == "Invalid JWT Signature."
+
+
+async def test_without_credentials_application_default_credentials_are_used(mock: MockUpstream, key, tmp_path,
+                                                                               monkeypatch) -> None:
+    info, public = key
+    await _register(mock, info, public)
+    path = tmp_path / "adc.json"
+    path.write_text(json.dumps({**info, "token_uri": mock.url + "/token"}))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    settings = settings_from_dict({"providers": {"v": {"type": "vertex", "project": "p", "proxy": "none"}}})
+    tokens = AccessTokens(google_mint(settings.providers["v"]))
+    assert (await tokens.token()).startswith("ya29.mock-")
