@@ -419,3 +419,14 @@ async def test_the_google_route_refuses_a_claude_model_on_vertex(gateway, mock, 
         assert response.status == 400
         assert (await response.json())["error"]["status"] == "INVALID_ARGUMENT"
     assert await upstream_calls(mock) == []
+
+
+async def test_a_vertex_outage_falls_back_to_anthropic_with_the_clients_body_intact(gateway, mock, account) -> None:
+    running = gateway(config(mock, account, fallbacks={CLAUDE: ["anthropic/claude-sonnet-4-5"]}))
+    await mock_control(mock, "POST", "/_mock/faults", {"path": f"{BASE}/anthropic/", "status": 503, "count": 1})
+    reply = await anthropic_sdk(running).messages.create(model=CLAUDE, max_tokens=2, messages=HELLO)
+    assert reply.content[0].text == "tok0 tok1"
+    vertex_call, anthropic_call = await mock_control(mock, "GET", "/_mock/requests?path=/v1/")
+    assert vertex_call["path"].endswith(":rawPredict") and "model" not in vertex_call["body"]
+    assert anthropic_call["path"] == "/v1/messages"
+    assert anthropic_call["body"]["model"] == "claude-sonnet-4-5" and "anthropic_version" not in anthropic_call["body"]
