@@ -58,7 +58,7 @@ def exchange_for(api: Api, provider: ProviderClient, model: str = "") -> Exchang
     exchange = _EXCHANGES.get((api, provider.upstream_api(api)))
     if exchange is None:
         raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the {api.value} API")
-    provider.exchanges[api] = exchange
+    provider.exchanges[api] = exchange = _adapted(exchange, provider)
     return exchange
 
 
@@ -77,7 +77,13 @@ def _routed(api: Api, provider: ProviderClient, upstream: Api) -> Exchange:
     if exchange is None:
         raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the {api.value} API "
                           f"for this model")
+    provider.routed_exchanges[(api, upstream)] = exchange = _adapted(exchange, provider)
+    return exchange
+
+
+def _adapted(exchange: Exchange, provider: ProviderClient) -> Exchange:
+    """``exchange`` with the adapter's body tweak, where it has one (never for an answer
+    the gateway gives itself: nothing is sent)."""
     if provider.adapter.tweaks_body and not isinstance(exchange, LocalExchange):
-        exchange = AdaptedBody(exchange, provider)
-    provider.routed_exchanges[(api, upstream)] = exchange
+        return AdaptedBody(exchange, provider)
     return exchange
