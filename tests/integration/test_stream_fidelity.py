@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.gateway import mock_providers
 from tollway.config.schema import ProviderSettings
-from tollway.providers.adapters import adapter_for
+from tollway.providers.adapters import ProviderAdapter, adapter_for
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser
 from tollway.proxy.exchange_choice import exchange_for
@@ -146,9 +146,13 @@ class _Provider:
     def type(self) -> str:
         return "openai" if self.name == "azure" else self.name
 
-    def upstream_api(self, api: Api) -> Api:
+    @property
+    def adapter(self) -> ProviderAdapter:
+        return adapter_for(self.type)
+
+    def upstream_api(self, api: Api, model: str = "") -> Api:
         settings = ProviderSettings.model_validate({"type": self.type, "keys": [{"value": "k"}]})
-        return adapter_for(self.type).upstream_api(settings, api)
+        return adapter_for(self.type).upstream_api(settings, api, model)
 
 
 def _events(data: bytes, pair: Pair) -> list[tuple[str | None, Any]]:

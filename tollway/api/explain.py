@@ -103,7 +103,7 @@ def _body_demand(runtime: ManagedRuntime, ask: ExplainRequest, body: dict[str, A
     provider = runtime.providers[target.provider]
     try:
         request = parse_request(api, orjson.dumps({**body, "model": _model(ask, body)}))
-        exchange = exchange_for(api, provider)
+        exchange = exchange_for(api, provider, target.model)
         upstream = exchange.upstream_body(request, target.model)
         return demand_of(exchange.upstream_api, upstream, provider, target.model, runtime.pricing,
                          runtime.settings.estimate, runtime.settings.require_price)

@@ -162,7 +162,9 @@ FIELD_TEXT: dict[str, str] = {
                                              "(see [governance](governance.md#how-good-the-estimate-is)), 2 doubles it."),
     "ProviderSettings.type": "The provider's API: `openai` (any OpenAI-compatible server), `azure` (Azure "
     "OpenAI), `anthropic`, `gemini` (Google's Gemini API; `keys` are API keys), `bedrock` (AWS Bedrock: "
-    "requests signed with SigV4, no `keys`; see `region` and the `aws_*` fields), or an OpenAI-compatible "
+    "requests signed with SigV4, no `keys`; see `region` and the `aws_*` fields), "
+    "`vertex` (Google Cloud's Vertex AI: Gemini and Claude models; `project`, `region`, `credentials` instead of "
+    "keys), or an OpenAI-compatible "
     "provider by name, whose base URL and price-catalog id are filled in (`ollama` and `vllm`: local servers "
     "that need no key).",
     "ProviderSettings.proxy": "An `http://` forward proxy for this provider (`user:password@` works); `none`: "
@@ -197,14 +199,21 @@ FIELD_TEXT: dict[str, str] = {
     "ProviderSettings.max_retries": "Retries of a failed call (connection errors, 429 and 5xx) before answering.",
     "ProviderSettings.headers": "Extra headers sent with every call to this provider.",
     "ProviderSettings.deployments": "Azure: model name -> deployment name (default: the model name).",
+    "ProviderSettings.project": "Vertex: the Google Cloud project (default: the `project_id` of `credentials`).",
+    "ProviderSettings.region": "Vertex: the region (location) of the models, e.g. `us-east5`; `global`, `us` and "
+    "`eu` use their own endpoints (default: `global`). Bedrock: the AWS region, e.g. `us-east-1` (required; the "
+    "default base URL is `https://bedrock-runtime.REGION.amazonaws.com`).",
+    "ProviderSettings.credentials": "Vertex: the service account's JSON key, inline (`env.NAME` holding the JSON) "
+    "or the path of its file; omitted: Application Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, "
+    "gcloud's login, the metadata server). Needs `pip install 'tollway[vertex]'`.",
+    "ProviderSettings.publishers": "Vertex: model -> `google` or `anthropic`, for a model whose name does not "
+    "say (default: `claude-*` is Anthropic's, any other Google's).",
     "ProviderSettings.http_client": "`native`: Tollway's keep-alive HTTP/1.1 client; `aiohttp`: the fallback "
     "client, for a server the native one does not get on with.",
     "ProviderSettings.responses_api": "Whether the provider serves OpenAI's Responses API itself (default: yes "
     "for `openai` and `azure`, no for the presets); `false`: `/v1/responses` is translated to chat completions. "
     "Anthropic providers are always translated.",
     "ProviderSettings.responses_api_version": "Azure: the `api-version` of `/openai/responses`.",
-    "ProviderSettings.region": "Bedrock: the AWS region, e.g. `us-east-1` (required for `bedrock`; the default "
-    "base URL is `https://bedrock-runtime.REGION.amazonaws.com`).",
     "ProviderSettings.profile": "Bedrock: a named profile of the shared AWS files (`~/.aws/credentials`, "
     "`~/.aws/config`). Unset, with no `aws_access_key_id`: botocore's default chain (the `AWS_*` environment, "
     "the shared files, container and instance roles).",

@@ -218,10 +218,10 @@ class ProviderKeyConfig(_Strict):
     models: list[NonEmpty] = []  # empty = every model
 
 
-# The types of `providers.adapters.ADAPTERS`: openai, azure, anthropic, gemini, bedrock, then the
+# The types of `providers.adapters.ADAPTERS`: openai, azure, anthropic, gemini, bedrock, vertex, then the
 # OpenAI-compatible presets of `providers.presets` (a unit test keeps the lists equal).
-ProviderType = Literal["openai", "azure", "anthropic", "gemini", "bedrock", "mistral", "groq", "deepseek", "together",
-                       "fireworks", "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
+ProviderType = Literal["openai", "azure", "anthropic", "gemini", "bedrock", "vertex", "mistral", "groq", "deepseek",
+                       "together", "fireworks", "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
 
 
 class ProviderSettings(_Governed):
@@ -230,6 +230,13 @@ class ProviderSettings(_Governed):
     keys: list[ProviderKeyConfig] = []  # at least one, except for local presets (ollama, vllm)
     api_version: str | None = None  # azure
     deployments: dict[str, str] = {}  # azure: model -> deployment (default: the model name)
+    # vertex: the Google Cloud project and region (location) of Vertex AI, the service
+    # account's JSON key (inline, as env.NAME gives it, or a file's path; unset: Application
+    # Default Credentials), and which publisher serves a model its name does not tell.
+    project: str | None = None
+    region: str | None = None
+    credentials: str | None = Field(default=None, repr=False)
+    publishers: dict[str, Literal["google", "anthropic"]] = {}
     timeout: str = "60s"
     connect_timeout: str = "5s"
     max_retries: Annotated[int, Field(ge=0, le=10)] = 0
@@ -249,9 +256,8 @@ class ProviderSettings(_Governed):
     # (servers that only have chat). Anthropic providers are always translated.
     responses_api: bool | None = None
     responses_api_version: str = "2025-04-01-preview"  # azure: the api-version of /openai/responses
-    # bedrock: the AWS region, and the credentials (explicit values, a named profile, or
-    # botocore's default chain; role_arn: assumed through STS with those as the source)
-    region: NonEmpty | None = None
+    # bedrock: the AWS region (`region` above), and the credentials (explicit values, a named
+    # profile, or botocore's default chain; role_arn: assumed through STS with those as the source)
     profile: NonEmpty | None = None
     aws_access_key_id: NonEmpty | None = Field(None, repr=False)
     aws_secret_access_key: NonEmpty | None = Field(None, repr=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 import ssl
-from collections.abc import AsyncIterable, Mapping
+import time
+from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from tollway.config.schema import EgressConfig, ProviderSettings
 from tollway.governance.durations import parse_duration
 from tollway.providers.adapters import adapter_for
 from tollway.providers.adapters.anthropic import ANTHROPIC_VERSION
+from tollway.providers.adapters.base import TokenUnavailable
 from tollway.providers.apis import Api
 from tollway.providers.http import (
     HTTPClient,
@@ -55,7 +57,8 @@ class ProviderClient:
     """Sends requests to one provider. Create inside the running event loop."""
 
     def __init__(self, name: str, settings: ProviderSettings, keys: list[ProviderKey], pool_size: int = 1024,
-                 ssl_context: ssl.SSLContext | None = None, egress: EgressConfig | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, egress: EgressConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.type = settings.type  # for messages; behaviour that differs by type is the adapter's
         self.adapter = adapter = adapter_for(settings.type)
@@ -83,8 +86,14 @@ class ProviderClient:
         # (url, key id) -> origin and request bytes up to the Content-Length value.
         self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         # API -> the proxy's exchange for this provider (chosen by its adapter and settings:
-        # passed through or translated); filled on first use.
+        # passed through or translated); filled on first use. Where the adapter routes by
+        # model, by (client API, provider API) instead.
         self.exchanges: dict[Api, Any] = {}
+        self.routed_exchanges: dict[tuple[Api, Api], Any] = {}
+        # Short-lived bearer tokens (Vertex AI) instead of the keys; None: the keys authenticate.
+        self.tokens = adapter.token_source(settings, clock)
+        self._token_key: ProviderKey | None = None
+        self._tokens_seen = 0
 
     def speaks(self, api: Api) -> bool:
         """Whether the provider serves ``api`` itself (no translation)."""
@@ -96,10 +105,10 @@ class ProviderClient:
         (presets and other OpenAI-compatible servers say so with `responses_api: true`)."""
         return self.adapter.serves_responses_api(self.settings)
 
-    def upstream_api(self, api: Api) -> Api:
-        """The provider's API a request of the client's ``api`` is sent as: the same one
-        where the provider serves it, else the one the adapter translates through."""
-        return self.adapter.upstream_api(self.settings, api)
+    def upstream_api(self, api: Api, model: str = "") -> Api:
+        """The provider's API a request of the client's ``api`` (for ``model``) is sent as:
+        the same one where the provider serves it, else the one the adapter translates through."""
+        return self.adapter.upstream_api(self.settings, api, model)
 
     def pick_key(self, model: str, allowed: frozenset[str] = frozenset()) -> ProviderKey:
         """A weighted random choice among the keys that may serve ``model``."""
@@ -125,8 +134,12 @@ class ProviderClient:
         return {"Content-Type": "application/json", "Accept-Encoding": "identity", **self._extra_headers,
                 **self.adapter.auth_headers(key.value)}
 
-    async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool) -> UpstreamResponse:
-        """One attempt; raises asyncio.TimeoutError or UpstreamHTTPError."""
+    async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool, *,
+                   authorized: bool = False) -> UpstreamResponse:
+        """One attempt; raises asyncio.TimeoutError or UpstreamHTTPError. A provider with
+        `tokens` is sent the current token instead of ``key`` (``authorized``: it is)."""
+        if self.tokens is not None and not authorized:
+            return await self._post_with_token(api, model, body, stream)
         url = self.url(api, model, stream)
         if self._signer is not None:
             return await self._signed_post(url, body, key, stream)
@@ -150,8 +163,35 @@ class ProviderClient:
         headers = await self._signer.sign("POST", url, self.headers(key), body)
         return await self.post_to(url, headers, body, len(body), stream)
 
+    async def _post_with_token(self, api: Api, model: str, body: bytes, stream: bool) -> UpstreamResponse:
+        assert self.tokens is not None
+        key = await self._token()
+        response = await self.post(api, model, body, key, stream, authorized=True)
+        if response.status != 401:
+            return response
+        # A token refused before its time (revoked, or a clock skewed): once more with a new one.
+        response.release()
+        self.tokens.invalidate(key.value)
+        return await self.post(api, model, body, await self._token(), stream, authorized=True)
+
+    async def _token(self) -> ProviderKey:
+        """The current bearer token as a key (one object per token: prepared requests are kept by key id)."""
+        assert self.tokens is not None
+        try:
+            token = await self.tokens.token()
+        except TokenUnavailable as exc:  # a 502 that names the provider and the reason
+            raise UpstreamHTTPError(str(exc)) from None
+        key = self._token_key
+        if key is None or key.value != token:
+            self._tokens_seen += 1
+            key = self._token_key = ProviderKey(id=f"token-{self._tokens_seen}", value=token, weight=1.0,
+                                                models=frozenset())
+        return key
+
     async def send(self, method: str, url: str, key: ProviderKey, body: bytes | None) -> UpstreamResponse:
         """One request of any method (the stored-response routes); raises like `post`."""
+        if self.tokens is not None:
+            key = await self._token()
         if self._native is None:
             assert self._aiohttp is not None
             return await self._aiohttp.request(method, url, body, self.headers(key), total=self.timeout_s)
@@ -168,7 +208,8 @@ class ProviderClient:
         path = self.adapter.models_path
         if path is None:
             return []
-        return self.adapter.listed_models(await self.get_json(path, self.keys[0]))
+        key = self.keys[0] if self.tokens is None else await self._token()
+        return self.adapter.listed_models(await self.get_json(path, key))
 
     async def post_to(self, url: str, headers: dict[str, str], body: bytes | AsyncIterable[bytes], length: int,
                       stream: bool) -> UpstreamResponse:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from tollway.config import Settings, provider_key_ids
 from tollway.providers.client import ProviderClient, ProviderKey
 
@@ -14,9 +17,10 @@ def provider_keys(settings: Settings, name: str) -> list[ProviderKey]:
     ]
 
 
-def build_providers(settings: Settings) -> dict[str, ProviderClient]:
-    """One client (and one pooled aiohttp session) per provider; call inside the loop."""
+def build_providers(settings: Settings, clock: Callable[[], float] = time.monotonic) -> dict[str, ProviderClient]:
+    """One client (and one pooled aiohttp session) per provider; call inside the loop.
+    ``clock`` (seconds) times the providers' access tokens (Vertex AI)."""
     return {
-        name: ProviderClient(name, provider, provider_keys(settings, name), egress=settings.egress)
+        name: ProviderClient(name, provider, provider_keys(settings, name), egress=settings.egress, clock=clock)
         for name, provider in settings.providers.items()
     }

@@ -19,10 +19,11 @@ from tollway.proxy.gemini_exchanges import (
     GeminiPassthrough,
     MessagesViaGemini,
 )
-from tollway.proxy.passthrough import AnthropicPassthrough, Exchange, OpenAIPassthrough
-from tollway.proxy.responses_exchanges import responses_exchange
-from tollway.proxy.token_count import CountTokensPassthrough, EstimatedTokenCount
+from tollway.proxy.passthrough import AnthropicPassthrough, Exchange, LocalExchange, OpenAIPassthrough
+from tollway.proxy.responses_exchanges import responses_exchange, translated_responses
+from tollway.proxy.token_count import CountTokensPassthrough, EstimatedResponseTokens, EstimatedTokenCount
 from tollway.proxy.translated import ChatViaMessages, MessagesViaChat
+from tollway.proxy.vertex_exchanges import AdaptedBody, EmbeddingsViaVertexPredict
 
 # Exchanges hold no per-request state, so one of each serves every request.
 # (client API, provider API) -> exchange.
@@ -44,12 +45,16 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
     (Api.MESSAGES, Api.CONVERSE): MESSAGES_VIA_CONVERSE,
     (Api.COUNT_TOKENS, Api.CONVERSE): EstimatedTokenCount(),
     (Api.EMBEDDINGS, Api.INVOKE_MODEL): EmbeddingsViaInvokeModel(),
+    (Api.EMBEDDINGS, Api.VERTEX_PREDICT): EmbeddingsViaVertexPredict(),
 }
 
 
-def exchange_for(api: Api, provider: ProviderClient) -> Exchange:
-    """The exchange of ``api`` requests to ``provider``: chosen on its first request, then
-    kept on the provider (the hot path looks it up by API alone)."""
+def exchange_for(api: Api, provider: ProviderClient, model: str = "") -> Exchange:
+    """The exchange of ``api`` requests to ``provider`` (for ``model``, where its adapter
+    routes by model): chosen on its first request, then kept on the provider (the hot path
+    looks it up by API alone, or by API and the provider API the model takes)."""
+    if provider.adapter.routes_by_model:
+        return _routed(api, provider, provider.upstream_api(api, model))
     exchange: Exchange | None = provider.exchanges.get(api)
     if exchange is not None:
         return exchange
@@ -58,5 +63,32 @@ def exchange_for(api: Api, provider: ProviderClient) -> Exchange:
     exchange = _EXCHANGES.get((api, provider.upstream_api(api)))
     if exchange is None:
         raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the {api.value} API")
-    provider.exchanges[api] = exchange
+    provider.exchanges[api] = exchange = _adapted(exchange, provider)
+    return exchange
+
+
+def _routed(api: Api, provider: ProviderClient, upstream: Api) -> Exchange:
+    """The exchange of ``api`` to the provider API ``upstream`` of a provider that routes by
+    model (Vertex AI: Gemini models one way, Claude models another), with its body tweak."""
+    exchange: Exchange | None = provider.routed_exchanges.get((api, upstream))
+    if exchange is not None:
+        return exchange
+    if api is Api.RESPONSES:
+        exchange = translated_responses(provider, upstream)
+    elif api is Api.RESPONSES_INPUT_TOKENS:
+        exchange = EstimatedResponseTokens()
+    else:
+        exchange = _EXCHANGES.get((api, upstream))
+    if exchange is None:
+        raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the {api.value} API "
+                          f"for this model")
+    provider.routed_exchanges[(api, upstream)] = exchange = _adapted(exchange, provider)
+    return exchange
+
+
+def _adapted(exchange: Exchange, provider: ProviderClient) -> Exchange:
+    """``exchange`` with the adapter's body tweak, where it has one (never for an answer
+    the gateway gives itself: nothing is sent)."""
+    if provider.adapter.tweaks_body and not isinstance(exchange, LocalExchange):
+        return AdaptedBody(exchange, provider)
     return exchange

@@ -130,7 +130,7 @@ class Proxy:
         failure: _Failure | None = None
         for target in targets:
             provider = self._providers[target.provider]
-            exchange = exchange_for(request.api, provider)
+            exchange = exchange_for(request.api, provider, target.model)
             prepared = self._prepare(request, target, provider, exchange)
             if isinstance(prepared, _Failure):
                 failure = prepared

@@ -61,6 +61,11 @@ def _responses_exchange(provider: ProviderClient) -> Exchange:
     upstream = provider.upstream_api(Api.RESPONSES)
     if upstream is Api.RESPONSES:
         return ResponsesPassthrough(provider.upstream_model)
+    return translated_responses(provider, upstream)
+
+
+def translated_responses(provider: ProviderClient, upstream: Api) -> Exchange:
+    """The Responses API translated to the provider API ``upstream`` (chat, messages, Gemini)."""
     translated = _TRANSLATED.get(upstream)
     if translated is None:
         raise bad_request(f"provider {provider.name!r} ({provider.type}) does not serve the responses API")

@@ -128,7 +128,7 @@ class Runtime:
         self.key_cache = self._key_cache() if keys_on_demand else None
         self.usage = UsageFlusher(self.db, stored)
         self.enforcer = Enforcer(self.store, self.clock_ms)
-        self.providers = build_providers(settings)
+        self.providers = build_providers(settings, clock=lambda: self.clock_ms() / 1000)
         if settings.request_log:
             self.log_writer = RequestLogWriter(self.db)
             await self.log_writer.start()

@@ -88,7 +88,13 @@ class _Answer:
 
 async def messages(call: MockCall) -> web.StreamResponse:
     """`POST /v1/messages`, JSON or the real SSE event sequence."""
-    problem = _check_headers(call) or _check_body(call, ("model", "messages", "max_tokens"))
+    problem = _check_headers(call)
+    return problem if problem is not None else await authenticated_messages(call)
+
+
+async def authenticated_messages(call: MockCall) -> web.StreamResponse:
+    """`messages` past its header checks (Vertex AI's route authenticates its own way)."""
+    problem = _check_body(call, ("model", "messages", "max_tokens"))
     if problem is not None:
         return problem
     body: dict[str, Any] = call.body
@@ -254,7 +260,13 @@ def _input_json_deltas(tool_input: dict[str, Any], index: int) -> Iterator[bytes
 
 async def count_tokens(call: MockCall) -> web.StreamResponse:
     """`POST /v1/messages/count_tokens`: the prompt tokens a messages request would report."""
-    problem = _check_headers(call) or _check_body(call, ("model", "messages"))
+    problem = _check_headers(call)
+    return problem if problem is not None else await authenticated_count_tokens(call)
+
+
+async def authenticated_count_tokens(call: MockCall) -> web.StreamResponse:
+    """`count_tokens` past its header checks."""
+    problem = _check_body(call, ("model", "messages"))
     if problem is not None:
         return problem
     body: dict[str, Any] = call.body

@@ -13,7 +13,7 @@ weather. Usage: `promptTokenCount` includes `cachedContentTokenCount`; a positiv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +195,11 @@ async def _count(call: MockCall, model: str, body: dict[str, Any]) -> web.Stream
 
 _METHODS = {"generateContent": _generate, "streamGenerateContent": _stream, "embedContent": _embed,
             "countTokens": _count}
+
+
+def method_handler(method: str) -> Callable[[MockCall, str, dict[str, Any]], Awaitable[web.StreamResponse]] | None:
+    """The handler of a model method (`generateContent` ...), for Vertex AI's Gemini routes."""
+    return _METHODS.get(method)
 
 
 async def list_models(call: MockCall) -> web.StreamResponse:

@@ -1,5 +1,5 @@
 """The mock upstream provider: a real aiohttp server speaking the OpenAI (chat, completions,
-embeddings, Responses), Azure OpenAI, Anthropic, Gemini and Bedrock wire formats (streaming included), with a
+embeddings, Responses), Azure OpenAI, Anthropic, Gemini, Bedrock and Vertex AI wire formats (streaming included), with a
 control API for settings, faults, recorded requests and counters. It is the only mock in the project: integration tests and
 benchmarks point the gateway (or an SDK) at it.
 
@@ -27,14 +27,15 @@ except ImportError:  # uvloop is optional (absent on Windows)
     uvloop = None
 
 from tollway.testing import mock_anthropic, mock_openai
-from tollway.testing.mock_bedrock import add_bedrock_routes
 from tollway.testing.mock_batches import add_batch_routes
+from tollway.testing.mock_bedrock import add_bedrock_routes
 from tollway.testing.mock_control import add_control_routes
 from tollway.testing.mock_gemini import add_gemini_routes
 from tollway.testing.mock_http import STATE_KEY, MockCall, endpoint
 from tollway.testing.mock_media import add_media_routes
 from tollway.testing.mock_responses import add_responses_routes
 from tollway.testing.mock_state import Fault, MockSettings, MockState
+from tollway.testing.mock_vertex import add_vertex_routes
 
 __all__ = ["Fault", "MockSettings", "MockState", "MockUpstream", "create_mock_app", "serve_mock_upstream",
            "start_mock_upstream"]
@@ -73,6 +74,7 @@ def create_mock_app(settings: MockSettings | None = None) -> web.Application:
     add_responses_routes(app)
     add_gemini_routes(router)
     add_bedrock_routes(app)
+    add_vertex_routes(app)
     add_media_routes(app)
     add_batch_routes(app)
     add_control_routes(app)

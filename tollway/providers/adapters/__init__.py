@@ -15,6 +15,7 @@ from tollway.providers.adapters.base import ProviderAdapter
 from tollway.providers.adapters.bedrock import BedrockAdapter
 from tollway.providers.adapters.gemini import GeminiAdapter
 from tollway.providers.adapters.openai import OpenAIAdapter, PresetAdapter
+from tollway.providers.adapters.vertex import VertexAdapter
 from tollway.providers.presets import PRESETS
 
 ADAPTERS: MappingProxyType[str, ProviderAdapter] = MappingProxyType({
@@ -23,6 +24,7 @@ ADAPTERS: MappingProxyType[str, ProviderAdapter] = MappingProxyType({
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
     "bedrock": BedrockAdapter(),
+    "vertex": VertexAdapter(),
     **{name: PresetAdapter(preset) for name, preset in PRESETS.items()},
 })
 

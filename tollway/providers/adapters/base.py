@@ -14,7 +14,7 @@ configuration (the schema asks adapters to check provider settings).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +35,23 @@ OPENAI_BATCHES = "openai_batches"
 """OpenAI's batch API: `/files` (JSONL input files) and `/batches` (also Azure OpenAI's)."""
 MESSAGE_BATCHES = "message_batches"
 """Anthropic's batch API: `/v1/messages/batches`, the requests inline."""
+
+
+class TokenSource(Protocol):
+    """Bearer tokens for a provider that authenticates with short-lived tokens (Vertex AI's
+    OAuth access tokens) instead of its configured keys."""
+
+    async def token(self) -> str:
+        """A token valid now (minted or refreshed when needed); raises `TokenUnavailable`."""
+        ...
+
+    def invalidate(self, token: str) -> None:
+        """The provider refused ``token``: the next call mints a new one."""
+        ...
+
+
+class TokenUnavailable(Exception):
+    """No token could be had (the token endpoint failed or refused the credentials)."""
 
 
 class ProviderAdapter:
@@ -59,6 +76,13 @@ class ProviderAdapter:
     # the gateway has none for it.
     batch_api: str | None = None
 
+
+    # Whether the provider API a client API goes to depends on the model (Vertex AI serves
+    # Gemini and Claude models at different paths in different wire formats).
+    routes_by_model: bool = False
+    # Whether `tweak_body` changes upstream bodies (the exchange is then wrapped to call it).
+    tweaks_body: bool = False
+
     def base_url(self, settings: ProviderSettings) -> str:
         """The configured base URL (or the type's default), without a trailing slash."""
         return (settings.base_url or self.default_base_url).rstrip("/")
@@ -79,10 +103,20 @@ class ProviderAdapter:
             return self.serves_responses_api(settings)
         return api in self.native_apis
 
-    def upstream_api(self, settings: ProviderSettings, api: Api) -> Api:
-        """The provider API a request of the client's ``api`` is sent as: the same one
-        where the provider serves it, else the one this adapter translates through."""
+    def upstream_api(self, settings: ProviderSettings, api: Api, model: str = "") -> Api:
+        """The provider API a request of the client's ``api`` (for ``model``, where
+        `routes_by_model`) is sent as: the same one where the provider serves it, else the
+        one this adapter translates through."""
         return api if self.speaks(settings, api) else self.translation_api
+
+    def tweak_body(self, settings: ProviderSettings, api: Api, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The upstream body of ``api`` as this provider wants it (with `tweaks_body`)."""
+        return body
+
+    def token_source(self, settings: ProviderSettings, clock: Callable[[], float]) -> TokenSource | None:
+        """Where the bearer tokens of a provider come from when its keys do not authenticate
+        it (None: `auth_headers` of the key); ``clock`` is monotonic seconds."""
+        return None
 
     def url(self, base: str, settings: ProviderSettings, api: Api, model: str, stream: bool) -> str:
         """The URL a request of ``api`` for ``model`` is posted to."""
