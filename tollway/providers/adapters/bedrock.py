@@ -43,9 +43,9 @@ class BedrockAdapter(ProviderAdapter):
         if settings.profile and settings.aws_access_key_id:
             raise ValueError("set either profile or aws_access_key_id/aws_secret_access_key, not both")
 
-    def upstream_api(self, settings: ProviderSettings, api: Api) -> Api:
+    def upstream_api(self, settings: ProviderSettings, api: Api, model: str = "") -> Api:
         # Embeddings are InvokeModel's; every other client API is translated through Converse.
-        return Api.INVOKE_MODEL if api is Api.EMBEDDINGS else super().upstream_api(settings, api)
+        return Api.INVOKE_MODEL if api is Api.EMBEDDINGS else super().upstream_api(settings, api, model)
 
     def url(self, base: str, settings: ProviderSettings, api: Api, model: str, stream: bool) -> str:
         # The model id is the client's: quoted whole (`:` too, as the AWS SDKs do), so it
