@@ -196,8 +196,6 @@ FIELD_TEXT: dict[str, str] = {
     "ProviderSettings.max_retries": "Retries of a failed call (connection errors, 429 and 5xx) before answering.",
     "ProviderSettings.headers": "Extra headers sent with every call to this provider.",
     "ProviderSettings.deployments": "Azure: model name -> deployment name (default: the model name).",
-    "ProviderSettings.http_client": "`native`: Tollway's keep-alive HTTP/1.1 client; `aiohttp`: the fallback "
-    "client, for a server the native one does not get on with.",
     "ProviderSettings.responses_api": "Whether the provider serves OpenAI's Responses API itself (default: yes "
     "for `openai` and `azure`, no for the presets); `false`: `/v1/responses` is translated to chat completions. "
     "Anthropic providers are always translated.",

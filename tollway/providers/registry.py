@@ -15,7 +15,7 @@ def provider_keys(settings: Settings, name: str) -> list[ProviderKey]:
 
 
 def build_providers(settings: Settings) -> dict[str, ProviderClient]:
-    """One client (and one pooled aiohttp session) per provider; call inside the loop."""
+    """One client (with its own connection pools) per provider; call inside the loop."""
     return {
         name: ProviderClient(name, provider, provider_keys(settings, name), egress=settings.egress)
         for name, provider in settings.providers.items()
