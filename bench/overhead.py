@@ -21,7 +21,7 @@ with their spread, with the load average beside them, and every figure is writte
 ``bench/results/overhead.json`` (``--json`` elsewhere).
 
     .venv/bin/python bench/overhead.py [--suites chat,transports,routes] [--seconds 3] [--repeats 3]
-        [--concurrency 1,16,64] [--stream] [--route-concurrency 16] [--transports native,aiohttp,pyreqwest,httpx]
+        [--concurrency 1,16,64] [--stream] [--route-concurrency 1,16] [--transports native,aiohttp,pyreqwest,httpx]
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--suites", type=lambda s: s.split(","), default=list(SUITES))
     parser.add_argument("--transports", type=lambda s: s.split(","), default=None,
                         help="transports to compare (default: every installed one)")
-    parser.add_argument("--route-concurrency", type=int, default=16)
+    parser.add_argument("--route-concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
     parser.add_argument("--routes", type=lambda s: s.split(","), default=None, help="route scenarios (default: all)")
     args = parser.parse_args()
     unknown = set(args.suites) - set(SUITES)
@@ -220,8 +220,8 @@ async def run_suites(args: argparse.Namespace, ports: dict[str, int], meters: di
         results["transports"] = compare(ports["direct"], args.concurrency, args.repeats, args.seconds, args.transports)
     if "routes" in args.suites:
         keys = {"direct": "sk-mock", "gateway": "sk-placeholder", "governed": VK}
-        results["routes"] = {"concurrency": args.route_concurrency, "by_route": await measure_routes(
-            ports, meters, keys, args.route_concurrency, args.repeats, args.seconds, args.routes)}
+        results["routes"] = await measure_routes(ports, meters, keys, args.route_concurrency, args.repeats, args.seconds,
+                                                 args.routes)
     return results
 
 
@@ -255,7 +255,7 @@ def main() -> None:
     if "transports" in results:
         report_transports(results["transports"])
     if "routes" in results:
-        report_routes(results["routes"]["by_route"], args.route_concurrency)
+        report_routes(results["routes"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"load_average": load, "options": _options(args), **results}, indent=2))
     print(f"\nfigures written to {args.json}")

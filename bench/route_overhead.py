@@ -118,36 +118,45 @@ TARGETS = ("direct", "gateway", "governed")
 
 
 async def measure_routes(ports: dict[str, int], meters: dict[str, ProcessMeter], keys: dict[str, str],
-                         concurrency: int, repeats: int, seconds: float, names: list[str] | None = None) -> dict:
-    """{scenario: {target: summary}}; targets alternate within each repeat."""
-    results: dict = {}
-    for scenario in SCENARIOS:
-        if names and scenario.name not in names:
-            continue
-        requests = {}
-        for target in TARGETS:
-            path, headers, body = scenario.request(target, keys[target])
-            requests[target] = (f"http://127.0.0.1:{ports[target]}{path}", headers, body)
-        for url, headers, body in requests.values():  # warm-up, not counted
-            await metered_drive(None, url, headers, body, concurrency, 0.5, scenario.stream)
-        runs: dict[str, list] = {target: [] for target in TARGETS}
-        for _ in range(repeats):
-            for target, (url, headers, body) in requests.items():
-                runs[target].append(await metered_drive(meters[target], url, headers, body, concurrency, seconds,
-                                                        scenario.stream))
-        results[scenario.name] = {target: summarise(r) for target, r in runs.items()}
-    return results
+                         concurrencies: list[int], repeats: int, seconds: float, names: list[str] | None = None) -> dict:
+    """{concurrency: {scenario: {target: summary}}}; targets alternate within each repeat."""
+    return {concurrency: {scenario.name: await _measure_route(scenario, ports, meters, keys, concurrency, repeats, seconds)
+                          for scenario in SCENARIOS if not names or scenario.name in names}
+            for concurrency in concurrencies}
 
 
-def report_routes(results: dict, concurrency: int) -> None:
+async def _measure_route(scenario: Scenario, ports: dict[str, int], meters: dict[str, ProcessMeter], keys: dict[str, str],
+                         concurrency: int, repeats: int, seconds: float) -> dict:
+    requests = {}
+    for target in TARGETS:
+        path, headers, body = scenario.request(target, keys[target])
+        requests[target] = (f"http://127.0.0.1:{ports[target]}{path}", headers, body)
+    for url, headers, body in requests.values():  # warm-up, not counted
+        await metered_drive(None, url, headers, body, concurrency, 0.5, scenario.stream)
+    runs: dict[str, list] = {target: [] for target in TARGETS}
+    for _ in range(repeats):
+        for target, (url, headers, body) in requests.items():
+            runs[target].append(await metered_drive(meters[target], url, headers, body, concurrency, seconds,
+                                                    scenario.stream))
+    return {target: summarise(r) for target, r in runs.items()}
+
+
+def report_routes(by_concurrency: dict) -> None:
+    for concurrency, results in by_concurrency.items():
+        _report_concurrency(results, concurrency)
+
+
+def _report_concurrency(results: dict, concurrency: int) -> None:
     print(f"\nrecent routes at concurrency {concurrency}, one gateway worker, medians: what the gateway adds over the "
           "mock (direct); governed = five levels, 7 counters")
+    print("(+p50: the target's p50 minus the mock's; µs: CPU per request of the gateway process, and of the mock for"
+          " direct)")
     print(f"{'route':>17} {'direct p50':>10} {'gateway +p50':>12} {'governed +p50':>13} {'gateway p99':>11}"
-          f" {'governed p99':>12} {'gateway µs':>10} {'governed µs':>11} {'req/s g/gov':>13} {'errors':>6}")
+          f" {'governed p99':>12} {'mock µs':>7} {'gateway µs':>10} {'governed µs':>11} {'req/s g/gov':>13} {'errors':>6}")
     for name, by_target in results.items():
         direct, plain, governed = (by_target[target] for target in TARGETS)
         errors = sum(by_target[target]["errors"] for target in TARGETS)
+        cpu_us = [by_target[target].get("cpu_s_per_1k", 0) * 1000 for target in TARGETS]
         print(f"{name:>17} {direct['p50_ms']:>10.3f} {plain['p50_ms'] - direct['p50_ms']:>12.3f}"
               f" {governed['p50_ms'] - direct['p50_ms']:>13.3f} {plain['p99_ms']:>11.2f} {governed['p99_ms']:>12.2f}"
-              f" {plain.get('cpu_s_per_1k', 0) * 1000:>10.0f} {governed.get('cpu_s_per_1k', 0) * 1000:>11.0f}"
-              f" {plain['rps']:>6.0f}/{governed['rps']:<6.0f} {errors:>6}")
+              f" {cpu_us[0]:>7.0f} {cpu_us[1]:>10.0f} {cpu_us[2]:>11.0f} {plain['rps']:>6.0f}/{governed['rps']:<6.0f} {errors:>6}")

@@ -64,7 +64,7 @@ def report(results: dict) -> None:
     for mode in ("non-stream", "stream"):
         print(f"\nupstream transports, chat completions ({mode}), each in its own process against the mock;"
               " medians (± half range); Δ = against native")
-        print(f"{'conc':>4} {'transport':>10} {'req/s':>14} {'p50 ms':>15} {'p99 ms':>15} {'Δp50 ms':>8}"
+        print(f"{'conc':>4} {'transport':>10} {'req/s':>14} {'p50 ms':>18} {'p99 ms':>18} {'Δp50 ms':>9}"
               f" {'CPU µs/req':>14} {'CPU ×native':>11} {'errors':>6}")
         for concurrency, by_name in results[mode].items():
             base = by_name.get("native", next(iter(by_name.values())))
@@ -72,8 +72,8 @@ def report(results: dict) -> None:
                 cpu = r.get("cpu_us_per_req", 0)
                 ratio = cpu / base["cpu_us_per_req"] if base.get("cpu_us_per_req") else 0
                 print(f"{concurrency:>4} {name:>10} {r['rps']:>8.0f} ±{r['rps_spread']:<5.0f}"
-                      f"{r['p50_ms']:>8.3f} ±{r['p50_ms_spread']:<6.3f}{r['p99_ms']:>8.2f} ±{r['p99_ms_spread']:<6.2f}"
-                      f"{r['p50_ms'] - base['p50_ms']:>8.3f} {cpu:>7.0f} ±{r['cpu_us_per_req_spread']:<5.0f}"
+                      f"{r['p50_ms']:>9.3f} ±{r['p50_ms_spread']:<8.3f}{r['p99_ms']:>9.2f} ±{r['p99_ms_spread']:<8.2f}"
+                      f"{r['p50_ms'] - base['p50_ms']:>9.3f} {cpu:>7.0f} ±{r['cpu_us_per_req_spread']:<5.0f}"
                       f"{ratio:>11.2f} {r['errors']:>6}")
     names = list(TRANSPORTS)
     print("\nfeatures the gateway needs (details: transports.FEATURES, bench/README.md)")

@@ -13,7 +13,7 @@ this file is also the per-run child process:
     .venv/bin/python bench/transports.py native http://127.0.0.1:PORT/v1/chat/completions 16 3 [--stream]
 
 pyreqwest and httpx are not Tollway dependencies: a transport whose package is missing is
-skipped (``pip install pyreqwest httpx`` to include them).
+skipped (``pip install -e '.[bench]'`` to include them).
 """
 
 from __future__ import annotations
