@@ -65,7 +65,7 @@ class Scenario:
         headers = dict(self.headers)
         headers[self.auth] = f"Bearer {key}" if self.auth == "authorization" else key
         if self.form is not None:
-            body, content_type = multipart({**self.form, "model": model})
+            body, content_type = multipart({"model": model, **self.form})  # text fields first, as the SDKs send
         else:
             body = json.dumps({**self.body, "model": model} if "{model}" not in self.path else self.body).encode()
             content_type = "application/json"
