@@ -26,11 +26,15 @@ def _chat(stream: bool = False, **extra: Any) -> bytes:
                          "max_tokens": 8, "stream": stream, **extra})
 
 
+def _client(mock: MockUpstream, timeout: str) -> ProviderClient:
+    settings = ProviderSettings.model_validate({"type": "openai", "base_url": mock.url + "/v1", "keys": [{"value": "sk-test"}],
+                                                "timeout": timeout})
+    return ProviderClient("mock", settings, [KEY])
+
+
 @pytest.fixture
 async def provider(mock: MockUpstream) -> AsyncIterator[ProviderClient]:
-    settings = ProviderSettings.model_validate({"type": "openai", "base_url": mock.url + "/v1", "keys": [{"value": "sk-test"}],
-                                                "timeout": "1s"})
-    client = ProviderClient("mock", settings, [KEY])
+    client = _client(mock, "1s")  # short, for the hanging-upstream test
     yield client
     await client.close()
 
@@ -123,12 +127,16 @@ async def test_a_hanging_upstream_times_out(provider: ProviderClient, mock: Mock
     assert mock.state.stats.requests_cancelled == 1  # the upstream saw us give up
 
 
-async def test_large_bodies_both_ways(provider: ProviderClient, mock: MockUpstream) -> None:
+async def test_large_bodies_both_ways(mock: MockUpstream) -> None:
     prompts = ["word " * 50_000] + [f"item {n}" for n in range(63)]  # ~250 KB out
     body = orjson.dumps({"model": "text-embedding-3-small", "input": prompts, "dimensions": 4096})
-    response = await provider.post(Api.EMBEDDINGS, "text-embedding-3-small", body, KEY, stream=False)
-    data = await response.read()
-    response.release()
+    provider = _client(mock, "30s")  # the mock takes over a second to build 2 MB on a busy machine
+    try:
+        response = await provider.post(Api.EMBEDDINGS, "text-embedding-3-small", body, KEY, stream=False)
+        data = await response.read()
+        response.release()
+    finally:
+        await provider.close()
     assert response.status == 200
     assert len(data) > 2_000_000
     parsed = orjson.loads(data)
