@@ -1,15 +1,27 @@
 """Gateway overhead against the mock provider, measured side by side in one run.
 
-Starts the mock upstream and three one-worker gateways as separate processes, then
-drives the same chat-completion load at each concurrency against: the mock directly,
-a gateway with no governance configured, a gateway with a typical five-level governance
-hierarchy (7 counters), the same under strict enforcement with clamping (every request's
-worst case computed from its body and its output cap injected: it sends none), and one
-with every level fully limited (21 counters). The
-targets alternate run by run so that machine noise spreads evenly; medians are
-printed with their spread.
+Three suites (``--suites``, all by default), one mock upstream for all:
 
-    .venv/bin/python bench/overhead.py [--seconds 3] [--repeats 3] [--concurrency 1,16,64] [--stream]
+- ``chat``: starts one-worker gateways as separate processes and drives the same
+  chat-completion load at each concurrency against: the mock directly, a gateway with no
+  governance configured, a gateway with a typical five-level governance hierarchy (7
+  counters), the same under strict enforcement with clamping (every request's worst case
+  computed from its body and its output cap injected: it sends none), and one with every
+  level fully limited (21 counters).
+- ``transports``: the upstream HTTP transports (Tollway's native client, aiohttp,
+  pyreqwest, httpx) each driving the mock from a process of its own: throughput, CPU per
+  request, p50/p99, non-streaming and streaming, and the features each has
+  (`transports.py`, `transport_compare.py`).
+- ``routes``: the recent routes (Responses, count_tokens, images, transcription,
+  moderations, Google's generateContent) against the mock directly, the plain and the
+  governed gateway: added latency and CPU µs per request (`route_overhead.py`).
+
+Targets alternate run by run so that machine noise spreads evenly; medians are printed
+with their spread, with the load average beside them, and every figure is written to
+``bench/results/overhead.json`` (``--json`` elsewhere).
+
+    .venv/bin/python bench/overhead.py [--suites chat,transports,routes] [--seconds 3] [--repeats 3]
+        [--concurrency 1,16,64] [--stream] [--route-concurrency 1,16] [--transports native,aiohttp,pyreqwest,httpx]
 """
 
 from __future__ import annotations
@@ -26,6 +38,9 @@ from pathlib import Path
 
 import yaml
 from loadgen import ProcessMeter, add_run_arguments, free_port, medians_text, metered_drive, summarise, wait_http
+from route_overhead import add_route_providers, measure_routes, report_routes
+from transport_compare import compare
+from transport_compare import report as report_transports
 
 VK = "tw-bench-0123456789abcdefghijklmnopqrstuv"
 PROMPT = "Summarise the following text in one sentence. " * 20  # ≈ 1 KB request body
@@ -154,22 +169,69 @@ def report(results: dict, stream: bool) -> None:
                   f" worst case {off / by_target['worst']['cpu_s_per_1k']:.2f}")
 
 
-def main() -> None:
+RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
+SUITES = ("chat", "transports", "routes")
+CHAT_GATEWAYS = {"gateway": plain_config, "governed": bench_config, "strict": strict_config, "worst": exhaustive_config}
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, [1, 16, 64])
-    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--stream", action="store_true", help="the chat suite streams")
+    parser.add_argument("--suites", type=lambda s: s.split(","), default=list(SUITES))
+    parser.add_argument("--transports", type=lambda s: s.split(","), default=None,
+                        help="transports to compare (default: every installed one)")
+    parser.add_argument("--route-concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
+    parser.add_argument("--routes", type=lambda s: s.split(","), default=None, help="route scenarios (default: all)")
     args = parser.parse_args()
-    ports = {name: free_port() for name in ("direct", "gateway", "governed", "strict", "worst")}
-    builders = {"gateway": plain_config, "governed": bench_config, "strict": strict_config, "worst": exhaustive_config}
+    unknown = set(args.suites) - set(SUITES)
+    if unknown:
+        parser.error(f"--suites: unknown {sorted(unknown)}; choose from {', '.join(SUITES)}")
+    args.json = args.json or RESULTS
+    return args
+
+
+def gateways_needed(suites: list[str]) -> dict:
+    """The gateways the chosen suites drive (the routes suite uses the plain and the governed one)."""
+    names = set(CHAT_GATEWAYS) if "chat" in suites else set()
+    if "routes" in suites:
+        names |= {"gateway", "governed"}
+    return {name: build for name, build in CHAT_GATEWAYS.items() if name in names}
+
+
+def start_processes(tmp: Path, ports: dict[str, int], builders: dict) -> dict[str, subprocess.Popen]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    mock = [sys.executable, "-m", "tollway", "mock-upstream", "--port", str(ports["direct"])]
+    processes = {"direct": subprocess.Popen(mock, env=env)}
+    for name, build in builders.items():
+        path = tmp / f"{name}.yaml"
+        config = add_route_providers(build(ports["direct"], tmp / f"{name}.db"), ports["direct"])
+        path.write_text(yaml.safe_dump(config))
+        processes[name] = subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(path),
+                                            "--port", str(ports[name])], env=env)
+    return processes
+
+
+async def run_suites(args: argparse.Namespace, ports: dict[str, int], meters: dict[str, ProcessMeter]) -> dict:
+    results: dict = {}
+    if "chat" in args.suites:
+        results["chat"] = {"stream": args.stream, "by_concurrency": await measure(args, ports, meters)}
+    if "transports" in args.suites:
+        results["transports"] = compare(ports["direct"], args.concurrency, args.repeats, args.seconds, args.transports)
+    if "routes" in args.suites:
+        keys = {"direct": "sk-mock", "gateway": "sk-placeholder", "governed": VK}
+        results["routes"] = await measure_routes(ports, meters, keys, args.route_concurrency, args.repeats, args.seconds,
+                                                 args.routes)
+    return results
+
+
+def main() -> None:
+    args = parse_args()
+    builders = gateways_needed(args.suites)
+    ports = {name: free_port() for name in ("direct", *builders)}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        mock = [sys.executable, "-m", "tollway", "mock-upstream", "--port", str(ports["direct"])]
-        processes = {"direct": subprocess.Popen(mock, env=env)}
-        for name, build in builders.items():
-            path = Path(tmp) / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(build(ports["direct"], Path(tmp) / f"{name}.db")))
-            processes[name] = subprocess.Popen([sys.executable, "-m", "tollway", "serve", "--config", str(path),
-                                                "--port", str(ports[name])], env=env)
+        processes = start_processes(Path(tmp), ports, builders)
         try:
             for port in ports.values():
                 wait_port(port)
@@ -180,15 +242,31 @@ def main() -> None:
                 uvloop.install()
             except ImportError:
                 pass
-            results = asyncio.run(measure(args, ports, meters))
+            results = asyncio.run(run_suites(args, ports, meters))
         finally:
             for process in processes.values():
                 process.send_signal(signal.SIGTERM)
             for process in processes.values():
                 process.wait(timeout=30)
-    report(results, args.stream)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    load = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
+    print(f"load average (1, 5, 15 min) before {_load(load_before)}, after {_load(load['after'])}; {os.cpu_count()} CPUs")
+    if "chat" in results:
+        report(results["chat"]["by_concurrency"], args.stream)
+    if "transports" in results:
+        report_transports(results["transports"])
+    if "routes" in results:
+        report_routes(results["routes"])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"load_average": load, "options": _options(args), **results}, indent=2))
+    print(f"\nfigures written to {args.json}")
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return " ".join(f"{value:.2f}" for value in values)
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {name: (str(value) if isinstance(value, Path) else value) for name, value in vars(args).items()}
 
 
 if __name__ == "__main__":

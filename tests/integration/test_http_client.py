@@ -1,5 +1,5 @@
-"""`ProviderClient` against the real mock upstream, with each HTTP client it can use
-(`http_client: native | aiohttp`): the same behaviour, the same errors, from both."""
+"""`ProviderClient` against the real mock upstream, over the gateway's one upstream HTTP
+client: keep-alive, streams, faults, timeouts and errors as callers see them."""
 
 from __future__ import annotations
 
@@ -26,11 +26,15 @@ def _chat(stream: bool = False, **extra: Any) -> bytes:
                          "max_tokens": 8, "stream": stream, **extra})
 
 
-@pytest.fixture(params=["native", "aiohttp"])
-async def provider(request: pytest.FixtureRequest, mock: MockUpstream) -> AsyncIterator[ProviderClient]:
+def _client(mock: MockUpstream, timeout: str) -> ProviderClient:
     settings = ProviderSettings.model_validate({"type": "openai", "base_url": mock.url + "/v1", "keys": [{"value": "sk-test"}],
-                                                "timeout": "1s", "http_client": request.param})
-    client = ProviderClient("mock", settings, [KEY])
+                                                "timeout": timeout})
+    return ProviderClient("mock", settings, [KEY])
+
+
+@pytest.fixture
+async def provider(mock: MockUpstream) -> AsyncIterator[ProviderClient]:
+    client = _client(mock, "1s")  # short, for the hanging-upstream test
     yield client
     await client.close()
 
@@ -123,12 +127,16 @@ async def test_a_hanging_upstream_times_out(provider: ProviderClient, mock: Mock
     assert mock.state.stats.requests_cancelled == 1  # the upstream saw us give up
 
 
-async def test_large_bodies_both_ways(provider: ProviderClient, mock: MockUpstream) -> None:
+async def test_large_bodies_both_ways(mock: MockUpstream) -> None:
     prompts = ["word " * 50_000] + [f"item {n}" for n in range(63)]  # ~250 KB out
     body = orjson.dumps({"model": "text-embedding-3-small", "input": prompts, "dimensions": 4096})
-    response = await provider.post(Api.EMBEDDINGS, "text-embedding-3-small", body, KEY, stream=False)
-    data = await response.read()
-    response.release()
+    provider = _client(mock, "30s")  # the mock takes over a second to build 2 MB on a busy machine
+    try:
+        response = await provider.post(Api.EMBEDDINGS, "text-embedding-3-small", body, KEY, stream=False)
+        data = await response.read()
+        response.release()
+    finally:
+        await provider.close()
     assert response.status == 200
     assert len(data) > 2_000_000
     parsed = orjson.loads(data)
@@ -141,22 +149,19 @@ async def test_models_are_listed(provider: ProviderClient) -> None:
 
 
 async def test_an_unreachable_provider_is_a_connect_error(mock: MockUpstream, unused_tcp_port: int) -> None:
-    for kind in ("native", "aiohttp"):
-        settings = ProviderSettings.model_validate({"type": "openai", "base_url": f"http://127.0.0.1:{unused_tcp_port}/v1",
-                                                    "keys": [{"value": "k"}], "http_client": kind})
-        client = ProviderClient("dead", settings, [KEY])
-        try:
-            with pytest.raises(UpstreamConnectError) as caught:
-                await client.post(Api.CHAT, "m", _chat(), KEY, stream=False)
-            assert caught.value.port == unused_tcp_port
-        finally:
-            await client.close()
+    settings = ProviderSettings.model_validate({"type": "openai", "base_url": f"http://127.0.0.1:{unused_tcp_port}/v1",
+                                                "keys": [{"value": "k"}]})
+    client = ProviderClient("dead", settings, [KEY])
+    try:
+        with pytest.raises(UpstreamConnectError) as caught:
+            await client.post(Api.CHAT, "m", _chat(), KEY, stream=False)
+        assert caught.value.port == unused_tcp_port
+    finally:
+        await client.close()
 
 
-@pytest.mark.parametrize("kind", ["native", "aiohttp"])
-async def test_the_gateway_proxies_with_either_client(gateway, mock: MockUpstream, kind: str) -> None:
-    running = gateway({"providers": mock_providers(mock.url, openai={"http_client": kind},
-                                                   anthropic={"http_client": kind})})
+async def test_the_gateway_reuses_one_connection_per_provider(gateway, mock: MockUpstream) -> None:
+    running = gateway({"providers": mock_providers(mock.url)})
     async with openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as oai:
         for _ in range(3):
             reply = await oai.chat.completions.create(model="openai/gpt-4o-mini", max_tokens=5,

@@ -231,17 +231,6 @@ async def test_a_stream_cut_by_the_provider_ends_with_an_error_event_and_is_char
     assert running.runtime.enforcer.reservations_in_flight == 0
 
 
-async def test_stored_routes_work_over_the_aiohttp_client_too(gateway, mock) -> None:
-    providers = responses_providers(mock.url)
-    providers["openai"]["http_client"] = "aiohttp"
-    running = gateway({"providers": providers})
-    client = sdk(running)
-    made = await client.responses.create(model=MODELS["openai"], input="Hi")
-    assert (await client.responses.retrieve(made.id)).id == made.id
-    assert (await client.responses.delete(made.id)) is None
-    assert mock.state.requests[-1]["method"] == "DELETE"
-
-
 async def test_every_responses_route_leaves_a_request_log_row(gateway, mock) -> None:
     running = governed(gateway, mock, key(KEY_A))
     client = sdk(running, KEY_A)

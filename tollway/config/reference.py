@@ -208,8 +208,6 @@ FIELD_TEXT: dict[str, str] = {
     "gcloud's login, the metadata server). Needs `pip install 'tollway[vertex]'`.",
     "ProviderSettings.publishers": "Vertex: model -> `google` or `anthropic`, for a model whose name does not "
     "say (default: `claude-*` is Anthropic's, any other Google's).",
-    "ProviderSettings.http_client": "`native`: Tollway's keep-alive HTTP/1.1 client; `aiohttp`: the fallback "
-    "client, for a server the native one does not get on with.",
     "ProviderSettings.responses_api": "Whether the provider serves OpenAI's Responses API itself (default: yes "
     "for `openai` and `azure`, no for the presets); `false`: `/v1/responses` is translated to chat completions. "
     "Anthropic providers are always translated.",

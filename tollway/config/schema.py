@@ -7,7 +7,7 @@ serve both. Field names follow SPEC.md §6.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -242,8 +242,6 @@ class ProviderSettings(_Governed):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 0
     retry_backoff: Annotated[float, Field(ge=0, le=60)] = 0.5  # seconds before the first retry; doubles each time
     headers: dict[str, str] = {}
-    # native: tollway's keep-alive HTTP/1.1 client (providers/http); aiohttp: the fallback
-    http_client: Literal["native", "aiohttp"] = "native"
     # Egress: an http:// forward proxy for this provider ("none": direct, whatever the
     # environment says; unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY), a CA bundle to trust
     # instead of the system's, a client certificate (and its key) for mutual TLS.
@@ -279,10 +277,18 @@ class ProviderSettings(_Governed):
             self.keys = [ProviderKeyConfig(value="unused")]  # a local server: any bearer token does
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_transport(cls, data: Any) -> Any:
+        # `http_client` chose between two upstream clients until the aiohttp one was
+        # removed; say so rather than "extra inputs are not permitted".
+        if isinstance(data, dict) and "http_client" in data:
+            raise ValueError("http_client was removed: Tollway has one upstream HTTP client (proxies, CA bundles and "
+                             "mutual TLS included); delete the setting")
+        return data
+
     @model_validator(mode="after")
-    def _egress_needs_native(self) -> ProviderSettings:
-        if self.http_client == "aiohttp" and (self.proxy or self.ca_bundle or self.client_cert):
-            raise ValueError("proxy, ca_bundle and client_cert need http_client: native")
+    def _client_key_needs_cert(self) -> ProviderSettings:
         if self.client_key and not self.client_cert:
             raise ValueError("client_key needs client_cert")
         return self

@@ -1,5 +1,6 @@
-"""One upstream provider: its keys, its URLs and its pooled HTTP client (the native
-keep-alive client of `providers/http`, or aiohttp when `http_client: aiohttp`)."""
+"""One upstream provider: its keys, its URLs and its pooled HTTP client (the keep-alive
+client of `providers/http`, the gateway's one upstream transport: bench/overhead.py's
+transports suite says why)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from tollway.providers.http import (
     request_prefix,
     split_url,
 )
-from tollway.providers.http.aiohttp_adapter import AiohttpClient
 from tollway.providers.http.egress import choose_proxy, tls_context
 
 __all__ = ["ANTHROPIC_VERSION", "Api", "NoUsableKey", "ProviderClient", "ProviderKey"]
@@ -73,16 +73,10 @@ class ProviderClient:
         self._extra_headers = dict(settings.headers)
         # Signed providers (Bedrock's SigV4): each request's headers depend on its body and time.
         self._signer = adapter.request_signer(settings)
-        self._native: HTTPClient | None = None
-        self._aiohttp: AiohttpClient | None = None
-        if settings.http_client == "aiohttp":
-            self._aiohttp = AiohttpClient(max_connections=pool_size, connect_timeout=connect)
-        else:
-            egress = egress or EgressConfig()
-            proxy = choose_proxy(base, settings.proxy, egress.http_proxy, egress.https_proxy, egress.no_proxy)
-            context = ssl_context or tls_context(settings.ca_bundle, settings.client_cert, settings.client_key)
-            self._native = HTTPClient(max_connections=pool_size, connect_timeout=connect, ssl_context=context,
-                                      proxy=proxy)
+        egress = egress or EgressConfig()
+        proxy = choose_proxy(base, settings.proxy, egress.http_proxy, egress.https_proxy, egress.no_proxy)
+        context = ssl_context or tls_context(settings.ca_bundle, settings.client_cert, settings.client_key)
+        self._native = HTTPClient(max_connections=pool_size, connect_timeout=connect, ssl_context=context, proxy=proxy)
         # (url, key id) -> origin and request bytes up to the Content-Length value.
         self._prepared: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         # API -> the proxy's exchange for this provider (chosen by its adapter and settings:
@@ -144,11 +138,6 @@ class ProviderClient:
         if self._signer is not None:
             return await self._signed_post(url, body, key, stream)
         native = self._native
-        if native is None:
-            assert self._aiohttp is not None
-            if stream:
-                return await self._aiohttp.post(url, body, self.headers(key), idle=self.timeout_s)
-            return await self._aiohttp.post(url, body, self.headers(key), total=self.timeout_s)
         prepared = self._prepared.get((url, key.id))
         if prepared is None:
             prepared = self._prepare(url, key)
@@ -192,9 +181,6 @@ class ProviderClient:
         """One request of any method (the stored-response routes); raises like `post`."""
         if self.tokens is not None:
             key = await self._token()
-        if self._native is None:
-            assert self._aiohttp is not None
-            return await self._aiohttp.request(method, url, body, self.headers(key), total=self.timeout_s)
         origin, target, headers = self._addressed(url, self.headers(key))  # through the egress proxy, if any
         block = _header_block(origin, headers)
         if body is None:
@@ -217,12 +203,6 @@ class ProviderClient:
         never retried) with ``headers`` (the media routes); raises like `post`. ``stream``:
         the response is relayed as it arrives (bounded per read, not in total)."""
         total, idle = (None, self.timeout_s) if stream else (self.timeout_s, None)
-        if self._native is None:
-            assert self._aiohttp is not None
-            headers = {**headers, "Content-Length": str(length)}
-            if isinstance(body, bytes):
-                return await self._aiohttp.post(url, body, headers, total=total, idle=idle)
-            return await self._aiohttp.upload(url, body, headers, total=total, idle=idle)
         origin, target, headers = self._addressed(url, headers)
         head = request_prefix("POST", target, _header_block(origin, headers)) + b"%d\r\n\r\n" % length
         if isinstance(body, bytes):
@@ -232,10 +212,6 @@ class ProviderClient:
     async def get_json(self, path: str, key: ProviderKey) -> Mapping[str, Any]:
         """A small JSON document (the model list); off the hot path."""
         url = self.base_url + path
-        if self._native is None:
-            assert self._aiohttp is not None
-            listed: Mapping[str, Any] = await self._aiohttp.get_json(url, self.headers(key), _LIST_TIMEOUT_S)
-            return listed
         origin, target, headers = self._addressed(url, self.headers(key))
         request = encode_bodyless("GET", target, _header_block(origin, headers))
         response = await self._native.request(origin, request, total=_LIST_TIMEOUT_S)
@@ -249,10 +225,7 @@ class ProviderClient:
         return parsed
 
     async def close(self) -> None:
-        if self._native is not None:
-            await self._native.close()
-        if self._aiohttp is not None:
-            await self._aiohttp.close()
+        await self._native.close()
 
     def _prepare(self, url: str, key: ProviderKey) -> tuple[Origin, bytes]:
         """Everything of a request to ``url`` with ``key`` but the body, cached."""
@@ -269,7 +242,7 @@ class ProviderClient:
         credentials, when the request goes to a forward proxy as such (plain HTTP)."""
         origin, target = _split(url)
         native = self._native
-        if native is not None and native.proxy is not None and native.uses_absolute_form(origin):
+        if native.proxy is not None and native.uses_absolute_form(origin):
             target = f"{origin.scheme}://{origin.host_header}{target}"
             if native.proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": native.proxy.authorization}

@@ -18,7 +18,7 @@ def provider_keys(settings: Settings, name: str) -> list[ProviderKey]:
 
 
 def build_providers(settings: Settings, clock: Callable[[], float] = time.monotonic) -> dict[str, ProviderClient]:
-    """One client (and one pooled aiohttp session) per provider; call inside the loop.
+    """One client (with its own connection pools) per provider; call inside the loop.
     ``clock`` (seconds) times the providers' access tokens (Vertex AI)."""
     return {
         name: ProviderClient(name, provider, provider_keys(settings, name), egress=settings.egress, clock=clock)

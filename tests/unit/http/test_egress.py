@@ -67,7 +67,7 @@ def test_the_loader_reads_the_proxy_variables_of_the_environment() -> None:
 @pytest.mark.parametrize(("provider", "field"), [
     ({"proxy": "socks5://p:1"}, "proxy"),
     ({"proxy": "http://p:notaport"}, "proxy"),
-    ({"http_client": "aiohttp", "proxy": "http://p:1"}, "native"),
+    ({"http_client": "aiohttp"}, "http_client was removed"),
     ({"client_key": "/k.pem"}, "client_key needs client_cert"),
 ])
 def test_bad_egress_settings_are_refused_naming_the_field(provider: dict, field: str) -> None:

@@ -10,7 +10,9 @@ Protocols, responses parsed by httptools, requests written as one bytes object.
     finally:
         response.release()
 
-`aiohttp_adapter` puts aiohttp's client behind the same interface (`UpstreamResponse`).
+It is the gateway's one upstream transport: against aiohttp, pyreqwest and httpx it
+spends the least CPU per request (`bench/overhead.py --suites transports`, figures and
+feature table in bench/README.md).
 """
 
 from tollway.providers.http.client import HTTPClient

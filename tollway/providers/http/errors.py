@@ -1,8 +1,8 @@
 """What can go wrong talking to an upstream, as one small hierarchy.
 
 Callers catch `UpstreamHTTPError` (and `asyncio.TimeoutError`, which `UpstreamTimeout`
-also is) and never see a transport library's own exceptions: the native client raises
-these directly and the aiohttp adapter translates into them.
+also is) and never see a socket's or a parser's own exceptions: the client raises these
+directly.
 """
 
 from __future__ import annotations
