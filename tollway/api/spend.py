@@ -26,7 +26,6 @@ router = APIRouter(prefix="/api/usage", tags=["usage"])
 # The `TOTAL_DIMENSIONS` of `tollway.store.spend_rollup` (a test keeps them the same).
 GroupBy = Literal["key", "team", "customer", "provider", "model", "route"]
 Interval = Literal["hour", "day"]
-_FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route")
 _DEFAULT_RANGE = timedelta(days=1)
 
 
@@ -72,8 +71,7 @@ async def _answer(runtime: ManagedRuntime, where: LogFilter, group_by: str | Non
 def report_query(where: LogFilter, start: datetime, end: datetime, group_by: str | None,
                  interval: str | None) -> ReportQuery:
     """The store's query for an API filter over [start, end)."""
-    equals = {name: getattr(where, name) for name in _FILTERS if getattr(where, name) is not None}
-    return ReportQuery(start, end, equals, group_by, interval)
+    return ReportQuery(start, end, where.equals(), group_by, interval)
 
 
 def _view(values: dict[str, Any], grouped: bool, bucketed: bool) -> dict[str, Any]:
