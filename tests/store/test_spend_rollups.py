@@ -15,6 +15,7 @@ from typing import Any, get_args
 from sqlalchemy import delete, func, select, text
 
 from tollway.api.spend import GroupBy
+from tollway.governance.model import NANO_PER_USD
 from tollway.store import migrate
 from tollway.store.database import Database
 from tollway.store.report_reader import run_report
@@ -53,7 +54,7 @@ async def _logged(db: Database) -> list[Any]:
 
 def _direct(rows: list[Any], query: ReportQuery) -> list[tuple[Any, ...]]:
     """The report aggregated straight from the request log's rows."""
-    sums: dict[tuple[Any, Any], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0, 0, 0])
+    sums: dict[tuple[Any, Any], list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for row in rows:
         if not query.start <= row.at < query.end or any(getattr(row, name) != value
                                                         for name, value in query.equals.items()):
@@ -65,15 +66,16 @@ def _direct(rows: list[Any], query: ReportQuery) -> list[tuple[Any, ...]]:
         elif query.interval == "day":
             bucket = row.at.replace(hour=0, minute=0, second=0, microsecond=0)
         cell = sums[(group, bucket)]
-        for index, amount in enumerate((row.cost, row.prompt_tokens, row.completion_tokens, 1, row.decision != "allow")):
+        amounts = (int(row.cost * NANO_PER_USD), row.prompt_tokens, row.completion_tokens, 1, row.decision != "allow")
+        for index, amount in enumerate(amounts):
             cell[index] += amount
     if not sums and query.group_by is None and query.interval is None:
-        sums[(None, None)] = [Decimal(0), 0, 0, 0, 0]
+        sums[(None, None)] = [0, 0, 0, 0, 0]
     return sorted(((g, b, *cell) for (g, b), cell in sums.items()), key=lambda t: (t[0] or "", t[1] or START))
 
 
 def _got(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(row.get("group"), row.get("bucket"), row["spend"], row["prompt_tokens"], row["completion_tokens"],
+    return [(row.get("group"), row.get("bucket"), row["spend_nano"], row["prompt_tokens"], row["completion_tokens"],
              row["requests"], row["denied_requests"]) for row in rows]
 
 

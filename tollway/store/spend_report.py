@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, Connection, Table, case, func, literal_column, select, union_all
@@ -69,7 +68,7 @@ def source_of(query: ReportQuery) -> Source:
 
 
 def spend_report(connection: Connection, query: ReportQuery) -> list[dict[str, Any]]:
-    """The report's rows, sorted by group then bucket: spend (Decimal USD), tokens,
+    """The report's rows, sorted by group then bucket: spend (integer nano-USD), tokens,
     requests and denied requests, plus "group" and/or "bucket" when asked for. An ungrouped,
     unbucketed report is one row (zeros when nothing matched)."""
     source = source_of(query)
@@ -101,7 +100,8 @@ def _aware(moment: Any) -> datetime | None:
         return None
     if isinstance(moment, str):  # SQLite's text, when the scalar subquery lost the column's type
         moment = datetime.fromisoformat(moment)
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    found: datetime = moment
+    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found
 
 
 def _select(piece: Segment, source: Source, query: ReportQuery, dialect: str) -> Any:
@@ -143,8 +143,7 @@ def bucket(interval: str, dialect: str, column: Any) -> Any:
 
 
 def _row(mapping: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"spend": Decimal(int(mapping["spend_nano"])) / NANO_PER_USD,
-                              **{name: int(mapping[name]) for name in SUMS[1:]}}
+    values: dict[str, Any] = {name: int(mapping[name]) for name in SUMS}
     if "grp" in mapping:
         values["group"] = mapping["grp"] or None  # rollups keep an absent id as ""
     if "bucket" in mapping:
