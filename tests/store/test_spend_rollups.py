@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sqlite3
+import threading
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, get_args
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, select, text
 
 from tollway.api.spend import GroupBy
 from tollway.governance.model import NANO_PER_USD
@@ -221,13 +223,28 @@ def test_every_grouping_is_kept_by_a_rollup() -> None:
     assert source_of(ReportQuery(now, now, {"status": 200})).kind == "log"  # no rollup keeps statuses
 
 
-async def test_a_report_reads_one_snapshot(db) -> None:
-    """The neighbours and the sums come from the same transaction's view."""
-    records = _records(50, seed=6)
-    await _write(db, records)
+async def test_a_report_reads_one_snapshot_off_the_event_loop(db) -> None:
+    """SQLite: on a thread of its own, and a row committed meanwhile stays unseen until the
+    report's transaction ends; PostgreSQL: in a REPEATABLE READ transaction."""
+    await _write(db, _records(50, seed=6))
+    loop_thread = threading.get_ident()
 
-    def both(connection: Any) -> tuple[int, int]:
-        first = connection.execute(select(func.count()).select_from(RequestLog)).scalar_one()
-        return first, connection.execute(text("SELECT count(*) FROM request_logs")).scalar_one()
+    def sqlite_report(connection: Any) -> tuple[int, int, bool]:
+        first = connection.execute(text("SELECT count(*) FROM request_logs")).scalar_one()
+        writer = sqlite3.connect(db.sqlite_path)  # another connection commits a row meanwhile
+        with writer:
+            writer.execute("INSERT INTO request_logs (at, request_id, status, decision, prompt_tokens, "
+                           "completion_tokens, cached_tokens, cost, latency_ms, stream) "
+                           "VALUES ('2026-11-26 00:00:00.000000', 'late', 200, 'allow', 0, 0, 0, 0, 0, 0)")
+        writer.close()
+        second = connection.execute(text("SELECT count(*) FROM request_logs")).scalar_one()
+        return first, second, threading.get_ident() != loop_thread
 
-    assert await run_report(db, both) == (50, 50)
+    def postgres_report(connection: Any) -> str:
+        return str(connection.execute(text("SHOW transaction_isolation")).scalar_one())
+
+    if db.dialect == "sqlite":
+        assert await run_report(db, sqlite_report) == (50, 50, True)
+        assert (await run_report(db, sqlite_report))[0] == 51
+    else:
+        assert await run_report(db, postgres_report) == "repeatable read"
