@@ -20,14 +20,15 @@ from tollway.api.spend import GroupBy
 from tollway.governance.model import NANO_PER_USD
 from tollway.store import migrate
 from tollway.store.database import Database
+from tollway.store.report_plan import plan
 from tollway.store.report_reader import run_report
 from tollway.store.request_log import RequestLogRecord, RequestLogWriter
 from tollway.store.spend_report import ReportQuery, source_of, spend_report
 from tollway.store.spend_rollup import TOTAL_DIMENSIONS
 from tollway.store.tables import RequestLog, SpendRollup, SpendRollupHour, SpendTotal
 
-START = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
-DAYS = 10  # across the end of November
+START = datetime(2026, 11, 3, 0, 0, tzinfo=timezone.utc)
+DAYS = 35  # most of November (whose days a report takes as the month less the rest) and into December
 LOG_FIELDS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "route", "status", "decision")
 
 
@@ -207,6 +208,22 @@ async def _rollup_rows(db: Database) -> dict[str, list[tuple[Any, ...]]]:
             "hours": await rows(select(SpendRollupHour.hour, *(getattr(SpendRollupHour, name) for name in combos + sums))),
             "days": await rows(select(SpendRollup.day, *(getattr(SpendRollup, name) for name in combos + sums))),
         }
+
+
+def test_most_of_a_month_is_read_as_the_month_less_its_other_days() -> None:
+    def at(month: int, day: int, hour: int = 0) -> datetime:
+        return datetime(2026, month, day, hour, tzinfo=timezone.utc)
+
+    spans = ("hour", "day", "month")
+    last_before = at(11, 5, 9).replace(minute=59)  # the start stays where it is
+    pieces = plan(at(11, 5, 10), at(12, 5, 9), spans, before=last_before, after=None)
+    assert [(p.source, p.start, p.end, p.sign) for p in pieces] == [
+        ("hour", at(11, 5, 10), at(11, 6), 1), ("month", at(11, 1), at(12, 1), 1), ("day", at(11, 1), at(11, 6), -1),
+        ("month", at(12, 1), datetime(2027, 1, 1, tzinfo=timezone.utc), 1)]
+    few = plan(at(11, 20), at(11, 27), spans, before=at(11, 1), after=at(11, 28))  # a week: days, not a month
+    assert [(p.source, p.sign) for p in few] == [("day", 1)]
+    hourly = plan(at(11, 2), at(11, 29), ("hour", "day"), before=at(11, 1), after=at(11, 30))  # no months to fold
+    assert [p.source for p in hourly] == ["day"]
 
 
 def test_the_api_groups_by_every_rollup_dimension() -> None:

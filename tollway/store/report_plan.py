@@ -24,11 +24,13 @@ SPANS = ("hour", "day", "month")  # finest first
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """[start, end) answered by ``source``: a rollup span ("hour", "day", "month") or the log."""
+    """[start, end) answered by ``source``: a rollup span ("hour", "day", "month") or the
+    log; ``sign`` -1 for days taken back out of a month (see `fold_months`)."""
 
     source: str
     start: datetime
     end: datetime
+    sign: int = 1
 
 
 def floor(moment: datetime, span: str) -> datetime:
@@ -95,7 +97,32 @@ def segments(start: datetime, end: datetime, spans: tuple[str, ...]) -> list[Seg
 def plan(start: datetime, end: datetime, spans: tuple[str, ...], before: datetime | None,
          after: datetime | None) -> list[Segment]:
     """The segments answering [start, end) (see the module's docstring)."""
-    return segments(*widen(start, end, spans, before, after), spans)
+    pieces = segments(*widen(start, end, spans, before, after), spans)
+    return fold_months(pieces) if "month" in spans else pieces
+
+
+def fold_months(pieces: list[Segment]) -> list[Segment]:
+    """Days covering most of a calendar month, as the month less the days it has beyond
+    them: a rolling 30 days reads about 2 × 15 rows per group instead of 30 (sums subtract
+    exactly; what the taken-out days hold of the range is added by its own pieces)."""
+    out: list[Segment] = []
+    for piece in pieces:
+        if piece.source != "day":
+            out.append(piece)
+            continue
+        position = piece.start
+        while position < piece.end:
+            month = floor(position, "month")
+            month_end = following(month, "month")
+            run_end = min(piece.end, month_end)
+            inside = (run_end - position).days
+            if (month_end - month).days - inside < inside:
+                out.append(Segment("month", month, month_end))
+                out += [Segment("day", a, b, -1) for a, b in ((month, position), (run_end, month_end)) if a < b]
+            else:
+                out.append(Segment("day", position, run_end))
+            position = run_end
+    return out
 
 
 def _append(out: list[Segment], source: str, start: datetime, end: datetime) -> None:

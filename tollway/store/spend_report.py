@@ -84,6 +84,8 @@ def spend_report(connection: Connection, query: ReportQuery) -> list[dict[str, A
     statement = select(*keys, *(func.coalesce(func.sum(rows.c[name]), 0).label(name) for name in SUMS))
     if keys:
         statement = statement.group_by(*keys)
+        if any(piece.sign < 0 for piece in pieces):  # a group whose days were all taken back out
+            statement = statement.having(func.sum(rows.c.requests) != 0)
     names = [key.name for key in keys]
     rows_read = [_row(names, row) for row in connection.execute(statement).all()]
     if keys:  # one ungrouped, unbucketed row needs no order
@@ -118,7 +120,7 @@ def _select(piece: Segment, source: Source, query: ReportQuery, dialect: str) ->
         conditions = [_LOG.c[name] == value for name, value in query.equals.items()]
     elif source.kind == "totals":
         table, time = _TOTALS, _TOTALS.c.bucket_start
-        sums = [_TOTALS.c[name] for name in SUMS]
+        sums = [(-_TOTALS.c[name] if piece.sign < 0 else _TOTALS.c[name]).label(name) for name in SUMS]
         conditions = [_TOTALS.c.span == piece.source, _TOTALS.c.dimension == source.dimension]
         if source.value is not None:
             conditions.append(_TOTALS.c.value == source.value)
