@@ -263,6 +263,9 @@ def serve_and_measure(url: str, work: Path, mock_port: int, now: datetime, args:
 
 def run_database(kind: str, work: Path, mock_port: int, args: argparse.Namespace) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
+    if args.reuse:  # a database an earlier run loaded (copied aside): measure it again
+        print(f"\n{kind}: measuring {args.reuse} (load average {_load_average()})", flush=True)
+        return {"rows": args.rows, "reused": True, **serve_and_measure(args.reuse, work, mock_port, now, args)}
     with ExitStack() as stack:
         if kind == "sqlite":
             path = work / "tollway.db"
@@ -290,6 +293,7 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--rate", type=float, default=50.0, help="proxy requests per second (open loop)")
     parser.add_argument("--seconds", type=float, default=15.0, help="each proxy phase")
+    parser.add_argument("--reuse", help="measure this already loaded database (URL; one database kind)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON file the figures are merged into")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tollway-reports-", dir="/tmp"))
