@@ -45,6 +45,8 @@ def upgrade() -> None:
     op.create_index("ix_spend_rollup_hours_hour", "spend_rollup_hours", ["hour"])
     for dimension in _DIMENSIONS:
         op.create_index(f"ix_spend_rollup_hours_{dimension}_hour", "spend_rollup_hours", [dimension, "hour"])
+    if not _sqlite():  # statistics for the tables just filled, or reports plan blind until autovacuum runs
+        op.execute("ANALYZE spend_totals, spend_rollups, spend_rollup_hours")
 
 
 def _sqlite() -> bool:
