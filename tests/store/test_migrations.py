@@ -16,7 +16,7 @@ from tollway.store.version import config_version
 TABLES = {
     "budgets", "rate_limits", "customers", "teams", "virtual_keys", "vk_provider_configs", "providers",
     "model_configs", "request_logs", "audit_log", "config_version", "retired_key_values", "spend_rollups",
-    "spend_totals", "concurrency_limits", "config_changes",
+    "spend_totals", "spend_rollup_hours", "concurrency_limits", "config_changes",
     "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "entity_counts",
     "batch_files", "batches",
 }

@@ -11,16 +11,21 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from tollway.api.context import ManagedRuntime, PageDep, RuntimeDep, paginate, read
+from tollway.api.context import ManagedRuntime, PageDep, RuntimeDep, read
 from tollway.api.errors import bad_request, not_found
 from tollway.api.limits import iso
 from tollway.api.responses import LogEntryEnvelope, LogList
+from tollway.store.log_count import logged_count
+from tollway.store.report_reader import run_report
 from tollway.store.tables import RequestLog
 
 router = APIRouter(prefix="/api", tags=["request log"])
+
+
+_EQUALS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +43,12 @@ class LogFilter:
     end: datetime | None = None
     route: str | None = None
 
+    def equals(self) -> dict[str, Any]:
+        """The request-log columns this filter fixes, with their values."""
+        return {name: getattr(self, name) for name in _EQUALS if getattr(self, name) is not None}
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
-        for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route"):
+        for name in _EQUALS:
             value = getattr(self, name)
             if value is not None:
                 statement = statement.where(getattr(RequestLog, name) == value)
@@ -87,6 +96,10 @@ class WouldDenyFilter:
     level: str | None = None
     entity_id: str | None = None
 
+    @property
+    def active(self) -> bool:
+        return (self.would_deny, self.level, self.entity_id) != (None, None, None)
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
         if self.would_deny is not None:
             column = RequestLog.would_deny
@@ -128,17 +141,44 @@ def log_view(row: RequestLog) -> dict[str, Any]:
     }
 
 
+BEFORE_ID = Query(ge=1, le=2**63 - 1, description="Keyset pagination: the entries after this one (newest first); "
+                                                   "pass the previous page's `next_before_id`. Cheap at any depth, "
+                                                   "unlike `offset`.")
+
+
 @router.get("/logs", response_model=LogList, summary="The request log, newest first")
-async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep, shadow: WouldDenyDep) -> dict[str, Any]:
+async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep, shadow: WouldDenyDep,
+               before_id: Annotated[int | None, BEFORE_ID] = None) -> dict[str, Any]:
+    """``count`` is every entry matching the filters (from the spend rollups, unless a
+    status, decision or would-deny filter needs the log itself)."""
     await flush_request_log(runtime)
 
-    def query(session: Session) -> tuple[int, list[dict[str, Any]]]:
+    def query(session: Session) -> list[dict[str, Any]]:
         from_log: Select[Any] = shadow.apply(where.apply(select(RequestLog)))
-        total, rows = paginate(session, from_log, page, (RequestLog.at.desc(), RequestLog.id.desc()))
-        return total, [log_view(row) for row in rows]
+        if before_id is not None:
+            cursor = session.get(RequestLog, before_id)
+            if cursor is None:
+                raise bad_request(f"before_id {before_id} names no request-log entry", "before_id")
+            from_log = from_log.where(RequestLog.at <= cursor.at,
+                                      or_(RequestLog.at < cursor.at, RequestLog.id < cursor.id))
+        from_log = from_log.order_by(RequestLog.at.desc(), RequestLog.id.desc()).limit(page.limit).offset(page.offset)
+        return [log_view(row) for row in session.scalars(from_log)]
 
-    total, entries = await read(runtime, query)
-    return {"logs": entries, "count": total, "limit": page.limit, "offset": page.offset}
+    entries = await read(runtime, query)
+    total = await _count(runtime, where, shadow)
+    following = entries[-1]["id"] if len(entries) == page.limit else None
+    return {"logs": entries, "count": total, "limit": page.limit, "offset": page.offset, "next_before_id": following}
+
+
+async def _count(runtime: ManagedRuntime, where: LogFilter, shadow: WouldDenyFilter) -> int:
+    if shadow.active:  # no rollup knows of shadow limits
+        def count(session: Session) -> int:
+            matching = shadow.apply(where.apply(select(RequestLog.id)))
+            return int(session.scalar(select(func.count()).select_from(matching.subquery())) or 0)
+
+        return await read(runtime, count)
+    equals = where.equals()
+    return await run_report(runtime.db, lambda connection: logged_count(connection, equals, where.start, where.end))
 
 
 @router.get("/logs/{log_id}", response_model=LogEntryEnvelope, summary="One request-log entry")

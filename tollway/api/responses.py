@@ -275,6 +275,7 @@ class LogEntry(BaseModel):
 
 class LogList(_Page):
     logs: list[LogEntry]
+    next_before_id: int | None = Field(None, description="Pass as `before_id` for the next page; null on the last.")
 
 
 class LogEntryEnvelope(BaseModel):

@@ -107,11 +107,11 @@ class _SqliteInserter:
     def _insert(self, rows: list[tuple[Any, ...]], records: list[RequestLogRecord]) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(self._path, timeout=5.0)
-        totals, days = self._rollups.rows(Rollup(records))  # summed here, on the log's own thread
+        upserts = self._rollups.statements(Rollup(records))  # summed here, on the log's own thread
         with self._connection:  # one transaction: rows and rollups committed together, or neither
             self._connection.executemany(self._sql, rows)
-            self._connection.executemany(self._rollups.totals_sql, totals)
-            self._connection.executemany(self._rollups.days_sql, days)
+            for sql, sums in upserts:
+                self._connection.executemany(sql, sums)
 
     async def close(self) -> None:
         def close() -> None:
@@ -264,11 +264,11 @@ class RequestLogWriter:
                 self._sqlite = _SqliteInserter(self._db.sqlite_path, statement.sql, upserts)
             await self._sqlite.insert(bound, records)
             return
-        totals, days = upserts.rows(Rollup(records))
+        rollups = upserts.statements(Rollup(records))
         async with self._db.engine.begin() as connection:
             await connection.exec_driver_sql(statement.sql, bound)
-            await connection.exec_driver_sql(upserts.totals_sql, totals)
-            await connection.exec_driver_sql(upserts.days_sql, days)
+            for sql, sums in rollups:
+                await connection.exec_driver_sql(sql, sums)
 
     def _statements(self) -> tuple[_DriverInsert, RollupUpserts]:
         if self._driver_insert is None or self._rollups is None:

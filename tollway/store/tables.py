@@ -334,7 +334,7 @@ class SpendTotal(_SpendSums, Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
-    span: Mapped[str] = mapped_column(String(4))  # "hour" or "day"
+    span: Mapped[str] = mapped_column(String(8))  # "hour", "day" or "month"
     bucket_start: Mapped[datetime] = mapped_column(UtcDateTime)
     dimension: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String)
@@ -353,10 +353,36 @@ class SpendRollup(_SpendSums, Base):
         Index(None, "virtual_key_id", "day"),
         Index(None, "team_id", "day"),
         Index(None, "customer_id", "day"),
+        Index(None, "provider", "day"),
+        Index(None, "model", "day"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     day: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    virtual_key_id: Mapped[str] = mapped_column(String)
+    team_id: Mapped[str] = mapped_column(String)
+    customer_id: Mapped[str] = mapped_column(String)
+    provider: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+
+
+class SpendRollupHour(_SpendSums, Base):
+    """`SpendRollup` per UTC hour: what an hourly report filtered by one of (key, team,
+    customer, provider, model) and grouped by another reads (a model's keys over a day)."""
+
+    __tablename__ = "spend_rollup_hours"
+    __table_args__ = (
+        UniqueConstraint("hour", "virtual_key_id", "team_id", "customer_id", "provider", "model",
+                         name="uq_spend_rollup_hours_hour_group"),
+        Index(None, "virtual_key_id", "hour"),
+        Index(None, "team_id", "hour"),
+        Index(None, "customer_id", "hour"),
+        Index(None, "provider", "hour"),
+        Index(None, "model", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     virtual_key_id: Mapped[str] = mapped_column(String)
     team_id: Mapped[str] = mapped_column(String)
     customer_id: Mapped[str] = mapped_column(String)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.api.report_cache import ReportCache
 from tollway.ui import lookup, present
 from tollway.ui.charts import Bar, bar_chart
 from tollway.ui.web import HOME_OF_ROLE, LIST_LIMIT, Ui
@@ -53,6 +54,9 @@ def charts(report: dict[str, Any], starts: list[datetime], label: str, every: in
 class OverviewPages:
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
+        # The page's figures for each range, computed once a second however many tabs reload
+        # it (only roles that read everything see the overview: the figures are the same for all).
+        self._figures = ReportCache(ui.now_ms)
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/ui", self.overview, methods=["GET"]), Route("/ui/", self.overview, methods=["GET"])]
@@ -82,6 +86,11 @@ class OverviewPages:
             return self.ui.redirect(home)
         chosen = request.query_params.get("range", "30d")
         chosen = chosen if chosen in RANGES else "30d"
+        figures = await self._figures.get(chosen, lambda: self._compute(chosen))
+        return self.ui.page(request, "overview.html", title="Overview", ranges=list(RANGES), range=chosen, **figures)
+
+    async def _compute(self, chosen: str) -> dict[str, Any]:
+        """What the overview shows over the ``chosen`` range."""
         count, interval, label, every = RANGES[chosen]
         now_ms = self.ui.now_ms()
         now = datetime.fromtimestamp(now_ms / 1000, timezone.utc)
@@ -107,9 +116,7 @@ class OverviewPages:
         top_keys, top_teams = top(by_key, key_names), top(by_team, team_names)
         await asyncio.gather(self._mark_deleted(top_keys, lookup.KEY, key_names),
                              self._mark_deleted(top_teams, lookup.TEAM, team_names))
-        return self.ui.page(
-            request, "overview.html", title="Overview", today=day["total"], month=this_month["total"],
-            month_name=month.strftime("%B %Y"), ranges=list(RANGES), range=chosen, spend_chart=spend_chart,
-            request_chart=request_chart, chart_total=series["total"],
-            top_keys=top_keys, top_teams=top_teams, top_models=top(by_model, {}),
-            near=near, limits_total=len(usage))
+        return {"today": day["total"], "month": this_month["total"], "month_name": month.strftime("%B %Y"),
+                "spend_chart": spend_chart, "request_chart": request_chart, "chart_total": series["total"],
+                "top_keys": top_keys, "top_teams": top_teams, "top_models": top(by_model, {}),
+                "near": near, "limits_total": len(usage)}

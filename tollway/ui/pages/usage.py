@@ -27,6 +27,7 @@ FILTERS = ("virtual_key_id", "team_id", "customer_id", "model")
 _FILTER_OF = {"key": "virtual_key_id", "team": "team_id", "customer": "customer_id", "provider": "provider",
               "model": "model"}  # the spend API's filter for one group of each grouping
 STACKED = 5  # groups drawn in their own colour; the rest are "other"
+TABLE_ROWS = 100  # the table's largest groups: thousands of keys in one table help nobody and cost seconds
 OTHER = "other"
 # What each chart shows: (caption, the row's value, axis text, least axis top).
 Metric = tuple[str, Callable[[dict[str, Any]], float], Callable[[Any], str], float]
@@ -137,13 +138,13 @@ class UsagePages:
             problem = error
             series = totals = {"series": [], "total": {"spend": 0, "total_tokens": 0, "requests": 0}}
             groups, order = [], []
-        names, deleted = await self._names(group_by, [row.get("group") for row in groups])
+        names, deleted = await self._names(group_by, [row.get("group") for row in groups[:TABLE_ROWS]])
         return self.ui.page(
             request, "usage.html", 400 if problem else 200, title="Spend and usage", ranges=list(RANGES),
             range=chosen, span=span, by=group_by, groups=GROUPS, filters=filters, problem=problem, section="filters",
             action="show the usage", charts=stacked_charts(series["series"], order, starts, label, every),
             order=order, rows=groups, total=totals["total"], names=names, deleted=deleted,
-            level=_NAMED.get(str(group_by), (str(group_by), None))[0], stacked=STACKED)
+            level=_NAMED.get(str(group_by), (str(group_by), None))[0], stacked=STACKED, table_rows=TABLE_ROWS)
 
     async def _stacked_series(self, where: dict[str, str], interval: str, order: list[str],
                               groups: int) -> dict[str, Any]:

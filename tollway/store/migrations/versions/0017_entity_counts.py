@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_entity_counts"
-down_revision: str | Sequence[str] | None = "0013_batches"
+down_revision: str | Sequence[str] | None = "0016_report_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

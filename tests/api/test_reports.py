@@ -1,0 +1,136 @@
+"""The spend API's one-second cache and the request log's keyset pages and counts,
+through a real gateway (SQLite and PostgreSQL) with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+
+from tests.api.support import MockThread, gateway_config
+from tests.support.gateway import RunningGateway, start_gateway
+from tollway.api.report_cache import ReportCache
+
+KEYS = "/api/governance/virtual-keys"
+SPEND = "/api/usage/spend"
+NOW_MS = 1_796_000_000_000  # 2026-11-30T00:53:20Z: the clock stands still unless a test moves it
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = NOW_MS
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture(scope="module")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, upstream: MockThread,
+            clock: Clock) -> Iterator[RunningGateway]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('reports')}/tollway.db"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    running = start_gateway(gateway_config(url, upstream.url), clock_ms=clock)
+    yield running
+    running.stop()
+
+
+def _chat(gateway: RunningGateway, value: str) -> None:
+    reply = httpx2.post(f"{gateway.v1}/chat/completions", headers={"Authorization": f"Bearer {value}"},
+                        json={"model": "openai/gpt-4o-mini", "max_tokens": 3,
+                              "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 200, reply.text
+
+
+def test_a_spend_report_is_computed_once_a_second_and_fresh_after_it(gateway: RunningGateway, api: httpx2.Client,
+                                                                     clock: Clock) -> None:
+    key = api.post(KEYS, json={"name": "cached"}).json()["virtual_key"]
+    asked = {"virtual_key_id": key["id"], "group_by": "model"}
+    assert api.get(SPEND, params=asked).json()["total"]["requests"] == 0
+    _chat(gateway, key["value"])
+    clock.ms += 999
+    assert api.get(SPEND, params=asked).json()["total"]["requests"] == 0  # the answer of 999 ms ago
+    assert api.get(SPEND, params={**asked, "interval": "hour"}).json()["total"]["requests"] == 1  # another query
+    clock.ms += 1
+    fresh = api.get(SPEND, params=asked).json()
+    assert fresh["total"]["requests"] == 1 and [row["group"] for row in fresh["series"]] == ["gpt-4o-mini"]
+
+
+def test_log_pages_follow_a_keyset_cursor_and_count_from_the_rollups(gateway: RunningGateway,
+                                                                      api: httpx2.Client, clock: Clock) -> None:
+    key = api.post(KEYS, json={"name": "paged"}).json()["virtual_key"]
+    for _ in range(5):
+        _chat(gateway, key["value"])
+        clock.ms += 1  # distinct times; a tie at the same time is ordered by id
+    _chat(gateway, key["value"])
+    mine = {"virtual_key_id": key["id"], "limit": 2}
+    seen: list[int] = []
+    first = api.get("/api/logs", params=mine).json()
+    page = first
+    while True:
+        seen += [row["id"] for row in page["logs"]]
+        assert page["count"] == 6
+        if page["next_before_id"] is None:
+            break
+        page = api.get("/api/logs", params={**mine, "before_id": page["next_before_id"]}).json()
+    everything = api.get("/api/logs", params={"virtual_key_id": key["id"], "limit": 100}).json()
+    assert seen == [row["id"] for row in everything["logs"]] and len(seen) == len(set(seen)) == 6
+    assert api.get("/api/logs", params={"virtual_key_id": key["id"], "decision": "allow"}).json()["count"] == 6
+    total = api.get("/api/logs", params={"limit": 1}).json()
+    assert total["count"] == len(api.get("/api/logs", params={"limit": 1000}).json()["logs"])
+    wrong = api.get("/api/logs", params={"before_id": 2**62})
+    assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "before_id"
+
+
+async def test_concurrent_askers_share_one_computation_and_errors_are_not_kept() -> None:
+    now = [0]
+    cache = ReportCache(lambda: now[0], ttl_ms=1000)
+    computed = 0
+    release = asyncio.Event()
+
+    async def compute() -> int:
+        nonlocal computed
+        computed += 1
+        await release.wait()
+        return computed
+
+    askers = [asyncio.create_task(cache.get("q", compute)) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*askers) == [1] * 20 and computed == 1
+    askers[0].cancel()  # a finished asker going away changes nothing
+    now[0] = 999
+    assert await cache.get("q", compute) == 1
+    now[0] = 1000
+    assert await cache.get("q", compute) == 2
+
+    async def failing() -> int:
+        raise RuntimeError("database down")
+
+    now[0] = 5000
+    with pytest.raises(RuntimeError):
+        await cache.get("q", failing)
+    assert await cache.get("q", compute) == 3  # the failure was not cached
+
+
+async def test_an_asker_that_goes_away_does_not_cancel_the_others() -> None:
+    cache = ReportCache(lambda: 0)
+    release = asyncio.Event()
+
+    async def compute() -> str:
+        await release.wait()
+        return "answer"
+
+    leaving, staying = (asyncio.create_task(cache.get("q", compute)) for _ in range(2))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    release.set()
+    assert await staying == "answer"
