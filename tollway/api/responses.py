@@ -88,6 +88,8 @@ class VirtualKeyView(BaseModel):
         None, description="After a rotation with a grace period: when the replaced value stops working.")
     last_used_at: str | None = Field(
         None, description="The key's latest request (written with the usage flush: up to one flush interval late).")
+    allowed_tags: list[str] = Field([], description="The only request tags its requests may carry (empty: any).")
+    forced_tags: list[str] = Field([], description="Tags added to every request of the key.")
 
 
 class TeamView(BaseModel):
@@ -182,6 +184,25 @@ class CustomerEnvelope(Message):
 
 class CustomerList(_Page):
     customers: list[CustomerView]
+
+
+class TagView(BaseModel):
+    name: str = Field(description="The tag, normalised (trimmed, lower-case); also its id in paths.")
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
+    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
+                                        "resets) or `api`.")
+    created_at: str | None
+    updated_at: str | None
+
+
+class TagEnvelope(Message):
+    tag: TagView
+
+
+class TagList(_Page):
+    tags: list[TagView]
 
 
 class ModelConfigEnvelope(Message):
