@@ -84,7 +84,7 @@ FLAGS = {
     "name": "--name", "id": "--id", "model": "--model", "provider": "--provider", "virtual_key": "--key",
     "virtual_key_id": "--key-id", "prompt_tokens": "--prompt-tokens", "completion_tokens": "--completion-tokens",
     "start": "--start", "end": "--end", "group_by": "--by", "interval": "--interval", "search": "--search",
-    "limit": "--limit",
+    "limit": "--limit", "allowed_tags": "--allowed-tags", "forced_tags": "--forced-tags", "tag": "--tag",
 }
 
 

@@ -111,6 +111,10 @@ def create_key(key_id: str = typer.Option(None, "--id", help="The key's id (gene
                team: str = typer.Option(None, help="The team's id or name."),
                customer: str = typer.Option(None, help="The customer's id or name."),
                models: str = typer.Option(None, help="Allowed models, comma-separated."),
+               allowed_tags: str = typer.Option(None, "--allowed-tags",
+                                                help="The only request tags it may use, comma-separated (default: any)."),
+               forced_tags: str = typer.Option(None, "--forced-tags",
+                                               help="Tags added to every request it makes, comma-separated."),
                expires_at: str = typer.Option(None, "--expires-at",
                                               help="When the key stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z)."),
                budget: float = _BUDGET, budget_period: str = _BUDGET_PERIOD, requests: int = _REQUESTS,
@@ -123,6 +127,9 @@ def create_key(key_id: str = typer.Option(None, "--id", help="The key's id (gene
                             **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
     if models:
         body["allowed_models"] = [m.strip() for m in models.split(",") if m.strip()]
+    for field, listed in (("allowed_tags", allowed_tags), ("forced_tags", forced_tags)):
+        if listed:
+            body[field] = [tag.strip() for tag in listed.split(",") if tag.strip()]
     run(lambda: api.request("POST", "/api/governance/virtual-keys", {k: v for k, v in body.items() if v is not None}),
         as_json, lambda r: table([r["virtual_key"]], _KEY_COLUMNS) + "\nThe key's value is shown this once: store it now.")
 

@@ -292,6 +292,7 @@ class LogEntry(BaseModel):
     stream: bool
     error: str | None
     route: str | None = Field(None, description="The API the request used (docs/routes.md); null on old rows.")
+    tags: list[str] = Field([], description="The request's tags, with its key's forced tags.")
 
 
 class LogList(_Page):

@@ -231,6 +231,9 @@ class ExplainRequest(_Body):
     completion_tokens: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
         default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens); "
         "for strict limits, the request's max_tokens (without it, estimate.injected_max_tokens).")
+    tags: list[str] = Field(default=[], description="The request's tags (as x-tollway-tags would carry them).")
+
+    _tags = field_validator("tags")(lambda tags: forced_tag_names(tags))
 
 
 ExplainApi = Literal["chat", "completions", "embeddings", "messages", "responses"]

@@ -16,26 +16,29 @@ from sqlalchemy.orm import Session
 
 from tollway.api.context import RuntimeDep, read
 from tollway.api.limits import iso
-from tollway.api.logs import LogFilter, LogFilterDep, flush_request_log
+from tollway.api.logs import LogFilter, LogFilterDep, flush_request_log, same_request
 from tollway.api.responses import SpendReport
 from tollway.governance.model import NANO_PER_USD
 from tollway.store.spend_rollup import ALL, DIMENSIONS, day_of, hour_of
-from tollway.store.tables import RequestLog, SpendRollup, SpendTotal
+from tollway.store.tables import RequestLog, RequestLogTag, SpendRollup, SpendTotal
 from tollway.store.usage import ms_to_datetime
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
 
-GroupBy = Literal["key", "team", "customer", "provider", "model", "route"]
+GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "tag"]
 Interval = Literal["hour", "day"]
 _GROUP_COLUMNS = {"key": RequestLog.virtual_key_id, "team": RequestLog.team_id, "customer": RequestLog.customer_id,
-                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route}
+                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route,
+                  "tag": RequestLogTag.tag}
 _DEFAULT_RANGE = timedelta(days=1)
 
 
 @router.get("/spend", response_model=SpendReport, summary="Spend, tokens and requests over time")
 async def spend(
     runtime: RuntimeDep, where: LogFilterDep,
-    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model or route.")] = None,
+    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model, route or tag (a "
+                                                          "request with two tags counts in both; group null: "
+                                                          "untagged).")] = None,
     interval: Annotated[Interval | None, Query(description="hour or day buckets (UTC); none: one total per group.")] = None,
 ) -> dict[str, Any]:
     """Over ``start`` .. ``end`` (default: the last 24 hours); ``series`` has one row per
@@ -68,9 +71,11 @@ def _report(session: Session, where: LogFilter, group_by: GroupBy | None, interv
     filters = [name for name in DIMENSIONS if getattr(where, name) is not None]
     # The day rollups keep no route: a route filter, or a filtered report by route, reads the log.
     by_route = where.route is not None or (bool(filters) and group_by == "route")
+    # No rollup keeps tags: a tag filter or a report by tag reads the log (and its tag index).
+    by_tag = where.tag is not None or group_by == "tag"
     # One filter, grouped by nothing else: that value's own row in `spend_totals`, hour by hour.
     single = len(filters) == 1 and (group_by is None or _GROUP_COLUMNS[group_by].key == filters[0])
-    if (where.status is not None or where.decision is not None or by_route
+    if (where.status is not None or where.decision is not None or by_route or by_tag
             or (filters and not single and interval == "hour")):
         segments = [("log", where.start, where.end)]
     elif filters and not single:
@@ -158,6 +163,8 @@ def _from_log(session: Session, where: LogFilter, group_by: GroupBy | None, inte
         func.count().label("requests"),
         func.coalesce(func.sum(case((RequestLog.decision != "allow", 1), else_=0)), 0).label("denied_requests"),
     )
+    if group_by == "tag":  # one row per (request, tag); untagged requests in the group null
+        statement = statement.select_from(RequestLog).outerjoin(RequestLogTag, same_request(RequestLogTag))
     statement = where.apply(statement)
     return _rows(session, statement, keys, lambda spend: Decimal(str(spend)))
 
