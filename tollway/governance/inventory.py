@@ -43,7 +43,6 @@ def snapshot_checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | No
             continue
         governed.append((key.limits, None))
         governed += [(config.limits, key.id) for config in key.provider_configs.values()]
-    governed += [(g, None) for g in _key_tag_limits(snapshot, key)]
     return _sorted([(check, parent) for limits, parent in governed for check in limit_checks(limits)])
 
 
@@ -67,6 +66,7 @@ def key_checks(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[tuple[Li
     governed += [(g, None) for (model, provider), g in snapshot.model_configs.items() if _may_use(key, model, provider)]
     governed += [(g, None) for g in (customer, team.limits if team else None, key.limits) if g is not None]
     governed += [(config.limits, key.id) for config in key.provider_configs.values()]
+    governed += [(g, None) for g in _key_tag_limits(snapshot, key)]
     return _sorted([(check, parent) for limits, parent in governed for check in limit_checks(limits)])
 
 
