@@ -249,3 +249,17 @@ def test_a_key_created_with_tags_reports_spend_by_tag(tollway, gateway: RunningG
     assert only["total"]["requests"] >= 1
     refused = tollway("keys", "create", "--name", "bad tags", "--forced-tags", "a;b", code=1)
     assert "--forced-tags" in refused
+
+
+def test_tag_limits_are_listed_created_and_deleted_by_the_cli(tollway, gateway: RunningGateway) -> None:
+    tag = unique("Team-Feature")
+    created = json.loads(tollway("tags", "create", "--name", tag, "--requests", "1", "--json"))["tag"]
+    assert created["name"] == tag.lower() and created["rate_limit"]["request_max_limit"] == 1
+    assert tag.lower() in tollway("tags", "list")
+    client = openai.OpenAI(base_url=gateway.v1, api_key=FILE_VK, max_retries=0, default_headers={"x-tollway-tags": tag})
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert "1/1 req" in tollway("tags", "show", tag.lower())
+    tollway("tags", "delete", tag.lower(), "--yes")
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])

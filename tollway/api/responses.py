@@ -187,7 +187,8 @@ class CustomerList(_Page):
 
 
 class TagView(BaseModel):
-    name: str = Field(description="The tag, normalised (trimmed, lower-case); also its id in paths.")
+    id: str = Field(description="The tag's name: its id in paths.")
+    name: str = Field(description="The tag, normalised (trimmed, lower-case).")
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None

@@ -26,7 +26,7 @@ KIND = "tag"
 
 
 def tag_view(row: Tag, live: LiveUsage) -> dict[str, Any]:
-    return {"name": row.id, "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
+    return {"id": row.id, "name": row.id, "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
             "concurrency": live.concurrency(row.concurrency), "managed_by": row.managed_by,
             "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
