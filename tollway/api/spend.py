@@ -28,8 +28,9 @@ router = APIRouter(prefix="/api/usage", tags=["usage"])
 GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "tag"]
 Interval = Literal["hour", "day"]
 _GROUP_COLUMNS = {"key": RequestLog.virtual_key_id, "team": RequestLog.team_id, "customer": RequestLog.customer_id,
-                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route,
-                  "tag": RequestLogTag.tag}
+                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route}
+# No rollup keeps tags: a report by tag always reads the log, joined to its tags.
+_TAG_GROUP = "tag"
 _DEFAULT_RANGE = timedelta(days=1)
 
 
@@ -72,9 +73,9 @@ def _report(session: Session, where: LogFilter, group_by: GroupBy | None, interv
     # The day rollups keep no route: a route filter, or a filtered report by route, reads the log.
     by_route = where.route is not None or (bool(filters) and group_by == "route")
     # No rollup keeps tags: a tag filter or a report by tag reads the log (and its tag index).
-    by_tag = where.tag is not None or group_by == "tag"
+    by_tag = where.tag is not None or group_by == _TAG_GROUP
     # One filter, grouped by nothing else: that value's own row in `spend_totals`, hour by hour.
-    single = len(filters) == 1 and (group_by is None or _GROUP_COLUMNS[group_by].key == filters[0])
+    single = len(filters) == 1 and (group_by is None or _group_column(group_by).key == filters[0])
     if (where.status is not None or where.decision is not None or by_route or by_tag
             or (filters and not single and interval == "hour")):
         segments = [("log", where.start, where.end)]
@@ -152,7 +153,7 @@ def _from_log(session: Session, where: LogFilter, group_by: GroupBy | None, inte
               dialect: str) -> list[dict[str, Any]]:
     keys: list[Any] = []
     if group_by is not None:
-        keys.append(_GROUP_COLUMNS[group_by].label("grp"))
+        keys.append(_group_column(group_by).label("grp"))
     if interval is not None:
         keys.append(_bucket(interval, dialect, RequestLog.at).label("bucket"))
     statement = select(
@@ -163,10 +164,15 @@ def _from_log(session: Session, where: LogFilter, group_by: GroupBy | None, inte
         func.count().label("requests"),
         func.coalesce(func.sum(case((RequestLog.decision != "allow", 1), else_=0)), 0).label("denied_requests"),
     )
-    if group_by == "tag":  # one row per (request, tag); untagged requests in the group null
+    if group_by == _TAG_GROUP:  # one row per (request, tag); untagged requests in the group null
         statement = statement.select_from(RequestLog).outerjoin(RequestLogTag, same_request(RequestLogTag))
     statement = where.apply(statement)
     return _rows(session, statement, keys, lambda spend: Decimal(str(spend)))
+
+
+def _group_column(group_by: GroupBy) -> Any:
+    """The column a report groups by: the request log's, or for tags their index's."""
+    return RequestLogTag.tag if group_by == _TAG_GROUP else _GROUP_COLUMNS[group_by]
 
 
 def _from_totals(session: Session, where: LogFilter, group_by: GroupBy | None, interval: Interval | None,
