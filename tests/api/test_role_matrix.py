@@ -85,7 +85,7 @@ IN_SCOPE = {
 }
 DEFAULT_ID = {"key_id": "vk-ta", "team_id": "team-a", "customer_id": "cust-a", "provider": "openai",
               "name": "openai", "config_id": "no-such-config", "log_id": "1", "webhook_id": "no-such-hook",
-              "token_id": "no-such-token"}
+              "token_id": "no-such-token", "tag": "no-such-tag"}
 OUT_OF_SCOPE = {"key_id": "vk-tb", "team_id": "team-b", "customer_id": "cust-b"}
 # Routes a manager calls narrowed by a query filter (in scope, and outside: 403).
 SCOPED_BY_QUERY = {("GET", "/api/usage/spend"), ("GET", "/api/logs")}
