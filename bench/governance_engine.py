@@ -3,8 +3,10 @@
 A request meets every level (provider, model on provider, model on any provider, key,
 key provider config, team, customer), each with a rate limit (both sides) and a budget,
 some of them calendar aligned: 21 counters per request. A typical set-up (provider
-request limit, key rate limit, team budget: 4 counters) is measured too. Limits are
-high enough that nothing is denied, so every request takes the full path.
+request limit, key rate limit, team budget: 4 counters) is measured too, and with
+request tags: two tags on each request with no tag limits configured (what tags cost
+when only reported), then two tags each with a rate limit and a budget (+6 counters).
+Limits are high enough that nothing is denied, so every request takes the full path.
 
     python bench/governance_engine.py [--requests 50000]
 """
@@ -16,6 +18,7 @@ import asyncio
 import gc
 import statistics
 import time
+from dataclasses import replace
 from types import MappingProxyType
 
 from tollway.governance.counters.memory import MemoryCounterStore
@@ -75,14 +78,24 @@ def hierarchy() -> PolicySnapshot:
     )
 
 
+def tagged(snapshot: PolicySnapshot) -> PolicySnapshot:
+    """``snapshot`` with limits (a rate limit and a budget) on the tags the requests carry."""
+    return replace(snapshot, tags=MappingProxyType({tag: _governed(Level.TAG, tag, "1d") for tag in TAGS}))
+
+
+TAGS = ("support", "cost-centre:42")
+
+
 async def run(requests: int) -> None:
-    for title, snapshot in (("full hierarchy", hierarchy()), ("typical set-up", typical())):
-        await measure(title, snapshot, requests)
+    for title, snapshot, tags in (("full hierarchy", hierarchy(), ()), ("typical set-up", typical(), ()),
+                                  ("typical, 2 tags, no tag limits", typical(), TAGS),
+                                  ("typical, 2 tags with limits", tagged(typical()), TAGS)):
+        await measure(title, snapshot, requests, tags)
 
 
-async def measure(title: str, snapshot: PolicySnapshot, requests: int) -> None:
+async def measure(title: str, snapshot: PolicySnapshot, requests: int, tags: tuple[str, ...] = ()) -> None:
     enforcer = Enforcer(MemoryCounterStore(), lambda: time.time_ns() // 1_000_000)
-    facts = RequestFacts("openai", "gpt-4o-mini", hash_key(KEY_VALUE), 1_200, 450_000)
+    facts = RequestFacts("openai", "gpt-4o-mini", hash_key(KEY_VALUE), 1_200, 450_000, tags=tags)
     for _ in range(1_000):  # warm the memo and the counters
         admission = await enforcer.admit(snapshot, facts)
         await enforcer.settle(admission.reservation, 1_100, 400_000)

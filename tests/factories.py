@@ -125,7 +125,8 @@ def provider_config(provider: str, *, weight: float = 1.0, allowed_models: Itera
 def virtual_key(id: str = "vk", *, name: str | None = None, active: bool = True, team_id: str | None = None,
                 customer_id: str | None = None, allowed_models: Iterable[str] = (),
                 provider_configs: Iterable[ProviderConfigPolicy] = (), budget: BudgetPolicy | None = None,
-                rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> VirtualKeyPolicy:
+                rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None,
+                allowed_tags: Iterable[str] = (), forced_tags: Iterable[str] = ()) -> VirtualKeyPolicy:
     name = name or id
     configs = {
         pc.provider: replace(pc, limits=replace(pc.limits, scope=Scope(
@@ -135,6 +136,7 @@ def virtual_key(id: str = "vk", *, name: str | None = None, active: bool = True,
     return VirtualKeyPolicy(
         id, name, active, team_id, customer_id, frozenset(allowed_models), MappingProxyType(configs),
         governed(Level.VIRTUAL_KEY, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency),
+        allowed_tags=frozenset(allowed_tags), forced_tags=tuple(forced_tags),
     )
 
 
@@ -150,9 +152,15 @@ def customer(id: str = "customer", *, name: str | None = None, budget: BudgetPol
     return governed(Level.CUSTOMER, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency)
 
 
+def tag(name: str, *, budget: BudgetPolicy | None = None, rate_limit: RateLimitPolicy | None = None,
+        concurrency: Concurrency = None) -> Governed:
+    """A request tag's limits (``name`` as normalised)."""
+    return governed(Level.TAG, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency)
+
+
 def snapshot(*, providers: Iterable[Governed] = (), model_configs: Iterable[ModelConfig] = (),
              keys: Mapping[str, VirtualKeyPolicy] | None = None, teams: Iterable[TeamPolicy] = (),
-             customers: Iterable[Governed] = (), enforce_virtual_keys: bool = False,
+             customers: Iterable[Governed] = (), tags: Iterable[Governed] = (), enforce_virtual_keys: bool = False,
              version: int = 1) -> PolicySnapshot:
     """A snapshot; ``keys`` maps each raw key value to its policy (stored by hash)."""
     return PolicySnapshot(
@@ -161,12 +169,13 @@ def snapshot(*, providers: Iterable[Governed] = (), model_configs: Iterable[Mode
         keys_by_hash=MappingProxyType({hash_key(value): vk for value, vk in (keys or {}).items()}),
         teams=MappingProxyType({t.limits.scope.id: t for t in teams}),
         customers=MappingProxyType({c.scope.id: c for c in customers}),
+        tags=MappingProxyType({t.scope.id: t for t in tags}),
         enforce_virtual_keys=enforce_virtual_keys,
         version=version,
     )
 
 
 def facts(provider: str = "openai", model: str = "gpt-4o-mini", key: str | None = None, *,
-          tokens: int = 100, cost_nano: int = 1_000) -> RequestFacts:
-    """A request's facts; ``key`` is the raw virtual key value presented."""
-    return RequestFacts(provider, model, hash_key(key) if key is not None else None, tokens, cost_nano)
+          tokens: int = 100, cost_nano: int = 1_000, tags: tuple[str, ...] = ()) -> RequestFacts:
+    """A request's facts; ``key`` is the raw virtual key value presented; ``tags`` normalised."""
+    return RequestFacts(provider, model, hash_key(key) if key is not None else None, tokens, cost_nano, tags=tags)

@@ -84,7 +84,7 @@ FLAGS = {
     "name": "--name", "id": "--id", "model": "--model", "provider": "--provider", "virtual_key": "--key",
     "virtual_key_id": "--key-id", "prompt_tokens": "--prompt-tokens", "completion_tokens": "--completion-tokens",
     "start": "--start", "end": "--end", "group_by": "--by", "interval": "--interval", "search": "--search",
-    "limit": "--limit",
+    "limit": "--limit", "allowed_tags": "--allowed-tags", "forced_tags": "--forced-tags", "tag": "--tag",
 }
 
 
@@ -182,6 +182,7 @@ def find_id(api: AdminClient, kind: Kind, ref: str | None) -> str | None:
 KEY = Kind("virtual key", "/api/governance/virtual-keys", "virtual_key", "virtual_keys", "name_prefix")
 TEAM = Kind("team", "/api/governance/teams", "team", "teams")
 CUSTOMER = Kind("customer", "/api/governance/customers", "customer", "customers")
+TAG = Kind("tag", "/api/governance/tags", "tag", "tags")
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]]) -> str:

@@ -14,6 +14,7 @@ import typer
 from tollway.admin_cli import (
     CUSTOMER,
     KEY,
+    TAG,
     TEAM,
     JsonOption,
     Kind,
@@ -103,6 +104,8 @@ def _quoted(entity_id: str) -> str:
 keys_app = entity_app(KEY, _KEY_COLUMNS)
 teams_app = entity_app(TEAM, _TEAM_COLUMNS)
 customers_app = entity_app(CUSTOMER, _CUSTOMER_COLUMNS)
+_TAG_COLUMNS = [("TAG", lambda t: t["name"]), ("BUDGET", budget_text), ("RATE LIMIT", rate_text), _MANAGED]
+tags_app = entity_app(TAG, _TAG_COLUMNS)
 
 
 @keys_app.command("create")
@@ -111,6 +114,10 @@ def create_key(key_id: str = typer.Option(None, "--id", help="The key's id (gene
                team: str = typer.Option(None, help="The team's id or name."),
                customer: str = typer.Option(None, help="The customer's id or name."),
                models: str = typer.Option(None, help="Allowed models, comma-separated."),
+               allowed_tags: str = typer.Option(None, "--allowed-tags",
+                                                help="The only request tags it may use, comma-separated (default: any)."),
+               forced_tags: str = typer.Option(None, "--forced-tags",
+                                               help="Tags added to every request it makes, comma-separated."),
                expires_at: str = typer.Option(None, "--expires-at",
                                               help="When the key stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z)."),
                budget: float = _BUDGET, budget_period: str = _BUDGET_PERIOD, requests: int = _REQUESTS,
@@ -123,6 +130,9 @@ def create_key(key_id: str = typer.Option(None, "--id", help="The key's id (gene
                             **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
     if models:
         body["allowed_models"] = [m.strip() for m in models.split(",") if m.strip()]
+    for field, listed in (("allowed_tags", allowed_tags), ("forced_tags", forced_tags)):
+        if listed:
+            body[field] = [tag.strip() for tag in listed.split(",") if tag.strip()]
     run(lambda: api.request("POST", "/api/governance/virtual-keys", {k: v for k, v in body.items() if v is not None}),
         as_json, lambda r: table([r["virtual_key"]], _KEY_COLUMNS) + "\nThe key's value is shown this once: store it now.")
 
@@ -210,6 +220,18 @@ def create_customer(customer_id: str = typer.Option(None, "--id", help="The cust
         as_json, lambda r: table([r["customer"]], _CUSTOMER_COLUMNS))
 
 
+@tags_app.command("create")
+def create_tag(name: str = typer.Option(..., help="The tag (trimmed and lower-cased as requests' tags are)."),
+               budget: float = _BUDGET, budget_period: str = _BUDGET_PERIOD, requests: int = _REQUESTS,
+               requests_period: str = _REQUESTS_PERIOD, tokens: int = _TOKENS, tokens_period: str = _TOKENS_PERIOD,
+               url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
+    """Give a request tag limits, shared by every request that carries it."""
+    body = {"name": name, **limits_body(budget, budget_period, requests, requests_period, tokens, tokens_period)}
+    api = client(url, token)
+    run(lambda: api.request("POST", TAG.path, {k: v for k, v in body.items() if v is not None}),
+        as_json, lambda r: table([r["tag"]], _TAG_COLUMNS))
+
+
 def usage(url: str = UrlOption, token: str = TokenOption, as_json: bool = JsonOption) -> None:
     """Live usage of every budget and rate limit, with the time to its reset."""
     api = client(url, token)
@@ -285,6 +307,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(teams_app, name="teams")
     app.add_typer(customers_app, name="customers")
+    app.add_typer(tags_app, name="tags")
     app.command("usage")(usage)
     app.command("explain")(explain)
     app.command("spend")(spend)

@@ -35,6 +35,8 @@ class GroupBy(StrEnum):
     customer = "customer"
     provider = "provider"
     model = "model"
+    route = "route"
+    tag = "tag"
 
 
 class Interval(StrEnum):
@@ -53,7 +55,8 @@ _COUNTS = ("requests", "denied_requests", "prompt_tokens", "completion_tokens", 
 
 
 def spend(
-    by: GroupBy = typer.Option(None, "--by", help="Group by key, team, customer, provider or model."),
+    by: GroupBy = typer.Option(None, "--by", help="Group by key, team, customer, provider, model, route or tag "
+                                                  "(a request with two tags counts in both)."),
     start: str = typer.Option(None, "--start", help="From (ISO-8601, UTC without an offset); default 24 hours ago."),
     end: str = typer.Option(None, "--end", help="Until (ISO-8601); default now."),
     interval: Interval = typer.Option(None, "--interval", help="hour or day buckets (UTC); default one total."),
@@ -62,6 +65,7 @@ def spend(
     customer: str = typer.Option(None, "--customer", help="Only this customer (id or name)."),
     model: str = typer.Option(None, "--model", help="Only this model: provider/model, or a model name."),
     provider: str = typer.Option(None, "--provider", help="Only this provider."),
+    tag: str = typer.Option(None, "--tag", help="Only requests carrying this tag."),
     output: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
     as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
     url: str = UrlOption, token: str = TokenOption,
@@ -72,7 +76,7 @@ def spend(
         provider, model = model.split("/", 1)
     query = {"group_by": by.value if by else None, "interval": interval.value if interval else None,
              "start": start, "end": end, "virtual_key_id": find_id(api, KEY, key), "team_id": find_id(api, TEAM, team),
-             "customer_id": find_id(api, CUSTOMER, customer), "provider": provider, "model": model}
+             "customer_id": find_id(api, CUSTOMER, customer), "provider": provider, "model": model, "tag": tag}
     report = run(lambda: _with_names(api, api.request("GET", "/api/usage/spend", query=query)), False, str, quiet=True)
     if output is Format.json or as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -232,3 +232,34 @@ def test_explain_prices_a_body_file_and_shows_strict_limits(tollway, api, tmp_pa
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert "--body" in tollway("explain", "--key-id", key.json()["virtual_key"]["id"], "--body", str(bad), code=2)
+
+
+def test_a_key_created_with_tags_reports_spend_by_tag(tollway, gateway: RunningGateway) -> None:
+    tag = unique("feature").lower()
+    key = json.loads(tollway("keys", "create", "--name", unique("tagged"), "--allowed-tags", f"{tag},other",
+                             "--forced-tags", "CC:7", "--json"))["virtual_key"]
+    assert (key["allowed_tags"], key["forced_tags"]) == ([tag, "other"], ["cc:7"])
+    client = openai.OpenAI(base_url=gateway.v1, api_key=key["value"], max_retries=0,
+                           default_headers={"x-tollway-tags": tag.upper()})
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    rows = {row["tag"]: row for row in csv.DictReader(io.StringIO(
+        tollway("spend", "--by", "tag", "--key", key["id"], "--format", "csv")))}
+    assert set(rows) == {tag, "cc:7"} and rows[tag]["requests"] == "1"
+    only = json.loads(tollway("spend", "--tag", "cc:7", "--json"))
+    assert only["total"]["requests"] >= 1
+    refused = tollway("keys", "create", "--name", "bad tags", "--forced-tags", "a;b", code=1)
+    assert "--forced-tags" in refused
+
+
+def test_tag_limits_are_listed_created_and_deleted_by_the_cli(tollway, gateway: RunningGateway) -> None:
+    tag = unique("Team-Feature")
+    created = json.loads(tollway("tags", "create", "--name", tag, "--requests", "1", "--json"))["tag"]
+    assert created["name"] == tag.lower() and created["rate_limit"]["request_max_limit"] == 1
+    assert tag.lower() in tollway("tags", "list")
+    client = openai.OpenAI(base_url=gateway.v1, api_key=FILE_VK, max_retries=0, default_headers={"x-tollway-tags": tag})
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert "1/1 req" in tollway("tags", "show", tag.lower())
+    tollway("tags", "delete", tag.lower(), "--yes")
+    client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])

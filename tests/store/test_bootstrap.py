@@ -28,6 +28,7 @@ from tollway.store.tables import (
     ModelConfig,
     Provider,
     RateLimit,
+    Tag,
     Team,
     VirtualKey,
     VKProviderConfig,
@@ -38,7 +39,7 @@ from tollway.store.version import config_version
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 T1 = T0 + timedelta(hours=1)
 CONFIG_TABLES = ("budgets", "rate_limits", "customers", "teams", "virtual_keys", "vk_provider_configs",
-                 "providers", "model_configs", "audit_log", "config_version", "retired_key_values")
+                 "providers", "model_configs", "audit_log", "config_version", "retired_key_values", "tags")
 
 
 async def _dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
@@ -345,3 +346,44 @@ def test_an_unknown_mode_in_the_file_is_refused_naming_it() -> None:
     with pytest.raises(Exception) as refused:
         settings(raw)
     assert "budget.mode" in str(refused.value) and "'enforce' or 'shadow'" in str(refused.value)
+
+
+async def test_tags_from_the_file_reach_the_snapshot_and_follow_the_file(db: Database) -> None:
+    raw = example_raw()
+    gov = raw["governance"]
+    gov["tags"] = [{"name": "Support", "budget": {"max_limit": 3, "reset_duration": "1d"}},
+                   {"name": "search", "rate_limit": {"request_max_limit": 9, "request_reset_duration": "1m"}}]
+    gov["virtual_keys"][0] |= {"allowed_tags": ["Support", "search"], "forced_tags": ["search"]}
+    await apply_config(db, settings(raw), now=T0)
+    assert await apply_config(db, settings(raw), now=T1) == [] and await config_version(db) == 1  # idempotent
+
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    assert set(snap.tags) == {"support", "search"}
+    assert snap.tags["support"].scope.level.value == "tag" and snap.tags["support"].budget is not None
+    key = snap.keys_by_hash[sha256(SEARCH_VK)]
+    assert (key.allowed_tags, key.forced_tags) == (frozenset({"support", "search"}), ("search",))
+    budget_id = snap.tags["support"].budget.id
+    assert (await _get(db, Tag, "support")).managed_by == "config"
+
+    gov["tags"] = [gov["tags"][0]]  # "search" leaves the file: deleted, its rate limit retained
+    await apply_config(db, settings(raw), now=T1)
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    assert set(snap.tags) == {"support"} and snap.tags["support"].budget.id == budget_id
+    assert await _get(db, Tag, "search") is None
+    async with db.session() as session:
+        retained = await session.scalar(select(func.count()).select_from(RateLimit).where(
+            RateLimit.retained_for == "tag/search"))
+    assert retained == 1
+
+
+@pytest.mark.parametrize(("tags", "fragment"), [
+    ([{"name": "a b"}], "characters"),
+    ([{"name": "dup"}, {"name": "DUP"}], "twice"),
+    ([{"name": "ok", "budget": {"max_limit": 0, "reset_duration": "1d"}}], "greater than 0"),
+])
+def test_a_bad_tag_in_the_file_is_refused_naming_it(tags: list, fragment: str) -> None:
+    raw = example_raw()
+    raw["governance"]["tags"] = tags
+    with pytest.raises(Exception) as refused:
+        settings(raw)
+    assert "tags" in str(refused.value) and fragment in str(refused.value)

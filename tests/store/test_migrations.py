@@ -18,7 +18,7 @@ TABLES = {
     "model_configs", "request_logs", "audit_log", "config_version", "retired_key_values", "spend_rollups",
     "spend_totals", "spend_rollup_hours", "concurrency_limits", "config_changes",
     "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "entity_counts",
-    "batch_files", "batches",
+    "batch_files", "batches", "tags", "request_log_tags",
 }
 
 

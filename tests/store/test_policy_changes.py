@@ -24,7 +24,7 @@ from tollway.store.entities import EntityWriter
 from tollway.store.policy_changes import apply_changes
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.snapshot import load_snapshot
-from tollway.store.tables import ConfigChange, Customer, ModelConfig, Provider, Team, VirtualKey, new_id
+from tollway.store.tables import ConfigChange, Customer, ModelConfig, Provider, Tag, Team, VirtualKey, new_id
 from tollway.store.version import bump_version, lock_config
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -55,7 +55,7 @@ async def commit_change(db: Database, write: Write, *, log: bool = True) -> int:
 def plain(snapshot: PolicySnapshot) -> dict[str, Any]:
     """The snapshot's content as plain dicts, to compare two snapshots."""
     return {name: dict(getattr(snapshot, name))
-            for name in ("providers", "model_configs", "keys_by_hash", "teams", "customers")} | {
+            for name in ("providers", "model_configs", "keys_by_hash", "teams", "customers", "tags")} | {
         "version": snapshot.version}
 
 
@@ -191,14 +191,42 @@ def delete_keys_team_and_customer(writer: EntityWriter) -> None:
     writer.delete(writer.session.get(Customer, "globex"), "customer", "globex", {})
 
 
+def create_tags(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(None, Tag, {"id": "support"}, {})
+    writer.sync_budget(row, BudgetConfig(max_limit=2, reset_duration="1d"), diff)
+    writer.record(row, "tag", "support", diff)
+    bare, diff = writer.upsert(None, Tag, {"id": "bare"}, {})  # no limits: left out of the snapshot
+    writer.record(bare, "tag", "bare", diff)
+
+
+def tag_a_key(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(_key(writer, "vk-ads"), VirtualKey, {}, {"allowed_tags": ["support"],
+                                                                       "forced_tags": ["cc"]})
+    writer.record(row, "virtual_key", "vk-ads", diff)
+
+
+def change_then_drop_tag_limits(writer: EntityWriter) -> None:
+    row = writer.session.get(Tag, "support")
+    diff: dict[str, Any] = {}
+    writer.sync_budget(row, None, diff)
+    writer.sync_concurrency(row, ConcurrencyConfig(max_in_flight=3), diff)
+    writer.record(row, "tag", "support", diff)
+    writer.delete(writer.session.get(Tag, "bare"), "tag", "bare", {})
+
+
+def delete_tag(writer: EntityWriter) -> None:
+    writer.delete(writer.session.get(Tag, "support"), "tag", "support", {})
+
+
 STEPS: list[Write] = [
-    create_customer, create_team, create_key, block_key, replace_key_value,
+    create_customer, create_team, create_key, create_tags, tag_a_key, change_then_drop_tag_limits, block_key,
+    replace_key_value,
     rotate_key(ROTATED, timedelta(hours=1)), expire_key, rotate_key(ROTATED_AGAIN, timedelta(minutes=5)),
     rotate_key(ROTATED_AGAIN + "-x", None), move_key_to_customer_and_drop_its_provider_configs, change_team_budget,
     shadow_the_team_budget_and_key_limits,
     drop_provider_limits, limit_a_provider,
     rename_model_config, create_model_config, reset_a_provider_config, delete_model_configs,
-    delete_keys_team_and_customer,
+    delete_tag, delete_keys_team_and_customer,
 ]
 
 
@@ -348,3 +376,20 @@ def test_the_log_covers_a_range_only_when_every_version_has_a_change() -> None:
     assert covers([], 6, 6)
     assert not covers(log(4, 6), 3, 6)  # 5 missed
     assert not covers(log(5, 6), 3, 6)  # 4 pruned
+
+
+async def test_tag_limits_and_key_tags_reach_a_following_node_incrementally(db: Database) -> None:
+    follower = await following(db)
+    for step in (create_customer, create_team, create_key, create_tags, tag_a_key):
+        await commit_change(db, step)
+    snapshot = await follower.refresh()
+    assert set(snapshot.tags) == {"support"}  # "bare" has no limits
+    assert snapshot.tags["support"].budget is not None
+    key = next(key for key in snapshot.keys_by_hash.values() if key.id == "vk-ads")
+    assert (key.allowed_tags, key.forced_tags) == (frozenset({"support"}), ("cc",))
+    await commit_change(db, change_then_drop_tag_limits)
+    snapshot = await follower.refresh()
+    assert snapshot.tags["support"].budget is None and snapshot.tags["support"].concurrency.max_in_flight == 3
+    await commit_change(db, delete_tag)
+    assert dict((await follower.refresh()).tags) == {}
+    assert follower.full_loads == 1

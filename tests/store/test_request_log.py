@@ -13,7 +13,7 @@ from sqlalchemy import Table, func, select
 from tollway.store.database import Database
 from tollway.store.request_log import RequestLogRecord, RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
-from tollway.store.tables import RequestLog
+from tollway.store.tables import RequestLog, RequestLogTag
 
 AT = datetime(2025, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
 
@@ -142,3 +142,27 @@ def test_the_retention_cutoff_counts_days_and_calendar_months() -> None:
     # A row is kept while it is less than a calendar month old: on March 31, one written on
     # February 28 is (a month later was March 28); one written on March 1 is not yet.
     assert cutoff("1M", datetime(2026, 3, 31, 12, 0, tzinfo=timezone.utc)) == datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+async def _tag_rows(db: Database) -> list[tuple[str, str, datetime]]:
+    async with db.session() as session:
+        rows = await session.execute(select(RequestLogTag.request_id, RequestLogTag.tag, RequestLogTag.at)
+                                     .order_by(RequestLogTag.request_id, RequestLogTag.tag))
+        return [tuple(row) for row in rows]
+
+
+async def test_each_tag_of_a_record_gets_a_row_and_untagged_records_none(db: Database) -> None:
+    writer = RequestLogWriter(db, batch_size=100, interval_s=60)
+    await writer.start()
+    writer.write(record(0, tags="support,search"))
+    writer.write(record(1))
+    writer.write(record(2, tags="support", at=AT + timedelta(days=40)))
+    await writer.close()
+
+    assert await _tag_rows(db) == [("req-0", "search", AT), ("req-0", "support", AT),
+                                   ("req-2", "support", AT + timedelta(days=40))]
+    async with db.session() as session:
+        tags = dict((await session.execute(select(RequestLog.request_id, RequestLog.tags))).all())
+    assert tags == {"req-0": "support,search", "req-1": None, "req-2": "support"}
+    assert await prune_request_log(db, AT + timedelta(days=30)) == 2  # rows of the log; their tags go with them
+    assert await _tag_rows(db) == [("req-2", "support", AT + timedelta(days=40))]

@@ -15,6 +15,11 @@ Invariants, checked after every step on every counter:
 their books balance like the others', spend may exceed them but never an enforced one,
 they never deny, and an admitted request says `would_deny` exactly when one of them had
 no room (naming the first such limit).
+
+`TaggedEnforcerMachine` adds request tags (SPEC §8): tag limits shared by every key, a
+key's forced tags (charged whether named or not) and allowed tags (any other is refused
+with ``tag_not_allowed`` before any counter moves); the same invariants hold on every tag
+counter.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -35,6 +41,7 @@ from tollway.governance.decisions import DECISION_FOR_KIND, Denial
 from tollway.governance.enforcer import Enforcer, Reservation
 from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, hash_key, plan, static_checks
 from tollway.governance.model import Kind
+from tollway.governance.tags import TagPlanner, key_tags, with_tag_checks
 
 T0 = f.at(2026, 6, 30, 23, 59)
 KEYS = {name: f.key_value(name) for name in ("a", "b", "c")}
@@ -118,7 +125,10 @@ class EnforcerMachine(RuleBasedStateMachine):
 
     @rule(batch=requests_st)
     def admit(self, batch: list[tuple[str | None, int, int]]) -> None:
-        facts = [RequestFacts("openai", "gpt", hash_key(KEYS[k]) if k else None, tokens, cost) for k, tokens, cost in batch]
+        self._admit([RequestFacts("openai", "gpt", hash_key(KEYS[k]) if k else None, tokens, cost)
+                     for k, tokens, cost in batch])
+
+    def _admit(self, facts: list[RequestFacts]) -> None:
         predicted = self._predict(facts[0]) if len(facts) == 1 else None
         admissions = self.run(_together(*(self.enforcer.admit(self.snapshot, fact) for fact in facts)))
         for fact, admission in zip(facts, admissions):
@@ -191,6 +201,8 @@ class EnforcerMachine(RuleBasedStateMachine):
         """Whether a lone request is admitted (every enforced limit has room) and, if so,
         the (decision, scope) of the first shadow limit without room (None: all have)."""
         planned = plan(self.snapshot, fact)
+        if not isinstance(planned, Denial):
+            planned = TagPlanner().apply(self.snapshot, fact, planned)
         if isinstance(planned, Denial):
             return None
         readings = self.readings(planned.checks)
@@ -201,11 +213,17 @@ class EnforcerMachine(RuleBasedStateMachine):
 
     def _is_shadow(self, denial: Denial) -> bool:
         """Whether every limit of the denial's scope and kind is a shadow one."""
-        kind = next(k for k, d in DECISION_FOR_KIND.items() if d is denial.decision)
+        kind = next((k for k, d in DECISION_FOR_KIND.items() if d is denial.decision), None)
+        if kind is None:  # not a limit's denial (tag_not_allowed): no limit involved
+            return False
         matching = [c for c in self.all_checks if c.scope == denial.scope and c.kind is kind]
         return bool(matching) and all(c.shadow for c in matching)
 
     def _assert_denial_is_due(self, denial: Denial, fact: RequestFacts) -> None:
+        if denial.decision.value == "tag_not_allowed":  # due when the key really does not allow a tag named
+            key = self.snapshot.keys_by_hash[fact.key_hash]
+            assert isinstance(key_tags(key, fact.tags), Denial)
+            return
         amount = {"request_limited": 1, "token_limited": fact.estimated_tokens,
                   "budget_exceeded": fact.estimated_cost_nano, "concurrency_limited": 1}[denial.decision.value]
         assert denial.used + amount > denial.limit
@@ -259,3 +277,52 @@ ShadowEnforcerMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_shadow_limits_under_random_interleavings = ShadowEnforcerMachine.TestCase
+
+
+TAGS = ("support", "finance", "cc")
+
+
+def _tagged_snapshot():
+    """`_snapshot` with tag limits: "support" (requests, budget), "finance" (tokens, a slot),
+    "cc" (budget); key "b" forces "cc", key "c" may name "support" only."""
+    def rl(**kw):
+        return f.rate_limit(**kw)
+
+    base = _snapshot()
+    keys = {
+        value: replace(key, forced_tags=("cc",)) if key.id == "b" else
+        replace(key, allowed_tags=frozenset({"support"})) if key.id == "c" else key
+        for value, key in base.keys_by_hash.items()
+    }
+    tags = {"support": f.tag("support", rate_limit=rl(requests=3, request_window="10s"),
+                             budget=f.budget("0.000003", "30s")),
+            "finance": f.tag("finance", rate_limit=rl(tokens=150, token_window="20s"), concurrency=f.concurrency(2)),
+            "cc": f.tag("cc", budget=f.budget("0.000002", "1M", calendar=True))}
+    return replace(base, keys_by_hash=keys, tags=tags)
+
+
+TAGGED_SNAPSHOT = _tagged_snapshot()
+
+tagged_requests_st = st.lists(
+    st.tuples(st.sampled_from([None, *KEYS]), st.integers(0, 70), st.integers(0, 1500),
+              st.lists(st.sampled_from(TAGS), max_size=3, unique=True)), min_size=1, max_size=4
+)
+
+
+class TaggedEnforcerMachine(EnforcerMachine):
+    snapshot = TAGGED_SNAPSHOT
+    all_checks = tuple(
+        {c.counter: c for key in [None, *TAGGED_SNAPSHOT.keys_by_hash.values()]
+         for c in with_tag_checks(TAGGED_SNAPSHOT, static_checks(TAGGED_SNAPSHOT, key, "openai", "gpt"), TAGS)}.values()
+    )
+
+    @rule(batch=tagged_requests_st)
+    def admit_tagged(self, batch: list[tuple[str | None, int, int, list[str]]]) -> None:
+        self._admit([RequestFacts("openai", "gpt", hash_key(KEYS[k]) if k else None, tokens, cost, tags=tuple(tags))
+                     for k, tokens, cost, tags in batch])
+
+
+TaggedEnforcerMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_tag_limits_under_random_interleavings = TaggedEnforcerMachine.TestCase

@@ -24,6 +24,7 @@ from tollway.api import (
     model_configs,
     providers,
     spend,
+    tags,
     teams,
     usage,
     virtual_keys,
@@ -74,7 +75,7 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
     install_docs_pages(app)
     install_error_handlers(app)
     guarded = [Depends(require_permission), Depends(_bearer)]  # _bearer: the OpenAPI security scheme
-    for module in (virtual_keys_bulk, key_rotation, virtual_keys, teams, customers, model_configs, usage, spend, logs,
+    for module in (virtual_keys_bulk, key_rotation, virtual_keys, teams, customers, tags, model_configs, usage, spend, logs,
                    audit, explain, alerts, admin_tokens):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)

@@ -11,16 +11,17 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from tollway.api.context import ManagedRuntime, PageDep, RuntimeDep, read
 from tollway.api.errors import bad_request, not_found
 from tollway.api.limits import iso
 from tollway.api.responses import LogEntryEnvelope, LogList
+from tollway.governance.tags import BadTag, normalise_tag
 from tollway.store.log_count import logged_count
 from tollway.store.report_reader import run_report
-from tollway.store.tables import RequestLog
+from tollway.store.tables import RequestLog, RequestLogTag
 
 router = APIRouter(prefix="/api", tags=["request log"])
 
@@ -42,6 +43,7 @@ class LogFilter:
     start: datetime | None = None
     end: datetime | None = None
     route: str | None = None
+    tag: str | None = None  # normalised (`tollway.governance.tags`)
 
     def equals(self) -> dict[str, Any]:
         """The request-log columns this filter fixes, with their values."""
@@ -56,7 +58,15 @@ class LogFilter:
             statement = statement.where(RequestLog.at >= self.start)
         if self.end is not None:
             statement = statement.where(RequestLog.at < self.end)
+        if self.tag is not None:
+            statement = statement.where(exists().where(
+                RequestLogTag.tag == self.tag, same_request(RequestLogTag)))
         return statement
+
+
+def same_request(tags: type[RequestLogTag]) -> Any:
+    """The condition joining a `request_log_tags` row to its request's row."""
+    return and_(tags.at == RequestLog.at, tags.request_id == RequestLog.request_id)
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -76,11 +86,18 @@ def _log_filter(
     route: Annotated[str | None, Query(description="The API: chat, messages, responses, images.generations, "
                                                    "audio.transcriptions, audio.speech, moderations ... "
                                                    "(docs/routes.md).")] = None,
+    tag: Annotated[str | None, Query(description="Requests carrying this tag (compared as requests' tags are: "
+                                                 "trimmed, lower-cased).")] = None,
 ) -> LogFilter:
     start, end = utc(start), utc(end)
     if start is not None and end is not None and start >= end:
         raise bad_request("start must be before end", "start")
-    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end, route)
+    if tag is not None:
+        try:
+            tag = normalise_tag(tag)
+        except BadTag as exc:
+            raise bad_request(f"tag: {exc}", "tag") from None
+    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end, route, tag)
 
 
 LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
@@ -138,6 +155,7 @@ def log_view(row: RequestLog) -> dict[str, Any]:
         "would_deny_id": row.would_deny_id, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
         "cached_tokens": row.cached_tokens, "cost": float(row.cost), "latency_ms": row.latency_ms,
         "stream": row.stream, "error": row.error, "route": row.route,
+        "tags": row.tags.split(",") if row.tags else [],
     }
 
 
@@ -178,7 +196,8 @@ async def _count(runtime: ManagedRuntime, where: LogFilter, shadow: WouldDenyFil
 
         return await read(runtime, count)
     equals = where.equals()
-    return await run_report(runtime.db, lambda connection: logged_count(connection, equals, where.start, where.end))
+    return await run_report(runtime.db, lambda connection: logged_count(connection, equals, where.start, where.end,
+                                                                        where.tag))
 
 
 @router.get("/logs/{log_id}", response_model=LogEntryEnvelope, summary="One request-log entry")

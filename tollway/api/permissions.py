@@ -120,6 +120,12 @@ for _prefix in ("/api/providers", "/api/governance/providers"):
     for _method, _suffix in (("PUT", "/{name}"), ("PATCH", "/{name}"), ("POST", "/{name}/budget/reset"),
                              ("POST", "/{name}/rate-limit/reset")):
         RULES[(_method, _prefix + _suffix)] = ADMIN_ONLY
+_TAGS = "/api/governance/tags"
+RULES[("GET", _TAGS)] = _read(ANY_SCOPE, "anything (tags are shared by every key)")
+RULES[("GET", _TAGS + "/{tag}")] = _read(ANY_SCOPE, "anything (tags are shared by every key)")
+for _method, _suffix in (("POST", ""), ("PUT", "/{tag}"), ("PATCH", "/{tag}"), ("DELETE", "/{tag}"),
+                         ("POST", "/{tag}/budget/reset"), ("POST", "/{tag}/rate-limit/reset")):
+    RULES[(_method, _TAGS + _suffix)] = ADMIN_ONLY
 _MODELS = "/api/governance/model-configs"
 RULES[("GET", _MODELS)] = _read(ANY_SCOPE, "anything (model configs are read to build keys)")
 RULES[("GET", _MODELS + "/{config_id}")] = _read(ANY_SCOPE, "anything (model configs are read to build keys)")

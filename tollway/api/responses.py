@@ -88,6 +88,8 @@ class VirtualKeyView(BaseModel):
         None, description="After a rotation with a grace period: when the replaced value stops working.")
     last_used_at: str | None = Field(
         None, description="The key's latest request (written with the usage flush: up to one flush interval late).")
+    allowed_tags: list[str] = Field([], description="The only request tags its requests may carry (empty: any).")
+    forced_tags: list[str] = Field([], description="Tags added to every request of the key.")
 
 
 class TeamView(BaseModel):
@@ -184,6 +186,26 @@ class CustomerList(_Page):
     customers: list[CustomerView]
 
 
+class TagView(BaseModel):
+    id: str = Field(description="The tag's name: its id in paths.")
+    name: str = Field(description="The tag, normalised (trimmed, lower-case).")
+    budget: BudgetView | None
+    rate_limit: RateLimitView | None
+    concurrency: ConcurrencyView | None = None
+    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
+                                        "resets) or `api`.")
+    created_at: str | None
+    updated_at: str | None
+
+
+class TagEnvelope(Message):
+    tag: TagView
+
+
+class TagList(_Page):
+    tags: list[TagView]
+
+
 class ModelConfigEnvelope(Message):
     model_config_: ModelConfigView = Field(alias="model_config")
 
@@ -271,6 +293,7 @@ class LogEntry(BaseModel):
     stream: bool
     error: str | None
     route: str | None = Field(None, description="The API the request used (docs/routes.md); null on old rows.")
+    tags: list[str] = Field([], description="The request's tags, with its key's forced tags.")
 
 
 class LogList(_Page):

@@ -26,8 +26,11 @@ from tollway.config.schema import (
     OnInsufficient,
     PositiveInt,
     ProviderConfigEntry,
+    TagConfig,
     TeamConfig,
     VirtualKeyConfig,
+    allowed_tag_names,
+    forced_tag_names,
 )
 from tollway.governance.durations import parse_duration
 from tollway.governance.names import configured_model
@@ -97,6 +100,7 @@ class CustomerCreate(CustomerConfig):
 
 
 ModelConfigCreate = ModelLimitConfig
+TagCreate = TagConfig
 
 
 # -- update ----------------------------------------------------------------------------------
@@ -160,9 +164,15 @@ class VirtualKeyUpdate(_GovernedUpdate):
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the key stops working (RFC 3339 with a time zone); null: never. "
                                   "A time already past expires the key at once.")
+    allowed_tags: list[str] | None = Field(
+        default=None, description="The complete new list of tags its requests may carry; []: any tag.")
+    forced_tags: list[str] | None = Field(
+        default=None, description="The complete new list of tags added to every request of the key; []: none.")
 
     _present = field_validator("name", "description", "is_active", "allowed_models", "provider_configs",
-                               mode="before")(_not_null)
+                               "allowed_tags", "forced_tags", mode="before")(_not_null)
+    _allowed = field_validator("allowed_tags")(lambda tags: tags if tags is None else allowed_tag_names(tags))
+    _forced = field_validator("forced_tags")(lambda tags: tags if tags is None else forced_tag_names(tags))
     _blank = field_validator("name", "team_id", "customer_id")(_not_blank)
 
     @field_validator("provider_configs")
@@ -198,6 +208,10 @@ class ModelConfigUpdate(_GovernedUpdate):
     _canonical = field_validator("model_name")(lambda name: name if name is None else configured_model(name))
 
 
+class TagUpdate(_GovernedUpdate):
+    """A tag's limits (its name is its id and does not change)."""
+
+
 class ProviderUpdate(_GovernedUpdate):
     """A provider's own limits (its other settings come from the config file)."""
 
@@ -217,6 +231,9 @@ class ExplainRequest(_Body):
     completion_tokens: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
         default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens); "
         "for strict limits, the request's max_tokens (without it, estimate.injected_max_tokens).")
+    tags: list[str] = Field(default=[], description="The request's tags (as x-tollway-tags would carry them).")
+
+    _tags = field_validator("tags")(lambda tags: forced_tag_names(tags))
 
 
 ExplainApi = Literal["chat", "completions", "embeddings", "messages", "responses"]

@@ -25,8 +25,9 @@ from tollway.store.usage import ms_to_datetime
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
 
-# The `TOTAL_DIMENSIONS` of `tollway.store.spend_rollup` (a test keeps them the same).
-GroupBy = Literal["key", "team", "customer", "provider", "model", "route"]
+# The `TOTAL_DIMENSIONS` of `tollway.store.spend_rollup` and the request tag (`spend_report.TAG`;
+# a test keeps them the same).
+GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "tag"]
 Interval = Literal["hour", "day"]
 _DEFAULT_RANGE = timedelta(days=1)
 
@@ -34,7 +35,9 @@ _DEFAULT_RANGE = timedelta(days=1)
 @router.get("/spend", response_model=SpendReport, summary="Spend, tokens and requests over time")
 async def spend(
     request: Request, runtime: RuntimeDep, where: LogFilterDep,
-    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model or route.")] = None,
+    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model, route or tag (a "
+                                                          "request with two tags counts in both; group null: "
+                                                          "untagged).")] = None,
     interval: Annotated[Interval | None, Query(description="hour or day buckets (UTC); none: one total per group.")] = None,
 ) -> dict[str, Any]:
     """Over ``start`` .. ``end`` (default: the last 24 hours); ``series`` has one row per
@@ -74,7 +77,7 @@ async def _answer(runtime: ManagedRuntime, where: LogFilter, group_by: str | Non
 def report_query(where: LogFilter, start: datetime, end: datetime, group_by: str | None,
                  interval: str | None) -> ReportQuery:
     """The store's query for an API filter over [start, end)."""
-    return ReportQuery(start, end, where.equals(), group_by, interval)
+    return ReportQuery(start, end, where.equals(), group_by, interval, where.tag)
 
 
 def _view(values: dict[str, Any], grouped: bool, bucketed: bool) -> dict[str, Any]:

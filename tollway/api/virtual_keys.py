@@ -49,6 +49,7 @@ def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict
         "expires_at": iso(row.expires_at),
         "previous_value_expires_at": iso(row.previous_value_expires_at) if row.previous_value_hash else None,
         "last_used_at": iso(row.last_used_at),
+        "allowed_tags": list(row.allowed_tags or []), "forced_tags": list(row.forced_tags or []),
     }
 
 
@@ -118,7 +119,8 @@ def add_key(writer: ApiWriter, body: VirtualKeyCreate, key_id: str, value: str) 
     values = {"name": body.name, "description": body.description, "is_active": body.is_active,
               "team_id": body.team_id, "customer_id": body.customer_id,
               "allowed_models": list(body.allowed_models), "value_hash": digest,
-              "value_prefix": value[:VALUE_PREFIX_LENGTH], "expires_at": body.expires_at}
+              "value_prefix": value[:VALUE_PREFIX_LENGTH], "expires_at": body.expires_at,
+              "allowed_tags": list(body.allowed_tags), "forced_tags": list(body.forced_tags)}
     row, diff = KEYS.insert(writer, {"id": key_id}, values, body)
     writer.sync_provider_configs(row, body.provider_configs, diff)
     writer.record(row, KIND, key_id, diff)
@@ -139,7 +141,8 @@ async def update_key(key_id: str, body: VirtualKeyUpdate, runtime: RuntimeDep,
     def write(writer: ApiWriter) -> VirtualKey:
         row = KEYS.load_to_change(writer.session, key_id)
         values = {name: getattr(body, name)
-                  for name in ("name", "description", "is_active", "allowed_models", "expires_at") if name in stated}
+                  for name in ("name", "description", "is_active", "allowed_models", "expires_at", "allowed_tags",
+                               "forced_tags") if name in stated}
         if stated & {"team_id", "customer_id"}:
             team_id = body.team_id if "team_id" in stated else row.team_id
             customer_id = body.customer_id if "customer_id" in stated else row.customer_id

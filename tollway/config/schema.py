@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from tollway.alerts.config import AlertsConfig
 from tollway.governance.durations import Alignment, check_alignment, parse_duration
 from tollway.governance.names import configured_model
+from tollway.governance.tags import MAX_REQUEST_TAGS, BadTag, normalise_tag, normalise_tags
 from tollway.providers.adapters import adapter_for
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
@@ -152,6 +153,43 @@ class ProviderConfigEntry(_Governed):
 
 
 VK_PREFIX = "tw-"
+MAX_KEY_TAGS = 1000  # a key's allowed tags: a set looked up per request, never walked
+
+
+def tag_name(value: str) -> str:
+    """A tag as requests are matched against it (`normalise_tag`); a ValueError says why not."""
+    try:
+        return normalise_tag(value)
+    except BadTag as exc:
+        raise ValueError(str(exc)) from None
+
+
+def tag_names(values: list[str], limit: int) -> list[str]:
+    """Distinct normalised tags, in order; at most ``limit``."""
+    try:
+        return list(normalise_tags(values, limit))
+    except BadTag as exc:
+        raise ValueError(str(exc).replace("per request", "here")) from None
+
+
+def allowed_tag_names(values: list[str]) -> list[str]:
+    """A key's ``allowed_tags``, normalised."""
+    return tag_names(values, MAX_KEY_TAGS)
+
+
+def forced_tag_names(values: list[str]) -> list[str]:
+    """A key's ``forced_tags``, normalised: no more than a request may carry."""
+    return tag_names(values, MAX_REQUEST_TAGS)
+
+
+class TagConfig(_Governed):
+    """A request tag's limits (SPEC §8 ``governance.tags``): shared by every request that
+    carries the tag, whichever key sends it. ``name`` is matched as requests' tags are:
+    trimmed and lower-cased, letters, digits and . _ : / - only."""
+
+    name: NonEmpty
+
+    _name = field_validator("name")(tag_name)
 
 
 class VirtualKeyConfig(_Governed):
@@ -168,8 +206,16 @@ class VirtualKeyConfig(_Governed):
         default=None, description="When the key stops working (RFC 3339 with a time zone, e.g. "
                                   "2027-01-31T00:00:00Z): requests with it get 401 virtual_key_expired. "
                                   "Omitted: never.")
+    allowed_tags: list[str] = Field(
+        default=[], description="The only request tags its requests may carry (x-tollway-tags, metadata.tags); "
+                                "another gets 403 tag_not_allowed. Empty: any tag.")
+    forced_tags: list[str] = Field(
+        default=[], description="Tags added to every request of the key, whether the request names them or not "
+                                "(they count toward those tags' limits and reports).")
 
     _blank = field_validator("id", "name", "team_id", "customer_id")(_no_blank)
+    _allowed = field_validator("allowed_tags")(allowed_tag_names)
+    _forced = field_validator("forced_tags")(forced_tag_names)
 
     @field_validator("value")
     @classmethod
@@ -209,6 +255,14 @@ class GovernanceConfig(_Strict):
     teams: list[TeamConfig] = []
     virtual_keys: list[VirtualKeyConfig] = []
     model_configs: list[ModelLimitConfig] = []
+    tags: list[TagConfig] = []
+
+    @model_validator(mode="after")
+    def _distinct_tags(self) -> GovernanceConfig:
+        names = [tag.name for tag in self.tags]
+        if len(set(names)) != len(names):
+            raise ValueError("governance.tags names a tag twice (names are compared trimmed and lower-cased)")
+        return self
 
 
 class ProviderKeyConfig(_Strict):

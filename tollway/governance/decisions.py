@@ -26,6 +26,7 @@ class Decision(str, enum.Enum):
     VIRTUAL_KEY_EXPIRED = "virtual_key_expired"
     PROVIDER_BLOCKED = "provider_blocked"
     MODEL_BLOCKED = "model_blocked"
+    TAG_NOT_ALLOWED = "tag_not_allowed"
     TOKEN_LIMITED = "token_limited"
     REQUEST_LIMITED = "request_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
@@ -45,6 +46,7 @@ _STATUS: dict[Decision, int] = {
     Decision.VIRTUAL_KEY_EXPIRED: 401,
     Decision.PROVIDER_BLOCKED: 403,
     Decision.MODEL_BLOCKED: 403,
+    Decision.TAG_NOT_ALLOWED: 403,
     Decision.TOKEN_LIMITED: 429,
     Decision.REQUEST_LIMITED: 429,
     Decision.BUDGET_EXCEEDED: 402,
@@ -65,6 +67,7 @@ _LEVEL_LABEL: dict[Level, str] = {
     Level.PROVIDER_CONFIG: "Provider config",
     Level.TEAM: "Team",
     Level.CUSTOMER: "Customer",
+    Level.TAG: "Tag",
 }
 
 
@@ -144,6 +147,12 @@ def model_blocked(scope: Scope, provider: str, model: str, allowed: Iterable[str
         f"'{provider}'; allowed: {_listing(allowed)}"
     )
     return Denial(Decision.MODEL_BLOCKED, message, scope)
+
+
+def tag_not_allowed(scope: Scope, tag: str, allowed: Iterable[str]) -> Denial:
+    """A request naming ``tag`` with a key whose ``allowed_tags`` do not include it."""
+    message = f"Virtual key '{scope.name}' may not tag requests '{tag}'; allowed tags: {_listing(allowed)}"
+    return Denial(Decision.TAG_NOT_ALLOWED, message, scope)
 
 
 # A slot frees when any request in flight ends, which no one can predict: clients are

@@ -40,6 +40,7 @@ from tollway.governance.engine import (
 )
 from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
+from tollway.governance.tags import TagPlanner
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Admission:
     readings: tuple[CounterReading, ...] = ()  # the counters after the reservation, in plan order
     # Admitted, but a shadow limit had no room: the denial it would have given (SPEC §8).
     would_deny: Denial | None = None
+    tags: tuple[str, ...] = ()  # the request's tags with its key's forced tags (for the request log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class Enforcer:
         self._memo: dict[tuple[str | None, str, str], tuple[LimitCheck, ...]] = {}
         self._windows = WindowMemo()
         self._queues = SlotQueues()
+        self._tags = TagPlanner()
 
     @property
     def reservations_in_flight(self) -> int:
@@ -148,6 +151,8 @@ class Enforcer:
         """
         now = self._clock_ms()
         planned = plan(snapshot, facts, self._static_checks, now_ms=now)
+        if not isinstance(planned, Denial):
+            planned = self._tags.apply(snapshot, facts, planned)
         if isinstance(planned, Denial):
             return self._refused(snapshot, facts, planned)
         if self._queues.waiting and not _queued:
@@ -166,13 +171,13 @@ class Enforcer:
             if isinstance(verdict, Denial):
                 failed = planned.checks[result.failed]  # only in-flight checks have a queue timeout
                 return Admission(False, verdict, None, [], _key_id(planned.key), planned.team_id, planned.customer_id,
-                                 queue=failed if failed.queue_timeout_ms > 0 else None)
+                                 queue=failed if failed.queue_timeout_ms > 0 else None, tags=planned.tags)
             headers, readings, would = verdict.headers, result.readings, verdict.would_deny
         reservation = Reservation(next(self._ids), planned, now)
         self._open.add(reservation.id)
         return Admission(True, None, reservation, headers, _key_id(planned.key), planned.team_id,
                          planned.customer_id, planned.allowed_provider_keys, clamped_cap=clamped, readings=readings,
-                         would_deny=would)
+                         would_deny=would, tags=planned.tags)
 
     async def _clamp(self, planned: Plan, facts: RequestFacts, result: AcquireResult, denial: Denial,
                      now: int) -> tuple[Allowed | Denial, int | None, AcquireResult]:
@@ -297,7 +302,7 @@ class Enforcer:
             if check.queue_timeout_ms > 0 and self._queues.busy(check.counter):
                 denial = concurrency_denial(check.scope, check.limit, check.limit, now_ms)
                 return Admission(False, denial, None, [], _key_id(planned.key), planned.team_id, planned.customer_id,
-                                 queue=check)
+                                 queue=check, tags=planned.tags)
         return None
 
     async def _apply(self, ops: list[SettleOp]) -> None:
@@ -312,6 +317,8 @@ class Enforcer:
         """Where every limit for ``facts`` stands and what the request would get now."""
         now = self._clock_ms()
         planned = plan(snapshot, facts, self._static_checks, now_ms=now)
+        if not isinstance(planned, Denial):
+            planned = self._tags.apply(snapshot, facts, planned)
         if isinstance(planned, Denial):
             return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
@@ -327,7 +334,7 @@ class Enforcer:
                            shadow_denial(planned, readings, now) if planned.checks else None, clamped)
 
     def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
-        return Admission(False, denial, None, [], *_presented_ids(snapshot, facts))
+        return Admission(False, denial, None, [], *_presented_ids(snapshot, facts), tags=facts.tags)
 
     def _claim(self, reservation: Reservation | None) -> TypeGuard[Reservation]:
         """Take the reservation out of the open set; False when it was already settled or released.

@@ -52,6 +52,7 @@ class RequestFacts:
     # and the cap the request asks for; None when its cap cannot be lowered (embeddings).
     demand: Callable[[int], tuple[int, int, int, int]] | None = None
     cap: int = 0
+    tags: tuple[str, ...] = ()  # the request's own tags, normalised (`tollway.governance.tags`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,7 @@ class Plan:
     team_id: str | None = None
     customer_id: str | None = None
     allowed_provider_keys: frozenset[str] = frozenset()  # from the key's provider config; empty = all
+    tags: tuple[str, ...] = ()  # the request's tags with the key's forced tags (what the request log records)
 
 
 @dataclass(slots=True)
@@ -172,17 +174,21 @@ def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | N
     if isinstance(key, Denial):
         return key
     checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
-    per_slot = (1, facts.estimated_tokens, facts.estimated_cost_nano, 1)
-    if facts.worst_tokens < 0:
-        amounts = tuple([per_slot[check.slot] for check in checks])
-    else:
-        amounts = strict_amounts(checks, per_slot, (1, facts.worst_tokens, facts.worst_cost_nano, 1))
+    amounts = amounts_for(checks, facts)
     if key is None:
         return Plan(checks, amounts)
     team_id, customer_id = owner_ids(snapshot, key)
     config = key.provider_configs.get(facts.provider)
     allowed_keys = config.allowed_keys if config else frozenset()
     return Plan(checks, amounts, key, team_id, customer_id, allowed_keys)
+
+
+def amounts_for(checks: tuple[LimitCheck, ...], facts: RequestFacts) -> tuple[int, ...]:
+    """What each check reserves for the request: its estimate, or its worst case where enforcement is strict."""
+    per_slot = (1, facts.estimated_tokens, facts.estimated_cost_nano, 1)
+    if facts.worst_tokens < 0:
+        return tuple([per_slot[check.slot] for check in checks])
+    return strict_amounts(checks, per_slot, (1, facts.worst_tokens, facts.worst_cost_nano, 1))
 
 
 def strict_amounts(checks: tuple[LimitCheck, ...], estimate: tuple[int, ...], worst: tuple[int, ...]) -> tuple[int, ...]:

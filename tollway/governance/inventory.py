@@ -40,6 +40,7 @@ def snapshot_checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | No
     governed += [(g, None) for g in snapshot.model_configs.values()]
     governed += [(g, None) for g in snapshot.customers.values()]
     governed += [(team.limits, None) for team in snapshot.teams.values()]
+    governed += [(g, None) for g in snapshot.tags.values()]
     for key in snapshot.keys_by_hash.values():
         if key.retired_value:  # a rotated-out value: the same key, listed under its current value
             continue
@@ -57,7 +58,8 @@ def _sorted(checks: list[tuple[LimitCheck, str | None]]) -> list[tuple[LimitChec
 
 def key_checks(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[tuple[LimitCheck, str | None]]:
     """The limits that bind ``key``: its own and its provider configs', its team's and
-    customer's, and those of the providers and model configs it may use; in the order
+    customer's, those of the providers and model configs it may use, and of its forced
+    and allowed tags; in the order
     and form of `snapshot_checks` (nothing of other keys, teams or customers)."""
     team_id, customer_id = owner_ids(snapshot, key)
     team = snapshot.teams.get(team_id) if team_id else None
@@ -67,7 +69,16 @@ def key_checks(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[tuple[Li
     governed += [(g, None) for (model, provider), g in snapshot.model_configs.items() if _may_use(key, model, provider)]
     governed += [(g, None) for g in (customer, team.limits if team else None, key.limits) if g is not None]
     governed += [(config.limits, key.id) for config in key.provider_configs.values()]
+    governed += [(g, None) for g in _key_tag_limits(snapshot, key)]
     return _sorted([(check, parent) for limits, parent in governed for check in limit_checks(limits)])
+
+
+def _key_tag_limits(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[Governed]:
+    """The tag limits that can bind ``key``: of its forced tags and, when it has allowed
+    tags, of those (a key without allowed tags may name any tag: then only its forced
+    tags are sure to bind it)."""
+    names = key.forced_tags + tuple(sorted(key.allowed_tags))
+    return [snapshot.tags[name] for name in dict.fromkeys(names) if name in snapshot.tags]
 
 
 def _may_use(key: VirtualKeyPolicy, model: str, provider: str | None) -> bool:

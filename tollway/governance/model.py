@@ -30,6 +30,7 @@ class Level(str, enum.Enum):
     PROVIDER_CONFIG = "provider_config"
     TEAM = "team"
     CUSTOMER = "customer"
+    TAG = "tag"  # a request tag's own limits, shared by every key (`governance.tags`)
 
 
 class Kind(str, enum.Enum):
@@ -144,6 +145,10 @@ class VirtualKeyPolicy:
     # period); the current value's entry names that hash in ``previous_hash``.
     retired_value: bool = False
     previous_hash: str | None = None
+    # Request tags (`tollway.governance.tags`): the only ones a request may name (empty: any),
+    # and those every request of the key carries whether it names them or not.
+    allowed_tags: frozenset[str] = frozenset()
+    forced_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +170,7 @@ class PolicySnapshot:
     keys_by_hash: Mapping[str, VirtualKeyPolicy] = field(default_factory=_frozen)
     teams: Mapping[str, TeamPolicy] = field(default_factory=_frozen)
     customers: Mapping[str, Governed] = field(default_factory=_frozen)
+    tags: Mapping[str, Governed] = field(default_factory=_frozen)  # by tag name: the tags that have limits
     enforce_virtual_keys: bool = False
     version: int = 0
 

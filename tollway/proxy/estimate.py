@@ -108,7 +108,8 @@ def demand_of_counts(prompt_tokens: int, completion_tokens: int | None, rates: R
     return demand_for(None, worst, config, rates)
 
 
-def request_facts(provider: str, model: str, key_hash: str | None, demand: Demand) -> RequestFacts:
+def request_facts(provider: str, model: str, key_hash: str | None, demand: Demand,
+                  tags: tuple[str, ...] = ()) -> RequestFacts:
     """What governance is told about a request of ``demand`` at its own (or injected) cap."""
     return RequestFacts(provider, model_key(model), key_hash, *demand(demand.cap),
-                        demand=demand if demand.clampable else None, cap=demand.cap)
+                        demand=demand if demand.clampable else None, cap=demand.cap, tags=tags)

@@ -38,6 +38,7 @@ class MediaRequest:
     body: dict[str, Any] | None = None  # JSON routes
     upload: Upload | None = None  # multipart routes
     stream: bool = False
+    tags: tuple[str, ...] = ()  # from x-tollway-tags (`tollway.proxy.request_tags`)
     _demand: MediaDemand | None = None
     _price: ModelPrice | None = None
     _media: MediaConfig | None = None

@@ -41,6 +41,7 @@ from tollway.proxy.media_request import MediaRequest, parse_media_request
 from tollway.proxy.outcome import Outcome, OutcomeSink, answered
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.policy_source import PolicySource
+from tollway.proxy.request_tags import request_tags
 from tollway.proxy.targets import Target, TargetResolver
 from tollway.proxy.upstream import read_whole
 
@@ -72,6 +73,7 @@ class MediaRoute:
         async with answered(outcome, self._sink, send):
             request = await parse_media_request(api, scope, receive, self._max_body, self._media.max_upload_bytes)
             outcome.stream = request.stream
+            request.tags = request_tags(scope)  # the header only: the media APIs have no metadata field
             await self._serve(request, presented_key(scope), send, outcome)
         return outcome
 
@@ -89,7 +91,7 @@ class MediaRoute:
             raise model_unpriced(provider.name, target.model)
         demand = request.demand(price, self._estimates, self._media)
         facts = RequestFacts(target.provider, model_key(target.model), key_hash, demand.tokens, demand.cost_nano,
-                             demand.worst_tokens, demand.worst_cost_nano)
+                             demand.worst_tokens, demand.worst_cost_nano, tags=request.tags)
         try:
             admission = await self._enforcer.admit(snapshot, facts)
             if admission.queue is not None:
@@ -98,6 +100,7 @@ class MediaRoute:
             raise governance_unavailable(str(exc)) from None
         outcome.provider, outcome.model = target.provider, target.model
         outcome.key_id, outcome.team_id, outcome.customer_id = admission.key_id, admission.team_id, admission.customer_id
+        outcome.tags = admission.tags
         if admission.denial is not None:
             denial = admission.denial
             outcome.status, outcome.decision = denial.decision.status, denial.decision.value

@@ -34,6 +34,7 @@ class Outcome:
     latency_ms: float = 0.0
     stream: bool = False
     error: str | None = None
+    tags: tuple[str, ...] = ()  # the request's tags with its key's forced tags
 
 
 class OutcomeSink(Protocol):

@@ -42,6 +42,7 @@ from tollway.proxy.passthrough import Exchange, LocalExchange
 from tollway.proxy.policy_source import PolicySource
 from tollway.proxy.relay import Cutoff, StreamResult, relay_stream
 from tollway.proxy.request import ClientRequest, parse_request
+from tollway.proxy.request_tags import request_tags
 from tollway.proxy.reservation import covered_output, note_ignored_cap, strict_cap
 from tollway.proxy.targets import Target, TargetResolver
 from tollway.proxy.upstream import RETRIABLE, call_upstream, read_whole
@@ -101,6 +102,7 @@ class Proxy:
         try:
             raw = await read_body(scope, receive, self._max_body)
             request = parse_request(api, raw, route)
+            request.tags = request_tags(scope, request.body)
             outcome.stream = request.stream
             key = presented_google_key(scope) if api.google_shaped else presented_key(scope)
             await self._serve(request, key, receive, send, outcome)
@@ -136,7 +138,7 @@ class Proxy:
                 failure = prepared
                 break
             body, demand = prepared
-            facts = request_facts(target.provider, target.model, key_hash, demand)
+            facts = request_facts(target.provider, target.model, key_hash, demand, request.tags)
             try:
                 admission = await self._enforcer.admit(snapshot, facts)
                 if admission.queue is not None:  # no in-flight slot free, and its limit lets the request wait
@@ -148,7 +150,7 @@ class Proxy:
                 raise governance_unavailable(str(exc)) from None
             outcome.provider, outcome.model = target.provider, target.model
             outcome.key_id, outcome.team_id, outcome.customer_id = admission.key_id, admission.team_id, admission.customer_id
-            outcome.would_deny = admission.would_deny
+            outcome.would_deny, outcome.tags = admission.would_deny, admission.tags
             if admission.denial is not None:
                 await self._deny(request, admission.denial, send, outcome)
                 return

@@ -30,6 +30,7 @@ class ClientRequest:
     stream: bool
     wants_usage: bool  # the client itself asked for the stream's usage chunk
     max_tokens: int | None
+    tags: tuple[str, ...] = ()  # x-tollway-tags / metadata.tags (`tollway.proxy.request_tags`)
 
 
 def parse_request(api: Api, raw: bytes, route: Mapping[str, Any] | None = None) -> ClientRequest:

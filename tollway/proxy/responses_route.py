@@ -50,6 +50,7 @@ from tollway.proxy.outcome import Outcome, OutcomeSink, answered
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.pipeline import Proxy
 from tollway.proxy.policy_source import PolicySource
+from tollway.proxy.request_tags import request_tags
 from tollway.proxy.response_directory import ResponseDirectory, ResponseOwner
 from tollway.proxy.responses_exchanges import passes_through
 
@@ -145,7 +146,8 @@ class ResponsesRoute:
         if owner is None:
             raise _unknown(response_id)
         value = presented_key(scope)
-        facts = RequestFacts(owner.provider, owner.model, hash_key(value) if value else None, 0, 0)
+        facts = RequestFacts(owner.provider, owner.model, hash_key(value) if value else None, 0, 0,
+                             tags=request_tags(scope))
         try:
             admission = await self._enforcer.admit(await self._snapshot.for_key(facts.key_hash), facts)
             if admission.queue is not None:  # no in-flight slot free: wait for one, within queue_timeout_ms
@@ -154,7 +156,7 @@ class ResponsesRoute:
             raise governance_unavailable(str(exc)) from None
         outcome.provider, outcome.model = owner.provider, owner.model
         outcome.key_id, outcome.team_id, outcome.customer_id = admission.key_id, admission.team_id, admission.customer_id
-        outcome.would_deny = admission.would_deny
+        outcome.would_deny, outcome.tags = admission.would_deny, admission.tags
         if admission.denial is not None:
             outcome.status, outcome.decision = admission.denial.decision.status, admission.denial.decision.value
             outcome.denied_scope, outcome.error = admission.denial.scope, admission.denial.message

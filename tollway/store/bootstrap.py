@@ -36,6 +36,7 @@ from tollway.config.schema import (
     VK_PREFIX,
     ModelLimitConfig,
     Settings,
+    TagConfig,
     VirtualKeyConfig,
 )
 from tollway.governance.engine import hash_key
@@ -52,6 +53,7 @@ from tollway.store.tables import (
     Customer,
     ModelConfig,
     Provider,
+    Tag,
     Team,
     VirtualKey,
     VKProviderConfig,
@@ -119,6 +121,7 @@ class _Applier(EntityWriter):
         delete_undeclared_keys(self, gov)
         self._virtual_keys(gov.virtual_keys)
         self._model_configs(gov.model_configs)
+        self._tags(gov.tags)
         release_removed(self, gov)
         self.session.flush()
 
@@ -192,6 +195,8 @@ class _Applier(EntityWriter):
                 "customer_id": key.customer_id,
                 "allowed_models": list(key.allowed_models),
                 "expires_at": key.expires_at,
+                "allowed_tags": list(key.allowed_tags),
+                "forced_tags": list(key.forced_tags),
             }
             value = key.value
             if value is None and row is None:
@@ -221,6 +226,15 @@ class _Applier(EntityWriter):
             where = f"governance.model_configs {config.model_name!r} on {config.provider or 'any provider'}"
             row, diff = self._governed(row, ModelConfig, identity, {}, config, where)
             self.record(row, "model_config", row.id, diff)
+
+    def _tags(self, tags: Iterable[TagConfig]) -> None:
+        tags = list(tags)
+        existing = self._load(Tag, lambda t: t.id, only=[tag.name for tag in tags])
+        for tag in tags:
+            row, diff = self._governed(existing.get(tag.name), Tag, {"id": tag.name}, {}, tag,
+                                       f"governance.tags {tag.name!r}")
+            self.record(row, "tag", tag.name, diff)
+        self.session.flush()
 
     # -- building blocks -----------------------------------------------------------------
 

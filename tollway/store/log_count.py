@@ -20,8 +20,9 @@ _LOG = cast(Table, RequestLog.__table__)
 _AFTER = timedelta(microseconds=1)
 
 
-def logged_count(connection: Connection, equals: dict[str, Any], start: datetime | None, end: datetime | None) -> int:
-    """Rows with these column values logged in [start, end) (either end open)."""
+def logged_count(connection: Connection, equals: dict[str, Any], start: datetime | None, end: datetime | None,
+                 tag: str | None = None) -> int:
+    """Rows with these column values (and ``tag``, when given) logged in [start, end) (either end open)."""
     # Two subqueries: SQLite reads min() or max() alone from the index, both together by a scan.
     first, last = connection.execute(select(select(func.min(_LOG.c.at)).scalar_subquery(),
                                             select(func.max(_LOG.c.at)).scalar_subquery())).one()
@@ -31,5 +32,5 @@ def logged_count(connection: Connection, equals: dict[str, Any], start: datetime
     end = last + _AFTER if end is None else end
     if start >= end:
         return 0
-    [total] = spend_report(connection, ReportQuery(start, end, equals))
+    [total] = spend_report(connection, ReportQuery(start, end, equals, tag=tag))
     return int(total["requests"])

@@ -40,11 +40,12 @@ from tollway.store.tables import (
     MANAGED_BY_CONFIG,
     Customer,
     ModelConfig,
+    Tag,
     Team,
     VirtualKey,
 )
 
-T = TypeVar("T", Customer, Team, VirtualKey, ModelConfig)
+T = TypeVar("T", Customer, Team, VirtualKey, ModelConfig, Tag)
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +83,8 @@ def release_removed(writer: EntityWriter, governance: GovernanceConfig) -> None:
     declared = {(model_key(m.model_name), m.provider) for m in governance.model_configs}  # as bootstrap matches them
     for config in _undeclared(writer, ModelConfig, declared, lambda m: (model_key(m.model_name), m.provider)):
         _delete(writer, config, "model_config", config.id)
+    for tag in _undeclared(writer, Tag, {t.name for t in governance.tags}, lambda t: t.id):
+        _delete(writer, tag, "tag", tag.id)  # nothing refers to a tag's limits: no hand-over
 
 
 def _undeclared(writer: EntityWriter, entity: type[T], declared: set[Any], key: Callable[[T], Any]) -> list[T]:

@@ -13,6 +13,7 @@ unchanged view. What each kind of change touches:
 - ``team``, ``customer``: their own policy. Keys refer to them by id and the engine
   looks them up per request, so keys need no rebuild.
 - ``provider`` (by name), ``model_config`` (by id; its (model, provider) may change).
+- ``tag`` (by name): its limits; a tag without limits is left out.
 
 An unknown kind (written by a newer release) is `UnknownChange`: the caller reloads all.
 """
@@ -33,7 +34,7 @@ from tollway.governance.model import ESTIMATE, Enforcement, PolicySnapshot
 from tollway.governance.names import model_key
 from tollway.store.changes import Change
 from tollway.store.snapshot import PolicyReader
-from tollway.store.tables import Customer, ModelConfig, Provider, Team, VirtualKey, VKProviderConfig
+from tollway.store.tables import Customer, ModelConfig, Provider, Tag, Team, VirtualKey, VKProviderConfig
 
 ModelKey = tuple[str, str | None]
 _INDEX_BATCH = 20_000
@@ -81,7 +82,8 @@ async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence
     customers = await reader.rows(Customer, ids["customer"])
     providers = await reader.rows(Provider, ids["provider"], "name")
     models = await reader.rows(ModelConfig, ids["model_config"])
-    await reader.load_limits([*keys, *configs, *teams, *customers, *providers, *models])
+    tags = await reader.rows(Tag, ids["tag"])
+    await reader.load_limits([*keys, *configs, *teams, *customers, *providers, *models, *tags])
     snapshot = _persistent(policy.snapshot)
     if key_hashes_seen is not None:
         key_hashes_seen.update(row.value_hash for row in keys)
@@ -95,6 +97,7 @@ async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence
         teams=_replaced(snapshot.teams, ids["team"], {row.id: reader.team(row) for row in teams}),
         customers=_replaced(snapshot.customers, ids["customer"], {row.id: reader.customer(row) for row in customers}),
         providers=_replaced(snapshot.providers, ids["provider"], {row.name: reader.provider(row) for row in providers}),
+        tags=_replaced(snapshot.tags, ids["tag"], {row.id: reader.tag(row) for row in tags}),
         version=version,
     )
     return Policy(snapshot, key_hashes, model_keys)
@@ -112,7 +115,7 @@ def _ids_by_kind(changes: Iterable[Change]) -> dict[str, set[str]]:
     return ids
 
 
-_KINDS = frozenset({"virtual_key", "team", "customer", "provider", "model_config"})
+_KINDS = frozenset({"virtual_key", "team", "customer", "provider", "model_config", "tag"})
 
 
 def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes: Map[str, str], changed: set[str],
@@ -177,7 +180,7 @@ def _replaced(mapping: Mapping[str, Any], changed: set[str], policies: Mapping[s
 
 def _persistent(snapshot: PolicySnapshot) -> PolicySnapshot:
     """``snapshot`` with persistent maps (an empty default snapshot has plain ones)."""
-    fields = ("providers", "model_configs", "keys_by_hash", "teams", "customers")
+    fields = ("providers", "model_configs", "keys_by_hash", "teams", "customers", "tags")
     plain: dict[str, Any] = {name: Map(getattr(snapshot, name)) for name in fields
                              if not isinstance(getattr(snapshot, name), Map)}
     return dataclasses.replace(snapshot, **plain) if plain else snapshot

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from tollway.store.database import Database, describe_error
 from tollway.store.spend_rollup import Rollup, RollupUpserts
-from tollway.store.tables import RequestLog
+from tollway.store.tables import RequestLog, RequestLogTag
 from tollway.store.types import to_money
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class RequestLogRecord:
     stream: bool = False
     error: str | None = None
     route: str | None = None
+    tags: str | None = None  # comma-separated; each also gets a `request_log_tags` row
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RequestLogRecord))
@@ -86,6 +87,31 @@ class _DriverInsert:
         return tuple(row)
 
 
+class _TagInsert:
+    """The INSERT of `request_log_tags` rows: one per tag of each tagged record."""
+
+    def __init__(self, dialect: Any) -> None:
+        compiled = insert(cast(Table, RequestLogTag.__table__)).values(
+            {"at": None, "request_id": None, "tag": None}).compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._order = tuple(compiled.positiontup or ())
+        self._sqlite = dialect.name == "sqlite"
+
+    def rows(self, records: list[RequestLogRecord]) -> list[tuple[Any, ...]]:
+        """The rows of ``records``' tags (none for untagged records: no cost for them)."""
+        rows = []
+        for record in records:
+            if not record.tags:
+                continue
+            at: Any = record.at
+            if self._sqlite:
+                at = at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            for tag in record.tags.split(","):
+                values = {"at": at, "request_id": record.request_id, "tag": tag}
+                rows.append(tuple(values[name] for name in self._order))
+        return rows
+
+
 class _SqliteInserter:
     """Batches into SQLite through the sqlite3 module, on one worker thread of its own.
 
@@ -94,22 +120,27 @@ class _SqliteInserter:
     every request pays for its row.
     """
 
-    def __init__(self, path: str, sql: str, rollups: RollupUpserts) -> None:
+    def __init__(self, path: str, sql: str, rollups: RollupUpserts, tags_sql: str) -> None:
         self._path = path
         self._sql = sql
         self._rollups = rollups
+        self._tags_sql = tags_sql
         self._connection: sqlite3.Connection | None = None  # opened and used on the worker thread only
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
 
-    async def insert(self, rows: list[tuple[Any, ...]], records: list[RequestLogRecord]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows, records)
+    async def insert(self, rows: list[tuple[Any, ...]], records: list[RequestLogRecord],
+                     tag_rows: list[tuple[Any, ...]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows, records, tag_rows)
 
-    def _insert(self, rows: list[tuple[Any, ...]], records: list[RequestLogRecord]) -> None:
+    def _insert(self, rows: list[tuple[Any, ...]], records: list[RequestLogRecord],
+                tag_rows: list[tuple[Any, ...]]) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(self._path, timeout=5.0)
         upserts = self._rollups.statements(Rollup(records))  # summed here, on the log's own thread
         with self._connection:  # one transaction: rows and rollups committed together, or neither
             self._connection.executemany(self._sql, rows)
+            if tag_rows:
+                self._connection.executemany(self._tags_sql, tag_rows)
             for sql, sums in upserts:
                 self._connection.executemany(sql, sums)
 
@@ -149,6 +180,7 @@ class RequestLogWriter:
         self._buffer: deque[RequestLogRecord] = deque(maxlen=max_buffer)
         self._retry: list[RequestLogRecord] = []  # the batch that failed last time, written first
         self._driver_insert: _DriverInsert | None = None
+        self._tag_insert: _TagInsert | None = None
         self._rollups: RollupUpserts | None = None
         self._sqlite: _SqliteInserter | None = None
         self._dropped = 0
@@ -258,17 +290,26 @@ class RequestLogWriter:
 
     async def _execute(self, records: list[RequestLogRecord]) -> None:
         statement, upserts = self._statements()
+        tagging = self._tags_statement()
         bound = [statement.bind(record) for record in records]
+        tag_rows = tagging.rows(records)
         if self._db.dialect == "sqlite" and self._db.sqlite_path:
             if self._sqlite is None:
-                self._sqlite = _SqliteInserter(self._db.sqlite_path, statement.sql, upserts)
-            await self._sqlite.insert(bound, records)
+                self._sqlite = _SqliteInserter(self._db.sqlite_path, statement.sql, upserts, tagging.sql)
+            await self._sqlite.insert(bound, records, tag_rows)
             return
         rollups = upserts.statements(Rollup(records))
         async with self._db.engine.begin() as connection:
             await connection.exec_driver_sql(statement.sql, bound)
+            if tag_rows:
+                await connection.exec_driver_sql(tagging.sql, tag_rows)
             for sql, sums in rollups:
                 await connection.exec_driver_sql(sql, sums)
+
+    def _tags_statement(self) -> _TagInsert:
+        if self._tag_insert is None:
+            self._tag_insert = _TagInsert(self._db.engine.dialect)
+        return self._tag_insert
 
     def _statements(self) -> tuple[_DriverInsert, RollupUpserts]:
         if self._driver_insert is None or self._rollups is None:

@@ -14,10 +14,11 @@ from sqlalchemy import Table, delete, select
 
 from tollway.governance.durations import parse_duration, window_at
 from tollway.store.database import Database
-from tollway.store.tables import RequestLog
+from tollway.store.tables import RequestLog, RequestLogTag
 from tollway.store.usage import ms_to_datetime
 
 _TABLE = cast(Table, RequestLog.__table__)
+_TAGS = cast(Table, RequestLogTag.__table__)
 _BATCH = 5_000
 
 
@@ -27,12 +28,18 @@ def retention_cutoff(retention: str, now_ms: int) -> datetime:
 
 
 async def prune_request_log(db: Database, before: datetime, batch: int = _BATCH) -> int:
-    """Delete the request log rows written before ``before``; returns how many went."""
+    """Delete the request log rows written before ``before`` (and their tags); returns
+    how many rows went."""
+    await _prune(db, _TAGS, before, batch)
+    return await _prune(db, _TABLE, before, batch)
+
+
+async def _prune(db: Database, table: Table, before: datetime, batch: int) -> int:
     removed = 0
     while True:
-        oldest = select(_TABLE.c.id).where(_TABLE.c.at < before).order_by(_TABLE.c.id).limit(batch)
+        oldest = select(table.c.id).where(table.c.at < before).order_by(table.c.id).limit(batch)
         async with db.session() as session:
-            result = await session.execute(delete(_TABLE).where(_TABLE.c.id.in_(oldest.scalar_subquery())))
+            result = await session.execute(delete(table).where(table.c.id.in_(oldest.scalar_subquery())))
         count = result.rowcount or 0
         removed += count
         if count < batch:

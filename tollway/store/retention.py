@@ -36,6 +36,7 @@ from tollway.store.tables import (
     Provider,
     RateLimit,
     RetiredKeyValue,
+    Tag,
     Team,
     VirtualKey,
     VKProviderConfig,
@@ -58,6 +59,8 @@ def slot_of(owner: Any) -> str:
         return f"team/{owner.id}"
     if isinstance(owner, Customer):
         return f"customer/{owner.id}"
+    if isinstance(owner, Tag):
+        return f"tag/{owner.id}"
     if isinstance(owner, Provider):
         return f"provider/{owner.name}"
     if isinstance(owner, ModelConfig):

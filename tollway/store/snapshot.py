@@ -46,6 +46,7 @@ from tollway.store.tables import (
     ModelConfig,
     Provider,
     RateLimit,
+    Tag,
     Team,
     VirtualKey,
     VKProviderConfig,
@@ -109,7 +110,8 @@ class PolicyReader:
         loaded on demand, `tollway.store.key_cache`) nor their limits."""
         provider_rows, model_rows = await self.rows(Provider), await self.rows(ModelConfig)
         customer_rows, team_rows = await self.rows(Customer), await self.rows(Team)
-        await self.load_limits(None if keys else [*provider_rows, *model_rows, *customer_rows, *team_rows])
+        tag_rows = await self.rows(Tag)
+        await self.load_limits(None if keys else [*provider_rows, *model_rows, *customer_rows, *team_rows, *tag_rows])
         providers = {
             row.name: self._governed(row, Level.PROVIDER, row.name, row.name)
             for row in provider_rows
@@ -124,6 +126,7 @@ class PolicyReader:
             keys_by_hash=await self._all_keys() if keys else Map(),
             teams=Map(teams),
             customers=Map(customers),
+            tags=Map({row.id: policy for row in tag_rows if (policy := self.tag(row)) is not None}),
             enforce_virtual_keys=enforce_virtual_keys,
             version=version,
         )
@@ -187,6 +190,13 @@ class PolicyReader:
     def team(self, row: Any) -> TeamPolicy:
         return TeamPolicy(customer_id=row.customer_id, limits=self._governed(row, Level.TEAM, row.id, row.name))
 
+    def tag(self, row: Any) -> Governed | None:
+        """A tag's limits; None when it has none (it is then left out of the snapshot: a
+        request carrying it costs nothing)."""
+        if not (row.budget_id or row.rate_limit_id or row.concurrency_limit_id):
+            return None
+        return self._governed(row, Level.TAG, row.id, row.id)
+
     def provider(self, row: Any) -> Governed | None:
         """A provider's limits; None when it has none (it is then left out of the snapshot)."""
         if not (row.budget_id or row.rate_limit_id or row.concurrency_limit_id):
@@ -238,6 +248,8 @@ class PolicyReader:
             limits=self._governed(row, Level.VIRTUAL_KEY, row.id, row.name),
             expires_at_ms=NEVER_MS if row.expires_at is None else _epoch_ms(row.expires_at),
             previous_hash=row.previous_value_hash if row.previous_value_expires_at is not None else None,
+            allowed_tags=_names(row.allowed_tags),
+            forced_tags=tuple(row.forced_tags) if row.forced_tags else (),
         )
 
 

@@ -6,7 +6,8 @@ range and the first after it (two index look-ups, which let `report_plan` use wh
 buckets where the range's ends hold no request), then one UNION ALL over the segments of
 the plan, summed in the database. The rows read grow with the groups and buckets asked
 for, not with the request log: the log itself is read only for partial hours at a range's
-ends (at most two hours' worth), and for filters no rollup keeps (status, decision).
+ends (at most two hours' worth), and for filters no rollup keeps (status, decision, and
+request tags: a report by tag reads the log joined to `request_log_tags`, its tag index).
 """
 
 from __future__ import annotations
@@ -15,19 +16,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Connection, Table, case, func, literal_column, select, union_all
+from sqlalchemy import BigInteger, Connection, Table, and_, case, exists, func, literal_column, select, union_all
 from sqlalchemy import cast as sql_cast
 
 from tollway.governance.model import NANO_PER_USD
 from tollway.store.report_plan import LOG, Segment, plan
 from tollway.store.spend_rollup import ALL, COMBO_DIMENSIONS, TOTAL_DIMENSIONS
-from tollway.store.tables import RequestLog, SpendRollup, SpendRollupHour, SpendTotal
+from tollway.store.tables import RequestLog, RequestLogTag, SpendRollup, SpendRollupHour, SpendTotal
 
 SUMS = ("spend_nano", "prompt_tokens", "completion_tokens", "requests", "denied_requests")
 _LOG = cast(Table, RequestLog.__table__)
 _TOTALS = cast(Table, SpendTotal.__table__)
 _COMBOS = {"day": (cast(Table, SpendRollup.__table__), "day"), "hour": (cast(Table, SpendRollupHour.__table__), "hour")}
 _TOTAL_COLUMNS = frozenset(TOTAL_DIMENSIONS.values())
+_TAGS = cast(Table, RequestLogTag.__table__)
+TAG = "tag"  # the group-by of request tags: no rollup keeps them
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,9 @@ class ReportQuery:
     start: datetime
     end: datetime
     equals: dict[str, Any] = field(default_factory=dict)
-    group_by: str | None = None  # a `TOTAL_DIMENSIONS` name
+    group_by: str | None = None  # a `TOTAL_DIMENSIONS` name, or `TAG`
     interval: str | None = None  # "hour", "day" or None (one row per group)
+    tag: str | None = None  # only requests carrying this (normalised) tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,8 @@ class Source:
 
 def source_of(query: ReportQuery) -> Source:
     """The smallest rollup that keeps every dimension the report filters or groups by."""
+    if query.group_by == TAG or query.tag is not None:  # only the log knows a request's tags
+        return Source(LOG)
     grouped = TOTAL_DIMENSIONS[query.group_by] if query.group_by else None
     keyed = {name for name in query.equals if name in _TOTAL_COLUMNS} | ({grouped} if grouped else set())
     if set(query.equals) - _TOTAL_COLUMNS:  # status, decision: only the log has them
@@ -118,6 +124,10 @@ def _select(piece: Segment, source: Source, query: ReportQuery, dialect: str) ->
                 _LOG.c.prompt_tokens, _LOG.c.completion_tokens, literal_column("1").label("requests"),
                 case((_LOG.c.decision != "allow", 1), else_=0).label("denied_requests")]
         conditions = [_LOG.c[name] == value for name, value in query.equals.items()]
+        if query.tag is not None:
+            conditions.append(exists().where(_TAGS.c.tag == query.tag, _same_request()))
+        if query.group_by == TAG:  # a row per (request, tag); an untagged request in the group null
+            table = _LOG.outerjoin(_TAGS, _same_request())
     elif source.kind == "totals":
         table, time = _TOTALS, _TOTALS.c.bucket_start
         sums = [(-_TOTALS.c[name] if piece.sign < 0 else _TOTALS.c[name]).label(name) for name in SUMS]
@@ -130,13 +140,20 @@ def _select(piece: Segment, source: Source, query: ReportQuery, dialect: str) ->
         sums = [table.c[name] for name in SUMS]
         conditions = [table.c[name] == value for name, value in query.equals.items()]
     columns: list[Any] = []
-    if query.group_by is not None:
+    if query.group_by == TAG:
+        columns.append(func.coalesce(_TAGS.c.tag, "").label("grp"))
+    elif query.group_by is not None:
         name = TOTAL_DIMENSIONS[query.group_by]
         grp = table.c.value if table is _TOTALS else table.c[name]
         columns.append((func.coalesce(grp, "") if table is _LOG else grp).label("grp"))
     if query.interval is not None:
         columns.append(bucket(query.interval, dialect, time).label("bucket"))
-    return select(*columns, *sums).where(time >= piece.start, time < piece.end, *conditions)
+    return select(*columns, *sums).select_from(table).where(time >= piece.start, time < piece.end, *conditions)
+
+
+def _same_request() -> Any:
+    """A `request_log_tags` row of the request-log row it tags."""
+    return and_(_TAGS.c.at == _LOG.c.at, _TAGS.c.request_id == _LOG.c.request_id)
 
 
 def bucket(interval: str, dialect: str, column: Any) -> Any:

@@ -206,6 +206,10 @@ class VirtualKey(_Governed, _Managed, _Timestamps, Base):
     previous_value_hash: Mapped[str | None] = mapped_column(String(64))
     previous_value_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Request tags (`tollway.governance.tags`): the only ones its requests may name (empty:
+    # any), and those added to every request it makes.
+    allowed_tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    forced_tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     provider_configs: Mapped[list[VKProviderConfig]] = relationship(
         back_populates="virtual_key", cascade="all, delete-orphan", order_by="VKProviderConfig.provider"
@@ -263,6 +267,15 @@ class ModelConfig(_Governed, _Managed, _Timestamps, Base):
     provider: Mapped[str | None] = mapped_column(ID)
 
 
+class Tag(_Governed, _Managed, _Timestamps, Base):
+    """A request tag's limits (``governance.tags``), shared by every request that carries
+    the tag; ``id`` is the tag's normalised name (`tollway.governance.tags`)."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+
+
 class RetiredKeyValue(Base):
     """The value of a deleted virtual key (its sha256), so a key created later with the
     same value takes over the deleted key's retained usage instead of a fresh budget."""
@@ -307,6 +320,22 @@ class RequestLog(Base):
     # The API the request used (`tollway.server.routes`: chat, messages, images.generations,
     # audio.speech, responses.get ...); null on rows written before it was recorded.
     route: Mapped[str | None] = mapped_column(String)
+    # The request's tags, comma-separated (null: none); `RequestLogTag` indexes them.
+    tags: Mapped[str | None] = mapped_column(String)
+
+
+class RequestLogTag(Base):
+    """One tag of one logged request: what filters the log and reports spend by tag. It
+    names its request by (``at``, ``request_id``), both copied from the request's row
+    (written in the same transaction): a batch insert learns no generated ids."""
+
+    __tablename__ = "request_log_tags"
+    __table_args__ = (Index(None, "tag", "at", "request_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # the retention prunes by it
+    request_id: Mapped[str] = mapped_column(String)
+    tag: Mapped[str] = mapped_column(String(64))
 
 
 class _SpendSums:

@@ -155,6 +155,7 @@ _LABELS = {
     "team_id": "team", "customer_id": "customer", "model_name": "model", "rate_limit": "rate limit",
     "provider_configs": "provider configs", "calendar_aligned": "calendar aligned", "id": "id",
     "max_in_flight": "requests in flight", "queue_timeout_ms": "queue wait (ms)",
+    "allowed_tags": "allowed tags", "forced_tags": "forced tags",
 }
 
 

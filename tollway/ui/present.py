@@ -160,7 +160,7 @@ def usage_meter(entry: dict[str, Any], now_ms: int) -> Meter:
 
 
 LEVEL_NAMES = {"provider": "provider", "model": "model config", "virtual_key": "virtual key",
-               "provider_config": "provider config", "team": "team", "customer": "customer"}
+               "provider_config": "provider config", "team": "team", "customer": "customer", "tag": "tag"}
 
 
 def level_name(level: str | None) -> str:
@@ -168,7 +168,8 @@ def level_name(level: str | None) -> str:
 
 
 _ENTITY_PAGES = {"provider": "/ui/providers/", "model": "/ui/models/", "virtual_key": "/ui/keys/",
-                 "team": "/ui/teams/", "customer": "/ui/customers/"}
+                 "team": "/ui/teams/", "customer": "/ui/customers/",
+                 "tag": "/ui/logs?tag="}  # a tag has no page of its own: its requests
 
 
 def entity_url(level: str | None, ident: str | None, virtual_key_id: str | None = None) -> str | None:

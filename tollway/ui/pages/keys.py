@@ -42,7 +42,7 @@ def key_meters(key: dict[str, Any], now_ms: int) -> list[tuple[str | None, list[
 def create_body(form: Form) -> Body:
     body: Body = {"name": form.get("name"), "description": form.get("description"),
                   "allowed_models": forms.split_list(form.get("allowed_models")),
-                  "is_active": not form.checked("blocked"), **forms.owner(form)}
+                  "is_active": not form.checked("blocked"), **forms.owner(form), **_tags_body(form)}
     if form.get("id"):
         body["id"] = form.get("id")
     limits = {name: value for name, value in limits_body(form).items() if value is not None}
@@ -52,7 +52,13 @@ def create_body(form: Form) -> Body:
 def details_body(form: Form) -> Body:
     return {"name": form.get("name"), "description": form.get("description"),
             "allowed_models": forms.split_list(form.get("allowed_models")), **forms.owner(form),
-            "expires_at": form.get("expires_at") or None}
+            "expires_at": form.get("expires_at") or None, **_tags_body(form)}
+
+
+def _tags_body(form: Form) -> Body:
+    """The key's allowed and forced request tags (comma-separated fields; empty: none)."""
+    return {"allowed_tags": forms.split_list(form.get("allowed_tags")),
+            "forced_tags": forms.split_list(form.get("forced_tags"))}
 
 
 # The rotate button's choices: how long the replaced value keeps working.

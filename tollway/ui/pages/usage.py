@@ -1,7 +1,8 @@
 """Spend, tokens and requests over a chosen range, stacked by key, team, customer,
-provider, model or route (the API: chat, audio.speech ...; the five largest spenders of the range, the rest as "other"), with a
-table of every group; optionally narrowed to one key, team, customer (by id or name),
-provider or ``provider/model``. Drawn by `tollway.ui.charts`, like the overview."""
+provider, model, route (the API: chat, audio.speech ...) or request tag (a request with
+two tags counts in both; "none": untagged) — the five largest spenders of the range, the
+rest as "other" — with a table of every group; optionally narrowed to one key, team,
+customer (by id or name), tag, provider or ``provider/model``. Drawn by `tollway.ui.charts`, like the overview."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from tollway.ui.pages.overview import RANGES, SPEND, iso
 from tollway.ui.web import Ui
 
 GROUPS = {"key": "key", "team": "team", "customer": "customer", "provider": "provider", "model": "model",
-          "route": "route"}
+          "route": "route", "tag": "tag"}
 _NAMED = {"key": ("virtual_key", lookup.KEY), "team": ("team", lookup.TEAM), "customer": ("customer", lookup.CUSTOMER)}
-FILTERS = ("virtual_key_id", "team_id", "customer_id", "model")
+FILTERS = ("virtual_key_id", "team_id", "customer_id", "model", "tag")
 _FILTER_OF = {"key": "virtual_key_id", "team": "team_id", "customer": "customer_id", "provider": "provider",
-              "model": "model"}  # the spend API's filter for one group of each grouping
+              "model": "model", "tag": "tag"}  # the spend API's filter for one group of each grouping
 STACKED = 5  # groups drawn in their own colour; the rest are "other"
 TABLE_ROWS = 100  # the table's largest groups: thousands of keys in one table help nobody and cost seconds
 OTHER = "other"

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016_report_rollups"
-down_revision: str | Sequence[str] | None = "0013_batches"
+down_revision: str | Sequence[str] | None = "0015_tags"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
