@@ -5,7 +5,7 @@ SQLite, and cached for a second per query (`tollway.api.report_cache`)."""
 
 from __future__ import annotations
 
-from dataclasses import astuple
+from dataclasses import astuple, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,7 +20,7 @@ from tollway.api.report_cache import ReportCache
 from tollway.api.responses import SpendReport
 from tollway.governance.model import NANO_PER_USD
 from tollway.store.report_reader import run_report
-from tollway.store.spend_report import SUMS, ReportQuery, spend_report
+from tollway.store.spend_report import SUMS, TAG, ReportQuery, spend_report
 from tollway.store.usage import ms_to_datetime
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
@@ -64,12 +64,18 @@ async def _answer(runtime: ManagedRuntime, where: LogFilter, group_by: str | Non
     await flush_request_log(runtime)
     query = report_query(where, start, end, group_by, interval)
 
-    def read(connection: Connection) -> list[dict[str, Any]]:
-        return spend_report(connection, query)
+    def read(connection: Connection) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        rows = spend_report(connection, query)
+        if group_by != TAG:
+            return rows, None
+        # A request with two tags is in two groups: the total is a report of its own (same snapshot).
+        [total] = spend_report(connection, replace(query, group_by=None, interval=None))
+        return rows, total
 
-    rows = await run_report(runtime.db, read)
+    rows, total = await run_report(runtime.db, read)
     grouped, bucketed = group_by is not None, interval is not None
-    total = rows[0] if not (grouped or bucketed) else {name: sum(row[name] for row in rows) for name in SUMS}
+    if total is None:
+        total = rows[0] if not (grouped or bucketed) else {name: sum(row[name] for row in rows) for name in SUMS}
     return orjson.dumps({"start": iso(start), "end": iso(end), "group_by": group_by, "interval": interval,
                          "series": [_view(row, grouped, bucketed) for row in rows], "total": _view(total, False, False)})
 
