@@ -17,7 +17,7 @@ TABLES = {
     "budgets", "rate_limits", "customers", "teams", "virtual_keys", "vk_provider_configs", "providers",
     "model_configs", "request_logs", "audit_log", "config_version", "retired_key_values", "spend_rollups",
     "spend_totals", "concurrency_limits", "config_changes",
-    "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens",
+    "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "end_user_overrides",
 }
 
 
@@ -42,7 +42,7 @@ async def _differences(url: str, metadata: sa.MetaData) -> list:
 async def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
     assert await migrate.current(database_url) is None
     await migrate.upgrade(database_url)
-    assert await migrate.current(database_url) == migrate.head() == "0012"
+    assert await migrate.current(database_url) == migrate.head() == "0014_end_users"
     assert await _tables(database_url) == TABLES
     await migrate.downgrade(database_url, "base")
     assert await migrate.current(database_url) is None

@@ -127,14 +127,52 @@ class _Governed(_Strict):
     concurrency: ConcurrencyConfig | None = None
 
 
-class CustomerConfig(_Governed):
+class EndUserLimitsConfig(_Strict):
+    """``end_user_limits``: the budget, rate limit and concurrency limit each end user of
+    a key, team or customer gets, with counters of their own (SPEC §8 "end user")."""
+
+    budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> EndUserLimitsConfig:
+        if self.budget is None and self.rate_limit is None and self.concurrency is None:
+            raise ValueError("end_user_limits needs a budget, a rate_limit or a concurrency limit")
+        return self
+
+
+EndUserSourceName = Literal["header", "body"]
+
+
+class EndUserConfig(_Strict):
+    """``end_user`` of a virtual key: where its requests may name their end user
+    (``header``: ``x-tollway-user``; ``body``: OpenAI ``user``, Anthropic
+    ``metadata.user_id``) and whether every request must name one (400 otherwise)."""
+
+    source: Annotated[list[EndUserSourceName], Field(min_length=1)] = ["header", "body"]
+    required: bool = False
+
+    @field_validator("source")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("source names a place twice")
+        return value
+
+
+class _EndUserOwner(_Governed):
+    end_user_limits: EndUserLimitsConfig | None = None
+
+
+class CustomerConfig(_EndUserOwner):
     id: NonEmpty
     name: NonEmpty
 
     _blank = field_validator("id", "name")(_no_blank)
 
 
-class TeamConfig(_Governed):
+class TeamConfig(_EndUserOwner):
     id: NonEmpty
     name: NonEmpty
     customer_id: NonEmpty | None = None
@@ -154,10 +192,11 @@ class ProviderConfigEntry(_Governed):
 VK_PREFIX = "tw-"
 
 
-class VirtualKeyConfig(_Governed):
+class VirtualKeyConfig(_EndUserOwner):
     id: NonEmpty
     name: NonEmpty
     value: str | None = None
+    end_user: EndUserConfig | None = None  # None: header or body, not required
     description: str = ""
     is_active: bool = True
     team_id: NonEmpty | None = None

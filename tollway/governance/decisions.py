@@ -65,6 +65,7 @@ _LEVEL_LABEL: dict[Level, str] = {
     Level.PROVIDER_CONFIG: "Provider config",
     Level.TEAM: "Team",
     Level.CUSTOMER: "Customer",
+    Level.END_USER: "End user",
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any, TypeGuard
 from tollway.governance.clamp import amounts_at, clamped_cap
 from tollway.governance.counters.base import AcquireResult, CounterReading, CounterStore, CounterUnavailable, SettleOp
 from tollway.governance.decisions import Decision, Denial, concurrency_denial, iso_utc
+from tollway.governance.end_users import EndUserMemo
 from tollway.governance.engine import (
     Allowed,
     LimitCheck,
@@ -125,6 +126,7 @@ class Enforcer:
         self._memo_snapshot: PolicySnapshot | None = None
         self._memo: dict[tuple[str | None, str, str], tuple[LimitCheck, ...]] = {}
         self._windows = WindowMemo()
+        self._end_users = EndUserMemo()
         self._queues = SlotQueues()
 
     @property
@@ -147,7 +149,7 @@ class Enforcer:
         such a waiting request (see `wait_for_slot`).
         """
         now = self._clock_ms()
-        planned = plan(snapshot, facts, self._static_checks, now_ms=now)
+        planned = plan(snapshot, facts, self._static_checks, now_ms=now, end_users=self._end_users)
         if isinstance(planned, Denial):
             return self._refused(snapshot, facts, planned)
         if self._queues.waiting and not _queued:
@@ -311,7 +313,7 @@ class Enforcer:
     async def explain(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Explanation:
         """Where every limit for ``facts`` stands and what the request would get now."""
         now = self._clock_ms()
-        planned = plan(snapshot, facts, self._static_checks, now_ms=now)
+        planned = plan(snapshot, facts, self._static_checks, now_ms=now, end_users=self._end_users)
         if isinstance(planned, Denial):
             return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()

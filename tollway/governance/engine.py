@@ -52,6 +52,7 @@ class RequestFacts:
     # and the cap the request asks for; None when its cap cannot be lowered (embeddings).
     demand: Callable[[int], tuple[int, int, int, int]] | None = None
     cap: int = 0
+    end_user: str | None = None  # the end user the request names (`tollway.governance.end_users`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,8 @@ class Allowed:
 
 
 StaticChecks = Callable[[PolicySnapshot, VirtualKeyPolicy | None, str, str], tuple[LimitCheck, ...]]
+# The static checks with an end user's in their places (`tollway.governance.end_users.EndUserMemo`).
+EndUserPlanner = Callable[[tuple[LimitCheck, ...], PolicySnapshot, VirtualKeyPolicy, str], tuple[LimitCheck, ...]]
 
 
 def hash_key(value: str) -> str:
@@ -160,7 +163,7 @@ def hash_key(value: str) -> str:
 
 
 def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | None = None, *,
-         now_ms: int = 0) -> Plan | Denial:
+         now_ms: int = 0, end_users: EndUserPlanner | None = None) -> Plan | Denial:
     """The limits a request must pass, or the identity denial that stops it first.
 
     Deliberate deviation from SPEC §3's order: the key's identity checks (required,
