@@ -19,6 +19,8 @@ from tollway.config.schema import (
     MAX_IN_FLIGHT,
     MAX_QUEUE_TIMEOUT_MS,
     CustomerConfig,
+    EndUserConfig,
+    EndUserLimitsConfig,
     EnforcementMode,
     LimitMode,
     ModelLimitConfig,
@@ -148,8 +150,16 @@ class _GovernedUpdate(_Body):
     concurrency: ConcurrencyUpdate | None = None
 
 
-class VirtualKeyUpdate(_GovernedUpdate):
+class _EndUserOwnerUpdate(_GovernedUpdate):
+    end_user_limits: EndUserLimitsConfig | None = Field(
+        default=None, description="The whole new template of every end user's limits; null removes it.")
+
+
+class VirtualKeyUpdate(_EndUserOwnerUpdate):
     name: NonEmpty | None = None
+    end_user: EndUserConfig | None = Field(
+        default=None, description="Where requests name their end user and whether one is required; null: the "
+                                  "defaults (header or body, not required).")
     description: str | None = None
     is_active: bool | None = None
     team_id: NonEmpty | None = None
@@ -174,7 +184,7 @@ class VirtualKeyUpdate(_GovernedUpdate):
         return configs
 
 
-class TeamUpdate(_GovernedUpdate):
+class TeamUpdate(_EndUserOwnerUpdate):
     name: NonEmpty | None = None
     customer_id: NonEmpty | None = None
 
@@ -182,7 +192,7 @@ class TeamUpdate(_GovernedUpdate):
     _blank = field_validator("name", "customer_id")(_not_blank)
 
 
-class CustomerUpdate(_GovernedUpdate):
+class CustomerUpdate(_EndUserOwnerUpdate):
     name: NonEmpty | None = None
 
     _present = field_validator("name", mode="before")(_not_null)

@@ -169,12 +169,15 @@ def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | N
     Deliberate deviation from SPEC §3's order: the key's identity checks (required,
     exists, not expired at ``now_ms``, active, provider and model allowed) run before any
     counter check. A caller with an invalid key must learn nothing about limits, and those
-    checks need no counter. Pass ``static`` to reuse memoised check tuples (see `static_checks`).
+    checks need no counter. Pass ``static`` to reuse memoised check tuples (see `static_checks`),
+    and ``end_users`` to add the checks of the request's end user (none without it).
     """
     key = _identify(snapshot, facts, now_ms)
     if isinstance(key, Denial):
         return key
     checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
+    if facts.end_user is not None and key is not None and end_users is not None:
+        checks = end_users(checks, snapshot, key, facts.end_user)
     per_slot = (1, facts.estimated_tokens, facts.estimated_cost_nano, 1)
     if facts.worst_tokens < 0:
         amounts = tuple([per_slot[check.slot] for check in checks])

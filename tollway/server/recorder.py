@@ -79,4 +79,5 @@ def to_log_record(outcome: Outcome) -> RequestLogRecord:
         stream=outcome.stream,
         error=outcome.error,
         route=outcome.api or None,
+        end_user=outcome.end_user,
     )

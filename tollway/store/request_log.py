@@ -58,6 +58,7 @@ class RequestLogRecord:
     stream: bool = False
     error: str | None = None
     route: str | None = None
+    end_user: str | None = None  # the end user the request named
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RequestLogRecord))
