@@ -37,9 +37,11 @@ class LogFilter:
     start: datetime | None = None
     end: datetime | None = None
     route: str | None = None
+    end_user: str | None = None  # the end user the requests named (SPEC §8)
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
-        for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route"):
+        for name in ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route",
+                     "end_user"):
             value = getattr(self, name)
             if value is not None:
                 statement = statement.where(getattr(RequestLog, name) == value)
@@ -67,11 +69,14 @@ def _log_filter(
     route: Annotated[str | None, Query(description="The API: chat, messages, responses, images.generations, "
                                                    "audio.transcriptions, audio.speech, moderations ... "
                                                    "(docs/routes.md).")] = None,
+    end_user: Annotated[str | None, Query(description="The end user the requests named (x-tollway-user, the "
+                                                      "OpenAI user field or Anthropic metadata.user_id).")] = None,
 ) -> LogFilter:
     start, end = utc(start), utc(end)
     if start is not None and end is not None and start >= end:
         raise bad_request("start must be before end", "start")
-    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end, route)
+    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end, route,
+                     end_user)
 
 
 LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
@@ -124,7 +129,7 @@ def log_view(row: RequestLog) -> dict[str, Any]:
         "denied_id": row.denied_id, "would_deny": row.would_deny, "would_deny_level": row.would_deny_level,
         "would_deny_id": row.would_deny_id, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
         "cached_tokens": row.cached_tokens, "cost": float(row.cost), "latency_ms": row.latency_ms,
-        "stream": row.stream, "error": row.error, "route": row.route,
+        "stream": row.stream, "error": row.error, "route": row.route, "end_user": row.end_user,
     }
 
 

@@ -279,6 +279,7 @@ class LogEntry(BaseModel):
     stream: bool
     error: str | None
     route: str | None = Field(None, description="The API the request used (docs/routes.md); null on old rows.")
+    end_user: str | None = Field(None, description="The end user the request named; null when it named none.")
 
 
 class LogList(_Page):

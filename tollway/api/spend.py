@@ -25,17 +25,19 @@ from tollway.store.usage import ms_to_datetime
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
 
-GroupBy = Literal["key", "team", "customer", "provider", "model", "route"]
+GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "end_user"]
 Interval = Literal["hour", "day"]
 _GROUP_COLUMNS = {"key": RequestLog.virtual_key_id, "team": RequestLog.team_id, "customer": RequestLog.customer_id,
-                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route}
+                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route,
+                  "end_user": RequestLog.end_user}
 _DEFAULT_RANGE = timedelta(days=1)
 
 
 @router.get("/spend", response_model=SpendReport, summary="Spend, tokens and requests over time")
 async def spend(
     runtime: RuntimeDep, where: LogFilterDep,
-    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model or route.")] = None,
+    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model, route or "
+                                                          "end_user.")] = None,
     interval: Annotated[Interval | None, Query(description="hour or day buckets (UTC); none: one total per group.")] = None,
 ) -> dict[str, Any]:
     """Over ``start`` .. ``end`` (default: the last 24 hours); ``series`` has one row per
@@ -68,9 +70,12 @@ def _report(session: Session, where: LogFilter, group_by: GroupBy | None, interv
     filters = [name for name in DIMENSIONS if getattr(where, name) is not None]
     # The day rollups keep no route: a route filter, or a filtered report by route, reads the log.
     by_route = where.route is not None or (bool(filters) and group_by == "route")
+    # No rollup keeps the end user either: a report by or of end users reads the log (its
+    # `end_user, at` index keeps one end user's rows cheap).
+    by_end_user = where.end_user is not None or group_by == "end_user"
     # One filter, grouped by nothing else: that value's own row in `spend_totals`, hour by hour.
     single = len(filters) == 1 and (group_by is None or _GROUP_COLUMNS[group_by].key == filters[0])
-    if (where.status is not None or where.decision is not None or by_route
+    if (where.status is not None or where.decision is not None or by_route or by_end_user
             or (filters and not single and interval == "hour")):
         segments = [("log", where.start, where.end)]
     elif filters and not single:
