@@ -17,7 +17,7 @@ TABLES = {
     "budgets", "rate_limits", "customers", "teams", "virtual_keys", "vk_provider_configs", "providers",
     "model_configs", "request_logs", "audit_log", "config_version", "retired_key_values", "spend_rollups",
     "spend_totals", "concurrency_limits", "config_changes",
-    "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "end_user_overrides",
+    "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "end_user_overrides", "end_user_counters",
 }
 
 

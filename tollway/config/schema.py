@@ -47,6 +47,13 @@ def _seconds_up_to_hour(value: str) -> str:
     return value
 
 
+def _idle_duration(value: str) -> str:
+    fixed = parse_duration(_fixed_duration(value)).fixed_ms
+    if fixed is None or not 60_000 <= fixed <= 30 * 86_400_000:
+        raise ValueError(f"must be from 1m to 30d (got {value!r})")
+    return value
+
+
 def duration_s(value: str) -> float:
     """Seconds of a fixed duration (validated by the models above)."""
     fixed = parse_duration(value).fixed_ms
@@ -378,6 +385,12 @@ class CountersConfig(_Strict):
     # How long a gateway process that stops renewing its lease (killed, cut off) keeps
     # what it reserved in Redis: reservations and in-flight slots come back after it.
     lease_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
+    # How long an end user's counters stay in this process after their last request: then
+    # they are written to the database and read back when the end user returns (SPEC §8).
+    end_user_idle: str = Field(default="1h", description="How long an end user's counters stay in memory after "
+                               "their last request (then kept in the database until they return); 1m to 30d.")
+
+    _idle_fixed = field_validator("end_user_idle")(lambda value: _idle_duration(value))
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> CountersConfig:

@@ -20,6 +20,7 @@ from typing import Any, TypeGuard
 
 from tollway.governance.clamp import amounts_at, clamped_cap
 from tollway.governance.counters.base import AcquireResult, CounterReading, CounterStore, CounterUnavailable, SettleOp
+from tollway.governance.counters.end_user_residency import EndUserResidency
 from tollway.governance.decisions import Decision, Denial, concurrency_denial, iso_utc
 from tollway.governance.end_users import EndUserMemo
 from tollway.governance.engine import (
@@ -39,7 +40,7 @@ from tollway.governance.engine import (
     shadow_denial,
     static_checks,
 )
-from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, Level, PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,12 @@ class Explanation:
 class Enforcer:
     """Admits requests against a `CounterStore`; ``clock_ms`` gives the time in epoch ms."""
 
-    def __init__(self, store: CounterStore, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, store: CounterStore, clock_ms: Callable[[], int],
+                 end_users: EndUserResidency | None = None) -> None:
         self._store = store
+        # Loads back evicted end users' counters before a request of theirs is decided
+        # (None: every counter stays in the store, as in tests of the engine alone).
+        self.end_users = end_users
         self._clock_ms = clock_ms
         self.clock_ms = clock_ms  # the one clock of the request path (tests inject their own)
         self._ids = itertools.count(1)
@@ -160,6 +165,8 @@ class Enforcer:
         clamped: int | None = None
         readings: tuple[CounterReading, ...] = ()
         would: Denial | None = None
+        if facts.end_user is not None and self.end_users is not None:
+            await self._end_users_held(planned, now)
         if planned.checks:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
             verdict = decide(planned, result, now)
@@ -316,6 +323,8 @@ class Enforcer:
         planned = plan(snapshot, facts, self._static_checks, now_ms=now, end_users=self._end_users)
         if isinstance(planned, Denial):
             return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
+        if facts.end_user is not None and self.end_users is not None:
+            await self._end_users_held(planned, now)
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
         denial, limits = assess(planned, readings, now)
         clamped: int | None = None
@@ -327,6 +336,13 @@ class Enforcer:
         decision = Decision.ALLOW if denial is None else denial.decision
         return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id,
                            shadow_denial(planned, readings, now) if planned.checks else None, clamped)
+
+    async def _end_users_held(self, planned: Plan, now: int) -> None:
+        """The plan's end-user counters, loaded back if they were evicted (see `EndUserResidency`)."""
+        assert self.end_users is not None
+        counters = [check.counter for check in planned.checks if check.scope.level is Level.END_USER]
+        if counters:
+            await self.end_users.ensure(counters, now)
 
     def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
         return Admission(False, denial, None, [], *_presented_ids(snapshot, facts))

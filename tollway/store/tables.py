@@ -333,6 +333,18 @@ class EndUserOverride(_Timestamps, Base):
     limits: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class EndUserCounter(Base):
+    """An end user's counter as last flushed (``b:<template>:<end user>`` …, nano-dollars
+    for budgets): where an idle end user's usage is kept while their counter is out of
+    memory, and read back when they return (`tollway.store.end_user_counters`)."""
+
+    __tablename__ = "end_user_counters"
+
+    counter: Mapped[str] = mapped_column(String(512), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+    last_reset_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class _SpendSums:
     """What every rollup row adds up (spend in integer nano-dollars: sums stay exact on SQLite too)."""
 

@@ -1,6 +1,6 @@
 """End users (SPEC §8 "end user"): the templates of end-user limits on customers, teams
 and virtual keys (``end_user_limits``), a key's ``end_user`` settings, per-user
-overrides (``end_user_overrides``) and the request log's ``end_user`` (indexed, for
+overrides (``end_user_overrides``), idle end users' counters (``end_user_counters``) and the request log's ``end_user`` (indexed, for
 grouping and filtering by end user).
 
 Revision ID: 0014_end_users
@@ -44,9 +44,17 @@ def upgrade() -> None:
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("owner_level", "owner_id", "end_user", name="pk_end_user_overrides"),
     )
+    op.create_table(
+        "end_user_counters",
+        sa.Column("counter", sa.String(512), nullable=False),
+        sa.Column("used", sa.BigInteger(), nullable=False),
+        sa.Column("last_reset_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("counter", name="pk_end_user_counters"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("end_user_counters")
     op.drop_table("end_user_overrides")
     with op.batch_alter_table("request_logs") as batch:
         batch.drop_index(_INDEX)
