@@ -148,3 +148,13 @@ def test_end_users_are_listed_searched_and_ranked_by_spend(gateway: RunningGatew
     assert [entry["end_user"] for entry in logs] == ["bob", "bob"]
     report = api.get("/api/usage/spend", params={"team_id": team_id, "group_by": "end_user"}).json()
     assert {row["group"]: row["requests"] for row in report["series"]} == {"alice": 3, "albert": 1, "bob": 2}
+
+
+def test_explain_names_the_end_user_limit_that_would_deny(gateway: RunningGateway, api: httpx2.Client) -> None:
+    _, key_id, value = team_with_key(api)
+    assert chat(gateway, value, "frank") == 200
+    ask = {"virtual_key_id": key_id, "model": "openai/gpt-4o-mini", "end_user": "frank"}
+    explained = api.post("/api/governance/explain", json=ask).json()
+    assert explained["decision"] == "request_limited"
+    assert explained["scope"] == {"level": "end_user", "id": "frank", "name": "frank"}
+    assert api.post("/api/governance/explain", json={**ask, "end_user": "gina"}).json()["allowed"] is True

@@ -57,7 +57,9 @@ async def explain(runtime: ManagedRuntime, ask: ExplainRequest) -> dict[str, Any
     key = snapshot.keys_by_hash.get(key_hash) if key_hash is not None else None
     target = _target(runtime, ask, _model(ask, body), key)
     demand = _body_demand(runtime, ask, body, target) if body is not None else _counts_demand(runtime, ask, target)
-    explanation = await runtime.enforcer.explain(snapshot, request_facts(target.provider, target.model, key_hash, demand))
+    facts = request_facts(target.provider, target.model, key_hash, demand)
+    facts.end_user = ask.end_user
+    explanation = await runtime.enforcer.explain(snapshot, facts)
     tokens, cost, worst_tokens, worst_cost = demand(demand.cap)
     denial = explanation.denial
     scope = denial.scope if denial is not None else None

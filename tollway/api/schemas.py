@@ -224,6 +224,8 @@ class ExplainRequest(_Body):
                                    "provider. Required unless a body gives it.")
     provider: NonEmpty | None = None
     prompt_tokens: Annotated[int, Field(ge=0, le=10**9)] = 0
+    end_user: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None, description="The end user the request would name (their end-user limits are explained too).")
     completion_tokens: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
         default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens); "
         "for strict limits, the request's max_tokens (without it, estimate.injected_max_tokens).")
