@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tests.integration.conftest import mock_control
 from tests.integration.test_governance import HELLO, config, key, post_raw, sdk
 from tests.support.gateway import RunningGateway
+from tollway.server.services import Services
 from tollway.store.tables import RequestLog
 
 KEY = "tw-end-users-0123456789abcdefghijkl"
@@ -105,3 +106,21 @@ async def test_an_unusable_end_user_is_a_400_naming_the_field(gateway, mock, bod
 
 async def mock_requests(mock) -> int:
     return len(await mock_control(mock, "GET", "/_mock/requests"))
+
+
+async def test_an_evicted_end_user_is_read_back_by_the_running_gateway(gateway, mock) -> None:
+    now = [1_790_000_000_000]
+    cfg = config(mock, governance={
+        "teams": [{"id": "t", "name": "Team", "end_user_limits": {
+            "rate_limit": {"request_max_limit": 3, "request_reset_duration": "1d"}}}],
+        "virtual_keys": [key(KEY, team_id="t")]})
+    running = gateway(cfg, Services(clock_ms=lambda: now[0]))
+    client = sdk(running, KEY)
+    for _ in range(2):
+        await client.chat.completions.create(model=MODEL, messages=HELLO, user="hank")
+    now[0] += 2 * 3_600_000  # idle for longer than counters.end_user_idle (1h)
+    assert running.call(running.runtime.evict_idle_end_users()) == 1  # hank's request counter
+    assert not any(":hank" in name for name in running.call(running.runtime.store.export()))
+    await client.chat.completions.create(model=MODEL, messages=HELLO, user="hank")  # the third of three
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model=MODEL, messages=HELLO, user="hank")
