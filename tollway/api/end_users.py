@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tollway.api.context import PageDep, RuntimeDep, change, read
+from tollway.api.context import ApiWriter, ManagedRuntime, PageDep, RuntimeDep, change, read
 from tollway.api.errors import bad_request, conflict, not_found
 from tollway.api.limits import iso
 from tollway.api.logs import flush_request_log, utc
@@ -72,8 +72,10 @@ async def list_end_users(
     if end is not None:
         statement = statement.where(RequestLog.at < end)
     statement = statement.group_by(RequestLog.end_user)
-    order = {"spend": (spend.desc(), RequestLog.end_user), "requests": (requests.desc(), RequestLog.end_user),
-             "last_seen": (last_seen.desc(), RequestLog.end_user), "end_user": (RequestLog.end_user,)}[sort]
+    ranked: dict[str, tuple[Any, ...]] = {
+        "spend": (spend.desc(), RequestLog.end_user), "requests": (requests.desc(), RequestLog.end_user),
+        "last_seen": (last_seen.desc(), RequestLog.end_user), "end_user": (RequestLog.end_user,)}
+    order = ranked[sort]
 
     def query(session: Session) -> tuple[int, list[dict[str, Any]]]:
         total = session.scalar(select(func.count()).select_from(statement.subquery()))
@@ -98,7 +100,7 @@ async def put_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndUser
     end user only, on the same counters: their usage so far counts against the new limits."""
     limits = limits_value(body)
 
-    def write(writer: Any) -> None:
+    def write(writer: ApiWriter) -> None:
         session = writer.session
         _owner_with_template(session, owner_level, owner_id)
         row = session.get(EndUserOverride, (owner_level, owner_id, end_user))
@@ -121,7 +123,7 @@ async def put_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndUser
 @router.delete(_ONE, response_model=Message, summary="Remove one end user's override (the template applies again)")
 async def delete_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndUserPath,
                           runtime: RuntimeDep) -> dict[str, Any]:
-    def write(writer: Any) -> None:
+    def write(writer: ApiWriter) -> None:
         session = writer.session
         row = session.get(EndUserOverride, (owner_level, owner_id, end_user))
         if row is None:
@@ -145,7 +147,7 @@ def _owner_with_template(session: Session, owner_level: str, owner_id: str) -> A
     return row
 
 
-async def _end_user_view(runtime: Any, owner_level: str, owner_id: str, end_user: str) -> dict[str, Any]:
+async def _end_user_view(runtime: ManagedRuntime, owner_level: str, owner_id: str, end_user: str) -> dict[str, Any]:
     """The owner's template, the end user's override and the limits they make, with the
     counters' live usage (the same checks the engine builds)."""
     def query(session: Session) -> tuple[dict[str, Any], dict[str, Any] | None]:
