@@ -95,14 +95,13 @@ def unset_end_user(end_user: str = _USER, key: str = _KEY, team: str = _TEAM, cu
 
 def _one(api: AdminClient, end_user: str, key: str | None, team: str | None, customer: str | None) -> str:
     """The API path of ``end_user`` under the one owner given."""
-    owners = [(level, ref, kind) for level, ref, kind in (("virtual_key", key, KEY), ("team", team, TEAM),
-                                                          ("customer", customer, CUSTOMER)) if ref is not None]
+    owners = [(ref, kind) for ref, kind in ((key, KEY), (team, TEAM), (customer, CUSTOMER)) if ref is not None]
     if len(owners) != 1:
         raise typer.BadParameter("give exactly one of --key, --team or --customer (whose template applies)")
-    level, ref, kind = owners[0]
+    ref, kind = owners[0]
     owner_id = find_id(api, kind, ref)
     assert owner_id is not None
-    return f"{_PATH}/{level}/{urllib.parse.quote(owner_id, safe='')}/{urllib.parse.quote(end_user, safe='')}"
+    return f"{kind.path}/{urllib.parse.quote(owner_id, safe='')}/end-users/{urllib.parse.quote(end_user, safe='')}"
 
 
 def _shown(result: dict[str, Any]) -> str:

@@ -105,7 +105,7 @@ def test_bad_end_user_settings_are_refused_naming_the_field_and_write_nothing(ap
 def test_an_override_gives_one_end_user_other_limits_at_once(gateway: RunningGateway, api: httpx2.Client) -> None:
     team_id, _, value = team_with_key(api)
     assert [chat(gateway, value, "vip") for _ in range(2)] == [200, 429]
-    path = f"{END_USERS}/team/{team_id}/vip"
+    path = f"{TEAMS}/{team_id}/end-users/vip"
     answer = api.put(path, json={"rate_limit": {"request_max_limit": 3, "request_reset_duration": "1m"}})
     assert answer.status_code == 200, answer.text
     limits = answer.json()["limits"]
@@ -120,13 +120,16 @@ def test_an_override_gives_one_end_user_other_limits_at_once(gateway: RunningGat
 
 
 def test_overrides_are_refused_where_there_is_no_template(api: httpx2.Client) -> None:
-    team_id, _, _ = team_with_key(api, template=None)
-    assert error(api.put(f"{END_USERS}/team/{team_id}/u", json=ONE_A_MINUTE), 409)
-    assert error(api.put(f"{END_USERS}/team/no-such-team/u", json=ONE_A_MINUTE), 404)
-    assert error(api.put(f"{END_USERS}/planet/x/u", json=ONE_A_MINUTE), 400)["field"] == "owner_level"
-    problem = error(api.put(f"{END_USERS}/team/{team_id}/u", json={"rate_limit": {"request_max_limit": 0}}), 422)
+    team_id, key_id, _ = team_with_key(api, template=None)
+    assert error(api.put(f"{TEAMS}/{team_id}/end-users/u", json=ONE_A_MINUTE), 409)
+    assert error(api.put(f"{TEAMS}/no-such-team/end-users/u", json=ONE_A_MINUTE), 404)
+    assert error(api.put(f"{KEYS}/{key_id}/end-users/u", json=ONE_A_MINUTE), 409)
+    templated, _, _ = team_with_key(api)
+    problem = error(api.put(f"{TEAMS}/{templated}/end-users/u", json={"rate_limit": {"request_max_limit": 0}}), 422)
     assert problem["details"][0]["field"].startswith("rate_limit")
-    assert error(api.delete(f"{END_USERS}/team/{team_id}/u"), 404)
+    assert error(api.put(f"{TEAMS}/{templated}/end-users/u", json=[1]), 400)
+    assert error(api.delete(f"{TEAMS}/{templated}/end-users/u"), 404)
+    assert api.get(f"{TEAMS}/{templated}/end-users/u").json()["override"] is None  # nothing written
 
 
 def test_end_users_are_listed_searched_and_ranked_by_spend(gateway: RunningGateway, api: httpx2.Client) -> None:

@@ -78,6 +78,7 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
     for module in (virtual_keys_bulk, key_rotation, virtual_keys, teams, customers, model_configs, usage, spend, logs,
                    audit, explain, alerts, admin_tokens, end_users):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
+    app.include_router(end_users.owner_router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)
     if runtime.settings.cors_origins:

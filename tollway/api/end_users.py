@@ -1,6 +1,7 @@
 """`/api/governance/end-users`: the end users requests named (listed, searched by prefix,
-ranked by spend, from the request log) and one end user's limits under a key's, team's or
-customer's template, with the operator's override of them (SPEC §8 "end user").
+ranked by spend, from the request log); and `/api/governance/{teams|customers|virtual-keys}/
+{id}/end-users/{end_user}`: one end user's limits under that owner's template, with the
+operator's override of them (SPEC §8 "end user").
 
 An override is kept with its owner's entity: writing one is a change of that owner (its
 policy is rebuilt with its overrides on every node, `tollway.store.policy_changes`).
@@ -12,14 +13,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tollway.api.context import ApiWriter, ManagedRuntime, PageDep, RuntimeDep, change, read
-from tollway.api.errors import bad_request, conflict, not_found
+from tollway.api.errors import bad_request, conflict, from_validation, not_found
 from tollway.api.limits import iso
 from tollway.api.logs import flush_request_log, utc
+from tollway.api.ownership import refuse_config_managed
 from tollway.api.responses import Message
 from tollway.config.schema import EndUserLimitsConfig
 from tollway.governance.counters.base import CounterReading
@@ -31,12 +34,12 @@ from tollway.store.end_user_templates import limits_value, template_policy, temp
 from tollway.store.tables import Customer, EndUserOverride, RequestLog, Team, VirtualKey
 
 router = APIRouter(prefix="/api/governance/end-users", tags=["end users"])
+# One end user under one owner's template: beside that owner's own routes.
+owner_router = APIRouter(tags=["end users"])
 
-OwnerLevel = Literal["virtual_key", "team", "customer"]
 _OWNERS: dict[str, type[Customer | Team | VirtualKey]] = {"virtual_key": VirtualKey, "team": Team, "customer": Customer}
 _OWNER_LABEL = {"virtual_key": "virtual key", "team": "team", "customer": "customer"}
 EndUserPath = Annotated[str, Path(min_length=1, max_length=MAX_END_USER_LENGTH, description="The end user's id.")]
-_ONE = "/{owner_level}/{owner_id}/{end_user}"
 
 
 @router.get("", summary="End users, ranked by spend or by id")
@@ -87,22 +90,22 @@ async def list_end_users(
     return {"end_users": entries, "count": total, "limit": page.limit, "offset": page.offset}
 
 
-@router.get(_ONE, summary="One end user's limits under an owner's template, with live usage")
-async def get_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndUserPath,
-                       runtime: RuntimeDep) -> dict[str, Any]:
+async def _get_end_user(runtime: ManagedRuntime, owner_level: str, owner_id: str, end_user: str) -> dict[str, Any]:
     return await _end_user_view(runtime, owner_level, owner_id, end_user)
 
 
-@router.put(_ONE, summary="Give one end user other limits than the template's (its parts left out stay)")
-async def put_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndUserPath, body: EndUserLimitsConfig,
-                       runtime: RuntimeDep) -> dict[str, Any]:
+async def _put_end_user(runtime: ManagedRuntime, owner_level: str, owner_id: str, end_user: str,
+                        body: dict[str, Any]) -> dict[str, Any]:
     """The override replaces the parts it states (budget, rate_limit, concurrency) for this
     end user only, on the same counters: their usage so far counts against the new limits."""
-    limits = limits_value(body)
 
     def write(writer: ApiWriter) -> None:
         session = writer.session
-        _owner_with_template(session, owner_level, owner_id)
+        _owner_with_template(session, owner_level, owner_id, changing=True)
+        try:  # validated after the owner: a config-managed owner is refused whatever the body
+            limits = limits_value(EndUserLimitsConfig.model_validate(body))
+        except ValidationError as exc:
+            raise from_validation(exc) from None
         row = session.get(EndUserOverride, (owner_level, owner_id, end_user))
         before = None if row is None else dict(row.limits)
         if row is None:
@@ -120,11 +123,10 @@ async def put_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndUser
     return await _end_user_view(runtime, owner_level, owner_id, end_user)
 
 
-@router.delete(_ONE, response_model=Message, summary="Remove one end user's override (the template applies again)")
-async def delete_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndUserPath,
-                          runtime: RuntimeDep) -> dict[str, Any]:
+async def _delete_end_user(runtime: ManagedRuntime, owner_level: str, owner_id: str, end_user: str) -> dict[str, Any]:
     def write(writer: ApiWriter) -> None:
         session = writer.session
+        _owner_with_template(session, owner_level, owner_id, changing=True, template=False)
         row = session.get(EndUserOverride, (owner_level, owner_id, end_user))
         if row is None:
             raise not_found("end-user override", f"{owner_level}/{owner_id}/{end_user}")
@@ -137,12 +139,55 @@ async def delete_end_user(owner_level: OwnerLevel, owner_id: str, end_user: EndU
     return {"message": f"the override of end user {end_user!r} of {_OWNER_LABEL[owner_level]} {owner_id!r} removed"}
 
 
-def _owner_with_template(session: Session, owner_level: str, owner_id: str) -> Any:
-    """The owner row; 404 when there is none, 409 when it has no ``end_user_limits`` to override."""
+_OVERRIDE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": EndUserLimitsConfig.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+
+def _add_owner_routes(collection: str, owner_level: str, param: str) -> None:
+    """GET, PUT and DELETE of one end user under the template of one owner of this kind
+    (``/api/governance/teams/{team_id}/end-users/{end_user}`` …)."""
+    path = f"/api/governance/{collection}/{{{param}}}/end-users/{{end_user}}"
+    label = _OWNER_LABEL[owner_level]
+
+    async def get_one(request: Request, end_user: EndUserPath, runtime: RuntimeDep) -> dict[str, Any]:
+        return await _get_end_user(runtime, owner_level, request.path_params[param], end_user)
+
+    async def put_one(request: Request, end_user: EndUserPath, runtime: RuntimeDep) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise bad_request("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be an object: {budget?, rate_limit?, concurrency?}")
+        return await _put_end_user(runtime, owner_level, request.path_params[param], end_user, body)
+
+    async def delete_one(request: Request, end_user: EndUserPath, runtime: RuntimeDep) -> dict[str, Any]:
+        return await _delete_end_user(runtime, owner_level, request.path_params[param], end_user)
+
+    owner_router.add_api_route(path, get_one, methods=["GET"], name=f"get_{owner_level}_end_user",
+                         summary=f"One end user's limits under a {label}'s template, with live usage")
+    owner_router.add_api_route(path, put_one, methods=["PUT"], name=f"put_{owner_level}_end_user", openapi_extra=_OVERRIDE_BODY,
+                         summary=f"Give one end user of a {label} other limits than the template's")
+    owner_router.add_api_route(path, delete_one, methods=["DELETE"], name=f"delete_{owner_level}_end_user",
+                         response_model=Message, summary=f"Remove the override of one end user of a {label}")
+
+
+for _collection, _level, _param in (("virtual-keys", "virtual_key", "key_id"), ("teams", "team", "team_id"),
+                                    ("customers", "customer", "customer_id")):
+    _add_owner_routes(_collection, _level, _param)
+
+
+def _owner_with_template(session: Session, owner_level: str, owner_id: str, *, changing: bool = False,
+                         template: bool = True) -> Any:
+    """The owner row; 404 when there is none; when ``changing``, 409 ``managed_by_config``
+    when the config file manages it (its end users' overrides are a change of it); with
+    ``template``, 409 when it has no ``end_user_limits`` to override."""
     row = session.get(_OWNERS[owner_level], owner_id)
     if row is None:
         raise not_found(_OWNER_LABEL[owner_level], owner_id)
-    if row.end_user_limits is None:
+    if changing:
+        refuse_config_managed(row, _OWNER_LABEL[owner_level], owner_id, "changed (its end users' overrides)")
+    if template and row.end_user_limits is None:
         raise conflict(f"{_OWNER_LABEL[owner_level]} {owner_id!r} has no end_user_limits: set its template first")
     return row
 

@@ -28,8 +28,9 @@ router = APIRouter(prefix="/api/usage", tags=["usage"])
 GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "end_user"]
 Interval = Literal["hour", "day"]
 _GROUP_COLUMNS = {"key": RequestLog.virtual_key_id, "team": RequestLog.team_id, "customer": RequestLog.customer_id,
-                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route,
-                  "end_user": RequestLog.end_user}
+                  "provider": RequestLog.provider, "model": RequestLog.model, "route": RequestLog.route}
+# Groups no rollup keeps: read from the request log alone (its `end_user, at` index).
+_LOG_ONLY_COLUMNS = {"end_user": RequestLog.end_user}
 _DEFAULT_RANGE = timedelta(days=1)
 
 
@@ -72,9 +73,10 @@ def _report(session: Session, where: LogFilter, group_by: GroupBy | None, interv
     by_route = where.route is not None or (bool(filters) and group_by == "route")
     # No rollup keeps the end user either: a report by or of end users reads the log (its
     # `end_user, at` index keeps one end user's rows cheap).
-    by_end_user = where.end_user is not None or group_by == "end_user"
+    by_end_user = where.end_user is not None or group_by in _LOG_ONLY_COLUMNS
     # One filter, grouped by nothing else: that value's own row in `spend_totals`, hour by hour.
-    single = len(filters) == 1 and (group_by is None or _GROUP_COLUMNS[group_by].key == filters[0])
+    single = len(filters) == 1 and (group_by is None or (group_by in _GROUP_COLUMNS
+                                                          and _GROUP_COLUMNS[group_by].key == filters[0]))
     if (where.status is not None or where.decision is not None or by_route or by_end_user
             or (filters and not single and interval == "hour")):
         segments = [("log", where.start, where.end)]
@@ -152,7 +154,7 @@ def _from_log(session: Session, where: LogFilter, group_by: GroupBy | None, inte
               dialect: str) -> list[dict[str, Any]]:
     keys: list[Any] = []
     if group_by is not None:
-        keys.append(_GROUP_COLUMNS[group_by].label("grp"))
+        keys.append({**_GROUP_COLUMNS, **_LOG_ONLY_COLUMNS}[group_by].label("grp"))
     if interval is not None:
         keys.append(_bucket(interval, dialect, RequestLog.at).label("bucket"))
     statement = select(
