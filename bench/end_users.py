@@ -15,7 +15,7 @@ an hour (`counters.end_user_idle`). Measured:
   PostgreSQL (SQLite without one) and how fast (rows/s).
 
     .venv/bin/python bench/end_users.py [--users 1000000] [--sessions-per-user 2]
-        [--redis/--no-redis] [--postgres/--no-postgres]
+        [--redis/--no-redis] [--postgres/--no-postgres] [--parts cost,memory,redis,day]
 """
 
 from __future__ import annotations
@@ -211,10 +211,15 @@ async def _discard(states):
 
 
 async def main(args: argparse.Namespace) -> None:
-    await admission_cost(args.requests, min(args.users, 10_000))
-    await memory_per_user(min(args.users, 100_000))
-    if args.redis:
+    parts = set(args.parts.split(","))
+    if "cost" in parts:
+        await admission_cost(args.requests, min(args.users, 10_000))
+    if "memory" in parts:
+        await memory_per_user(min(args.users, 100_000))
+    if "redis" in parts and args.redis:
         await redis_per_user(min(args.users, 100_000))
+    if "day" not in parts:
+        return
     server = None
     if args.postgres:
         from tests.support.postgres import start_postgres
@@ -236,6 +241,7 @@ if __name__ == "__main__":
     parser.add_argument("--sessions-per-user", type=int, default=1)
     parser.add_argument("--requests", type=int, default=50_000, help="for the admission cost")
     parser.add_argument("--idle", default="1h")
+    parser.add_argument("--parts", default="cost,memory,redis,day", help="which measurements, comma-separated")
     parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)
     asyncio.run(main(parser.parse_args()))
