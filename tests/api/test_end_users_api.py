@@ -127,7 +127,7 @@ def test_overrides_are_refused_where_there_is_no_template(api: httpx2.Client) ->
     templated, _, _ = team_with_key(api)
     problem = error(api.put(f"{TEAMS}/{templated}/end-users/u", json={"rate_limit": {"request_max_limit": 0}}), 422)
     assert problem["details"][0]["field"].startswith("rate_limit")
-    assert error(api.put(f"{TEAMS}/{templated}/end-users/u", json=[1]), 400)
+    assert error(api.put(f"{TEAMS}/{templated}/end-users/u", json=[1]), 422)
     assert error(api.delete(f"{TEAMS}/{templated}/end-users/u"), 404)
     assert api.get(f"{TEAMS}/{templated}/end-users/u").json()["override"] is None  # nothing written
 

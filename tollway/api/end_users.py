@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -139,8 +139,9 @@ async def _delete_end_user(runtime: ManagedRuntime, owner_level: str, owner_id: 
     return {"message": f"the override of end user {end_user!r} of {_OWNER_LABEL[owner_level]} {owner_id!r} removed"}
 
 
-_OVERRIDE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": EndUserLimitsConfig.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+# Validated in the route, after the owner (see `_put_end_user`): typed here as an object.
+OverrideBody = Annotated[dict[str, Any], Body(description="The parts to override, in the end_user_limits shape: "
+                                                          "{budget?, rate_limit?, concurrency?}.")]
 
 
 def _add_owner_routes(collection: str, owner_level: str, param: str) -> None:
@@ -152,13 +153,7 @@ def _add_owner_routes(collection: str, owner_level: str, param: str) -> None:
     async def get_one(request: Request, end_user: EndUserPath, runtime: RuntimeDep) -> dict[str, Any]:
         return await _get_end_user(runtime, owner_level, request.path_params[param], end_user)
 
-    async def put_one(request: Request, end_user: EndUserPath, runtime: RuntimeDep) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise bad_request("the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise bad_request("the request body must be an object: {budget?, rate_limit?, concurrency?}")
+    async def put_one(request: Request, end_user: EndUserPath, body: OverrideBody, runtime: RuntimeDep) -> dict[str, Any]:
         return await _put_end_user(runtime, owner_level, request.path_params[param], end_user, body)
 
     async def delete_one(request: Request, end_user: EndUserPath, runtime: RuntimeDep) -> dict[str, Any]:
@@ -166,7 +161,7 @@ def _add_owner_routes(collection: str, owner_level: str, param: str) -> None:
 
     owner_router.add_api_route(path, get_one, methods=["GET"], name=f"get_{owner_level}_end_user",
                          summary=f"One end user's limits under a {label}'s template, with live usage")
-    owner_router.add_api_route(path, put_one, methods=["PUT"], name=f"put_{owner_level}_end_user", openapi_extra=_OVERRIDE_BODY,
+    owner_router.add_api_route(path, put_one, methods=["PUT"], name=f"put_{owner_level}_end_user",
                          summary=f"Give one end user of a {label} other limits than the template's")
     owner_router.add_api_route(path, delete_one, methods=["DELETE"], name=f"delete_{owner_level}_end_user",
                          response_model=Message, summary=f"Remove the override of one end user of a {label}")
