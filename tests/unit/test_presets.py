@@ -21,7 +21,7 @@ def _provider(settings, name: str = "p") -> ProviderClient:
 
 
 def test_every_preset_is_a_provider_type_and_every_type_is_known() -> None:
-    assert set(typing.get_args(ProviderType)) == {"openai", "azure", "anthropic", "gemini", *PRESETS} == set(ADAPTERS)
+    assert set(typing.get_args(ProviderType)) == {"openai", "azure", "anthropic", "gemini", "bedrock", *PRESETS} == set(ADAPTERS)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -21,7 +21,7 @@ from tollway.alerts.payload import alert_body
 from tollway.alerts.records import Target, api_targets, claim, config_targets
 from tollway.governance.counters.base import CounterReading, CounterStore
 from tollway.governance.durations import next_reset_ms, parse_duration
-from tollway.governance.engine import LimitCheck, Plan, acquire_ops
+from tollway.governance.engine import LimitCheck, read_ops
 from tollway.governance.inventory import snapshot_checks
 from tollway.governance.model import Kind, PolicySnapshot
 from tollway.store.database import Database, DatabaseUnavailable
@@ -71,7 +71,7 @@ class AlertMonitor:
         if not checks:
             return 0
         now = self.clock_ms()
-        ops = acquire_ops(Plan(tuple(check for check, _ in checks), (0,) * len(checks)), now)
+        ops = read_ops(tuple(check for check, _ in checks), now)
         readings = await self.store.read(ops)
         found: list[Alert] = []
         for (check, parent), op, reading in zip(checks, ops, readings, strict=True):

@@ -11,7 +11,6 @@ filled with the live ones after it (`LiveUsage.fill`), in one store read per res
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -22,12 +21,23 @@ from sqlalchemy.orm import Session
 from tollway.api.context import ApiWriter, ManagedRuntime, change, read
 from tollway.api.errors import ApiError, from_validation
 from tollway.config.schema import BudgetConfig, ConcurrencyConfig, RateLimitConfig
-from tollway.governance.counters.base import CounterOp, CounterReading, CounterStore
+from tollway.governance.counters.base import CounterStore
 from tollway.governance.decisions import iso_utc
-from tollway.governance.durations import Alignment, Duration, next_reset_ms, parse_duration, window_at
-from tollway.governance.model import NANO_PER_USD, budget_counter, in_flight_counter, request_counter, token_counter
+from tollway.governance.engine import LimitCheck, budget_checks, concurrency_checks, rate_limit_checks, read_ops
+from tollway.governance.inventory import limit_view
+from tollway.governance.model import (
+    ESTIMATE,
+    NANO_PER_USD,
+    Governed,
+    Kind,
+    Level,
+    Scope,
+    budget_counter,
+    request_counter,
+    token_counter,
+)
 from tollway.store.entities import LIMIT_FIELDS, Diff, view
-from tollway.store.snapshot import usd_to_nano
+from tollway.store.snapshot import budget_policy, concurrency_policy, rate_limit_policy
 from tollway.store.tables import Budget, ConcurrencyLimit, RateLimit
 from tollway.store.usage import datetime_to_ms
 
@@ -48,23 +58,21 @@ def money(amount: Decimal | int) -> float:
     return float(amount) if isinstance(amount, Decimal) else amount / NANO_PER_USD
 
 
-@dataclass(slots=True)
-class _Pending:
-    target: dict[str, Any]
-    prefix: str  # "" for budgets, "token_" / "request_" for rate-limit sides
-    counter: str
-    limit: int
-    duration: Duration
-    alignment: Alignment | None
-    money: bool
+# The entity's view names its owner itself: the checks built for reading carry no scope of their own.
+_VIEW_SCOPE = Scope(Level.VIRTUAL_KEY, "", "")
+_SIDE_PREFIX = {Kind.REQUESTS: "request_", Kind.TOKENS: "token_", Kind.BUDGET: "", Kind.IN_FLIGHT: ""}
 
 
 class LiveUsage:
-    """Budget and rate-limit views waiting for their live usage."""
+    """Budget, rate-limit and concurrency views waiting for their live usage.
+
+    Each limit becomes its counter checks as the engine builds them, is read under the
+    engine's windows (`read_ops`) and presented by `limit_view`: the one readout of
+    "limit → counter → window → usage"; only the field names here are the entity views'.
+    """
 
     def __init__(self) -> None:
-        self._pending: list[_Pending] = []
-        self._in_flight: list[tuple[dict[str, Any], str]] = []  # concurrency views and their counters
+        self._pending: list[tuple[dict[str, Any], LimitCheck]] = []  # a view and a check to fill it from
 
     def budget(self, row: Budget | None) -> dict[str, Any] | None:
         if row is None:
@@ -76,9 +84,8 @@ class LiveUsage:
             "reset_at": None, "enforcement": row.enforcement, "on_insufficient": row.on_insufficient,
             "mode": row.mode,
         }
-        alignment = Alignment(row.timezone, row.week_start) if row.calendar_aligned else None
-        self._pending.append(_Pending(out, "", budget_counter(row.id), usd_to_nano(row.max_limit),
-                                      parse_duration(row.reset_duration), alignment, True))
+        self._pending += [(out, check) for check in budget_checks(
+            Governed(_VIEW_SCOPE, budget=budget_policy(row, ESTIMATE)))]
         return out
 
     def rate_limit(self, row: RateLimit | None) -> dict[str, Any] | None:
@@ -86,7 +93,7 @@ class LiveUsage:
             return None
         out: dict[str, Any] = {"id": row.id, "enforcement": row.enforcement, "on_insufficient": row.on_insufficient,
                                "mode": row.mode}
-        for side, counter in _SIDES:
+        for side in ("token", "request"):
             limit, duration = getattr(row, f"{side}_max_limit"), getattr(row, f"{side}_reset_duration")
             configured = limit is not None and duration is not None
             out |= {
@@ -96,9 +103,8 @@ class LiveUsage:
                 f"{side}_last_reset": iso(getattr(row, f"{side}_last_reset")) if configured else None,
                 f"{side}_reset_at": None,
             }
-            if configured:
-                self._pending.append(_Pending(out, f"{side}_", counter(row.id), limit,
-                                              parse_duration(duration), None, False))
+        self._pending += [(out, check) for check in rate_limit_checks(
+            Governed(_VIEW_SCOPE, rate_limit=rate_limit_policy(row, ESTIMATE)))]
         return out
 
     def concurrency(self, row: ConcurrencyLimit | None) -> dict[str, Any] | None:
@@ -106,34 +112,30 @@ class LiveUsage:
             return None
         out = {"id": row.id, "max_in_flight": row.max_in_flight, "queue_timeout_ms": row.queue_timeout_ms,
                "mode": row.mode, "in_flight": 0}
-        self._in_flight.append((out, in_flight_counter(row.id)))
+        self._pending += [(out, check) for check in concurrency_checks(
+            Governed(_VIEW_SCOPE, concurrency=concurrency_policy(row)))]
         return out
 
     async def fill(self, store: CounterStore, now_ms: int) -> None:
         """Replace the stored usage in every view with the counter store's, in one read."""
-        if not self._pending and not self._in_flight:
+        if not self._pending:
             return
-        ops = []
-        for item in self._pending:
-            window = window_at(item.duration, now_ms, item.alignment)
-            ops.append(CounterOp(item.counter, item.limit, 0, window.floor_ms, window.reset_to_ms))
-        ops += [CounterOp(counter, 0, 0, 0, 0) for _, counter in self._in_flight]  # no window: never rolls
-        readings = await store.read(ops)
-        for item, reading in zip(self._pending, readings):
-            _fill(item, reading)
-        for (out, _), reading in zip(self._in_flight, readings[len(self._pending):]):
-            out["in_flight"] = reading.reserved
+        readings = await store.read(read_ops(tuple(check for _, check in self._pending), now_ms))
+        for (out, check), reading in zip(self._pending, readings, strict=True):
+            _fill(out, check, limit_view(check, None, reading, now_ms))
         self._pending.clear()
-        self._in_flight.clear()
 
 
-def _fill(item: _Pending, reading: CounterReading) -> None:
-    used = money(reading.used) if item.money else reading.used
-    reserved = money(reading.reserved) if item.money else reading.reserved
-    item.target[f"{item.prefix}current_usage"] = used
-    item.target["reserved" if item.money else f"{item.prefix}reserved"] = reserved
-    item.target[f"{item.prefix}last_reset"] = iso_utc(reading.last_reset_ms)
-    item.target[f"{item.prefix}reset_at"] = iso_utc(next_reset_ms(item.duration, reading.last_reset_ms, item.alignment))
+def _fill(out: dict[str, Any], check: LimitCheck, live: dict[str, Any]) -> None:
+    """Copy ``live`` (a `limit_view`) into an entity view's fields for ``check``'s side."""
+    if check.kind is Kind.IN_FLIGHT:
+        out["in_flight"] = live["reserved"]
+        return
+    prefix = _SIDE_PREFIX[check.kind]
+    out[f"{prefix}current_usage"] = live["used"]
+    out["reserved" if check.kind is Kind.BUDGET else f"{prefix}reserved"] = live["reserved"]
+    out[f"{prefix}last_reset"] = live["last_reset"]
+    out[f"{prefix}reset_at"] = live["reset_at"]
 
 
 # -- writing ---------------------------------------------------------------------------------

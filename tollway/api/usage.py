@@ -14,7 +14,7 @@ from tollway.api.context import PageDep, RuntimeDep
 from tollway.api.errors import bad_request
 from tollway.api.responses import UsageList
 from tollway.governance.decisions import iso_utc
-from tollway.governance.engine import Plan, acquire_ops
+from tollway.governance.engine import read_ops
 from tollway.governance.inventory import limit_view, snapshot_checks
 from tollway.governance.model import Kind, Level
 
@@ -45,8 +45,7 @@ async def usage(
     selected = rows[page.offset:page.offset + page.limit]
     now = runtime.clock_ms()
     checks = tuple(check for check, _ in selected)
-    ops = acquire_ops(Plan(checks, (0,) * len(checks)), now)
-    readings = await runtime.store.read(ops) if ops else ()
+    readings = await runtime.store.read(read_ops(checks, now)) if checks else ()
     entries = [limit_view(check, parent, reading, now) for (check, parent), reading in zip(selected, readings)]
     return {"usage": entries, "count": len(rows), "limit": page.limit, "offset": page.offset, "at": iso_utc(now)}
 

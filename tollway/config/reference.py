@@ -161,7 +161,8 @@ FIELD_TEXT: dict[str, str] = {
     "EstimateConfig.bytes_per_prompt_token": ("Scales the prompt estimate by 4 / this: 4 keeps it as fitted "
                                              "(see [governance](governance.md#how-good-the-estimate-is)), 2 doubles it."),
     "ProviderSettings.type": "The provider's API: `openai` (any OpenAI-compatible server), `azure` (Azure "
-    "OpenAI), `anthropic`, `gemini` (Google's Gemini API; `keys` are API keys), or an OpenAI-compatible "
+    "OpenAI), `anthropic`, `gemini` (Google's Gemini API; `keys` are API keys), `bedrock` (AWS Bedrock: "
+    "requests signed with SigV4, no `keys`; see `region` and the `aws_*` fields), or an OpenAI-compatible "
     "provider by name, whose base URL and price-catalog id are filled in (`ollama` and `vllm`: local servers "
     "that need no key).",
     "ProviderSettings.proxy": "An `http://` forward proxy for this provider (`user:password@` works); `none`: "
@@ -202,6 +203,18 @@ FIELD_TEXT: dict[str, str] = {
     "for `openai` and `azure`, no for the presets); `false`: `/v1/responses` is translated to chat completions. "
     "Anthropic providers are always translated.",
     "ProviderSettings.responses_api_version": "Azure: the `api-version` of `/openai/responses`.",
+    "ProviderSettings.region": "Bedrock: the AWS region, e.g. `us-east-1` (required for `bedrock`; the default "
+    "base URL is `https://bedrock-runtime.REGION.amazonaws.com`).",
+    "ProviderSettings.profile": "Bedrock: a named profile of the shared AWS files (`~/.aws/credentials`, "
+    "`~/.aws/config`). Unset, with no `aws_access_key_id`: botocore's default chain (the `AWS_*` environment, "
+    "the shared files, container and instance roles).",
+    "ProviderSettings.aws_access_key_id": "Bedrock: an access key id, usually `env.NAME` (with "
+    "`aws_secret_access_key`).",
+    "ProviderSettings.aws_secret_access_key": "Bedrock: the secret of `aws_access_key_id`, usually `env.NAME`.",
+    "ProviderSettings.aws_session_token": "Bedrock: the session token of temporary credentials, usually `env.NAME`.",
+    "ProviderSettings.role_arn": "Bedrock: a role to assume through STS with the credentials above as the "
+    "source; its temporary credentials are refreshed before they expire (the STS endpoint follows "
+    "`AWS_ENDPOINT_URL_STS`).",
     "ProviderKeyConfig.value": "The key itself, usually `env.NAME`.",
     "ProviderKeyConfig.weight": "Share of the requests this key gets, relative to the other keys.",
     "ProviderKeyConfig.models": "Models this key serves; empty: every model.",

@@ -264,10 +264,10 @@ class ProviderKeyConfig(_Strict):
     models: list[NonEmpty] = []  # empty = every model
 
 
-# The types of `providers.adapters.ADAPTERS`: openai, azure, anthropic, gemini, then the
+# The types of `providers.adapters.ADAPTERS`: openai, azure, anthropic, gemini, bedrock, then the
 # OpenAI-compatible presets of `providers.presets` (a unit test keeps the lists equal).
-ProviderType = Literal["openai", "azure", "anthropic", "gemini", "mistral", "groq", "deepseek", "together", "fireworks",
-                       "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
+ProviderType = Literal["openai", "azure", "anthropic", "gemini", "bedrock", "mistral", "groq", "deepseek", "together",
+                       "fireworks", "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
 
 
 class ProviderSettings(_Governed):
@@ -295,6 +295,14 @@ class ProviderSettings(_Governed):
     # (servers that only have chat). Anthropic providers are always translated.
     responses_api: bool | None = None
     responses_api_version: str = "2025-04-01-preview"  # azure: the api-version of /openai/responses
+    # bedrock: the AWS region, and the credentials (explicit values, a named profile, or
+    # botocore's default chain; role_arn: assumed through STS with those as the source)
+    region: NonEmpty | None = None
+    profile: NonEmpty | None = None
+    aws_access_key_id: NonEmpty | None = Field(None, repr=False)
+    aws_secret_access_key: NonEmpty | None = Field(None, repr=False)
+    aws_session_token: str | None = Field(None, repr=False, min_length=1)
+    role_arn: NonEmpty | None = None
 
     _check_durations = field_validator("timeout", "connect_timeout")(_duration)
 

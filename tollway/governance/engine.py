@@ -427,10 +427,14 @@ def _key_owners(snapshot: PolicySnapshot, key: VirtualKeyPolicy | None, provider
     return key.limits, config.limits if config else None, team.limits if team else None, customer
 
 
-def _add_rate_limit(checks: list[LimitCheck], governed: Governed) -> None:
+def rate_limit_checks(governed: Governed) -> list[LimitCheck]:
+    """The checks of an entity's rate limit: its request side, then its token side (each
+    only where it is set). With `budget_checks` and `concurrency_checks`, the one place a
+    limit becomes a counter: enforcement, explanations and every readout build them here."""
     limit = governed.rate_limit
     if limit is None:
-        return
+        return []
+    checks = []
     if limit.request_max_limit is not None and limit.request_duration is not None:
         checks.append(LimitCheck(governed.scope, Kind.REQUESTS, request_counter(limit.id),
                                  limit.request_max_limit, limit.request_duration, shadow=limit.shadow))
@@ -438,14 +442,43 @@ def _add_rate_limit(checks: list[LimitCheck], governed: Governed) -> None:
         checks.append(LimitCheck(governed.scope, Kind.TOKENS, token_counter(limit.id),
                                  limit.token_max_limit, limit.token_duration, enforcement=limit.enforcement,
                                  shadow=limit.shadow))
+    return checks
+
+
+def budget_checks(governed: Governed) -> list[LimitCheck]:
+    """The check of an entity's budget (none when it has none)."""
+    budget = governed.budget
+    if budget is None:
+        return []
+    return [LimitCheck(governed.scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano,
+                       budget.duration, budget.alignment, budget.enforcement, shadow=budget.shadow)]
+
+
+def concurrency_checks(governed: Governed) -> list[LimitCheck]:
+    """The in-flight check of an entity's concurrency limit (none when it has none)."""
+    limit: ConcurrencyPolicy | None = governed.concurrency
+    if limit is None:
+        return []
+    # A shadow slot is counted but never waited for: no queue timeout.
+    return [LimitCheck(governed.scope, Kind.IN_FLIGHT, in_flight_counter(limit.id), limit.max_in_flight,
+                       IN_FLIGHT_RETRY, queue_timeout_ms=0 if limit.shadow else limit.queue_timeout_ms,
+                       shadow=limit.shadow)]
+
+
+def read_ops(checks: tuple[LimitCheck, ...], now_ms: int) -> list[CounterOp]:
+    """Operations that read ``checks``' counters under the windows current at ``now_ms``
+    (reserving nothing): what every readout of live usage reads."""
+    return acquire_ops(Plan(checks, (0,) * len(checks)), now_ms)
+
+
+def _add_rate_limit(checks: list[LimitCheck], governed: Governed) -> None:
+    if governed.rate_limit is not None:
+        checks += rate_limit_checks(governed)
 
 
 def _add_budget(checks: list[LimitCheck], governed: Governed) -> None:
-    budget = governed.budget
-    if budget is not None:
-        checks.append(LimitCheck(governed.scope, Kind.BUDGET, budget_counter(budget.id),
-                                 budget.max_limit_nano, budget.duration, budget.alignment, budget.enforcement,
-                                 shadow=budget.shadow))
+    if governed.budget is not None:
+        checks += budget_checks(governed)
 
 
 def _add_concurrency(checks: list[LimitCheck], snapshot: PolicySnapshot, provider: str, model: str,
@@ -454,12 +487,7 @@ def _add_concurrency(checks: list[LimitCheck], snapshot: PolicySnapshot, provide
     for governed in (snapshot.providers.get(provider), snapshot.model_configs.get((model, provider)),
                      snapshot.model_configs.get((model, None)), *owners):
         if governed is not None and governed.concurrency is not None:
-            limit: ConcurrencyPolicy = governed.concurrency
-            # A shadow slot is counted but never waited for: no queue timeout.
-            checks.append(LimitCheck(governed.scope, Kind.IN_FLIGHT, in_flight_counter(limit.id),
-                                     limit.max_in_flight, IN_FLIGHT_RETRY,
-                                     queue_timeout_ms=0 if limit.shadow else limit.queue_timeout_ms,
-                                     shadow=limit.shadow))
+            checks += concurrency_checks(governed)
 
 
 def _replace(plan: Plan, now_ms: int, actual: tuple[int, int, int, int], memo: WindowMemo | None) -> list[SettleOp]:

@@ -10,7 +10,14 @@ from typing import Any
 from tollway.governance.counters.base import CounterReading
 from tollway.governance.decisions import iso_utc
 from tollway.governance.durations import next_reset_ms
-from tollway.governance.engine import IN_FLIGHT_RETRY, LimitCheck, access_denial, owner_ids
+from tollway.governance.engine import (
+    LimitCheck,
+    access_denial,
+    budget_checks,
+    concurrency_checks,
+    owner_ids,
+    rate_limit_checks,
+)
 from tollway.governance.model import (
     ENFORCE,
     NANO_PER_USD,
@@ -20,10 +27,6 @@ from tollway.governance.model import (
     Level,
     PolicySnapshot,
     VirtualKeyPolicy,
-    budget_counter,
-    in_flight_counter,
-    request_counter,
-    token_counter,
 )
 
 KIND_ORDER = tuple(kind.value for kind in Kind)
@@ -79,22 +82,11 @@ def _may_use(key: VirtualKeyPolicy, model: str, provider: str | None) -> bool:
 
 
 def limit_checks(governed: Governed) -> Iterator[LimitCheck]:
-    """The checks of one entity's rate limit (requests, tokens), budget and concurrency limit."""
-    scope, rate_limit, budget = governed.scope, governed.rate_limit, governed.budget
-    if rate_limit is not None:
-        if rate_limit.request_max_limit is not None and rate_limit.request_duration is not None:
-            yield LimitCheck(scope, Kind.REQUESTS, request_counter(rate_limit.id), rate_limit.request_max_limit,
-                             rate_limit.request_duration, shadow=rate_limit.shadow)
-        if rate_limit.token_max_limit is not None and rate_limit.token_duration is not None:
-            yield LimitCheck(scope, Kind.TOKENS, token_counter(rate_limit.id), rate_limit.token_max_limit,
-                             rate_limit.token_duration, enforcement=rate_limit.enforcement, shadow=rate_limit.shadow)
-    if budget is not None:
-        yield LimitCheck(scope, Kind.BUDGET, budget_counter(budget.id), budget.max_limit_nano, budget.duration,
-                         budget.alignment, enforcement=budget.enforcement, shadow=budget.shadow)
-    concurrency = governed.concurrency
-    if concurrency is not None:
-        yield LimitCheck(scope, Kind.IN_FLIGHT, in_flight_counter(concurrency.id), concurrency.max_in_flight,
-                         IN_FLIGHT_RETRY, queue_timeout_ms=concurrency.queue_timeout_ms, shadow=concurrency.shadow)
+    """The checks of one entity's rate limit (requests, tokens), budget and concurrency
+    limit, built as the engine builds them."""
+    yield from rate_limit_checks(governed)
+    yield from budget_checks(governed)
+    yield from concurrency_checks(governed)
 
 
 def limit_view(check: LimitCheck, parent: str | None, reading: CounterReading, now_ms: int) -> dict[str, Any]:

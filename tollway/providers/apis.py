@@ -22,6 +22,8 @@ class Api(str, enum.Enum):
     GENERATE_CONTENT = "generate_content"  # Google's models/{model}:generateContent (and its stream)
     EMBED_CONTENT = "embed_content"  # Google's models/{model}:embedContent
     GEMINI_COUNT_TOKENS = "gemini_count_tokens"  # Google's models/{model}:countTokens
+    CONVERSE = "converse"  # AWS Bedrock's /model/{modelId}/converse (and /converse-stream)
+    INVOKE_MODEL = "invoke_model"  # AWS Bedrock's /model/{modelId}/invoke (embeddings)
     IMAGES_GENERATIONS = "images.generations"
     IMAGES_EDITS = "images.edits"  # multipart
     AUDIO_TRANSCRIPTIONS = "audio.transcriptions"  # multipart

@@ -68,6 +68,8 @@ class ProviderClient:
         self.timeout_s = _seconds(settings.timeout) or None
         connect = _seconds(settings.connect_timeout) or 5.0
         self._extra_headers = dict(settings.headers)
+        # Signed providers (Bedrock's SigV4): each request's headers depend on its body and time.
+        self._signer = adapter.request_signer(settings)
         self._native: HTTPClient | None = None
         self._aiohttp: AiohttpClient | None = None
         if settings.http_client == "aiohttp":
@@ -126,6 +128,8 @@ class ProviderClient:
     async def post(self, api: Api, model: str, body: bytes, key: ProviderKey, stream: bool) -> UpstreamResponse:
         """One attempt; raises asyncio.TimeoutError or UpstreamHTTPError."""
         url = self.url(api, model, stream)
+        if self._signer is not None:
+            return await self._signed_post(url, body, key, stream)
         native = self._native
         if native is None:
             assert self._aiohttp is not None
@@ -139,6 +143,12 @@ class ProviderClient:
         if stream:
             return await native.request(origin, encode_request(prefix, body), idle=self.timeout_s)
         return await native.request(origin, encode_request(prefix, body), total=self.timeout_s)
+
+    async def _signed_post(self, url: str, body: bytes, key: ProviderKey, stream: bool) -> UpstreamResponse:
+        """A POST whose headers are signed for this body and this moment (never prepared ahead)."""
+        assert self._signer is not None
+        headers = await self._signer.sign("POST", url, self.headers(key), body)
+        return await self.post_to(url, headers, body, len(body), stream)
 
     async def send(self, method: str, url: str, key: ProviderKey, body: bytes | None) -> UpstreamResponse:
         """One request of any method (the stored-response routes); raises like `post`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
+from tollway.proxy.bedrock_exchanges import CHAT_VIA_CONVERSE, MESSAGES_VIA_CONVERSE, EmbeddingsViaInvokeModel
 from tollway.proxy.gemini_exchanges import (
     ChatViaGemini,
     CountTokensViaGemini,
@@ -39,6 +40,10 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
     (Api.COUNT_TOKENS, Api.GENERATE_CONTENT): CountTokensViaGemini(),
     (Api.EMBEDDINGS, Api.GENERATE_CONTENT): EmbeddingsViaGemini(),
     (Api.GENERATE_CONTENT, Api.GENERATE_CONTENT): GeminiPassthrough(),
+    (Api.CHAT, Api.CONVERSE): CHAT_VIA_CONVERSE,
+    (Api.MESSAGES, Api.CONVERSE): MESSAGES_VIA_CONVERSE,
+    (Api.COUNT_TOKENS, Api.CONVERSE): EstimatedTokenCount(),
+    (Api.EMBEDDINGS, Api.INVOKE_MODEL): EmbeddingsViaInvokeModel(),
 }
 
 

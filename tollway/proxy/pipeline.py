@@ -32,6 +32,7 @@ from tollway.providers.adapters.gemini_response import google_error_body
 from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_google_key, presented_key
+from tollway.proxy.bedrock_metering import EventStreamMeter
 from tollway.proxy.client_watch import ClientWatch
 from tollway.proxy.end_user import end_user_of, header_end_user
 from tollway.proxy.estimate import Demand, demand_of, request_facts
@@ -51,6 +52,8 @@ from tollway.usage import ZERO_USAGE, Usage
 # What translating a body of an unexpected shape raises, beyond TranslationError.
 _MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 _CUT_AT_SHUTDOWN = 499  # the outcome status of a stream the server cut while shutting down
+# Upstream APIs whose streams are not SSE, and the meter that reads their framing.
+_METERS: dict[Api, type[StreamMeter]] = {Api.CONVERSE: EventStreamMeter}
 
 
 @dataclass(slots=True)
@@ -242,7 +245,7 @@ class Proxy:
             headers.append((b"x-tollway-clamped-max-tokens", b"%d" % admission.clamped_cap))
         if request.stream:
             converter = exchange.stream(request)
-            cutoff = self._cutoff(request, demand, admission)
+            cutoff = self._cutoff(request, demand, admission, exchange.upstream_api)
             try:
                 result = await relay_stream(response, converter, headers, receive, send, cutoff)
             except asyncio.CancelledError:
@@ -269,9 +272,9 @@ class Proxy:
         await self._charge(usage, provider, target, admission, outcome)
         return None
 
-    def _cutoff(self, request: ClientRequest, demand: Demand, admission: Admission) -> Cutoff | None:
-        """The meter that holds a stream within its reservation; None when no token limit or
-        budget applies (nothing to hold it to)."""
+    def _cutoff(self, request: ClientRequest, demand: Demand, admission: Admission, upstream_api: Api) -> Cutoff | None:
+        """The meter that holds a stream within its reservation (read in the upstream's
+        framing); None when no token limit or budget applies (nothing to hold it to)."""
         reservation = admission.reservation
         if reservation is None:
             return None
@@ -290,7 +293,7 @@ class Proxy:
                                  meter.counted, meter.denial, reason)
 
         reserved, covered = covers
-        return Cutoff(StreamMeter(covered, extend, reserved), end)
+        return Cutoff(_METERS.get(upstream_api, StreamMeter)(covered, extend, reserved), end)
 
     async def _charge(self, usage: Usage, provider: ProviderClient, target: Target, admission: Admission,
                       outcome: Outcome) -> None:

@@ -26,6 +26,7 @@ from tollway.providers.usage_extract import (
     usage_from_openai,
     usage_from_responses,
 )
+from tollway.proxy.bedrock_exchanges import responses_via_converse
 from tollway.proxy.gemini_exchanges import ResponsesViaGemini
 from tollway.proxy.passthrough import (
     Exchange,
@@ -197,7 +198,8 @@ class ResponsesViaMessages:
 # How the Responses API reaches a provider that does not serve it, by the API the
 # provider's adapter translates through.
 _TRANSLATED: dict[Api, Callable[[str], Exchange]] = {Api.CHAT: ResponsesViaChat, Api.MESSAGES: ResponsesViaMessages,
-                                                     Api.GENERATE_CONTENT: ResponsesViaGemini}
+                                                     Api.GENERATE_CONTENT: ResponsesViaGemini,
+                                                     Api.CONVERSE: responses_via_converse}
 
 
 class _TranslatedResponsesStream:

@@ -74,6 +74,7 @@ _NOT_PROMPT = frozenset({
 # No model produces anywhere near this many tokens; a larger cap only makes amounts absurd.
 MAX_OUTPUT_CAP = 1_000_000_000
 _GEMINI_CAP = "generationConfig.maxOutputTokens"
+_CONVERSE_CAP = "inferenceConfig.maxTokens"
 _COUNTING = frozenset({Api.COUNT_TOKENS, Api.RESPONSES_INPUT_TOKENS, Api.GEMINI_COUNT_TOKENS})
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 _CAP_FIELDS = {Api.CHAT: ("max_completion_tokens", "max_tokens"), Api.COMPLETIONS: ("max_tokens",),
@@ -216,6 +217,8 @@ def analyse(api: Api, body: dict[str, Any], model: str) -> WorstCase:
         return _responses(body)
     if api is Api.GENERATE_CONTENT:
         return _generate_content(body)
+    if api is Api.CONVERSE:
+        return _converse(body)
     if api in _COUNTING:  # counted, never generated or charged
         return WorstCase(0, 1, 0, None)
     items, tally = body.get("input"), _Tally()
@@ -230,6 +233,10 @@ def with_cap(worst: WorstCase, api: Api, body: dict[str, Any], cap: int) -> str:
         config = body.get("generationConfig")
         body["generationConfig"] = {**(config if isinstance(config, dict) else {}), "maxOutputTokens": cap}
         return _GEMINI_CAP
+    if api is Api.CONVERSE:  # Bedrock's cap sits in inferenceConfig
+        config = body.get("inferenceConfig")
+        body["inferenceConfig"] = {**(config if isinstance(config, dict) else {}), "maxTokens": cap}
+        return _CONVERSE_CAP
     name = worst.cap_field or _CAP_FIELDS[api][0]
     body[name] = cap
     return name
@@ -283,6 +290,31 @@ def _generate_content(body: dict[str, Any]) -> WorstCase:
         tally.fixed(MESSAGE_OVERHEAD_TOKENS * len(contents), MESSAGE_TOKENS * len(contents))
     tally.fixed(REPLY_PRIMING_TOKENS)
     return tally.worst_case(generations, cap, _GEMINI_CAP if cap is not None else None, extra)
+
+
+def _converse(body: dict[str, Any]) -> WorstCase:
+    """Bedrock's Converse: one generation capped by ``inferenceConfig.maxTokens``. The
+    models behind it vary (Anthropic's among them), so tools add Anthropic's tool-use
+    prompt, the largest documented; images are read as their (base64) bytes."""
+    config = body.get("inferenceConfig")
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise bad_request("'inferenceConfig' must be an object", "inferenceConfig")
+    cap = _positive(config, "maxTokens", _CONVERSE_CAP) if config.get("maxTokens") is not None else None
+    tally = _Tally()
+    tally.rest(body)  # toolConfig and fields this module does not know, read as text
+    messages = body.get("messages")
+    tally.value(messages, 0)  # blocks read as text (image bytes: their base64, more than any model counts)
+    if isinstance(messages, list):
+        tally.fixed(MESSAGE_OVERHEAD_TOKENS * len(messages), MESSAGE_TOKENS * len(messages))
+    if body.get("system") is not None:
+        tally.value(body["system"], 0)
+        tally.fixed(MESSAGE_OVERHEAD_TOKENS, MESSAGE_TOKENS)
+    if isinstance(body.get("toolConfig"), dict) and body["toolConfig"].get("tools"):
+        tally.fixed(ANTHROPIC_TOOLS_OVERHEAD_TOKENS, ANTHROPIC_TOOLS_TYPICAL_TOKENS)
+    tally.fixed(REPLY_PRIMING_TOKENS)
+    return tally.worst_case(1, cap, _CONVERSE_CAP if cap is not None else None)
 
 
 def _messages(body: dict[str, Any]) -> WorstCase:

@@ -20,7 +20,7 @@ from tollway.errors import GatewayError, governance_unavailable
 from tollway.governance import decisions
 from tollway.governance.counters.base import CounterStore, CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers, iso_utc
-from tollway.governance.engine import Plan, acquire_ops, hash_key, identify_key, owner_ids
+from tollway.governance.engine import hash_key, identify_key, owner_ids, read_ops
 from tollway.governance.inventory import key_checks, limit_view
 from tollway.governance.model import NEVER_MS, PolicySnapshot, VirtualKeyPolicy
 from tollway.proxy.auth import presented_key
@@ -64,7 +64,7 @@ class KeyInfoRoute:
     async def _describe(self, snapshot: PolicySnapshot, key: VirtualKeyPolicy, now: int) -> dict[str, Any]:
         rows = key_checks(snapshot, key)
         checks = tuple(check for check, _ in rows)
-        readings = await self._store.read(acquire_ops(Plan(checks, (0,) * len(checks)), now)) if checks else ()
+        readings = await self._store.read(read_ops(checks, now)) if checks else ()
         limits = []
         for (check, parent), reading in zip(rows, readings, strict=True):
             view = limit_view(check, parent, reading, now)

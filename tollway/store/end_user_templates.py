@@ -19,8 +19,6 @@ from pydantic import ValidationError
 from tollway.config.schema import BudgetConfig, ConcurrencyConfig, EndUserConfig, EndUserLimitsConfig, RateLimitConfig
 from tollway.governance.model import (
     ANY_END_USER_SOURCE,
-    SHADOW,
-    ConcurrencyPolicy,
     EndUserLimits,
     EndUserSource,
     EndUserTemplate,
@@ -80,17 +78,17 @@ def limits_policy(value: Mapping[str, Any], ident: str, defaults: Enforcement) -
     """Stored parts (template or override) as policies whose ids are ``ident`` (the
     template's: an override counts on the template's counters)."""
     # Imported here: snapshot.py imports this module to build the owners' policies.
-    from tollway.store.snapshot import _budget_policy, _rate_limit_policy
+    from tollway.store.snapshot import budget_policy, concurrency_policy, rate_limit_policy
 
     budget = rate_limit = concurrency = None
     if "budget" in value:
-        budget = _budget_policy(SimpleNamespace(id=ident, **_parsed(BudgetConfig, value["budget"])), defaults)
+        budget = budget_policy(SimpleNamespace(id=ident, **_parsed(BudgetConfig, value["budget"])), defaults)
     if "rate_limit" in value:
-        rate_limit = _rate_limit_policy(SimpleNamespace(id=ident, **_parsed(RateLimitConfig, value["rate_limit"])),
-                                        defaults)
+        rate_limit = rate_limit_policy(SimpleNamespace(id=ident, **_parsed(RateLimitConfig, value["rate_limit"])),
+                                       defaults)
     if "concurrency" in value:
-        parsed = ConcurrencyConfig.model_validate(value["concurrency"])
-        concurrency = ConcurrencyPolicy(ident, parsed.max_in_flight, parsed.queue_timeout_ms, parsed.mode == SHADOW)
+        concurrency = concurrency_policy(SimpleNamespace(id=ident, **ConcurrencyConfig.model_validate(
+            value["concurrency"]).model_dump()))
     return EndUserLimits(budget, rate_limit, concurrency)
 
 

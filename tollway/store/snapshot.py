@@ -152,15 +152,14 @@ class PolicyReader:
         async for batch in self.batches(Budget, _referenced(rows, "budget_id")):
             for row in batch:
                 if row.retained_for is None:
-                    self.budgets[row.id] = _budget_policy(row, self.defaults)
+                    self.budgets[row.id] = budget_policy(row, self.defaults)
         async for batch in self.batches(RateLimit, _referenced(rows, "rate_limit_id")):
             for row in batch:
                 if row.retained_for is None:
-                    self.rate_limits[row.id] = _rate_limit_policy(row, self.defaults)
+                    self.rate_limits[row.id] = rate_limit_policy(row, self.defaults)
         async for batch in self.batches(ConcurrencyLimit, _referenced(rows, "concurrency_limit_id")):
             for row in batch:
-                self.concurrency[row.id] = ConcurrencyPolicy(row.id, row.max_in_flight, row.queue_timeout_ms,
-                                                           row.mode == SHADOW)
+                self.concurrency[row.id] = concurrency_policy(row)
         templated = None if rows is None else {row.id for row in rows if getattr(row, "end_user_limits", None)}
         if templated != set():
             async for batch in self.batches(EndUserOverride, templated, "owner_id"):
@@ -275,7 +274,8 @@ def _names(names: Iterable[str] | None) -> frozenset[str]:
     return frozenset(names) if names else _NO_NAMES
 
 
-def _budget_policy(row: Any, defaults: Enforcement) -> BudgetPolicy:
+def budget_policy(row: Any, defaults: Enforcement) -> BudgetPolicy:
+    """A stored budget as the engine's policy (``defaults``: the global enforcement)."""
     return BudgetPolicy(
         id=row.id,
         max_limit_nano=usd_to_nano(row.max_limit),
@@ -284,6 +284,10 @@ def _budget_policy(row: Any, defaults: Enforcement) -> BudgetPolicy:
         enforcement=enforcement(row.enforcement, row.on_insufficient, defaults),
         shadow=row.mode == SHADOW,
     )
+
+
+def concurrency_policy(row: Any) -> ConcurrencyPolicy:
+    return ConcurrencyPolicy(row.id, row.max_in_flight, row.queue_timeout_ms, row.mode == SHADOW)
 
 
 def enforcement(mode: str | None, on_insufficient: str | None, defaults: Enforcement) -> Enforcement:
@@ -300,7 +304,8 @@ def _model_keys(names: list[str] | None) -> frozenset[str]:
     return frozenset(model_key(name) for name in names) if names else _NO_NAMES
 
 
-def _rate_limit_policy(row: Any, defaults: Enforcement) -> RateLimitPolicy:
+def rate_limit_policy(row: Any, defaults: Enforcement) -> RateLimitPolicy:
+    """A stored rate limit as the engine's policy; a side without both limit and window is absent."""
     tokens = row.token_max_limit is not None and row.token_reset_duration is not None
     requests = row.request_max_limit is not None and row.request_reset_duration is not None
     return RateLimitPolicy(

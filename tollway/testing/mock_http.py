@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tollway.testing.mock_state import Fault, MockState
 
-Flavor = Literal["openai", "anthropic", "gemini"]
+Flavor = Literal["openai", "anthropic", "gemini", "bedrock"]
 """Which API's error shape a route answers with."""
 
 STATE_KEY: web.AppKey[MockState] = web.AppKey("tollway_mock_state", MockState)
@@ -42,6 +42,9 @@ _ANTHROPIC_FAULT_ERRORS: dict[int, str] = {
 _GOOGLE_STATUS: dict[int, str] = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                                   404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
                                   504: "DEADLINE_EXCEEDED"}
+_AWS_ERRORS: dict[int, str] = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
+                               408: "ModelTimeoutException", 424: "ModelErrorException", 429: "ThrottlingException",
+                               500: "InternalServerException", 503: "ServiceUnavailableException"}
 
 
 @dataclass(slots=True)
@@ -156,6 +159,10 @@ def error_response(flavor: Flavor, status: int, message: str, type_: str | None 
                    param: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> web.Response:
     """An error in the real shape of the `flavor` API; the type defaults from the status."""
+    if flavor == "bedrock":  # AWS: the error type in a header, the body only {"message"}
+        kind = _AWS_ERRORS.get(status, "InternalServerException" if status >= 500 else "ValidationException")
+        return web.Response(status=status, body=orjson.dumps({"message": message}), content_type="application/json",
+                            headers={**(headers or {}), "x-amzn-ErrorType": kind})
     if flavor == "gemini":
         payload: dict[str, Any] = {"error": {"code": status, "message": message, "status": _GOOGLE_STATUS.get(
             status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")}}

@@ -1,5 +1,5 @@
 """The mock upstream provider: a real aiohttp server speaking the OpenAI (chat, completions,
-embeddings, Responses), Azure OpenAI, Anthropic and Gemini wire formats (streaming included), with a
+embeddings, Responses), Azure OpenAI, Anthropic, Gemini and Bedrock wire formats (streaming included), with a
 control API for settings, faults, recorded requests and counters. It is the only mock in the project: integration tests and
 benchmarks point the gateway (or an SDK) at it.
 
@@ -27,6 +27,7 @@ except ImportError:  # uvloop is optional (absent on Windows)
     uvloop = None
 
 from tollway.testing import mock_anthropic, mock_openai
+from tollway.testing.mock_bedrock import add_bedrock_routes
 from tollway.testing.mock_control import add_control_routes
 from tollway.testing.mock_gemini import add_gemini_routes
 from tollway.testing.mock_http import STATE_KEY, MockCall, endpoint
@@ -70,6 +71,7 @@ def create_mock_app(settings: MockSettings | None = None) -> web.Application:
     router.add_post("/v1/messages/count_tokens", endpoint(mock_anthropic.count_tokens, "anthropic"))
     add_responses_routes(app)
     add_gemini_routes(router)
+    add_bedrock_routes(app)
     add_media_routes(app)
     add_control_routes(app)
     return app

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from tollway.providers.adapters.anthropic import AnthropicAdapter
 from tollway.providers.adapters.azure import AzureAdapter
 from tollway.providers.adapters.base import ProviderAdapter
+from tollway.providers.adapters.bedrock import BedrockAdapter
 from tollway.providers.adapters.gemini import GeminiAdapter
 from tollway.providers.adapters.openai import OpenAIAdapter, PresetAdapter
 from tollway.providers.presets import PRESETS
@@ -21,6 +22,7 @@ ADAPTERS: MappingProxyType[str, ProviderAdapter] = MappingProxyType({
     "azure": AzureAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+    "bedrock": BedrockAdapter(),
     **{name: PresetAdapter(preset) for name, preset in PRESETS.items()},
 })
 

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tollway.providers.apis import Api
 
 if TYPE_CHECKING:  # the schema imports the adapters: the type is for annotations only
     from tollway.config.schema import ProviderSettings
+
+
+class RequestSigner(Protocol):
+    """Signs each request of one provider (AWS SigV4): the headers depend on the body and
+    the time, so such a provider's requests are never prepared ahead."""
+
+    async def sign(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]: ...
 
 
 class ProviderAdapter:
@@ -83,6 +90,10 @@ class ProviderAdapter:
     def auth_headers(self, key: str) -> dict[str, str]:
         """The headers that authenticate a request with the provider key ``key``."""
         return {"Authorization": "Bearer " + key}
+
+    def request_signer(self, settings: ProviderSettings) -> RequestSigner | None:
+        """The signer of the provider's requests, where each request is signed (one per provider)."""
+        return None
 
     def listed_models(self, body: Mapping[str, Any]) -> list[str]:
         """The model ids of the provider's model-list answer."""
