@@ -26,6 +26,9 @@ from tollway.governance.model import (
     NANO_PER_USD,
     BudgetPolicy,
     ConcurrencyPolicy,
+    EndUserLimits,
+    EndUserSource,
+    EndUserTemplate,
     Governed,
     Level,
     PolicySnapshot,
@@ -88,8 +91,19 @@ Concurrency = ConcurrencyPolicy | None
 
 
 def governed(level: Level, id: str, name: str | None = None, *, budget: BudgetPolicy | None = None,
-             rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> Governed:
-    return Governed(Scope(level, id, name or id), budget, rate_limit, concurrency)
+             rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None,
+             end_users: EndUserLimits | None = None,
+             overrides: Mapping[str, EndUserLimits] | None = None) -> Governed:
+    scope = Scope(level, id, name or id)
+    template = None if end_users is None else EndUserTemplate(scope, end_users, MappingProxyType(dict(overrides or {})))
+    return Governed(scope, budget, rate_limit, concurrency, template)
+
+
+def end_users(*, budget: BudgetPolicy | None = None, rate_limit: RateLimitPolicy | None = None,
+              concurrency: Concurrency = None) -> EndUserLimits:
+    """What every end user of an owner gets (pass as ``end_users=`` to a key, team or customer),
+    or one end user's override (in ``overrides=``)."""
+    return EndUserLimits(budget, rate_limit, concurrency)
 
 
 def provider(name: str = "openai", *, budget: BudgetPolicy | None = None,
@@ -126,7 +140,9 @@ def virtual_key(id: str = "vk", *, name: str | None = None, active: bool = True,
                 customer_id: str | None = None, allowed_models: Iterable[str] = (),
                 provider_configs: Iterable[ProviderConfigPolicy] = (), budget: BudgetPolicy | None = None,
                 rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None,
-                allowed_tags: Iterable[str] = (), forced_tags: Iterable[str] = ()) -> VirtualKeyPolicy:
+                allowed_tags: Iterable[str] = (), forced_tags: Iterable[str] = (),
+                end_users: EndUserLimits | None = None, overrides: Mapping[str, EndUserLimits] | None = None,
+                end_user: EndUserSource = EndUserSource()) -> VirtualKeyPolicy:
     name = name or id
     configs = {
         pc.provider: replace(pc, limits=replace(pc.limits, scope=Scope(
@@ -135,21 +151,25 @@ def virtual_key(id: str = "vk", *, name: str | None = None, active: bool = True,
     }
     return VirtualKeyPolicy(
         id, name, active, team_id, customer_id, frozenset(allowed_models), MappingProxyType(configs),
-        governed(Level.VIRTUAL_KEY, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency),
-        allowed_tags=frozenset(allowed_tags), forced_tags=tuple(forced_tags),
+        governed(Level.VIRTUAL_KEY, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency,
+                 end_users=end_users, overrides=overrides),
+        allowed_tags=frozenset(allowed_tags), forced_tags=tuple(forced_tags), end_user=end_user,
     )
 
 
 def team(id: str = "team", *, name: str | None = None, customer_id: str | None = None,
          budget: BudgetPolicy | None = None, rate_limit: RateLimitPolicy | None = None,
-         concurrency: Concurrency = None) -> TeamPolicy:
+         concurrency: Concurrency = None, end_users: EndUserLimits | None = None,
+         overrides: Mapping[str, EndUserLimits] | None = None) -> TeamPolicy:
     return TeamPolicy(customer_id, governed(Level.TEAM, id, name, budget=budget, rate_limit=rate_limit,
-                                            concurrency=concurrency))
+                                            concurrency=concurrency, end_users=end_users, overrides=overrides))
 
 
 def customer(id: str = "customer", *, name: str | None = None, budget: BudgetPolicy | None = None,
-             rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None) -> Governed:
-    return governed(Level.CUSTOMER, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency)
+             rate_limit: RateLimitPolicy | None = None, concurrency: Concurrency = None,
+             end_users: EndUserLimits | None = None, overrides: Mapping[str, EndUserLimits] | None = None) -> Governed:
+    return governed(Level.CUSTOMER, id, name, budget=budget, rate_limit=rate_limit, concurrency=concurrency,
+                    end_users=end_users, overrides=overrides)
 
 
 def tag(name: str, *, budget: BudgetPolicy | None = None, rate_limit: RateLimitPolicy | None = None,
@@ -176,6 +196,9 @@ def snapshot(*, providers: Iterable[Governed] = (), model_configs: Iterable[Mode
 
 
 def facts(provider: str = "openai", model: str = "gpt-4o-mini", key: str | None = None, *,
-          tokens: int = 100, cost_nano: int = 1_000, tags: tuple[str, ...] = ()) -> RequestFacts:
-    """A request's facts; ``key`` is the raw virtual key value presented; ``tags`` normalised."""
-    return RequestFacts(provider, model, hash_key(key) if key is not None else None, tokens, cost_nano, tags=tags)
+          tokens: int = 100, cost_nano: int = 1_000, tags: tuple[str, ...] = (),
+          end_user: str | None = None) -> RequestFacts:
+    """A request's facts; ``key`` is the raw virtual key value presented; ``tags`` normalised;
+    ``end_user``: the one it names."""
+    return RequestFacts(provider, model, hash_key(key) if key is not None else None, tokens, cost_nano, tags=tags,
+                        end_user=end_user)

@@ -32,6 +32,7 @@ from tollway.admin_cli import (
     run,
     table,
 )
+from tollway.admin_end_users import app as end_users_app
 from tollway.admin_spend import spend
 from tollway.admin_tokens_cli import app as admin_tokens_app
 
@@ -312,3 +313,4 @@ def register(app: typer.Typer) -> None:
     app.command("explain")(explain)
     app.command("spend")(spend)
     app.add_typer(admin_tokens_app, name="admin-tokens")
+    app.add_typer(end_users_app, name="end-users")

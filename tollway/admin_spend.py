@@ -37,6 +37,7 @@ class GroupBy(StrEnum):
     model = "model"
     route = "route"
     tag = "tag"
+    end_user = "end-user"
 
 
 class Interval(StrEnum):
@@ -55,8 +56,8 @@ _COUNTS = ("requests", "denied_requests", "prompt_tokens", "completion_tokens", 
 
 
 def spend(
-    by: GroupBy = typer.Option(None, "--by", help="Group by key, team, customer, provider, model, route or tag "
-                                                  "(a request with two tags counts in both)."),
+    by: GroupBy = typer.Option(None, "--by", help="Group by key, team, customer, provider, model, route, tag "
+                                                  "(a request with two tags counts in both) or end-user."),
     start: str = typer.Option(None, "--start", help="From (ISO-8601, UTC without an offset); default 24 hours ago."),
     end: str = typer.Option(None, "--end", help="Until (ISO-8601); default now."),
     interval: Interval = typer.Option(None, "--interval", help="hour or day buckets (UTC); default one total."),
@@ -74,7 +75,7 @@ def spend(
     api = client(url, token)
     if model and "/" in model and provider is None:
         provider, model = model.split("/", 1)
-    query = {"group_by": by.value if by else None, "interval": interval.value if interval else None,
+    query = {"group_by": by.value.replace("-", "_") if by else None, "interval": interval.value if interval else None,
              "start": start, "end": end, "virtual_key_id": find_id(api, KEY, key), "team_id": find_id(api, TEAM, team),
              "customer_id": find_id(api, CUSTOMER, customer), "provider": provider, "model": model, "tag": tag}
     report = run(lambda: _with_names(api, api.request("GET", "/api/usage/spend", query=query)), False, str, quiet=True)

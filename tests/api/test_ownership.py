@@ -50,7 +50,8 @@ def _path_values(api: httpx2.Client) -> dict[str, str]:
     """A config-managed entity for each path parameter of the management API."""
     [model_config] = api.get(MODEL_CONFIGS, params={"model_name": "gpt-4o-mini"}).json()["model_configs"]
     return {"key_id": "vk-file", "team_id": "search", "customer_id": "acme", "config_id": model_config["id"],
-            "name": "openai", "provider": "openai", "tag": "support"}
+            "name": "openai", "provider": "openai", "tag": "support",
+            "end_user": "someone"}
 
 
 def _entity_routes(api: httpx2.Client) -> list[tuple[str, str]]:

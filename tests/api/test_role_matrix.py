@@ -71,6 +71,13 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/alerts/deliveries"): R,
     ("GET", "/api/admin-tokens"): A, ("POST", "/api/admin-tokens"): A, ("GET", "/api/admin-tokens/self"): ALL,
     ("GET", "/api/admin-tokens/{token_id}"): A, ("DELETE", "/api/admin-tokens/{token_id}"): A,
+    ("GET", "/api/governance/end-users"): U | M,
+    ("GET", _KEY + "/end-users/{end_user}"): READ_M, ("PUT", _KEY + "/end-users/{end_user}"): WRITE_M,
+    ("DELETE", _KEY + "/end-users/{end_user}"): WRITE_M,
+    ("GET", _TEAM + "/end-users/{end_user}"): READ_M, ("PUT", _TEAM + "/end-users/{end_user}"): WRITE_CM,
+    ("DELETE", _TEAM + "/end-users/{end_user}"): WRITE_CM,
+    ("GET", _CUSTOMER + "/end-users/{end_user}"): R | {"customer_manager"},
+    ("PUT", _CUSTOMER + "/end-users/{end_user}"): A, ("DELETE", _CUSTOMER + "/end-users/{end_user}"): A,
 }
 for _prefix in ("/api/providers", "/api/governance/providers"):
     EXPECTED |= {("GET", _prefix): READ_M, ("GET", _prefix + "/{name}"): READ_M, ("PUT", _prefix + "/{name}"): A,
@@ -85,10 +92,11 @@ IN_SCOPE = {
 }
 DEFAULT_ID = {"key_id": "vk-ta", "team_id": "team-a", "customer_id": "cust-a", "provider": "openai",
               "name": "openai", "config_id": "no-such-config", "log_id": "1", "webhook_id": "no-such-hook",
-              "token_id": "no-such-token", "tag": "no-such-tag"}
+              "token_id": "no-such-token", "tag": "no-such-tag",
+              "end_user": "someone"}
 OUT_OF_SCOPE = {"key_id": "vk-tb", "team_id": "team-b", "customer_id": "cust-b"}
 # Routes a manager calls narrowed by a query filter (in scope, and outside: 403).
-SCOPED_BY_QUERY = {("GET", "/api/usage/spend"), ("GET", "/api/logs")}
+SCOPED_BY_QUERY = {("GET", "/api/usage/spend"), ("GET", "/api/logs"), ("GET", "/api/governance/end-users")}
 
 
 def _routes() -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ TABLES = {
     "spend_totals", "spend_rollup_hours", "concurrency_limits", "config_changes",
     "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "entity_counts",
     "batch_files", "batches", "tags", "request_log_tags",
+    "end_user_overrides", "end_user_counters",
 }
 
 

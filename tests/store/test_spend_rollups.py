@@ -23,7 +23,7 @@ from tollway.store.database import Database
 from tollway.store.report_plan import plan
 from tollway.store.report_reader import run_report
 from tollway.store.request_log import RequestLogRecord, RequestLogWriter
-from tollway.store.spend_report import TAG, ReportQuery, source_of, spend_report
+from tollway.store.spend_report import LOG_DIMENSIONS, TAG, ReportQuery, source_of, spend_report
 from tollway.store.spend_rollup import TOTAL_DIMENSIONS
 from tollway.store.tables import RequestLog, SpendRollup, SpendRollupHour, SpendTotal
 
@@ -227,7 +227,7 @@ def test_most_of_a_month_is_read_as_the_month_less_its_other_days() -> None:
 
 
 def test_the_api_groups_by_every_rollup_dimension() -> None:
-    assert set(get_args(GroupBy)) == {*TOTAL_DIMENSIONS, TAG}
+    assert set(get_args(GroupBy)) == {*TOTAL_DIMENSIONS, TAG, *LOG_DIMENSIONS}
 
 
 def test_every_grouping_is_kept_by_a_rollup() -> None:

@@ -11,6 +11,10 @@ Invariants, checked after every step on every counter:
 - a denial is never spurious, and a single request is admitted whenever all its limits
   have room.
 
+`EndUserEnforcerMachine` runs them with end users (SPEC §8): requests name one of a few
+end users, templates on a key, a team and a customer (and one override) give each their
+own counters, held to the same invariants.
+
 `ShadowEnforcerMachine` runs the same rules with some limits in shadow mode (SPEC §8):
 their books balance like the others', spend may exceed them but never an enforced one,
 they never deny, and an admitted request says `would_deny` exactly when one of them had
@@ -38,6 +42,7 @@ from tests.support.yielding_store import YieldingStore
 from tollway.governance.counters.base import CounterReading
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import DECISION_FOR_KIND, Denial
+from tollway.governance.end_users import plan_end_users
 from tollway.governance.enforcer import Enforcer, Reservation
 from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, hash_key, plan, static_checks
 from tollway.governance.model import Kind
@@ -105,6 +110,7 @@ requests_st = st.lists(
 class EnforcerMachine(RuleBasedStateMachine):
     snapshot = SNAPSHOT
     all_checks = ALL_CHECKS
+    end_users = None  # how `plan` adds end users' checks (the enforcer's own memo does the same)
 
     def __init__(self) -> None:
         super().__init__()
@@ -200,7 +206,7 @@ class EnforcerMachine(RuleBasedStateMachine):
     def _predict(self, fact: RequestFacts) -> tuple[bool, tuple | None] | None:
         """Whether a lone request is admitted (every enforced limit has room) and, if so,
         the (decision, scope) of the first shadow limit without room (None: all have)."""
-        planned = plan(self.snapshot, fact)
+        planned = plan(self.snapshot, fact, end_users=self.end_users)
         if not isinstance(planned, Denial):
             planned = TagPlanner().apply(self.snapshot, fact, planned)
         if isinstance(planned, Denial):
@@ -234,6 +240,58 @@ EnforcerMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_enforcer_under_random_interleavings = EnforcerMachine.TestCase
+
+
+USERS = ("u1", "u2", "vip")
+
+
+def _end_user_snapshot():
+    """`_snapshot`'s shape with end-user templates on key a, team t and customer cu."""
+    def rl(**kw):
+        return f.rate_limit(**kw)
+
+    return f.snapshot(
+        providers=[f.provider("openai", rate_limit=rl(requests=8, request_window="10s"))],
+        keys={
+            KEYS["a"]: f.virtual_key("a", team_id="t", rate_limit=rl(requests=5, request_window="15s"),
+                                     end_users=f.end_users(rate_limit=rl(requests=2, request_window="10s", id="eu-a"),
+                                                           budget=f.budget("0.000002", "1m", id="eu-a")),
+                                     overrides={"vip": f.end_users(rate_limit=rl(requests=4, request_window="10s",
+                                                                                 id="eu-a"))}),
+            KEYS["b"]: f.virtual_key("b", team_id="t", budget=f.budget("0.000003", "45s")),
+            KEYS["c"]: f.virtual_key("c", customer_id="cu", rate_limit=rl(requests=3, request_window="5s", tokens=80)),
+        },
+        teams=[f.team("t", customer_id="cu", budget=f.budget("0.000004", "1M", calendar=True),
+                      end_users=f.end_users(concurrency=f.concurrency(1, id="eu-t"),
+                                            rate_limit=rl(tokens=90, token_window="30s", id="eu-t")))],
+        customers=[f.customer("cu", end_users=f.end_users(budget=f.budget("0.000003", "1h", id="eu-cu")))],
+    )
+
+
+END_USER_SNAPSHOT = _end_user_snapshot()
+
+
+class EndUserEnforcerMachine(EnforcerMachine):
+    snapshot = END_USER_SNAPSHOT
+    end_users = staticmethod(plan_end_users)
+    all_checks = tuple(
+        {c.counter: c for key in [None, *END_USER_SNAPSHOT.keys_by_hash.values()] for user in (None, *USERS)
+         for c in (plan_end_users(static_checks(END_USER_SNAPSHOT, key, "openai", "gpt"), END_USER_SNAPSHOT, key, user)
+                   if key is not None and user is not None else static_checks(END_USER_SNAPSHOT, key, "openai", "gpt"))
+         }.values()
+    )
+
+    @rule(batch=st.lists(st.tuples(st.sampled_from([None, *KEYS]), st.sampled_from([None, *USERS]),
+                                   st.integers(0, 70), st.integers(0, 1500)), min_size=1, max_size=4))
+    def admit(self, batch: list[tuple[str | None, str | None, int, int]]) -> None:  # type: ignore[override]
+        self._admit([RequestFacts("openai", "gpt", hash_key(KEYS[k]) if k else None, tokens, cost, end_user=user)
+                     for k, user, tokens, cost in batch])
+
+
+EndUserEnforcerMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_enforcer_with_end_users_under_random_interleavings = EndUserEnforcerMachine.TestCase
 
 
 def _shadow_snapshot():

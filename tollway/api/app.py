@@ -18,6 +18,7 @@ from tollway.api import (
     alerts,
     audit,
     customers,
+    end_users,
     explain,
     key_rotation,
     logs,
@@ -76,8 +77,9 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
     install_error_handlers(app)
     guarded = [Depends(require_permission), Depends(_bearer)]  # _bearer: the OpenAPI security scheme
     for module in (virtual_keys_bulk, key_rotation, virtual_keys, teams, customers, tags, model_configs, usage, spend, logs,
-                   audit, explain, alerts, admin_tokens):
+                   audit, explain, alerts, admin_tokens, end_users):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
+    app.include_router(end_users.owner_router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.bifrost_router, dependencies=guarded, responses=_ERRORS)
     if runtime.settings.cors_origins:

@@ -15,6 +15,7 @@ from tollway.api.manager_scope import scope_customers
 from tollway.api.responses import CustomerEnvelope, CustomerList, Message
 from tollway.api.schemas import CustomerCreate, CustomerUpdate
 from tollway.api.teams import TEAMS, delete_keys, orphans_message, plural
+from tollway.store.end_user_templates import template_view
 from tollway.store.tables import Customer, Team, VirtualKey, new_id
 
 router = APIRouter(prefix="/api/governance/customers", tags=["customers"])
@@ -25,7 +26,7 @@ KIND = "customer"
 def customer_view(row: Customer, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "budget": live.budget(row.budget),
             "rate_limit": live.rate_limit(row.rate_limit), "concurrency": live.concurrency(row.concurrency),
-            "managed_by": row.managed_by,
+            "end_user_limits": template_view(row.end_user_limits), "managed_by": row.managed_by,
             "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 

@@ -86,6 +86,7 @@ class EntityRoutes(Generic[RowT]):
         writer.sync_budget(row, body.budget, diff)
         writer.sync_rate_limit(row, body.rate_limit, diff)
         writer.sync_concurrency(row, body.concurrency, diff)
+        writer.sync_end_users(row, body, diff)
         return row, diff
 
     def delete(self, writer: ApiWriter, row: RowT, ident: str) -> None:

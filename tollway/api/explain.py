@@ -58,6 +58,7 @@ async def explain(runtime: ManagedRuntime, ask: ExplainRequest) -> dict[str, Any
     target = _target(runtime, ask, _model(ask, body), key)
     demand = _body_demand(runtime, ask, body, target) if body is not None else _counts_demand(runtime, ask, target)
     facts = request_facts(target.provider, target.model, key_hash, demand, tuple(ask.tags))
+    facts.end_user = ask.end_user
     explanation = await runtime.enforcer.explain(snapshot, facts)
     tokens, cost, worst_tokens, worst_cost = demand(demand.cap)
     denial = explanation.denial

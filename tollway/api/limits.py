@@ -158,6 +158,7 @@ def update_limits(writer: ApiWriter, owner: Any, patch: BaseModel, diff: Diff, *
         where = prefix + "concurrency"
         concurrency = _merged(ConcurrencyConfig, owner.concurrency, "concurrency", getattr(patch, "concurrency", None), where)
         writer.sync_concurrency(owner, concurrency, diff, where)  # type: ignore[arg-type]
+    writer.sync_end_users(owner, patch, diff, stated_only=True)
     if reset_usage:
         for which in ("budget", "rate_limit"):
             if which in stated and getattr(owner, which) is not None:

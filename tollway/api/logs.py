@@ -26,7 +26,7 @@ from tollway.store.tables import RequestLog, RequestLogTag
 router = APIRouter(prefix="/api", tags=["request log"])
 
 
-_EQUALS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route")
+_EQUALS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision", "route", "end_user")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ class LogFilter:
     end: datetime | None = None
     route: str | None = None
     tag: str | None = None  # normalised (`tollway.governance.tags`)
+    end_user: str | None = None  # the end user the requests named (SPEC §8)
 
     def equals(self) -> dict[str, Any]:
         """The request-log columns this filter fixes, with their values."""
@@ -88,6 +89,8 @@ def _log_filter(
                                                    "(docs/routes.md).")] = None,
     tag: Annotated[str | None, Query(description="Requests carrying this tag (compared as requests' tags are: "
                                                  "trimmed, lower-cased).")] = None,
+    end_user: Annotated[str | None, Query(description="The end user the requests named (x-tollway-user, the "
+                                                      "OpenAI user field or Anthropic metadata.user_id).")] = None,
 ) -> LogFilter:
     start, end = utc(start), utc(end)
     if start is not None and end is not None and start >= end:
@@ -97,7 +100,8 @@ def _log_filter(
             tag = normalise_tag(tag)
         except BadTag as exc:
             raise bad_request(f"tag: {exc}", "tag") from None
-    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end, route, tag)
+    return LogFilter(virtual_key_id, team_id, customer_id, provider, model, status, decision, start, end, route, tag,
+                     end_user)
 
 
 LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
@@ -154,7 +158,7 @@ def log_view(row: RequestLog) -> dict[str, Any]:
         "denied_id": row.denied_id, "would_deny": row.would_deny, "would_deny_level": row.would_deny_level,
         "would_deny_id": row.would_deny_id, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
         "cached_tokens": row.cached_tokens, "cost": float(row.cost), "latency_ms": row.latency_ms,
-        "stream": row.stream, "error": row.error, "route": row.route,
+        "stream": row.stream, "error": row.error, "route": row.route, "end_user": row.end_user,
         "tags": row.tags.split(",") if row.tags else [],
     }
 

@@ -62,6 +62,8 @@ _KEYS = "/api/governance/virtual-keys"
 _KEY = _KEYS + "/{key_id}"
 _TEAM = "/api/governance/teams/{team_id}"
 _CUSTOMER = "/api/governance/customers/{customer_id}"
+_END_USERS = "/api/governance/end-users"
+_END_USER = "/end-users/{end_user}"  # after an owner's path
 _USAGE_M = Rule(frozenset({VIEWER, USAGE_READER}), checks.usage_narrowed,
                 requires="admin, viewer, usage_reader, or a manager filtering by a key, team or customer of its scope")
 _KEY_WRITE = _write(checks.key_path, "the key")
@@ -113,6 +115,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/admin-tokens/self"): EVERYONE,
     ("GET", "/api/admin-tokens/{token_id}"): ADMIN_ONLY,
     ("DELETE", "/api/admin-tokens/{token_id}"): ADMIN_ONLY,
+    # End users: listed like spend (a manager narrowing to its key, team or customer); one end
+    # user under an owner's template read and changed like that owner.
+    ("GET", _END_USERS): _USAGE_M,
+    ("GET", _KEY + _END_USER): _read(checks.key_path, "the key"),
+    ("PUT", _KEY + _END_USER): _KEY_WRITE,
+    ("DELETE", _KEY + _END_USER): _KEY_WRITE,
+    ("GET", _TEAM + _END_USER): _read(checks.team_read, "the team"),
+    ("PUT", _TEAM + _END_USER): _TEAM_WRITE,
+    ("DELETE", _TEAM + _END_USER): _TEAM_WRITE,
+    ("GET", _CUSTOMER + _END_USER): _read(checks.customer_read, "the customer"),
+    ("PUT", _CUSTOMER + _END_USER): ADMIN_ONLY,
+    ("DELETE", _CUSTOMER + _END_USER): ADMIN_ONLY,
 }
 for _prefix in ("/api/providers", "/api/governance/providers"):
     RULES[("GET", _prefix)] = _read(ANY_SCOPE, "anything (providers are read to build keys)")

@@ -79,6 +79,10 @@ class VirtualKeyView(BaseModel):
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None
+    end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
+                                                   "(budget, rate_limit, concurrency); null: none.")
+    end_user: dict[str, Any] | None = Field(default=None, description="Where requests name their end user "
+                                            "(source) and whether one is required; null: the defaults.")
     managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
                                         "resets) or `api`.")
     created_at: str | None
@@ -99,6 +103,8 @@ class TeamView(BaseModel):
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None
+    end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
+                                                   "(budget, rate_limit, concurrency); null: none.")
     managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
                                         "resets) or `api`.")
     created_at: str | None
@@ -111,6 +117,8 @@ class CustomerView(BaseModel):
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None
+    end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
+                                                   "(budget, rate_limit, concurrency); null: none.")
     managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
                                         "resets) or `api`.")
     created_at: str | None
@@ -294,6 +302,7 @@ class LogEntry(BaseModel):
     error: str | None
     route: str | None = Field(None, description="The API the request used (docs/routes.md); null on old rows.")
     tags: list[str] = Field([], description="The request's tags, with its key's forced tags.")
+    end_user: str | None = Field(None, description="The end user the request named; null when it named none.")
 
 
 class LogList(_Page):

@@ -19,6 +19,8 @@ from tollway.config.schema import (
     MAX_IN_FLIGHT,
     MAX_QUEUE_TIMEOUT_MS,
     CustomerConfig,
+    EndUserConfig,
+    EndUserLimitsConfig,
     EnforcementMode,
     LimitMode,
     ModelLimitConfig,
@@ -152,8 +154,16 @@ class _GovernedUpdate(_Body):
     concurrency: ConcurrencyUpdate | None = None
 
 
-class VirtualKeyUpdate(_GovernedUpdate):
+class _EndUserOwnerUpdate(_GovernedUpdate):
+    end_user_limits: EndUserLimitsConfig | None = Field(
+        default=None, description="The whole new template of every end user's limits; null removes it.")
+
+
+class VirtualKeyUpdate(_EndUserOwnerUpdate):
     name: NonEmpty | None = None
+    end_user: EndUserConfig | None = Field(
+        default=None, description="Where requests name their end user and whether one is required; null: the "
+                                  "defaults (header or body, not required).")
     description: str | None = None
     is_active: bool | None = None
     team_id: NonEmpty | None = None
@@ -184,7 +194,7 @@ class VirtualKeyUpdate(_GovernedUpdate):
         return configs
 
 
-class TeamUpdate(_GovernedUpdate):
+class TeamUpdate(_EndUserOwnerUpdate):
     name: NonEmpty | None = None
     customer_id: NonEmpty | None = None
 
@@ -192,7 +202,7 @@ class TeamUpdate(_GovernedUpdate):
     _blank = field_validator("name", "customer_id")(_not_blank)
 
 
-class CustomerUpdate(_GovernedUpdate):
+class CustomerUpdate(_EndUserOwnerUpdate):
     name: NonEmpty | None = None
 
     _present = field_validator("name", mode="before")(_not_null)
@@ -228,6 +238,8 @@ class ExplainRequest(_Body):
                                    "provider. Required unless a body gives it.")
     provider: NonEmpty | None = None
     prompt_tokens: Annotated[int, Field(ge=0, le=10**9)] = 0
+    end_user: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None, description="The end user the request would name (their end-user limits are explained too).")
     completion_tokens: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
         default=None, description="Defaults to the gateway's completion estimate (estimate.default_completion_tokens); "
         "for strict limits, the request's max_tokens (without it, estimate.injected_max_tokens).")

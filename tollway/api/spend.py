@@ -25,9 +25,9 @@ from tollway.store.usage import ms_to_datetime
 
 router = APIRouter(prefix="/api/usage", tags=["usage"])
 
-# The `TOTAL_DIMENSIONS` of `tollway.store.spend_rollup` and the request tag (`spend_report.TAG`;
-# a test keeps them the same).
-GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "tag"]
+# The `TOTAL_DIMENSIONS` of `tollway.store.spend_rollup`, the request tag (`spend_report.TAG`) and
+# the `LOG_DIMENSIONS` (a test keeps them the same).
+GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "tag", "end_user"]
 Interval = Literal["hour", "day"]
 _DEFAULT_RANGE = timedelta(days=1)
 
@@ -35,9 +35,9 @@ _DEFAULT_RANGE = timedelta(days=1)
 @router.get("/spend", response_model=SpendReport, summary="Spend, tokens and requests over time")
 async def spend(
     request: Request, runtime: RuntimeDep, where: LogFilterDep,
-    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model, route or tag (a "
+    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model, route, tag (a "
                                                           "request with two tags counts in both; group null: "
-                                                          "untagged).")] = None,
+                                                          "untagged) or end_user.")] = None,
     interval: Annotated[Interval | None, Query(description="hour or day buckets (UTC); none: one total per group.")] = None,
 ) -> dict[str, Any]:
     """Over ``start`` .. ``end`` (default: the last 24 hours); ``series`` has one row per

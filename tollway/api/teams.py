@@ -16,6 +16,7 @@ from tollway.api.owners import check_customer
 from tollway.api.responses import Message, TeamEnvelope, TeamList
 from tollway.api.schemas import TeamCreate, TeamUpdate
 from tollway.api.virtual_keys import KEYS
+from tollway.store.end_user_templates import template_view
 from tollway.store.tables import Team, VirtualKey, new_id
 
 router = APIRouter(prefix="/api/governance/teams", tags=["teams"])
@@ -26,7 +27,7 @@ KIND = "team"
 def team_view(row: Team, live: LiveUsage) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "customer_id": row.customer_id,
             "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
-            "concurrency": live.concurrency(row.concurrency),
+            "concurrency": live.concurrency(row.concurrency), "end_user_limits": template_view(row.end_user_limits),
             "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
 
 

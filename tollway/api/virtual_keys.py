@@ -25,6 +25,7 @@ from tollway.api.schemas import VirtualKeyCreate, VirtualKeyUpdate
 from tollway.config.schema import VK_PREFIX
 from tollway.governance.engine import hash_key
 from tollway.store.bootstrap import VALUE_PREFIX_LENGTH
+from tollway.store.end_user_templates import template_view
 from tollway.store.tables import VirtualKey, VKProviderConfig, new_id
 
 router = APIRouter(prefix="/api/governance/virtual-keys", tags=["virtual keys"])
@@ -45,6 +46,7 @@ def key_view(row: VirtualKey, live: LiveUsage, value: str | None = None) -> dict
         ],
         "budget": live.budget(row.budget), "rate_limit": live.rate_limit(row.rate_limit),
         "concurrency": live.concurrency(row.concurrency),
+        "end_user_limits": template_view(row.end_user_limits), "end_user": row.end_user,
         "managed_by": row.managed_by, "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
         "expires_at": iso(row.expires_at),
         "previous_value_expires_at": iso(row.previous_value_expires_at) if row.previous_value_hash else None,

@@ -48,6 +48,13 @@ def _seconds_up_to_hour(value: str) -> str:
     return value
 
 
+def _idle_duration(value: str) -> str:
+    fixed = parse_duration(_fixed_duration(value)).fixed_ms
+    if fixed is None or not 60_000 <= fixed <= 30 * 86_400_000:
+        raise ValueError(f"must be from 1m to 30d (got {value!r})")
+    return value
+
+
 def duration_s(value: str) -> float:
     """Seconds of a fixed duration (validated by the models above)."""
     fixed = parse_duration(value).fixed_ms
@@ -128,14 +135,52 @@ class _Governed(_Strict):
     concurrency: ConcurrencyConfig | None = None
 
 
-class CustomerConfig(_Governed):
+class EndUserLimitsConfig(_Strict):
+    """``end_user_limits``: the budget, rate limit and concurrency limit each end user of
+    a key, team or customer gets, with counters of their own (SPEC §8 "end user")."""
+
+    budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> EndUserLimitsConfig:
+        if self.budget is None and self.rate_limit is None and self.concurrency is None:
+            raise ValueError("end_user_limits needs a budget, a rate_limit or a concurrency limit")
+        return self
+
+
+EndUserSourceName = Literal["header", "body"]
+
+
+class EndUserConfig(_Strict):
+    """``end_user`` of a virtual key: where its requests may name their end user
+    (``header``: ``x-tollway-user``; ``body``: OpenAI ``user``, Anthropic
+    ``metadata.user_id``) and whether every request must name one (400 otherwise)."""
+
+    source: Annotated[list[EndUserSourceName], Field(min_length=1)] = ["header", "body"]
+    required: bool = False
+
+    @field_validator("source")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("source names a place twice")
+        return value
+
+
+class _EndUserOwner(_Governed):
+    end_user_limits: EndUserLimitsConfig | None = None
+
+
+class CustomerConfig(_EndUserOwner):
     id: NonEmpty
     name: NonEmpty
 
     _blank = field_validator("id", "name")(_no_blank)
 
 
-class TeamConfig(_Governed):
+class TeamConfig(_EndUserOwner):
     id: NonEmpty
     name: NonEmpty
     customer_id: NonEmpty | None = None
@@ -192,10 +237,11 @@ class TagConfig(_Governed):
     _name = field_validator("name")(tag_name)
 
 
-class VirtualKeyConfig(_Governed):
+class VirtualKeyConfig(_EndUserOwner):
     id: NonEmpty
     name: NonEmpty
     value: str | None = None
+    end_user: EndUserConfig | None = None  # None: header or body, not required
     description: str = ""
     is_active: bool = True
     team_id: NonEmpty | None = None
@@ -416,6 +462,12 @@ class CountersConfig(_Strict):
     # How long a gateway process that stops renewing its lease (killed, cut off) keeps
     # what it reserved in Redis: reservations and in-flight slots come back after it.
     lease_ms: Annotated[int, Field(ge=1_000, le=3_600_000)] = 30_000
+    # How long an end user's counters stay in this process after their last request: then
+    # they are written to the database and read back when the end user returns (SPEC §8).
+    end_user_idle: str = Field(default="1h", description="How long an end user's counters stay in memory after "
+                               "their last request (then kept in the database until they return); 1m to 30d.")
+
+    _idle_fixed = field_validator("end_user_idle")(lambda value: _idle_duration(value))
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> CountersConfig:

@@ -68,6 +68,7 @@ _LEVEL_LABEL: dict[Level, str] = {
     Level.TEAM: "Team",
     Level.CUSTOMER: "Customer",
     Level.TAG: "Tag",
+    Level.END_USER: "End user",
 }
 
 

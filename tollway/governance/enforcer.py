@@ -20,7 +20,9 @@ from typing import Any, TypeGuard
 
 from tollway.governance.clamp import amounts_at, clamped_cap
 from tollway.governance.counters.base import AcquireResult, CounterReading, CounterStore, CounterUnavailable, SettleOp
+from tollway.governance.counters.end_user_residency import EndUserResidency
 from tollway.governance.decisions import Decision, Denial, concurrency_denial, iso_utc
+from tollway.governance.end_users import EndUserMemo
 from tollway.governance.engine import (
     Allowed,
     LimitCheck,
@@ -38,7 +40,7 @@ from tollway.governance.engine import (
     shadow_denial,
     static_checks,
 )
-from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, Level, PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
 from tollway.governance.tags import TagPlanner
 
@@ -118,8 +120,12 @@ class Explanation:
 class Enforcer:
     """Admits requests against a `CounterStore`; ``clock_ms`` gives the time in epoch ms."""
 
-    def __init__(self, store: CounterStore, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, store: CounterStore, clock_ms: Callable[[], int],
+                 end_users: EndUserResidency | None = None) -> None:
         self._store = store
+        # Loads back evicted end users' counters before a request of theirs is decided
+        # (None: every counter stays in the store, as in tests of the engine alone).
+        self.end_users = end_users
         self._clock_ms = clock_ms
         self.clock_ms = clock_ms  # the one clock of the request path (tests inject their own)
         self._ids = itertools.count(1)
@@ -127,6 +133,7 @@ class Enforcer:
         self._memo_snapshot: PolicySnapshot | None = None
         self._memo: dict[tuple[str | None, str, str], tuple[LimitCheck, ...]] = {}
         self._windows = WindowMemo()
+        self._end_users = EndUserMemo()
         self._queues = SlotQueues()
         self._tags = TagPlanner()
 
@@ -150,7 +157,7 @@ class Enforcer:
         such a waiting request (see `wait_for_slot`).
         """
         now = self._clock_ms()
-        planned = plan(snapshot, facts, self._static_checks, now_ms=now)
+        planned = plan(snapshot, facts, self._static_checks, now_ms=now, end_users=self._end_users)
         if not isinstance(planned, Denial):
             planned = self._tags.apply(snapshot, facts, planned)
         if isinstance(planned, Denial):
@@ -163,6 +170,8 @@ class Enforcer:
         clamped: int | None = None
         readings: tuple[CounterReading, ...] = ()
         would: Denial | None = None
+        if facts.end_user is not None and self.end_users is not None:
+            await self._end_users_held(planned, now)
         if planned.checks:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
             verdict = decide(planned, result, now)
@@ -316,11 +325,13 @@ class Enforcer:
     async def explain(self, snapshot: PolicySnapshot, facts: RequestFacts) -> Explanation:
         """Where every limit for ``facts`` stands and what the request would get now."""
         now = self._clock_ms()
-        planned = plan(snapshot, facts, self._static_checks, now_ms=now)
+        planned = plan(snapshot, facts, self._static_checks, now_ms=now, end_users=self._end_users)
         if not isinstance(planned, Denial):
             planned = self._tags.apply(snapshot, facts, planned)
         if isinstance(planned, Denial):
             return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
+        if facts.end_user is not None and self.end_users is not None:
+            await self._end_users_held(planned, now)
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
         denial, limits = assess(planned, readings, now)
         clamped: int | None = None
@@ -332,6 +343,13 @@ class Enforcer:
         decision = Decision.ALLOW if denial is None else denial.decision
         return Explanation(decision, denial, limits, _key_id(planned.key), planned.team_id, planned.customer_id,
                            shadow_denial(planned, readings, now) if planned.checks else None, clamped)
+
+    async def _end_users_held(self, planned: Plan, now: int) -> None:
+        """The plan's end-user counters, loaded back if they were evicted (see `EndUserResidency`)."""
+        assert self.end_users is not None
+        counters = [check.counter for check in planned.checks if check.scope.level is Level.END_USER]
+        if counters:
+            await self.end_users.ensure(counters, now)
 
     def _refused(self, snapshot: PolicySnapshot, facts: RequestFacts, denial: Denial) -> Admission:
         return Admission(False, denial, None, [], *_presented_ids(snapshot, facts), tags=facts.tags)

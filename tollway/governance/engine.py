@@ -53,6 +53,7 @@ class RequestFacts:
     demand: Callable[[int], tuple[int, int, int, int]] | None = None
     cap: int = 0
     tags: tuple[str, ...] = ()  # the request's own tags, normalised (`tollway.governance.tags`)
+    end_user: str | None = None  # the end user the request names (`tollway.governance.end_users`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,8 @@ class Allowed:
 
 
 StaticChecks = Callable[[PolicySnapshot, VirtualKeyPolicy | None, str, str], tuple[LimitCheck, ...]]
+# The static checks with an end user's in their places (`tollway.governance.end_users.EndUserMemo`).
+EndUserPlanner = Callable[[tuple[LimitCheck, ...], PolicySnapshot, VirtualKeyPolicy, str], tuple[LimitCheck, ...]]
 
 
 def hash_key(value: str) -> str:
@@ -162,18 +165,21 @@ def hash_key(value: str) -> str:
 
 
 def plan(snapshot: PolicySnapshot, facts: RequestFacts, static: StaticChecks | None = None, *,
-         now_ms: int = 0) -> Plan | Denial:
+         now_ms: int = 0, end_users: EndUserPlanner | None = None) -> Plan | Denial:
     """The limits a request must pass, or the identity denial that stops it first.
 
     Deliberate deviation from SPEC §3's order: the key's identity checks (required,
     exists, not expired at ``now_ms``, active, provider and model allowed) run before any
     counter check. A caller with an invalid key must learn nothing about limits, and those
-    checks need no counter. Pass ``static`` to reuse memoised check tuples (see `static_checks`).
+    checks need no counter. Pass ``static`` to reuse memoised check tuples (see `static_checks`),
+    and ``end_users`` to add the checks of the request's end user (none without it).
     """
     key = _identify(snapshot, facts, now_ms)
     if isinstance(key, Denial):
         return key
     checks = (static or static_checks)(snapshot, key, facts.provider, facts.model)
+    if facts.end_user is not None and key is not None and end_users is not None:
+        checks = end_users(checks, snapshot, key, facts.end_user)
     amounts = amounts_for(checks, facts)
     if key is None:
         return Plan(checks, amounts)

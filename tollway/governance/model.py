@@ -31,6 +31,7 @@ class Level(str, enum.Enum):
     TEAM = "team"
     CUSTOMER = "customer"
     TAG = "tag"  # a request tag's own limits, shared by every key (`governance.tags`)
+    END_USER = "end_user"  # one end user of a key, team or customer (their `end_user_limits`)
 
 
 class Kind(str, enum.Enum):
@@ -108,13 +109,51 @@ class ConcurrencyPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class EndUserLimits:
+    """The limits every end user of one owner gets (or, as an override, one end user
+    gets): each end user has counters of their own (`tollway.governance.end_users`)."""
+
+    budget: BudgetPolicy | None = None
+    rate_limit: RateLimitPolicy | None = None
+    concurrency: ConcurrencyPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndUserTemplate:
+    """``end_user_limits`` of a key, team or customer (``owner``): ``limits`` for every end
+    user, ``overrides`` for the end users an operator gave other limits (by end user id).
+    The policies' ids name the template's counters, so an override shares the counters
+    of the template it overrides (its usage carries over)."""
+
+    owner: Scope
+    limits: EndUserLimits
+    overrides: Mapping[str, EndUserLimits] = field(default_factory=lambda: _frozen())
+
+
+@dataclass(frozen=True, slots=True)
+class EndUserSource:
+    """Where a key's requests name their end user (SPEC §8 ``end_user``): the
+    ``x-tollway-user`` header, the body (OpenAI ``user``, Anthropic ``metadata.user_id``),
+    and whether a request must name one."""
+
+    header: bool = True
+    body: bool = True
+    required: bool = False
+
+
+ANY_END_USER_SOURCE = EndUserSource()
+
+
+@dataclass(frozen=True, slots=True)
 class Governed:
-    """An entity's scope with its own (1:1) budget, rate limit and concurrency limit."""
+    """An entity's scope with its own (1:1) budget, rate limit and concurrency limit, and
+    (keys, teams and customers) the template of its end users' limits."""
 
     scope: Scope
     budget: BudgetPolicy | None = None
     rate_limit: RateLimitPolicy | None = None
     concurrency: ConcurrencyPolicy | None = None
+    end_user_limits: EndUserTemplate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +188,7 @@ class VirtualKeyPolicy:
     # and those every request of the key carries whether it names them or not.
     allowed_tags: frozenset[str] = frozenset()
     forced_tags: tuple[str, ...] = ()
+    end_user: EndUserSource = ANY_END_USER_SOURCE  # where its requests name their end user
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ class Outcome:
     key_id: str | None = None
     team_id: str | None = None
     customer_id: str | None = None
+    end_user: str | None = None  # the end user the request named (SPEC §8)
     status: int = 200
     decision: str = "allow"
     denied_scope: Scope | None = None

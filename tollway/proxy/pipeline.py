@@ -34,6 +34,7 @@ from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_google_key, presented_key
 from tollway.proxy.bedrock_metering import EventStreamMeter
 from tollway.proxy.client_watch import ClientWatch
+from tollway.proxy.end_user import end_user_of, header_end_user
 from tollway.proxy.estimate import Demand, demand_of, request_facts
 from tollway.proxy.exchange_choice import exchange_for
 from tollway.proxy.metering import StreamMeter, cutoff_events
@@ -105,7 +106,7 @@ class Proxy:
             request.tags = request_tags(scope, request.body)
             outcome.stream = request.stream
             key = presented_google_key(scope) if api.google_shaped else presented_key(scope)
-            await self._serve(request, key, receive, send, outcome)
+            await self._serve(request, key, header_end_user(scope), receive, send, outcome)
         except GatewayError as err:
             outcome.status, outcome.error = err.status, err.message
             await _respond_error(send, err, api)
@@ -124,10 +125,12 @@ class Proxy:
             self._sink.record(outcome)
         return outcome
 
-    async def _serve(self, request: ClientRequest, key_value: str | None, receive: Receive, send: Send, outcome: Outcome) -> None:
+    async def _serve(self, request: ClientRequest, key_value: str | None, user_header: bytes | None, receive: Receive,
+                     send: Send, outcome: Outcome) -> None:
         key_hash = hash_key(key_value) if key_value else None  # once: the enforcer looks the key up by it too
         snapshot = await self._snapshot.for_key(key_hash)
         key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
+        outcome.end_user = end_user = end_user_of(request.api, request.body, user_header, key)
         targets = self._resolver.resolve(request.model, key)
         failure: _Failure | None = None
         for target in targets:
@@ -139,6 +142,7 @@ class Proxy:
                 break
             body, demand = prepared
             facts = request_facts(target.provider, target.model, key_hash, demand, request.tags)
+            facts.end_user = end_user
             try:
                 admission = await self._enforcer.admit(snapshot, facts)
                 if admission.queue is not None:  # no in-flight slot free, and its limit lets the request wait

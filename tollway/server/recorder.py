@@ -80,4 +80,5 @@ def to_log_record(outcome: Outcome) -> RequestLogRecord:
         error=outcome.error,
         route=outcome.api or None,
         tags=",".join(outcome.tags) if outcome.tags else None,
+        end_user=outcome.end_user,
     )

@@ -19,6 +19,8 @@ from tollway.api.app import create_management_app
 from tollway.config import Settings
 from tollway.config.schema import duration_s
 from tollway.governance.counters.base import CounterStore
+from tollway.governance.counters.end_user_residency import EndUserResidency
+from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.durations import parse_duration
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import Enforcement, PolicySnapshot
@@ -41,13 +43,14 @@ from tollway.server.recorder import Recorder
 from tollway.server.services import Services
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database, DatabaseUnavailable, describe_error
+from tollway.store.end_user_counters import load_end_user_counters
 from tollway.store.key_activity import KeyActivity
 from tollway.store.key_cache import KeyCache, count_virtual_keys, held_counters
 from tollway.store.migrate import upgrade
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
-from tollway.store.usage import load_counters, ms_to_datetime
+from tollway.store.usage import load_counters, ms_to_datetime, save_counters
 from tollway.store.usage_flush import UsageFlusher
 from tollway.telemetry import Metrics
 from tollway.ui import create_ui_app
@@ -127,7 +130,9 @@ class Runtime:
         await self.store.load(stored)
         self.key_cache = self._key_cache() if keys_on_demand else None
         self.usage = UsageFlusher(self.db, stored)
-        self.enforcer = Enforcer(self.store, self.clock_ms)
+        self.enforcer = Enforcer(self.store, self.clock_ms, EndUserResidency(
+            self.store, lambda names: load_end_user_counters(self.db, names),
+            lambda states: save_counters(self.db, states), evicts_cells=isinstance(self.store, MemoryCounterStore)))
         self.providers = build_providers(settings, clock=lambda: self.clock_ms() / 1000)
         if settings.request_log:
             self.log_writer = RequestLogWriter(self.db)
@@ -259,11 +264,21 @@ class Runtime:
 
     async def _periodic_flush(self) -> None:
         """With a shared store (Redis), one process per interval writes the usage; every
-        process writes when its keys were last used (only it knows)."""
+        process writes when its keys were last used (only it knows), and lets go of the
+        end users idle for ``counters.end_user_idle`` (after the flush: never an older
+        state written over the evicted one)."""
         if await claim_flush(self.store, parse_duration(self.settings.flush_interval).fixed_ms or 10_000):
             await self.flush_usage()
         else:
             await self.key_activity.flush(self.db)
+        await self.evict_idle_end_users()
+
+    async def evict_idle_end_users(self) -> int:
+        """Counters of end users idle for ``counters.end_user_idle`` out of this process (see
+        `EndUserResidency`); returns how many."""
+        idle_ms = parse_duration(self.settings.counters.end_user_idle).fixed_ms or 3_600_000
+        assert self.enforcer.end_users is not None
+        return await self.enforcer.end_users.evict_idle(self.clock_ms(), idle_ms)
 
     async def refresh_policy(self, force: bool = False) -> None:
         """Bring the policy to the stored configuration: the changes since the version

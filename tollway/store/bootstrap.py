@@ -264,6 +264,7 @@ class _Applier(EntityWriter):
         self.sync_budget(row, config.budget, diff)
         self.sync_rate_limit(row, config.rate_limit, diff)
         self.sync_concurrency(row, config.concurrency, diff)
+        self.sync_end_users(row, config, diff)
         return row, diff
 
 

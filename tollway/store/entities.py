@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from tollway.config.schema import BudgetConfig, ConcurrencyConfig, ProviderConfigEntry, RateLimitConfig
 from tollway.governance.counters.base import CounterState
 from tollway.governance.model import budget_counter, in_flight_counter, request_counter, token_counter
+from tollway.store.end_user_templates import source_value, template_value
 from tollway.store.retention import Retention
 from tollway.store.snapshot import usd_to_nano
 from tollway.store.tables import (
@@ -148,6 +149,18 @@ class EntityWriter:
         changed limit keeps its counter: the requests in flight keep their slots."""
         values = None if config is None else config.model_dump()
         self._sync_owned(owner, "concurrency", values, diff, prefix, lambda: ConcurrencyLimit(id=new_id()))
+
+    def sync_end_users(self, owner: Any, config: Any, diff: Diff, *, stated_only: bool = False) -> None:
+        """Make ``owner``'s ``end_user_limits`` (and a key's ``end_user``) what ``config``
+        says; with ``stated_only`` (a partial update) only the fields it states. Owners
+        without them (providers, model configs) are left alone."""
+        stated = config.model_fields_set if stated_only else None
+        for name, value_of in (("end_user_limits", lambda c: template_value(c, owner.end_user_limits)),
+                               ("end_user", source_value)):
+            if not hasattr(owner, name) or name not in type(config).model_fields:
+                continue
+            if stated is None or name in stated:
+                assign(owner, {name: value_of(getattr(config, name))}, diff)
 
     def sync_provider_configs(self, key: VirtualKey, configs: Iterable[ProviderConfigEntry], diff: Diff) -> None:
         """Make the key's provider configs exactly ``configs`` (matched by provider, so the

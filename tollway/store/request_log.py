@@ -59,6 +59,7 @@ class RequestLogRecord:
     error: str | None = None
     route: str | None = None
     tags: str | None = None  # comma-separated; each also gets a `request_log_tags` row
+    end_user: str | None = None  # the end user the request named
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RequestLogRecord))

@@ -39,10 +39,12 @@ from tollway.governance.model import (
 )
 from tollway.governance.names import model_key
 from tollway.store.database import Database
+from tollway.store.end_user_templates import source_policy, template_policy
 from tollway.store.tables import (
     Budget,
     ConcurrencyLimit,
     Customer,
+    EndUserOverride,
     ModelConfig,
     Provider,
     RateLimit,
@@ -104,6 +106,8 @@ class PolicyReader:
         self.budgets: dict[str, BudgetPolicy] = {}
         self.rate_limits: dict[str, RateLimitPolicy] = {}
         self.concurrency: dict[str, ConcurrencyPolicy] = {}
+        # Stored end-user overrides by (owner level, owner id), then end user.
+        self.end_user_overrides: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def snapshot(self, enforce_virtual_keys: bool, version: int, *, keys: bool = True) -> PolicySnapshot:
         """Every entity's policy; without ``keys``, none of the virtual keys (they are then
@@ -159,6 +163,11 @@ class PolicyReader:
         async for batch in self.batches(ConcurrencyLimit, _referenced(rows, "concurrency_limit_id")):
             for row in batch:
                 self.concurrency[row.id] = concurrency_policy(row)
+        templated = None if rows is None else {row.id for row in rows if getattr(row, "end_user_limits", None)}
+        if templated != set():
+            async for batch in self.batches(EndUserOverride, templated, "owner_id"):
+                for row in batch:
+                    self.end_user_overrides.setdefault((row.owner_level, row.owner_id), {})[row.end_user] = row.limits
 
     async def rows(self, entity: type, ids: Collection[Any] | None = None, column: str = "id") -> list[Any]:
         """The rows of ``entity`` (those whose ``column`` is in ``ids``, when given)."""
@@ -220,11 +229,15 @@ class PolicyReader:
         return entries
 
     def _governed(self, row: Any, level: Level, ident: str, name: str) -> Governed:
+        scope = Scope(level, ident, name)
+        template = getattr(row, "end_user_limits", None)  # customers, teams and keys have one
         return Governed(
-            scope=Scope(level, ident, name),
+            scope=scope,
             budget=self.budgets.get(row.budget_id) if row.budget_id else None,
             rate_limit=self.rate_limits.get(row.rate_limit_id) if row.rate_limit_id else None,
             concurrency=self.concurrency.get(row.concurrency_limit_id) if row.concurrency_limit_id else None,
+            end_user_limits=template_policy(template, scope, self.defaults,
+                                            self.end_user_overrides.get((level.value, ident))) if template else None,
         )
 
     def _provider_config(self, row: Any) -> ProviderConfigPolicy:
@@ -250,6 +263,7 @@ class PolicyReader:
             previous_hash=row.previous_value_hash if row.previous_value_expires_at is not None else None,
             allowed_tags=_names(row.allowed_tags),
             forced_tags=tuple(row.forced_tags) if row.forced_tags else (),
+            end_user=source_policy(row.end_user),
         )
 
 

@@ -31,6 +31,8 @@ _COMBOS = {"day": (cast(Table, SpendRollup.__table__), "day"), "hour": (cast(Tab
 _TOTAL_COLUMNS = frozenset(TOTAL_DIMENSIONS.values())
 _TAGS = cast(Table, RequestLogTag.__table__)
 TAG = "tag"  # the group-by of request tags: no rollup keeps them
+# Groups no rollup keeps, by request-log column: read from the log alone (its `end_user, at` index).
+LOG_DIMENSIONS = {"end_user": "end_user"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class ReportQuery:
     start: datetime
     end: datetime
     equals: dict[str, Any] = field(default_factory=dict)
-    group_by: str | None = None  # a `TOTAL_DIMENSIONS` name, or `TAG`
+    group_by: str | None = None  # a `TOTAL_DIMENSIONS` or `LOG_DIMENSIONS` name, or `TAG`
     interval: str | None = None  # "hour", "day" or None (one row per group)
     tag: str | None = None  # only requests carrying this (normalised) tag
 
@@ -58,8 +60,8 @@ class Source:
 
 def source_of(query: ReportQuery) -> Source:
     """The smallest rollup that keeps every dimension the report filters or groups by."""
-    if query.group_by == TAG or query.tag is not None:  # only the log knows a request's tags
-        return Source(LOG)
+    if query.group_by == TAG or query.tag is not None or query.group_by in LOG_DIMENSIONS:
+        return Source(LOG)  # only the log knows a request's tags and end user
     grouped = TOTAL_DIMENSIONS[query.group_by] if query.group_by else None
     keyed = {name for name in query.equals if name in _TOTAL_COLUMNS} | ({grouped} if grouped else set())
     if set(query.equals) - _TOTAL_COLUMNS:  # status, decision: only the log has them
@@ -143,7 +145,7 @@ def _select(piece: Segment, source: Source, query: ReportQuery, dialect: str) ->
     if query.group_by == TAG:
         columns.append(func.coalesce(_TAGS.c.tag, "").label("grp"))
     elif query.group_by is not None:
-        name = TOTAL_DIMENSIONS[query.group_by]
+        name = TOTAL_DIMENSIONS.get(query.group_by) or LOG_DIMENSIONS[query.group_by]
         grp = table.c.value if table is _TOTALS else table.c[name]
         columns.append((func.coalesce(grp, "") if table is _LOG else grp).label("grp"))
     if query.interval is not None:

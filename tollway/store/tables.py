@@ -163,14 +163,22 @@ class _Timestamps:
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-class Customer(_Governed, _Managed, _Timestamps, Base):
+class _EndUserOwner:
+    """An owner of an end-user template (``end_user_limits``, SPEC §8): its budget, rate
+    limit and concurrency limit in the config shape, with the ``id`` that names the
+    counters of its end users (`tollway.store.end_user_templates`); null: none."""
+
+    end_user_limits: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Customer(_EndUserOwner, _Governed, _Managed, _Timestamps, Base):
     __tablename__ = "customers"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(ID)
 
 
-class Team(_Governed, _Managed, _Timestamps, Base):
+class Team(_EndUserOwner, _Governed, _Managed, _Timestamps, Base):
     __tablename__ = "teams"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -178,7 +186,7 @@ class Team(_Governed, _Managed, _Timestamps, Base):
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
 
 
-class VirtualKey(_Governed, _Managed, _Timestamps, Base):
+class VirtualKey(_EndUserOwner, _Governed, _Managed, _Timestamps, Base):
     """A client credential; only the sha256 of its value and an 8-character prefix are kept."""
 
     __tablename__ = "virtual_keys"
@@ -198,6 +206,8 @@ class VirtualKey(_Governed, _Managed, _Timestamps, Base):
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    # Where its requests name their end user ({"source": [...], "required": bool}); null: anywhere, optional.
+    end_user: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Lifecycle: the key stops authenticating at ``expires_at``; a rotation keeps the replaced
     # value's hash working until ``previous_value_expires_at`` (its grace period). ``last_used_at``
@@ -292,7 +302,7 @@ class RequestLog(Base):
     so that no client-supplied value can make an insert fail."""
 
     __tablename__ = "request_logs"
-    __table_args__ = (Index(None, "virtual_key_id", "at"), Index(None, "route", "at"))
+    __table_args__ = (Index(None, "virtual_key_id", "at"), Index(None, "route", "at"), Index(None, "end_user", "at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
@@ -322,6 +332,8 @@ class RequestLog(Base):
     route: Mapped[str | None] = mapped_column(String)
     # The request's tags, comma-separated (null: none); `RequestLogTag` indexes them.
     tags: Mapped[str | None] = mapped_column(String)
+    # The end user the request named (SPEC §8 "end user"); null when it named none.
+    end_user: Mapped[str | None] = mapped_column(String)
 
 
 class RequestLogTag(Base):
@@ -336,6 +348,30 @@ class RequestLogTag(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # the retention prunes by it
     request_id: Mapped[str] = mapped_column(String)
     tag: Mapped[str] = mapped_column(String(64))
+
+
+class EndUserOverride(_Timestamps, Base):
+    """Other limits for one end user of a template's owner (a key, team or customer):
+    ``limits`` in the ``end_user_limits`` shape; a part it leaves out is the template's."""
+
+    __tablename__ = "end_user_overrides"
+
+    owner_level: Mapped[str] = mapped_column(String(16), primary_key=True)  # virtual_key | team | customer
+    owner_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    end_user: Mapped[str] = mapped_column(ID, primary_key=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EndUserCounter(Base):
+    """An end user's counter as last flushed (``b:<template>:<end user>`` …, nano-dollars
+    for budgets): where an idle end user's usage is kept while their counter is out of
+    memory, and read back when they return (`tollway.store.end_user_counters`)."""
+
+    __tablename__ = "end_user_counters"
+
+    counter: Mapped[str] = mapped_column(String(512), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+    last_reset_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class _SpendSums:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.governance.counters.base import CounterState
 from tollway.governance.model import budget_counter, request_counter, token_counter
 from tollway.store.database import Database
+from tollway.store.end_user_counters import is_end_user_counter, save_end_user_counters
 from tollway.store.snapshot import usd_to_nano
 from tollway.store.tables import Budget, RateLimit
 
@@ -61,25 +62,33 @@ def nano_to_usd(nano: int) -> Decimal:
 async def save_counters(db: Database, states: Mapping[str, CounterState]) -> None:
     """Write counter states into their budgets and rate limits, in one transaction.
 
+    End users' counters go to their own table (`tollway.store.end_user_counters`).
     Counters whose row was deleted meanwhile, and keys of unknown kinds, are ignored.
     """
     budgets: list[dict[str, Any]] = []
     tokens: list[dict[str, Any]] = []
     requests: list[dict[str, Any]] = []
+    end_users: dict[str, CounterState] = {}
     targets = {"b": budgets, "rt": tokens, "rr": requests}
     for key, state in states.items():
+        if is_end_user_counter(key):
+            if not key.startswith("cf:"):  # an in-flight counter has no usage to keep
+                end_users[key] = state
+            continue
         kind, _, row_id = key.partition(":")
         target = targets.get(kind)
         if target is None or not row_id:
             continue
         used: int | Decimal = nano_to_usd(state.used) if kind == "b" else state.used
         target.append({"row_id": row_id, "used": used, "reset": ms_to_datetime(state.last_reset_ms)})
-    if not (budgets or tokens or requests):
+    if not (budgets or tokens or requests or end_users):
         return
     async with db.session() as session:
         for statement, rows in ((_UPDATE_BUDGETS, budgets), (_UPDATE_TOKENS, tokens), (_UPDATE_REQUESTS, requests)):
             if rows:
                 await session.execute(statement, rows)
+        if end_users:
+            await save_end_user_counters(session, end_users)
 
 
 async def load_counters(db: Database) -> dict[str, CounterState]:

@@ -25,6 +25,7 @@ from tollway.ui.login_throttle import LoginThrottle
 from tollway.ui.pages.alerts import AlertPages
 from tollway.ui.pages.audit import AuditPages
 from tollway.ui.pages.auth import AuthPages
+from tollway.ui.pages.end_users import EndUserPages
 from tollway.ui.pages.keys import KeyPages
 from tollway.ui.pages.limits import LimitPages
 from tollway.ui.pages.logs import LogPages
@@ -71,7 +72,7 @@ class UiApp:
 
     def __init__(self, ui: Ui, login_throttle: LoginThrottle) -> None:
         self.ui = ui
-        pages: list[Any] = [AuthPages(ui, login_throttle), OverviewPages(ui), KeyPages(ui), TeamPages(ui),
+        pages: list[Any] = [AuthPages(ui, login_throttle), OverviewPages(ui), KeyPages(ui), TeamPages(ui), EndUserPages(ui),
                             CustomerPages(ui), LimitPages(ui), LogPages(ui), AuditPages(ui), UsagePages(ui),
                             AlertPages(ui)]
         routes = [route for page in pages for route in page.routes()]

@@ -21,9 +21,9 @@ from tollway.ui.session import FLASH_COOKIE, Session, Sessions
 
 LIST_LIMIT = 1000  # one page of teams, customers or providers fills a select box
 # The pages each role reaches (the nav shows these; the API refuses the rest anyway).
-_ALL_PAGES = ("/ui/", "/ui/usage", "/ui/keys", "/ui/teams", "/ui/customers", "/ui/limits", "/ui/logs", "/ui/audit",
-              "/ui/alerts")
-PAGES_OF_ROLE = {"admin": _ALL_PAGES, "viewer": _ALL_PAGES, "usage_reader": ("/ui/usage", "/ui/logs"),
+_ALL_PAGES = ("/ui/", "/ui/usage", "/ui/keys", "/ui/teams", "/ui/customers", "/ui/end-users", "/ui/limits", "/ui/logs",
+              "/ui/audit", "/ui/alerts")
+PAGES_OF_ROLE = {"admin": _ALL_PAGES, "viewer": _ALL_PAGES, "usage_reader": ("/ui/usage", "/ui/end-users", "/ui/logs"),
                  "manager": ("/ui/keys", "/ui/teams", "/ui/customers")}
 # Where a role lands instead of the overview, which needs what it may not read.
 HOME_OF_ROLE = {"usage_reader": "/ui/usage", "manager": "/ui/keys"}

@@ -124,6 +124,17 @@ class MemoryCounterStore:
         for name in counters:
             self._cells.pop(name, None)
 
+    async def evict(self, counters: Sequence[str]) -> dict[str, CounterState]:
+        """Take ``counters`` out of memory and return their states, except those holding
+        a reservation (a request in flight still needs them); no await (see module doc)."""
+        evicted = {}
+        for name in counters:
+            cell = self._cells.get(name)
+            if cell is not None and cell.reserved == 0:
+                del self._cells[name]
+                evicted[name] = CounterState(cell.used, cell.last_reset_ms)
+        return evicted
+
     async def close(self) -> None:
         return None
 

@@ -20,8 +20,8 @@ from tollway.ui.client import ApiProblem
 from tollway.ui.web import LIST_LIMIT, Ui, with_query
 
 PAGE_SIZE = 50
-FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "route", "status", "decision", "start",
-           "end", "would_deny", "tag")  # would_deny "true": only requests a shadow limit would have denied (SPEC §8)
+FILTERS = ("virtual_key_id", "team_id", "customer_id", "provider", "model", "route", "end_user", "status", "decision",
+           "start", "end", "would_deny", "tag")  # would_deny "true": only requests a shadow limit would have denied (SPEC §8)
 ROUTES = sorted(ROUTE_NAMES)
 DECISIONS = [decision.value for decision in Decision]
 

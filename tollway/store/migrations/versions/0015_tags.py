@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_tags"
-down_revision: str | Sequence[str] | None = "0013_batches"
+down_revision: str | Sequence[str] | None = "0014_end_users"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
