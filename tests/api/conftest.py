@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from tests.api.support import MockThread, admin
-from tests.support.gateway import RunningGateway
+from tests.api.support import MockThread, admin, gateway_config
+from tests.support.gateway import RunningGateway, start_gateway
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +17,20 @@ def upstream() -> Iterator[MockThread]:
     mock = MockThread().start()
     yield mock
     mock.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            upstream: MockThread) -> Iterator[RunningGateway]:
+    """The module's gateway on a database of its own, once on SQLite and once on PostgreSQL
+    (a module that needs another set-up defines its own `gateway`)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('api')}/tollway.db"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    running = start_gateway(gateway_config(url, upstream.url))
+    yield running
+    running.stop()
 
 
 @pytest.fixture

@@ -68,3 +68,16 @@ def eventually(probe: Callable[[], T], accept: Callable[[T], bool], timeout_s: f
         if accept(result) or time.monotonic() > deadline:
             return result
         time.sleep(0.02)
+
+
+def error(response: httpx2.Response, status: int) -> dict[str, Any]:
+    """The error object of an answer that must have ``status``."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    return error
+
+
+def audit_of(api: httpx2.Client, entity_id: str) -> list[dict[str, Any]]:
+    """The audit entries of one entity, newest first."""
+    entries: list[dict[str, Any]] = api.get("/api/audit", params={"entity_id": entity_id}).json()["entries"]
+    return entries

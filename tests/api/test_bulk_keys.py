@@ -5,7 +5,6 @@ write), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,35 +13,18 @@ import openai
 import pytest
 from sqlalchemy import text
 
-from tests.api.support import MockThread, admin, gateway_config, unique
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.api.support import admin, error, unique
+from tests.support.gateway import RunningGateway
 
 KEYS = "/api/governance/virtual-keys"
 BULK = KEYS + "/bulk"
 TEAMS = "/api/governance/teams"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            upstream: MockThread) -> Iterator[RunningGateway]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('bulk')}/tollway.db"
-    else:
-        url = request.getfixturevalue("postgres_server").create_database()
-    running = start_gateway(gateway_config(url, upstream.url))
-    yield running
-    running.stop()
-
-
 def keys_named(api: httpx2.Client, prefix: str) -> list[dict[str, Any]]:
     page = api.get(KEYS, params={"name_prefix": prefix, "limit": 1000})
     assert page.status_code == 200, page.text
     return page.json()["virtual_keys"]
-
-
-def error(response: httpx2.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
 
 
 def test_bulk_creates_every_key_with_its_limits_and_shows_each_value_once(gateway, api) -> None:

@@ -6,34 +6,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx2
 import openai
 import pytest
 
-from tests.api.support import MockThread, gateway_config, unique
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.api.support import MockThread, error, unique
+from tests.support.gateway import RunningGateway
 
 KEYS = "/api/governance/virtual-keys"
 SLOTS = {"max_in_flight": 4, "queue_timeout_ms": 1500}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            upstream: MockThread) -> Iterator[RunningGateway]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('concurrency')}/tollway.db"
-    else:
-        url = request.getfixturevalue("postgres_server").create_database()
-    running = start_gateway(gateway_config(url, upstream.url))
-    yield running
-    running.stop()
-
-
-def error(response: httpx2.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
 
 
 @pytest.mark.parametrize(("path", "kind", "body"), [

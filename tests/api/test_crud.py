@@ -3,13 +3,11 @@ error path, on SQLite and on PostgreSQL (one gateway per database for the module
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx2
 import pytest
 
-from tests.api.support import MockThread, gateway_config, unique
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.api.support import audit_of, error, unique
+from tests.support.gateway import RunningGateway
 
 KEYS = "/api/governance/virtual-keys"
 TEAMS = "/api/governance/teams"
@@ -17,27 +15,6 @@ CUSTOMERS = "/api/governance/customers"
 MODELS = "/api/governance/model-configs"
 BUDGET = {"max_limit": 10, "reset_duration": "1d"}
 RATE = {"request_max_limit": 60, "request_reset_duration": "1m", "token_max_limit": 1000, "token_reset_duration": "1h"}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            upstream: MockThread) -> Iterator[RunningGateway]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('crud')}/tollway.db"
-    else:
-        url = request.getfixturevalue("postgres_server").create_database()
-    running = start_gateway(gateway_config(url, upstream.url))
-    yield running
-    running.stop()
-
-
-def error(response: httpx2.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
-
-
-def audit_of(api: httpx2.Client, entity_id: str) -> list[dict]:
-    return api.get("/api/audit", params={"entity_id": entity_id}).json()["entries"]
 
 
 # -- virtual keys -------------------------------------------------------------------------------

@@ -6,37 +6,18 @@ spend report by end user)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx2
 import openai
 import pytest
 
-from tests.api.support import MockThread, gateway_config, unique
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.api.support import error, unique
+from tests.support.gateway import RunningGateway
 
 KEYS = "/api/governance/virtual-keys"
 TEAMS = "/api/governance/teams"
 END_USERS = "/api/governance/end-users"
 ONE_A_MINUTE = {"rate_limit": {"request_max_limit": 1, "request_reset_duration": "1m"}}
 HELLO = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            upstream: MockThread) -> Iterator[RunningGateway]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('end-users')}/tollway.db"
-    else:
-        url = request.getfixturevalue("postgres_server").create_database()
-    running = start_gateway(gateway_config(url, upstream.url))
-    yield running
-    running.stop()
-
-
-def error(response: httpx2.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
 
 
 def team_with_key(api: httpx2.Client, template: dict | None = ONE_A_MINUTE) -> tuple[str, str, str]:

@@ -4,38 +4,15 @@ naming its field with nothing written, and changes live on the gateway at once."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx2
 import pytest
 
-from tests.api.support import MockThread, gateway_config, unique
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.api.support import audit_of, error, unique
+from tests.support.gateway import RunningGateway
 
 TAGS = "/api/governance/tags"
 KEYS = "/api/governance/virtual-keys"
 BUDGET = {"max_limit": 5, "reset_duration": "1d"}
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            upstream: MockThread) -> Iterator[RunningGateway]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('tags')}/tollway.db"
-    else:
-        url = request.getfixturevalue("postgres_server").create_database()
-    running = start_gateway(gateway_config(url, upstream.url))
-    yield running
-    running.stop()
-
-
-def error(response: httpx2.Response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
-
-
-def audit_of(api: httpx2.Client, entity_id: str) -> list[dict]:
-    return api.get("/api/audit", params={"entity_id": entity_id}).json()["entries"]
 
 
 def test_tag_crud_normalises_the_name_and_goes_live(gateway: RunningGateway, api: httpx2.Client) -> None:
