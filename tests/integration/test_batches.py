@@ -25,7 +25,8 @@ from tollway.governance.engine import hash_key, static_checks
 from tollway.governance.model import Kind, budget_counter, request_counter, token_counter
 from tollway.providers.client import Api
 from tollway.proxy.worst_case import analyse
-from tollway.store.tables import Batch, RequestLog
+from tollway.store.batch_tables import Batch
+from tollway.store.tables import RequestLog
 
 ADMIN_TOKEN = "admin-token-batches-0123456789abcdef"
 KEY = "tw-batch-a-0123456789abcdefghijklmnop"

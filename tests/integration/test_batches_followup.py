@@ -26,8 +26,8 @@ from tests.integration.test_governance import key, key_limits
 from tests.support.gateway import mock_providers
 from tollway.governance.model import budget_counter, token_counter
 from tollway.server.services import Services
+from tollway.store.batch_tables import Batch
 from tollway.store.batches import claim
-from tollway.store.tables import Batch
 from tollway.store.usage import ms_to_datetime
 
 START_MS = 1_780_000_000_000

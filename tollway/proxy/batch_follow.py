@@ -24,8 +24,8 @@ from tollway.proxy.batch_prices import at_ratio
 from tollway.proxy.batch_results import ResultsReader, ResultsUsage, ended, status_of
 from tollway.proxy.outcome import Outcome
 from tollway.proxy.passthrough import load_object
+from tollway.store.batch_tables import Batch
 from tollway.store.batches import Settlement, claim, due_batches, mark_settled, note_files, reschedule
-from tollway.store.tables import Batch
 from tollway.store.usage import ms_to_datetime
 from tollway.usage import Usage
 

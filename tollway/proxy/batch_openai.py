@@ -32,8 +32,8 @@ from tollway.proxy.batch_upload import FileLine, FileStart, FormField, Spool, fo
 from tollway.proxy.outcome import Outcome
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.targets import Target
+from tollway.store.batch_tables import BatchFile
 from tollway.store.batches import batches_of_key, file_owner, find_batch, find_file, forget_file, note_files, save_file
-from tollway.store.tables import BatchFile
 
 FILES_PREFIX = "/v1/files/"
 BATCHES_PREFIX = "/v1/batches/"

@@ -18,8 +18,8 @@ from tollway.proxy.batch_gate import BatchGate, Caller, Refused
 from tollway.proxy.batch_lines import BatchTarget
 from tollway.proxy.outcome import Outcome
 from tollway.proxy.passthrough import load_object
+from tollway.store.batch_tables import Batch
 from tollway.store.batches import OPEN, save_batch
-from tollway.store.tables import Batch
 from tollway.store.usage import ms_to_datetime
 
 Forward = Callable[[], Awaitable[tuple[int, bytes, str]]]

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
+from tollway.store.batch_tables import Batch, BatchFile
 from tollway.store.database import Database
-from tollway.store.tables import Batch, BatchFile
 
 OPEN = "open"
 SETTLED = "settled"
