@@ -13,11 +13,11 @@ from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
 from tollway.proxy.bedrock_exchanges import CHAT_VIA_CONVERSE, MESSAGES_VIA_CONVERSE, EmbeddingsViaInvokeModel
 from tollway.proxy.gemini_exchanges import (
-    ChatViaGemini,
+    CHAT_VIA_GEMINI,
+    MESSAGES_VIA_GEMINI,
     CountTokensViaGemini,
     EmbeddingsViaGemini,
     GeminiPassthrough,
-    MessagesViaGemini,
 )
 from tollway.proxy.passthrough import AnthropicPassthrough, Exchange, LocalExchange, OpenAIPassthrough
 from tollway.proxy.responses_exchanges import responses_exchange, translated_responses
@@ -36,8 +36,8 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
     (Api.CHAT, Api.MESSAGES): ChatViaMessages(),
     (Api.MESSAGES, Api.MESSAGES): AnthropicPassthrough(),
     (Api.COUNT_TOKENS, Api.COUNT_TOKENS): CountTokensPassthrough(),
-    (Api.CHAT, Api.GENERATE_CONTENT): ChatViaGemini(),
-    (Api.MESSAGES, Api.GENERATE_CONTENT): MessagesViaGemini(),
+    (Api.CHAT, Api.GENERATE_CONTENT): CHAT_VIA_GEMINI,
+    (Api.MESSAGES, Api.GENERATE_CONTENT): MESSAGES_VIA_GEMINI,
     (Api.COUNT_TOKENS, Api.GENERATE_CONTENT): CountTokensViaGemini(),
     (Api.EMBEDDINGS, Api.GENERATE_CONTENT): EmbeddingsViaGemini(),
     (Api.GENERATE_CONTENT, Api.GENERATE_CONTENT): GeminiPassthrough(),

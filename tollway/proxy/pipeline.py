@@ -246,7 +246,7 @@ class Proxy:
         if admission.clamped_cap is not None:
             headers.append((b"x-tollway-clamped-max-tokens", b"%d" % admission.clamped_cap))
         if request.stream:
-            converter = exchange.stream(request)
+            converter = exchange.stream(request, target.model)
             cutoff = self._cutoff(request, demand, admission, exchange.upstream_api)
             try:
                 result = await relay_stream(response, converter, headers, receive, send, cutoff)
@@ -264,7 +264,7 @@ class Proxy:
             outcome.status, outcome.error = result.status, result.error
         else:
             try:
-                out, reported = exchange.response(data)
+                out, reported = exchange.response(data, target.model)
             except (TranslationError, *_MALFORMED) as exc:  # the upstream answered something we cannot express
                 err = upstream_invalid(provider.name, str(exc))
                 return _Failure(502, _error_body(err, request.api), err.message)
