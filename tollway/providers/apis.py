@@ -41,3 +41,8 @@ class Api(str, enum.Enum):
     def google_shaped(self) -> bool:
         """Whether clients of this API expect Google's error shape."""
         return self is Api.GENERATE_CONTENT
+
+    @property
+    def aws_shaped(self) -> bool:
+        """Whether clients of this API expect AWS's error shape (and event-stream framing)."""
+        return self is Api.CONVERSE

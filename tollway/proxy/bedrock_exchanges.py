@@ -15,6 +15,7 @@ import orjson
 
 from tollway.providers._translate_common import TranslationError, UpstreamStreamError
 from tollway.providers.adapters.bedrock_embeddings import embeddings_request, embeddings_response
+from tollway.providers.adapters.bedrock_errors import aws_error_from, converse_stream_error
 from tollway.providers.adapters.bedrock_eventstream import EventStreamDecoder, EventStreamError
 from tollway.providers.adapters.bedrock_request import chat_request_to_converse
 from tollway.providers.adapters.bedrock_response import (
@@ -126,6 +127,70 @@ class _ConverseStream:
 
     def error_event(self, message: str) -> bytes:
         return self._out.error_event(message)
+
+
+class ConversePassthrough:
+    """A Bedrock client (the gateway's own `/model/{modelId}/converse` and
+    `/converse-stream`), Bedrock provider: the body goes on as it came (less the route's
+    fields), the answer and the event stream come back as Bedrock sent them; the usage is
+    read on the way."""
+
+    upstream_api = Api.CONVERSE
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        return {name: value for name, value in request.body.items() if name not in _ROUTE_FIELDS}
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
+        body = load_object(data)
+        return data, usage_from_converse(body.get("usage")) if body else None
+
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        return _ConverseRelay()
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return aws_error_from(status, data)
+
+
+_ROUTE_FIELDS = ("model", "stream")  # the path's (`tollway.proxy.bedrock_route`), not Converse's
+
+
+class _ConverseRelay:
+    """Relays a ConverseStream's bytes unchanged, decoding its messages on the side: the
+    usage (`metadata`), the content produced, an exception the provider sent mid-stream."""
+
+    def __init__(self) -> None:
+        self._decoder = EventStreamDecoder()
+        self._failed = False
+        self.usage: Usage | None = None
+        self.produced = 0
+        self.error: str | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._failed:
+            return chunk
+        try:
+            for message in self._decoder.feed(chunk):
+                if message.message_type != "event":
+                    self.error = stream_exception(message.event_type, message.payload).message
+                elif message.event_type == "contentBlockDelta":
+                    self.produced += 1
+                elif message.event_type == "metadata":
+                    usage = usage_from_converse((load_object(message.payload) or {}).get("usage"))
+                    self.usage = usage or self.usage
+        except EventStreamError as exc:  # relayed as it is: the client's SDK reports it too
+            self._failed, self.error = True, f"the provider's event stream is corrupt: {exc}"
+        return chunk
+
+    def finish(self) -> bytes:
+        if not self._failed and self._decoder.pending and self.error is None:
+            self.error = "the provider's event stream ended inside a message"
+        return b""
+
+    def error_event(self, message: str) -> bytes:
+        return converse_stream_error(502, message)
 
 
 CONVERSE = ConverseSide()

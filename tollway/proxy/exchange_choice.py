@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
-from tollway.proxy.bedrock_exchanges import CHAT_VIA_CONVERSE, MESSAGES_VIA_CONVERSE, EmbeddingsViaInvokeModel
+from tollway.proxy.bedrock_exchanges import (
+    CHAT_VIA_CONVERSE,
+    MESSAGES_VIA_CONVERSE,
+    ConversePassthrough,
+    EmbeddingsViaInvokeModel,
+)
 from tollway.proxy.gemini_exchanges import (
     CHAT_VIA_GEMINI,
     MESSAGES_VIA_GEMINI,
@@ -45,6 +50,7 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
     (Api.MESSAGES, Api.CONVERSE): MESSAGES_VIA_CONVERSE,
     (Api.COUNT_TOKENS, Api.CONVERSE): EstimatedTokenCount(),
     (Api.EMBEDDINGS, Api.INVOKE_MODEL): EmbeddingsViaInvokeModel(),
+    (Api.CONVERSE, Api.CONVERSE): ConversePassthrough(),
     (Api.EMBEDDINGS, Api.VERTEX_PREDICT): EmbeddingsViaVertexPredict(),
 }
 
