@@ -26,8 +26,9 @@ from tollway.providers.adapters.bedrock_response import (
     stream_exception,
     usage_from_converse,
 )
+from tollway.providers.anthropic_translate import messages_request_to_chat
 from tollway.providers.client import Api
-from tollway.proxy.client_sides import ProviderErrors, StreamOut
+from tollway.proxy.client_sides import ClientSide, ProviderErrors, ResponsesClient, StreamOut
 from tollway.proxy.passthrough import StreamConverter, load_object
 from tollway.proxy.request import ClientRequest
 from tollway.proxy.via_chat import ViaChat, chat_via, messages_via, responses_via
@@ -127,6 +128,49 @@ class _ConverseStream:
 
     def error_event(self, message: str) -> bytes:
         return self._out.error_event(message)
+
+
+class CountTokensViaCountTokens:
+    """A counting client, an Anthropic model on Bedrock: Bedrock's CountTokens counts the
+    request as Converse would take it (client API → chat → Converse: system, tools and
+    thinking included). ``client``: how the client's request reads as chat; Anthropic's
+    `count_tokens` (the default), or the Responses API's `input_tokens`."""
+
+    upstream_api = Api.BEDROCK_COUNT_TOKENS
+
+    def __init__(self, client: ClientSide | None = None) -> None:
+        self._client = client
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        chat = self._client.to_chat(request) if self._client else messages_request_to_chat(request.body)
+        converse = chat_request_to_converse(chat, model)
+        return {"input": {"converse": {name: value for name, value in converse.items() if name in _COUNTED}}}
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
+        count = (load_object(data) or {}).get("inputTokens")
+        if not isinstance(count, int) or isinstance(count, bool):  # a 502 naming the provider
+            raise TranslationError("the CountTokens answer holds no inputTokens")
+        if self._client is not None:
+            return orjson.dumps({"object": "response.input_tokens", "input_tokens": count}), None
+        return orjson.dumps({"input_tokens": count}), None  # counted, never charged
+
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        raise NotImplementedError  # counting is never streamed
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return self._client.error(status, data) if self._client else ConverseSide.errors.anthropic(status, data)
+
+
+def responses_tokens_via_count_tokens(provider: str) -> CountTokensViaCountTokens:
+    """`/v1/responses/input_tokens` for the Bedrock provider named ``provider``."""
+    return CountTokensViaCountTokens(ResponsesClient(ConverseSide.errors, provider))
+
+
+# What CountTokens takes of a Converse body (ConverseTokensRequest): what is counted.
+_COUNTED = ("messages", "system", "toolConfig", "additionalModelRequestFields")
 
 
 class ConversePassthrough:

@@ -15,7 +15,9 @@ from tollway.proxy.bedrock_exchanges import (
     CHAT_VIA_CONVERSE,
     MESSAGES_VIA_CONVERSE,
     ConversePassthrough,
+    CountTokensViaCountTokens,
     EmbeddingsViaInvokeModel,
+    responses_tokens_via_count_tokens,
 )
 from tollway.proxy.gemini_exchanges import (
     CHAT_VIA_GEMINI,
@@ -49,6 +51,7 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
     (Api.CHAT, Api.CONVERSE): CHAT_VIA_CONVERSE,
     (Api.MESSAGES, Api.CONVERSE): MESSAGES_VIA_CONVERSE,
     (Api.COUNT_TOKENS, Api.CONVERSE): EstimatedTokenCount(),
+    (Api.COUNT_TOKENS, Api.BEDROCK_COUNT_TOKENS): CountTokensViaCountTokens(),
     (Api.EMBEDDINGS, Api.INVOKE_MODEL): EmbeddingsViaInvokeModel(),
     (Api.CONVERSE, Api.CONVERSE): ConversePassthrough(),
     (Api.EMBEDDINGS, Api.VERTEX_PREDICT): EmbeddingsViaVertexPredict(),
@@ -81,8 +84,9 @@ def _routed(api: Api, provider: ProviderClient, upstream: Api) -> Exchange:
         return exchange
     if api is Api.RESPONSES:
         exchange = translated_responses(provider, upstream)
-    elif api is Api.RESPONSES_INPUT_TOKENS:
-        exchange = EstimatedResponseTokens()
+    elif api is Api.RESPONSES_INPUT_TOKENS:  # where the provider counts, else the gateway's bound
+        exchange = (responses_tokens_via_count_tokens(provider.name) if upstream is Api.BEDROCK_COUNT_TOKENS
+                    else EstimatedResponseTokens())
     else:
         exchange = _EXCHANGES.get((api, upstream))
     if exchange is None:
