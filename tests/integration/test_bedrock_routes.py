@@ -198,6 +198,15 @@ async def test_a_provider_that_cannot_answer_converse_is_a_validation_error(gove
     assert (await mock_control(mock, "GET", "/_mock/stats"))["requests"] == 0
 
 
+async def test_the_path_decides_model_and_stream_whatever_the_body_says(governed, mock, runtime) -> None:
+    running = governed()
+    status, answer = await _raw(running, tls_ca(runtime), {"messages": HELLO, "stream": True,
+                                                            "model": "openai/gpt-4o-mini"})
+    assert status == 200 and answer["output"]["message"]["role"] == "assistant"  # whole JSON, from Claude
+    seen = await last_upstream(mock)
+    assert seen["path"] == f"/model/{CLAUDE}/converse" and seen["body"] == {"messages": HELLO}
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"messages": HELLO, "inferenceConfig": {"maxTokens": 0}}, "inferenceConfig.maxTokens"),
     ({"messages": []}, "messages"),
