@@ -341,11 +341,13 @@ async def _propagation(session: aiohttp.ClientSession, other: str, value: str, c
         await asyncio.sleep(0.01)
 
 
-async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace, profiles: dict[str, int],
+async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace, pids: dict[str, int],
                         work: Path) -> dict:
     """API latency on node A; the proxy's latency idle and under churn (changes made on
     A) on node B, which only applies the changes, and on A, which also serves the API.
-    ``profiles`` (node -> pid): those nodes are sampled by py-spy during their churn phase."""
+    ``pids`` (node -> pid): each phase notes the CPU the node used (on a shared machine a
+    steadier measure of what churn costs it than latency); with ``--profile`` each node
+    is sampled by py-spy during its churn phase."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
     connector = aiohttp.TCPConnector(limit=0)
     result: dict = {}
@@ -358,32 +360,44 @@ async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace, pr
         for _ in range(args.repeat):
             for node, url in (("b", b), ("a", a)):
                 await _idle_then_churn(session, node, url, a, b, value, args, result,
-                                       profiles.get(node), work / f"py-spy-{count}-{node}.txt")
+                                       pids[node], work / f"py-spy-{count}-{node}.txt")
     result["propagation"] = percentiles(result["propagation"])
     return result
 
 
 async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, a: str, b: str, value: str,
-                           args: argparse.Namespace, result: dict, pid: int | None, profile: Path) -> None:
+                           args: argparse.Namespace, result: dict, pid: int, profile: Path) -> None:
     """One idle phase and one churn phase on ``node``; with ``--repeat``, each phase's
-    results are listed under ``..._runs`` and the last one also stands alone."""
+    results are listed under ``..._runs`` and the last one also stands alone. Each
+    phase notes the node's CPU use (``cpu_pct``: percent of one core) and the load average."""
     await proxy_load(session, url, value, args.rate, 1.0)  # warm-up
+    cpu = cpu_seconds(pid)
     idle = await proxy_load(session, url, value, args.rate, args.seconds)
+    idle |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
     stop = asyncio.Event()
     propagation: list[float] = []
     failures: list[str] = []
-    spy = _py_spy(pid, profile, args.seconds) if pid else None
+    spy = _py_spy(pid, profile, args.seconds) if args.profile else None
+    cpu = cpu_seconds(pid)
     churner = asyncio.create_task(churn(session, a, b, args.churn, stop, propagation, failures))
     busy = await proxy_load(session, url, value, args.rate, args.seconds)
+    busy |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
     stop.set()
     if spy is not None:
         spy.wait(30)
     for name, phase in ((f"proxy_idle_{node}", idle), (f"proxy_churn_{node}", busy)):
         result[name] = phase
-        result.setdefault(f"{name}_runs", []).append({k: phase.get(k) for k in ("p50_ms", "p99_ms", "max_ms")})
+        result.setdefault(f"{name}_runs", []).append(
+            {k: phase.get(k) for k in ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "load_1m")})
     result[f"churn_changes_per_s_{node}"] = round(await churner / args.seconds, 1)
     result[f"churn_failures_{node}"] = {"count": len(failures), "first": failures[:3]}
     result.setdefault("propagation", []).extend(propagation)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds the process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen:
@@ -435,9 +449,9 @@ def run_point(url: str, count: int, args: argparse.Namespace, work: Path, mock_p
         point["rss_mib"] = rss_mib(node_a.pid)
         node_b, _ = start_gateway(config, b_port, logs, probes["b"])
         stack.callback(_stop, node_b)
-        profiles = {"a": node_a.pid, "b": node_b.pid} if args.profile else {}
+        pids = {"a": node_a.pid, "b": node_b.pid}
         point |= asyncio.run(measure_nodes(f"http://127.0.0.1:{a_port}", f"http://127.0.0.1:{b_port}", count, args,
-                                           profiles, work))
+                                           pids, work))
     return point
 
 
