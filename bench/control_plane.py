@@ -385,6 +385,8 @@ async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, 
     stop.set()
     if spy is not None:
         spy.wait(30)
+    # Printed as it comes: on a loaded machine a run may not reach its end.
+    print(json.dumps({"node": node, "idle": idle, "churn": busy, "failures": len(failures)}), flush=True)
     for name, phase in ((f"proxy_idle_{node}", idle), (f"proxy_churn_{node}", busy)):
         result[name] = phase
         result.setdefault(f"{name}_runs", []).append(
