@@ -341,30 +341,73 @@ async def _propagation(session: aiohttp.ClientSession, other: str, value: str, c
         await asyncio.sleep(0.01)
 
 
-async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace) -> dict:
+async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace, pids: dict[str, int],
+                        work: Path) -> dict:
     """API latency on node A; the proxy's latency idle and under churn (changes made on
-    A) on node B, which only applies the changes, and on A, which also serves the API."""
+    A) on node B, which only applies the changes, and on A, which also serves the API.
+    ``pids`` (node -> pid): each phase notes the CPU the node used (on a shared machine a
+    steadier measure of what churn costs it than latency); with ``--profile`` each node
+    is sampled by py-spy during its churn phase."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
     connector = aiohttp.TCPConnector(limit=0)
     result: dict = {}
     async with aiohttp.ClientSession(connector=connector, headers=admin) as session:
-        result["api"] = await api_latency(session, a, args.api_rounds)
-        result["api_list"] = await list_latency(session, a, count, max(5, args.api_rounds // 5))
+        if "api" not in args.skip:
+            result["api"] = await api_latency(session, a, args.api_rounds)
+        if "list" not in args.skip:
+            result["api_list"] = await list_latency(session, a, count, max(5, args.api_rounds // 5))
         value = key_value(count // 2)
-        for node, url in (("b", b), ("a", a)):
-            await proxy_load(session, url, value, args.rate, 1.0)  # warm-up
-            result[f"proxy_idle_{node}"] = await proxy_load(session, url, value, args.rate, args.seconds)
-            stop = asyncio.Event()
-            propagation: list[float] = []
-            failures: list[str] = []
-            churner = asyncio.create_task(churn(session, a, b, args.churn, stop, propagation, failures))
-            result[f"proxy_churn_{node}"] = await proxy_load(session, url, value, args.rate, args.seconds)
-            stop.set()
-            result[f"churn_changes_per_s_{node}"] = round(await churner / args.seconds, 1)
-            result[f"churn_failures_{node}"] = {"count": len(failures), "first": failures[:3]}
-            result.setdefault("propagation", []).extend(propagation)
+        for _ in range(args.repeat):
+            for node, url in (("b", b), ("a", a)):
+                await _idle_then_churn(session, node, url, a, b, value, args, result,
+                                       pids[node], work / f"py-spy-{count}-{node}.txt")
     result["propagation"] = percentiles(result["propagation"])
     return result
+
+
+async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, a: str, b: str, value: str,
+                           args: argparse.Namespace, result: dict, pid: int, profile: Path) -> None:
+    """One idle phase and one churn phase on ``node``; with ``--repeat``, each phase's
+    results are listed under ``..._runs`` and the last one also stands alone. Each
+    phase notes the node's CPU use (``cpu_pct``: percent of one core) and the load average."""
+    await proxy_load(session, url, value, args.rate, 1.0)  # warm-up
+    cpu = cpu_seconds(pid)
+    idle = await proxy_load(session, url, value, args.rate, args.seconds)
+    idle |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
+    stop = asyncio.Event()
+    propagation: list[float] = []
+    failures: list[str] = []
+    spy = _py_spy(pid, profile, args.seconds) if args.profile else None
+    cpu = cpu_seconds(pid)
+    churner = asyncio.create_task(churn(session, a, b, args.churn, stop, propagation, failures))
+    busy = await proxy_load(session, url, value, args.rate, args.seconds)
+    busy |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
+    stop.set()
+    if spy is not None:
+        spy.wait(30)
+    # Printed as it comes: on a loaded machine a run may not reach its end.
+    print(json.dumps({"node": node, "idle": idle, "churn": busy, "failures": len(failures)}), flush=True)
+    for name, phase in ((f"proxy_idle_{node}", idle), (f"proxy_churn_{node}", busy)):
+        result[name] = phase
+        result.setdefault(f"{name}_runs", []).append(
+            {k: phase.get(k) for k in ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "load_1m")})
+    result[f"churn_changes_per_s_{node}"] = round(await churner / args.seconds, 1)
+    result[f"churn_failures_{node}"] = {"count": len(failures), "first": failures[:3]}
+    result.setdefault("propagation", []).extend(propagation)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds the process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen:
+    """py-spy sampling ``pid`` (idle time included: a wait on the loop shows) into a
+    collapsed-stack file, for ``seconds``."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "500",
+                             "--idle", "--format", "raw", "--duration", str(max(1, int(seconds))), "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_gateway(config: Path, port: int, logs: object, probe: Path | None = None) -> tuple[subprocess.Popen, float]:
@@ -381,9 +424,23 @@ def start_gateway(config: Path, port: int, logs: object, probe: Path | None = No
     return process, time.perf_counter() - started
 
 
+async def seeded_keys(url: str) -> int | None:
+    """How many keys a database seeded before holds (None: not seeded, or not by this bench)."""
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            return int((await session.execute(text("SELECT count(*) FROM virtual_keys WHERE id LIKE 'vk-0%'"))).scalar_one())
+    except Exception:
+        return None
+    finally:
+        await db.close()
+
+
 def run_point(url: str, count: int, args: argparse.Namespace, work: Path, mock_port: int) -> dict:
-    seeded_s = asyncio.run(seed(url, count))
-    point: dict = {"keys": count, "seed_s": round(seeded_s, 1), "policy": asyncio.run(policy_memory(url, count))}
+    reused = args.reuse and asyncio.run(seeded_keys(url)) == count
+    point: dict = {"keys": count, "seed_s": None if reused else round(asyncio.run(seed(url, count)), 1)}
+    if "memory" not in args.skip:
+        point["policy"] = asyncio.run(policy_memory(url, count))
     config = work / f"gateway-{count}.yaml"
     config.write_text(yaml.safe_dump(gateway_config(url, mock_port)))
     with ExitStack() as stack, open(work / f"gateways-{count}.log", "wb") as logs:
@@ -394,7 +451,9 @@ def run_point(url: str, count: int, args: argparse.Namespace, work: Path, mock_p
         point["rss_mib"] = rss_mib(node_a.pid)
         node_b, _ = start_gateway(config, b_port, logs, probes["b"])
         stack.callback(_stop, node_b)
-        point |= asyncio.run(measure_nodes(f"http://127.0.0.1:{a_port}", f"http://127.0.0.1:{b_port}", count, args))
+        pids = {"a": node_a.pid, "b": node_b.pid}
+        point |= asyncio.run(measure_nodes(f"http://127.0.0.1:{a_port}", f"http://127.0.0.1:{b_port}", count, args,
+                                           pids, work))
     return point
 
 
@@ -407,6 +466,8 @@ def database_url(kind: str, args: argparse.Namespace, work: Path, count: int) ->
     if kind == "sqlite":
         return f"sqlite:///{work}/keys-{count}.db"
     base = args.postgres
+    if args.reuse:
+        return base  # seeded before when it holds the keys (`run_point` checks)
     db = Database(base)
 
     async def fresh() -> None:  # one empty schema per point
@@ -430,10 +491,20 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results (JSON)")
     parser.add_argument("--probe", action="store_true",
                         help="run the gateways under bench/stall_probe.py (reports beside the logs)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a database seeded with the same number of keys by an earlier run (SQLite files "
+                             "under --work, PostgreSQL as given) instead of seeding it again")
+    parser.add_argument("--work", type=Path, help="where the SQLite files and logs go (default: a new temp dir)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["memory", "api", "list"],
+                        help="measurements to leave out (the policy memory, the API latency, the key list)")
+    parser.add_argument("--repeat", type=int, default=1, help="idle/churn phase pairs per node (side by side)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample each node with py-spy during its churn phase (raw stacks beside the logs)")
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"],
                         help="which to measure (default: SQLite, and PostgreSQL when --postgres is given)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="tollway-control-plane-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="tollway-control-plane-"))
+    work.mkdir(parents=True, exist_ok=True)
     mock_port = free_port()
     logs = open(work / "mock.log", "wb")  # noqa: SIM115 - closed in finally
     mock = subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(mock_port)],

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import update
 
 from tests.store.example import settings
-from tollway.governance.counters.base import CounterState
+from tollway.governance.counters.base import CounterState, SettleOp
+from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.store import usage_flush
 from tollway.store.bootstrap import apply_config
 from tollway.store.database import Database
@@ -99,3 +100,61 @@ async def test_many_counters_are_compared_in_slices_with_the_loop_running_betwee
     await other
     assert len(set(seen_at)) == len(loaded)  # the other task ran between any two comparisons
     assert (await load_counters(db))[name] == CounterState(9, T0_MS)
+
+
+async def test_from_the_in_process_store_only_touched_counters_are_compared(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush costs what changed since the last one, not what the store holds."""
+    await apply_config(db, settings())
+    loaded = await load_counters(db)
+    store = MemoryCounterStore()
+    await store.load(loaded)
+    flusher = UsageFlusher(db, loaded)
+    budget = next(name for name in sorted(loaded) if name.startswith("b:"))
+    await _tamper_every_budget(db)
+    compared: list[int] = []
+    real_changed = usage_flush._changed
+
+    async def counting(states, stored):  # type: ignore[no-untyped-def]
+        compared.append(len(states))
+        return await real_changed(states, stored)
+
+    monkeypatch.setattr(usage_flush, "_changed", counting)
+    assert await flusher.flush_from(store) == 0
+    await store.settle([SettleOp(budget, 0, 1_000_000_000, 0, loaded[budget].last_reset_ms)])
+    assert await flusher.flush_from(store) == 1
+    assert compared == [0, 1]
+
+    stored = await load_counters(db)
+    assert stored[budget] == CounterState(loaded[budget].used + 1_000_000_000, loaded[budget].last_reset_ms)
+    others = [name for name in stored if name.startswith("b:") and name != budget]
+    assert others and all(stored[name].used == 7_000_000_000 for name in others)  # left alone
+
+
+async def test_touched_counters_a_failed_write_lost_are_written_at_the_next_flush(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store forgets its marks when asked: the flusher keeps what it could not write."""
+    await apply_config(db, settings())
+    loaded = await load_counters(db)
+    store = MemoryCounterStore()
+    await store.load(loaded)
+    flusher = UsageFlusher(db, loaded)
+    first, second = sorted(name for name in loaded if name.startswith("b:"))[:2]
+    real_save = usage_flush.save_counters
+
+    async def failing(*_: object) -> None:
+        raise OSError("database went away")
+
+    await store.settle([SettleOp(first, 0, 5, 0, loaded[first].last_reset_ms)])
+    monkeypatch.setattr(usage_flush, "save_counters", failing)
+    with pytest.raises(OSError):
+        await flusher.flush_from(store)
+    monkeypatch.setattr(usage_flush, "save_counters", real_save)
+    await store.settle([SettleOp(first, 0, 2, 0, loaded[first].last_reset_ms),
+                        SettleOp(second, 0, 3, 0, loaded[second].last_reset_ms)])
+
+    assert await flusher.flush_from(store) == 2
+    stored = await load_counters(db)
+    assert stored[first].used == loaded[first].used + 7  # the newer state, not the one the failed write held
+    assert stored[second].used == loaded[second].used + 3
+    assert await flusher.flush_from(store) == 0

@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import dataclass
 
 from tollway.governance.engine import IN_FLIGHT_RETRY, LimitCheck
+from tollway.governance.memo_scope import KeyMemoScope
 from tollway.governance.model import (
     EndUserLimits,
     EndUserTemplate,
@@ -148,27 +149,32 @@ class EndUserMemo:
     """`end_user_checks` remembered per (key, end user) for one snapshot, so that a returning
     end user's request builds no check; bounded (oldest forgotten first)."""
 
-    __slots__ = ("_entries", "_size", "_snapshot")
+    __slots__ = ("_entries", "_scope", "_size")
 
     def __init__(self, size: int = MEMO_SIZE) -> None:
         self._size = size
-        self._snapshot: PolicySnapshot | None = None
-        self._entries: dict[tuple[str, str], EndUserChecks] = {}
+        self._scope = KeyMemoScope()  # kept across changes to other keys only
+        # (key id, end user) -> (the key's policy they were built for, the checks)
+        self._entries: dict[tuple[str, str], tuple[VirtualKeyPolicy, EndUserChecks]] = {}
 
     def __call__(self, static: tuple[LimitCheck, ...], snapshot: PolicySnapshot, key: VirtualKeyPolicy,
                  end_user: str) -> tuple[LimitCheck, ...]:
         """``static`` with ``end_user``'s checks under ``key`` (see `merged`)."""
-        if snapshot is not self._snapshot:  # limits changed: what was remembered may be stale
-            self._snapshot, self._entries = snapshot, {}
+        if not self._scope.carries_over(snapshot):  # limits changed: what was remembered may be stale
+            self._entries = {}
         memo_key = (key.id, end_user)
-        checks = self._entries.get(memo_key)
-        if checks is None:
-            templates = templates_of(snapshot, key)
-            if not templates:
-                return static  # nothing to remember: three lookups are cheaper than the memo
-            if len(self._entries) >= self._size:
-                del self._entries[next(iter(self._entries))]
-            checks = self._entries[memo_key] = end_user_checks(templates, end_user)
+        entry = self._entries.get(memo_key)
+        if entry is not None and entry[0] is key:
+            return merged(static, entry[1])
+        templates = templates_of(snapshot, key)
+        if not templates:
+            if entry is not None:
+                del self._entries[memo_key]
+            return static  # nothing to remember: three lookups are cheaper than the memo
+        if entry is None and len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]
+        checks = end_user_checks(templates, end_user)
+        self._entries[memo_key] = (key, checks)
         return merged(static, checks)
 
 

@@ -40,6 +40,7 @@ from tollway.governance.engine import (
     shadow_denial,
     static_checks,
 )
+from tollway.governance.memo_scope import KeyMemoScope
 from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, Level, PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
 from tollway.governance.tags import TagPlanner
@@ -130,8 +131,9 @@ class Enforcer:
         self.clock_ms = clock_ms  # the one clock of the request path (tests inject their own)
         self._ids = itertools.count(1)
         self._open: set[int] = set()  # ids of reservations not yet settled or released
-        self._memo_snapshot: PolicySnapshot | None = None
-        self._memo: dict[tuple[str | None, str, str], tuple[LimitCheck, ...]] = {}
+        self._memo_scope = KeyMemoScope()
+        # (key id, provider, model) -> (the key's policy it was built for, its checks)
+        self._memo: dict[tuple[str | None, str, str], tuple[VirtualKeyPolicy | None, tuple[LimitCheck, ...]]] = {}
         self._windows = WindowMemo()
         self._end_users = EndUserMemo()
         self._queues = SlotQueues()
@@ -367,19 +369,19 @@ class Enforcer:
     def _static_checks(
         self, snapshot: PolicySnapshot, key: VirtualKeyPolicy | None, provider: str, model: str
     ) -> tuple[LimitCheck, ...]:
-        """`static_checks`, memoised per snapshot object.
-
-        Keyed on the snapshot's identity rather than its version: snapshots are swapped
-        whole, and two built apart (tests, a reload) may carry the same version number.
-        """
-        if snapshot is not self._memo_snapshot:
-            self._memo_snapshot, self._memo = snapshot, {}
+        """`static_checks`, memoised across snapshots that changed only other keys
+        (`KeyMemoScope`): an entry holds while the snapshot presents the key's policy
+        object it was built for; a change to anything but keys clears the memo."""
+        if not self._memo_scope.carries_over(snapshot):
+            self._memo = {}
         memo_key = (key.id if key is not None else None, provider, model)
-        checks = self._memo.get(memo_key)
-        if checks is None:
-            if len(self._memo) >= _STATIC_MEMO_SIZE:
-                del self._memo[next(iter(self._memo))]
-            checks = self._memo[memo_key] = static_checks(snapshot, key, provider, model)
+        entry = self._memo.get(memo_key)
+        if entry is not None and entry[0] is key:
+            return entry[1]
+        if entry is None and len(self._memo) >= _STATIC_MEMO_SIZE:
+            del self._memo[next(iter(self._memo))]
+        checks = static_checks(snapshot, key, provider, model)
+        self._memo[memo_key] = (key, checks)
         return checks
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from tollway.governance.decisions import Denial, tag_not_allowed
 from tollway.governance.engine import LimitCheck, Plan, RequestFacts, amounts_for
 from tollway.governance.inventory import limit_checks
+from tollway.governance.memo_scope import KeyMemoScope
 from tollway.governance.model import Kind, PolicySnapshot, VirtualKeyPolicy
 
 MAX_TAG_LENGTH = 64
@@ -92,10 +93,10 @@ class TagPlanner:
     beyond reading the request's tags.
     """
 
-    __slots__ = ("_memo", "_snapshot")
+    __slots__ = ("_memo", "_scope")
 
     def __init__(self) -> None:
-        self._snapshot: PolicySnapshot | None = None
+        self._scope = KeyMemoScope()  # the tags' limits are among what clears it
         # (identity of the plan's checks, tags) -> (those checks, the checks with the tags')
         self._memo: dict[tuple[int, tuple[str, ...]], tuple[tuple[LimitCheck, ...], tuple[LimitCheck, ...]]] = {}
 
@@ -120,8 +121,8 @@ class TagPlanner:
 
     def _checks(self, snapshot: PolicySnapshot, base: tuple[LimitCheck, ...],
                 tags: tuple[str, ...]) -> tuple[LimitCheck, ...]:
-        if snapshot is not self._snapshot:
-            self._snapshot, self._memo = snapshot, {}
+        if not self._scope.carries_over(snapshot):
+            self._memo = {}
         memo_key = (id(base), tags)
         entry = self._memo.get(memo_key)
         if entry is not None and entry[0] is base:  # the id is of a tuple still alive: the same checks

@@ -249,7 +249,7 @@ class Runtime:
         self.recorder.flush_summaries(self.clock_ms())
 
     async def flush_usage(self) -> None:
-        await self.usage.flush(await self.store.export())
+        await self.usage.flush_from(self.store)
         await self.key_activity.flush(self.db)
 
     async def prune_request_log(self) -> int:

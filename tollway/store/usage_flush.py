@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
-from tollway.governance.counters.base import CounterState
+from tollway.governance.counters.base import CounterState, CounterStore
 from tollway.store.database import Database
 from tollway.store.usage import save_counters
 
 COMPARED_PER_TURN = 5000  # states compared per turn of the event loop (about a millisecond)
+
+
+@runtime_checkable
+class TracksTouched(Protocol):
+    """A counter store that can say which counters changed since it was last asked
+    (`MemoryCounterStore.export_touched`)."""
+
+    async def export_touched(self) -> tuple[Mapping[str, CounterState], frozenset[str]]: ...
 
 
 class UsageFlusher:
@@ -25,6 +34,30 @@ class UsageFlusher:
     def __init__(self, db: Database, loaded: Mapping[str, CounterState] | None = None) -> None:
         self.db = db
         self._stored: dict[str, CounterState] = dict(loaded or {})  # what the store holds, as far as we know
+        self._unwritten: dict[str, CounterState] = {}  # touched states a failed write did not store
+
+    async def flush_from(self, store: CounterStore) -> int:
+        """Write what changed in ``store``: only the counters it says were touched since
+        the last flush when it can say (the in-process store), else every counter's state
+        compared with what was last written (`flush`)."""
+        if not isinstance(store, TracksTouched):
+            return await self.flush(await store.export())
+        touched, dropped = await store.export_touched()
+        stored, unwritten = self._stored, self._unwritten
+        for name in dropped:  # forgotten or evicted: whoever loads it back brings its state
+            stored.pop(name, None)
+            unwritten.pop(name, None)
+        states = {**unwritten, **touched} if unwritten else touched  # the newer state wins
+        changed = await _changed(states, stored)
+        try:
+            if changed:
+                await save_counters(self.db, changed)
+        except BaseException:
+            self._unwritten = changed  # the marks are gone from the store: kept here for the next flush
+            raise
+        self._unwritten = {}
+        stored.update(changed)
+        return len(changed)
 
     async def flush(self, states: Mapping[str, CounterState]) -> int:
         """Write the states that changed; returns how many. A failed write is retried

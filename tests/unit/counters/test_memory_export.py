@@ -8,7 +8,7 @@ import asyncio
 import gc
 
 from tollway.governance.counters import memory
-from tollway.governance.counters.base import CounterState
+from tollway.governance.counters.base import CounterOp, CounterState, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
 
 
@@ -50,3 +50,31 @@ async def test_an_export_keeps_no_object_for_the_collector_to_scan_per_counter()
     assert len(gc.get_objects()) - before < 100
     assert exported["c42"] == CounterState(42, 7) and len(exported) == 10_000
     assert dict(exported.items()) == {f"c{i}": CounterState(i, 7) for i in range(10_000)}
+
+
+async def test_export_touched_returns_only_what_changed_since_it_was_last_asked() -> None:
+    """The usage flush's input: a counter settled, reset or rolled into a new window since
+    the last call; not the 200,000 others a large store holds."""
+    store = MemoryCounterStore()
+    await store.load({f"c{i}": CounterState(i, 1_000) for i in range(1_000)})
+    assert await store.export_touched() == ({}, frozenset())
+
+    await store.settle([SettleOp("c1", 0, 5, 0, 1_000)])
+    await store.reset(["c2"], 2_000)
+    await store.acquire([CounterOp("c3", 10**9, 1, 1_500, 2_000)])  # rolls c3 into the window from 2_000
+    await store.acquire([CounterOp("c4", 10**9, 1, 0, 1_000)])  # a reservation only: no state to write
+    touched, dropped = await store.export_touched()
+    assert dict(touched) == {"c1": CounterState(6, 1_000), "c2": CounterState(0, 2_000), "c3": CounterState(0, 2_000)}
+    assert dropped == frozenset()
+    assert await store.export_touched() == ({}, frozenset())  # the marks were cleared
+
+
+async def test_export_touched_names_the_counters_taken_out_meanwhile() -> None:
+    store = MemoryCounterStore()
+    await store.load({"kept": CounterState(1, 1), "forgotten": CounterState(2, 1), "evicted": CounterState(3, 1)})
+    await store.settle([SettleOp("forgotten", 0, 1, 0, 1), SettleOp("kept", 0, 1, 0, 1)])
+    await store.forget(["forgotten"])
+    await store.evict(["evicted"])
+    touched, dropped = await store.export_touched()
+    assert dict(touched) == {"kept": CounterState(2, 1)}
+    assert dropped == {"forgotten", "evicted"}
