@@ -73,7 +73,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> I
 def page(browser: Any, gateway: RunningGateway) -> Iterator[Any]:
     """A fresh browser context (no cookies) on a laptop-sized screen."""
     context = browser.new_context(viewport=LAPTOP, base_url=gateway.url)
-    context.set_default_timeout(3_000)
+    # How long an action waits for the page (not a speed requirement): with the suite on
+    # 4 processes on 2 cores, a login's navigation took over 3 s.
+    context.set_default_timeout(15_000)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gateway.url)
     tab = context.new_page()
     errors: list[str] = []
