@@ -18,6 +18,7 @@ import pytest
 
 from tests.api.support import ADMIN_TOKEN, MockThread, gateway_config
 from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.templates import SqliteTemplate
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -62,9 +63,10 @@ def upstream() -> Iterator[MockThread]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> Iterator[RunningGateway]:
-    database = tmp_path_factory.mktemp("ui") / "tollway.db"
-    running = start_gateway(gateway_config(f"sqlite:///{database}", upstream.url))
+def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread,
+            sqlite_template: SqliteTemplate) -> Iterator[RunningGateway]:
+    database = sqlite_template.copy_to(tmp_path_factory.mktemp("ui") / "tollway.db")  # migrated once per session
+    running = start_gateway(gateway_config(database, upstream.url))
     yield running
     running.stop()
 
