@@ -26,10 +26,15 @@ install-test: $(VENV)/.test-tools
 demo: install
 	$(BIN)/tollway demo --port $(PORT) --directory $(DEMO_DIR)
 
+# The tests run on TEST_WORKERS processes (pytest-xdist), a file to a worker so that module
+# fixtures (a gateway per module, a browser) start once: most tests wait on sockets,
+# subprocesses and databases, so 4 workers keep 2 cores busy. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 4
+
 test: install-test  # lint, type-check the pure governance core, then every test
 	$(BIN)/ruff check tollway tests bench
 	$(BIN)/mypy tollway/governance tollway/redis_wire.py
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 docs: install  # regenerate the configuration reference from the schema
 	$(BIN)/tollway config reference > docs/configuration.md

@@ -24,10 +24,10 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             upstream: MockThread) -> Iterator[RunningGateway]:
     """The module's gateway on a database of its own, once on SQLite and once on PostgreSQL
     (a module that needs another set-up defines its own `gateway`)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('api')}/tollway.db"
+    if request.param == "sqlite":  # copies of a database migrated once (tests/support/templates.py)
+        url = request.getfixturevalue("sqlite_template").copy_to(tmp_path_factory.mktemp("api") / "tollway.db")
     else:
-        url = request.getfixturevalue("postgres_server").create_database()
+        url = request.getfixturevalue("postgres_template").create()
     running = start_gateway(gateway_config(url, upstream.url))
     yield running
     running.stop()

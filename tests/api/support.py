@@ -52,7 +52,9 @@ def gateway_config(database_url: str, mock_url: str, **extra: Any) -> dict[str, 
 def admin(gateway: RunningGateway, token: str | None = ADMIN_TOKEN) -> httpx2.Client:
     """An HTTP client for the gateway's management API (``token`` None: no header)."""
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return httpx2.Client(base_url=gateway.url, headers=headers, timeout=15)
+    # A bound on waiting, not a speed check: a bulk create on PostgreSQL took over 15 s with
+    # the suite on 4 workers on a loaded 2-core machine.
+    return httpx2.Client(base_url=gateway.url, headers=headers, timeout=60)
 
 
 def unique(prefix: str) -> str:

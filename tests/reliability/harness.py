@@ -106,7 +106,9 @@ class ServedGateway:
         return [sys.executable, "-m", "tollway", "serve", "--config", str(self.config_path),
                 "--host", "127.0.0.1", "--port", str(self.port)]
 
-    def start(self, timeout_s: float = 30.0) -> ServedGateway:
+    # A bound on waiting, not a speed requirement: a new Python process importing the
+    # gateway took over 30 s with the suite on 4 workers on a shared 2-core machine.
+    def start(self, timeout_s: float = 120.0) -> ServedGateway:
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.process = subprocess.Popen(self.command(), stdout=out, stderr=err, env=self.env, cwd=self.directory,
                                             preexec_fn=self._limit_fds if self.fd_limit else None)

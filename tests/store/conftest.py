@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.support.fixtures import migrate_by_copy
 from tollway.store import migrate
 from tollway.store.database import Database
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    """A migrated database."""
-    await migrate.upgrade(database_url)
+async def db(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[Database]:
+    """A migrated database (a copy of the session's migrated template: the migrations
+    themselves are tested in test_migrations.py)."""
+    if not migrate_by_copy(request, database_url):
+        await migrate.upgrade(database_url)
     database = Database(database_url)
     yield database
     await database.close()

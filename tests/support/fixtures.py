@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.gateway import RunningGateway, start_gateway
 from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres
+from tests.support.templates import PostgresTemplate, SqliteTemplate, sqlite_path
 from tollway.server.services import Services
 
 
@@ -41,15 +42,53 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return server.create_database()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    """A SQLite database migrated once for the session (per worker), copied per test."""
+    return SqliteTemplate(tmp_path_factory.mktemp("template") / "migrated.db")
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> PostgresTemplate:
+    """A database of the session's PostgreSQL migrated once, cloned per test."""
+    return PostgresTemplate(postgres_server)
+
+
+def migrate_by_copy(request: pytest.FixtureRequest, url: str) -> bool:
+    """Bring the new, empty database at ``url`` (from `database_url`) to the newest schema
+    by copying the session's template; False where that cannot be done (then migrate)."""
+    path = sqlite_path(url)
+    if path is not None:
+        if path.exists():
+            return False
+        request.getfixturevalue("sqlite_template").copy_to(path)
+        return True
+    if url.startswith("postgresql://"):
+        request.getfixturevalue("postgres_template").refill(url)
+        return True
+    return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh database already at the newest schema: a temp SQLite file, or a new database
+    on the test server (both copies of a template migrated once per session)."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_template").copy_to(tmp_path / "tollway.db")
+    return request.getfixturevalue("postgres_template").create()
+
+
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], RunningGateway]]:
-    """Start gateways from config dicts; each gets its own SQLite file unless given one."""
+def gateway(tmp_path: Path, sqlite_template: SqliteTemplate) -> Iterator[Callable[[dict[str, Any]], RunningGateway]]:
+    """Start gateways from config dicts; each gets its own SQLite file (already migrated)
+    unless given a database."""
     running: list[RunningGateway] = []
 
     def start(config: dict[str, Any], services: Services | None = None, *,
               tls: tuple[str, str] | None = None) -> RunningGateway:
-        config = {"database_url": f"sqlite:///{tmp_path}/gateway-{len(running)}.db", "flush_interval": "1s", **config}
-        started = start_gateway(config, services, tls=tls)
+        if "database_url" not in config:
+            config = {"database_url": sqlite_template.copy_to(tmp_path / f"gateway-{len(running)}.db"), **config}
+        started = start_gateway({"flush_interval": "1s", **config}, services, tls=tls)
         running.append(started)
         return started
 

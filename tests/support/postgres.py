@@ -68,11 +68,16 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
 
-    def create_database(self, prefix: str = "tw") -> str:
-        """A new empty database; returns its URL."""
+    def create_database(self, prefix: str = "tw", *, template: str | None = None) -> str:
+        """A new database, empty or a clone of ``template``; returns its URL."""
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        self._psql(f'CREATE DATABASE "{name}"')
+        self._psql(_create_statement(name, template))
         return self.url(name)
+
+    def recreate_database(self, name: str, *, template: str) -> None:
+        """Drop the database ``name`` (nobody may be connected) and create it again as a
+        clone of ``template``, in one psql run."""
+        self._psql(f'DROP DATABASE "{name}"', _create_statement(name, template))
 
     def stop(self) -> None:
         try:
@@ -80,9 +85,11 @@ class PostgresServer:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def _psql(self, sql: str) -> None:
+    def _psql(self, *statements: str) -> None:
+        """Each statement in its own transaction (CREATE and DROP DATABASE need that)."""
+        commands = [arg for sql in statements for arg in ("-c", sql)]
         self._run("psql", "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", "postgres",
-                  "-v", "ON_ERROR_STOP=1", "-q", "-c", sql)
+                  "-v", "ON_ERROR_STOP=1", "-q", *commands)
 
     def _run(self, binary: str, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin_dir / binary), *args]
@@ -92,6 +99,12 @@ class PostgresServer:
         if result.returncode != 0:
             raise RuntimeError(f"{binary} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
         return result
+
+
+def _create_statement(name: str, template: str | None) -> str:
+    # The template must have no other connections: CREATE DATABASE waits up to 5 s for
+    # the backends of connections just closed to exit, then fails.
+    return f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
 
 
 def start_postgres() -> PostgresServer:

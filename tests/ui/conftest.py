@@ -18,6 +18,7 @@ import pytest
 
 from tests.api.support import ADMIN_TOKEN, MockThread, gateway_config
 from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.templates import SqliteTemplate
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -62,9 +63,10 @@ def upstream() -> Iterator[MockThread]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> Iterator[RunningGateway]:
-    database = tmp_path_factory.mktemp("ui") / "tollway.db"
-    running = start_gateway(gateway_config(f"sqlite:///{database}", upstream.url))
+def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread,
+            sqlite_template: SqliteTemplate) -> Iterator[RunningGateway]:
+    database = sqlite_template.copy_to(tmp_path_factory.mktemp("ui") / "tollway.db")  # migrated once per session
+    running = start_gateway(gateway_config(database, upstream.url))
     yield running
     running.stop()
 
@@ -73,7 +75,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> I
 def page(browser: Any, gateway: RunningGateway) -> Iterator[Any]:
     """A fresh browser context (no cookies) on a laptop-sized screen."""
     context = browser.new_context(viewport=LAPTOP, base_url=gateway.url)
-    context.set_default_timeout(3_000)
+    # How long an action waits for the page (not a speed requirement): with the suite on
+    # 4 processes on 2 cores, a login's navigation took over 3 s.
+    context.set_default_timeout(15_000)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gateway.url)
     tab = context.new_page()
     errors: list[str] = []

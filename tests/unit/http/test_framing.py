@@ -151,18 +151,26 @@ async def test_large_request_and_response_bodies(client: HTTPClient) -> None:
 async def test_a_slow_consumer_makes_the_client_stop_reading(client: HTTPClient) -> None:
     piece = b"x" * 65536
     total = 128  # 8 MiB, far more than the high-water mark
+    stalled = asyncio.Event()  # the server could not hand its last piece to the socket
 
     async def handler(peer: Peer) -> None:
         await peer.read_request()
         await peer.send(chunked_head())
         for _ in range(total):
-            await peer.send(chunk(piece))  # drain() blocks once the client stops reading
+            peer.writer.write(chunk(piece))
+            if peer.writer.transport.get_write_buffer_size():  # the socket is full: nobody reads
+                stalled.set()
+            await peer.writer.drain()  # blocks until the client reads again
         await peer.send(LAST_CHUNK)
+        # A keep-alive server keeps the connection (returning would abort it, dropping
+        # whatever the socket has not taken yet): wait for the client to close it.
+        await peer.read_request()
 
     server = await serve(handler)
     try:
         response = await client.request(server.origin, post_bytes(server.origin), idle=5)
-        await asyncio.sleep(0.2)  # let the server run ahead while nobody consumes
+        # Nobody consumes until the server is stuck: the client stopped reading the socket.
+        await asyncio.wait_for(stalled.wait(), 10)
         largest, received = 0, 0
         async for data in response.iter_chunks():
             largest = max(largest, len(data))
