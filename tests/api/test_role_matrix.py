@@ -62,7 +62,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", _TAGS): READ_M, ("POST", _TAGS): A, ("GET", _TAGS + "/{tag}"): READ_M,
     ("PUT", _TAGS + "/{tag}"): A, ("PATCH", _TAGS + "/{tag}"): A, ("DELETE", _TAGS + "/{tag}"): A,
     ("POST", _TAGS + "/{tag}/budget/reset"): A, ("POST", _TAGS + "/{tag}/rate-limit/reset"): A,
-    ("GET", _LIMITS): R, ("POST", _LIMITS): A, ("GET", _LIMITS + "/{rule}"): R,
+    ("GET", _LIMITS): R, ("POST", _LIMITS): A, ("GET", _LIMITS + "/{rule}"): R, ("GET", _LIMITS + "/{rule}/values"): U,
     ("PUT", _LIMITS + "/{rule}"): A, ("PATCH", _LIMITS + "/{rule}"): A, ("DELETE", _LIMITS + "/{rule}"): A,
     ("POST", _LIMITS + "/{rule}/budget/reset"): A, ("POST", _LIMITS + "/{rule}/rate-limit/reset"): A,
     # Managers read spend and logs only when narrowed to their scope (test_admin_tokens).

@@ -5,6 +5,9 @@ their own and (``when_missing: deny``) refuses a request naming none."""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -18,6 +21,7 @@ GPT = "openai/gpt-4o-mini"
 CLAUDE = "anthropic/claude-3-5-haiku-latest"
 HI = [{"role": "user", "content": "Hi"}]
 HOURLY = {"request_reset_duration": "1h"}
+ADMIN = "twa-rules-admin-0123456789abcdef"
 
 
 def rules_config(mock) -> dict:
@@ -29,8 +33,9 @@ def rules_config(mock) -> dict:
          "rate_limit": {"request_max_limit": 2, **HOURLY}},
         {"name": "t2-users", "match": {"team": "t2"}, "per": "end_user", "when_missing": "deny",
          "rate_limit": {"request_max_limit": 1, **HOURLY}},
+        {"name": "t1-keys", "match": {"team": "t1"}, "per": "virtual_key", "budget": {"max_limit": 1, "reset_duration": "1d"}},
     ]
-    return {"providers": mock_providers(mock.url),
+    return {"providers": mock_providers(mock.url), "admin_token": ADMIN,
             "governance": {"teams": [{"id": "t1", "name": "T1"}, {"id": "t2", "name": "T2"}],
                            "virtual_keys": keys, "limits": limits}}
 
@@ -72,3 +77,44 @@ async def test_each_end_user_of_a_team_gets_a_counter_and_one_is_required(ruled)
     claude = anthropic.AsyncAnthropic(base_url=ruled.url, api_key=KEY_T2, max_retries=0)
     with pytest.raises(anthropic.RateLimitError):  # alice again, named the Anthropic way
         await claude.messages.create(model=CLAUDE, max_tokens=20, messages=HI, metadata={"user_id": "alice"})
+
+
+async def admin_api(gateway: RunningGateway, method: str, path: str, **kwargs) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session, session.request(
+            method, gateway.url + path, headers={"Authorization": f"Bearer {ADMIN}"}, **kwargs) as response:
+        return response.status, await response.json()
+
+
+async def test_key_info_lists_the_rules_that_bind_the_key(ruled) -> None:
+    async with aiohttp.ClientSession() as session, session.get(
+            ruled.v1 + "/tollway/key", headers={"Authorization": f"Bearer {KEY_T1}"}) as response:
+        info = await response.json()
+    assert response.status == 200
+    # Its team's rule, and its own value of the per-key template; not t2's rule.
+    assert sorted((row["id"], row["kind"]) for row in info["limits"] if row["level"] == "limit") == [
+        ("t1-gpt", "requests"), ("t1-keys:t1-app", "budget")]
+
+
+async def test_usage_reads_a_rule_and_a_templated_rules_values(ruled) -> None:
+    client = openai_sdk(ruled, KEY_T2)
+    for user in ("alice", "bob"):
+        await client.chat.completions.create(model=GPT, messages=HI, user=user)
+    await openai_sdk(ruled, KEY_T1).chat.completions.create(model=GPT, messages=HI)
+    status, usage = await admin_api(ruled, "GET", "/api/governance/usage", params={"level": "limit"})
+    assert status == 200 and [(row["id"], row["used"]) for row in usage["usage"]] == [("t1-gpt", 1)]
+    status, alice = await admin_api(ruled, "GET", "/api/governance/usage", params={"level": "limit", "id": "t2-users:alice"})
+    assert status == 200 and [(row["kind"], row["used"], row["limit"]) for row in alice["usage"]] == [("requests", 1, 1)]
+    await asyncio.to_thread(ruled.call, ruled.runtime.flush_usage())
+    status, top = await admin_api(ruled, "GET", "/api/governance/limits/t2-users/values")
+    assert status == 200, top
+    assert sorted(value["value"] for value in top["values"]) == ["alice", "bob"]
+    assert all(value["usage"][0]["used"] == 1 for value in top["values"])
+    status, body = await admin_api(ruled, "GET", "/api/governance/limits/t1-gpt/values")
+    assert status == 400 and "not a template" in body["error"]["message"]
+
+
+async def test_a_file_rule_is_read_only_through_the_api(ruled) -> None:
+    status, body = await admin_api(ruled, "PATCH", "/api/governance/limits/t1-gpt", json={"per": ["end_user"]})
+    assert status == 409 and "config" in body["error"]["message"]
+    status, body = await admin_api(ruled, "GET", "/api/governance/limits/t1-gpt")
+    assert status == 200 and body["limit_rule"]["managed_by"] == "config"

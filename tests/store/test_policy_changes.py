@@ -21,8 +21,8 @@ from tollway.store.bootstrap import apply_config
 from tollway.store.changes import Change, covers, record_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
-from tollway.store.policy_changes import apply_changes
 from tollway.store.limit_rule_tables import LimitRuleRow
+from tollway.store.policy_changes import apply_changes
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.snapshot import load_snapshot
 from tollway.store.tables import ConfigChange, Customer, ModelConfig, Provider, Tag, Team, VirtualKey, new_id

@@ -143,6 +143,7 @@ for _method, _suffix in (("POST", ""), ("PUT", "/{tag}"), ("PATCH", "/{tag}"), (
 _LIMITS = "/api/governance/limits"  # limit rules select across keys, teams and customers: an admin's
 RULES[("GET", _LIMITS)] = READ
 RULES[("GET", _LIMITS + "/{rule}")] = READ
+RULES[("GET", _LIMITS + "/{rule}/values")] = USAGE
 for _method, _suffix in (("POST", ""), ("PUT", "/{rule}"), ("PATCH", "/{rule}"), ("DELETE", "/{rule}"),
                          ("POST", "/{rule}/budget/reset"), ("POST", "/{rule}/rate-limit/reset")):
     RULES[(_method, _LIMITS + _suffix)] = ADMIN_ONLY

@@ -36,8 +36,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tollway.governance.decisions import Denial, limit_value_missing
-from tollway.governance.engine import LimitCheck, Plan, RequestFacts, amounts_for
-from tollway.governance.inventory import limit_checks
+from tollway.governance.engine import (
+    LimitCheck,
+    Plan,
+    RequestFacts,
+    amounts_for,
+    budget_checks,
+    concurrency_checks,
+    rate_limit_checks,
+)
 from tollway.governance.model import (
     BudgetPolicy,
     ConcurrencyPolicy,
@@ -49,7 +56,6 @@ from tollway.governance.model import (
     Scope,
 )
 from tollway.governance.names import canonical_model, model_key
-from tollway.governance.tags import normalise_tag
 
 PROVIDER, MODEL, VIRTUAL_KEY, TEAM, CUSTOMER, TAG, END_USER = (
     "provider", "model", "virtual_key", "team", "customer", "tag", "end_user")
@@ -92,6 +98,8 @@ def selector_value(dimension: str, value: str) -> str:
     if dimension == MODEL:
         return model_key(canonical_model(value))
     if dimension == TAG:
+        from tollway.governance.tags import normalise_tag  # tags builds on the inventory, which builds on this
+
         return normalise_tag(value)
     return value
 
@@ -180,7 +188,7 @@ def is_templated(counter: str) -> bool:
 def rule_checks(rule: LimitRule, values: tuple[str, ...] = ()) -> tuple[tuple[LimitCheck, ...], tuple[LimitCheck, ...]]:
     """The rule's (rate limit and budget checks, concurrency checks); for a templated rule
     those of the combination ``values``, on counters of their own."""
-    checks = list(limit_checks(rule.limits))
+    checks = [*rate_limit_checks(rule.limits), *budget_checks(rule.limits), *concurrency_checks(rule.limits)]
     if values:
         label = ", ".join(f"{dimension} {value}" for dimension, value in zip(rule.per, values))
         scope = Scope(Level.LIMIT, rule.name + ":" + _JOIN.join(values), f"{rule.name} ({label})")
@@ -335,3 +343,39 @@ def rules_binding_key(snapshot: PolicySnapshot, key_id: str, team_id: str | None
         if all(owners[d] in rule.match[d] for d in owners if d in rule.match):
             found.append(rule)
     return found
+
+
+def key_rule_checks(snapshot: PolicySnapshot, key_id: str, team_id: str | None,
+                    customer_id: str | None) -> list[LimitCheck]:
+    """The checks of the rules that can bind a key (`rules_binding_key`) whose counters the
+    key alone determines: untemplated rules, and those templated per virtual key, team or
+    customer (the key's own value); not those per end user, tag, provider or model."""
+    owners = {VIRTUAL_KEY: key_id, TEAM: team_id, CUSTOMER: customer_id}
+    checks: list[LimitCheck] = []
+    for rule in rules_binding_key(snapshot, key_id, team_id, customer_id):
+        values = tuple(owners.get(dimension) for dimension in rule.per)
+        if all(value is not None for value in values):
+            counted, in_flight = rule_checks(rule, values)  # type: ignore[arg-type]  # None ruled out just above
+            checks += [*counted, *in_flight]
+    return checks
+
+
+def rule_value_checks(rule: LimitRule, value_id: str) -> list[LimitCheck]:
+    """The checks of one value of a templated rule, named as its scope id names it
+    (``<value>`` or ``<value>|<value>`` for several ``per`` dimensions); [] when the text
+    names no value of the rule."""
+    values = tuple(value_id.split(_JOIN)) if len(rule.per) > 1 else (value_id,)
+    if len(values) != len(rule.per) or not all(values):
+        return []
+    counted, in_flight = rule_checks(rule, values)
+    return [*counted, *in_flight]
+
+
+def templated_value_checks(snapshot: PolicySnapshot, scope_id: str) -> list[LimitCheck]:
+    """The checks of ``<rule>:<value>`` (a templated rule's scope id, as denials name it);
+    [] when no templated rule has that name."""
+    name, _, value_id = scope_id.partition(":")
+    rule: LimitRule | None = snapshot.limit_rules.get(name)
+    if rule is None or not rule.per or not value_id:
+        return []
+    return rule_value_checks(rule, value_id)
