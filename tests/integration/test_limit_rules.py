@@ -118,3 +118,13 @@ async def test_a_file_rule_is_read_only_through_the_api(ruled) -> None:
     assert status == 409 and "config" in body["error"]["message"]
     status, body = await admin_api(ruled, "GET", "/api/governance/limits/t1-gpt")
     assert status == 200 and body["limit_rule"]["managed_by"] == "config"
+
+
+async def test_explain_names_the_rule_that_would_deny(ruled) -> None:
+    for _ in range(2):
+        await openai_sdk(ruled, KEY_T1).chat.completions.create(model=GPT, messages=HI)
+    ask = {"virtual_key_id": "t1-app", "model": "openai/GPT-4o-mini", "prompt_tokens": 5}
+    status, explained = await admin_api(ruled, "POST", "/api/governance/explain", json=ask)
+    assert status == 200 and not explained["allowed"], explained
+    assert explained["scope"] == {"level": "limit", "id": "t1-gpt", "name": "t1-gpt"}
+    assert {(row["level"], row["id"]) for row in explained["limits"]} >= {("limit", "t1-gpt"), ("limit", "t1-keys:t1-app")}
