@@ -49,3 +49,11 @@ def test_rules_are_listed_with_usage_and_a_templates_values_shown(page: Any, gat
     assert values.first.locator("code").inner_text() == "zoe"  # the most used first
     assert "2" in values.first.locator(".meter-cell").inner_text()
     screenshot(page, "limit-rule-values")
+
+
+def test_a_rule_denial_links_to_the_rules_page_even_for_a_templated_value() -> None:
+    from tollway.ui.present import entity_url, level_name
+
+    assert entity_url("limit", "support-users:alice") == "/ui/limits/support-users"
+    assert entity_url("limit", "team-gpt") == "/ui/limits/team-gpt"
+    assert level_name("limit") == "limit rule"
