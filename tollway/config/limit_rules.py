@@ -47,15 +47,16 @@ class MatchConfig(BaseModel):
     @classmethod
     def _requestable(cls, values: list[str] | None, info: ValidationInfo) -> list[str] | None:
         """Each value as requests are compared (model names keyed, tags normalised), de-duplicated."""
+        dimension = info.field_name or ""
         if values is None:
             return None
         if any(not value.strip() for value in values):
             raise ValueError("must not be empty or whitespace")
-        if info.field_name == "model":  # kept as written (the snapshot keys it), but checked
+        if dimension == "model":  # kept as written (the snapshot keys it), but checked
             for value in values:
                 selector_value("model", value)  # BadModelName is a ValueError: a 422 naming match.model
             return list(dict.fromkeys(values))
-        return list(dict.fromkeys(selector_value(info.field_name, value) for value in values))
+        return list(dict.fromkeys(selector_value(dimension, value) for value in values))
 
     @model_validator(mode="after")
     def _not_empty(self) -> MatchConfig:
