@@ -3,7 +3,8 @@ that turns a `Denial` (plain data from the pure governance core) into JSON.
 
 OpenAI's shape is ``{"error": {…}}``, Anthropic's ``{"type": "error", "error": {…}}``
 (SDKs of either surface ``error.message``), Google's its ``{"error": {"code", "status",
-"details": [ErrorInfo]}}`` with Tollway's fields in the details' metadata.
+"details": [ErrorInfo]}}`` with Tollway's fields in the details' metadata, AWS's (Bedrock's own
+routes) ``{"__type", "message"}`` with Tollway's code as ``reason`` and its fields beside.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import orjson
 
 from tollway.governance.decisions import Decision, Denial, iso_utc
 from tollway.governance.model import NANO_PER_USD
+from tollway.providers.adapters.bedrock_errors import aws_error_body
 from tollway.providers.adapters.gemini_response import google_error_from
 from tollway.providers.apis import Api
 
@@ -45,6 +47,10 @@ def error_body(denial: Denial, anthropic: bool = False) -> bytes:
 
 def denial_body(denial: Denial, api: Api) -> bytes:
     """The body in the shape clients of ``api`` expect."""
+    if api.aws_shaped:  # AWS's type for the status, Tollway's fields beside it
+        fields = error_fields(denial)
+        del fields["type"]
+        return aws_error_body(denial.decision.status, fields.pop("message"), fields.pop("code"), **fields)
     body = error_body(denial, anthropic=api.anthropic_shaped)
     return google_error_from(denial.decision.status, body) if api.google_shaped else body
 

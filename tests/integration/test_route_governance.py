@@ -28,6 +28,7 @@ from tests.support.gateway import RunningGateway, mock_providers
 from tollway.governance.model import request_counter
 from tollway.server.route_policy import EXEMPT_ROUTES, EXEMPTIONS, IDENTITY
 from tollway.store.tables import RequestLog
+from tollway.testing.mock_bedrock_auth import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
 
 HELLO = [{"role": "user", "content": "Hello"}]
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
@@ -35,6 +36,8 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
 ADMIN_TOKEN = "admin-token-routes-0123456789abcdef"
 GEMINI_MODEL = "gemini/gemini-2.0-flash"
 GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+BEDROCK_MODEL = "bedrock%2Fus.anthropic.claude-3-5-haiku-20241022-v1%3A0"  # quoted whole, as the AWS SDKs do
+BEDROCK_BODY = {"messages": [{"role": "user", "content": [{"text": "Hi"}]}], "inferenceConfig": {"maxTokens": 5}}
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ SAMPLES: dict[str, Sample] = {
     "POST /v1beta/models/{model}:streamGenerateContent": Sample("generate_content", GEMINI_BODY),
     "POST /v1/models/{model}:generateContent": Sample("generate_content", GEMINI_BODY),
     "POST /v1/models/{model}:streamGenerateContent": Sample("generate_content", GEMINI_BODY),
+    # Bedrock's own routes; {modelId} is the path's model, on the bedrock provider.
+    "POST /model/{modelId}/converse": Sample("converse", BEDROCK_BODY),
+    "POST /model/{modelId}/converse-stream": Sample("converse", BEDROCK_BODY),
 }
 
 
@@ -128,7 +134,10 @@ def governed(gateway, mock) -> RunningGateway:
         "request_max_limit": _allowed(route, sample), "request_reset_duration": "1h"})
         for i, (route, sample) in enumerate(SAMPLES.items())]
     providers = mock_providers(mock.url, gemini={"type": "gemini", "base_url": mock.url,
-                                                 "keys": [{"value": "AIza-test-gemini"}]})
+                                                 "keys": [{"value": "AIza-test-gemini"}]},
+                               bedrock={"type": "bedrock", "base_url": mock.url, "region": "us-east-1",
+                                        "aws_access_key_id": MOCK_ACCESS_KEY_ID,
+                                        "aws_secret_access_key": MOCK_SECRET_ACCESS_KEY})
     return gateway({"providers": providers, "enforce_virtual_keys": True, "admin_token": ADMIN_TOKEN,
                     "governance": {"virtual_keys": keys}})
 
@@ -166,7 +175,8 @@ async def _send(session: aiohttp.ClientSession, running: RunningGateway, route: 
                 data.add_field(name, value[1], filename=value[0])
             else:
                 data.add_field(name, value)
-    url = running.url + path.replace("{id}", response_id).replace("{model}", GEMINI_MODEL)
+    url = running.url + path.replace("{id}", response_id).replace("{model}", GEMINI_MODEL).replace(
+        "{modelId}", BEDROCK_MODEL)
     body = sample.json if sample is not None else None
     if body is not None and body.get("input_file_id") == "{file}":
         body = {**body, "input_file_id": response_id}

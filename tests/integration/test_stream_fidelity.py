@@ -131,7 +131,8 @@ def _expected(pair: Pair, marker: str, provider_bytes: bytes) -> bytes:
     """What the client should get: the provider's stream through a fresh converter, in one piece."""
     request = parse_request(pair.api, orjson.dumps(pair.body(marker)))
     provider_type = pair.model.split("/")[0]
-    converter = exchange_for(pair.api, _Provider(provider_type)).stream(request)  # type: ignore[arg-type]
+    model = pair.model.split("/", 1)[1]  # the model the provider is asked for
+    converter = exchange_for(pair.api, _Provider(provider_type)).stream(request, model)  # type: ignore[arg-type]
     return converter.feed(provider_bytes) + converter.finish()
 
 

@@ -46,9 +46,10 @@ def gateway(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], RunningGatewa
     """Start gateways from config dicts; each gets its own SQLite file unless given one."""
     running: list[RunningGateway] = []
 
-    def start(config: dict[str, Any], services: Services | None = None) -> RunningGateway:
+    def start(config: dict[str, Any], services: Services | None = None, *,
+              tls: tuple[str, str] | None = None) -> RunningGateway:
         config = {"database_url": f"sqlite:///{tmp_path}/gateway-{len(running)}.db", "flush_interval": "1s", **config}
-        started = start_gateway(config, services)
+        started = start_gateway(config, services, tls=tls)
         running.append(started)
         return started
 

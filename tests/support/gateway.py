@@ -33,12 +33,14 @@ def free_port() -> int:
 class ThreadedServer:
     """An ASGI app served by uvicorn in its own thread and event loop."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, tls: tuple[str, str] | None = None) -> None:
         self.port = port or free_port()
         # The server the CLI runs (tollway.server.serving), with its default connection limits.
         limits = connection_limits(ServerConfig(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        certificate = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
         config = GatewayServerConfig(app, connection_limits=limits, host="127.0.0.1", port=self.port, lifespan="on",
-                                     log_level="warning", loop="asyncio", access_log=False, timeout_graceful_shutdown=5)
+                                     log_level="warning", loop="asyncio", access_log=False, timeout_graceful_shutdown=5,
+                                     **certificate)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -88,15 +90,16 @@ class RunningGateway:
 
 
 def start_gateway(config: dict[str, Any], services: Services | None = None, *,
-                  clock_ms: Callable[[], int] | None = None) -> RunningGateway:
+                  clock_ms: Callable[[], int] | None = None, tls: tuple[str, str] | None = None) -> RunningGateway:
     """The gateway for ``config`` with ``services`` injected; ``clock_ms`` (epoch ms) alone
-    is short for ``Services(clock_ms=clock_ms)``."""
+    is short for ``Services(clock_ms=clock_ms)``; ``tls``: (certificate file, key file) to
+    serve HTTPS (clients that send a bearer token only over TLS: boto3)."""
     if clock_ms is not None:
         services = Services(clock_ms=clock_ms)
     app = create_app(settings_from_dict(config), services)
-    server = ThreadedServer(app)
+    server = ThreadedServer(app, tls=tls)
     server.start()
-    return RunningGateway(f"http://127.0.0.1:{server.port}", app, server)
+    return RunningGateway(f"{'https' if tls else 'http'}://127.0.0.1:{server.port}", app, server)
 
 
 def mock_providers(mock_url: str, **extra: Any) -> dict[str, Any]:

@@ -131,3 +131,22 @@ def test_a_missing_botocore_is_a_clear_config_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "botocore.auth", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'tollway\[bedrock\]'"):
         provider()
+
+
+@pytest.mark.parametrize(("api", "model", "upstream"), [
+    (Api.COUNT_TOKENS, "us.anthropic.claude-3-5-haiku-20241022-v1:0", Api.BEDROCK_COUNT_TOKENS),
+    (Api.COUNT_TOKENS, "anthropic.claude-3-haiku-20240307-v1:0", Api.BEDROCK_COUNT_TOKENS),
+    (Api.RESPONSES_INPUT_TOKENS, "eu.anthropic.claude-sonnet-4-20250514-v1:0", Api.BEDROCK_COUNT_TOKENS),
+    (Api.COUNT_TOKENS, "amazon.nova-lite-v1:0", Api.CONVERSE),  # CountTokens serves Anthropic's models only
+    (Api.COUNT_TOKENS, "mistral.anthropic-like-v1:0", Api.CONVERSE),
+    (Api.CONVERSE, "us.anthropic.claude-3-5-haiku-20241022-v1:0", Api.CONVERSE),
+    (Api.EMBEDDINGS, "amazon.titan-embed-text-v2:0", Api.INVOKE_MODEL),
+])
+def test_counting_goes_to_count_tokens_for_anthropic_models(api: Api, model: str, upstream: Api) -> None:
+    adapter = adapter_for("bedrock")
+    assert adapter.upstream_api(provider(), api, model) is upstream
+
+
+def test_count_tokens_has_its_own_path() -> None:
+    url = adapter_for("bedrock").url("https://host", provider(), Api.BEDROCK_COUNT_TOKENS, "us.anthropic.c-v1:0", False)
+    assert url == "https://host/model/us.anthropic.c-v1%3A0/count-tokens"

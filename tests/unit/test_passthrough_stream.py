@@ -37,7 +37,7 @@ def _relay(stream: bytes, cuts: list[int], wants_usage: bool) -> tuple[bytes, Us
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     if wants_usage:
         body["stream_options"] = {"include_usage": True}
-    converter = OpenAIPassthrough(Api.CHAT).stream(parse_request(Api.CHAT, orjson.dumps(body)))
+    converter = OpenAIPassthrough(Api.CHAT).stream(parse_request(Api.CHAT, orjson.dumps(body)), "gpt-4o-mini")
     edges = [0, *sorted(set(cuts)), len(stream)]
     out = b"".join(converter.feed(stream[a:b]) for a, b in itertools.pairwise(edges) if b > a)
     return out + converter.finish(), converter.usage
@@ -73,7 +73,7 @@ def test_a_last_event_without_its_blank_line_is_still_relayed() -> None:
 
 def test_partial_event_is_held_until_it_completes() -> None:
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
-    converter = OpenAIPassthrough(Api.CHAT).stream(parse_request(Api.CHAT, orjson.dumps(body)))
+    converter = OpenAIPassthrough(Api.CHAT).stream(parse_request(Api.CHAT, orjson.dumps(body)), "gpt-4o-mini")
     assert converter.feed(CONTENT[0][:10]) == b""
     assert converter.feed(CONTENT[0][10:] + CONTENT[1][:5]) == CONTENT[0]
     assert converter.feed(CONTENT[1][5:]) == CONTENT[1]

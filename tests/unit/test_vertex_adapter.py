@@ -18,7 +18,7 @@ from tollway.providers.apis import Api
 from tollway.providers.client import ProviderClient
 from tollway.providers.registry import provider_keys
 from tollway.proxy.exchange_choice import exchange_for
-from tollway.proxy.gemini_exchanges import ChatViaGemini, EmbeddingsViaGemini
+from tollway.proxy.gemini_exchanges import CHAT_VIA_GEMINI, EmbeddingsViaGemini
 from tollway.proxy.request import parse_request
 from tollway.proxy.translated import ChatViaMessages
 from tollway.proxy.vertex_exchanges import AdaptedBody, EmbeddingsViaVertexPredict
@@ -120,7 +120,7 @@ async def test_exchanges_are_chosen_per_model_and_kept_per_pair() -> None:
         settings_from_dict({"providers": {"v": {"type": "vertex", "project": "proj"}}}), "v"))
     try:
         gemini, claude = exchange_for(Api.CHAT, provider, "gemini-2.5-flash"), exchange_for(Api.CHAT, provider, "claude-x")
-        assert isinstance(gemini, AdaptedBody) and isinstance(gemini.inner, ChatViaGemini)
+        assert isinstance(gemini, AdaptedBody) and gemini.inner is CHAT_VIA_GEMINI
         assert isinstance(claude, AdaptedBody) and isinstance(claude.inner, ChatViaMessages)
         assert exchange_for(Api.CHAT, provider, "gemini-2.0-flash") is gemini  # one per (API, provider API)
         embed = exchange_for(Api.EMBEDDINGS, provider, "text-embedding-005")

@@ -257,9 +257,9 @@ FIELD_TEXT: dict[str, str] = {
     "ModelLimitConfig.model_name": "The model, as the provider names it.",
     "ModelLimitConfig.provider": "The provider; omitted: the limits apply to the model on every provider "
     "together.",
-    "_Governed.budget": "A budget in USD per period (see `BudgetConfig`).",
-    "_Governed.rate_limit": "Token and/or request limits per period (see `RateLimitConfig`).",
-    "_Governed.concurrency": "A limit on requests in flight at once (see `ConcurrencyConfig`).",
+    "Governed.budget": "A budget in USD per period (see `BudgetConfig`).",
+    "Governed.rate_limit": "Token and/or request limits per period (see `RateLimitConfig`).",
+    "Governed.concurrency": "A limit on requests in flight at once (see `ConcurrencyConfig`).",
     "GovernanceConfig.customers": "Customers: the top of the hierarchy.",
     "GovernanceConfig.teams": "Teams, each optionally under a customer.",
     "GovernanceConfig.virtual_keys": "Virtual keys: what clients send instead of a provider key.",

@@ -7,133 +7,41 @@ serve both. Field names follow SPEC.md §6.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from tollway.alerts.config import AlertsConfig
+
+# The shared parts, the limits and the provider settings have modules of their own; their
+# names stay importable from here (other modules and tests import them from this one).
+from tollway.config.fields import NonEmpty, PositiveInt, duration_s
+from tollway.config.fields import StrictModel as _Strict
+from tollway.config.fields import check_duration as _duration
+from tollway.config.fields import fixed_duration as _fixed_duration
+from tollway.config.fields import idle_duration as _idle_duration
+from tollway.config.fields import no_blank as _no_blank
+from tollway.config.fields import seconds_up_to_hour as _seconds_up_to_hour
 from tollway.config.limit_rules import LimitSelectorConfig
-from tollway.governance.durations import Alignment, check_alignment, parse_duration
+from tollway.config.limits import (
+    MAX_IN_FLIGHT,
+    MAX_QUEUE_TIMEOUT_MS,
+    BudgetConfig,
+    ConcurrencyConfig,
+    EnforcementMode,
+    LimitMode,
+    OnInsufficient,
+    RateLimitConfig,
+)
+from tollway.config.limits import Governed as _Governed
+from tollway.config.providers import EgressConfig, ProviderKeyConfig, ProviderSettings, ProviderType
+from tollway.governance.durations import parse_duration
 from tollway.governance.names import configured_model
 from tollway.governance.tags import MAX_REQUEST_TAGS, BadTag, normalise_tag, normalise_tags
-from tollway.providers.adapters import adapter_for
 
-NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
-PositiveInt = Annotated[int, Field(gt=0, le=10**15)]
-MAX_IN_FLIGHT = 1_000_000_000  # fits the store's 32-bit column
-MAX_QUEUE_TIMEOUT_MS = 600_000  # ten minutes: a wait longer than any client keeps a request open
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-def _duration(value: str | None) -> str | None:
-    if value is not None:
-        parse_duration(value)
-    return value
-
-
-def _fixed_duration(value: str) -> str:
-    """A duration in seconds, minutes, hours, days or weeks (no calendar months)."""
-    if parse_duration(value).fixed_ms is None:
-        raise ValueError(f"must be a fixed duration such as '10s', '5m' or '1h' (got {value!r})")
-    return value
-
-
-def _seconds_up_to_hour(value: str) -> str:
-    fixed = parse_duration(_fixed_duration(value)).fixed_ms
-    if fixed is None or fixed > 3_600_000:
-        raise ValueError(f"must be from 1s to 1h (got {value!r})")
-    return value
-
-
-def _idle_duration(value: str) -> str:
-    fixed = parse_duration(_fixed_duration(value)).fixed_ms
-    if fixed is None or not 60_000 <= fixed <= 30 * 86_400_000:
-        raise ValueError(f"must be from 1m to 30d (got {value!r})")
-    return value
-
-
-def duration_s(value: str) -> float:
-    """Seconds of a fixed duration (validated by the models above)."""
-    fixed = parse_duration(value).fixed_ms
-    assert fixed is not None
-    return fixed / 1000
-
-
-def _no_blank(value: str | None) -> str | None:
-    if value is not None and not value.strip():
-        raise ValueError("must not be empty or whitespace")
-    return value
-
-
-EnforcementMode = Literal["estimate", "strict"]
-OnInsufficient = Literal["refuse", "clamp"]
-LimitMode = Literal["enforce", "shadow"]  # shadow: evaluated and counted, never denies (SPEC §8)
-
-
-class BudgetConfig(_Strict):
-    max_limit: Annotated[Decimal, Field(gt=0, le=Decimal(10**9), allow_inf_nan=False)]
-    reset_duration: str
-    calendar_aligned: bool = False
-    timezone: str = "UTC"
-    week_start: Annotated[int, Field(ge=0, le=6)] = 0
-    enforcement: EnforcementMode | None = None  # None: governance_defaults.enforcement
-    on_insufficient: OnInsufficient | None = None  # None: governance_defaults.on_insufficient
-    mode: LimitMode = "enforce"
-
-    _check_duration = field_validator("reset_duration")(_duration)
-
-    @model_validator(mode="after")
-    def _alignment_fits(self) -> BudgetConfig:
-        if self.calendar_aligned:
-            check_alignment(parse_duration(self.reset_duration), self.alignment)
-        return self
-
-    @property
-    def alignment(self) -> Alignment | None:
-        return Alignment(self.timezone, self.week_start) if self.calendar_aligned else None
-
-
-class RateLimitConfig(_Strict):
-    token_max_limit: PositiveInt | None = None
-    token_reset_duration: str | None = None
-    request_max_limit: PositiveInt | None = None
-    request_reset_duration: str | None = None
-    enforcement: EnforcementMode | None = None  # of the token side (requests are exact); None: the default
-    on_insufficient: OnInsufficient | None = None
-    mode: LimitMode = "enforce"  # of both sides
-
-    _check_durations = field_validator("token_reset_duration", "request_reset_duration")(_duration)
-
-    @model_validator(mode="after")
-    def _sides_complete(self) -> RateLimitConfig:
-        for side in ("token", "request"):
-            limit = getattr(self, f"{side}_max_limit")
-            duration = getattr(self, f"{side}_reset_duration")
-            if (limit is None) != (duration is None):
-                raise ValueError(f"{side}_max_limit and {side}_reset_duration go together")
-        if self.token_max_limit is None and self.request_max_limit is None:
-            raise ValueError("a rate limit needs token_max_limit or request_max_limit")
-        return self
-
-
-class ConcurrencyConfig(_Strict):
-    """At most ``max_in_flight`` requests at once (from admission until the response, or
-    the stream, ends); with ``queue_timeout_ms`` > 0 a request finding no free slot waits
-    up to that long for one, first come first served, before it is refused (429)."""
-
-    max_in_flight: Annotated[int, Field(gt=0, le=MAX_IN_FLIGHT)]
-    queue_timeout_ms: Annotated[int, Field(ge=0, le=MAX_QUEUE_TIMEOUT_MS)] = 0
-    mode: LimitMode = "enforce"  # shadow: slots counted, never waited for or refused
-
-
-class _Governed(_Strict):
-    budget: BudgetConfig | None = None
-    rate_limit: RateLimitConfig | None = None
-    concurrency: ConcurrencyConfig | None = None
+__all__ = ["MAX_IN_FLIGHT", "MAX_QUEUE_TIMEOUT_MS", "BudgetConfig", "ConcurrencyConfig", "EgressConfig",
+           "EnforcementMode", "LimitMode", "NonEmpty", "OnInsufficient", "PositiveInt", "ProviderKeyConfig",
+           "ProviderSettings", "ProviderType", "RateLimitConfig", "duration_s"]
 
 
 class EndUserLimitsConfig(_Strict):
@@ -333,119 +241,6 @@ class GovernanceConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("governance.tags names a tag twice (names are compared trimmed and lower-cased)")
         return self
-
-
-class ProviderKeyConfig(_Strict):
-    value: str = Field(min_length=1, repr=False)
-    id: NonEmpty | None = None  # named in a virtual key's allowed_keys; defaults to key-<index>
-    weight: Annotated[float, Field(gt=0, le=1_000_000)] = 1.0
-    models: list[NonEmpty] = []  # empty = every model
-
-
-# The types of `providers.adapters.ADAPTERS`: openai, azure, anthropic, gemini, bedrock, vertex, then the
-# OpenAI-compatible presets of `providers.presets` (a unit test keeps the lists equal).
-ProviderType = Literal["openai", "azure", "anthropic", "gemini", "bedrock", "vertex", "mistral", "groq", "deepseek",
-                       "together", "fireworks", "openrouter", "xai", "cerebras", "perplexity", "ollama", "vllm"]
-
-
-class ProviderSettings(_Governed):
-    type: ProviderType
-    base_url: str | None = None
-    keys: list[ProviderKeyConfig] = []  # at least one, except for local presets (ollama, vllm)
-    api_version: str | None = None  # azure
-    deployments: dict[str, str] = {}  # azure: model -> deployment (default: the model name)
-    # vertex: the Google Cloud project and region (location) of Vertex AI, the service
-    # account's JSON key (inline, as env.NAME gives it, or a file's path; unset: Application
-    # Default Credentials), and which publisher serves a model its name does not tell.
-    project: str | None = None
-    region: str | None = None
-    credentials: str | None = Field(default=None, repr=False)
-    publishers: dict[str, Literal["google", "anthropic"]] = {}
-    timeout: str = "60s"
-    connect_timeout: str = "5s"
-    max_retries: Annotated[int, Field(ge=0, le=10)] = 0
-    retry_backoff: Annotated[float, Field(ge=0, le=60)] = 0.5  # seconds before the first retry; doubles each time
-    headers: dict[str, str] = {}
-    # Egress: an http:// forward proxy for this provider ("none": direct, whatever the
-    # environment says; unset: HTTPS_PROXY / HTTP_PROXY / NO_PROXY), a CA bundle to trust
-    # instead of the system's, a client certificate (and its key) for mutual TLS.
-    proxy: str | None = None
-    ca_bundle: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    # Whether the provider serves OpenAI's Responses API itself (default: yes for openai and
-    # azure, no for the presets). false: /v1/responses is translated to chat completions
-    # (servers that only have chat). Anthropic providers are always translated.
-    responses_api: bool | None = None
-    responses_api_version: str = "2025-04-01-preview"  # azure: the api-version of /openai/responses
-    # bedrock: the AWS region (`region` above), and the credentials (explicit values, a named
-    # profile, or botocore's default chain; role_arn: assumed through STS with those as the source)
-    profile: NonEmpty | None = None
-    aws_access_key_id: NonEmpty | None = Field(None, repr=False)
-    aws_secret_access_key: NonEmpty | None = Field(None, repr=False)
-    aws_session_token: str | None = Field(None, repr=False, min_length=1)
-    role_arn: NonEmpty | None = None
-
-    _check_durations = field_validator("timeout", "connect_timeout")(_duration)
-
-    @field_validator("proxy")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        return value if value is None or value.strip().lower() in ("none", "direct") else _http_proxy_url(value)
-
-    @model_validator(mode="after")
-    def _keys(self) -> ProviderSettings:
-        if not self.keys:
-            if adapter_for(self.type).needs_key:
-                raise ValueError(f"a {self.type} provider needs at least one key: keys: [{{value: env.API_KEY}}]")
-            self.keys = [ProviderKeyConfig(value="unused")]  # a local server: any bearer token does
-        return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_transport(cls, data: Any) -> Any:
-        # `http_client` chose between two upstream clients until the aiohttp one was
-        # removed; say so rather than "extra inputs are not permitted".
-        if isinstance(data, dict) and "http_client" in data:
-            raise ValueError("http_client was removed: Tollway has one upstream HTTP client (proxies, CA bundles and "
-                             "mutual TLS included); delete the setting")
-        return data
-
-    @model_validator(mode="after")
-    def _client_key_needs_cert(self) -> ProviderSettings:
-        if self.client_key and not self.client_cert:
-            raise ValueError("client_key needs client_cert")
-        return self
-
-    @model_validator(mode="after")
-    def _type_needs(self) -> ProviderSettings:
-        adapter_for(self.type).check(self)  # what this type needs (azure: base_url, api_version ...)
-        return self
-
-
-def _http_proxy_url(value: str) -> str:
-    parts = urlsplit(value if "://" in value else f"http://{value}")
-    if parts.scheme.lower() != "http" or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http://[user:password@]host:port proxy URL")
-    try:
-        parts.port  # noqa: B018 - raises for a port that is not a number
-    except ValueError:
-        raise ValueError(f"{value!r} has an invalid port") from None
-    return value
-
-
-class EgressConfig(_Strict):
-    """The environment's proxy settings, as the loader read them (HTTPS_PROXY, HTTP_PROXY,
-    NO_PROXY, upper or lower case) unless the file sets them; a provider's `proxy` wins."""
-
-    http_proxy: str | None = None
-    https_proxy: str | None = None
-    no_proxy: str | None = None
-
-    @field_validator("http_proxy", "https_proxy")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        return value if not value else _http_proxy_url(value)
 
 
 _Price = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]

@@ -24,6 +24,7 @@ class Api(str, enum.Enum):
     GEMINI_COUNT_TOKENS = "gemini_count_tokens"  # Google's models/{model}:countTokens
     CONVERSE = "converse"  # AWS Bedrock's /model/{modelId}/converse (and /converse-stream)
     INVOKE_MODEL = "invoke_model"  # AWS Bedrock's /model/{modelId}/invoke (embeddings)
+    BEDROCK_COUNT_TOKENS = "bedrock_count_tokens"  # AWS Bedrock's /model/{modelId}/count-tokens
     VERTEX_PREDICT = "vertex_predict"  # Vertex AI's models/{model}:predict (text-embedding models)
     IMAGES_GENERATIONS = "images.generations"
     IMAGES_EDITS = "images.edits"  # multipart
@@ -41,3 +42,8 @@ class Api(str, enum.Enum):
     def google_shaped(self) -> bool:
         """Whether clients of this API expect Google's error shape."""
         return self is Api.GENERATE_CONTENT
+
+    @property
+    def aws_shaped(self) -> bool:
+        """Whether clients of this API expect AWS's error shape (and event-stream framing)."""
+        return self is Api.CONVERSE

@@ -1,24 +1,21 @@
 """Exchanges with a Bedrock provider.
 
 Every chat-shaped client API (OpenAI chat, Anthropic messages, the Responses API) reaches
-Converse through chat completions, the internal form, with one generic exchange:
-`ViaConverse(client side)`. The client side turns the client's request into chat and chat
-back into the client's API (the translators every other provider uses); the Bedrock side
-is the adapter's one translator per direction (`bedrock_request`, `bedrock_response`) and
-its event-stream decoder. `/v1/embeddings` reaches InvokeModel (`EmbeddingsViaInvokeModel`).
+Converse through chat completions, the internal form, with the generic exchange of
+`tollway.proxy.via_chat` over `ConverseSide`: the adapter's one translator per direction
+(`bedrock_request`, `bedrock_response`) and its event-stream decoder. `/v1/embeddings`
+reaches InvokeModel (`EmbeddingsViaInvokeModel`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from tollway.providers._chat_response_to_responses import chat_response_to_responses
-from tollway.providers._responses_request_to_chat import responses_request_to_chat
 from tollway.providers._translate_common import TranslationError, UpstreamStreamError
 from tollway.providers.adapters.bedrock_embeddings import embeddings_request, embeddings_response
+from tollway.providers.adapters.bedrock_errors import aws_error_from, converse_stream_error
 from tollway.providers.adapters.bedrock_eventstream import EventStreamDecoder, EventStreamError
 from tollway.providers.adapters.bedrock_request import chat_request_to_converse
 from tollway.providers.adapters.bedrock_response import (
@@ -29,120 +26,33 @@ from tollway.providers.adapters.bedrock_response import (
     stream_exception,
     usage_from_converse,
 )
-from tollway.providers.anthropic_translate import chat_response_to_messages as chat_to_messages
 from tollway.providers.anthropic_translate import messages_request_to_chat
 from tollway.providers.client import Api
-from tollway.proxy.gemini_exchanges import _ChatOut, _MessagesOut, _ResponsesOut
-from tollway.proxy.passthrough import StreamConverter, anthropic_error_from, load_object, openai_error_from
+from tollway.proxy.client_sides import ClientSide, ProviderErrors, ResponsesClient, StreamOut
+from tollway.proxy.passthrough import StreamConverter, load_object
 from tollway.proxy.request import ClientRequest
+from tollway.proxy.via_chat import ViaChat, chat_via, messages_via, responses_via
 from tollway.usage import Usage
 
-_Out = _ChatOut | _MessagesOut | _ResponsesOut
 
-
-class ClientSide(Protocol):
-    """What differs between the client APIs that reach a provider through chat."""
-
-    def to_chat(self, request: ClientRequest) -> dict[str, Any]: ...
-
-    def from_chat(self, chat: dict[str, Any]) -> bytes: ...
-
-    def stream_out(self, request: ClientRequest) -> _Out: ...
-
-    def wants_usage(self, request: ClientRequest) -> bool: ...
-
-    def error(self, status: int, data: bytes) -> bytes: ...
-
-
-class ChatClient:
-    """An OpenAI chat client: chat is its own API."""
-
-    def to_chat(self, request: ClientRequest) -> dict[str, Any]:
-        return request.body
-
-    def from_chat(self, chat: dict[str, Any]) -> bytes:
-        return orjson.dumps(chat)
-
-    def stream_out(self, request: ClientRequest) -> _Out:
-        return _ChatOut()
-
-    def wants_usage(self, request: ClientRequest) -> bool:
-        return request.wants_usage
-
-    def error(self, status: int, data: bytes) -> bytes:
-        return bedrock_error_to_openai(status, data) or openai_error_from(status, data)
-
-
-class MessagesClient:
-    """An Anthropic messages client: messages → chat, and back."""
-
-    def to_chat(self, request: ClientRequest) -> dict[str, Any]:
-        return messages_request_to_chat(request.body)
-
-    def from_chat(self, chat: dict[str, Any]) -> bytes:
-        return orjson.dumps(chat_to_messages(chat, chat["model"]))
-
-    def stream_out(self, request: ClientRequest) -> _Out:
-        return _MessagesOut(request.model)
-
-    def wants_usage(self, request: ClientRequest) -> bool:
-        return True  # message_delta carries the usage
-
-    def error(self, status: int, data: bytes) -> bytes:
-        return bedrock_error_to_anthropic(status, data) or anthropic_error_from(status, data)
-
-
-@dataclass(frozen=True, slots=True)
-class ResponsesClient:
-    """A Responses API client: Responses → chat, and back (``provider`` names the
-    provider in refusals of stored-response features)."""
-
-    provider: str
-
-    def to_chat(self, request: ClientRequest) -> dict[str, Any]:
-        return responses_request_to_chat(request.body, self.provider)
-
-    def from_chat(self, chat: dict[str, Any]) -> bytes:
-        return orjson.dumps(chat_response_to_responses(chat, chat["model"]))
-
-    def stream_out(self, request: ClientRequest) -> _Out:
-        return _ResponsesOut(request.model)
-
-    def wants_usage(self, request: ClientRequest) -> bool:
-        return True  # response.completed carries the usage
-
-    def error(self, status: int, data: bytes) -> bytes:
-        return bedrock_error_to_openai(status, data) or openai_error_from(status, data)
-
-
-class ViaConverse:
-    """A client API that reaches Bedrock's Converse through chat: client → chat → Converse,
-    and Converse → chat → client, streams included."""
+class ConverseSide:
+    """Bedrock's Converse seen from chat: the adapter's translators and event-stream decoder."""
 
     upstream_api = Api.CONVERSE
+    errors = ProviderErrors(bedrock_error_to_openai, bedrock_error_to_anthropic)
 
-    def __init__(self, client: ClientSide) -> None:
-        self._client = client
+    def from_chat(self, chat: dict[str, Any], model: str) -> dict[str, Any]:
+        return chat_request_to_converse(chat, model)
 
-    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
-        return chat_request_to_converse(self._client.to_chat(request), model)
-
-    def request_body(self, request: ClientRequest, model: str) -> bytes:
-        return orjson.dumps(self.upstream_body(request, model))
-
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def to_chat(self, data: bytes, model: str) -> tuple[dict[str, Any], Usage | None]:
         body = load_object(data)
         if body is None or not isinstance(body.get("output"), dict):  # a 502 naming the provider
             raise TranslationError("the Converse answer holds no output")
-        # Converse does not name the model in its answer; the client knows which it asked for.
-        return self._client.from_chat(converse_response_to_chat(body, "")), usage_from_converse(body.get("usage"))
+        # Converse does not name the model in its answer: the model asked for is named.
+        return converse_response_to_chat(body, model), usage_from_converse(body.get("usage"))
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return _ConverseStream(ConverseStreamToChat(request.model, self._client.wants_usage(request)),
-                               self._client.stream_out(request))
-
-    def error(self, status: int, data: bytes) -> bytes:
-        return self._client.error(status, data)
+    def stream(self, model: str, wants_usage: bool, out: StreamOut) -> StreamConverter:
+        return _ConverseStream(ConverseStreamToChat(model, wants_usage), out)
 
 
 class EmbeddingsViaInvokeModel:
@@ -157,25 +67,25 @@ class EmbeddingsViaInvokeModel:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
-        translated = embeddings_response(body) if body is not None else None
+        translated = embeddings_response(body, model) if body is not None else None
         if translated is None:  # a 502 naming the provider
             raise TranslationError("the InvokeModel answer holds no embeddings")
         return orjson.dumps(translated[0]), translated[1]
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         raise NotImplementedError  # embeddings are never streamed
 
     def error(self, status: int, data: bytes) -> bytes:
-        return bedrock_error_to_openai(status, data) or openai_error_from(status, data)
+        return ConverseSide.errors.openai(status, data)
 
 
 class _ConverseStream:
     """A ConverseStream (event-stream framing), translated to chat chunks, written in the
     client's API. A frame that fails its CRC ends the stream with an error event."""
 
-    def __init__(self, converse: ConverseStreamToChat, out: _Out) -> None:
+    def __init__(self, converse: ConverseStreamToChat, out: StreamOut) -> None:
         self._decoder = EventStreamDecoder()
         self._converse = converse
         self._out = out
@@ -220,11 +130,118 @@ class _ConverseStream:
         return self._out.error_event(message)
 
 
-_CHAT, _MESSAGES = ChatClient(), MessagesClient()
-CHAT_VIA_CONVERSE = ViaConverse(_CHAT)
-MESSAGES_VIA_CONVERSE = ViaConverse(_MESSAGES)
+class CountTokensViaCountTokens:
+    """A counting client, an Anthropic model on Bedrock: Bedrock's CountTokens counts the
+    request as Converse would take it (client API → chat → Converse: system, tools and
+    thinking included). ``client``: how the client's request reads as chat; Anthropic's
+    `count_tokens` (the default), or the Responses API's `input_tokens`."""
+
+    upstream_api = Api.BEDROCK_COUNT_TOKENS
+
+    def __init__(self, client: ClientSide | None = None) -> None:
+        self._client = client
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        chat = self._client.to_chat(request) if self._client else messages_request_to_chat(request.body)
+        converse = chat_request_to_converse(chat, model)
+        return {"input": {"converse": {name: value for name, value in converse.items() if name in _COUNTED}}}
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
+        count = (load_object(data) or {}).get("inputTokens")
+        if not isinstance(count, int) or isinstance(count, bool):  # a 502 naming the provider
+            raise TranslationError("the CountTokens answer holds no inputTokens")
+        if self._client is not None:
+            return orjson.dumps({"object": "response.input_tokens", "input_tokens": count}), None
+        return orjson.dumps({"input_tokens": count}), None  # counted, never charged
+
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        raise NotImplementedError  # counting is never streamed
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return self._client.error(status, data) if self._client else ConverseSide.errors.anthropic(status, data)
 
 
-def responses_via_converse(provider: str) -> ViaConverse:
+def responses_tokens_via_count_tokens(provider: str) -> CountTokensViaCountTokens:
+    """`/v1/responses/input_tokens` for the Bedrock provider named ``provider``."""
+    return CountTokensViaCountTokens(ResponsesClient(ConverseSide.errors, provider))
+
+
+# What CountTokens takes of a Converse body (ConverseTokensRequest): what is counted.
+_COUNTED = ("messages", "system", "toolConfig", "additionalModelRequestFields")
+
+
+class ConversePassthrough:
+    """A Bedrock client (the gateway's own `/model/{modelId}/converse` and
+    `/converse-stream`), Bedrock provider: the body goes on as it came (less the route's
+    fields), the answer and the event stream come back as Bedrock sent them; the usage is
+    read on the way."""
+
+    upstream_api = Api.CONVERSE
+
+    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
+        return {name: value for name, value in request.body.items() if name not in _ROUTE_FIELDS}
+
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
+        body = load_object(data)
+        return data, usage_from_converse(body.get("usage")) if body else None
+
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        return _ConverseRelay()
+
+    def error(self, status: int, data: bytes) -> bytes:
+        return aws_error_from(status, data)
+
+
+_ROUTE_FIELDS = ("model", "stream")  # the path's (`tollway.proxy.bedrock_route`), not Converse's
+
+
+class _ConverseRelay:
+    """Relays a ConverseStream's bytes unchanged, decoding its messages on the side: the
+    usage (`metadata`), the content produced, an exception the provider sent mid-stream."""
+
+    def __init__(self) -> None:
+        self._decoder = EventStreamDecoder()
+        self._failed = False
+        self.usage: Usage | None = None
+        self.produced = 0
+        self.error: str | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._failed:
+            return chunk
+        try:
+            for message in self._decoder.feed(chunk):
+                if message.message_type != "event":
+                    self.error = stream_exception(message.event_type, message.payload).message
+                elif message.event_type == "contentBlockDelta":
+                    self.produced += 1
+                elif message.event_type == "metadata":
+                    usage = usage_from_converse((load_object(message.payload) or {}).get("usage"))
+                    self.usage = usage or self.usage
+        except EventStreamError as exc:  # relayed as it is: the client's SDK reports it too
+            self._failed, self.error = True, f"the provider's event stream is corrupt: {exc}"
+        return chunk
+
+    def finish(self) -> bytes:
+        if not self._failed and self._decoder.pending and self.error is None:
+            self.error = "the provider's event stream ended inside a message"
+        return b""
+
+    def error_event(self, message: str) -> bytes:
+        return converse_stream_error(502, message)
+
+
+CONVERSE = ConverseSide()
+CHAT_VIA_CONVERSE = chat_via(CONVERSE)
+MESSAGES_VIA_CONVERSE = messages_via(CONVERSE)
+
+
+def responses_via_converse(provider: str) -> ViaChat:
     """The Responses API's exchange for the Bedrock provider named ``provider``."""
-    return ViaConverse(ResponsesClient(provider))
+    return responses_via(CONVERSE, provider)

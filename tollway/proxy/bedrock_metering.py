@@ -19,6 +19,7 @@ import orjson
 from tollway.providers.adapters.bedrock_eventstream import EventStreamDecoder, EventStreamError
 from tollway.proxy.metering import StreamMeter
 
+EVENT_STREAM = b"application/vnd.amazon.eventstream"  # the content type of such a stream
 _PRELUDE = 12
 _MIN_MESSAGE = 16
 _OUTPUT_EVENTS = (b"contentBlockDelta", b"contentBlockStart")

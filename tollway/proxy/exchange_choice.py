@@ -11,13 +11,20 @@ from __future__ import annotations
 
 from tollway.errors import bad_request
 from tollway.providers.client import Api, ProviderClient
-from tollway.proxy.bedrock_exchanges import CHAT_VIA_CONVERSE, MESSAGES_VIA_CONVERSE, EmbeddingsViaInvokeModel
+from tollway.proxy.bedrock_exchanges import (
+    CHAT_VIA_CONVERSE,
+    MESSAGES_VIA_CONVERSE,
+    ConversePassthrough,
+    CountTokensViaCountTokens,
+    EmbeddingsViaInvokeModel,
+    responses_tokens_via_count_tokens,
+)
 from tollway.proxy.gemini_exchanges import (
-    ChatViaGemini,
+    CHAT_VIA_GEMINI,
+    MESSAGES_VIA_GEMINI,
     CountTokensViaGemini,
     EmbeddingsViaGemini,
     GeminiPassthrough,
-    MessagesViaGemini,
 )
 from tollway.proxy.passthrough import AnthropicPassthrough, Exchange, LocalExchange, OpenAIPassthrough
 from tollway.proxy.responses_exchanges import responses_exchange, translated_responses
@@ -36,15 +43,17 @@ _EXCHANGES: dict[tuple[Api, Api], Exchange] = {
     (Api.CHAT, Api.MESSAGES): ChatViaMessages(),
     (Api.MESSAGES, Api.MESSAGES): AnthropicPassthrough(),
     (Api.COUNT_TOKENS, Api.COUNT_TOKENS): CountTokensPassthrough(),
-    (Api.CHAT, Api.GENERATE_CONTENT): ChatViaGemini(),
-    (Api.MESSAGES, Api.GENERATE_CONTENT): MessagesViaGemini(),
+    (Api.CHAT, Api.GENERATE_CONTENT): CHAT_VIA_GEMINI,
+    (Api.MESSAGES, Api.GENERATE_CONTENT): MESSAGES_VIA_GEMINI,
     (Api.COUNT_TOKENS, Api.GENERATE_CONTENT): CountTokensViaGemini(),
     (Api.EMBEDDINGS, Api.GENERATE_CONTENT): EmbeddingsViaGemini(),
     (Api.GENERATE_CONTENT, Api.GENERATE_CONTENT): GeminiPassthrough(),
     (Api.CHAT, Api.CONVERSE): CHAT_VIA_CONVERSE,
     (Api.MESSAGES, Api.CONVERSE): MESSAGES_VIA_CONVERSE,
     (Api.COUNT_TOKENS, Api.CONVERSE): EstimatedTokenCount(),
+    (Api.COUNT_TOKENS, Api.BEDROCK_COUNT_TOKENS): CountTokensViaCountTokens(),
     (Api.EMBEDDINGS, Api.INVOKE_MODEL): EmbeddingsViaInvokeModel(),
+    (Api.CONVERSE, Api.CONVERSE): ConversePassthrough(),
     (Api.EMBEDDINGS, Api.VERTEX_PREDICT): EmbeddingsViaVertexPredict(),
 }
 
@@ -75,8 +84,9 @@ def _routed(api: Api, provider: ProviderClient, upstream: Api) -> Exchange:
         return exchange
     if api is Api.RESPONSES:
         exchange = translated_responses(provider, upstream)
-    elif api is Api.RESPONSES_INPUT_TOKENS:
-        exchange = EstimatedResponseTokens()
+    elif api is Api.RESPONSES_INPUT_TOKENS:  # where the provider counts, else the gateway's bound
+        exchange = (responses_tokens_via_count_tokens(provider.name) if upstream is Api.BEDROCK_COUNT_TOKENS
+                    else EstimatedResponseTokens())
     else:
         exchange = _EXCHANGES.get((api, upstream))
     if exchange is None:

@@ -1,10 +1,8 @@
-"""Exchanges with a Gemini provider: each client API reaches `generateContent` through
-chat completions, the internal form (client API → chat → Gemini, and back), and Google's
-own API passes through.
-
-The Gemini adapter's translators (`tollway.providers.adapters.gemini_request` and
-`gemini_response`) are the only Gemini-specific parts; the client side of each exchange
-reuses the translators every other provider uses (messages ↔ chat, responses ↔ chat).
+"""Exchanges with a Gemini provider (and Vertex AI's Gemini models): each chat-shaped
+client API reaches `generateContent` through chat completions, the internal form, with the
+generic exchange of `tollway.proxy.via_chat` over `GeminiSide` (the adapter's translators,
+`tollway.providers.adapters.gemini_request` and `gemini_response`, and its SSE decoding);
+counting, embeddings and Google's own API have exchanges of their own.
 """
 
 from __future__ import annotations
@@ -13,9 +11,6 @@ from typing import Any
 
 import orjson
 
-from tollway.providers._chat_response_to_responses import chat_response_to_responses
-from tollway.providers._chat_stream_to_responses import ChatStreamToResponses
-from tollway.providers._responses_request_to_chat import responses_request_to_chat
 from tollway.providers._translate_common import TranslationError
 from tollway.providers.adapters.gemini_request import chat_request_to_gemini
 from tollway.providers.adapters.gemini_response import (
@@ -26,112 +21,57 @@ from tollway.providers.adapters.gemini_response import (
     google_error_from,
     usage_from_gemini,
 )
-from tollway.providers.anthropic_translate import ChatStreamToMessages, UpstreamStreamError, messages_request_to_chat
-from tollway.providers.anthropic_translate import chat_response_to_messages as chat_to_messages
+from tollway.providers.anthropic_translate import UpstreamStreamError, messages_request_to_chat
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
-from tollway.proxy.passthrough import (
-    StreamConverter,
-    anthropic_error_from,
-    anthropic_stream_error,
-    load_object,
-    openai_error_from,
-    openai_stream_error,
-)
+from tollway.proxy.client_sides import ProviderErrors, StreamOut
+from tollway.proxy.passthrough import StreamConverter, load_object
 from tollway.proxy.request import ClientRequest
+from tollway.proxy.via_chat import ViaChat, chat_via, messages_via, responses_via
 from tollway.usage import Usage
 
-_DONE = b"data: [DONE]\n\n"
+GEMINI_ERRORS = ProviderErrors(gemini_error_to_openai, gemini_error_to_anthropic)
 
 
 def openai_error_from_gemini(status: int, data: bytes) -> bytes:
-    return gemini_error_to_openai(status, data) or openai_error_from(status, data)
+    return GEMINI_ERRORS.openai(status, data)
 
 
 def anthropic_error_from_gemini(status: int, data: bytes) -> bytes:
-    return gemini_error_to_anthropic(status, data) or anthropic_error_from(status, data)
+    return GEMINI_ERRORS.anthropic(status, data)
 
 
-class _ViaGemini:
-    """The Gemini side of a translated exchange: the body sent is the client's request as
-    chat (`_chat_request`), translated to `generateContent`."""
+class GeminiSide:
+    """Gemini's `generateContent` seen from chat: the adapter's translators and its SSE."""
 
     upstream_api = Api.GENERATE_CONTENT
+    errors = GEMINI_ERRORS
 
-    def _chat_request(self, request: ClientRequest) -> dict[str, Any]:
-        return request.body
+    def from_chat(self, chat: dict[str, Any], model: str) -> dict[str, Any]:
+        return chat_request_to_gemini(chat)
 
-    def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
-        return chat_request_to_gemini(self._chat_request(request))
-
-    def request_body(self, request: ClientRequest, model: str) -> bytes:
-        return orjson.dumps(self.upstream_body(request, model))
-
-    def _chat_response(self, data: bytes, model: str) -> tuple[dict[str, Any], Usage | None] | None:
+    def to_chat(self, data: bytes, model: str) -> tuple[dict[str, Any], Usage | None]:
         body = load_object(data)
-        if body is None:
-            return None
+        if body is None:  # a 502 naming the provider
+            raise TranslationError("the generateContent answer is not a JSON object")
+        # ``model`` is named where the answer gives no modelVersion.
         return gemini_response_to_chat(body, model), usage_from_gemini(body.get("usageMetadata"))
 
-
-class ChatViaGemini(_ViaGemini):
-    """OpenAI chat client, Gemini provider."""
-
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
-        chat = self._chat_response(data, "")
-        if chat is None:
-            return openai_error_from(502, data), None
-        return orjson.dumps(chat[0]), chat[1]
-
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return _GeminiStream(GeminiStreamToChat(request.model, request.wants_usage), _ChatOut())
-
-    def error(self, status: int, data: bytes) -> bytes:
-        return openai_error_from_gemini(status, data)
+    def stream(self, model: str, wants_usage: bool, out: StreamOut) -> StreamConverter:
+        return _GeminiStream(GeminiStreamToChat(model, wants_usage), out)
 
 
-class MessagesViaGemini(_ViaGemini):
-    """Anthropic messages client, Gemini provider: messages → chat → Gemini, and back."""
-
-    def _chat_request(self, request: ClientRequest) -> dict[str, Any]:
-        return messages_request_to_chat(request.body)
-
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
-        chat = self._chat_response(data, "")
-        if chat is None:
-            return anthropic_error_from(502, data), None
-        return orjson.dumps(chat_to_messages(chat[0], chat[0]["model"])), chat[1]
-
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return _GeminiStream(GeminiStreamToChat(request.model, True), _MessagesOut(request.model))
-
-    def error(self, status: int, data: bytes) -> bytes:
-        return anthropic_error_from_gemini(status, data)
+GEMINI = GeminiSide()
+CHAT_VIA_GEMINI = chat_via(GEMINI)
+MESSAGES_VIA_GEMINI = messages_via(GEMINI)
 
 
-class ResponsesViaGemini(_ViaGemini):
-    """Responses client, Gemini provider: Responses → chat → Gemini, and back."""
-
-    def __init__(self, provider: str) -> None:
-        self._provider = provider
-
-    def _chat_request(self, request: ClientRequest) -> dict[str, Any]:
-        return responses_request_to_chat(request.body, self._provider)
-
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
-        chat = self._chat_response(data, "")
-        if chat is None:
-            return openai_error_from(502, data), None
-        return orjson.dumps(chat_response_to_responses(chat[0], chat[0]["model"])), chat[1]
-
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return _GeminiStream(GeminiStreamToChat(request.model, True), _ResponsesOut(request.model))
-
-    def error(self, status: int, data: bytes) -> bytes:
-        return openai_error_from_gemini(status, data)
+def responses_via_gemini(provider: str) -> ViaChat:
+    """The Responses API's exchange for the Gemini (or Vertex AI) provider named ``provider``."""
+    return responses_via(GEMINI, provider)
 
 
-class CountTokensViaGemini(_ViaGemini):
+class CountTokensViaGemini:
     """Anthropic `count_tokens` client, Gemini provider: Gemini's `countTokens` counts the
     request as it would be sent (messages → chat → Gemini, system and tools included)."""
 
@@ -142,14 +82,17 @@ class CountTokensViaGemini(_ViaGemini):
         body.pop("generationConfig", None)
         return {"generateContentRequest": {"model": "models/" + model, **body}}
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def request_body(self, request: ClientRequest, model: str) -> bytes:
+        return orjson.dumps(self.upstream_body(request, model))
+
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         total = (body or {}).get("totalTokens")
         if not isinstance(total, int):
-            return anthropic_error_from(502, data), None
+            raise TranslationError("the countTokens answer holds no totalTokens")  # a 502 naming the provider
         return orjson.dumps({"input_tokens": total}), None  # counted, never charged
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         raise NotImplementedError  # counting is never streamed
 
     def error(self, status: int, data: bytes) -> bytes:
@@ -176,16 +119,16 @@ class EmbeddingsViaGemini:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         values = ((body or {}).get("embedding") or {}).get("values")
         if not isinstance(values, list):
-            return openai_error_from(502, data), None
-        out = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": values}], "model": "",
+            raise TranslationError("the embedContent answer holds no embedding")  # a 502 naming the provider
+        out = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": values}], "model": model,
                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
         return orjson.dumps(out), None  # Gemini reports no usage for embeddings: the estimate is charged
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         raise NotImplementedError  # embeddings are never streamed
 
     def error(self, status: int, data: bytes) -> bytes:
@@ -203,77 +146,21 @@ class GeminiPassthrough:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         return data, usage_from_gemini(body.get("usageMetadata")) if body else None
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         return _GeminiRelay()
 
     def error(self, status: int, data: bytes) -> bytes:
         return google_error_from(status, data)
 
 
-class _ChatOut:
-    """Chat chunks as an OpenAI chat stream."""
-
-    def feed(self, chunk: dict[str, Any]) -> bytes:
-        return encode_event(orjson.dumps(chunk))
-
-    def finish(self) -> bytes:
-        return _DONE
-
-    def error(self, error: UpstreamStreamError) -> bytes:
-        return encode_event(orjson.dumps(error.openai_body()))
-
-    def error_event(self, message: str) -> bytes:
-        return openai_stream_error(message)
-
-
-class _MessagesOut:
-    """Chat chunks as Anthropic message events."""
-
-    def __init__(self, model: str) -> None:
-        self._translator = ChatStreamToMessages(model)
-
-    def feed(self, chunk: dict[str, Any]) -> bytes:
-        return b"".join(encode_event(orjson.dumps(data), name) for name, data in self._translator.feed(chunk))
-
-    def finish(self) -> bytes:
-        return b"".join(encode_event(orjson.dumps(data), name) for name, data in self._translator.finish())
-
-    def error(self, error: UpstreamStreamError) -> bytes:
-        return encode_event(orjson.dumps(error.anthropic_body()), "error")
-
-    def error_event(self, message: str) -> bytes:
-        return anthropic_stream_error(message)
-
-
-class _ResponsesOut:
-    """Chat chunks as Responses API events."""
-
-    def __init__(self, model: str) -> None:
-        self._translator = ChatStreamToResponses(model)
-
-    def feed(self, chunk: dict[str, Any]) -> bytes:
-        return b"".join(encode_event(orjson.dumps(data), name) for name, data in self._translator.feed(chunk))
-
-    def finish(self) -> bytes:
-        return b"".join(encode_event(orjson.dumps(data), name) for name, data in self._translator.finish())
-
-    def error(self, error: UpstreamStreamError) -> bytes:
-        name, data = self._translator.error_event(error.error_type, error.message)
-        return encode_event(orjson.dumps(data), name)
-
-    def error_event(self, message: str) -> bytes:
-        name, data = self._translator.error_event("stream_interrupted", message)
-        return encode_event(orjson.dumps(data), name)
-
-
 class _GeminiStream:
     """A Gemini SSE stream, translated to chat chunks, written in the client's API."""
 
-    def __init__(self, gemini: GeminiStreamToChat, out: _ChatOut | _MessagesOut | _ResponsesOut) -> None:
+    def __init__(self, gemini: GeminiStreamToChat, out: StreamOut) -> None:
         self._parser = SSEParser()
         self._gemini = gemini
         self._out = out

@@ -24,6 +24,7 @@ import orjson
 
 from tollway.denials import error_fields
 from tollway.governance.decisions import Denial
+from tollway.providers.adapters.bedrock_errors import converse_stream_cut
 from tollway.providers.adapters.gemini_response import google_error_body
 from tollway.providers.client import Api
 from tollway.providers.sse import SSEParser, encode_event
@@ -225,6 +226,8 @@ def cutoff_events(api: Api, model: str, choices: int, open_blocks: int, output_t
                                                                             "message": reason}}), "error"))
         events.append(encode_event(orjson.dumps({"type": "message_stop"}), "message_stop"))
         return b"".join(events)
+    if api is Api.CONVERSE:
+        return converse_stream_cut(output_tokens, denial.decision.status if denial else 400, reason)
     if api is Api.GENERATE_CONTENT:
         end = {"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "MAX_TOKENS", "index": i}
                               for i in range(choices)]}

@@ -41,9 +41,16 @@ class Exchange(Protocol):
         strict enforcement may set its output cap (`tollway.proxy.worst_case`)."""
         ...
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]: ...
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
+        """The client's answer and the usage it reports. ``model`` is the model the provider
+        was asked for (the target's, as `upstream_body` got it): named in a translated answer
+        whose provider does not name the model (Bedrock's Converse, InvokeModel). Passed in,
+        not kept: exchanges are shared by every request, so the hot path allocates nothing."""
+        ...
 
-    def stream(self, request: ClientRequest) -> StreamConverter: ...
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        """The converter of one streamed answer; ``model`` as for `response`."""
+        ...
 
     def error(self, status: int, data: bytes) -> bytes: ...
 
@@ -64,10 +71,10 @@ class LocalExchange:
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         return dict(request.body)  # what the worst case is read from (nothing is sent)
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         raise NotImplementedError
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         raise NotImplementedError
 
     def error(self, status: int, data: bytes) -> bytes:
@@ -140,11 +147,11 @@ class OpenAIPassthrough:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return body
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         return data, usage_from_openai(body.get("usage")) if body else None
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         return _OpenAIStream(strip_usage=not request.wants_usage)
 
     def error(self, status: int, data: bytes) -> bytes:
@@ -234,11 +241,11 @@ class AnthropicPassthrough:
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         return _with_model(request, model)
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         return data, usage_from_anthropic(body.get("usage")) if body else None
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         return _AnthropicStream()
 
     def error(self, status: int, data: bytes) -> bytes:

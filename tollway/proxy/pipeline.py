@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from tollway.asgi import JSON_HEADERS, ClientGone, Receive, Scope, Send, read_body, respond
+from tollway.asgi import JSON_HEADERS, SSE_HEADERS, ClientGone, Headers, Receive, Scope, Send, read_body, respond
 from tollway.config.schema import EstimateConfig
 from tollway.denials import denial_body
 from tollway.errors import (
@@ -28,11 +28,12 @@ from tollway.governance.decisions import Denial, denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
 from tollway.pricing import PriceCatalog, scaled_cost
+from tollway.providers.adapters.bedrock_errors import aws_error_body
 from tollway.providers.adapters.gemini_response import google_error_body
 from tollway.providers.anthropic_translate import TranslationError
 from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.proxy.auth import presented_google_key, presented_key
-from tollway.proxy.bedrock_metering import EventStreamMeter
+from tollway.proxy.bedrock_metering import EVENT_STREAM, EventStreamMeter
 from tollway.proxy.client_watch import ClientWatch
 from tollway.proxy.end_user import end_user_of, header_end_user
 from tollway.proxy.estimate import Demand, demand_of, request_facts
@@ -55,6 +56,8 @@ _MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 _CUT_AT_SHUTDOWN = 499  # the outcome status of a stream the server cut while shutting down
 # Upstream APIs whose streams are not SSE, and the meter that reads their framing.
 _METERS: dict[Api, type[StreamMeter]] = {Api.CONVERSE: EventStreamMeter}
+# Client APIs whose streams are not SSE: their content type.
+_STREAM_HEADERS: dict[Api, Headers] = {Api.CONVERSE: [(b"content-type", EVENT_STREAM)]}
 
 
 @dataclass(slots=True)
@@ -246,10 +249,11 @@ class Proxy:
         if admission.clamped_cap is not None:
             headers.append((b"x-tollway-clamped-max-tokens", b"%d" % admission.clamped_cap))
         if request.stream:
-            converter = exchange.stream(request)
+            converter = exchange.stream(request, target.model)
             cutoff = self._cutoff(request, demand, admission, exchange.upstream_api)
             try:
-                result = await relay_stream(response, converter, headers, receive, send, cutoff)
+                result = await relay_stream(response, converter, headers, receive, send, cutoff,
+                                            _STREAM_HEADERS.get(request.api, SSE_HEADERS))
             except asyncio.CancelledError:
                 # Cut by the server (shutdown past its grace period): charged for what was
                 # produced, like a stream the client cut, and ended with an error event.
@@ -264,7 +268,7 @@ class Proxy:
             outcome.status, outcome.error = result.status, result.error
         else:
             try:
-                out, reported = exchange.response(data)
+                out, reported = exchange.response(data, target.model)
             except (TranslationError, *_MALFORMED) as exc:  # the upstream answered something we cannot express
                 err = upstream_invalid(provider.name, str(exc))
                 return _Failure(502, _error_body(err, request.api), err.message)
@@ -324,6 +328,8 @@ class _Upstream:
 def _error_body(error: GatewayError, api: Api) -> bytes:
     if api.google_shaped:
         return google_error_body(error.status, error.message, error.code)
+    if api.aws_shaped:
+        return aws_error_body(error.status, error.message, error.code)
     return error.anthropic_body() if api.anthropic_shaped else error.openai_body()
 
 

@@ -50,9 +50,11 @@ class Cutoff:
 
 
 async def relay_stream(response: UpstreamResponse, converter: StreamConverter, headers: Headers,
-                       receive: Receive, send: Send, cutoff: Cutoff | None = None) -> StreamResult:
+                       receive: Receive, send: Send, cutoff: Cutoff | None = None,
+                       stream_headers: Headers = SSE_HEADERS) -> StreamResult:
+    """``stream_headers``: the stream's content type (SSE but for Bedrock's event stream)."""
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+        await send({"type": "http.response.start", "status": 200, "headers": stream_headers + headers})
     except BaseException:  # the client is gone already: drop the upstream, never leak its connection
         response.close()
         raise

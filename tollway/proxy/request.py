@@ -14,11 +14,12 @@ from tollway.providers.client import Api
 from tollway.proxy.worst_case import MAX_OUTPUT_CAP
 
 _REQUIRED = {Api.CHAT: "messages", Api.COMPLETIONS: "prompt", Api.EMBEDDINGS: "input", Api.MESSAGES: "messages",
-             Api.COUNT_TOKENS: "messages", Api.GENERATE_CONTENT: "contents"}
+             Api.COUNT_TOKENS: "messages", Api.GENERATE_CONTENT: "contents", Api.CONVERSE: "messages"}
 # (Responses: `input` may be left out: a stored prompt, a previous response)
 
 _CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")  # the last: Responses API
 _GOOGLE_CAP = ("maxOutputTokens",)
+_CONVERSE_CAP = ("maxTokens",)
 
 
 @dataclass(slots=True)
@@ -56,7 +57,7 @@ def parse_request(api: Api, raw: bytes, route: Mapping[str, Any] | None = None) 
     field = _REQUIRED.get(api)
     if field is not None and field not in body:
         raise bad_request(f"missing required field '{field}'", field)
-    if api in (Api.CHAT, Api.MESSAGES, Api.COUNT_TOKENS):
+    if api in (Api.CHAT, Api.MESSAGES, Api.COUNT_TOKENS, Api.CONVERSE):
         _check_messages(body["messages"])
     elif api in (Api.RESPONSES, Api.RESPONSES_INPUT_TOKENS) and not isinstance(body.get("input", ""), (str, list)):
         raise bad_request("'input' must be a string or an array of input items", "input")
@@ -72,6 +73,8 @@ def parse_request(api: Api, raw: bytes, route: Mapping[str, Any] | None = None) 
         if not isinstance(body["contents"], list) or not body["contents"]:
             raise bad_request("'contents' must be a non-empty array", "contents")
         max_tokens = _max_tokens(body.get("generationConfig"), _GOOGLE_CAP, "generationConfig.")
+    elif api is Api.CONVERSE:
+        max_tokens = _max_tokens(body.get("inferenceConfig"), _CONVERSE_CAP, "inferenceConfig.")
     else:
         max_tokens = _max_tokens(body, _CAPS)
     if api is Api.MESSAGES and max_tokens is None:
@@ -103,7 +106,7 @@ def _check_cap_fields(api: Api, body: dict[str, Any]) -> None:
 
 def _max_tokens(body: Any, names: tuple[str, ...], where: str = "") -> int | None:
     if not isinstance(body, dict):
-        return None  # Google's generationConfig: its shape is checked with the worst case
+        return None  # Google's generationConfig, Bedrock's inferenceConfig: their shape is checked with the worst case
     for name in names:
         value = body.get(name)
         if value is None:

@@ -27,7 +27,7 @@ from tollway.providers.usage_extract import (
     usage_from_responses,
 )
 from tollway.proxy.bedrock_exchanges import responses_via_converse
-from tollway.proxy.gemini_exchanges import ResponsesViaGemini
+from tollway.proxy.gemini_exchanges import responses_via_gemini
 from tollway.proxy.passthrough import (
     Exchange,
     StreamConverter,
@@ -92,11 +92,11 @@ class ResponsesPassthrough:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         return data, usage_from_responses(body.get("usage")) if body else None
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         return _ResponsesStream()
 
     def error(self, status: int, data: bytes) -> bytes:
@@ -158,14 +158,14 @@ class ResponsesViaChat:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
             return openai_error_from(502, data), None
-        return orjson.dumps(chat_response_to_responses(body, body.get("model") or "")), usage_from_openai(body.get("usage"))
+        return orjson.dumps(chat_response_to_responses(body, body.get("model") or model)), usage_from_openai(body.get("usage"))
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return _TranslatedResponsesStream(request.model, None)
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        return _TranslatedResponsesStream(model, None)
 
     def error(self, status: int, data: bytes) -> bytes:
         return openai_error_from(status, data)
@@ -185,16 +185,16 @@ class ResponsesViaMessages:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
             return openai_error_from(502, data), None
-        model = body.get("model") or ""
-        chat = messages_response_to_chat(body, model)
-        return orjson.dumps(chat_response_to_responses(chat, model)), usage_from_anthropic(body.get("usage"))
+        named = body.get("model") or model
+        chat = messages_response_to_chat(body, named)
+        return orjson.dumps(chat_response_to_responses(chat, named)), usage_from_anthropic(body.get("usage"))
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return _TranslatedResponsesStream(request.model, MessagesStreamToChat(request.model, True))
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        return _TranslatedResponsesStream(model, MessagesStreamToChat(model, True))
 
     def error(self, status: int, data: bytes) -> bytes:
         return openai_error_from(status, data)
@@ -203,7 +203,7 @@ class ResponsesViaMessages:
 # How the Responses API reaches a provider that does not serve it, by the API the
 # provider's adapter translates through.
 _TRANSLATED: dict[Api, Callable[[str], Exchange]] = {Api.CHAT: ResponsesViaChat, Api.MESSAGES: ResponsesViaMessages,
-                                                     Api.GENERATE_CONTENT: ResponsesViaGemini,
+                                                     Api.GENERATE_CONTENT: responses_via_gemini,
                                                      Api.CONVERSE: responses_via_converse}
 
 

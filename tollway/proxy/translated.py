@@ -44,15 +44,15 @@ class ChatViaMessages:
     def upstream_body(self, request: ClientRequest, model: str) -> dict[str, Any]:
         return chat_request_to_messages(request.body, model)
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
             return openai_error_from(502, data), None
-        return orjson.dumps(messages_response_to_chat(body, body.get("model") or "")), usage_from_anthropic(body.get("usage"))
+        return orjson.dumps(messages_response_to_chat(body, body.get("model") or model)), usage_from_anthropic(body.get("usage"))
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        # request.model is reported only until message_start names the answering model.
-        return _MessagesToChatStream(MessagesStreamToChat(request.model, request.wants_usage))
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        # ``model`` is reported only until message_start names the answering model.
+        return _MessagesToChatStream(MessagesStreamToChat(model, request.wants_usage))
 
     def error(self, status: int, data: bytes) -> bytes:
         return openai_error_from(status, data)
@@ -73,14 +73,14 @@ class MessagesViaChat:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         body = load_object(data)
         if body is None:
             return anthropic_error_from(502, data), None
-        return orjson.dumps(chat_response_to_messages(body, body.get("model") or "")), usage_from_openai(body.get("usage"))
+        return orjson.dumps(chat_response_to_messages(body, body.get("model") or model)), usage_from_openai(body.get("usage"))
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return _ChatToMessagesStream(ChatStreamToMessages(request.model))
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        return _ChatToMessagesStream(ChatStreamToMessages(model))
 
     def error(self, status: int, data: bytes) -> bytes:
         return anthropic_error_from(status, data)

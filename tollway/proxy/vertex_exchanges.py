@@ -17,7 +17,7 @@ import orjson
 from tollway.providers._translate_common import TranslationError
 from tollway.providers.client import Api, ProviderClient
 from tollway.proxy.gemini_exchanges import openai_error_from_gemini
-from tollway.proxy.passthrough import Exchange, StreamConverter, load_object, openai_error_from
+from tollway.proxy.passthrough import Exchange, StreamConverter, load_object
 from tollway.proxy.request import ClientRequest
 from tollway.usage import Usage
 
@@ -43,24 +43,24 @@ class EmbeddingsViaVertexPredict:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
         predictions = (load_object(data) or {}).get("predictions")
-        if not isinstance(predictions, list):
-            return openai_error_from(502, data), None
+        if not isinstance(predictions, list):  # a 502 naming the provider
+            raise TranslationError("the predict answer holds no predictions")
         vectors, tokens = [], 0
         for index, prediction in enumerate(predictions):
             embeddings = prediction.get("embeddings") if isinstance(prediction, dict) else None
             if not isinstance(embeddings, dict) or not isinstance(embeddings.get("values"), list):
-                return openai_error_from(502, data), None
+                raise TranslationError(f"prediction {index} of the predict answer holds no embedding values")
             values = embeddings["values"]
             vectors.append({"object": "embedding", "index": index, "embedding": values})
             count = (embeddings.get("statistics") or {}).get("token_count")
             tokens += int(count) if isinstance(count, int | float) else 0
-        out = {"object": "list", "data": vectors, "model": "",
+        out = {"object": "list", "data": vectors, "model": model,
                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
         return orjson.dumps(out), Usage(tokens, 0) if tokens else None  # no counts: the estimate is charged
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
         raise NotImplementedError  # embeddings are never streamed
 
     def error(self, status: int, data: bytes) -> bytes:
@@ -84,11 +84,11 @@ class AdaptedBody:
     def request_body(self, request: ClientRequest, model: str) -> bytes:
         return orjson.dumps(self.upstream_body(request, model))
 
-    def response(self, data: bytes) -> tuple[bytes, Usage | None]:
-        return self.inner.response(data)
+    def response(self, data: bytes, model: str) -> tuple[bytes, Usage | None]:
+        return self.inner.response(data, model)
 
-    def stream(self, request: ClientRequest) -> StreamConverter:
-        return self.inner.stream(request)
+    def stream(self, request: ClientRequest, model: str) -> StreamConverter:
+        return self.inner.stream(request, model)
 
     def error(self, status: int, data: bytes) -> bytes:
         return self.inner.error(status, data)

@@ -75,7 +75,8 @@ _NOT_PROMPT = frozenset({
 MAX_OUTPUT_CAP = 1_000_000_000
 _GEMINI_CAP = "generationConfig.maxOutputTokens"
 _CONVERSE_CAP = "inferenceConfig.maxTokens"
-_COUNTING = frozenset({Api.COUNT_TOKENS, Api.RESPONSES_INPUT_TOKENS, Api.GEMINI_COUNT_TOKENS})
+_COUNTING = frozenset({Api.COUNT_TOKENS, Api.RESPONSES_INPUT_TOKENS, Api.GEMINI_COUNT_TOKENS,
+                       Api.BEDROCK_COUNT_TOKENS})
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 _CAP_FIELDS = {Api.CHAT: ("max_completion_tokens", "max_tokens"), Api.COMPLETIONS: ("max_tokens",),
                Api.MESSAGES: ("max_tokens",), Api.EMBEDDINGS: (), Api.RESPONSES: ("max_output_tokens",)}

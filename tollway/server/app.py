@@ -14,6 +14,7 @@ from tollway.config import Settings
 from tollway.errors import GatewayError
 from tollway.providers.client import Api
 from tollway.providers.media import MEDIA_PATHS
+from tollway.proxy import bedrock_route
 from tollway.proxy.batch_routes import PATTERN_ROUTES as BATCH_PATTERN_ROUTES
 from tollway.proxy.batch_routes import PREFIXES as BATCH_PREFIXES
 from tollway.proxy.batch_routes import ROUTES as BATCH_ROUTES
@@ -32,6 +33,7 @@ PATTERN_ROUTES = ("GET /v1/models/{id}", "GET /v1/responses/{id}", "DELETE /v1/r
                   "POST /v1/responses/{id}/cancel", "GET /v1/responses/{id}/input_items",
                   "POST /v1beta/models/{model}:generateContent", "POST /v1beta/models/{model}:streamGenerateContent",
                   "POST /v1/models/{model}:generateContent", "POST /v1/models/{model}:streamGenerateContent",
+                  "POST /model/{modelId}/converse", "POST /model/{modelId}/converse-stream",
                   *BATCH_PATTERN_ROUTES)
 
 
@@ -78,6 +80,8 @@ class Gateway:
                 await self.runtime.models.retrieve(scope, send)
             elif scope["method"] == "POST" and path.startswith(GOOGLE_PREFIXES):
                 await self._google(scope, receive, send)
+            elif scope["method"] == "POST" and path.startswith(bedrock_route.PREFIX):
+                await self._bedrock(scope, receive, send)
             elif path.startswith(RESPONSES_PREFIX):
                 await self.runtime.responses.stored(scope, receive, send)
             elif path.startswith(BATCH_PREFIXES):
@@ -103,6 +107,13 @@ class Gateway:
             await self._no_route(scope, send)
             return
         await self.runtime.proxy.handle(Api.GENERATE_CONTENT, scope, receive, send, fields)
+
+    async def _bedrock(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fields = bedrock_route.route_fields(scope)
+        if fields is None:
+            await self._no_route(scope, send)
+            return
+        await self.runtime.proxy.handle(Api.CONVERSE, scope, receive, send, fields)
 
     def _media(self, api: Api) -> Handler:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,6 +1,7 @@
 """Bedrock routes of the mock upstream (bedrock-runtime, and STS for assumed roles):
 `POST /model/{modelId}/converse`, `/converse-stream` (AWS event-stream framing),
-`/invoke` (Titan and Cohere embeddings), `POST /` with `Action=AssumeRole` (STS), and the
+`/invoke` (Titan and Cohere embeddings), `/count-tokens` (CountTokens of a Converse
+request, Anthropic models only), `POST /` with `Action=AssumeRole` (STS), and the
 control route `/_mock/bedrock` (GET/POST: `sts_duration_s`, `stream_exception_after`,
 `stream_exception`; the answer also lists the access keys STS `issued`; `/_mock/reset`
 leaves these as they are).
@@ -42,6 +43,7 @@ _FIELDS = frozenset({"messages", "system", "inferenceConfig", "toolConfig", "gua
                      "additionalModelRequestFields", "promptVariables", "additionalModelResponseFieldPaths",
                      "requestMetadata", "performanceConfig"})
 _INFERENCE = frozenset({"maxTokens", "temperature", "topP", "stopSequences"})
+_COUNTED = frozenset({"messages", "system", "toolConfig", "additionalModelRequestFields"})  # ConverseTokensRequest
 
 
 @dataclass
@@ -90,6 +92,8 @@ async def model_call(call: MockCall) -> web.StreamResponse:
         return aws_error(400, "SerializationException", "Expected a JSON object as the request body")
     if operation == "invoke":
         return await _invoke(call, model, call.body)
+    if operation == "count-tokens":
+        return await _count_tokens(call, model, call.body)
     problem = _converse_problem(call.body)
     if problem is not None:
         return problem
@@ -250,6 +254,22 @@ async def _invoke(call: MockCall, model: str, body: dict[str, Any]) -> web.Strea
                                       else "embeddings_floats"})
     return _validation("The mock's InvokeModel serves embedding models only (amazon.titan-embed-text-*, "
                        "cohere.embed-*)")
+
+
+async def _count_tokens(call: MockCall, model: str, body: dict[str, Any]) -> web.StreamResponse:
+    """CountTokens of a Converse request, for Anthropic models (as Bedrock serves it): the
+    prompt counted as Converse's `inputTokens` would count it, the tools' JSON added."""
+    if ".anthropic." not in f".{model}":
+        return _validation("The provided model doesn't support counting tokens.")
+    converse = (body.get("input") or {}).get("converse") if set(body) == {"input"} else None
+    if not isinstance(converse, dict) or set(converse) - _COUNTED:
+        return _validation("Malformed input request: input must hold converse with messages, system, toolConfig "
+                           "or additionalModelRequestFields")
+    problem = _messages_problem(converse.get("messages") or [], isinstance(converse.get("toolConfig"), dict))
+    if problem is not None or not converse.get("messages"):
+        return problem or _validation("A conversation must start with a user message.")
+    tools = content.text_tokens(orjson.dumps(converse["toolConfig"]).decode()) if converse.get("toolConfig") else 0
+    return await send_json(call, {"inputTokens": _prompt_tokens(converse) + tools})
 
 
 async def sts(request: web.Request) -> web.StreamResponse:

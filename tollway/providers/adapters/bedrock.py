@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from tollway.config.schema import ProviderSettings
 
 
+def counts_tokens(model: str) -> bool:
+    """Whether Bedrock's CountTokens serves ``model``: Anthropic's models (``anthropic.…``,
+    with or without a cross-region prefix such as ``us.``)."""
+    return ".anthropic." in f".{model}"
+
+
 class BedrockAdapter(ProviderAdapter):
     """`type: bedrock`. Every chat-shaped client API reaches Converse through chat (the
     internal form); `/v1/embeddings` reaches InvokeModel with the model family's body.
@@ -25,9 +31,10 @@ class BedrockAdapter(ProviderAdapter):
 
     needs_key = False
     price_catalog_ids = ("aws", None)
-    native_apis = frozenset({Api.CONVERSE, Api.INVOKE_MODEL})
+    native_apis = frozenset({Api.CONVERSE, Api.INVOKE_MODEL, Api.BEDROCK_COUNT_TOKENS})
     translation_api = Api.CONVERSE
     models_path = None
+    routes_by_model = True  # Anthropic models count tokens with Bedrock's CountTokens; others are estimated
 
     def base_url(self, settings: ProviderSettings) -> str:
         return super().base_url(settings) or f"https://bedrock-runtime.{settings.region}.amazonaws.com"
@@ -44,8 +51,13 @@ class BedrockAdapter(ProviderAdapter):
             raise ValueError("set either profile or aws_access_key_id/aws_secret_access_key, not both")
 
     def upstream_api(self, settings: ProviderSettings, api: Api, model: str = "") -> Api:
-        # Embeddings are InvokeModel's; every other client API is translated through Converse.
-        return Api.INVOKE_MODEL if api is Api.EMBEDDINGS else super().upstream_api(settings, api, model)
+        # Embeddings are InvokeModel's; counting is CountTokens' for the models it serves
+        # (Anthropic's); every other client API is translated through Converse.
+        if api is Api.EMBEDDINGS:
+            return Api.INVOKE_MODEL
+        if (api is Api.COUNT_TOKENS or api is Api.RESPONSES_INPUT_TOKENS) and counts_tokens(model):
+            return Api.BEDROCK_COUNT_TOKENS
+        return super().upstream_api(settings, api, model)
 
     def url(self, base: str, settings: ProviderSettings, api: Api, model: str, stream: bool) -> str:
         # The model id is the client's: quoted whole (`:` too, as the AWS SDKs do), so it
@@ -56,6 +68,8 @@ class BedrockAdapter(ProviderAdapter):
         path = f"{base}/model/{segment}"
         if api is Api.INVOKE_MODEL:
             return path + "/invoke"
+        if api is Api.BEDROCK_COUNT_TOKENS:
+            return path + "/count-tokens"
         return path + ("/converse-stream" if stream else "/converse")
 
     def auth_headers(self, key: str) -> dict[str, str]:

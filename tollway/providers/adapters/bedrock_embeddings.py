@@ -71,8 +71,9 @@ def _texts(value: Any) -> list[str]:
     return texts
 
 
-def embeddings_response(body: Mapping[str, Any]) -> tuple[JSON, Usage | None] | None:
-    """The OpenAI embeddings answer of a Titan or Cohere response (None when it is neither).
+def embeddings_response(body: Mapping[str, Any], model: str = "") -> tuple[JSON, Usage | None] | None:
+    """The OpenAI embeddings answer of a Titan or Cohere response for ``model`` (None when
+    it is neither: InvokeModel's answer does not name the model).
     Vectors are floats whatever `encoding_format` asked: the answer is read without the
     request, and the OpenAI SDKs accept floats where they asked for base64."""
     if isinstance(body.get("embedding"), list):  # Titan
@@ -88,5 +89,5 @@ def embeddings_response(body: Mapping[str, Any]) -> tuple[JSON, Usage | None] | 
         vectors, usage = embeddings, None  # Cohere's body has no count: the estimate is charged
     data = [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)]
     count = usage.prompt_tokens if usage is not None else 0
-    return {"object": "list", "data": data, "model": "", "usage": {"prompt_tokens": count, "total_tokens": count}}, usage
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": count, "total_tokens": count}}, usage
 

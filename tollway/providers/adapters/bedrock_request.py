@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tollway.providers._chat_options_to_messages import DEFAULT_MAX_TOKENS, EFFORT_BUDGET
+from tollway.providers._chat_turns import chat_turns, data_url, tool_output
 from tollway.providers._translate_common import JSON, TranslationError, parse_arguments, text_of
 from tollway.providers.field_rules import Action, FieldRule, check_fields
 
@@ -78,7 +79,7 @@ def chat_request_to_converse(body: Mapping[str, Any], model: str = "") -> JSON:
     """Translate a chat completions body for the Bedrock ``model`` into a `Converse` body
     (the model id and the choice of stream go in the URL, not the body)."""
     check_fields(body, CHAT_TO_CONVERSE, _TO_BEDROCK)
-    system, messages = _messages(body.get("messages"))
+    system, messages = chat_turns(body.get("messages"), _TURNS)
     out: JSON = {"messages": messages}
     if system:
         out["system"] = [{"text": text} for text in system]
@@ -125,102 +126,52 @@ def _thinking(effort: Any, model: str, out: JSON) -> None:
     out["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}
 
 
-def _messages(messages: Any) -> tuple[list[str], list[JSON]]:
-    """System texts, and the turns as Converse messages (same-role turns merged: Converse
-    requires user and assistant to alternate, and several tool results answer one turn)."""
-    if not isinstance(messages, list):
-        raise TranslationError("messages must be an array of messages", field="messages")
-    system: list[str] = []
-    out: list[JSON] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        role = message.get("role") if isinstance(message, Mapping) else None
-        if role in ("system", "developer"):
-            system.append(text_of(message.get("content")))
-            continue
-        if role == "user":
-            turn, blocks = "user", _user_blocks(message.get("content"), where)
-        elif role == "assistant":
-            turn, blocks = "assistant", _assistant_blocks(message, where)
-        elif role == "tool":
-            turn, blocks = "user", [_tool_result(message, where)]
-        else:
-            raise TranslationError(f"{where}.role {role!r} cannot be sent to {_TO_BEDROCK}", field="messages")
-        if out and out[-1]["role"] == turn:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": turn, "content": blocks})
-    if not out:
-        raise TranslationError("messages must hold at least one user or assistant message", field="messages")
-    return system, out
+class _ConverseTurns:
+    """Chat turns as Converse messages (`tollway.providers._chat_turns`)."""
 
+    target = _TO_BEDROCK
+    model_role = "assistant"
+    blocks_key = "content"
 
-def _user_blocks(content: Any, where: str) -> list[JSON]:
-    if isinstance(content, str):
-        return [{"text": content}]
-    if not isinstance(content, list):
-        raise TranslationError(f"{where}.content must be a string or an array of parts", field="messages")
-    blocks: list[JSON] = []
-    for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind == "text":
-            blocks.append({"text": part.get("text") or ""})
-        elif kind == "image_url":
-            blocks.append(_image(part.get("image_url"), f"{where}.content[{j}]"))
-        else:
-            raise TranslationError(f"{where}.content[{j}].type {kind!r} cannot be sent to {_TO_BEDROCK} "
-                                   "(only text and image_url parts)", field="messages")
-    return blocks
-
-
-def _image(image: Any, where: str) -> JSON:
-    url = image.get("url") if isinstance(image, Mapping) else image
-    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
-        raise TranslationError(f"{where}: {_TO_BEDROCK} takes images as data: URLs (base64); fetch the image "
-                               "and send its bytes", field="messages")
-    mime, data = url[5:].split(";base64,", 1)
-    image_format = IMAGE_FORMATS.get(mime.lower())
-    if image_format is None:
-        raise TranslationError(f"{where}: {_TO_BEDROCK} takes png, jpeg, gif or webp images (got {mime!r})",
-                               field="messages")
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise TranslationError(f"{where}: the image's data is not valid base64", field="messages") from None
-    # The JSON protocol carries a blob as base64: the client's encoding goes as it is.
-    return {"image": {"format": image_format, "source": {"bytes": data}}}
-
-
-def _assistant_blocks(message: Mapping[str, Any], where: str) -> list[JSON]:
-    blocks: list[JSON] = []
-    text = text_of(message.get("content"))
-    if text:
-        blocks.append({"text": text})
-    for j, call in enumerate(message.get("tool_calls") or ()):
-        function = call.get("function") or {}
-        name, call_id = function.get("name"), call.get("id")
-        if not isinstance(name, str) or not name or not isinstance(call_id, str) or not call_id:
-            raise TranslationError(f"{where}.tool_calls[{j}] needs an id and a function name", field="messages")
-        blocks.append({"toolUse": {"toolUseId": call_id, "name": name,
-                                   "input": parse_arguments(function.get("arguments"), f"{where}.tool_calls[{j}]")}})
-    if not blocks:  # Converse refuses empty content; an empty text block is refused too
-        raise TranslationError(f"{where}: an assistant message needs content or tool_calls", field="messages")
-    return blocks
-
-
-def _tool_result(message: Mapping[str, Any], where: str) -> JSON:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str) or not call_id:
-        raise TranslationError(f"{where}.tool_call_id is required", field="messages")
-    text = text_of(message.get("content"))
-    value: Any = None
-    if text.lstrip().startswith("{"):
+    def image(self, image: Any, where: str) -> JSON:
+        mime, data = data_url(image, where, _TO_BEDROCK)
+        image_format = IMAGE_FORMATS.get(mime.lower())
+        if image_format is None:
+            raise TranslationError(f"{where}: {_TO_BEDROCK} takes png, jpeg, gif or webp images (got {mime!r})",
+                                   field="messages")
         try:
-            value = parse_arguments(text, where)
-        except TranslationError:
-            value = None
-    result = {"json": value} if value is not None else {"text": text}
-    return {"toolResult": {"toolUseId": call_id, "content": [result]}}
+            base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise TranslationError(f"{where}: the image's data is not valid base64", field="messages") from None
+        # The JSON protocol carries a blob as base64: the client's encoding goes as it is.
+        return {"image": {"format": image_format, "source": {"bytes": data}}}
+
+    def assistant(self, message: Mapping[str, Any], where: str) -> list[JSON]:
+        blocks: list[JSON] = []
+        text = text_of(message.get("content"))
+        if text:
+            blocks.append({"text": text})
+        for j, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function") or {}
+            name, call_id = function.get("name"), call.get("id")
+            if not isinstance(name, str) or not name or not isinstance(call_id, str) or not call_id:
+                raise TranslationError(f"{where}.tool_calls[{j}] needs an id and a function name", field="messages")
+            blocks.append({"toolUse": {"toolUseId": call_id, "name": name, "input": parse_arguments(
+                function.get("arguments"), f"{where}.tool_calls[{j}]")}})
+        if not blocks:  # Converse refuses empty content; an empty text block is refused too
+            raise TranslationError(f"{where}: an assistant message needs content or tool_calls", field="messages")
+        return blocks
+
+    def tool_result(self, message: Mapping[str, Any], where: str) -> JSON:
+        call_id = message.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise TranslationError(f"{where}.tool_call_id is required", field="messages")
+        text, value = tool_output(message, where)
+        result = {"json": value} if value is not None else {"text": text}
+        return {"toolResult": {"toolUseId": call_id, "content": [result]}}
+
+
+_TURNS = _ConverseTurns()  # stateless: one serves every request
 
 
 def _inference_config(body: Mapping[str, Any]) -> JSON:

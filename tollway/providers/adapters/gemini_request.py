@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from tollway.providers._chat_turns import chat_turns, data_url, tool_output
 from tollway.providers._translate_common import JSON, TranslationError, parse_arguments, text_of
 from tollway.providers.field_rules import Action, FieldRule, check_fields
 
@@ -70,7 +71,7 @@ def chat_request_to_gemini(body: Mapping[str, Any]) -> JSON:
     """Translate a chat completions body into a `generateContent` body (the model and
     the choice of stream go in the URL, not the body)."""
     check_fields(body, CHAT_TO_GEMINI, _TO_GEMINI)
-    system, contents = _contents(body.get("messages"))
+    system, contents = chat_turns(body.get("messages"), _GeminiTurns())
     out: JSON = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": [{"text": text} for text in system]}
@@ -88,91 +89,46 @@ def chat_request_to_gemini(body: Mapping[str, Any]) -> JSON:
     return out
 
 
-def _contents(messages: Any) -> tuple[list[str], list[JSON]]:
-    """System texts, and the turns as Gemini contents (same-role turns merged: several
-    tool results answer one model turn together)."""
-    system: list[str] = []
-    contents: list[JSON] = []
-    names: dict[str, str] = {}  # tool call id -> function name (a functionResponse names its function)
-    for i, message in enumerate(messages or ()):
-        where = f"messages[{i}]"
-        role = message.get("role")
-        if role in ("system", "developer"):
-            system.append(text_of(message.get("content")))
-            continue
-        if role == "user":
-            turn, parts = "user", _user_parts(message.get("content"), where)
-        elif role == "assistant":
-            turn, parts = "model", _model_parts(message, names, where)
-        elif role == "tool":
-            turn, parts = "user", [_function_response(message, names, where)]
-        else:
-            raise TranslationError(f"{where}.role {role!r} cannot be sent to {_TO_GEMINI}", field="messages")
-        if contents and contents[-1]["role"] == turn:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": turn, "parts": parts})
-    if not contents:
-        raise TranslationError("messages must hold at least one user or assistant message", field="messages")
-    return system, contents
+class _GeminiTurns:
+    """Chat turns as Gemini contents (`tollway.providers._chat_turns`); one per request: a
+    functionResponse names its function, found by the id of the call an earlier turn made."""
 
+    target = _TO_GEMINI
+    model_role = "model"
+    blocks_key = "parts"
 
-def _user_parts(content: Any, where: str) -> list[JSON]:
-    if isinstance(content, str):
-        return [{"text": content}]
-    if not isinstance(content, list):
-        raise TranslationError(f"{where}.content must be a string or an array of parts", field="messages")
-    parts: list[JSON] = []
-    for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind == "text":
-            parts.append({"text": part.get("text") or ""})
-        elif kind == "image_url":
-            parts.append(_inline_image(part.get("image_url"), f"{where}.content[{j}]"))
-        else:
-            raise TranslationError(f"{where}.content[{j}].type {kind!r} cannot be sent to {_TO_GEMINI} "
-                                   "(only text and image_url parts)", field="messages")
-    return parts
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}  # tool call id -> function name
 
+    def image(self, image: Any, where: str) -> JSON:
+        mime, data = data_url(image, where, _TO_GEMINI)
+        return {"inlineData": {"mimeType": mime or "application/octet-stream", "data": data}}
 
-def _inline_image(image: Any, where: str) -> JSON:
-    url = image.get("url") if isinstance(image, Mapping) else image
-    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
-        raise TranslationError(f"{where}: {_TO_GEMINI} takes images as data: URLs (base64); fetch the image "
-                               "and send its bytes", field="messages")
-    header, data = url[5:].split(";base64,", 1)
-    return {"inlineData": {"mimeType": header or "application/octet-stream", "data": data}}
+    def assistant(self, message: Mapping[str, Any], where: str) -> list[JSON]:
+        parts: list[JSON] = []
+        text = text_of(message.get("content"))
+        if text:
+            parts.append({"text": text})
+        for j, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function") or {}
+            name = function.get("name")
+            if not isinstance(name, str) or not name:
+                raise TranslationError(f"{where}.tool_calls[{j}].function.name is required", field="messages")
+            if isinstance(call.get("id"), str):
+                self._names[call["id"]] = name
+            parts.append({"functionCall": {"name": name, "args": parse_arguments(function.get("arguments"),
+                                                                                 f"{where}.tool_calls[{j}]")}})
+        return parts or [{"text": ""}]
 
-
-def _model_parts(message: Mapping[str, Any], names: dict[str, str], where: str) -> list[JSON]:
-    parts: list[JSON] = []
-    text = text_of(message.get("content"))
-    if text:
-        parts.append({"text": text})
-    for j, call in enumerate(message.get("tool_calls") or ()):
-        function = call.get("function") or {}
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise TranslationError(f"{where}.tool_calls[{j}].function.name is required", field="messages")
-        if isinstance(call.get("id"), str):
-            names[call["id"]] = name
-        parts.append({"functionCall": {"name": name,
-                                       "args": parse_arguments(function.get("arguments"), f"{where}.tool_calls[{j}]")}})
-    return parts or [{"text": ""}]
-
-
-def _function_response(message: Mapping[str, Any], names: Mapping[str, str], where: str) -> JSON:
-    call_id = message.get("tool_call_id")
-    name = names.get(call_id) if isinstance(call_id, str) else None
-    if name is None:
-        raise TranslationError(f"{where}.tool_call_id {call_id!r} names no tool call of an earlier assistant "
-                               "message (Gemini matches a result to its call by the function's name)", field="messages")
-    text = text_of(message.get("content"))
-    try:
-        value = parse_arguments(text, where) if text.lstrip().startswith("{") else None
-    except TranslationError:
-        value = None
-    return {"functionResponse": {"name": name, "response": value if value is not None else {"result": text}}}
+    def tool_result(self, message: Mapping[str, Any], where: str) -> JSON:
+        call_id = message.get("tool_call_id")
+        name = self._names.get(call_id) if isinstance(call_id, str) else None
+        if name is None:
+            raise TranslationError(f"{where}.tool_call_id {call_id!r} names no tool call of an earlier assistant "
+                                   "message (Gemini matches a result to its call by the function's name)",
+                                   field="messages")
+        text, value = tool_output(message, where)
+        return {"functionResponse": {"name": name, "response": value if value is not None else {"result": text}}}
 
 
 def _generation_config(body: Mapping[str, Any]) -> JSON:
