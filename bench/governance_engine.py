@@ -5,7 +5,10 @@ key provider config, team, customer), each with a rate limit (both sides) and a 
 some of them calendar aligned: 21 counters per request. A typical set-up (provider
 request limit, key rate limit, team budget: 4 counters) is measured too, and with
 request tags: two tags on each request with no tag limits configured (what tags cost
-when only reported), then two tags each with a rate limit and a budget (+6 counters).
+when only reported), then two tags each with a rate limit and a budget (+6 counters);
+and with limit rules: twenty rules none of which matches (what configured rules cost a
+request they do not bind), then a team x model rule and a per-end-user template over the
+team (+3 counters), the requests naming 1,000 end users in turn.
 Limits are high enough that nothing is denied, so every request takes the full path.
 
     python bench/governance_engine.py [--requests 50000]
@@ -25,6 +28,7 @@ from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.durations import Alignment, parse_duration
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
+from tollway.governance.limit_rules import new_rule
 from tollway.governance.model import (
     BudgetPolicy,
     Governed,
@@ -86,23 +90,44 @@ def tagged(snapshot: PolicySnapshot) -> PolicySnapshot:
 TAGS = ("support", "cost-centre:42")
 
 
+def ruled(snapshot: PolicySnapshot, matching: bool) -> PolicySnapshot:
+    """``snapshot`` with limit rules: twenty on other teams (``matching`` False), or a rule
+    on the key's team and model and a per-end-user template over the team."""
+    rate = RateLimitPolicy("rl-rule", request_max_limit=HUGE, request_duration=parse_duration("1m"))
+    budget = BudgetPolicy("b-rule", HUGE, parse_duration("1d"))
+    if not matching:
+        rules = [new_rule(f"other-{i}", {"team": [f"team-{i}"], "model": ["gpt-4o"]}, rate_limit=rate)
+                 for i in range(20)]
+    else:
+        rules = [new_rule("team-model", {"team": ["team"], "model": ["gpt-4o-mini"]}, rate_limit=rate),
+                 new_rule("team-users", {"team": ["team"]}, per=["end_user"], budget=budget, rate_limit=rate)]
+    return replace(snapshot, limit_rules=MappingProxyType({rule.name: rule for rule in rules}))
+
+
 async def run(requests: int) -> None:
-    for title, snapshot, tags in (("full hierarchy", hierarchy(), ()), ("typical set-up", typical(), ()),
-                                  ("typical, 2 tags, no tag limits", typical(), TAGS),
-                                  ("typical, 2 tags with limits", tagged(typical()), TAGS)):
-        await measure(title, snapshot, requests, tags)
+    for title, snapshot, tags, users in (
+            ("full hierarchy", hierarchy(), (), 0), ("typical set-up", typical(), (), 0),
+            ("typical, 2 tags, no tag limits", typical(), TAGS, 0),
+            ("typical, 2 tags with limits", tagged(typical()), TAGS, 0),
+            ("typical, 20 limit rules, none matching", ruled(typical(), False), (), 0),
+            ("typical, team x model rule + per-end-user rule, 1,000 users", ruled(typical(), True), (), 1_000)):
+        await measure(title, snapshot, requests, tags, users)
 
 
-async def measure(title: str, snapshot: PolicySnapshot, requests: int, tags: tuple[str, ...] = ()) -> None:
+async def measure(title: str, snapshot: PolicySnapshot, requests: int, tags: tuple[str, ...] = (),
+                  users: int = 0) -> None:
     enforcer = Enforcer(MemoryCounterStore(), lambda: time.time_ns() // 1_000_000)
     facts = RequestFacts("openai", "gpt-4o-mini", hash_key(KEY_VALUE), 1_200, 450_000, tags=tags)
-    for _ in range(1_000):  # warm the memo and the counters
+    names = [f"user-{index}" for index in range(users)]
+    for index in range(1_000):  # warm the memo and the counters
+        facts.end_user = names[index % users] if users else None
         admission = await enforcer.admit(snapshot, facts)
         await enforcer.settle(admission.reservation, 1_100, 400_000)
     admit_ns, settle_ns = [], []
     gc.collect()
     started = time.perf_counter_ns()
-    for _ in range(requests):
+    for index in range(requests):
+        facts.end_user = names[index % users] if users else None
         t0 = time.perf_counter_ns()
         admission = await enforcer.admit(snapshot, facts)
         t1 = time.perf_counter_ns()

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from tollway.governance.durations import Alignment, parse_duration
 from tollway.governance.engine import RequestFacts, hash_key
+from tollway.governance.limit_rules import LimitRule
 from tollway.governance.model import (
     NANO_PER_USD,
     BudgetPolicy,
@@ -181,7 +182,7 @@ def tag(name: str, *, budget: BudgetPolicy | None = None, rate_limit: RateLimitP
 def snapshot(*, providers: Iterable[Governed] = (), model_configs: Iterable[ModelConfig] = (),
              keys: Mapping[str, VirtualKeyPolicy] | None = None, teams: Iterable[TeamPolicy] = (),
              customers: Iterable[Governed] = (), tags: Iterable[Governed] = (), enforce_virtual_keys: bool = False,
-             version: int = 1) -> PolicySnapshot:
+             version: int = 1, rules: Iterable[LimitRule] = ()) -> PolicySnapshot:
     """A snapshot; ``keys`` maps each raw key value to its policy (stored by hash)."""
     return PolicySnapshot(
         providers=MappingProxyType({p.scope.id: p for p in providers}),
@@ -190,6 +191,7 @@ def snapshot(*, providers: Iterable[Governed] = (), model_configs: Iterable[Mode
         teams=MappingProxyType({t.limits.scope.id: t for t in teams}),
         customers=MappingProxyType({c.scope.id: c for c in customers}),
         tags=MappingProxyType({t.scope.id: t for t in tags}),
+        limit_rules=MappingProxyType({rule.name: rule for rule in rules}),
         enforce_virtual_keys=enforce_virtual_keys,
         version=version,
     )

@@ -33,6 +33,7 @@ from tollway.admin_cli import (
     table,
 )
 from tollway.admin_end_users import app as end_users_app
+from tollway.admin_limits import register as register_limits
 from tollway.admin_spend import spend
 from tollway.admin_tokens_cli import app as admin_tokens_app
 
@@ -309,6 +310,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(teams_app, name="teams")
     app.add_typer(customers_app, name="customers")
     app.add_typer(tags_app, name="tags")
+    register_limits(entity_app, app)
     app.command("usage")(usage)
     app.command("explain")(explain)
     app.command("spend")(spend)

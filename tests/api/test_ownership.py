@@ -32,6 +32,7 @@ GOVERNANCE = {
                       "provider_configs": [{"provider": "openai", **LIMITS}]}],
     "model_configs": [{"model_name": "gpt-4o-mini", "provider": "openai", **LIMITS}],
     "tags": [{"name": "support", **LIMITS}],
+    "limits": [{"name": "file-rule", "match": {"team": "search"}, "per": "end_user", **LIMITS}],
 }
 CHANGES = {"put", "patch", "delete", "post"}
 
@@ -50,7 +51,7 @@ def _path_values(api: httpx2.Client) -> dict[str, str]:
     """A config-managed entity for each path parameter of the management API."""
     [model_config] = api.get(MODEL_CONFIGS, params={"model_name": "gpt-4o-mini"}).json()["model_configs"]
     return {"key_id": "vk-file", "team_id": "search", "customer_id": "acme", "config_id": model_config["id"],
-            "name": "openai", "provider": "openai", "tag": "support",
+            "name": "openai", "provider": "openai", "tag": "support", "rule": "file-rule",
             "end_user": "someone"}
 
 
@@ -68,7 +69,7 @@ def _snapshot(api: httpx2.Client) -> list[Any]:
     values = _path_values(api)
     shown = [api.get(f"{collection}/{values[param]}").json() for collection, param in (
         (KEYS, "key_id"), (TEAMS, "team_id"), (CUSTOMERS, "customer_id"), (MODEL_CONFIGS, "config_id"),
-        ("/api/providers", "name"), ("/api/governance/tags", "tag"))]
+        ("/api/providers", "name"), ("/api/governance/tags", "tag"), ("/api/governance/limits", "rule"))]
     return [_without_usage(entity) for entity in shown]
 
 
@@ -107,7 +108,7 @@ def test_every_route_that_changes_an_entity_refuses_a_config_managed_one(gateway
     assert len(others) == audit_before
     kinds = {template.split("/")[3] if template.startswith("/api/governance") else "providers"
              for _, template in refused}
-    assert kinds == {"virtual-keys", "teams", "customers", "model-configs", "providers", "tags"}
+    assert kinds == {"virtual-keys", "teams", "customers", "model-configs", "providers", "tags", "limits"}
     assert ("delete", "/api/governance/virtual-keys/{key_id}") in refused
 
 

@@ -42,6 +42,7 @@ _CUSTOMERS = "/api/governance/customers"
 _CUSTOMER = _CUSTOMERS + "/{customer_id}"
 _MODELS = "/api/governance/model-configs"
 _TAGS = "/api/governance/tags"
+_LIMITS = "/api/governance/limits"
 
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", _KEYS): READ_M, ("POST", _KEYS): WRITE_M, ("POST", _KEYS + "/bulk"): WRITE_M,
@@ -61,6 +62,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", _TAGS): READ_M, ("POST", _TAGS): A, ("GET", _TAGS + "/{tag}"): READ_M,
     ("PUT", _TAGS + "/{tag}"): A, ("PATCH", _TAGS + "/{tag}"): A, ("DELETE", _TAGS + "/{tag}"): A,
     ("POST", _TAGS + "/{tag}/budget/reset"): A, ("POST", _TAGS + "/{tag}/rate-limit/reset"): A,
+    ("GET", _LIMITS): R, ("POST", _LIMITS): A, ("GET", _LIMITS + "/{rule}"): R, ("GET", _LIMITS + "/{rule}/values"): U,
+    ("PUT", _LIMITS + "/{rule}"): A, ("PATCH", _LIMITS + "/{rule}"): A, ("DELETE", _LIMITS + "/{rule}"): A,
+    ("POST", _LIMITS + "/{rule}/budget/reset"): A, ("POST", _LIMITS + "/{rule}/rate-limit/reset"): A,
     # Managers read spend and logs only when narrowed to their scope (test_admin_tokens).
     ("GET", "/api/governance/usage"): U, ("GET", "/api/usage/spend"): U | M,
     ("GET", "/api/logs"): U | M, ("GET", "/api/logs/{log_id}"): U,
@@ -92,7 +96,7 @@ IN_SCOPE = {
 }
 DEFAULT_ID = {"key_id": "vk-ta", "team_id": "team-a", "customer_id": "cust-a", "provider": "openai",
               "name": "openai", "config_id": "no-such-config", "log_id": "1", "webhook_id": "no-such-hook",
-              "token_id": "no-such-token", "tag": "no-such-tag",
+              "token_id": "no-such-token", "tag": "no-such-tag", "rule": "no-such-rule",
               "end_user": "someone"}
 OUT_OF_SCOPE = {"key_id": "vk-tb", "team_id": "team-b", "customer_id": "cust-b"}
 # Routes a manager calls narrowed by a query filter (in scope, and outside: 403).

@@ -17,7 +17,8 @@ from tollway.governance.counters.base import CounterState
 from tollway.governance.model import in_flight_counter
 from tollway.store.bootstrap import BootstrapError, apply_config
 from tollway.store.database import Database
-from tollway.store.entities import EntityWriter
+from tollway.store.entities import EntityError, EntityWriter
+from tollway.store.limit_rule_tables import LimitRuleRow
 from tollway.store.snapshot import load_snapshot
 from tollway.store.tables import (
     AuditEntry,
@@ -387,3 +388,49 @@ def test_a_bad_tag_in_the_file_is_refused_naming_it(tags: list, fragment: str) -
     with pytest.raises(Exception) as refused:
         settings(raw)
     assert "tags" in str(refused.value) and fragment in str(refused.value)
+
+
+async def test_limit_rules_from_the_file_reach_the_snapshot_and_follow_the_file(db: Database) -> None:
+    raw = example_raw()
+    team = raw["governance"]["teams"][0]["id"]
+    raw["governance"]["limits"] = [
+        {"name": "team-gpt", "match": {"team": team, "model": "GPT-4o"}, "budget": {"max_limit": 3, "reset_duration": "1d"}},
+        {"name": "users", "match": {"team": team}, "per": "end_user", "when_missing": "deny",
+         "rate_limit": {"request_max_limit": 9, "request_reset_duration": "1m"}}]
+    await apply_config(db, settings(raw), now=T0)
+    assert await apply_config(db, settings(raw), now=T1) == [] and await config_version(db) == 1  # idempotent
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    assert set(snap.limit_rules) == {"team-gpt", "users"}
+    assert snap.limit_rules["team-gpt"].match["model"] == frozenset({"gpt-4o"})
+    assert (await _get(db, LimitRuleRow, "users")).managed_by == "config"
+
+    raw["governance"]["limits"] = raw["governance"]["limits"][:1]  # "users" leaves the file: deleted, usage retained
+    await apply_config(db, settings(raw), now=T1)
+    snap = await load_snapshot(db, enforce_virtual_keys=False)
+    assert set(snap.limit_rules) == {"team-gpt"} and await _get(db, LimitRuleRow, "users") is None
+    async with db.session() as session:
+        retained = await session.scalar(select(func.count()).select_from(RateLimit).where(
+            RateLimit.retained_for == "limit/users"))
+    assert retained == 1
+
+
+async def test_a_file_rule_naming_a_team_that_does_not_exist_is_refused_naming_it(db: Database) -> None:
+    raw = example_raw()
+    raw["governance"]["limits"] = [{"name": "r", "match": {"team": "nobody"}, "budget": {"max_limit": 1,
+                                                                                       "reset_duration": "1d"}}]
+    with pytest.raises(EntityError, match=r"governance.limits 'r': match.team names team 'nobody'"):
+        await apply_config(db, settings(raw), now=T0)
+    assert await config_version(db) == 0  # nothing written
+
+
+@pytest.mark.parametrize(("rules", "fragment"), [
+    ([{"name": "r", "match": {}, "budget": {"max_limit": 1, "reset_duration": "1d"}}], "match"),
+    ([{"name": "r", "match": {"provider": "openai"}}], "needs a budget"),
+    ([{"name": "r", "match": {"provider": "openai"}, "budget": {"max_limit": 1, "reset_duration": "1d"}}] * 2, "twice"),
+])
+def test_a_bad_rule_in_the_file_is_refused_naming_it(rules: list, fragment: str) -> None:
+    raw = example_raw()
+    raw["governance"]["limits"] = rules
+    with pytest.raises(Exception) as refused:
+        settings(raw)
+    assert "limits" in str(refused.value) and fragment in str(refused.value)

@@ -19,7 +19,7 @@ TABLES = {
     "spend_totals", "spend_rollup_hours", "concurrency_limits", "config_changes",
     "alert_webhooks", "alert_crossings", "alert_deliveries", "admin_tokens", "entity_counts",
     "batch_files", "batches", "tags", "request_log_tags",
-    "end_user_overrides", "end_user_counters",
+    "end_user_overrides", "end_user_counters", "limit_rules",
 }
 
 
@@ -44,7 +44,7 @@ async def _differences(url: str, metadata: sa.MetaData) -> list:
 async def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
     assert await migrate.current(database_url) is None
     await migrate.upgrade(database_url)
-    assert await migrate.current(database_url) == migrate.head() == "0017_entity_counts"
+    assert await migrate.current(database_url) == migrate.head() == "0018_limit_rules"
     assert await _tables(database_url) == TABLES
     await migrate.downgrade(database_url, "base")
     assert await migrate.current(database_url) is None

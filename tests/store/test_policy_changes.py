@@ -21,6 +21,7 @@ from tollway.store.bootstrap import apply_config
 from tollway.store.changes import Change, covers, record_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
+from tollway.store.limit_rule_tables import LimitRuleRow
 from tollway.store.policy_changes import apply_changes
 from tollway.store.policy_sync import PolicyFollower
 from tollway.store.snapshot import load_snapshot
@@ -55,7 +56,7 @@ async def commit_change(db: Database, write: Write, *, log: bool = True) -> int:
 def plain(snapshot: PolicySnapshot) -> dict[str, Any]:
     """The snapshot's content as plain dicts, to compare two snapshots."""
     return {name: dict(getattr(snapshot, name))
-            for name in ("providers", "model_configs", "keys_by_hash", "teams", "customers", "tags")} | {
+            for name in ("providers", "model_configs", "keys_by_hash", "teams", "customers", "tags", "limit_rules")} | {
         "version": snapshot.version}
 
 
@@ -214,12 +215,38 @@ def change_then_drop_tag_limits(writer: EntityWriter) -> None:
     writer.delete(writer.session.get(Tag, "bare"), "tag", "bare", {})
 
 
+def create_limit_rules(writer: EntityWriter) -> None:
+    row, diff = writer.upsert(None, LimitRuleRow, {"id": "ads-gpt"}, {"match": {"team": ["ads"], "model": ["GPT-4o"]}})
+    writer.sync_budget(row, BudgetConfig(max_limit=3, reset_duration="1d"), diff)
+    writer.record(row, "limit_rule", "ads-gpt", diff)
+    row, diff = writer.upsert(None, LimitRuleRow, {"id": "ads-users"},
+                              {"match": {"team": ["ads"]}, "per": ["end_user"], "when_missing": "deny"})
+    writer.sync_rate_limit(row, RateLimitConfig(request_max_limit=9, request_reset_duration="1m"), diff)
+    writer.record(row, "limit_rule", "ads-users", diff)
+
+
+def change_then_drop_rule_limits(writer: EntityWriter) -> None:
+    row = writer.session.get(LimitRuleRow, "ads-gpt")
+    diff: dict[str, Any] = {}
+    writer.upsert(row, LimitRuleRow, {}, {"match": {"model": ["gpt-4o-mini"]}})
+    writer.sync_concurrency(row, ConcurrencyConfig(max_in_flight=3), diff)
+    writer.record(row, "limit_rule", "ads-gpt", diff)
+    users = writer.session.get(LimitRuleRow, "ads-users")
+    writer.sync_rate_limit(users, None, diff)  # no limit left: out of the snapshot
+    writer.record(users, "limit_rule", "ads-users", diff)
+
+
+def delete_limit_rule(writer: EntityWriter) -> None:
+    writer.delete(writer.session.get(LimitRuleRow, "ads-gpt"), "limit_rule", "ads-gpt", {})
+
+
 def delete_tag(writer: EntityWriter) -> None:
     writer.delete(writer.session.get(Tag, "support"), "tag", "support", {})
 
 
 STEPS: list[Write] = [
-    create_customer, create_team, create_key, create_tags, tag_a_key, change_then_drop_tag_limits, block_key,
+    create_customer, create_team, create_key, create_tags, tag_a_key, change_then_drop_tag_limits,
+    create_limit_rules, change_then_drop_rule_limits, delete_limit_rule, block_key,
     replace_key_value,
     rotate_key(ROTATED, timedelta(hours=1)), expire_key, rotate_key(ROTATED_AGAIN, timedelta(minutes=5)),
     rotate_key(ROTATED_AGAIN + "-x", None), move_key_to_customer_and_drop_its_provider_configs, change_team_budget,
@@ -393,3 +420,16 @@ async def test_tag_limits_and_key_tags_reach_a_following_node_incrementally(db: 
     await commit_change(db, delete_tag)
     assert dict((await follower.refresh()).tags) == {}
     assert follower.full_loads == 1
+
+
+async def test_limit_rules_reach_a_following_node_normalised(db: Database) -> None:
+    follower = await following(db)
+    for step in (create_customer, create_team, create_limit_rules):
+        await commit_change(db, step)
+    rules = (await follower.refresh()).limit_rules
+    assert set(rules) == {"ads-gpt", "ads-users"} and follower.full_loads == 1
+    assert rules["ads-gpt"].match == {"team": frozenset({"ads"}), "model": frozenset({"gpt-4o"})}  # keyed as requests
+    assert rules["ads-users"].per == ("end_user",) and rules["ads-users"].when_missing == "deny"
+    await commit_change(db, change_then_drop_rule_limits)
+    rules = (await follower.refresh()).limit_rules
+    assert set(rules) == {"ads-gpt"} and rules["ads-gpt"].limits.concurrency.max_in_flight == 3

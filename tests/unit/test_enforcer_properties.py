@@ -45,6 +45,7 @@ from tollway.governance.decisions import DECISION_FOR_KIND, Denial
 from tollway.governance.end_users import plan_end_users
 from tollway.governance.enforcer import Enforcer, Reservation
 from tollway.governance.engine import LimitCheck, Plan, RequestFacts, acquire_ops, hash_key, plan, static_checks
+from tollway.governance.limit_rules import plan_rules
 from tollway.governance.model import Kind
 from tollway.governance.tags import TagPlanner, key_tags, with_tag_checks
 
@@ -209,6 +210,8 @@ class EnforcerMachine(RuleBasedStateMachine):
         planned = plan(self.snapshot, fact, end_users=self.end_users)
         if not isinstance(planned, Denial):
             planned = TagPlanner().apply(self.snapshot, fact, planned)
+        if not isinstance(planned, Denial):
+            planned = plan_rules(self.snapshot, fact, planned)
         if isinstance(planned, Denial):
             return None
         readings = self.readings(planned.checks)

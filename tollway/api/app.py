@@ -21,6 +21,8 @@ from tollway.api import (
     end_users,
     explain,
     key_rotation,
+    limit_rule_values,
+    limit_rules,
     logs,
     model_configs,
     providers,
@@ -76,8 +78,8 @@ def create_management_app(runtime: ManagedRuntime) -> FastAPI:
     install_docs_pages(app)
     install_error_handlers(app)
     guarded = [Depends(require_permission), Depends(_bearer)]  # _bearer: the OpenAPI security scheme
-    for module in (virtual_keys_bulk, key_rotation, virtual_keys, teams, customers, tags, model_configs, usage, spend, logs,
-                   audit, explain, alerts, admin_tokens, end_users):
+    for module in (virtual_keys_bulk, key_rotation, virtual_keys, teams, customers, tags, limit_rules, limit_rule_values,
+                   model_configs, usage, spend, logs, audit, explain, alerts, admin_tokens, end_users):
         app.include_router(module.router, dependencies=guarded, responses=_ERRORS)
     app.include_router(end_users.owner_router, dependencies=guarded, responses=_ERRORS)
     app.include_router(providers.router, dependencies=guarded, responses=_ERRORS)

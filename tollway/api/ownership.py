@@ -16,7 +16,8 @@ from tollway.store.tables import MANAGED_BY_CONFIG
 
 MANAGED_BY_CONFIG_ERROR = "managed_by_config"
 _SECTIONS = {"virtual key": "governance.virtual_keys", "team": "governance.teams", "customer": "governance.customers",
-             "model config": "governance.model_configs", "provider": "providers", "tag": "governance.tags"}
+             "model config": "governance.model_configs", "provider": "providers", "tag": "governance.tags",
+             "limit rule": "governance.limits"}
 
 
 def is_config_managed(row: Any) -> bool:

@@ -140,6 +140,13 @@ RULES[("GET", _TAGS + "/{tag}")] = _read(ANY_SCOPE, "anything (tags are shared b
 for _method, _suffix in (("POST", ""), ("PUT", "/{tag}"), ("PATCH", "/{tag}"), ("DELETE", "/{tag}"),
                          ("POST", "/{tag}/budget/reset"), ("POST", "/{tag}/rate-limit/reset")):
     RULES[(_method, _TAGS + _suffix)] = ADMIN_ONLY
+_LIMITS = "/api/governance/limits"  # limit rules select across keys, teams and customers: an admin's
+RULES[("GET", _LIMITS)] = READ
+RULES[("GET", _LIMITS + "/{rule}")] = READ
+RULES[("GET", _LIMITS + "/{rule}/values")] = USAGE
+for _method, _suffix in (("POST", ""), ("PUT", "/{rule}"), ("PATCH", "/{rule}"), ("DELETE", "/{rule}"),
+                         ("POST", "/{rule}/budget/reset"), ("POST", "/{rule}/rate-limit/reset")):
+    RULES[(_method, _LIMITS + _suffix)] = ADMIN_ONLY
 _MODELS = "/api/governance/model-configs"
 RULES[("GET", _MODELS)] = _read(ANY_SCOPE, "anything (model configs are read to build keys)")
 RULES[("GET", _MODELS + "/{config_id}")] = _read(ANY_SCOPE, "anything (model configs are read to build keys)")

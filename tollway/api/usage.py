@@ -16,6 +16,7 @@ from tollway.api.responses import UsageList
 from tollway.governance.decisions import iso_utc
 from tollway.governance.engine import read_ops
 from tollway.governance.inventory import limit_view, snapshot_checks
+from tollway.governance.limit_rules import templated_value_checks
 from tollway.governance.model import Kind, Level
 
 router = APIRouter(prefix="/api/governance", tags=["usage"])
@@ -32,7 +33,8 @@ async def usage(
     kind: Annotated[str | None, Query(description="budget, tokens, requests or in_flight.")] = None,
 ) -> dict[str, Any]:
     """Each limit's limit, used, reserved (requests in flight), remaining, last reset,
-    next reset and seconds until it; budgets in USD. Sorted by level, then id."""
+    next reset and seconds until it; budgets in USD. Sorted by level, then id. A templated
+    limit rule's value is read as ``level=limit&id=<rule>:<value>``."""
     if level is not None and level not in _LEVELS:
         raise bad_request(f"unknown level {level!r}: use one of {', '.join(_LEVELS)}", "level")
     if kind is not None and kind not in _KINDS:
@@ -42,6 +44,9 @@ async def usage(
         if (level is None or check.scope.level.value == level) and (entity_id is None or check.scope.id == entity_id)
         and (kind is None or check.kind.value == kind)
     ]
+    if not rows and level == Level.LIMIT.value and entity_id:  # one value of a templated rule: "<rule>:<value>"
+        rows = [(check, None) for check in templated_value_checks(runtime.snapshot, entity_id)
+                if kind is None or check.kind.value == kind]
     selected = rows[page.offset:page.offset + page.limit]
     now = runtime.clock_ms()
     checks = tuple(check for check, _ in selected)

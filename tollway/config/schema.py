@@ -22,6 +22,7 @@ from tollway.config.fields import fixed_duration as _fixed_duration
 from tollway.config.fields import idle_duration as _idle_duration
 from tollway.config.fields import no_blank as _no_blank
 from tollway.config.fields import seconds_up_to_hour as _seconds_up_to_hour
+from tollway.config.limit_rules import LimitSelectorConfig
 from tollway.config.limits import (
     MAX_IN_FLIGHT,
     MAX_QUEUE_TIMEOUT_MS,
@@ -204,12 +205,35 @@ class ModelLimitConfig(_Governed):
     _canonical = field_validator("model_name")(configured_model)
 
 
+class LimitRuleConfig(LimitSelectorConfig, _Governed):
+    """A limit rule (``governance.limits``): a budget, rate limit and concurrency limit on
+    the requests ``match`` selects, per value of ``per`` when given
+    (`tollway.config.limit_rules`, `tollway.governance.limit_rules`)."""
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> LimitRuleConfig:
+        if self.budget is None and self.rate_limit is None and self.concurrency is None:
+            raise ValueError("a limit rule needs a budget, a rate_limit or a concurrency limit")
+        return self
+
+
 class GovernanceConfig(_Strict):
     customers: list[CustomerConfig] = []
     teams: list[TeamConfig] = []
     virtual_keys: list[VirtualKeyConfig] = []
     model_configs: list[ModelLimitConfig] = []
     tags: list[TagConfig] = []
+    limits: list[LimitRuleConfig] = Field(
+        default=[], description="Limit rules: limits on the requests a selector matches (provider, model, virtual "
+                                "key, team, customer, tag, end user, or combinations), optionally per value of a "
+                                "dimension (docs/governance.md#limit-rules).")
+
+    @model_validator(mode="after")
+    def _distinct_rules(self) -> GovernanceConfig:
+        names = [rule.name for rule in self.limits]
+        if len(set(names)) != len(names):
+            raise ValueError("governance.limits names a rule twice")
+        return self
 
     @model_validator(mode="after")
     def _distinct_tags(self) -> GovernanceConfig:

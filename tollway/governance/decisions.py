@@ -27,6 +27,7 @@ class Decision(str, enum.Enum):
     PROVIDER_BLOCKED = "provider_blocked"
     MODEL_BLOCKED = "model_blocked"
     TAG_NOT_ALLOWED = "tag_not_allowed"
+    LIMIT_VALUE_MISSING = "limit_value_missing"
     TOKEN_LIMITED = "token_limited"
     REQUEST_LIMITED = "request_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
@@ -47,6 +48,7 @@ _STATUS: dict[Decision, int] = {
     Decision.PROVIDER_BLOCKED: 403,
     Decision.MODEL_BLOCKED: 403,
     Decision.TAG_NOT_ALLOWED: 403,
+    Decision.LIMIT_VALUE_MISSING: 400,
     Decision.TOKEN_LIMITED: 429,
     Decision.REQUEST_LIMITED: 429,
     Decision.BUDGET_EXCEEDED: 402,
@@ -69,6 +71,7 @@ _LEVEL_LABEL: dict[Level, str] = {
     Level.CUSTOMER: "Customer",
     Level.TAG: "Tag",
     Level.END_USER: "End user",
+    Level.LIMIT: "Limit rule",
 }
 
 
@@ -154,6 +157,14 @@ def tag_not_allowed(scope: Scope, tag: str, allowed: Iterable[str]) -> Denial:
     """A request naming ``tag`` with a key whose ``allowed_tags`` do not include it."""
     message = f"Virtual key '{scope.name}' may not tag requests '{tag}'; allowed tags: {_listing(allowed)}"
     return Denial(Decision.TAG_NOT_ALLOWED, message, scope)
+
+
+def limit_value_missing(scope: Scope, dimension: str) -> Denial:
+    """A request without the ``dimension`` (an end user, a tag, …) a limit rule counts
+    per, where the rule refuses such requests (``when_missing: deny``)."""
+    message = (f"{_LEVEL_LABEL[scope.level]} '{scope.name}' counts requests per {dimension} and this request "
+               f"names no {dimension}")
+    return Denial(Decision.LIMIT_VALUE_MISSING, message, scope)
 
 
 # A slot frees when any request in flight ends, which no one can predict: clients are

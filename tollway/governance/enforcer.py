@@ -40,6 +40,7 @@ from tollway.governance.engine import (
     shadow_denial,
     static_checks,
 )
+from tollway.governance.limit_rules import RulePlanner, is_templated
 from tollway.governance.memo_scope import KeyMemoScope
 from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, Level, PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
@@ -138,6 +139,7 @@ class Enforcer:
         self._end_users = EndUserMemo()
         self._queues = SlotQueues()
         self._tags = TagPlanner()
+        self._rules = RulePlanner()
 
     @property
     def reservations_in_flight(self) -> int:
@@ -162,6 +164,8 @@ class Enforcer:
         planned = plan(snapshot, facts, self._static_checks, now_ms=now, end_users=self._end_users)
         if not isinstance(planned, Denial):
             planned = self._tags.apply(snapshot, facts, planned)
+        if not isinstance(planned, Denial) and snapshot.limit_rules:
+            planned = self._rules.apply(snapshot, facts, planned)
         if isinstance(planned, Denial):
             return self._refused(snapshot, facts, planned)
         if self._queues.waiting and not _queued:
@@ -172,7 +176,7 @@ class Enforcer:
         clamped: int | None = None
         readings: tuple[CounterReading, ...] = ()
         would: Denial | None = None
-        if facts.end_user is not None and self.end_users is not None:
+        if self.end_users is not None and (facts.end_user is not None or snapshot.limit_rules):
             await self._end_users_held(planned, now)
         if planned.checks:
             result = await self._store.acquire(acquire_ops(planned, now, self._windows))
@@ -330,9 +334,11 @@ class Enforcer:
         planned = plan(snapshot, facts, self._static_checks, now_ms=now, end_users=self._end_users)
         if not isinstance(planned, Denial):
             planned = self._tags.apply(snapshot, facts, planned)
+        if not isinstance(planned, Denial) and snapshot.limit_rules:
+            planned = self._rules.apply(snapshot, facts, planned)
         if isinstance(planned, Denial):
             return Explanation(planned.decision, planned, (), *_presented_ids(snapshot, facts))
-        if facts.end_user is not None and self.end_users is not None:
+        if self.end_users is not None and (facts.end_user is not None or snapshot.limit_rules):
             await self._end_users_held(planned, now)
         readings = await self._store.read(acquire_ops(planned, now, self._windows)) if planned.checks else ()
         denial, limits = assess(planned, readings, now)
@@ -347,9 +353,11 @@ class Enforcer:
                            shadow_denial(planned, readings, now) if planned.checks else None, clamped)
 
     async def _end_users_held(self, planned: Plan, now: int) -> None:
-        """The plan's end-user counters, loaded back if they were evicted (see `EndUserResidency`)."""
+        """The plan's end-user counters (and templated rules' counters, named alike), loaded
+        back if they were evicted (see `EndUserResidency`)."""
         assert self.end_users is not None
-        counters = [check.counter for check in planned.checks if check.scope.level is Level.END_USER]
+        counters = [check.counter for check in planned.checks if check.scope.level is Level.END_USER
+                    or (check.scope.level is Level.LIMIT and is_templated(check.counter))]
         if counters:
             await self.end_users.ensure(counters, now)
 

@@ -18,6 +18,7 @@ from tollway.governance.engine import (
     owner_ids,
     rate_limit_checks,
 )
+from tollway.governance.limit_rules import key_rule_checks
 from tollway.governance.model import (
     ENFORCE,
     NANO_PER_USD,
@@ -41,6 +42,8 @@ def snapshot_checks(snapshot: PolicySnapshot) -> list[tuple[LimitCheck, str | No
     governed += [(g, None) for g in snapshot.customers.values()]
     governed += [(team.limits, None) for team in snapshot.teams.values()]
     governed += [(g, None) for g in snapshot.tags.values()]
+    # Limit rules: those with one set of counters (a template's values are read by value).
+    governed += [(rule.limits, None) for rule in snapshot.limit_rules.values() if not rule.per]
     for key in snapshot.keys_by_hash.values():
         if key.retired_value:  # a rotated-out value: the same key, listed under its current value
             continue
@@ -59,7 +62,7 @@ def _sorted(checks: list[tuple[LimitCheck, str | None]]) -> list[tuple[LimitChec
 def key_checks(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[tuple[LimitCheck, str | None]]:
     """The limits that bind ``key``: its own and its provider configs', its team's and
     customer's, those of the providers and model configs it may use, and of its forced
-    and allowed tags; in the order
+    and allowed tags, and of the limit rules that select it (`key_rule_checks`); in the order
     and form of `snapshot_checks` (nothing of other keys, teams or customers)."""
     team_id, customer_id = owner_ids(snapshot, key)
     team = snapshot.teams.get(team_id) if team_id else None
@@ -70,7 +73,9 @@ def key_checks(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[tuple[Li
     governed += [(g, None) for g in (customer, team.limits if team else None, key.limits) if g is not None]
     governed += [(config.limits, key.id) for config in key.provider_configs.values()]
     governed += [(g, None) for g in _key_tag_limits(snapshot, key)]
-    return _sorted([(check, parent) for limits, parent in governed for check in limit_checks(limits)])
+    checks = [(check, parent) for limits, parent in governed for check in limit_checks(limits)]
+    checks += [(check, None) for check in key_rule_checks(snapshot, key.id, team_id, customer_id)]
+    return _sorted(checks)
 
 
 def _key_tag_limits(snapshot: PolicySnapshot, key: VirtualKeyPolicy) -> list[Governed]:

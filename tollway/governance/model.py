@@ -32,6 +32,7 @@ class Level(str, enum.Enum):
     CUSTOMER = "customer"
     TAG = "tag"  # a request tag's own limits, shared by every key (`governance.tags`)
     END_USER = "end_user"  # one end user of a key, team or customer (their `end_user_limits`)
+    LIMIT = "limit"  # a limit rule (`governance.limits`): the requests its selector matches
 
 
 class Kind(str, enum.Enum):
@@ -211,6 +212,9 @@ class PolicySnapshot:
     teams: Mapping[str, TeamPolicy] = field(default_factory=_frozen)
     customers: Mapping[str, Governed] = field(default_factory=_frozen)
     tags: Mapping[str, Governed] = field(default_factory=_frozen)  # by tag name: the tags that have limits
+    # Limit rules by name (`tollway.governance.limit_rules.LimitRule`; Any: the model must
+    # not import the module that builds on it).
+    limit_rules: Mapping[str, Any] = field(default_factory=_frozen)
     enforce_virtual_keys: bool = False
     version: int = 0
 

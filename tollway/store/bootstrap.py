@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, selectinload
 from tollway.config.loader import provider_key_ids
 from tollway.config.schema import (
     VK_PREFIX,
+    LimitRuleConfig,
     ModelLimitConfig,
     Settings,
     TagConfig,
@@ -44,6 +45,8 @@ from tollway.governance.names import model_key
 from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import Diff, EntityError, EntityWriter, assign
+from tollway.store.limit_rule_entities import check_rule_entities
+from tollway.store.limit_rule_tables import LimitRuleRow
 from tollway.store.ownership import delete_undeclared_keys, release_removed, take_over
 from tollway.store.retention import purge_expired
 from tollway.store.tables import (
@@ -122,6 +125,7 @@ class _Applier(EntityWriter):
         self._virtual_keys(gov.virtual_keys)
         self._model_configs(gov.model_configs)
         self._tags(gov.tags)
+        self._limit_rules(gov.limits)
         release_removed(self, gov)
         self.session.flush()
 
@@ -234,6 +238,18 @@ class _Applier(EntityWriter):
             row, diff = self._governed(existing.get(tag.name), Tag, {"id": tag.name}, {}, tag,
                                        f"governance.tags {tag.name!r}")
             self.record(row, "tag", tag.name, diff)
+        self.session.flush()
+
+    def _limit_rules(self, rules: Iterable[LimitRuleConfig]) -> None:
+        rules = list(rules)
+        existing = self._load(LimitRuleRow, lambda r: r.id, only=[rule.name for rule in rules])
+        for rule in rules:
+            where = f"governance.limits {rule.name!r}"
+            check_rule_entities(self.session, rule, where)
+            values = {"match": rule.match.named(), "per": list(rule.per), "when_missing": rule.when_missing,
+                      "description": rule.description}
+            row, diff = self._governed(existing.get(rule.name), LimitRuleRow, {"id": rule.name}, values, rule, where)
+            self.record(row, "limit_rule", rule.name, diff)
         self.session.flush()
 
     # -- building blocks -----------------------------------------------------------------

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from tollway.config.schema import GovernanceConfig
 from tollway.governance.names import model_key
 from tollway.store.entities import EntityWriter, assign
+from tollway.store.limit_rule_tables import LimitRuleRow
 from tollway.store.tables import (
     MANAGED_BY_API,
     MANAGED_BY_CONFIG,
@@ -45,7 +46,7 @@ from tollway.store.tables import (
     VirtualKey,
 )
 
-T = TypeVar("T", Customer, Team, VirtualKey, ModelConfig, Tag)
+T = TypeVar("T", Customer, Team, VirtualKey, ModelConfig, Tag, LimitRuleRow)
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +86,8 @@ def release_removed(writer: EntityWriter, governance: GovernanceConfig) -> None:
         _delete(writer, config, "model_config", config.id)
     for tag in _undeclared(writer, Tag, {t.name for t in governance.tags}, lambda t: t.id):
         _delete(writer, tag, "tag", tag.id)  # nothing refers to a tag's limits: no hand-over
+    for rule in _undeclared(writer, LimitRuleRow, {r.name for r in governance.limits}, lambda r: r.id):
+        _delete(writer, rule, "limit_rule", rule.id)  # nothing refers to a rule
 
 
 def _undeclared(writer: EntityWriter, entity: type[T], declared: set[Any], key: Callable[[T], Any]) -> list[T]:

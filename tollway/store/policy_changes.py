@@ -14,6 +14,7 @@ unchanged view. What each kind of change touches:
   looks them up per request, so keys need no rebuild.
 - ``provider`` (by name), ``model_config`` (by id; its (model, provider) may change).
 - ``tag`` (by name): its limits; a tag without limits is left out.
+- ``limit_rule`` (by name): the rule; one without limits is left out.
 
 An unknown kind (written by a newer release) is `UnknownChange`: the caller reloads all.
 """
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.governance.model import ESTIMATE, Enforcement, PolicySnapshot
 from tollway.governance.names import model_key
 from tollway.store.changes import Change
+from tollway.store.limit_rule_tables import LimitRuleRow
 from tollway.store.snapshot import PolicyReader
 from tollway.store.tables import Customer, ModelConfig, Provider, Tag, Team, VirtualKey, VKProviderConfig
 
@@ -84,7 +86,8 @@ async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence
     providers = await reader.rows(Provider, ids["provider"], "name")
     models = await reader.rows(ModelConfig, ids["model_config"])
     tags = await reader.rows(Tag, ids["tag"])
-    await reader.load_limits([*keys, *configs, *teams, *customers, *providers, *models, *tags])
+    rules = await reader.rows(LimitRuleRow, ids["limit_rule"])
+    await reader.load_limits([*keys, *configs, *teams, *customers, *providers, *models, *tags, *rules])
     snapshot = _persistent(policy.snapshot)
     if key_hashes_seen is not None:
         key_hashes_seen.update(row.value_hash for row in keys)
@@ -99,6 +102,7 @@ async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence
         customers=_replaced(snapshot.customers, ids["customer"], {row.id: reader.customer(row) for row in customers}),
         providers=_replaced(snapshot.providers, ids["provider"], {row.name: reader.provider(row) for row in providers}),
         tags=_replaced(snapshot.tags, ids["tag"], {row.id: reader.tag(row) for row in tags}),
+        limit_rules=_replaced(snapshot.limit_rules, ids["limit_rule"], {row.id: reader.limit_rule(row) for row in rules}),
         version=version,
     )
     return Policy(snapshot, key_hashes, model_keys)
@@ -116,7 +120,7 @@ def _ids_by_kind(changes: Iterable[Change]) -> dict[str, set[str]]:
     return ids
 
 
-_KINDS = frozenset({"virtual_key", "team", "customer", "provider", "model_config", "tag"})
+_KINDS = frozenset({"virtual_key", "team", "customer", "provider", "model_config", "tag", "limit_rule"})
 
 
 async def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes: Map[str, str], changed: set[str],
@@ -189,7 +193,7 @@ def _replaced(mapping: Mapping[str, Any], changed: set[str], policies: Mapping[s
 
 def _persistent(snapshot: PolicySnapshot) -> PolicySnapshot:
     """``snapshot`` with persistent maps (an empty default snapshot has plain ones)."""
-    fields = ("providers", "model_configs", "keys_by_hash", "teams", "customers", "tags")
+    fields = ("providers", "model_configs", "keys_by_hash", "teams", "customers", "tags", "limit_rules")
     plain: dict[str, Any] = {name: Map(getattr(snapshot, name)) for name in fields
                              if not isinstance(getattr(snapshot, name), Map)}
     return dataclasses.replace(snapshot, **plain) if plain else snapshot

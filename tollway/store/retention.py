@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tollway.governance.durations import Alignment, next_reset_ms, parse_duration
+from tollway.store.limit_rule_tables import LimitRuleRow
 from tollway.store.tables import (
     Budget,
     Customer,
@@ -65,6 +66,8 @@ def slot_of(owner: Any) -> str:
         return f"provider/{owner.name}"
     if isinstance(owner, ModelConfig):
         return f"model_config/{owner.provider or '*'}/{owner.model_name}"
+    if isinstance(owner, LimitRuleRow):  # a rule's templated counters are named after its limits: kept too
+        return f"limit/{owner.id}"
     raise TypeError(f"{type(owner).__name__} owns no limits")
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.governance.durations import Alignment, Duration, parse_duration
+from tollway.governance.limit_rules import LimitRule, new_rule
 from tollway.governance.model import (
     ESTIMATE,
     NEVER_MS,
@@ -40,6 +41,7 @@ from tollway.governance.model import (
 from tollway.governance.names import model_key
 from tollway.store.database import Database
 from tollway.store.end_user_templates import source_policy, template_policy
+from tollway.store.limit_rule_tables import LimitRuleRow
 from tollway.store.tables import (
     Budget,
     ConcurrencyLimit,
@@ -114,8 +116,9 @@ class PolicyReader:
         loaded on demand, `tollway.store.key_cache`) nor their limits."""
         provider_rows, model_rows = await self.rows(Provider), await self.rows(ModelConfig)
         customer_rows, team_rows = await self.rows(Customer), await self.rows(Team)
-        tag_rows = await self.rows(Tag)
-        await self.load_limits(None if keys else [*provider_rows, *model_rows, *customer_rows, *team_rows, *tag_rows])
+        tag_rows, rule_rows = await self.rows(Tag), await self.rows(LimitRuleRow)
+        await self.load_limits(None if keys else [*provider_rows, *model_rows, *customer_rows, *team_rows, *tag_rows,
+                                                  *rule_rows])
         providers = {
             row.name: self._governed(row, Level.PROVIDER, row.name, row.name)
             for row in provider_rows
@@ -131,6 +134,7 @@ class PolicyReader:
             teams=Map(teams),
             customers=Map(customers),
             tags=Map({row.id: policy for row in tag_rows if (policy := self.tag(row)) is not None}),
+            limit_rules=Map({row.id: rule for row in rule_rows if (rule := self.limit_rule(row)) is not None}),
             enforce_virtual_keys=enforce_virtual_keys,
             version=version,
         )
@@ -205,6 +209,15 @@ class PolicyReader:
         if not (row.budget_id or row.rate_limit_id or row.concurrency_limit_id):
             return None
         return self._governed(row, Level.TAG, row.id, row.id)
+
+    def limit_rule(self, row: Any) -> LimitRule | None:
+        """A limit rule as the engine matches it; None when it has no limit left (it is
+        then left out of the snapshot)."""
+        if not (row.budget_id or row.rate_limit_id or row.concurrency_limit_id):
+            return None
+        limits = self._governed(row, Level.LIMIT, row.id, row.id)
+        return new_rule(row.id, row.match, budget=limits.budget, rate_limit=limits.rate_limit,
+                        concurrency=limits.concurrency, per=row.per or (), when_missing=row.when_missing)
 
     def provider(self, row: Any) -> Governed | None:
         """A provider's limits; None when it has none (it is then left out of the snapshot)."""

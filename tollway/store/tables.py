@@ -581,6 +581,6 @@ class AdminToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-# The batch tables live in their own module (one concern); imported here so that every
+# The batch tables and the limit rules' table live in their own modules (one concern); imported here so that every
 # user of `Base.metadata` (migrations, the schema checks) sees them.
-from tollway.store import batch_tables  # noqa: E402, F401
+from tollway.store import batch_tables, limit_rule_tables  # noqa: E402, F401

@@ -27,6 +27,7 @@ from tollway.ui.pages.audit import AuditPages
 from tollway.ui.pages.auth import AuthPages
 from tollway.ui.pages.end_users import EndUserPages
 from tollway.ui.pages.keys import KeyPages
+from tollway.ui.pages.limit_rules import LimitRulePages
 from tollway.ui.pages.limits import LimitPages
 from tollway.ui.pages.logs import LogPages
 from tollway.ui.pages.overview import OverviewPages
@@ -73,7 +74,8 @@ class UiApp:
     def __init__(self, ui: Ui, login_throttle: LoginThrottle) -> None:
         self.ui = ui
         pages: list[Any] = [AuthPages(ui, login_throttle), OverviewPages(ui), KeyPages(ui), TeamPages(ui), EndUserPages(ui),
-                            CustomerPages(ui), LimitPages(ui), LogPages(ui), AuditPages(ui), UsagePages(ui),
+                            CustomerPages(ui), LimitPages(ui), LimitRulePages(ui), LogPages(ui), AuditPages(ui),
+                            UsagePages(ui),
                             AlertPages(ui)]
         routes = [route for page in pages for route in page.routes()]
         routes.append(Mount("/ui/static", StaticFiles(packages=[("tollway.ui", "static")]), name="static"))

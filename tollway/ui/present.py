@@ -161,7 +161,7 @@ def usage_meter(entry: dict[str, Any], now_ms: int) -> Meter:
 
 LEVEL_NAMES = {"provider": "provider", "model": "model config", "virtual_key": "virtual key",
                "provider_config": "provider config", "team": "team", "customer": "customer", "tag": "tag",
-               "end_user": "end user"}
+               "end_user": "end user", "limit": "limit rule"}
 
 
 def level_name(level: str | None) -> str:
@@ -177,6 +177,8 @@ def entity_url(level: str | None, ident: str | None, virtual_key_id: str | None 
     """The UI page of the entity at ``level`` (a provider config's is its key's page)."""
     if level == "provider_config":
         level, ident = "virtual_key", virtual_key_id
+    if level == "limit" and ident:  # a templated rule's value ("rule:value") is shown on the rule's page
+        return "/ui/limits/" + quote(ident.partition(":")[0], safe="")
     if level == "end_user" and ident:  # an end user has no page of their own: their requests
         return "/ui/logs?end_user=" + quote(ident, safe="")
     base = _ENTITY_PAGES.get(level or "")

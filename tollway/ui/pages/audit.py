@@ -20,11 +20,11 @@ from tollway.ui.web import Ui, with_query
 PAGE_SIZE = 50
 FILTERS = ("entity_type", "entity_id", "action", "actor", "token_id")
 ENTITY_TYPES = {"virtual_key": "virtual key", "team": "team", "customer": "customer", "model_config": "model config",
-                "provider": "provider", "provider_config": "provider config", "tag": "tag"}
+                "provider": "provider", "provider_config": "provider config", "tag": "tag", "limit_rule": "limit rule"}
 ACTIONS = ("create", "update", "delete", "reset")
 # The UI page level of each audited kind (provider configs are shown on their key's page).
 _LEVELS = {"virtual_key": "virtual_key", "team": "team", "customer": "customer", "model_config": "model",
-           "provider": "provider", "tag": "tag"}
+           "provider": "provider", "tag": "tag", "limit_rule": "limit"}
 _CHECKED = {"virtual_key": lookup.KEY, "team": lookup.TEAM, "customer": lookup.CUSTOMER, "model_config": lookup.MODEL}
 MAX_CHANGES = 8
 _DECIMAL = re.compile(r"-?\d+\.\d+")

@@ -15,6 +15,7 @@ from tollway.ui.client import ApiProblem
 from tollway.ui.forms import Form, FormError
 from tollway.ui.pages.entity import Body, EntityPages, Kind, limits_body
 from tollway.ui.pages.keys import month_start
+from tollway.ui.pages.limit_rules import rules_with_meters
 from tollway.ui.web import LIST_LIMIT, Ui
 
 PROVIDERS = Kind("provider", "/api/providers", "provider", "/ui/providers")
@@ -45,14 +46,14 @@ class LimitPages:
         return RedirectResponse("/ui/limits", status_code=303)
 
     async def list(self, request: Request, status: int = 200, **extra: Any) -> Response:
-        providers, models = await asyncio.gather(
-            self.ui.providers(), self.ui.api.get(MODELS.api, {"limit": LIST_LIMIT}))
+        providers, models, rules = await asyncio.gather(
+            self.ui.providers(), self.ui.api.get(MODELS.api, {"limit": LIST_LIMIT}), rules_with_meters(self.ui))
         now_ms = self.ui.now_ms()
         return self.ui.page(
             request, "limits.html", status, title="Provider and model limits",
             providers=[(p, present.meters(p, now_ms)) for p in providers],
             models=[(m, present.meters(m, now_ms)) for m in models["model_configs"]],
-            provider_names=[p["name"] for p in providers], **extra)
+            provider_names=[p["name"] for p in providers], rules=rules, **extra)
 
     async def create_model(self, request: Request) -> Response:
         form = await self.ui.form(request)
