@@ -127,11 +127,11 @@ async def run_day(figures: DayFigures, db: Database, store: CounterStore, snapsh
             await enforcer.settle(admission.reservation, 1_100, cost_nano)
 
     async def flush(at_ms: int) -> None:
-        started = time.perf_counter()
+        flush_started = time.perf_counter()
         written = await flusher.flush(await store.export())
         figures.rows_written += written
         await residency.evict_idle(at_ms, idle_ms)
-        taken = time.perf_counter() - started
+        taken = time.perf_counter() - flush_started
         figures.flushes += 1
         figures.flush_seconds += taken
         figures.slowest_flush_seconds = max(figures.slowest_flush_seconds, taken)
