@@ -24,7 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import random
+import json
 import statistics
 import sys
 import tempfile
@@ -32,9 +32,11 @@ import time
 import tracemalloc
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.support
-from governance_engine import KEY_VALUE, typical
+from end_users_day import DayFigures, run_day, table_figures
+from governance_engine import KEY_VALUE, TAGS, tagged, typical
 
 from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.counters.end_user_residency import EndUserResidency
@@ -56,9 +58,6 @@ from tollway.governance.model import (
 )
 from tollway.store import migrate
 from tollway.store.database import Database
-from tollway.store.end_user_counters import load_end_user_counters
-from tollway.store.usage import save_counters
-from tollway.store.usage_flush import UsageFlusher
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -80,26 +79,28 @@ def with_end_users(snapshot: PolicySnapshot) -> PolicySnapshot:
                           teams=MappingProxyType(teams), version=2)
 
 
-def facts(user: str | None) -> RequestFacts:
-    return RequestFacts("openai", "gpt-4o-mini", hash_key(KEY_VALUE), 1_200, COST_NANO, end_user=user)
+def facts(user: str | None, tags: tuple[str, ...] = ()) -> RequestFacts:
+    return RequestFacts("openai", "gpt-4o-mini", hash_key(KEY_VALUE), 1_200, COST_NANO, tags=tags, end_user=user)
 
 
 async def admission_cost(requests: int, pool: int) -> None:
-    """µs per admit + settle: end users off, named without a template, and on; measured in
-    alternating rounds, so that a busy machine slows all three alike."""
+    """µs per admit + settle: end users off, named without a template, on, and on with limits
+    on the request's two tags too; measured in alternating rounds, so that a busy machine
+    slows all four alike."""
     print(f"admission cost, {requests:,} requests over {pool:,} distinct end users (memory counters):")
     plain, templated = typical(), with_end_users(typical())
     users = [f"user-{i}" for i in range(pool)]
-    variants = {"no end user": (plain, False), "end user, no template": (plain, True),
-                "end-user limits on": (templated, True)}
+    variants = {"no end user": (plain, False, ()), "end user, no template": (plain, True, ()),
+                "end-user limits on": (templated, True, ()),
+                "end-user and tag limits": (tagged(templated), True, TAGS)}
     enforcers = {title: Enforcer(MemoryCounterStore(), lambda: T0) for title in variants}
     samples: dict[str, list[int]] = {title: [] for title in variants}
     rounds = max(1, requests // 1_000)
     for round_ in range(rounds + 1):  # the first round warms the memos and counters
-        for title, (snapshot, named) in variants.items():
+        for title, (snapshot, named, tags) in variants.items():
             enforcer = enforcers[title]
             for i in range(1_000):
-                request = facts(users[(round_ * 1_000 + i) % pool] if named else None)
+                request = facts(users[(round_ * 1_000 + i) % pool] if named else None, tags)
                 t0 = time.perf_counter_ns()
                 admission = await enforcer.admit(snapshot, request)
                 await enforcer.settle(admission.reservation, 1_100, COST_NANO)
@@ -107,7 +108,7 @@ async def admission_cost(requests: int, pool: int) -> None:
                     samples[title].append(time.perf_counter_ns() - t0)
     for title, taken in samples.items():
         quantiles = statistics.quantiles(taken, n=100)
-        print(f"  {title:24s} p50 {quantiles[49] / 1000:6.1f} µs   p99 {quantiles[98] / 1000:6.1f} µs")
+        print(f"  {title:26s} p50 {quantiles[49] / 1000:6.1f} µs   p99 {quantiles[98] / 1000:6.1f} µs")
 
 
 async def memory_per_user(users: int) -> None:
@@ -164,45 +165,66 @@ async def _used_memory(store: RedisCounterStore) -> int:
     return int(next(line.split(":")[1] for line in info.splitlines() if line.startswith("used_memory:")))
 
 
-async def day(users: int, sessions: int, database_url: str, idle: str) -> None:
-    """The day in order: sessions at random moments, a flush and eviction every minute."""
+async def day(args: argparse.Namespace, database_url: str, redis_url: str | None) -> DayFigures:
+    """The simulated day (`end_users_day`), on Redis counters when ``redis_url`` is given."""
     await migrate.upgrade(database_url)
     db = Database(database_url)
-    store = MemoryCounterStore()
-    clock = [T0]
-    written = [0, 0.0]  # rows, seconds
-
-    async def save(states):  # eviction's writes, timed
-        t0 = time.perf_counter()
-        await save_counters(db, states)
-        written[0] += len(states)
-        written[1] += time.perf_counter() - t0
-
-    residency = EndUserResidency(store, lambda names: load_end_user_counters(db, names), save, evicts_cells=True)
-    enforcer = Enforcer(store, lambda: clock[0], residency)
-    flusher = UsageFlusher(db)
+    figures = DayFigures(args.users, args.sessions_per_user, counters="redis" if redis_url else "memory",
+                         database=database_url.split(":")[0].split("+")[0], concurrency=args.concurrency)
+    store: Any = RedisCounterStore(redis_url, timeout_ms=10_000) if redis_url else MemoryCounterStore()
     snapshot = with_end_users(typical())
-    rng = random.Random(7)
-    events = sorted((rng.randrange(DAY_MS), user) for user in range(users) for _ in range(sessions))
-    idle_ms = parse_duration(idle).fixed_ms or 3_600_000
-    peak, next_flush, started = 0, T0 + MINUTE_MS, time.perf_counter()
-    for offset, user in events:
-        clock[0] = T0 + offset
-        while clock[0] >= next_flush:
-            t0 = time.perf_counter()
-            written[0] += await flusher.flush(await store.export())
-            written[1] += time.perf_counter() - t0
-            await residency.evict_idle(next_flush, idle_ms)
-            next_flush += MINUTE_MS
-        for _ in range(3):  # a session: three requests
-            admission = await enforcer.admit(snapshot, facts(f"user-{user:07d}"))
-            await enforcer.settle(admission.reservation, 1_100, COST_NANO)
-        peak = max(peak, residency.held)
-    elapsed = time.perf_counter() - started
-    await db.close()
-    print(f"day: {users:,} end users, {len(events) * 3:,} requests in {elapsed:,.1f} s; peak {peak:,} end-user "
-          f"counters held; {written[0]:,} rows written in {written[1]:,.1f} s "
-          f"({written[0] / max(written[1], 1e-9):,.0f} rows/s) to {database_url.split(':')[0]}")
+    try:
+        before = await _redis_memory(store) if redis_url else {}
+        await run_day(figures, db, store, snapshot, facts, args.idle, COST_NANO, _hourly(args.json))
+        if redis_url:
+            after = await _redis_memory(store)
+            figures.redis = {"used_memory_before": before["used_memory"], "used_memory_after": after["used_memory"],
+                             "used_memory_peak": after["used_memory_peak"], "keys": after["keys"]}
+        await table_figures(db, figures)
+    finally:
+        with contextlib.suppress(CounterUnavailable):
+            await store.close()
+        await db.close()
+    figures.load_average = _load()
+    print(f"day: {figures.users:,} end users, {figures.requests:,} requests in {figures.seconds:,.1f} s "
+          f"({figures.seconds / figures.users * 1e3:.2f} ms a user), {figures.counters} counters, {figures.database}, "
+          f"{figures.concurrency} sessions at once; peak {figures.peak_end_user_counters_held:,} end-user counters "
+          f"held; {figures.rows_written:,} rows written, {figures.flushes:,} flushes in {figures.flush_seconds:,.1f} s "
+          f"(slowest {figures.slowest_flush_seconds:.2f} s), evictions' writes {figures.write_seconds:,.1f} s; "
+          f"{figures.read_backs:,} read-backs; end_user_counters {figures.end_user_rows:,} rows, "
+          f"{figures.end_user_table_bytes:,} bytes; peak RSS {figures.process_peak_rss_bytes / 2**20:,.0f} MiB; "
+          f"redis {figures.redis}; flushes read {figures.flush_reads}; the full read of "
+          f"{figures.full_export_counters:,} counters {figures.full_export_seconds:.1f} s; load {figures.load_average}")
+    return figures
+
+
+async def _redis_memory(store: RedisCounterStore) -> dict[str, int]:
+    info = (await store._call("INFO", "memory")).decode()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return {"used_memory": int(fields["used_memory"]), "used_memory_peak": int(fields["used_memory_peak"]),
+            "keys": int(await store._call("DBSIZE"))}
+
+
+def _load() -> str:
+    """The load averages (1, 5, 15 minutes): the machine is shared, so every figure says how busy it was."""
+    loadavg = Path("/proc/loadavg")
+    return " ".join(loadavg.read_text().split()[:3]) if loadavg.exists() else ""
+
+
+def _hourly(path: str) -> Any:
+    def report(figures: DayFigures, hour: int) -> None:
+        figures.load_average = _load()
+        print(f"  hour {hour:2d}: {figures.requests:,} requests in {figures.seconds:,.0f} s, "
+              f"{figures.rows_written:,} rows written, peak {figures.peak_end_user_counters_held:,} counters held, "
+              f"flushes {figures.flush_seconds:,.0f} s; load {figures.load_average}", flush=True)
+        if path:
+            _write_json(path, {**figures.as_dict(), "complete": False, "hours_done": hour})
+
+    return report
+
+
+def _write_json(path: str, figures: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 async def _nothing_stored(names):
@@ -223,19 +245,26 @@ async def main(args: argparse.Namespace) -> None:
         await redis_per_user(min(args.users, 100_000))
     if "day" not in parts:
         return
-    server = None
-    if args.postgres:
-        from tests.support.postgres import start_postgres
-
-        server = start_postgres()
-        url = server.create_database()
-    else:
-        url = f"sqlite:///{tempfile.mkdtemp()}/day.db"
+    postgres = redis = None
     try:
-        await day(args.users, args.sessions_per_user, url, args.idle)
+        if args.postgres:
+            from tests.support.postgres import start_postgres
+
+            postgres = start_postgres()
+            url = postgres.create_database()
+        else:
+            url = f"sqlite:///{tempfile.mkdtemp()}/day.db"
+        if args.redis:
+            from tests.support.redis_server import start_redis
+
+            redis = start_redis()
+        figures = await day(args, url, redis.url if redis is not None else None)
+        if args.json:
+            _write_json(args.json, {**figures.as_dict(), "complete": True, "hours_done": 24})
     finally:
-        if server is not None:
-            server.stop()
+        for server in (redis, postgres):
+            if server is not None:
+                server.stop()
 
 
 if __name__ == "__main__":
@@ -247,4 +276,7 @@ if __name__ == "__main__":
     parser.add_argument("--parts", default="cost,memory,redis,day", help="which measurements, comma-separated")
     parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--concurrency", type=int, default=64,
+                        help="sessions of the day in flight at once (the clients of several gateway workers)")
+    parser.add_argument("--json", default="", help="write the day's figures to this file (bench/results/...)")
     asyncio.run(main(parser.parse_args()))

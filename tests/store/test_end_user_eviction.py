@@ -11,7 +11,7 @@ import pytest
 
 from tests import factories as f
 from tests.support.yielding_store import YieldingStore
-from tollway.governance.counters.base import CounterState
+from tollway.governance.counters.base import CounterState, CounterUnavailable
 from tollway.governance.counters.end_user_residency import EndUserResidency
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import Decision
@@ -113,3 +113,40 @@ async def test_a_counter_holding_a_reservation_is_not_evicted(db: Database) -> N
     clock.now += 2 * HOUR
     assert await enforcer.end_users.evict_idle(clock.now, HOUR) == 2
     assert (await load_end_user_counters(db, ["b:T:dave"]))["b:T:dave"].used == 500
+
+
+async def test_the_new_end_users_of_a_burst_are_read_back_in_one_database_read(db: Database) -> None:
+    """A burst of first requests from many new end users costs one read, not one each;
+    every one of them is still decided on their stored usage."""
+    await save_counters(db, {f"rr:T:u{i}": CounterState(4, START) for i in range(0, 40, 2)})  # the even ones used 4 of 5
+    reads: list[int] = []
+
+    async def counted(names):
+        reads.append(len(names))
+        return await load_end_user_counters(db, names)
+
+    store = MemoryCounterStore()
+    residency = EndUserResidency(store, counted, lambda states: save_counters(db, states), evicts_cells=True)
+    enforcer = Enforcer(store, Clock(), residency)
+    decided = await asyncio.gather(*(spend(enforcer, f"u{i}", 2) for i in range(40)))
+    assert len(reads) == 1  # 40 end users (their request and budget counters): one read
+    for i, decisions in enumerate(decided):
+        expected = [Decision.ALLOW, Decision.REQUEST_LIMITED] if i % 2 == 0 else [Decision.ALLOW] * 2
+        assert decisions == expected, (i, decisions)
+
+
+async def test_a_failed_read_back_refuses_every_request_of_the_burst_and_the_next_one_retries(db: Database) -> None:
+    failures = [1]
+
+    async def flaky(names):
+        if failures:
+            failures.pop()
+            raise OSError("database unreachable")
+        return await load_end_user_counters(db, names)
+
+    store = MemoryCounterStore()
+    enforcer = Enforcer(store, Clock(), EndUserResidency(store, flaky, lambda states: save_counters(db, states),
+                                                         evicts_cells=True))
+    burst = await asyncio.gather(*(spend(enforcer, f"v{i}", 1) for i in range(5)), return_exceptions=True)
+    assert all(isinstance(result, CounterUnavailable) for result in burst)
+    assert await spend(enforcer, "v0", 1) == [Decision.ALLOW]

@@ -72,7 +72,7 @@ async def test_a_body_without_content_length_is_read_whole() -> None:
     assert upload.complete and upload.length == len(body)
 
 
-@pytest.mark.parametrize("late", ["model", "n", "size", "quality", "stream"])
+@pytest.mark.parametrize("late", ["model", "n", "size", "quality", "stream", "user"])
 async def test_a_governed_field_after_the_file_is_refused_while_streaming(late: str) -> None:
     body = form(part("model", b"gpt-image-1"), part("image", b"x" * 100_000, "a.png"), part(late, b"gpt-4o"))
     upload = await read_head(scope(body), Client(body, 8192), 1 << 30)

@@ -2,7 +2,8 @@
 
 - `POST /v1/messages/batches`: the requests come inline; each is checked and rewritten for
   the provider (`batch_lines`), and the batch's worst case is charged to every limit
-  (`batch_submit`) or the batch refused (429/402, Anthropic's error shape). The body is read
+  (`batch_submit`), its end user's too (the header's, or the one its requests'
+  ``metadata.user_id`` name), or the batch refused (429/402, Anthropic's error shape). The body is read
   whole, up to ``batches.max_file_bytes``.
 - `GET /v1/messages/batches/{id}`, `.../results`, `POST .../cancel`, `DELETE ...`, and
   `GET /v1/messages/batches` (the key's own): only for the key that made the batch (another
@@ -25,6 +26,7 @@ from tollway.providers.client import ProviderClient
 from tollway.proxy.batch_gate import BatchGate, call
 from tollway.proxy.batch_lines import BatchTally
 from tollway.proxy.batch_submit import Submission, submit
+from tollway.proxy.end_user import batch_end_user, end_user_in_body, header_end_user
 from tollway.proxy.outcome import Outcome
 from tollway.proxy.passthrough import load_object
 from tollway.store.batches import batches_of_key, find_batch
@@ -53,13 +55,16 @@ class AnthropicBatches:
                 raise bad_request("'requests' is required: a list of {custom_id, params}", "requests")
             caller = await gate.identify(scope)
             tally = BatchTally(lambda model: gate.resolve(caller, model, MESSAGE_BATCHES), services.pricing,
-                               services.batch_prices, services.estimates, services.require_price)
+                               services.batch_prices, services.estimates, services.require_price,
+                               end_user_of=lambda api, params: end_user_in_body(api, params, caller.key))
             requests = [tally.anthropic_request(request) for request in body["requests"]]
             target = tally.target
             assert target is not None
+            end_user = batch_end_user(header_end_user(scope), tally.end_users, caller.key, gate.limits_end_users(caller),
+                                      "params.metadata.user_id", "requests")
             key = gate.provider_key(target.provider, target.target.model)
             submission = Submission(MESSAGE_BATCHES, target, key.id, tally.requests, tally.worst_tokens,
-                                    tally.worst_cost_nano)
+                                    tally.worst_cost_nano, end_user=end_user)
             url = _url(target.provider, PATH)
             raw = orjson.dumps({**body, "requests": requests})
             status, data, content_type = await submit(gate, caller, submission, outcome,

@@ -11,6 +11,9 @@ between the charge and the actual usage is given back, on each counter whose win
 the one charged. A window that has rolled since keeps the charge: the old window's usage is
 history, and the new window never saw it.
 
+A batch is charged to at most one end user (`tollway.proxy.end_user.batch_end_user`): their
+counters are charged and refunded like the key's.
+
 Batches hold no in-flight slot (the batch's in-flight check is taken and freed at once: a
 key at its concurrency limit cannot submit) and are not clamped: the provider runs the file
 as uploaded. Every limit is charged the worst case, whatever its `enforcement` mode.
@@ -22,10 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tollway.governance.counters.base import CounterOp, CounterStore, SettleOp
+from tollway.governance.counters.end_user_residency import EndUserResidency
 from tollway.governance.decisions import Denial
 from tollway.governance.durations import next_reset_ms
+from tollway.governance.end_users import plan_end_users
 from tollway.governance.engine import RequestFacts, acquire_ops, decide, plan
-from tollway.governance.model import Kind, PolicySnapshot
+from tollway.governance.model import Kind, Level, PolicySnapshot
 
 REQUESTS, TOKENS, BUDGET = 0, 1, 2  # `LimitCheck.slot` of each kind charged
 
@@ -76,12 +81,18 @@ class Unused:
 
 
 async def charge_batch(store: CounterStore, snapshot: PolicySnapshot, facts: RequestFacts, requests: int,
-                       now_ms: int) -> BatchCharge:
+                       now_ms: int, end_users: EndUserResidency | None = None) -> BatchCharge:
     """Charge ``requests`` requests and the worst case of ``facts`` (``worst_tokens``,
-    ``worst_cost_nano``) on every limit of the key, provider and model, or deny."""
-    planned = plan(snapshot, facts, now_ms=now_ms)
+    ``worst_cost_nano``) on every limit of the key, provider and model, and of the
+    batch's end user (``facts.end_user``; their counters read back first through
+    ``end_users`` when evicted), or deny."""
+    planned = plan(snapshot, facts, now_ms=now_ms, end_users=plan_end_users)
     if isinstance(planned, Denial):
         return BatchCharge(planned)
+    if end_users is not None:
+        held = [check.counter for check in planned.checks if check.scope.level is Level.END_USER]
+        if held:
+            await end_users.ensure(held, now_ms)
     owners = (planned.key.id if planned.key else None, planned.team_id, planned.customer_id)
     if not planned.checks:
         return BatchCharge(None, (), *owners)

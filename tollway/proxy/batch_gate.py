@@ -19,6 +19,7 @@ from tollway.denials import error_body
 from tollway.errors import GatewayError, bad_request, governance_unavailable, upstream_timeout, upstream_unreachable
 from tollway.governance.counters.base import CounterStore, CounterUnavailable
 from tollway.governance.decisions import Denial, denial_headers
+from tollway.governance.end_users import templates_of
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, access_denial, hash_key, identify_key
 from tollway.governance.model import PolicySnapshot, VirtualKeyPolicy
@@ -121,6 +122,11 @@ class BatchGate:
         if isinstance(key, Denial):
             raise Refused(key)
         return Caller(key_hash, snapshot, key)
+
+    def limits_end_users(self, caller: Caller) -> bool:
+        """Whether end-user limits apply to the caller's requests (a batch must then name one
+        end user at most, `tollway.proxy.end_user.batch_end_user`)."""
+        return caller.key is not None and bool(templates_of(caller.snapshot, caller.key))
 
     def resolve(self, caller: Caller, model: str, batch_api: str) -> BatchTarget:
         """Where a batch of ``model`` goes for ``caller``; a 400 naming a provider without

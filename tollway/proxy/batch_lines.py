@@ -13,6 +13,7 @@ runs exactly the bytes the gateway read.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,10 @@ class BatchTally:
     endpoint: str | None = None
     _model: str | None = None  # the model as the first request named it
     _custom_ids: set[str] | None = None
+    # Reads the end user a request names in its body (`tollway.proxy.end_user.end_user_in_body`);
+    # those named are collected in ``end_users`` (a batch is charged to one).
+    end_user_of: Callable[[Api, dict[str, Any]], str | None] | None = None
+    end_users: set[str] = dataclasses.field(default_factory=set)
 
     def openai_line(self, raw: bytes) -> bytes:
         """One line of an OpenAI batch file: checked, counted, and rewritten (the bytes to send)."""
@@ -111,6 +116,13 @@ class BatchTally:
             raise bad_request(f"{where}: model {model!r} differs from the batch's first request ({self._model!r}): "
                               "a batch runs one model", param)
         _bounded(body, where, name, param)
+        if self.end_user_of is not None:
+            try:
+                end_user = self.end_user_of(api, body)
+            except GatewayError as err:  # an unusable end user id: said of the request
+                raise bad_request(f"{where}: {err.message}", param) from None
+            if end_user is not None:
+                self.end_users.add(end_user)
         assert self.target is not None
         upstream = {**body, "model": self.target.upstream_model}
         self._count(api, upstream, where, param)

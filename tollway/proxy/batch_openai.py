@@ -4,7 +4,8 @@
   checked and rewritten for the provider (`batch_lines`), and uploaded once all passed
   (`batch_upload`); the gateway remembers who uploaded it and its worst case.
 - `POST /v1/batches`: a file the same key uploaded, for the endpoint its lines name; its
-  worst case is charged to every limit (`batch_submit`), or the batch is refused (429/402).
+  worst case is charged to every limit (`batch_submit`), the end user's that this request's
+  ``x-tollway-user`` names too, or the batch is refused (429/402).
 - `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`, `GET /v1/batches` (the key's own),
   `GET /v1/files/{id}`, `GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`: only for the
   key that made the batch or file (a batch's output and error files included; another
@@ -29,6 +30,7 @@ from tollway.proxy.batch_gate import BatchGate, Caller, Refused, call, upload
 from tollway.proxy.batch_lines import BatchTally, BatchTarget
 from tollway.proxy.batch_submit import Submission, submit
 from tollway.proxy.batch_upload import FileLine, FileStart, FormField, Spool, form_events, multipart_body, new_boundary
+from tollway.proxy.end_user import batch_end_user, header_end_user
 from tollway.proxy.outcome import Outcome
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.targets import Target
@@ -128,8 +130,12 @@ class OpenAIBatches:
                 raise bad_request(f"provider {uploaded.provider!r} of this file is no longer configured", "input_file_id")
             target = BatchTarget(Target(uploaded.provider, uploaded.model), provider,
                                  provider.upstream_model(uploaded.model))
+            # The end user is the create request's header: the lines' `user` were read at upload (another
+            # request), and the gateway keeps no end user per file (docs/batches.md).
+            end_user = batch_end_user(header_end_user(scope), (), caller.key, gate.limits_end_users(caller), None,
+                                      "input_file_id")
             submission = Submission(OPENAI_BATCHES, target, uploaded.provider_key_id, uploaded.lines, uploaded.worst_tokens,
-                                    uploaded.worst_cost_nano, file_id)
+                                    uploaded.worst_cost_nano, file_id, end_user)
             key = gate.provider_key(provider, uploaded.model, uploaded.provider_key_id)
             url = provider.adapter.batch_url(provider.base_url, provider.settings, "/batches")
             raw = orjson.dumps(body)

@@ -36,6 +36,7 @@ class Submission:
     worst_tokens: int
     worst_cost_nano: int  # at the batch price
     input_file_id: str | None = None
+    end_user: str | None = None  # the end user it is charged to (`tollway.proxy.end_user.batch_end_user`)
 
 
 async def submit(gate: BatchGate, caller: Caller, submission: Submission, outcome: Outcome, forward: Forward,
@@ -44,10 +45,12 @@ async def submit(gate: BatchGate, caller: Caller, submission: Submission, outcom
     services = gate.services
     target = submission.target.target
     facts = RequestFacts(target.provider, model_key(target.model), caller.key_hash, submission.worst_tokens,
-                         submission.worst_cost_nano, submission.worst_tokens, submission.worst_cost_nano)
+                         submission.worst_cost_nano, submission.worst_tokens, submission.worst_cost_nano,
+                         end_user=submission.end_user)
+    outcome.end_user = submission.end_user
     try:
         charged = await charge_batch(services.counters, caller.snapshot, facts, submission.requests,
-                                     services.clock_ms())
+                                     services.clock_ms(), services.enforcer.end_users)
     except CounterUnavailable as exc:
         raise governance_unavailable(str(exc)) from None
     outcome.provider, outcome.model = target.provider, target.model

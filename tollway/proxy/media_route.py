@@ -36,6 +36,7 @@ from tollway.providers.client import Api, NoUsableKey, ProviderClient
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.providers.media import media_headers, media_refusal, media_url
 from tollway.proxy.auth import presented_key
+from tollway.proxy.end_user import end_user_of, header_end_user
 from tollway.proxy.media_cost import MediaCharge
 from tollway.proxy.media_request import MediaRequest, parse_media_request
 from tollway.proxy.outcome import Outcome, OutcomeSink, answered
@@ -74,13 +75,16 @@ class MediaRoute:
             request = await parse_media_request(api, scope, receive, self._max_body, self._media.max_upload_bytes)
             outcome.stream = request.stream
             request.tags = request_tags(scope)  # the header only: the media APIs have no metadata field
-            await self._serve(request, presented_key(scope), send, outcome)
+            await self._serve(request, presented_key(scope), header_end_user(scope), send, outcome)
         return outcome
 
-    async def _serve(self, request: MediaRequest, key_value: str | None, send: Send, outcome: Outcome) -> None:
+    async def _serve(self, request: MediaRequest, key_value: str | None, user_header: bytes | None, send: Send,
+                     outcome: Outcome) -> None:
         key_hash = hash_key(key_value) if key_value else None
         snapshot = await self._snapshot.for_key(key_hash)
         key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
+        # Images name their end user in `user` (a JSON or form field); audio and moderations only in the header.
+        outcome.end_user = end_user = end_user_of(request.api, {"user": request.field("user")}, user_header, key)
         target = self._resolver.resolve(request.model, key)[0]
         provider = self._providers[target.provider]
         refusal = media_refusal(provider, request.api)
@@ -91,7 +95,7 @@ class MediaRoute:
             raise model_unpriced(provider.name, target.model)
         demand = request.demand(price, self._estimates, self._media)
         facts = RequestFacts(target.provider, model_key(target.model), key_hash, demand.tokens, demand.cost_nano,
-                             demand.worst_tokens, demand.worst_cost_nano, tags=request.tags)
+                             demand.worst_tokens, demand.worst_cost_nano, tags=request.tags, end_user=end_user)
         try:
             admission = await self._enforcer.admit(snapshot, facts)
             if admission.queue is not None:

@@ -23,9 +23,10 @@ _BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.IGNORECASE)
 _NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 _FILENAME = re.compile(rb'\bfilename\*?=', re.IGNORECASE)
 _MAX_FIELD_BYTES = 1 << 20  # one text field (a prompt) beyond this is not a form a provider takes
-# Fields the price or the relaying depends on: sent twice, or after the first file (where
-# the gateway no longer reads them), they could make the provider run what was not priced.
-GOVERNED_FIELDS = frozenset({"model", "n", "size", "quality", "stream"})
+# Fields the price, the relaying or the end user charged depends on: sent twice, or after
+# the first file (where the gateway no longer reads them), they could make the provider run
+# what was not priced, or for an end user the gateway did not charge.
+GOVERNED_FIELDS = frozenset({"model", "n", "size", "quality", "stream", "user"})
 # The fields before the first file are looked for this far; past it the body is read whole.
 _MAX_HEAD_BYTES = 2 << 20
 _GUARD_OVERLAP = 4096  # a part's headers longer than this are not a form field a client sends

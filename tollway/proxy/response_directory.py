@@ -1,4 +1,4 @@
-"""Which provider made a stored response, and for which virtual key: what routes
+"""Which provider made a stored response, for which virtual key and end user: what routes
 `GET`/`DELETE /v1/responses/{id}`, `/cancel` and `/input_items` to the right provider, and
 keeps one key from reading another's responses through the gateway's shared provider keys.
 
@@ -19,6 +19,7 @@ class ResponseOwner:
     provider: str
     model: str
     key_id: str | None  # the virtual key that made it; None when made without one
+    end_user: str | None = None  # the end user it was made for (its operations count against them)
 
 
 class ResponseDirectory:

@@ -8,7 +8,8 @@ a background response without `max_output_tokens` (see `_uncapped_background`).
 `GET`/`DELETE /v1/responses/{id}`, `POST /v1/responses/{id}/cancel` and
 `GET /v1/responses/{id}/input_items` go to the provider that made the response, governed
 like the rest: the key is admitted for that provider and model (identity, request limits;
-no tokens or money reserved, nothing charged), only the key that made the response may
+no tokens or money reserved, nothing charged; the end user's limits too: the header's end
+user, else the one the response was made for), only the key that made the response may
 reach it, and the request is logged.
 """
 
@@ -42,10 +43,12 @@ from tollway.governance.counters.base import CounterUnavailable
 from tollway.governance.decisions import denial_headers
 from tollway.governance.enforcer import Admission, Enforcer
 from tollway.governance.engine import RequestFacts, hash_key
+from tollway.governance.model import ANY_END_USER_SOURCE, VirtualKeyPolicy
 from tollway.providers.client import Api, NoUsableKey, ProviderClient, ProviderKey
 from tollway.providers.http import UpstreamHTTPError, UpstreamResponse
 from tollway.providers.sse import SSEParser
 from tollway.proxy.auth import presented_key
+from tollway.proxy.end_user import end_user_in_header, header_end_user
 from tollway.proxy.outcome import Outcome, OutcomeSink, answered
 from tollway.proxy.passthrough import load_object, openai_error_from
 from tollway.proxy.pipeline import Proxy
@@ -94,7 +97,8 @@ class ResponsesRoute:
         outcome = await self._proxy.handle(Api.RESPONSES, scope, replay(raw, receive), sniffer.send)
         provider = self._providers.get(outcome.provider)
         if sniffer.response_id and provider is not None and passes_through(provider):
-            self.directory.note(sniffer.response_id, ResponseOwner(outcome.provider, outcome.model, outcome.key_id))
+            self.directory.note(sniffer.response_id, ResponseOwner(outcome.provider, outcome.model, outcome.key_id,
+                                                                   outcome.end_user))
 
     async def _refuse(self, send: Send, error: GatewayError, key_id: str | None = None) -> None:
         """Answer an error found before the pipeline, and log it like the pipeline would."""
@@ -146,10 +150,13 @@ class ResponsesRoute:
         if owner is None:
             raise _unknown(response_id)
         value = presented_key(scope)
-        facts = RequestFacts(owner.provider, owner.model, hash_key(value) if value else None, 0, 0,
-                             tags=request_tags(scope))
+        key_hash = hash_key(value) if value else None
+        snapshot = await self._snapshot.for_key(key_hash)
+        key = snapshot.keys_by_hash.get(key_hash) if key_hash else None
+        outcome.end_user = end_user = _operating_end_user(header_end_user(scope), key, owner, outcome.api)
+        facts = RequestFacts(owner.provider, owner.model, key_hash, 0, 0, tags=request_tags(scope), end_user=end_user)
         try:
-            admission = await self._enforcer.admit(await self._snapshot.for_key(facts.key_hash), facts)
+            admission = await self._enforcer.admit(snapshot, facts)
             if admission.queue is not None:  # no in-flight slot free: wait for one, within queue_timeout_ms
                 admission = await self._enforcer.wait_for_slot(self._snapshot, facts, admission)
         except CounterUnavailable as exc:
@@ -213,6 +220,17 @@ async def _exchange(provider: ProviderClient, method: str, url: str, key: Provid
         raise upstream_unreachable(provider.name, str(exc) or type(exc).__name__) from None
     response.release()
     return data, response.status, response.headers.get("content-type") or "application/json"
+
+
+def _operating_end_user(header: bytes | None, key: VirtualKeyPolicy | None, owner: ResponseOwner,
+                        what: str) -> str | None:
+    """Whom an operation on a stored response counts against: the end user the header names
+    (where the key trusts it), else the one the response was made for; a key that requires
+    an end user refuses the operation only when neither names one."""
+    source = key.end_user if key is not None else ANY_END_USER_SOURCE
+    if owner.end_user is not None and not (source.header and header is not None):
+        return owner.end_user
+    return end_user_in_header(header, key, what)
 
 
 def _uncapped_background(raw: bytes) -> GatewayError | None:

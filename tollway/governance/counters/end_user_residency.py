@@ -10,7 +10,8 @@ store still has) before their request is decided.
 
 Race-free within a process: the first request of an end user not held starts one load
 and every concurrent request of theirs waits for it, so none is decided on a counter
-created empty in the meantime; states evicted but not yet written are served from
+created empty in the meantime; the loads started in one event-loop turn (a burst of new
+end users) are one database read; states evicted but not yet written are served from
 memory (`_unsaved`) to a user who returns meanwhile. The clock is the enforcer's.
 """
 
@@ -36,6 +37,11 @@ class EndUserResidency:
         self._seen: dict[str, int] = {}  # counter -> when a request last used it (epoch ms)
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._unsaved: dict[str, CounterState] = {}  # evicted, not yet in the database
+        # The read-back being gathered in this event-loop turn (see `_load_now`).
+        self._batch: list[str] = []
+        self._batch_seen = 0
+        self._batch_future: asyncio.Future[None] | None = None
+        self._batch_task: asyncio.Task[None] | None = None
 
     @property
     def held(self) -> int:
@@ -63,16 +69,28 @@ class EndUserResidency:
             seen[name] = now_ms
 
     async def _load_now(self, names: list[str], now_ms: int) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Load ``names`` with those of every other request of this event-loop turn: one
+        database read for the new end users of a burst, not one each."""
+        future = self._batch_future
+        if future is None:
+            future = self._batch_future = asyncio.get_running_loop().create_future()
+            self._batch_task = asyncio.create_task(self._load_batch(future), name="end-user-read-back")
         for name in names:
             self._loading[name] = future
+        self._batch.extend(names)
+        self._batch_seen = max(self._batch_seen, now_ms)
+        await asyncio.shield(future)  # a cancelled waiter must not cancel the others' load
+
+    async def _load_batch(self, future: asyncio.Future[None]) -> None:
+        names, now_ms = self._batch, self._batch_seen
+        self._batch, self._batch_seen, self._batch_future = [], 0, None
         try:
             states = {name: self._unsaved[name] for name in names if name in self._unsaved}
             rest = [name for name in names if name not in states]
             if rest:
                 try:
                     states |= await self._load(rest)
-                except Exception as exc:  # the request cannot be decided exactly: the caller's fail-open/closed
+                except Exception as exc:  # the requests cannot be decided exactly: the caller's fail-open/closed
                     raise CounterUnavailable(f"end users' counters could not be read back: {exc}") from exc
             if states:
                 await self._store.load(states)
@@ -82,7 +100,8 @@ class EndUserResidency:
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else CounterUnavailable("load cancelled"))
             future.exception()  # marked retrieved: waiters re-raise it, nobody else must
-            raise
+            if not isinstance(exc, Exception):
+                raise
         finally:
             for name in names:
                 if self._loading.get(name) is future:
