@@ -187,7 +187,9 @@ def rollup_statements(dialect: str) -> list[str]:
     """The statements that fill every rollup from the request log (the rollups empty)."""
     nano = ("CAST(ROUND(cost * 1000000000) AS INTEGER)" if dialect == "sqlite"
             else "CAST(cost * 1000000000 AS BIGINT)")  # per row, as the writer adds them: sums stay exact
-    temporary = "CREATE TEMP TABLE seed_hours AS" if dialect == "sqlite" else "CREATE TEMP TABLE seed_hours ON COMMIT DROP AS"
+    # PostgreSQL: an unlogged table, not a temporary one — parallel workers can scan it, and
+    # it sits in shared buffers, not in a backend's few megabytes of temp buffers.
+    temporary = "CREATE TEMP TABLE seed_hours AS" if dialect == "sqlite" else "CREATE UNLOGGED TABLE seed_hours AS"
     groups = [f"COALESCE({name}, '') AS {name}" for name in (*COMBO, "route")]
     hour = _truncate(dialect, "hour", "at")
     sums = ", ".join(f"SUM({name})" for name in SUMS)
@@ -211,9 +213,7 @@ def rollup_statements(dialect: str) -> list[str]:
             f"INSERT INTO spend_totals (span, bucket_start, dimension, value, {', '.join(SUMS)}) "
             f"SELECT '{span}', {start}, dimension, value, {sums} FROM spend_totals WHERE span = '{finer}' "
             f"GROUP BY {start}, dimension, value")
-    if dialect == "sqlite":
-        statements.append("DROP TABLE seed_hours")
-    return statements
+    return [*statements, "DROP TABLE seed_hours"]
 
 
 def _grouped(table: str, time: str, expression: str, source: str, columns: tuple[str, ...]) -> str:
