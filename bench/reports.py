@@ -1,17 +1,15 @@
 """Spend reports at scale: N synthetic request-log rows, then what an operator waits for
 (the overview page, the spend API by key/team/customer/provider/model/day, the usage
-page's charts) and what the proxy's requests pay while the overview is reloaded in a loop,
-on SQLite and on a throw-away PostgreSQL, through a real `tollway serve`.
+page's charts, the request log's pages) and what the proxy's requests pay while the
+overview is reloaded back to back, on SQLite and PostgreSQL, through a real `tollway serve`.
 
-    .venv/bin/python bench/reports.py --rows 1000000
+    .venv/bin/python bench/reports.py --rows 10000000 --load-only   # once: minutes, kept
     .venv/bin/python bench/reports.py --rows 10000000 --databases sqlite,postgresql
 
-Rows are in time order over 90 days ending now (as a gateway writes them), 2,000 keys,
-50 teams, 10 customers, 3 providers, 6 models, 5 % denied. They are loaded in bulk (SQLite:
-executemany in 200k-row transactions; PostgreSQL: COPY) into the first schema revision,
-and the rollups are then built by the gateway's own migration (the backfill an upgrade
-runs) — the same sums the request-log writer adds batch by batch. Everything lives in a
-temporary folder under /tmp that is deleted at the end. Figures: printed and written to
+The rows and their rollups are written in bulk by `bench/report_seed.py` (exactly what the
+gateway writes: tests/store/test_report_seed.py) and kept under ``--data``
+(/tmp/bench-reports: a SQLite file and a PostgreSQL cluster) for the next run; each
+database's JSON marker there says when its data ends. Figures: printed and merged into
 bench/results/reports.json, each with the load average at the time (the machine is shared).
 """
 
@@ -21,14 +19,11 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -43,97 +38,90 @@ sys.path.insert(0, str(ROOT))
 from control_plane import ADMIN, CHAT, KEYS_API, _stop, proxy_load, start_gateway  # noqa: E402
 from gateways import mock_service  # noqa: E402
 from loadgen import free_port  # noqa: E402
+from report_seed import fill_postgres, fill_sqlite, synthetic_rows  # noqa: E402
 
-from tests.support.postgres import start_postgres  # noqa: E402 - a throw-away server, as the tests use
+from tests.support.postgres import (  # noqa: E402 - the tests' server, kept here between runs
+    _SERVER_OPTIONS,
+    PostgresServer,
+    PostgresUnavailable,
+    find_bin_dir,
+)
 from tollway.store import migrate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "reports.json"
-DAYS = 90
-BATCH = 200_000
+DATA = Path("/tmp/bench-reports")
 SPEND = "/api/usage/spend"
 LOGS = "/api/logs"
 CACHE_S = 1.1  # longer than the report cache keeps an answer
-_COLUMNS = ("at", "request_id", "virtual_key_id", "team_id", "customer_id", "provider", "model", "status", "decision",
-            "prompt_tokens", "completion_tokens", "cached_tokens", "cost", "latency_ms", "stream")
 
 
-def synthetic_rows(count: int, now: datetime, seed: int = 1) -> Iterator[tuple[Any, ...]]:
-    """``count`` rows evenly over the 90 days before ``now``, as text where SQLite keeps
-    text (times as naive UTC, cost as a decimal string)."""
-    rng = random.Random(seed)
-    start = now - timedelta(days=DAYS)
-    step_us = DAYS * 86_400 * 10**6 / count
-    providers = ("openai", "anthropic", "azure")
-    for i in range(count):
-        number = rng.randrange(2000)
-        allowed = rng.random() < 0.95
-        at = (start + timedelta(microseconds=int(i * step_us))).replace(tzinfo=None)
-        yield (at.isoformat(" ", "microseconds"), f"r{i}", f"vk-{number}", f"team-{number % 50}",
-               f"customer-{number % 10}", providers[i % 3], f"model-{number % 6}",
-               200 if allowed else 429, "allow" if allowed else "request_limited",
-               rng.randrange(2000) if allowed else 0, rng.randrange(800) if allowed else 0, 0,
-               f"0.{rng.randrange(10**6):09d}" if allowed else "0", round(rng.random() * 900, 3), 0)
+def _kept(data: Path, kind: str, rows: int) -> Path:
+    return data / f"{kind}-{rows}.json"  # written once the database is fully loaded
 
 
-def fill_sqlite(path: Path, count: int, now: datetime) -> None:
-    connection = sqlite3.connect(path)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute("PRAGMA cache_size=-1000000")  # 1 GB: the index builds sort in memory
-    indexes = [sql for (sql,) in connection.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'request_logs' AND sql IS NOT NULL")]
-    for statement in indexes:  # built once after the rows: far cheaper than kept up row by row
-        connection.execute("DROP INDEX " + statement.split()[2])
-    sql = f"INSERT INTO request_logs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-    rows = synthetic_rows(count, now)
-    while True:
-        batch = [row for _, row in zip(range(BATCH), rows, strict=False)]
-        if not batch:
-            break
-        with connection:  # one transaction per batch
-            connection.executemany(sql, batch)
-    for statement in indexes:
-        connection.execute(statement)
-    connection.close()
-
-
-async def fill_postgres(url: str, count: int, now: datetime) -> None:
-    import asyncpg
-
-    async def csv_chunks() -> AsyncIterator[bytes]:
-        lines: list[str] = []
-        for row in synthetic_rows(count, now):
-            lines.append(",".join(map(str, (f"{row[0]}+00", *row[1:14], "true" if row[14] else "false"))))
-            if len(lines) == 20_000:
-                yield ("\n".join(lines) + "\n").encode()
-                lines = []
-        if lines:
-            yield ("\n".join(lines) + "\n").encode()
-
-    connection = await asyncpg.connect(url)
-    try:
-        indexes = [row["indexdef"] for row in await connection.fetch(
-            "SELECT indexdef FROM pg_indexes WHERE tablename = 'request_logs' AND indexname NOT LIKE 'pk_%'")]
-        for statement in indexes:  # built once after the rows, as for SQLite
-            await connection.execute("DROP INDEX " + statement.split()[2])
-        await connection.copy_to_table("request_logs", source=csv_chunks(), columns=list(_COLUMNS), format="csv")
-        await connection.execute("SET maintenance_work_mem = '1GB'")
-        for statement in indexes:
-            await connection.execute(statement)
-        await connection.execute("ANALYZE")
-    finally:
-        await connection.close()
-
-
-async def load(url: str, fill: Any) -> dict[str, float]:
-    """Schema at the first revision, the rows, then the upgrade that builds the rollups."""
-    await migrate.upgrade(url, "0001")
+def _loaded(data: Path, kind: str, rows: int, load: Any) -> dict[str, Any]:
+    """The load's record: taken from an earlier run's, or made by ``load(now)`` now."""
+    marker = _kept(data, kind, rows)
+    if marker.exists():
+        record = json.loads(marker.read_text())
+        print(f"\n{kind}: reusing {rows:,} rows loaded {record['data_ends']} (load average {_load_average()})", flush=True)
+        return record | {"reused": True}
+    now = datetime.now(timezone.utc)
+    print(f"\n{kind}: loading {rows:,} rows (load average {_load_average()})", flush=True)
     started = time.perf_counter()
-    await fill()
-    filled = time.perf_counter() - started
-    started = time.perf_counter()
-    await migrate.upgrade(url)
-    return {"fill_s": round(filled, 1), "rollups_backfill_s": round(time.perf_counter() - started, 1)}
+    phases = asyncio.run(load(now))
+    record = {"data_ends": now.isoformat(), "load_s": round(time.perf_counter() - started, 1), **phases,
+              "load_load_average": _load_average()}
+    marker.write_text(json.dumps(record))
+    print(f"  {record}", flush=True)
+    return record
+
+
+def prepare_sqlite(data: Path, rows: int) -> tuple[str, dict[str, Any]]:
+    """The SQLite database of ``rows`` rows under ``data`` (loaded on first use)."""
+    path = data / f"sqlite-{rows}.db"
+    url = f"sqlite:///{path}"
+
+    async def load(now: datetime) -> dict[str, float]:
+        path.unlink(missing_ok=True)
+        await migrate.upgrade(url)
+        return await asyncio.to_thread(fill_sqlite, str(path), synthetic_rows(rows, now))
+
+    return url, _loaded(data, "sqlite", rows, load)
+
+
+def kept_postgres(root: Path) -> PostgresServer:
+    """A PostgreSQL server whose cluster stays under ``root`` between runs (created on
+    first use), tuned as production would be at least (1 GB of shared buffers)."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise PostgresUnavailable("PostgreSQL server binaries not found")
+    as_user = "postgres" if os.geteuid() == 0 else None
+    root.mkdir(parents=True, exist_ok=True)
+    if as_user:
+        shutil.chown(root, user=as_user)
+    server = PostgresServer(bin_dir=bin_dir, root=root, port=free_port(), as_user=as_user)
+    if not server.data_dir.exists():
+        server._run("initdb", "-D", str(server.data_dir), "-U", server.user, "--auth=trust", "--encoding=UTF8",
+                    "--locale=C", "--no-sync")
+    options = f"-p {server.port} -k {root} {_SERVER_OPTIONS} -c shared_buffers=1GB -c effective_cache_size=8GB"
+    server._run("pg_ctl", "-D", str(server.data_dir), "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60",
+                "start")
+    return server
+
+
+def prepare_postgres(server: PostgresServer, data: Path, rows: int) -> tuple[str, dict[str, Any]]:
+    """The PostgreSQL database of ``rows`` rows on ``server`` (loaded on first use)."""
+    name = f"reports_{rows}"
+    url = server.url(name)
+
+    async def load(now: datetime) -> dict[str, float]:
+        server._psql(f"DROP DATABASE IF EXISTS {name}")
+        server._psql(f"CREATE DATABASE {name}")
+        await migrate.upgrade(url)
+        return await fill_postgres(url, synthetic_rows(rows, now))
+
+    return url, _loaded(data, "postgresql", rows, load)
 
 
 def _load_average() -> float:
@@ -159,7 +147,7 @@ async def timed(session: aiohttp.ClientSession, url: str, params: dict[str, str]
     return {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1), "load": _load_average()}
 
 
-def report_queries(now: datetime) -> list[tuple[str, str, dict[str, str]]]:
+def report_queries(now: datetime, rows: int) -> list[tuple[str, str, dict[str, str]]]:
     """(label, path, params): the overview, the spend API, the usage page's charts."""
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     d30 = (now - timedelta(days=30)).isoformat()
@@ -187,6 +175,10 @@ def report_queries(now: datetime) -> list[tuple[str, str, dict[str, str]]]:
          {"range": "24h", "by": "key", "model": "openai/model-3"}),
         ("request log API, newest 50", LOGS, {"limit": "50"}),
         ("request log API, one team, newest 50", LOGS, {"limit": "50", "team_id": "team-7"}),
+        ("request log API, keyset page halfway back", LOGS, {"limit": "50", "before_id": str(rows // 2)}),
+        ("request log API, one team, keyset page halfway back", LOGS,
+         {"limit": "50", "team_id": "team-7", "before_id": str(rows // 2)}),
+        ("request log API, denied, newest 50", LOGS, {"limit": "50", "decision": "request_limited"}),
         ("request log API, one key, 7 days, newest 50", LOGS,
          {"limit": "50", "virtual_key_id": "vk-7", "start": (now - timedelta(days=7)).isoformat()}),
         ("UI request log", "/ui/logs", {}),
@@ -221,7 +213,7 @@ async def measure(base: str, now: datetime, args: argparse.Namespace) -> dict[st
             async with session.post(base + path, json=body) as response:  # named, as the filters look them up
                 if response.status not in (201, 409):  # 409: a reused database has them
                     raise RuntimeError(f"{path}: {response.status} {await response.text()}")
-        for label, path, params in report_queries(now):
+        for label, path, params in report_queries(now, args.rows):
             result["answers"][label] = await timed(session, base + path, params)
             print(f"  {label:<48} {result['answers'][label]}", flush=True)
         async with session.post(base + KEYS_API, json={"name": "reports bench"}) as response:
@@ -262,27 +254,17 @@ def serve_and_measure(url: str, work: Path, mock_port: int, now: datetime, args:
 
 
 def run_database(kind: str, work: Path, mock_port: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Load (or reuse) the ``kind`` database under ``args.data``, then measure it served."""
     now = datetime.now(timezone.utc)
-    if args.reuse:  # a database an earlier run loaded (copied aside): measure it again
-        print(f"\n{kind}: measuring {args.reuse} (load average {_load_average()})", flush=True)
-        return {"rows": args.rows, "reused": True, **serve_and_measure(args.reuse, work, mock_port, now, args)}
     with ExitStack() as stack:
         if kind == "sqlite":
-            path = work / "tollway.db"
-            url = f"sqlite:///{path}"
-
-            async def fill() -> None:
-                await asyncio.to_thread(fill_sqlite, path, args.rows, now)
+            url, loaded = prepare_sqlite(args.data, args.rows)
         else:
-            server = start_postgres()
-            stack.callback(server.stop)
-            url = server.create_database()
-
-            async def fill() -> None:
-                await fill_postgres(url, args.rows, now)
-        print(f"\n{kind}: loading {args.rows:,} rows (load average {_load_average()})", flush=True)
-        loaded = asyncio.run(load(url, fill))
-        print(f"  {loaded}", flush=True)
+            server = kept_postgres(args.data / "pg")
+            stack.callback(server._run, "pg_ctl", "-D", str(server.data_dir), "-m", "fast", "-w", "stop")
+            url, loaded = prepare_postgres(server, args.data, args.rows)
+        if args.load_only:
+            return {"rows": args.rows, **loaded}
         measured = serve_and_measure(url, work, mock_port, now, args)
     return {"rows": args.rows, **loaded, **measured}
 
@@ -293,9 +275,11 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--rate", type=float, default=50.0, help="proxy requests per second (open loop)")
     parser.add_argument("--seconds", type=float, default=15.0, help="each proxy phase")
-    parser.add_argument("--reuse", help="measure this already loaded database (URL; one database kind)")
+    parser.add_argument("--data", type=Path, default=DATA, help="where the loaded databases are kept between runs")
+    parser.add_argument("--load-only", action="store_true", help="load the databases, measure nothing")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON file the figures are merged into")
     args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tollway-reports-", dir="/tmp"))
     results: dict[str, Any] = {"cpus": os.cpu_count()}
     try:
@@ -305,6 +289,8 @@ def main() -> None:
                 results[kind] = run_database(kind, work, mock_port, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.load_only:
+        return
     args.out.parent.mkdir(exist_ok=True)
     earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
     args.out.write_text(json.dumps(earlier | results, indent=2) + "\n")  # a run of one database keeps the other's

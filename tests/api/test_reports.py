@@ -134,3 +134,22 @@ async def test_an_asker_that_goes_away_does_not_cancel_the_others() -> None:
     leaving.cancel()
     release.set()
     assert await staying == "answer"
+
+
+def test_top_ranks_the_groups_that_spent_most_and_the_total_keeps_every_group(gateway: RunningGateway,
+                                                                            api: httpx2.Client, clock: Clock) -> None:
+    team = api.post("/api/governance/teams", json={"name": "ranked"}).json()["team"]
+    spent = {}
+    for name, requests in (("one", 1), ("three", 3), ("two", 2)):
+        key = api.post(KEYS, json={"name": name, "team_id": team["id"]}).json()["virtual_key"]
+        spent[name] = key["id"]
+        for _ in range(requests):
+            _chat(gateway, key["value"])
+    clock.ms += 1000
+    asked = {"team_id": team["id"], "group_by": "key", "top": 2}
+    ranked = api.get(SPEND, params=asked).json()
+    assert [row["group"] for row in ranked["series"]] == [spent["three"], spent["two"]]
+    assert [row["requests"] for row in ranked["series"]] == [3, 2] and ranked["total"]["requests"] == 6
+    for wrong in ({"top": 2}, {**asked, "interval": "day"}, {**asked, "top": 0}):
+        answer = api.get(SPEND, params=wrong)
+        assert answer.status_code in (400, 422) and answer.json()["error"]["field"] == "top", wrong

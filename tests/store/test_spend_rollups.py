@@ -120,6 +120,9 @@ async def test_reports_equal_a_direct_aggregate_of_the_request_log(db) -> None:
             for interval in (None, "hour", "day"):
                 query = ReportQuery(start, end, {}, group_by, interval)
                 assert _got(await _report(db, query)) == _direct(rows, query), query
+            ranked = sorted(_direct(rows, ReportQuery(start, end, {}, group_by)), key=lambda row: (-row[2], row[0] or ""))
+            top = ReportQuery(start, end, {}, group_by, top=2)  # the two groups that spent most, biggest first
+            assert _got(await _report(db, top)) == ranked[:2], top
     filters = [{"customer_id": "c2"}, {"virtual_key_id": "vk-a"}, {"provider": "openai", "team_id": "t1"},
                {"model": "m2"}, {"route": "chat"}, {"customer_id": "c1", "route": "audio.speech"},
                {"decision": "request_limited"}, {"team_id": "t1", "status": 200}]
@@ -217,13 +220,29 @@ def test_most_of_a_month_is_read_as_the_month_less_its_other_days() -> None:
     spans = ("hour", "day", "month")
     last_before = at(11, 5, 9).replace(minute=59)  # the start stays where it is
     pieces = plan(at(11, 5, 10), at(12, 5, 9), spans, before=last_before, after=None)
-    assert [(p.source, p.start, p.end, p.sign) for p in pieces] == [
-        ("hour", at(11, 5, 10), at(11, 6), 1), ("month", at(11, 1), at(12, 1), 1), ("day", at(11, 1), at(11, 6), -1),
-        ("month", at(12, 1), datetime(2027, 1, 1, tzinfo=timezone.utc), 1)]
+    assert [(p.source, p.start, p.end, p.sign) for p in pieces] == [  # the 14 hours from 10:00 as their day less 10
+        ("month", at(11, 1), datetime(2027, 1, 1, tzinfo=timezone.utc), 1),
+        ("day", at(11, 1), at(11, 5), -1), ("hour", at(11, 5), at(11, 5, 10), -1)]
     few = plan(at(11, 20), at(11, 27), spans, before=at(11, 1), after=at(11, 28))  # a week: days, not a month
     assert [(p.source, p.sign) for p in few] == [("day", 1)]
     hourly = plan(at(11, 2), at(11, 29), ("hour", "day"), before=at(11, 1), after=at(11, 30))  # no months to fold
     assert [p.source for p in hourly] == ["day"]
+
+
+def test_most_of_a_day_is_read_as_the_day_less_its_other_hours() -> None:
+    """A range starting at 03:10 reads that day's rollup less its first 3 hours (2 rows a
+    group, not 21 hours' rows), where its buckets are days or there are none."""
+    def at(day: int, hour: int = 0, minute: int = 0) -> datetime:
+        return datetime(2026, 11, day, hour, minute, tzinfo=timezone.utc)
+
+    for spans in (("hour", "day"), ("hour", "day", "month")):
+        pieces = plan(at(5, 3, 10), at(8), spans, before=at(5, 3, 5), after=at(8, 0, 1))
+        assert [(p.source, p.start, p.end, p.sign) for p in pieces] == [
+            ("log", at(5, 3, 10), at(5, 4), 1), ("day", at(5), at(8), 1), ("hour", at(5), at(5, 4), -1)]
+    late = plan(at(5, 13), at(8), ("hour", "day"), before=at(5, 12, 59), after=at(8, 0, 1))  # 11 hours: kept
+    assert [(p.source, p.start, p.end, p.sign) for p in late] == [("hour", at(5, 13), at(6), 1), ("day", at(6), at(8), 1)]
+    hourly = plan(at(5, 3), at(6), ("hour",), before=at(5, 2), after=at(6, 1))  # hour buckets: no days to fold
+    assert [(p.source, p.sign) for p in hourly] == [("hour", 1)]
 
 
 def test_the_api_groups_by_every_rollup_dimension() -> None:

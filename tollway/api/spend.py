@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import Connection
 
 from tollway.api.context import ManagedRuntime, RuntimeDep
+from tollway.api.errors import bad_request
 from tollway.api.limits import iso
 from tollway.api.logs import LogFilter, LogFilterDep, flush_request_log
 from tollway.api.report_cache import ReportCache
@@ -39,12 +40,17 @@ async def spend(
                                                           "request with two tags counts in both; group null: "
                                                           "untagged) or end_user.")] = None,
     interval: Annotated[Interval | None, Query(description="hour or day buckets (UTC); none: one total per group.")] = None,
+    top: Annotated[int | None, Query(ge=1, le=1000, description="Only the groups that spent most, this many, biggest "
+                                                             "first (with group_by, without interval); the total "
+                                                             "still covers every group.")] = None,
 ) -> dict[str, Any]:
     """Over ``start`` .. ``end`` (default: the last 24 hours); ``series`` has one row per
     group and bucket, ``total`` sums the range. Denied requests count in
     ``denied_requests`` and cost nothing. Answers may be up to a second old."""
+    if top is not None and (group_by is None or interval is not None):
+        raise bad_request("top ranks groups: it needs group_by and no interval", "top")
     body: bytes = await _cache(request, runtime).get(
-        (astuple(where), group_by, interval), lambda: _answer(runtime, where, group_by, interval))
+        (astuple(where), group_by, interval, top), lambda: _answer(runtime, where, group_by, interval, top))
     return Response(body, media_type="application/json")  # as `SpendReport` describes it, without re-validation
 
 
@@ -56,20 +62,22 @@ def _cache(request: Request, runtime: ManagedRuntime) -> ReportCache:
     return cache
 
 
-async def _answer(runtime: ManagedRuntime, where: LogFilter, group_by: str | None, interval: str | None) -> bytes:
+async def _answer(runtime: ManagedRuntime, where: LogFilter, group_by: str | None, interval: str | None,
+                  top: int | None = None) -> bytes:
     """The report as JSON: serialised once, for every asker the cache serves it to (FastAPI's
     encoder took longer than the query for a report grouped by thousands of keys)."""
     end = where.end or ms_to_datetime(runtime.clock_ms())
     start = where.start or end - _DEFAULT_RANGE
     await flush_request_log(runtime)
-    query = report_query(where, start, end, group_by, interval)
+    query = replace(report_query(where, start, end, group_by, interval), top=top)
 
     def read(connection: Connection) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         rows = spend_report(connection, query)
-        if group_by != TAG:
+        if group_by != TAG and top is None:
             return rows, None
-        # A request with two tags is in two groups: the total is a report of its own (same snapshot).
-        [total] = spend_report(connection, replace(query, group_by=None, interval=None))
+        # A request with two tags is in two groups, and the top groups are not all of them:
+        # the total is a report of its own (same snapshot).
+        [total] = spend_report(connection, replace(query, group_by=None, interval=None, top=None))
         return rows, total
 
     rows, total = await run_report(runtime.db, read)

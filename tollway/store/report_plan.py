@@ -98,35 +98,48 @@ def plan(start: datetime, end: datetime, spans: tuple[str, ...], before: datetim
          after: datetime | None) -> list[Segment]:
     """The segments answering [start, end) (see the module's docstring)."""
     pieces = segments(*widen(start, end, spans, before, after), spans)
-    return fold_months(pieces) if "month" in spans else pieces
+    if "day" in spans:
+        pieces = fold(pieces, "hour", "day")
+    return fold(pieces, "day", "month") if "month" in spans else pieces
 
 
 def fold_months(pieces: list[Segment]) -> list[Segment]:
-    """Days covering most of a calendar month, as the month less the days it has beyond
-    them: a rolling 30 days reads about 2 × 15 rows per group instead of 30 (sums subtract
-    exactly; what the taken-out days hold of the range is added by its own pieces)."""
-    out: list[Segment] = []
+    """`fold` of days into months (kept for its callers)."""
+    return fold(pieces, "day", "month")
+
+
+def fold(pieces: list[Segment], fine: str, coarse: str) -> list[Segment]:
+    """Runs of ``fine`` pieces covering most of a ``coarse`` bucket, as the bucket less the
+    ``fine`` pieces it has beyond them: a rolling 30 days reads about 2 × 15 rows per group
+    instead of 30, and the 23 hours before a range's first midnight 2 rows instead of 23
+    (sums subtract exactly; what the taken-out pieces hold of the range is added by its
+    own pieces). Taken-out pieces (``sign`` -1) come last."""
+    kept: list[Segment] = []
+    taken_out: list[Segment] = []
     for piece in pieces:
-        if piece.source != "day":
-            out.append(piece)
+        if piece.sign < 0:
+            taken_out.append(piece)
+            continue
+        if piece.source != fine:
+            _append(kept, piece.source, piece.start, piece.end)  # joined to a bucket folded just before
             continue
         position = piece.start
         while position < piece.end:
-            month = floor(position, "month")
-            month_end = following(month, "month")
-            run_end = min(piece.end, month_end)
-            inside = (run_end - position).days
-            if (month_end - month).days - inside < inside:
-                out.append(Segment("month", month, month_end))
-                out += [Segment("day", a, b, -1) for a, b in ((month, position), (run_end, month_end)) if a < b]
+            bucket = floor(position, coarse)
+            bucket_end = following(bucket, coarse)
+            run_end = min(piece.end, bucket_end)
+            inside = run_end - position
+            if (bucket_end - bucket) - inside < inside:
+                _append(kept, coarse, bucket, bucket_end)
+                taken_out += [Segment(fine, a, b, -1) for a, b in ((bucket, position), (run_end, bucket_end)) if a < b]
             else:
-                out.append(Segment("day", position, run_end))
+                _append(kept, fine, position, run_end)
             position = run_end
-    return out
+    return kept + taken_out
 
 
 def _append(out: list[Segment], source: str, start: datetime, end: datetime) -> None:
-    if out and out[-1].source == source and out[-1].end == start:
+    if out and out[-1].source == source and out[-1].end == start and out[-1].sign > 0:
         out[-1] = Segment(source, out[-1].start, end)
     else:
         out.append(Segment(source, start, end))

@@ -103,9 +103,8 @@ class OverviewPages:
         day, this_month, series, by_key, by_team, by_model, usage, keys, teams = await asyncio.gather(
             api.get(SPEND, {"start": iso(today)}), api.get(SPEND, {"start": iso(month)}),
             api.get(SPEND, {"start": iso(starts[0]), "interval": interval}),
-            api.get(SPEND, {"start": iso(month), "group_by": "key"}),
-            api.get(SPEND, {"start": iso(month), "group_by": "team"}),
-            api.get(SPEND, {"start": iso(month), "group_by": "model"}),
+            *(api.get(SPEND, {"start": iso(month), "group_by": group, "top": TOP + 1})  # +1: requests of no key
+              for group in ("key", "team", "model")),
             self._usage(), api.get("/api/governance/virtual-keys", {"limit": LIST_LIMIT}),
             api.get("/api/governance/teams", {"limit": LIST_LIMIT}))
         key_names = {key["id"]: key["name"] for key in keys["virtual_keys"]}
