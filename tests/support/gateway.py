@@ -34,7 +34,12 @@ class ThreadedServer:
     """An ASGI app served by uvicorn in its own thread and event loop."""
 
     def __init__(self, app: Any, port: int | None = None, tls: tuple[str, str] | None = None) -> None:
-        self.port = port or free_port()
+        # The listening socket is bound here and handed to uvicorn, not a port number: a port
+        # found free and bound later can be taken meanwhile by a test on another xdist worker.
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", port or 0))
+        self.port = self._socket.getsockname()[1]
         # The server the CLI runs (tollway.server.serving), with its default connection limits.
         limits = connection_limits(ServerConfig(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         certificate = {"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}
@@ -42,7 +47,7 @@ class ThreadedServer:
                                      log_level="warning", loop="asyncio", access_log=False, timeout_graceful_shutdown=5,
                                      **certificate)
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     def start(self, timeout_s: float = 20.0) -> None:
         self._thread.start()
@@ -57,6 +62,7 @@ class ThreadedServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=15)
+        self._socket.close()
 
 
 @dataclass
