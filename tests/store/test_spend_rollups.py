@@ -155,6 +155,17 @@ async def test_reports_read_rollups_not_the_log_for_whole_buckets(db) -> None:
         assert sum(row["requests"] for row in rows) == sum(r.team_id == "t1" for r in records) > 0
 
 
+async def test_an_empty_or_reversed_range_reports_zeros(db) -> None:
+    """A range with nothing in it (end not after start, as a start in the future gives the
+    log page count) is one row of zeros or no groups, not an error."""
+    await _write(db, _records(50, seed=4))
+    later = START + timedelta(days=DAYS + 400)
+    for start, end in ((later, later), (later, START)):
+        [total] = await _report(db, ReportQuery(start, end))
+        assert (total["requests"], total["spend_nano"]) == (0, 0)
+        assert await _report(db, ReportQuery(start, end, {}, "key", "hour")) == []
+
+
 async def test_migrations_backfill_the_rollups_the_writer_keeps(database_url: str) -> None:
     """Rows logged at head, the report rollups dropped (down to 0012) and backfilled (up
     again): the same month totals and hourly combinations as the writer's, row for row."""

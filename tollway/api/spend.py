@@ -49,6 +49,8 @@ async def spend(
     ``denied_requests`` and cost nothing. Answers may be up to a second old."""
     if top is not None and (group_by is None or interval is not None):
         raise bad_request("top ranks groups: it needs group_by and no interval", "top")
+    if where.start is not None and where.end is None and where.start >= ms_to_datetime(runtime.clock_ms()):
+        raise bad_request("start must be before end (end defaults to now)", "start")
     body: bytes = await _cache(request, runtime).get(
         (astuple(where), group_by, interval, top), lambda: _answer(runtime, where, group_by, interval, top))
     return Response(body, media_type="application/json")  # as `SpendReport` describes it, without re-validation

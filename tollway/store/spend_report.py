@@ -86,6 +86,8 @@ def spend_report(connection: Connection, query: ReportQuery) -> list[dict[str, A
     else:
         before, after = _neighbours(connection, query.start, query.end)
         pieces = plan(query.start, query.end, source.spans, before, after)
+    if not pieces:  # an empty range (end not after start): read as an empty piece of the log, zeros
+        pieces = [Segment(LOG, query.start, query.start)]
     dialect = connection.dialect.name
     parts = [_select(piece, source, query, dialect) for piece in pieces]
     rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
