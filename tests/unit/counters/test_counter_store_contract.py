@@ -156,6 +156,22 @@ async def test_export_holds_usage_and_last_reset_of_every_counter(counter_store,
     assert exported[b] == CounterState(40, NOW - 9)
 
 
+async def test_export_touched_gives_what_was_settled_or_reset_since_the_last_call(counter_store, counter_name) -> None:
+    """The usage flush's incremental read: the states changed since it last asked, once."""
+    a, b, c, idle = counter_name("a"), counter_name("b"), counter_name("c"), counter_name("idle")
+    await counter_store.settle([settle(idle, 0, 1)])
+    await counter_store.export_touched()  # type: ignore[attr-defined]  # both backends have it
+    await counter_store.acquire([op(a, 2, 10)])
+    await counter_store.settle([settle(a, 2, 3), settle(b, 0, 40, reset_to=NOW - 9)])
+    touched, _ = await counter_store.export_touched()  # type: ignore[attr-defined]
+    mine = {name: state for name, state in touched.items() if name.startswith(counter_name(""))}
+    assert mine == {a: CounterState(3, NOW), b: CounterState(40, NOW - 9)}
+    assert not [name for name in (await counter_store.export_touched())[0] if name in (a, b, idle)]  # type: ignore[attr-defined]
+    await counter_store.reset([c], NOW + 5)
+    touched, _ = await counter_store.export_touched()  # type: ignore[attr-defined]
+    assert touched[c] == CounterState(0, NOW + 5) and a not in touched
+
+
 async def test_load_seeds_unknown_counters_and_keeps_known_ones(counter_store, counter_name) -> None:
     known, seeded = counter_name("known"), counter_name("seeded")
     await counter_store.settle([settle(known, 0, 1)])

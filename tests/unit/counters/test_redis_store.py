@@ -23,6 +23,7 @@ from tests.unit.counters.ops import MINUTE, NOW, op, settle
 from tollway.governance.counters.base import CounterOp, CounterReading, CounterState, CounterUnavailable, SettleOp
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.counters.redis import RedisCounterStore
+from tollway.governance.counters.redis_scripts import TAKE_TOUCHED
 
 HOUR = 3_600_000
 
@@ -258,6 +259,29 @@ async def test_one_process_per_interval_claims_the_flush(redis_server, own_redis
     finally:
         await first.close()
         await second.close()
+
+
+async def test_the_flush_sees_what_every_process_changed_and_a_failed_flush_loses_nothing(own_redis, counter_name) -> None:
+    """Counters settled through any process are in the next flush's read (one process
+    claims each flush); names taken by a flush that failed before reading them are read by
+    the next; a counter forgotten since it was settled is reported gone."""
+    flusher = RedisCounterStore(own_redis.url, timeout_ms=2000)
+    other = RedisCounterStore(own_redis.url, timeout_ms=2000)
+    a, b, gone = counter_name("a"), counter_name("b"), counter_name("gone")
+    try:
+        await other.load({})  # seeded marker set, as at a gateway's start
+        await flusher.export_touched()
+        await other.settle([settle(a, 0, 4), settle(gone, 0, 1)])
+        await other.forget([gone])
+        taken = await flusher._script(TAKE_TOUCHED, [flusher._touched, flusher._flushing], [])  # a flush that
+        assert taken == 2  # took the names, then failed before reading them
+        await flusher.settle([settle(b, 0, 6)])
+        states, dropped = await flusher.export_touched()
+        assert states == {a: CounterState(4, NOW), b: CounterState(6, NOW)} and dropped == {gone}
+        assert await flusher.export_touched() == ({}, frozenset())
+    finally:
+        await flusher.close()
+        await other.close()
 
 
 _ops = st.lists(

@@ -113,6 +113,11 @@ class FailoverCounterStore:
     async def export(self) -> dict[str, CounterState]:
         return await self._primary.export()
 
+    async def export_touched(self) -> tuple[dict[str, CounterState], frozenset[str]]:
+        """What Redis says changed since the last flush (the usage flush runs only while
+        Redis answers: `claim_flush`)."""
+        return await self._primary.export_touched()
+
     async def load(self, states: Mapping[str, CounterState]) -> None:
         await self._primary.load(states)  # keeps them for later when Redis is down
         for name, state in states.items():  # what local counters start from in an outage

@@ -65,6 +65,7 @@ from tollway.governance.counters.redis_scripts import (
     RESET,
     SETTLE,
     SYNC,
+    TAKE_TOUCHED,
     Batcher,
     NoScript,
     Script,
@@ -115,12 +116,16 @@ class RedisCounterStore:
         self._owners = key_prefix + "owners"
         self._seeded = key_prefix + "seeded"
         self._flush_lock = key_prefix + "flush-lock"
+        # Counters settled or reset since the last usage flush, kept in Redis by the scripts
+        # (every process adds to it; whichever process flushes takes it whole).
+        self._touched = key_prefix + "touched"
+        self._flushing = key_prefix + "touched:flushing"
         self._lease_ms = lease_ms
         self._seed = seed
         self._unloaded: dict[str, CounterState] = {}  # loads that could not reach Redis yet
         self._holding = Holdings()
         self._failing = False  # logged once per outage
-        self._commands = ScriptCommands(self._counters, (self._holdings, self._seeded), self._field)
+        self._commands = ScriptCommands(self._counters, (self._holdings, self._seeded, self._touched), self._field)
         self._acquires: Batcher[Sequence[CounterOp], AcquireResult] = Batcher(self._acquire_batch, _BATCH_REQUESTS)
         self._settles: Batcher[Sequence[SettleOp], None] = Batcher(self._settle_batch, _BATCH_REQUESTS)
         self._maintenance: asyncio.Task[None] | None = None  # started with the lease, before the first acquire
@@ -144,7 +149,7 @@ class RedisCounterStore:
 
     async def reset(self, counters: Sequence[str], now_ms: int) -> None:
         if counters:
-            await self._script(RESET, [self._counters + name for name in counters], [now_ms])
+            await self._script(RESET, [*(self._counters + name for name in counters), self._touched], [now_ms])
 
     async def export(self) -> dict[str, CounterState]:
         """Every counter in Redis: SCAN, then HMGETs pipelined, each call bounded."""
@@ -157,14 +162,42 @@ class RedisCounterStore:
             cursor = next_cursor.decode()
             if cursor == "0":
                 break
+        states, _ = await self._states(names)
+        return states
+
+    async def export_touched(self) -> tuple[dict[str, CounterState], frozenset[str]]:
+        """The states of the counters settled or reset since the last call (by any process
+        on this Redis), and those of them that are gone (expired or forgotten): a usage
+        flush then costs what changed, not every counter Redis holds (a million end users
+        leave millions of counters). The names are taken atomically (take_touched.lua) and
+        deleted only once read; a call that fails before that leaves them for the next."""
+        await self._script(TAKE_TOUCHED, [self._touched, self._flushing], [])
+        names: set[str] = set()
+        cursor = "0"
+        while True:
+            next_cursor, found = await self._call("SSCAN", self._flushing, cursor, "COUNT", 1000)
+            names.update(key.decode()[len(self._counters):] for key in found)
+            cursor = next_cursor.decode()
+            if cursor == "0":
+                break
+        states, gone = await self._states(names)
+        await self._call("DEL", self._flushing)
+        return states, frozenset(gone)
+
+    async def _states(self, names: set[str]) -> tuple[dict[str, CounterState], list[str]]:
+        """The states of ``names`` (HMGETs pipelined, each call bounded), and the names
+        that no longer exist."""
         states: dict[str, CounterState] = {}
+        gone: list[str] = []
         for batch in batches(sorted(names)):
             replies = await asyncio.gather(*(self._call("HMGET", self._counters + name, "used", "last_reset")
                                              for name in batch))
             for name, (used, last_reset) in zip(batch, replies):
-                if used is not None and last_reset is not None:  # expired between SCAN and HMGET
+                if used is not None and last_reset is not None:
                     states[name] = CounterState(int(used), int(last_reset))
-        return states
+                else:  # expired or forgotten since it was listed
+                    gone.append(name)
+        return states, gone
 
     async def load(self, states: Mapping[str, CounterState]) -> None:
         """Seed counters Redis does not know. When Redis cannot be reached they are kept

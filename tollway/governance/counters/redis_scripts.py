@@ -32,8 +32,8 @@ class Script:
         self.whole = f"$4\r\nEVAL\r\n${len(self.body)}\r\n{self.body}\r\n"
 
 
-ACQUIRE, SETTLE, READ, RESET, LOAD, REAP, SYNC = (
-    Script(name) for name in ("acquire", "settle", "read", "reset", "load", "reap", "sync"))
+ACQUIRE, SETTLE, READ, RESET, LOAD, REAP, SYNC, TAKE_TOUCHED = (
+    Script(name) for name in ("acquire", "settle", "read", "reset", "load", "reap", "sync", "take_touched"))
 
 
 class ScriptCommands:

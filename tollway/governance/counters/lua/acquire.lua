@@ -20,7 +20,7 @@
 -- Returns big-endian doubles (one binary reply, cheap to read): -2 alone when unseeded,
 -- else per request: failed, then used, reserved, last_reset of each op after it; failed
 -- is -1 (all reserved) or the 0-based index of its first op that did not fit.
-local total = #KEYS - 2
+local total = #KEYS - 3 -- the tail: holdings, seeded marker, touched set (settle.lua)
 local holder_set, mine = KEYS[total + 1], ARGV[2]
 if redis.call('EXISTS', KEYS[total + 2]) == 0 then
   return struct.pack('>d', -2)

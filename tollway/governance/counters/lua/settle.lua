@@ -3,6 +3,7 @@
 -- KEYS[1..n]  counter hashes {used, reserved, last_reset, h:<process>...}
 -- KEYS[n+1]   the set of counters this process holds a field on (for the reaper)
 -- KEYS[n+2]   the seeded marker (absent: Redis lost its data; write nothing)
+-- KEYS[n+3]   the set of counters changed since the last usage flush (take_touched.lua)
 -- ARGV[1]     five big-endian doubles per op: reserved, actual, floor_ms, reset_to_ms,
 --             window_ms
 -- ARGV[2]     this process's field, h:<process id>
@@ -13,7 +14,7 @@
 -- HSET of its totals while they stay below 2^53 (doubles count integers exactly up to
 -- there), exact HINCRBY deltas beyond. As in acquire.lua, the expiry is set when a
 -- counter starts a window. Returns 0, or -2 when unseeded.
-local n = #KEYS - 2
+local n = #KEYS - 3
 local mine = ARGV[2]
 if redis.call('EXISTS', KEYS[n + 2]) == 0 then
   return -2
@@ -83,5 +84,6 @@ for j, key in ipairs(keys) do
   if rolled[j] and window[j] > 0 then
     redis.call('PEXPIRE', key, 2 * window[j] + MARGIN)
   end
+  redis.call('SADD', KEYS[n + 3], key)
 end
 return 0
