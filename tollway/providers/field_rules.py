@@ -40,6 +40,11 @@ class FieldRule:
     neutral: tuple[Any, ...] = ()  # values of a REFUSE field that have no effect and are accepted
 
 
+def rule(action: Action, reason: str, *neutral: Any) -> FieldRule:
+    """A rule of a translator's field table (the adapters' request translators share it)."""
+    return FieldRule(action, reason, neutral)
+
+
 def _translate(reason: str) -> FieldRule:
     return FieldRule(Action.TRANSLATE, reason)
 

@@ -16,7 +16,7 @@ from typing import Any
 from tollway.providers._chat_options_to_messages import DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from tollway.providers._chat_turns import chat_turns, data_url, tool_output
 from tollway.providers._translate_common import JSON, TranslationError, parse_arguments, text_of
-from tollway.providers.field_rules import Action, FieldRule, check_fields
+from tollway.providers.field_rules import Action, FieldRule, check_fields, rule
 
 _TO_BEDROCK = "a Bedrock model"
 _CACHE_HINT = "a prompt-cache hint: it changes cost and latency, never the answer"
@@ -28,50 +28,46 @@ IMAGE_FORMATS: Mapping[str, str] = MappingProxyType({"image/png": "png", "image/
 MAX_STOP_SEQUENCES = 4
 
 
-def _rule(action: Action, reason: str, *neutral: Any) -> FieldRule:
-    return FieldRule(action, reason, neutral)
-
-
 CHAT_TO_CONVERSE: Mapping[str, FieldRule] = MappingProxyType({
-    "model": _rule(Action.TRANSLATE, "the model id goes in the URL"),
-    "messages": _rule(Action.TRANSLATE, "system/developer → system blocks; tool calls and results → toolUse / "
+    "model": rule(Action.TRANSLATE, "the model id goes in the URL"),
+    "messages": rule(Action.TRANSLATE, "system/developer → system blocks; tool calls and results → toolUse / "
                                         "toolResult blocks; same-role turns merged (Converse alternates roles)"),
-    "max_completion_tokens": _rule(Action.TRANSLATE, "→ inferenceConfig.maxTokens"),
-    "max_tokens": _rule(Action.TRANSLATE, "→ inferenceConfig.maxTokens"),
-    "temperature": _rule(Action.TRANSLATE, "→ inferenceConfig.temperature"),
-    "top_p": _rule(Action.TRANSLATE, "→ inferenceConfig.topP"),
-    "stop": _rule(Action.TRANSLATE, "→ inferenceConfig.stopSequences (at most 4)"),
-    "stream": _rule(Action.TRANSLATE, "→ ConverseStream (event-stream framing); events are translated back"),
-    "stream_options": _rule(Action.TRANSLATE, "include_usage decides the usage chunk"),
-    "tools": _rule(Action.TRANSLATE, "function tools → toolConfig.tools[].toolSpec with inputSchema.json"),
-    "tool_choice": _rule(Action.TRANSLATE, "auto → auto, required → any, function → tool; none → no toolConfig"),
-    "n": _rule(Action.REFUSE, "Converse answers with one generation", 1),
-    "parallel_tool_calls": _rule(Action.REFUSE, "Converse cannot be told to call one tool at a time", True),
-    "user": _rule(Action.IGNORE, _END_USER),
-    "safety_identifier": _rule(Action.IGNORE, _END_USER),
-    "metadata": _rule(Action.IGNORE, "tags stored completions in OpenAI's dashboard"),
-    "store": _rule(Action.REFUSE, "completions cannot be stored at OpenAI when Bedrock answers", False),
-    "prompt_cache_key": _rule(Action.IGNORE, _CACHE_HINT),
-    "prompt_cache_retention": _rule(Action.IGNORE, _CACHE_HINT),
-    "prediction": _rule(Action.IGNORE, "predicted outputs only speed up an answer that stays the same"),
-    "presence_penalty": _rule(Action.REFUSE, "Converse has no presence penalty", 0),
-    "frequency_penalty": _rule(Action.REFUSE, "Converse has no frequency penalty", 0),
-    "seed": _rule(Action.REFUSE, "Converse takes no seed"),
-    "response_format": _rule(Action.REFUSE, "Converse has no JSON mode; describe the format in the prompt or use a "
+    "max_completion_tokens": rule(Action.TRANSLATE, "→ inferenceConfig.maxTokens"),
+    "max_tokens": rule(Action.TRANSLATE, "→ inferenceConfig.maxTokens"),
+    "temperature": rule(Action.TRANSLATE, "→ inferenceConfig.temperature"),
+    "top_p": rule(Action.TRANSLATE, "→ inferenceConfig.topP"),
+    "stop": rule(Action.TRANSLATE, "→ inferenceConfig.stopSequences (at most 4)"),
+    "stream": rule(Action.TRANSLATE, "→ ConverseStream (event-stream framing); events are translated back"),
+    "stream_options": rule(Action.TRANSLATE, "include_usage decides the usage chunk"),
+    "tools": rule(Action.TRANSLATE, "function tools → toolConfig.tools[].toolSpec with inputSchema.json"),
+    "tool_choice": rule(Action.TRANSLATE, "auto → auto, required → any, function → tool; none → no toolConfig"),
+    "n": rule(Action.REFUSE, "Converse answers with one generation", 1),
+    "parallel_tool_calls": rule(Action.REFUSE, "Converse cannot be told to call one tool at a time", True),
+    "user": rule(Action.IGNORE, _END_USER),
+    "safety_identifier": rule(Action.IGNORE, _END_USER),
+    "metadata": rule(Action.IGNORE, "tags stored completions in OpenAI's dashboard"),
+    "store": rule(Action.REFUSE, "completions cannot be stored at OpenAI when Bedrock answers", False),
+    "prompt_cache_key": rule(Action.IGNORE, _CACHE_HINT),
+    "prompt_cache_retention": rule(Action.IGNORE, _CACHE_HINT),
+    "prediction": rule(Action.IGNORE, "predicted outputs only speed up an answer that stays the same"),
+    "presence_penalty": rule(Action.REFUSE, "Converse has no presence penalty", 0),
+    "frequency_penalty": rule(Action.REFUSE, "Converse has no frequency penalty", 0),
+    "seed": rule(Action.REFUSE, "Converse takes no seed"),
+    "response_format": rule(Action.REFUSE, "Converse has no JSON mode; describe the format in the prompt or use a "
                                             "tool", {"type": "text"}),
-    "reasoning_effort": _rule(Action.TRANSLATE, "Anthropic models: → additionalModelRequestFields.thinking "
+    "reasoning_effort": rule(Action.TRANSLATE, "Anthropic models: → additionalModelRequestFields.thinking "
                                                 "(budget_tokens by effort, maxTokens raised above it); refused for "
                                                 "other model families"),
-    "logprobs": _rule(Action.REFUSE, "log probabilities are not translated", False),
-    "top_logprobs": _rule(Action.REFUSE, "log probabilities are not translated", 0),
-    "logit_bias": _rule(Action.REFUSE, "Converse has no logit bias", {}),
-    "audio": _rule(Action.REFUSE, "audio answers are not translated"),
-    "modalities": _rule(Action.REFUSE, "only text answers are translated", ["text"]),
-    "service_tier": _rule(Action.REFUSE, "OpenAI's service tiers do not exist at AWS", "auto", "default"),
-    "verbosity": _rule(Action.REFUSE, "Converse has no verbosity setting", "medium"),
-    "functions": _rule(Action.REFUSE, "deprecated function calling: send tools instead"),
-    "function_call": _rule(Action.REFUSE, "deprecated function calling: send tool_choice instead"),
-    "web_search_options": _rule(Action.REFUSE, "OpenAI's web search has no Bedrock equivalent"),
+    "logprobs": rule(Action.REFUSE, "log probabilities are not translated", False),
+    "top_logprobs": rule(Action.REFUSE, "log probabilities are not translated", 0),
+    "logit_bias": rule(Action.REFUSE, "Converse has no logit bias", {}),
+    "audio": rule(Action.REFUSE, "audio answers are not translated"),
+    "modalities": rule(Action.REFUSE, "only text answers are translated", ["text"]),
+    "service_tier": rule(Action.REFUSE, "OpenAI's service tiers do not exist at AWS", "auto", "default"),
+    "verbosity": rule(Action.REFUSE, "Converse has no verbosity setting", "medium"),
+    "functions": rule(Action.REFUSE, "deprecated function calling: send tools instead"),
+    "function_call": rule(Action.REFUSE, "deprecated function calling: send tool_choice instead"),
+    "web_search_options": rule(Action.REFUSE, "OpenAI's web search has no Bedrock equivalent"),
 })
 
 

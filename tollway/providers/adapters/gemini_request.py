@@ -13,7 +13,7 @@ from typing import Any
 
 from tollway.providers._chat_turns import chat_turns, data_url, tool_output
 from tollway.providers._translate_common import JSON, TranslationError, parse_arguments, text_of
-from tollway.providers.field_rules import Action, FieldRule, check_fields
+from tollway.providers.field_rules import Action, FieldRule, check_fields, rule
 
 _TO_GEMINI = "a Gemini model"
 _CACHE_HINT = "a prompt-cache hint: it changes cost and latency, never the answer"
@@ -22,48 +22,44 @@ THINKING_BUDGETS: Mapping[str, int] = MappingProxyType({"none": 0, "minimal": 0,
                                                         "high": 24_576})
 
 
-def _rule(action: Action, reason: str, *neutral: Any) -> FieldRule:
-    return FieldRule(action, reason, neutral)
-
-
 CHAT_TO_GEMINI: Mapping[str, FieldRule] = MappingProxyType({
-    "model": _rule(Action.TRANSLATE, "the model goes in the URL"),
-    "messages": _rule(Action.TRANSLATE, "system/developer → systemInstruction; assistant → model turns; "
+    "model": rule(Action.TRANSLATE, "the model goes in the URL"),
+    "messages": rule(Action.TRANSLATE, "system/developer → systemInstruction; assistant → model turns; "
                                         "tool calls and results → functionCall / functionResponse parts"),
-    "max_completion_tokens": _rule(Action.TRANSLATE, "→ generationConfig.maxOutputTokens"),
-    "max_tokens": _rule(Action.TRANSLATE, "→ generationConfig.maxOutputTokens"),
-    "n": _rule(Action.TRANSLATE, "→ generationConfig.candidateCount"),
-    "temperature": _rule(Action.TRANSLATE, "→ generationConfig.temperature"),
-    "top_p": _rule(Action.TRANSLATE, "→ generationConfig.topP"),
-    "stop": _rule(Action.TRANSLATE, "→ generationConfig.stopSequences"),
-    "presence_penalty": _rule(Action.TRANSLATE, "→ generationConfig.presencePenalty"),
-    "frequency_penalty": _rule(Action.TRANSLATE, "→ generationConfig.frequencyPenalty"),
-    "seed": _rule(Action.TRANSLATE, "→ generationConfig.seed"),
-    "response_format": _rule(Action.TRANSLATE, "json_object → responseMimeType application/json; json_schema → "
+    "max_completion_tokens": rule(Action.TRANSLATE, "→ generationConfig.maxOutputTokens"),
+    "max_tokens": rule(Action.TRANSLATE, "→ generationConfig.maxOutputTokens"),
+    "n": rule(Action.TRANSLATE, "→ generationConfig.candidateCount"),
+    "temperature": rule(Action.TRANSLATE, "→ generationConfig.temperature"),
+    "top_p": rule(Action.TRANSLATE, "→ generationConfig.topP"),
+    "stop": rule(Action.TRANSLATE, "→ generationConfig.stopSequences"),
+    "presence_penalty": rule(Action.TRANSLATE, "→ generationConfig.presencePenalty"),
+    "frequency_penalty": rule(Action.TRANSLATE, "→ generationConfig.frequencyPenalty"),
+    "seed": rule(Action.TRANSLATE, "→ generationConfig.seed"),
+    "response_format": rule(Action.TRANSLATE, "json_object → responseMimeType application/json; json_schema → "
                                                "responseJsonSchema as well"),
-    "reasoning_effort": _rule(Action.TRANSLATE, "→ generationConfig.thinkingConfig.thinkingBudget"),
-    "stream": _rule(Action.TRANSLATE, "→ streamGenerateContent (SSE); chunks are translated back"),
-    "stream_options": _rule(Action.TRANSLATE, "include_usage decides the usage chunk"),
-    "tools": _rule(Action.TRANSLATE, "function tools → functionDeclarations with parametersJsonSchema"),
-    "tool_choice": _rule(Action.TRANSLATE, "auto/none/required/function → toolConfig.functionCallingConfig"),
-    "parallel_tool_calls": _rule(Action.REFUSE, "Gemini cannot be told to call one function at a time", True),
-    "user": _rule(Action.IGNORE, "identifies the end user to OpenAI; Gemini's answer does not depend on it"),
-    "safety_identifier": _rule(Action.IGNORE, "identifies the end user to OpenAI; the answer does not depend on it"),
-    "metadata": _rule(Action.IGNORE, "tags stored completions in OpenAI's dashboard"),
-    "store": _rule(Action.REFUSE, "completions cannot be stored at OpenAI when Gemini answers", False),
-    "prompt_cache_key": _rule(Action.IGNORE, _CACHE_HINT),
-    "prompt_cache_retention": _rule(Action.IGNORE, _CACHE_HINT),
-    "prediction": _rule(Action.IGNORE, "predicted outputs only speed up an answer that stays the same"),
-    "logprobs": _rule(Action.REFUSE, "log probabilities are not translated", False),
-    "top_logprobs": _rule(Action.REFUSE, "log probabilities are not translated", 0),
-    "logit_bias": _rule(Action.REFUSE, "Gemini has no logit bias", {}),
-    "audio": _rule(Action.REFUSE, "audio answers are not translated"),
-    "modalities": _rule(Action.REFUSE, "only text answers are translated", ["text"]),
-    "service_tier": _rule(Action.REFUSE, "OpenAI's service tiers do not exist at Google", "auto", "default"),
-    "verbosity": _rule(Action.REFUSE, "Gemini has no verbosity setting", "medium"),
-    "functions": _rule(Action.REFUSE, "deprecated function calling: send tools instead"),
-    "function_call": _rule(Action.REFUSE, "deprecated function calling: send tool_choice instead"),
-    "web_search_options": _rule(Action.REFUSE, "OpenAI's web search has no Gemini equivalent of the same shape"),
+    "reasoning_effort": rule(Action.TRANSLATE, "→ generationConfig.thinkingConfig.thinkingBudget"),
+    "stream": rule(Action.TRANSLATE, "→ streamGenerateContent (SSE); chunks are translated back"),
+    "stream_options": rule(Action.TRANSLATE, "include_usage decides the usage chunk"),
+    "tools": rule(Action.TRANSLATE, "function tools → functionDeclarations with parametersJsonSchema"),
+    "tool_choice": rule(Action.TRANSLATE, "auto/none/required/function → toolConfig.functionCallingConfig"),
+    "parallel_tool_calls": rule(Action.REFUSE, "Gemini cannot be told to call one function at a time", True),
+    "user": rule(Action.IGNORE, "identifies the end user to OpenAI; Gemini's answer does not depend on it"),
+    "safety_identifier": rule(Action.IGNORE, "identifies the end user to OpenAI; the answer does not depend on it"),
+    "metadata": rule(Action.IGNORE, "tags stored completions in OpenAI's dashboard"),
+    "store": rule(Action.REFUSE, "completions cannot be stored at OpenAI when Gemini answers", False),
+    "prompt_cache_key": rule(Action.IGNORE, _CACHE_HINT),
+    "prompt_cache_retention": rule(Action.IGNORE, _CACHE_HINT),
+    "prediction": rule(Action.IGNORE, "predicted outputs only speed up an answer that stays the same"),
+    "logprobs": rule(Action.REFUSE, "log probabilities are not translated", False),
+    "top_logprobs": rule(Action.REFUSE, "log probabilities are not translated", 0),
+    "logit_bias": rule(Action.REFUSE, "Gemini has no logit bias", {}),
+    "audio": rule(Action.REFUSE, "audio answers are not translated"),
+    "modalities": rule(Action.REFUSE, "only text answers are translated", ["text"]),
+    "service_tier": rule(Action.REFUSE, "OpenAI's service tiers do not exist at Google", "auto", "default"),
+    "verbosity": rule(Action.REFUSE, "Gemini has no verbosity setting", "medium"),
+    "functions": rule(Action.REFUSE, "deprecated function calling: send tools instead"),
+    "function_call": rule(Action.REFUSE, "deprecated function calling: send tool_choice instead"),
+    "web_search_options": rule(Action.REFUSE, "OpenAI's web search has no Gemini equivalent of the same shape"),
 })
 
 
