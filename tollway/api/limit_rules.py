@@ -19,7 +19,7 @@ from tollway.api.context import RESET_USAGE, ApiWriter, PageDep, RuntimeDep, par
 from tollway.api.entity_routes import EntityRoutes
 from tollway.api.errors import ApiError, from_validation
 from tollway.api.limits import LiveUsage, iso, update_limits
-from tollway.api.responses import BudgetView, ConcurrencyView, Message, RateLimitView, _Page
+from tollway.api.responses import MANAGED_BY, BudgetView, ConcurrencyView, Message, RateLimitView, _Page
 from tollway.api.schemas import _GovernedUpdate
 from tollway.config.limit_rules import Dimension, LimitSelectorConfig, MatchConfig
 from tollway.config.schema import LimitRuleConfig
@@ -41,8 +41,7 @@ class LimitRuleView(BaseModel):
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None
-    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
-                                        "resets) or `api`.")
+    managed_by: str = Field(description=MANAGED_BY)
     created_at: str | None
     updated_at: str | None
 

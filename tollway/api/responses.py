@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# Every governed entity's view says who owns it, in the same words.
+MANAGED_BY = "Who manages it: `config` (the config file; read-only here except usage resets) or `api`."
+
 
 class BudgetView(BaseModel):
     id: str
@@ -83,8 +86,7 @@ class VirtualKeyView(BaseModel):
                                                    "(budget, rate_limit, concurrency); null: none.")
     end_user: dict[str, Any] | None = Field(default=None, description="Where requests name their end user "
                                             "(source) and whether one is required; null: the defaults.")
-    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
-                                        "resets) or `api`.")
+    managed_by: str = Field(description=MANAGED_BY)
     created_at: str | None
     updated_at: str | None
     expires_at: str | None = Field(None, description="When the key stops working (null: never).")
@@ -105,8 +107,7 @@ class TeamView(BaseModel):
     concurrency: ConcurrencyView | None = None
     end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
                                                    "(budget, rate_limit, concurrency); null: none.")
-    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
-                                        "resets) or `api`.")
+    managed_by: str = Field(description=MANAGED_BY)
     created_at: str | None
     updated_at: str | None
 
@@ -119,8 +120,7 @@ class CustomerView(BaseModel):
     concurrency: ConcurrencyView | None = None
     end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
                                                    "(budget, rate_limit, concurrency); null: none.")
-    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
-                                        "resets) or `api`.")
+    managed_by: str = Field(description=MANAGED_BY)
     created_at: str | None
     updated_at: str | None
 
@@ -132,8 +132,7 @@ class ModelConfigView(BaseModel):
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None
-    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
-                                        "resets) or `api`.")
+    managed_by: str = Field(description=MANAGED_BY)
     created_at: str | None
     updated_at: str | None
 
@@ -200,8 +199,7 @@ class TagView(BaseModel):
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None
-    managed_by: str = Field(description="Who manages it: `config` (the config file; read-only here except usage "
-                                        "resets) or `api`.")
+    managed_by: str = Field(description=MANAGED_BY)
     created_at: str | None
     updated_at: str | None
 
