@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from tests import factories as f
+from tests.support import sdk_clients
 from tests.support.webhook_receiver import WebhookReceiver
 from tollway.alerts.config import AlertsConfig
 from tollway.alerts.delivery import Dispatcher
@@ -24,6 +25,13 @@ from tollway.store.tables import AlertDelivery
 
 T0 = f.at(2026, 12, 1, 9)
 SECRET = "test-secret-0123456789"
+
+
+@pytest.fixture(autouse=True)
+async def close_sdk_clients() -> AsyncIterator[None]:
+    """Every SDK client a test made is closed on the test's own loop (tests/support/sdk_clients.py says why)."""
+    yield
+    await sdk_clients.close_all()
 
 
 @dataclass

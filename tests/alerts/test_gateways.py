@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
-import openai
 import pytest
 from sqlalchemy import select
 
 from tests.alerts.conftest import SECRET
 from tests.support.gateway import RunningGateway, mock_providers
 from tests.support.redis_server import RedisServer, require_redis
+from tests.support.sdk_clients import openai_client
 from tests.support.webhook_receiver import WebhookReceiver
 from tollway.store.database import Database
 from tollway.store.tables import AlertCrossing
@@ -50,7 +50,7 @@ def config(mock: MockUpstream, receiver: WebhookReceiver, requests: int = 4, **e
 
 
 async def chat(node: RunningGateway) -> None:
-    client = openai.AsyncOpenAI(base_url=node.v1, api_key=KEY, max_retries=0)
+    client = openai_client(node.v1, KEY)
     await client.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO, max_tokens=5)
     await client.close()
 

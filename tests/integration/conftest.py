@@ -10,8 +10,16 @@ import aiohttp
 import openai
 import pytest
 
+from tests.support import sdk_clients
 from tests.support.gateway import RunningGateway, mock_providers
 from tollway.testing.mock_upstream import MockUpstream, start_mock_upstream
+
+
+@pytest.fixture(autouse=True)
+async def close_sdk_clients() -> AsyncIterator[None]:
+    """Every SDK client a test made is closed on the test's own loop (tests/support/sdk_clients.py says why)."""
+    yield
+    await sdk_clients.close_all()
 
 
 @pytest.fixture
@@ -30,7 +38,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 async def oai(mock: MockUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
     """The `openai` SDK pointed at the mock upstream itself (no gateway)."""
-    async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="sk-test", max_retries=0) as client:
+    async with sdk_clients.openai_client(mock.url + "/v1", "sk-test") as client:
         yield client
 
 

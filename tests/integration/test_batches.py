@@ -21,6 +21,7 @@ from tests.integration.conftest import mock_control
 from tests.integration.test_governance import key, key_limits
 from tests.support.gateway import RunningGateway, mock_providers
 from tests.support.redis_server import require_redis
+from tests.support.sdk_clients import openai_client
 from tollway.governance.engine import hash_key, static_checks
 from tollway.governance.model import Kind, budget_counter, request_counter, token_counter
 from tollway.providers.client import Api
@@ -68,7 +69,7 @@ def batch_gateway(gateway, mock, keys: list[dict[str, Any]], **extra: Any) -> Ru
 
 
 def sdk(running: RunningGateway, value: str = KEY) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=running.v1, api_key=value, max_retries=0)
+    return openai_client(running.v1, value)
 
 
 def counters(running: RunningGateway, value: str = KEY) -> tuple[int, int, int]:

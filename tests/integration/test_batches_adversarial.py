@@ -33,6 +33,7 @@ from tests.integration.test_batches import (
 )
 from tests.integration.test_governance import key
 from tests.support.gateway import mock_providers
+from tests.support.sdk_clients import openai_client
 from tollway.providers.client import Api
 from tollway.proxy.worst_case import analyse
 
@@ -140,7 +141,7 @@ async def test_a_provider_without_a_batch_api_is_refused_by_name(gateway, mock) 
     providers = {"gemini": {"type": "gemini", "base_url": mock.url, "keys": [{"value": "AIza-test"}]}}
     running = gateway({"providers": providers, "enforce_virtual_keys": False})
     line = {**chat_line(0), "body": {**chat_line(0)["body"], "model": "gemini/gemini-2.0-flash"}}
-    error = await refused_upload(openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0), [line])
+    error = await refused_upload(openai_client(running.v1, "x"), [line])
     assert error.status_code == 400 and "'gemini'" in error.message and error.body["param"] == "model"
 
 

@@ -15,6 +15,7 @@ from tests.integration.conftest import mock_control
 from tests.integration.test_batches import LIMITS, counters, follow_up
 from tests.integration.test_governance import key
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client
 from tollway.providers.client import Api
 from tollway.proxy.worst_case import analyse
 
@@ -48,7 +49,7 @@ def anthropic_gateway(gateway, mock, keys: list[dict[str, Any]]) -> RunningGatew
 
 
 def sdk(running: RunningGateway, value: str = KEY) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=running.url, api_key=value, max_retries=0)
+    return anthropic_client(running.url, value)
 
 
 async def test_a_message_batch_is_charged_at_submission_and_settled_from_its_results(gateway, mock) -> None:

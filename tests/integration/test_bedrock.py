@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client, openai_client
 from tollway.governance.engine import hash_key
 from tollway.governance.model import budget_counter
 from tollway.testing.mock_bedrock_auth import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
@@ -45,11 +46,11 @@ def vk(**fields: Any) -> dict[str, Any]:
 
 
 def openai_sdk(gateway: RunningGateway, key: str = "sk-placeholder") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    return openai_client(gateway.v1, key)
 
 
 def anthropic_sdk(gateway: RunningGateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key="placeholder", max_retries=0)
+    return anthropic_client(gateway.url, "placeholder")
 
 
 async def last_upstream(mock) -> dict[str, Any]:

@@ -5,11 +5,11 @@ the gateway's estimate; counting is governed by request limits and never charged
 from __future__ import annotations
 
 import anthropic
-import openai
 import pytest
 
 from tests.integration.conftest import mock_control
 from tests.integration.test_bedrock import CLAUDE, HELLO, KEY, MODEL, config, last_upstream, spent, vk
+from tests.support.sdk_clients import anthropic_client, openai_client
 from tollway.proxy.token_count import COUNTED_BY
 
 pytest.importorskip("botocore", reason="botocore is the bedrock extra (also a test extra)")
@@ -19,7 +19,7 @@ TOOL = {"name": "get_weather", "description": "The weather", "input_schema": {
 
 
 def sdk(running, key: str = "placeholder") -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=running.url, api_key=key, max_retries=0)
+    return anthropic_client(running.url, key)
 
 
 async def test_claude_on_bedrock_is_counted_by_count_tokens(gateway, mock) -> None:
@@ -70,7 +70,7 @@ async def test_bedrock_refusing_a_count_reaches_the_client_in_anthropics_shape(g
 
 
 async def test_responses_input_tokens_of_claude_on_bedrock_are_counted_by_count_tokens(gateway, mock) -> None:
-    client = openai.AsyncOpenAI(base_url=gateway(config(mock)).v1, api_key="placeholder", max_retries=0)
+    client = openai_client(gateway(config(mock)).v1, "placeholder")
     raw = await client.responses.input_tokens.with_raw_response.count(model=MODEL, input="Hello",
                                                                        instructions="Be brief")
     counted = raw.parse()

@@ -4,11 +4,11 @@ CA fixtures are the egress tests' own."""
 
 from __future__ import annotations
 
-import openai
 import pytest
 
 from tests.integration.test_egress import ca, ca_file, squid, tls_mock  # noqa: F401 - fixtures
 from tests.support.gateway import mock_providers
+from tests.support.sdk_clients import openai_client
 from tollway.testing.mock_bedrock_auth import MOCK_ACCESS_KEY_ID, MOCK_SECRET_ACCESS_KEY
 
 pytest.importorskip("botocore", reason="botocore is the bedrock extra")
@@ -19,7 +19,7 @@ async def test_signed_requests_cross_a_connect_tunnel_to_a_private_ca(gateway, t
                "ca_bundle": ca_file, "aws_access_key_id": MOCK_ACCESS_KEY_ID,
                "aws_secret_access_key": MOCK_SECRET_ACCESS_KEY}
     running = gateway({"providers": mock_providers(tls_mock.url, bedrock=bedrock)})
-    async with openai.AsyncOpenAI(base_url=running.v1, api_key="sk-placeholder", max_retries=0) as client:
+    async with openai_client(running.v1, "sk-placeholder") as client:
         model = "bedrock/us.anthropic.claude-3-5-haiku-20241022-v1:0"
         reply = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}])
         chunks = [c async for c in await client.chat.completions.create(

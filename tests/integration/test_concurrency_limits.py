@@ -16,6 +16,7 @@ import pytest
 from tests.integration.conftest import mock_control
 from tests.integration.test_governance import HELLO, config, key, sdk
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client
 from tollway.governance.counters.base import CounterOp
 from tollway.governance.model import in_flight_counter
 
@@ -96,7 +97,7 @@ async def test_the_anthropic_sdk_sees_the_denial_in_its_own_shape(gateway, mock)
     mock.settings.latency_ms = 600
     slow = asyncio.ensure_future(sdk(running, KEY).chat.completions.create(**BODY))
     await until(lambda: in_flight(running) == 1)
-    async with anthropic.AsyncAnthropic(base_url=running.url, api_key=KEY, max_retries=0) as client:
+    async with anthropic_client(running.url, KEY) as client:
         with pytest.raises(anthropic.RateLimitError) as refused:
             await client.messages.create(model="anthropic/claude-3-5-haiku-latest", max_tokens=16,
                                          messages=[{"role": "user", "content": "hi"}])

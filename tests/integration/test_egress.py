@@ -12,6 +12,7 @@ import pytest
 import trustme
 
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import openai_client
 from tests.support.squid import SquidServer, require_squid
 from tollway.testing.mock_upstream import MockUpstream, start_mock_upstream
 
@@ -65,7 +66,7 @@ def _openai_provider(mock: MockUpstream, **settings: object) -> dict:
 
 
 async def _chat(running: RunningGateway, stream: bool = False) -> str:
-    async with openai.AsyncOpenAI(base_url=running.v1, api_key="sk-placeholder", max_retries=0) as client:
+    async with openai_client(running.v1, "sk-placeholder") as client:
         if stream:
             chunks = [c async for c in await client.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO,
                                                                                stream=True)]

@@ -23,6 +23,7 @@ from tests.integration.test_governance import key
 from tests.integration.test_media_routes import PRICING as MEDIA_PRICING
 from tests.integration.test_media_routes import wav
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client, openai_client
 from tollway.governance.counters.base import CounterState
 from tollway.governance.end_users import end_user_counter, templates_of
 from tollway.governance.engine import hash_key
@@ -80,8 +81,8 @@ def used(running: RunningGateway, end_user: str, kind: str = "budget") -> int:
 
 
 def clients(running: RunningGateway, value: str = KEY, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"openai": openai.AsyncOpenAI(base_url=running.v1, api_key=value, max_retries=0, default_headers=headers),
-            "anthropic": anthropic.AsyncAnthropic(base_url=running.url, api_key=value, max_retries=0,
+    return {"openai": openai_client(running.v1, value, default_headers=headers),
+            "anthropic": anthropic_client(running.url, value,
                                                   default_headers=headers),
             "google": genai.Client(api_key=value, http_options=genai_types.HttpOptions(
                 base_url=running.url, headers=headers or {}, retry_options=None))}

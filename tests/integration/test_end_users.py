@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tests.integration.conftest import mock_control
 from tests.integration.test_governance import HELLO, config, key, post_raw, sdk
 from tests.support.gateway import RunningGateway
+from tests.support.sdk_clients import anthropic_client
 from tollway.server.services import Services
 from tollway.store.tables import RequestLog
 
@@ -34,7 +35,7 @@ def governed(mock, **key_fields: Any) -> dict[str, Any]:
 
 
 def claude(gateway: RunningGateway, value: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key=value, max_retries=0)
+    return anthropic_client(gateway.url, value)
 
 
 async def logged(gateway: RunningGateway) -> list[tuple[str | None, int]]:

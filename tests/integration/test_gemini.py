@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import anthropic
 import openai
 import orjson
 import pytest
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client, openai_client
 from tollway.governance.engine import hash_key
 from tollway.governance.model import budget_counter
 from tollway.testing.mock_gemini import THOUGHT_TOKENS
@@ -46,7 +46,7 @@ def vk(**fields: Any) -> dict[str, Any]:
 
 
 def openai_sdk(gateway: RunningGateway, key: str = "sk-placeholder") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    return openai_client(gateway.v1, key)
 
 
 def google_sdk(gateway: RunningGateway, key: str = KEY) -> Any:
@@ -152,7 +152,7 @@ async def test_embeddings_reach_gemini_embed_content(gateway, mock) -> None:
 
 async def test_anthropic_count_tokens_is_counted_by_gemini(gateway, mock) -> None:
     running = gateway(config(mock))
-    client = anthropic.AsyncAnthropic(base_url=running.url, api_key="placeholder", max_retries=0)
+    client = anthropic_client(running.url, "placeholder")
     counted = await client.messages.count_tokens(model="gemini/gemini-2.0-flash", system="Be brief",
                                                  messages=[{"role": "user", "content": "Hello there"}])
     assert counted.input_tokens == 3 + 3 + 2 + 3  # the mock's count: "Hello there" and "Be brief", 3 a turn
@@ -169,7 +169,7 @@ async def test_the_model_list_names_geminis_models(gateway, mock) -> None:
 
 async def test_anthropic_messages_reach_gemini_through_chat(gateway, mock) -> None:
     running = gateway(config(mock))
-    client = anthropic.AsyncAnthropic(base_url=running.url, api_key="placeholder", max_retries=0)
+    client = anthropic_client(running.url, "placeholder")
     message = await client.messages.create(model="gemini/gemini-2.0-flash", max_tokens=4, system="Be brief",
                                            messages=[{"role": "user", "content": "Hi"}])
     assert message.content[0].text == "tok0 tok1 tok2 tok3" and message.stop_reason == "max_tokens"

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import openai_client
 from tollway.governance.engine import hash_key
 from tollway.governance.model import budget_counter, request_counter, token_counter
 from tollway.store.tables import RequestLog
@@ -26,7 +27,7 @@ PRICING = {"openai/gpt-4o-mini": {"input": 1, "output": 2}, "azure/gpt-4o-mini":
 
 
 def sdk(gateway: RunningGateway, key: str | None = None) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=key or "sk-placeholder", max_retries=0)
+    return openai_client(gateway.v1, key or "sk-placeholder")
 
 
 def config(mock, *, keys: list[dict] | None = None, **extra: Any) -> dict[str, Any]:

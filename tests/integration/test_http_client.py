@@ -7,12 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import openai
 import orjson
 import pytest
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import mock_providers
+from tests.support.sdk_clients import openai_client
 from tollway.config.schema import ProviderSettings
 from tollway.providers.client import Api, ProviderClient, ProviderKey
 from tollway.providers.http import UpstreamConnectError, UpstreamDisconnected, UpstreamHTTPError, UpstreamTimeout
@@ -162,7 +162,7 @@ async def test_an_unreachable_provider_is_a_connect_error(mock: MockUpstream, un
 
 async def test_the_gateway_reuses_one_connection_per_provider(gateway, mock: MockUpstream) -> None:
     running = gateway({"providers": mock_providers(mock.url)})
-    async with openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as oai:
+    async with openai_client(running.v1, "x") as oai:
         for _ in range(3):
             reply = await oai.chat.completions.create(model="openai/gpt-4o-mini", max_tokens=5,
                                                       messages=[{"role": "user", "content": "hi"}])

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client, openai_client
 
 KEY_T1 = "tw-rules-t1-0123456789abcdefghijklmn"
 KEY_T1_OTHER = "tw-rules-t1b-0123456789abcdefghijklm"
@@ -41,7 +42,7 @@ def rules_config(mock) -> dict:
 
 
 def openai_sdk(gateway: RunningGateway, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    return openai_client(gateway.v1, key)
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ async def test_a_team_model_rule_denies_that_model_for_the_team_only(ruled) -> N
     assert body["scope"] == {"level": "limit", "id": "t1-gpt", "name": "t1-gpt"}
     assert "Limit rule 't1-gpt'" in body["message"] and refused.value.response.headers["retry-after"]
     # Another model of the same team, and the same model for another team, pass.
-    claude = anthropic.AsyncAnthropic(base_url=ruled.url, api_key=KEY_T1, max_retries=0)
+    claude = anthropic_client(ruled.url, KEY_T1)
     assert (await claude.messages.create(model=CLAUDE, max_tokens=20, messages=HI)).content
     assert (await openai_sdk(ruled, KEY_T2).chat.completions.create(model=GPT, messages=HI, user="u")).choices
 
@@ -74,7 +75,7 @@ async def test_each_end_user_of_a_team_gets_a_counter_and_one_is_required(ruled)
     with pytest.raises(openai.BadRequestError) as missing:
         await client.chat.completions.create(model=GPT, messages=HI)
     assert missing.value.body["code"] == "limit_value_missing" and "per end_user" in missing.value.body["message"]
-    claude = anthropic.AsyncAnthropic(base_url=ruled.url, api_key=KEY_T2, max_retries=0)
+    claude = anthropic_client(ruled.url, KEY_T2)
     with pytest.raises(anthropic.RateLimitError):  # alice again, named the Anthropic way
         await claude.messages.create(model=CLAUDE, max_tokens=20, messages=HI, metadata={"user_id": "alice"})
 

@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import openai_client
 
 KEY = "tw-media-0123456789abcdefghijklmnop"
 # Prices in the media units, chosen so each charge is a round number of nano-dollars.
@@ -42,7 +43,7 @@ def media_gateway(gateway, mock, keys: list[dict] | None = None, **extra: Any) -
 
 
 def client(running: RunningGateway, key: str = "sk-placeholder") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=running.v1, api_key=key, max_retries=0)
+    return openai_client(running.v1, key)
 
 
 @pytest.mark.parametrize("provider", ["openai", "azure"])

@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.test_media_routes import wav
 from tests.integration.test_mock_upstream import add_fault
+from tests.support.sdk_clients import azure_client
 
 
 async def test_images_in_both_formats_and_gpt_image_usage(oai: openai.AsyncOpenAI) -> None:
@@ -59,7 +60,7 @@ async def test_speech_is_binary_and_moderations_flag(oai: openai.AsyncOpenAI) ->
 
 
 async def test_azure_media_routes_need_the_api_version(mock, http) -> None:
-    azure = openai.AsyncAzureOpenAI(azure_endpoint=mock.url, api_key="k", api_version="2024-06-01", max_retries=0)
+    azure = azure_client(mock.url, "k", "2024-06-01")
     image = await azure.images.generate(model="images-deploy", prompt="a")
     assert image.data[0].url
     assert mock.state.requests[-1]["path"] == "/openai/deployments/images-deploy/images/generations"

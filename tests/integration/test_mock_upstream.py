@@ -16,6 +16,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.support.sdk_clients import anthropic_client, azure_client
 from tollway.testing.mock_upstream import MockSettings, MockUpstream, start_mock_upstream
 
 AUTH = {"Authorization": "Bearer sk-test"}
@@ -35,7 +36,7 @@ async def mock() -> AsyncIterator[MockUpstream]:
 
 @pytest.fixture
 async def ant(mock: MockUpstream) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="sk-ant-test", max_retries=0) as client:
+    async with anthropic_client(mock.url, "sk-ant-test") as client:
         yield client
 
 
@@ -160,8 +161,7 @@ async def test_models_are_listed_in_each_apis_shape(oai: openai.AsyncOpenAI, ant
 
 async def test_azure_routes_answer_with_the_deployment_and_need_api_version(
         mock: MockUpstream, http: aiohttp.ClientSession) -> None:
-    async with openai.AsyncAzureOpenAI(azure_endpoint=mock.url, api_key="az-key", api_version="2024-10-21",
-                                       max_retries=0) as azure:
+    async with azure_client(mock.url, "az-key", "2024-10-21") as azure:
         result = await azure.chat.completions.create(model="my-deployment", messages=[user("hi")], max_tokens=2)
         embedded = await azure.embeddings.create(model="emb-deployment", input="hi")
 

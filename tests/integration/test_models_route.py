@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.test_governance import config, key
 from tests.support.gateway import RunningGateway
+from tests.support.sdk_clients import anthropic_client, openai_client
 
 KEY_A = "tw-models-a-0123456789abcdefghijklmn"  # openai/gpt-4o-mini only
 KEY_B = "tw-models-b-0123456789abcdefghijklmn"  # blocked
@@ -26,11 +27,11 @@ def running(gateway, mock) -> RunningGateway:
 
 
 def oai(running: RunningGateway, value: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=running.v1, api_key=value, max_retries=0)
+    return openai_client(running.v1, value)
 
 
 def ant(running: RunningGateway, value: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=running.url, api_key=value, max_retries=0)
+    return anthropic_client(running.url, value)
 
 
 async def test_listing_models_needs_a_valid_key_when_keys_are_enforced(running) -> None:

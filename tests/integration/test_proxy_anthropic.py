@@ -8,14 +8,15 @@ import openai
 import pytest
 
 from tests.integration.conftest import mock_control
+from tests.support import sdk_clients
 
 
 def anthropic_client(gateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key="placeholder", max_retries=0)
+    return sdk_clients.anthropic_client(gateway.url, "placeholder")
 
 
 def openai_client(gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key="sk-placeholder", max_retries=0)
+    return sdk_clients.openai_client(gateway.v1, "sk-placeholder")
 
 
 async def test_messages_to_anthropic_pass_through(proxied, mock) -> None:

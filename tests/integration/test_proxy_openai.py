@@ -10,10 +10,11 @@ import pytest
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import free_port, mock_providers
+from tests.support.sdk_clients import openai_client
 
 
 def client(gateway, **kwargs) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key="sk-placeholder", max_retries=0, **kwargs)
+    return openai_client(gateway.v1, "sk-placeholder", **kwargs)
 
 
 async def test_chat_completion_reports_the_upstream_usage(proxied, mock) -> None:
@@ -161,7 +162,7 @@ async def test_metrics_count_requests_and_tokens(proxied) -> None:
 
 async def test_a_preset_provider_is_served_and_charged_from_the_catalog(gateway, mock) -> None:
     running = gateway({"providers": {"fast": {"type": "groq", "base_url": f"{mock.url}/v1", "keys": [{"value": "gsk"}]}}})
-    client = openai.AsyncOpenAI(base_url=running.v1, api_key="sk-placeholder", max_retries=0)
+    client = openai_client(running.v1, "sk-placeholder")
     reply = await client.chat.completions.create(model="fast/llama-3.1-8b-instant",
                                                  messages=[{"role": "user", "content": "Hi"}])
     assert reply.usage is not None and reply.usage.total_tokens > 0

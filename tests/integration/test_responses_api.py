@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import openai_client
 from tollway.providers._chat_options_to_messages import EFFORT_BUDGET
 from tollway.providers._translate_common import FORMAT_TOOL
 from tollway.testing.mock_upstream import MockUpstream
@@ -41,7 +42,7 @@ def served(gateway, mock) -> RunningGateway:
 
 
 def sdk(gateway: RunningGateway, key: str = "sk-placeholder") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    return openai_client(gateway.v1, key)
 
 
 def last_request(mock: MockUpstream) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tests.integration.test_responses_api import (
     sdk,
 )
 from tests.support.gateway import RunningGateway
+from tests.support.sdk_clients import anthropic_client
 from tollway.governance.model import budget_counter, request_counter, token_counter
 from tollway.store.tables import RequestLog
 from tollway.testing import mock_content
@@ -80,7 +81,7 @@ async def test_request_limit_counts_create_stored_routes_and_token_counting(gate
     client = sdk(running, KEY_A)
     made = await client.responses.create(model=MODELS["openai"], input="Hi")
     await client.responses.retrieve(made.id)
-    await anthropic.AsyncAnthropic(base_url=running.url, api_key=KEY_A, max_retries=0).messages.count_tokens(
+    await anthropic_client(running.url, KEY_A).messages.count_tokens(
         model=MODELS["openai"], messages=[{"role": "user", "content": "Hi"}])
     with pytest.raises(openai.RateLimitError) as caught:
         await client.responses.input_items.list(made.id)
@@ -181,7 +182,7 @@ def served_plain(gateway, mock) -> RunningGateway:
 
 async def test_count_tokens_is_forwarded_to_anthropic_and_estimated_elsewhere(gateway, mock) -> None:
     running = governed(gateway, mock, key(KEY_A, rate_limit=LIMITS, budget={"max_limit": 1, "reset_duration": "1d"}))
-    client = anthropic.AsyncAnthropic(base_url=running.url, api_key=KEY_A, max_retries=0)
+    client = anthropic_client(running.url, KEY_A)
     messages = [{"role": "user", "content": "How many tokens is this sentence, with ünïcödé?"}]
     exact = mock_content.chat_prompt_tokens(messages, "Be brief.")
     counted = await client.messages.with_raw_response.count_tokens(model=MODELS["anthropic"], messages=messages,
@@ -204,10 +205,10 @@ async def test_count_tokens_is_forwarded_to_anthropic_and_estimated_elsewhere(ga
 async def test_count_tokens_follows_identity_and_answers_in_anthropic_shape(gateway, mock) -> None:
     running = governed(gateway, mock, key(KEY_A, allowed_models=["claude-sonnet-4-5"]), enforce_virtual_keys=True)
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        await anthropic.AsyncAnthropic(base_url=running.url, api_key="sk-ant-placeholder", max_retries=0).messages.count_tokens(
+        await anthropic_client(running.url, "sk-ant-placeholder").messages.count_tokens(
             model=MODELS["anthropic"], messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.body["error"]["type"] == "virtual_key_required"
-    client = anthropic.AsyncAnthropic(base_url=running.url, api_key=KEY_A, max_retries=0)
+    client = anthropic_client(running.url, KEY_A)
     with pytest.raises(anthropic.PermissionDeniedError) as caught:
         await client.messages.count_tokens(model=MODELS["openai"], messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.body["error"]["type"] == "model_blocked"
@@ -239,7 +240,7 @@ async def test_every_responses_route_leaves_a_request_log_row(gateway, mock) -> 
     await client.responses.input_items.list(made.id)
     with pytest.raises(openai.NotFoundError):
         await sdk(running, KEY_A).responses.retrieve("resp_never_made")
-    await anthropic.AsyncAnthropic(base_url=running.url, api_key=KEY_A, max_retries=0).messages.count_tokens(
+    await anthropic_client(running.url, KEY_A).messages.count_tokens(
         model=MODELS["openai"], messages=[{"role": "user", "content": "Hi"}])
     runtime = running.runtime
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import anthropic
 import openai
 import orjson
 import pytest
 
 from tests.support.gateway import mock_providers
+from tests.support.sdk_clients import anthropic_client, openai_client
 from tollway.config.schema import ProviderSettings
 from tollway.providers.adapters import ProviderAdapter, adapter_for
 from tollway.providers.client import Api
@@ -177,11 +177,11 @@ def _first_difference(got: bytes, expected: bytes) -> str:
 async def test_official_sdks_read_every_split_stream_whole(gateway, split_mock) -> None:
     """The SDKs parse every event of streams cut anywhere, on both routes and both providers."""
     proxied = gateway({"providers": mock_providers(split_mock.url)})
-    openai_client = openai.AsyncOpenAI(base_url=proxied.v1, api_key="unused", max_retries=0)
-    anthropic_client = anthropic.AsyncAnthropic(base_url=proxied.url, api_key="unused", max_retries=0)
+    openai_sdk = openai_client(proxied.v1, "unused")
+    anthropic_sdk = anthropic_client(proxied.url, "unused")
 
     async def chat(model: str, usage: bool) -> tuple[str, int | None]:
-        stream = await openai_client.chat.completions.create(
+        stream = await openai_sdk.chat.completions.create(
             model=model, stream=True, stream_options={"include_usage": True} if usage else openai.NOT_GIVEN,
             messages=[{"role": "user", "content": "say something"}])
         chunks = [chunk async for chunk in stream]
@@ -189,8 +189,8 @@ async def test_official_sdks_read_every_split_stream_whole(gateway, split_mock) 
         return text, chunks[-1].usage.completion_tokens if usage else None
 
     async def messages(model: str, _: bool) -> tuple[str, int | None]:
-        async with anthropic_client.messages.stream(model=model, max_tokens=TOKENS,
-                                                    messages=[{"role": "user", "content": "say something"}]) as stream:
+        async with anthropic_sdk.messages.stream(model=model, max_tokens=TOKENS,
+                                                 messages=[{"role": "user", "content": "say something"}]) as stream:
             text = "".join([piece async for piece in stream.text_stream])
             return text, (await stream.get_final_message()).usage.output_tokens
 

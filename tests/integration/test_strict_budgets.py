@@ -18,6 +18,7 @@ import pytest
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
 from tests.support.redis_server import require_redis
+from tests.support.sdk_clients import anthropic_client, openai_client
 from tollway.governance.engine import hash_key
 from tollway.governance.model import budget_counter
 
@@ -45,7 +46,7 @@ async def test_concurrent_requests_are_clamped_and_never_pass_the_budget(gateway
     await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 60, "latency_ms": 30})
     running = _gateway(gateway, mock, {"max_limit": 1500, "reset_duration": "1d", "enforcement": "strict",
                                        "on_insufficient": "clamp"})
-    client = openai.AsyncOpenAI(base_url=running.v1, api_key=KEY, max_retries=0)
+    client = openai_client(running.v1, KEY)
 
     async def one(cap: int | None) -> tuple[int, int | None]:
         extra = {} if cap is None else {"max_completion_tokens": cap}
@@ -72,7 +73,7 @@ async def test_concurrent_requests_are_clamped_and_never_pass_the_budget(gateway
 async def test_strict_refuse_answers_402_with_spent_and_reserved(gateway, mock) -> None:
     await mock_control(mock, "POST", "/_mock/settings", {"latency_ms": 300})
     running = _gateway(gateway, mock, {"max_limit": 120, "reset_duration": "1d", "enforcement": "strict"})
-    client = openai.AsyncOpenAI(base_url=running.v1, api_key=KEY, max_retries=0)
+    client = openai_client(running.v1, KEY)
     first = asyncio.ensure_future(client.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO,
                                                                  max_completion_tokens=80))
     await asyncio.sleep(0.1)  # the first holds its worst case
@@ -91,7 +92,7 @@ async def test_a_stream_that_ignores_its_cap_is_cut_off_at_the_budget(gateway, m
     await mock_control(mock, "POST", "/_mock/settings",
                        {"completion_tokens": 2000, "ignore_max_tokens": True, "chunk_delay_ms": 2})
     running = _gateway(gateway, mock, {"max_limit": 200, "reset_duration": "1d", "enforcement": "strict"})
-    client = openai.AsyncOpenAI(base_url=running.v1, api_key=KEY, max_retries=0)
+    client = openai_client(running.v1, KEY)
     stream = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=20, stream=True)
     text, finish = [], None
     with pytest.raises(openai.APIError) as caught:
@@ -121,7 +122,7 @@ async def _upstream_dropped(mock) -> bool:
 async def test_an_anthropic_stream_is_cut_off_in_its_own_shape(gateway, mock, model) -> None:
     await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000, "ignore_max_tokens": True})
     running = _gateway(gateway, mock, {"max_limit": 200, "reset_duration": "1d", "enforcement": "strict"})
-    client = anthropic.AsyncAnthropic(base_url=running.v1.removesuffix("/v1"), api_key=KEY, max_retries=0)
+    client = anthropic_client(running.v1.removesuffix("/v1"), KEY)
     events = []
     with pytest.raises(anthropic.APIStatusError):
         async with client.messages.stream(model=model, max_tokens=20, messages=HELLO) as s:
@@ -135,7 +136,7 @@ async def test_an_anthropic_stream_is_cut_off_in_its_own_shape(gateway, mock, mo
 async def test_estimate_mode_streams_are_cut_off_where_they_would_cross_the_limit(gateway, mock) -> None:
     await mock_control(mock, "POST", "/_mock/settings", {"completion_tokens": 2000})
     running = _gateway(gateway, mock, {"max_limit": 300, "reset_duration": "1d"})  # estimate mode (the default)
-    client = openai.AsyncOpenAI(base_url=running.v1, api_key=KEY, max_retries=0)
+    client = openai_client(running.v1, KEY)
     stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO, stream=True)
     with pytest.raises(openai.APIError):
         async for _ in stream:
@@ -146,7 +147,7 @@ async def test_estimate_mode_streams_are_cut_off_where_they_would_cross_the_limi
 
 async def test_model_spellings_share_one_price_and_require_price_refuses_the_unpriced(gateway, mock) -> None:
     running = _gateway(gateway, mock, {"max_limit": 1000, "reset_duration": "1d"}, require_price=True)
-    client = openai.AsyncOpenAI(base_url=running.v1, api_key=KEY, max_retries=0)
+    client = openai_client(running.v1, KEY)
     await client.chat.completions.create(model=" OpenAI/GPT-4o-MINI ", messages=HELLO, max_tokens=5)
     assert _spent(running)[0] > 0  # charged at the override's price, not free
     with pytest.raises(openai.BadRequestError) as caught:
@@ -170,7 +171,7 @@ async def test_two_gateways_sharing_redis_never_pass_a_strict_budget_together(ga
     shared = {"database_url": postgres_server.create_database(), "counters": {"backend": "redis", "url": shared_redis.url}}
     budget = {"max_limit": 1200, "reset_duration": "1d", "enforcement": "strict", "on_insufficient": "clamp"}
     nodes = [_gateway(gateway, mock, budget, **shared) for _ in range(2)]
-    clients = [openai.AsyncOpenAI(base_url=node.v1, api_key=KEY, max_retries=0) for node in nodes]
+    clients = [openai_client(node.v1, KEY) for node in nodes]
 
     async def one(i: int) -> int:
         extra = {"max_completion_tokens": 100} if i % 3 else {}  # every third sets no cap

@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client, openai_client
 
 ADMIN = "twa-tags-admin-0123456789abcdef"
 KEY_A = "tw-tags-a-0123456789abcdefghijklmnop"
@@ -39,11 +40,11 @@ def tagged_config(mock, **governance) -> dict:
 
 def openai_sdk(gateway: RunningGateway, key: str, tags: str | None = None) -> openai.AsyncOpenAI:
     headers = {"x-tollway-tags": tags} if tags is not None else None
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0, default_headers=headers)
+    return openai_client(gateway.v1, key, default_headers=headers)
 
 
 def anthropic_sdk(gateway: RunningGateway, key: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    return anthropic_client(gateway.url, key)
 
 
 async def api(gateway: RunningGateway, method: str, path: str, **kwargs) -> tuple[int, dict]:

@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.conftest import mock_control
 from tests.support.gateway import RunningGateway, mock_providers
+from tests.support.sdk_clients import anthropic_client, openai_client
 from tollway.governance.engine import hash_key
 from tollway.governance.model import budget_counter
 from tollway.server.services import Services
@@ -73,11 +74,11 @@ def config(mock, account: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def openai_sdk(gateway: RunningGateway, key: str = "sk-placeholder") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    return openai_client(gateway.v1, key)
 
 
 def anthropic_sdk(gateway: RunningGateway, key: str = "placeholder") -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    return anthropic_client(gateway.url, key)
 
 
 async def upstream_calls(mock, path: str = BASE) -> list[dict[str, Any]]:

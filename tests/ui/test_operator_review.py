@@ -292,6 +292,7 @@ def test_the_overview_shows_a_deleted_top_spender_as_deleted(page: Any, gateway:
 
 def test_usage_over_a_custom_range(page: Any, gateway: RunningGateway) -> None:
     chat(gateway, make_key(gateway, "vk-custom-range", "custom range"))
+    gateway.call(gateway.runtime.log_writer.flush())  # the page reads the request log: written, not buffered
     log_in(page)
     page.goto("/ui/usage?by=key&virtual_key_id=vk-custom-range")
     page.fill("input[name=start]", "2020-01-01T00:00")
