@@ -92,6 +92,9 @@ def test_an_override_gives_one_end_user_other_limits_at_once(gateway: RunningGat
     limits = answer.json()["limits"]
     # The same counter: the one request already made counts against the new limit.
     assert [(lim["kind"], lim["limit"], lim["used"], lim["remaining"]) for lim in limits] == [("requests", 3, 1, 2)]
+    # The one readout every limit has (`limit_view`): its window's next reset and the end user as its scope.
+    assert (limits[0]["level"], limits[0]["id"], limits[0]["unit"]) == ("end_user", "vip", "requests")
+    assert limits[0]["reset_at"] and 0 < limits[0]["reset_in_s"] <= 60
     assert [chat(gateway, value, "vip") for _ in range(3)] == [200, 200, 429]
     assert [chat(gateway, value, "pleb") for _ in range(2)] == [200, 429]  # everyone else: the template's
     assert api.get(path).json()["override"]["rate_limit"]["request_max_limit"] == 3

@@ -25,11 +25,10 @@ from tollway.api.logs import flush_request_log, utc
 from tollway.api.ownership import refuse_config_managed
 from tollway.api.responses import Message
 from tollway.config.schema import EndUserLimitsConfig
-from tollway.governance.counters.base import CounterReading
-from tollway.governance.decisions import iso_utc
 from tollway.governance.end_users import MAX_END_USER_LENGTH, end_user_checks
-from tollway.governance.engine import Plan, acquire_ops
-from tollway.governance.model import ESTIMATE, NANO_PER_USD, Kind, Level, Scope
+from tollway.governance.engine import read_ops
+from tollway.governance.inventory import limit_view
+from tollway.governance.model import ESTIMATE, Level, Scope
 from tollway.store.end_user_templates import limits_value, template_policy, template_view
 from tollway.store.tables import Customer, EndUserOverride, RequestLog, Team, VirtualKey
 
@@ -200,23 +199,9 @@ async def _end_user_view(runtime: ManagedRuntime, owner_level: str, owner_id: st
     policy = template_policy(template, scope, ESTIMATE, {end_user: override} if override else None)
     found = end_user_checks((policy,), end_user)
     checks = (*found.rate_limits, *found.budgets, *found.concurrency)
-    readings = await runtime.store.read(acquire_ops(Plan(checks, (0,) * len(checks)), runtime.clock_ms()))
+    now = runtime.clock_ms()
+    readings = await runtime.store.read(read_ops(checks, now))
     return {"owner_level": owner_level, "owner_id": owner_id, "end_user": end_user,
             "template": template_view(template), "override": override,
-            "limits": [_limit_view(check, reading) for check, reading in zip(checks, readings)]}
-
-
-def _limit_view(check: Any, reading: CounterReading) -> dict[str, Any]:
-    money = check.kind is Kind.BUDGET
-
-    def amount(value: int) -> int | float:
-        return value / NANO_PER_USD if money else value
-
-    windowless = check.kind is Kind.IN_FLIGHT
-    return {"kind": check.kind.value, "limit": amount(check.limit), "used": amount(reading.used),
-            "reserved": amount(reading.reserved),
-            "remaining": amount(max(0, check.limit - reading.used - reading.reserved)),
-            "duration": None if windowless else str(check.duration),
-            "last_reset": None if windowless else iso_utc(reading.last_reset_ms),
-            "mode": "shadow" if check.shadow else "enforce", "level": Level.END_USER.value}
+            "limits": [limit_view(check, None, reading, now) for check, reading in zip(checks, readings)]}
 
