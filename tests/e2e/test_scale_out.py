@@ -201,9 +201,9 @@ async def test_a_change_made_through_one_node_reaches_every_node(cluster) -> Non
 
 
 async def test_100_changes_a_second_through_every_node_bind_on_every_node(cluster) -> None:
-    """Keys created and deleted through all three nodes at 100 changes a second: each
-    sampled change binds on every node within the bound (the nodes apply the change log
-    incrementally), and at the end every node agrees on every key."""
+    """Keys created and deleted through all three nodes at 100 changes a second: the median
+    sampled change binds on every node within 1 s and each within the bound (the nodes apply
+    the change log incrementally), and at the end every node agrees on every key."""
     nodes, rate, seconds = cluster.nodes, 100, 3
     live: list[int] = list(range(-80, 0))  # created in bulk first, deleted during the churn
     deleted: list[int] = []
@@ -247,6 +247,9 @@ async def test_100_changes_a_second_through_every_node_bind_on_every_node(cluste
         for index in deleted[:5] + deleted[-5:]:
             await until(lambda index=index: everywhere(key(f"churn-{index}"), 401), PROPAGATION_BOUND_S, "a deleted key")
     delays.sort()
+    # The issue's 1 s holds for the typical change even with CI's load; each one has the
+    # wider bound above (a change held up by a starved node is late, not lost).
+    assert delays[len(delays) // 2] < 1.0, delays
     print(f"{rate * seconds} changes at {rate}/s: on every node after p50 {delays[len(delays) // 2]:.2f} s, "
           f"max {delays[-1]:.2f} s")
 
