@@ -14,6 +14,7 @@ from pydantic import BaseModel
 import tollway.api.app  # noqa: F401  (imports every route module: every view is defined)
 from tests.api.support import MockThread, admin, gateway_config
 from tests.support.gateway import start_gateway
+from tests.support.templates import SqliteTemplate
 from tollway.api.responses import BudgetView, GovernedView, LimitsView
 
 _LIMITS = {"budget": "BudgetView|null", "rate_limit": "RateLimitView|null", "concurrency": "ConcurrencyView|null?"}
@@ -43,10 +44,11 @@ CONTRACT: dict[str, dict[str, str]] = {
 
 
 @pytest.fixture(scope="module")
-def schemas(tmp_path_factory: pytest.TempPathFactory, upstream: MockThread) -> Iterator[dict[str, Any]]:
+def schemas(tmp_path_factory: pytest.TempPathFactory, sqlite_template: SqliteTemplate,
+            upstream: MockThread) -> Iterator[dict[str, Any]]:
     """The component schemas of the document a running gateway serves."""
-    database = tmp_path_factory.mktemp("views") / "tollway.db"
-    gateway = start_gateway(gateway_config(f"sqlite:///{database}", upstream.url))
+    url = sqlite_template.copy_to(tmp_path_factory.mktemp("views") / "tollway.db")
+    gateway = start_gateway(gateway_config(url, upstream.url))
     try:
         with admin(gateway, None) as client:
             answer = client.get("/api/openapi.json")
