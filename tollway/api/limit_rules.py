@@ -19,7 +19,7 @@ from tollway.api.context import RESET_USAGE, ApiWriter, PageDep, RuntimeDep, par
 from tollway.api.entity_routes import EntityRoutes
 from tollway.api.errors import ApiError, from_validation
 from tollway.api.limits import LiveUsage, iso, update_limits
-from tollway.api.responses import MANAGED_BY, BudgetView, ConcurrencyView, Message, RateLimitView, _Page
+from tollway.api.responses import GovernedView, Message, _Page
 from tollway.api.schemas import _GovernedUpdate
 from tollway.config.limit_rules import Dimension, LimitSelectorConfig, MatchConfig
 from tollway.config.schema import LimitRuleConfig
@@ -31,19 +31,17 @@ router = APIRouter(prefix="/api/governance/limits", tags=["limits"])
 KIND = "limit_rule"
 
 
-class LimitRuleView(BaseModel):
+class _LimitRuleFields(BaseModel):
     id: str = Field(description="The rule's name: its id in paths, and in denials (level 'limit').")
     name: str
     description: str
     match: dict[str, list[str]] = Field(description="Dimension -> accepted values; every dimension named must match.")
     per: list[str] = Field(description="Dimensions it keeps counters per (a template); empty: one set of counters.")
     when_missing: str = Field(description="skip or deny a request without a 'per' dimension.")
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-    concurrency: ConcurrencyView | None = None
-    managed_by: str = Field(description=MANAGED_BY)
-    created_at: str | None
-    updated_at: str | None
+
+
+class LimitRuleView(GovernedView, _LimitRuleFields):
+    pass
 
 
 class LimitRuleEnvelope(Message):

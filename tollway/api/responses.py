@@ -57,18 +57,48 @@ class ConcurrencyView(BaseModel):
     in_flight: int = Field(description="Requests in flight now, over every gateway process (live).")
 
 
-class ProviderConfigView(BaseModel):
-    id: str
-    provider: str
-    weight: float
-    allowed_models: list[str]
-    allowed_keys: list[str]
+class LimitsView(BaseModel):
+    """The limits an entity (or a key's provider config) holds, each with its live usage."""
+
     budget: BudgetView | None
     rate_limit: RateLimitView | None
     concurrency: ConcurrencyView | None = None
 
 
-class VirtualKeyView(BaseModel):
+class GovernedView(LimitsView):
+    """The governed part of every entity the management API manages: its limits, who
+    manages it and when it changed, described here once.
+
+    A view lists it before the class of its entity's own fields
+    (``class TeamView(GovernedView, _TeamFields)``): pydantic orders fields from the last
+    base to the first, so the entity's id and name still lead its JSON and its schema.
+    """
+
+    managed_by: str = Field(description=MANAGED_BY)
+    created_at: str | None
+    updated_at: str | None
+
+
+class EndUserOwnerView(GovernedView):
+    """A governed entity that can hand each of its end users limits of their own."""
+
+    end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
+                                                   "(budget, rate_limit, concurrency); null: none.")
+
+
+class _ProviderConfigFields(BaseModel):
+    id: str
+    provider: str
+    weight: float
+    allowed_models: list[str]
+    allowed_keys: list[str]
+
+
+class ProviderConfigView(LimitsView, _ProviderConfigFields):
+    pass
+
+
+class _VirtualKeyFields(BaseModel):
     id: str
     name: str
     description: str
@@ -79,16 +109,11 @@ class VirtualKeyView(BaseModel):
     customer_id: str | None
     allowed_models: list[str]
     provider_configs: list[ProviderConfigView]
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-    concurrency: ConcurrencyView | None = None
-    end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
-                                                   "(budget, rate_limit, concurrency); null: none.")
+
+
+class VirtualKeyView(EndUserOwnerView, _VirtualKeyFields):
     end_user: dict[str, Any] | None = Field(default=None, description="Where requests name their end user "
                                             "(source) and whether one is required; null: the defaults.")
-    managed_by: str = Field(description=MANAGED_BY)
-    created_at: str | None
-    updated_at: str | None
     expires_at: str | None = Field(None, description="When the key stops working (null: never).")
     previous_value_expires_at: str | None = Field(
         None, description="After a rotation with a grace period: when the replaced value stops working.")
@@ -98,43 +123,33 @@ class VirtualKeyView(BaseModel):
     forced_tags: list[str] = Field([], description="Tags added to every request of the key.")
 
 
-class TeamView(BaseModel):
+class _TeamFields(BaseModel):
     id: str
     name: str
     customer_id: str | None
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-    concurrency: ConcurrencyView | None = None
-    end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
-                                                   "(budget, rate_limit, concurrency); null: none.")
-    managed_by: str = Field(description=MANAGED_BY)
-    created_at: str | None
-    updated_at: str | None
 
 
-class CustomerView(BaseModel):
+class TeamView(EndUserOwnerView, _TeamFields):
+    pass
+
+
+class _CustomerFields(BaseModel):
     id: str
     name: str
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-    concurrency: ConcurrencyView | None = None
-    end_user_limits: dict[str, Any] | None = Field(default=None, description="The limits each end user gets "
-                                                   "(budget, rate_limit, concurrency); null: none.")
-    managed_by: str = Field(description=MANAGED_BY)
-    created_at: str | None
-    updated_at: str | None
 
 
-class ModelConfigView(BaseModel):
+class CustomerView(EndUserOwnerView, _CustomerFields):
+    pass
+
+
+class _ModelConfigFields(BaseModel):
     id: str
     model_name: str
     provider: str | None = Field(description="null: the model on any provider.")
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-    concurrency: ConcurrencyView | None = None
-    managed_by: str = Field(description=MANAGED_BY)
-    created_at: str | None
-    updated_at: str | None
+
+
+class ModelConfigView(GovernedView, _ModelConfigFields):
+    pass
 
 
 class ProviderKeyView(BaseModel):
@@ -143,20 +158,18 @@ class ProviderKeyView(BaseModel):
     models: list[str]
 
 
-class ProviderView(BaseModel):
+class _ProviderFields(BaseModel):
     name: str
     type: str
     base_url: str | None
     configured: bool = Field(description="Whether the running config file still declares it.")
     keys: list[ProviderKeyView] = Field(description="Key ids and weights; key values are never returned.")
     settings: dict[str, Any]
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-    concurrency: ConcurrencyView | None = None
+
+
+class ProviderView(GovernedView, _ProviderFields):
     managed_by: str = Field(description="Who manages its budget and rate limit: `config` (the file states either) "
                                         "or `api`.")
-    created_at: str | None
-    updated_at: str | None
 
 
 class Message(BaseModel):
@@ -193,15 +206,13 @@ class CustomerList(_Page):
     customers: list[CustomerView]
 
 
-class TagView(BaseModel):
+class _TagFields(BaseModel):
     id: str = Field(description="The tag's name: its id in paths.")
     name: str = Field(description="The tag, normalised (trimmed, lower-case).")
-    budget: BudgetView | None
-    rate_limit: RateLimitView | None
-    concurrency: ConcurrencyView | None = None
-    managed_by: str = Field(description=MANAGED_BY)
-    created_at: str | None
-    updated_at: str | None
+
+
+class TagView(GovernedView, _TagFields):
+    pass
 
 
 class TagEnvelope(Message):

@@ -1,63 +1,27 @@
-"""Holding a ConverseStream within its reservation: `StreamMeter` for AWS event-stream
-framing instead of SSE.
+"""Holding a ConverseStream within its reservation: the AWS event-stream `Framing` of the
+one `StreamMeter` (`tollway.proxy.metering`, which alone decides what to relay, reserve
+or cut off).
 
-The same rules as `tollway.proxy.metering` (count output by an upper bound, UTF-8 bytes of
-text; relay whole messages only; reserve more or cut off), with messages found by the
-length in their prelude. Output is the text of `contentBlockDelta` events (text, tool
-input, reasoning) and the tool name of a `contentBlockStart`. Cheap while far from the
-reservation: a chunk's length bounds its text, so messages are only decoded near it.
+Messages are found by the length in their prelude. Output is the text of
+`contentBlockDelta` events (text, tool input, reasoning) and the tool name of a
+`contentBlockStart`, counted as UTF-8 bytes (an upper bound of its tokens).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from tollway.providers.adapters.bedrock_eventstream import EventStreamDecoder, EventStreamError
-from tollway.proxy.metering import StreamMeter
+from tollway.proxy.metering import Framing, StreamMeter
 
 EVENT_STREAM = b"application/vnd.amazon.eventstream"  # the content type of such a stream
 _PRELUDE = 12
 _MIN_MESSAGE = 16
 _OUTPUT_EVENTS = (b"contentBlockDelta", b"contentBlockStart")
-
-
-class EventStreamMeter(StreamMeter):
-    """A `StreamMeter` for AWS event-stream framing (Bedrock's ConverseStream)."""
-
-    __slots__ = ()
-
-    async def admit(self, chunk: bytes) -> bytes:
-        if self._held:
-            chunk, self._held = self._held + chunk, b""
-        end = _whole_messages_end(chunk)
-        if end < len(chunk):
-            chunk, self._held = chunk[:end], chunk[end:]
-        if not chunk:
-            return b""
-        if self.counted + self._unparsed_bytes + len(chunk) <= self._covered:
-            self._unparsed.append(chunk)
-            self._unparsed_bytes += len(chunk)
-            return chunk
-        self._count_unparsed()
-        relayed = 0
-        for start, stop in _messages(chunk):
-            produced = _message_output(chunk[start:stop])
-            if self.counted + produced > self._covered and not await self._grow(self.counted + produced):
-                self.cut = True
-                return chunk[:relayed]
-            self.counted += produced
-            relayed = stop
-        return chunk
-
-    def _count_unparsed(self) -> None:
-        for chunk in self._unparsed:  # whole messages only (see `admit`)
-            self.counted += sum(_message_output(chunk[start:stop]) for start, stop in _messages(chunk))
-        self._unparsed.clear()
-        self._unparsed_bytes = 0
 
 
 def _messages(chunk: bytes) -> Iterator[tuple[int, int]]:
@@ -69,6 +33,12 @@ def _messages(chunk: bytes) -> Iterator[tuple[int, int]]:
             return
         yield at, at + total
         at += total
+
+
+def _message_outputs(chunk: bytes) -> Iterator[tuple[int, int]]:
+    """`Framing.outputs` of AWS event-stream: each message's output and its end."""
+    for start, stop in _messages(chunk):
+        yield _message_output(chunk[start:stop]), stop
 
 
 def _whole_messages_end(chunk: bytes) -> int:
@@ -99,6 +69,17 @@ def _message_output(message: bytes) -> int:
     if not isinstance(payload, dict):
         return 0
     return _strings(payload.get("delta") if "delta" in payload else payload.get("start"))
+
+
+AWS_EVENT_STREAM = Framing(_whole_messages_end, _message_outputs)
+
+
+class EventStreamMeter(StreamMeter):
+    """The `StreamMeter` of a stream in AWS event-stream framing (Bedrock's ConverseStream)."""
+
+    __slots__ = ()
+
+    framing: ClassVar[Framing] = AWS_EVENT_STREAM
 
 
 def _strings(value: Any) -> int:

@@ -12,13 +12,18 @@ Cheap while far from the reservation: a chunk's own length bounds the text in it
 chunks are relayed unparsed until their total could reach it; only then are events
 parsed and counted one by one. The meter relays whole events only (a partial event waits
 for its end), so a cut never leaves half an event with the client.
+
+One meter serves every stream framing: a `Framing` says where a chunk's whole events end
+and how much output each holds (`SSE` here; AWS event-stream in
+`tollway.proxy.bedrock_metering`); what to relay, reserve or cut is decided here alone.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import orjson
 
@@ -36,16 +41,70 @@ _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _MIN_EXTENSION = 256  # output tokens asked for at least, so a long stream extends rarely
 
 
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How a stream's bytes divide into events, and the output text in each: what a
+    `StreamMeter` needs to know of a wire format."""
+
+    whole_end: Callable[[bytes], int]
+    """The index just past the last whole event in a chunk (0 when none ends in it)."""
+    outputs: Callable[[bytes], Iterable[tuple[int, int]]]
+    """(output bytes, index just past it) of each event, in order, of a chunk of whole events."""
+
+
+def _sse_outputs(chunk: bytes) -> Iterable[tuple[int, int]]:
+    """`Framing.outputs` of SSE: events end at a blank line."""
+    if chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:  # one event, the usual chunk
+        return ((_event_output(chunk, 0, len(chunk) - 2), len(chunk)),)
+    return _each_sse_output(chunk)
+
+
+def _each_sse_output(chunk: bytes) -> Iterator[tuple[int, int]]:
+    start = 0
+    for match in _EVENT_END.finditer(chunk):
+        yield _event_output(chunk, start, match.start()), match.end()
+        start = match.end()
+
+
+def _complete_end(chunk: bytes) -> int:
+    """The index just past the last event end in ``chunk`` (0 when none ends in it)."""
+    if chunk.endswith(b"\n\n"):
+        return len(chunk)
+    end = 0
+    for terminator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        at = chunk.rfind(terminator)
+        if at >= 0:
+            end = max(end, at + len(terminator))
+    return end
+
+
+def _event_output(buf: bytes, start: int, stop: int) -> int:
+    """Output bytes of the one event in ``buf[start:stop]`` (its blank line excluded)."""
+    at = buf.find(b"data:", start, stop)
+    if at < 0:
+        return 0
+    data = buf[at + 5:stop]
+    if b"\n" in data or b"\r" in data:  # several data lines, or fields after them: the full parse
+        return sum(_output_bytes(event.data) for event in SSEParser().feed(buf[start:stop] + b"\n\n"))
+    return _output_bytes(data[1:] if data.startswith(b" ") else data)
+
+
+SSE = Framing(_complete_end, _sse_outputs)
+
+
 class StreamMeter:
     """Counts one stream's output and keeps it within what its reservation covers.
 
     ``reserved``: output tokens the reservation covers; ``covered`` (at least that): how
     far the stream may go before the meter reserves more (further on limits in estimate
     mode, which had room to spare at admission). Past it, every token is reserved first.
+    The stream is read in `framing` (a subclass names another).
     """
 
     __slots__ = ("_covered", "_extend", "_held", "_reserved", "_unparsed", "_unparsed_bytes", "counted", "cut",
                  "denial", "open_blocks")
+
+    framing: ClassVar[Framing] = SSE
 
     def __init__(self, covered: int, extend: Extend, reserved: int | None = None) -> None:
         self._reserved = covered if reserved is None else min(reserved, covered)
@@ -64,7 +123,7 @@ class StreamMeter:
         the next one may not."""
         if self._held:
             chunk, self._held = self._held + chunk, b""
-        end = _complete_end(chunk)
+        end = self.framing.whole_end(chunk)
         if end < len(chunk):
             chunk, self._held = chunk[:end], chunk[end:]
         if not chunk:
@@ -74,21 +133,13 @@ class StreamMeter:
             self._unparsed_bytes += len(chunk)
             return chunk
         self._count_unparsed()
-        if chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:  # one event, the usual chunk
-            produced = _event_output(chunk, 0, len(chunk) - 2)
-            if self.counted + produced > self._covered and not await self._grow(self.counted + produced):
-                self.cut = True
-                return b""
-            self.counted += produced
-            return chunk
         relayed = 0
-        for match in _EVENT_END.finditer(chunk):
-            produced = _event_output(chunk, relayed, match.start())
+        for produced, end in self.framing.outputs(chunk):
             if self.counted + produced > self._covered and not await self._grow(self.counted + produced):
                 self.cut = True
                 return chunk[:relayed]
             self.counted += produced
-            relayed = match.end()
+            relayed = end
         return chunk
 
     def flush(self) -> bytes:
@@ -119,36 +170,12 @@ class StreamMeter:
         return False
 
     def _count_unparsed(self) -> None:
+        outputs = self.framing.outputs
         for chunk in self._unparsed:  # whole events only (see `admit`)
-            start = 0
-            for match in _EVENT_END.finditer(chunk):
-                self.counted += _event_output(chunk, start, match.start())
-                start = match.end()
+            for produced, _ in outputs(chunk):
+                self.counted += produced
         self._unparsed.clear()
         self._unparsed_bytes = 0
-
-
-def _complete_end(chunk: bytes) -> int:
-    """The index just past the last event end in ``chunk`` (0 when none ends in it)."""
-    if chunk.endswith(b"\n\n"):
-        return len(chunk)
-    end = 0
-    for terminator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
-        at = chunk.rfind(terminator)
-        if at >= 0:
-            end = max(end, at + len(terminator))
-    return end
-
-
-def _event_output(buf: bytes, start: int, stop: int) -> int:
-    """Output bytes of the one event in ``buf[start:stop]`` (its blank line excluded)."""
-    at = buf.find(b"data:", start, stop)
-    if at < 0:
-        return 0
-    data = buf[at + 5:stop]
-    if b"\n" in data or b"\r" in data:  # several data lines, or fields after them: the full parse
-        return sum(_output_bytes(event.data) for event in SSEParser().feed(buf[start:stop] + b"\n\n"))
-    return _output_bytes(data[1:] if data.startswith(b" ") else data)
 
 
 def _output_bytes(data: bytes) -> int:
