@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests import factories as f
+from tollway.api.explain import explanation_view
 from tollway.governance.counters.base import CounterOp, CounterReading
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import Decision
@@ -119,7 +120,7 @@ async def test_explain_lists_every_limit_and_reserves_nothing() -> None:
     assert (by_kind[Kind.TOKENS].used, by_kind[Kind.TOKENS].remaining) == (900, 100)
     assert [s.binding for s in explanation.limits] == [s.kind is Kind.TOKENS for s in explanation.limits]
     assert by_kind[Kind.BUDGET].scope.level is Level.TEAM
-    body = explanation.to_dict()
+    body = explanation_view(explanation)
     budget = next(limit for limit in body["limits"] if limit["kind"] == "budget")
     assert (budget["unit"], budget["limit"], budget["used"], budget["reset_at"]) == ("usd", 1.0, 0.2, "2026-05-11T08:00:00Z")
     assert (body["decision"], body["virtual_key_id"], body["team_id"]) == ("allow", "vk", "t")

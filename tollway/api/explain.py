@@ -23,9 +23,11 @@ from tollway.api.errors import bad_request, invalid, not_found
 from tollway.api.responses import Explanation
 from tollway.api.schemas import ExplainBodyRequest, ExplainRequest
 from tollway.errors import GatewayError, model_unpriced
-from tollway.governance.decisions import Decision
-from tollway.governance.engine import hash_key
-from tollway.governance.model import NANO_PER_USD, PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.decisions import Decision, Denial, iso_utc
+from tollway.governance.enforcer import Explanation as EnforcerExplanation
+from tollway.governance.engine import LimitStatus, hash_key
+from tollway.governance.inventory import amounts_view, in_units, treatment_view
+from tollway.governance.model import NANO_PER_USD, Kind, PolicySnapshot, VirtualKeyPolicy
 from tollway.providers.client import Api
 from tollway.proxy.estimate import Demand, demand_of, demand_of_counts, request_facts
 from tollway.proxy.exchange_choice import exchange_for
@@ -64,7 +66,7 @@ async def explain(runtime: ManagedRuntime, ask: ExplainRequest) -> dict[str, Any
     denial = explanation.denial
     scope = denial.scope if denial is not None else None
     return {
-        **explanation.to_dict(),
+        **explanation_view(explanation),
         "allowed": explanation.decision is Decision.ALLOW,
         "status": explanation.decision.status,
         "scope": None if scope is None else {"level": scope.level.value, "id": scope.id, "name": scope.name},
@@ -139,3 +141,44 @@ def _target(runtime: ManagedRuntime, ask: ExplainRequest, model: str, key: Virtu
         return resolver.resolve(model, key)[0]
     except GatewayError as exc:
         raise invalid("model", exc.message) from None
+
+
+def explanation_view(explanation: EnforcerExplanation) -> dict[str, Any]:
+    """The enforcer's explanation, JSON-ready: every limit in the readout of
+    `tollway.governance.inventory` (budgets in USD, times in RFC 3339 UTC) with what this
+    request would ask of it."""
+    return {
+        "decision": explanation.decision.value,
+        "message": explanation.denial.message if explanation.denial else
+        f"would deny in shadow: {explanation.would_deny.message}" if explanation.would_deny else None,
+        "virtual_key_id": explanation.key_id,
+        "team_id": explanation.team_id,
+        "customer_id": explanation.customer_id,
+        "clamped_max_tokens": explanation.clamped_cap,
+        "limits": [_status_view(status) for status in explanation.limits],
+        "would_deny": _would_deny_view(explanation.would_deny),
+    }
+
+
+def _status_view(status: LimitStatus) -> dict[str, Any]:
+    windowless = status.kind is Kind.IN_FLIGHT  # requests in flight: no window, no reset
+    return {"level": status.scope.level.value, "id": status.scope.id, "name": status.scope.name,
+            "kind": status.kind.value,
+            **amounts_view(status.kind, status.limit, status.used, status.reserved, status.remaining),
+            "duration": None if windowless else str(status.duration),
+            "reset_at": None if windowless else iso_utc(status.reset_at_ms),
+            "binding": status.binding,
+            "requested": in_units(status.kind, status.requested),
+            **treatment_view(status.enforcement, status.shadow),
+            "would_deny": status.would_deny}
+
+
+def _would_deny_view(denial: Denial | None) -> dict[str, Any] | None:
+    """The denial a shadow limit would give: the scope fields of a denial, and a message
+    that says it was not enforced."""
+    if denial is None:
+        return None
+    scope = denial.scope
+    return {"decision": denial.decision.value, "level": scope.level.value if scope else None,
+            "id": scope.id if scope else None, "name": scope.name if scope else None,
+            "message": f"would deny in shadow: {denial.message}"}

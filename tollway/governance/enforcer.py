@@ -16,12 +16,12 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 from tollway.governance.clamp import amounts_at, clamped_cap
 from tollway.governance.counters.base import AcquireResult, CounterReading, CounterStore, CounterUnavailable, SettleOp
 from tollway.governance.counters.end_user_residency import EndUserResidency
-from tollway.governance.decisions import Decision, Denial, concurrency_denial, iso_utc
+from tollway.governance.decisions import Decision, Denial, concurrency_denial
 from tollway.governance.end_users import EndUserMemo
 from tollway.governance.engine import (
     Allowed,
@@ -42,7 +42,7 @@ from tollway.governance.engine import (
 )
 from tollway.governance.limit_rules import RulePlanner, is_templated
 from tollway.governance.memo_scope import KeyMemoScope
-from tollway.governance.model import ENFORCE, NANO_PER_USD, SHADOW, Kind, Level, PolicySnapshot, VirtualKeyPolicy
+from tollway.governance.model import Kind, Level, PolicySnapshot, VirtualKeyPolicy
 from tollway.governance.slot_queue import MAX_POLL_S, SlotQueues
 from tollway.governance.tags import TagPlanner
 
@@ -103,20 +103,6 @@ class Explanation:
     customer_id: str | None = None
     would_deny: Denial | None = None
     clamped_cap: int | None = None  # strict with clamp: the output cap the request would be forwarded with
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the management API (budgets in USD, times in ISO-8601 UTC)."""
-        return {
-            "decision": self.decision.value,
-            "message": self.denial.message if self.denial else
-            f"would deny in shadow: {self.would_deny.message}" if self.would_deny else None,
-            "virtual_key_id": self.key_id,
-            "team_id": self.team_id,
-            "customer_id": self.customer_id,
-            "clamped_max_tokens": self.clamped_cap,
-            "limits": [_status_dict(status) for status in self.limits],
-            "would_deny": would_deny_dict(self.would_deny),
-        }
 
 
 class Enforcer:
@@ -406,46 +392,3 @@ def _presented_ids(snapshot: PolicySnapshot, facts: RequestFacts) -> tuple[str |
     if key is None:
         return None, None, None
     return (key.id, *owner_ids(snapshot, key))
-
-
-def _status_dict(status: LimitStatus) -> dict[str, Any]:
-    money = status.kind is Kind.BUDGET
-    windowless = status.kind is Kind.IN_FLIGHT  # requests in flight: no window, no reset
-
-    def amount(value: int) -> int | float:
-        return value / NANO_PER_USD if money else value
-
-    return {
-        "level": status.scope.level.value,
-        "id": status.scope.id,
-        "name": status.scope.name,
-        "kind": status.kind.value,
-        "unit": "usd" if money else "requests" if windowless else status.kind.value,
-        "limit": amount(status.limit),
-        "used": amount(status.used),
-        "reserved": amount(status.reserved),
-        "remaining": amount(status.remaining),
-        "duration": None if windowless else str(status.duration),
-        "reset_at": None if windowless else iso_utc(status.reset_at_ms),
-        "binding": status.binding,
-        "requested": amount(status.requested),
-        "enforcement": "strict" if status.enforcement.strict else "estimate",
-        "on_insufficient": "clamp" if status.enforcement.clamp else "refuse",
-        "mode": SHADOW if status.shadow else ENFORCE,
-        "would_deny": status.would_deny,
-    }
-
-
-def would_deny_dict(denial: Denial | None) -> dict[str, Any] | None:
-    """The denial a shadow limit would give, JSON-ready: the scope fields of a denial, and
-    a message that says it was not enforced."""
-    if denial is None:
-        return None
-    scope = denial.scope
-    return {
-        "decision": denial.decision.value,
-        "level": scope.level.value if scope else None,
-        "id": scope.id if scope else None,
-        "name": scope.name if scope else None,
-        "message": f"would deny in shadow: {denial.message}",
-    }

@@ -23,6 +23,7 @@ from tollway.governance.model import (
     ENFORCE,
     NANO_PER_USD,
     SHADOW,
+    Enforcement,
     Governed,
     Kind,
     Level,
@@ -105,6 +106,25 @@ def limit_checks(governed: Governed) -> Iterator[LimitCheck]:
     yield from concurrency_checks(governed)
 
 
+def in_units(kind: Kind, value: int) -> int | float:
+    """A counter's amount in the limit's unit: budgets in USD (the counters hold
+    nano-dollars); tokens and requests stay integers."""
+    return value / NANO_PER_USD if kind is Kind.BUDGET else value
+
+
+def amounts_view(kind: Kind, limit: int, used: int, reserved: int, remaining: int) -> dict[str, Any]:
+    """A limit's unit and amounts as every readout shows them (a concurrency limit counts requests)."""
+    unit = "usd" if kind is Kind.BUDGET else "requests" if kind is Kind.IN_FLIGHT else kind.value
+    return {"unit": unit, "limit": in_units(kind, limit), "used": in_units(kind, used),
+            "reserved": in_units(kind, reserved), "remaining": in_units(kind, remaining)}
+
+
+def treatment_view(enforcement: Enforcement, shadow: bool) -> dict[str, Any]:
+    """How a limit is enforced, as every readout shows it."""
+    return {"enforcement": "strict" if enforcement.strict else "estimate",
+            "on_insufficient": "clamp" if enforcement.clamp else "refuse", "mode": SHADOW if shadow else ENFORCE}
+
+
 def limit_view(check: LimitCheck, parent: str | None, reading: CounterReading, now_ms: int) -> dict[str, Any]:
     """One limit as it stands (``reading``: its counter under the window current at
     ``now_ms``), JSON-ready: budgets in USD, times in RFC 3339 UTC. A concurrency limit's
@@ -112,21 +132,12 @@ def limit_view(check: LimitCheck, parent: str | None, reading: CounterReading, n
     base = {"level": check.scope.level.value, "id": check.scope.id, "name": check.scope.name,
             "virtual_key_id": parent, "kind": check.kind.value, "limit_id": check.counter.partition(":")[2]}
     if check.kind is Kind.IN_FLIGHT:
-        return base | {"unit": "requests", "limit": check.limit, "used": 0, "reserved": reading.reserved,
-                       "remaining": max(0, check.limit - reading.reserved), "duration": None, "last_reset": None,
-                       "reset_at": None, "reset_in_s": None, "mode": SHADOW if check.shadow else ENFORCE}
-    scale = NANO_PER_USD if check.kind is Kind.BUDGET else 1  # counts stay integers
-
-    def amount(value: int) -> int | float:
-        return value if scale == 1 else value / scale
-
+        return base | amounts_view(check.kind, check.limit, 0, reading.reserved, max(0, check.limit - reading.reserved)) | {
+            "duration": None, "last_reset": None, "reset_at": None, "reset_in_s": None,
+            "mode": SHADOW if check.shadow else ENFORCE}
     reset_at = next_reset_ms(check.duration, reading.last_reset_ms, check.alignment)
-    return base | {
-        "unit": "usd" if scale != 1 else check.kind.value, "limit": amount(check.limit), "used": amount(reading.used),
-        "reserved": amount(reading.reserved), "remaining": amount(max(0, check.limit - reading.used - reading.reserved)),
+    remaining = max(0, check.limit - reading.used - reading.reserved)
+    return base | amounts_view(check.kind, check.limit, reading.used, reading.reserved, remaining) | {
         "duration": str(check.duration), "last_reset": iso_utc(reading.last_reset_ms), "reset_at": iso_utc(reset_at),
         "reset_in_s": max(0, reset_at - now_ms) / 1000,
-        "enforcement": "strict" if check.enforcement.strict else "estimate",
-        "on_insufficient": "clamp" if check.enforcement.clamp else "refuse",
-        "mode": SHADOW if check.shadow else ENFORCE,
-    }
+    } | treatment_view(check.enforcement, check.shadow)

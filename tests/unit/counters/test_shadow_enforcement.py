@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from tests import factories as f
 from tests.unit.test_strict_enforcement import RATES
+from tollway.api.explain import explanation_view
 from tollway.governance.counters.base import CounterOp, CounterStore
 from tollway.governance.decisions import Decision
 from tollway.governance.enforcer import Enforcer
@@ -150,7 +151,7 @@ async def test_explain_says_would_deny_in_shadow_and_never_binds_a_shadow_limit(
     shadow = f.budget("0.000001", "1d", id=f"shadow-{unique}", shadow=True)
     enforced = f.rate_limit(requests=100, request_window="1m", id=f"enforced-{unique}")
     snapshot = f.snapshot(keys={VK: f.virtual_key("vk", budget=shadow, rate_limit=enforced)})
-    explanation = (await Enforcer(counter_store, clock).explain(snapshot, _facts(cost_nano=5_000))).to_dict()
+    explanation = explanation_view(await Enforcer(counter_store, clock).explain(snapshot, _facts(cost_nano=5_000)))
     assert explanation["decision"] == "allow"
     assert explanation["message"].startswith("would deny in shadow: ")
     assert explanation["would_deny"] == {"decision": "budget_exceeded", "level": "virtual_key", "id": "vk",
