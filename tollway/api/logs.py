@@ -172,7 +172,7 @@ BEFORE_ID = Query(ge=1, le=2**63 - 1, description="Keyset pagination: the entrie
 async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep, shadow: WouldDenyDep,
                before_id: Annotated[int | None, BEFORE_ID] = None) -> dict[str, Any]:
     """``count`` is every entry matching the filters (from the spend rollups, unless a
-    status, decision or would-deny filter needs the log itself)."""
+    status, a decision with another filter or a would-deny filter needs the log itself)."""
     await flush_request_log(runtime)
 
     def query(session: Session) -> list[dict[str, Any]]:

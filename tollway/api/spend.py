@@ -1,5 +1,5 @@
 """`/api/usage/spend`: spend, tokens and requests over time from the request log,
-optionally grouped by key, team, customer, provider, model or route and bucketed by hour
+optionally grouped by key, team, customer, provider, model, route or decision and bucketed by hour
 or day (UTC). Answered from rollups (`tollway.store.spend_report`), off the event loop on
 SQLite, and cached for a second per query (`tollway.api.report_cache`)."""
 
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/usage", tags=["usage"])
 
 # The `TOTAL_DIMENSIONS` of `tollway.store.spend_rollup`, the request tag (`spend_report.TAG`) and
 # the `LOG_DIMENSIONS` (a test keeps them the same).
-GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "tag", "end_user"]
+GroupBy = Literal["key", "team", "customer", "provider", "model", "route", "decision", "tag", "end_user"]
 Interval = Literal["hour", "day"]
 _DEFAULT_RANGE = timedelta(days=1)
 
@@ -36,7 +36,8 @@ _DEFAULT_RANGE = timedelta(days=1)
 @router.get("/spend", response_model=SpendReport, summary="Spend, tokens and requests over time")
 async def spend(
     request: Request, runtime: RuntimeDep, where: LogFilterDep,
-    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model, route, tag (a "
+    group_by: Annotated[GroupBy | None, Query(description="key, team, customer, provider, model, route, decision "
+                                                          "(allow, request_limited ...), tag (a "
                                                           "request with two tags counts in both; group null: "
                                                           "untagged) or end_user.")] = None,
     interval: Annotated[Interval | None, Query(description="hour or day buckets (UTC); none: one total per group.")] = None,
