@@ -77,7 +77,7 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def _log_filter(
+def log_filter(
     virtual_key_id: str | None = None, team_id: str | None = None, customer_id: str | None = None,
     provider: str | None = None, model: str | None = None,
     status: Annotated[int | None, Query(ge=100, le=599, description="An HTTP status.")] = None,
@@ -104,7 +104,7 @@ def _log_filter(
                      end_user)
 
 
-LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
+LogFilterDep = Annotated[LogFilter, Depends(log_filter)]
 
 
 @dataclass(frozen=True, slots=True)
