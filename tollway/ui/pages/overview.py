@@ -17,6 +17,7 @@ from tollway.ui.charts import Bar, bar_chart
 from tollway.ui.web import HOME_OF_ROLE, LIST_LIMIT, Ui
 
 SPEND = "/api/usage/spend"
+BATCH = SPEND + "/batch"
 USAGE = "/api/governance/usage"
 TOP = 5
 _MAX_USAGE_PAGES = 20
@@ -71,10 +72,10 @@ class OverviewPages:
                 break
         return entries
 
-    async def _mark_deleted(self, rows: list[dict[str, Any]], kind: lookup.Named, known: dict[str, str]) -> None:
-        """Name the top spenders a full list did not hold, and mark those deleted since
-        (their spend stays in the report; their page is gone)."""
-        found = await lookup.names_of(self.ui.api, kind, [row["id"] for row in rows], known)
+    async def _mark_deleted(self, rows: list[dict[str, Any]], kind: lookup.Named) -> None:
+        """Name the top spenders, and mark those deleted since (their spend stays in the
+        report; their page is gone)."""
+        found = await lookup.names_of(self.ui.api, kind, [row["id"] for row in rows], {})
         for row in rows:
             name = found.get(row["id"])
             row["deleted"] = name is None
@@ -99,22 +100,19 @@ class OverviewPages:
         step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
         last = now.replace(minute=0, second=0, microsecond=0) if interval == "hour" else today
         starts = [last - step * n for n in reversed(range(count))]
-        api = self.ui.api
-        day, this_month, series, by_key, by_team, by_model, usage, keys, teams = await asyncio.gather(
-            api.get(SPEND, {"start": iso(today)}), api.get(SPEND, {"start": iso(month)}),
-            api.get(SPEND, {"start": iso(starts[0]), "interval": interval}),
-            *(api.get(SPEND, {"start": iso(month), "group_by": group, "top": TOP + 1})  # +1: requests of no key
-              for group in ("key", "team", "model")),
-            self._usage(), api.get("/api/governance/virtual-keys", {"limit": LIST_LIMIT}),
-            api.get("/api/governance/teams", {"limit": LIST_LIMIT}))
-        key_names = {key["id"]: key["name"] for key in keys["virtual_keys"]}
-        team_names = {team["id"]: team["name"] for team in teams["teams"]}
+        month_start = iso(month)
+        reports = [{"start": iso(today)}, {"start": month_start}, {"start": iso(starts[0]), "interval": interval},
+                   *({"start": month_start, "group_by": group, "top": TOP + 1}  # +1: requests of no key
+                     for group in ("key", "team", "model"))]
+        # One call for every figure: one read snapshot, one trip to the reports' thread.
+        answer, usage = await asyncio.gather(self.ui.api.post(BATCH, {"reports": reports}), self._usage())
+        day, this_month, series, by_key, by_team, by_model = answer["reports"]
         near = [(entry, present.usage_meter(entry, now_ms)) for entry in usage]
         near = sorted((pair for pair in near if pair[1].share >= present.WARN_AT), key=lambda pair: -pair[1].share)
         spend_chart, request_chart = charts(series, starts, label, every)
-        top_keys, top_teams = top(by_key, key_names), top(by_team, team_names)
-        await asyncio.gather(self._mark_deleted(top_keys, lookup.KEY, key_names),
-                             self._mark_deleted(top_teams, lookup.TEAM, team_names))
+        top_keys, top_teams = top(by_key, {}), top(by_team, {})
+        # Only the top spenders are named: a handful of look-ups, not every key's and team's page.
+        await asyncio.gather(self._mark_deleted(top_keys, lookup.KEY), self._mark_deleted(top_teams, lookup.TEAM))
         return {"today": day["total"], "month": this_month["total"], "month_name": month.strftime("%B %Y"),
                 "spend_chart": spend_chart, "request_chart": request_chart, "chart_total": series["total"],
                 "top_keys": top_keys, "top_teams": top_teams, "top_models": top(by_model, {}),

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.api.principal import MANAGER
 from tollway.ui import lookup, present
 from tollway.ui.charts import Bar, bar_chart
 from tollway.ui.client import ApiProblem
-from tollway.ui.pages.overview import RANGES, SPEND, iso
+from tollway.ui.pages.overview import BATCH, RANGES, SPEND, iso
 from tollway.ui.web import Ui
 
 GROUPS = {"key": "key", "team": "team", "customer": "customer", "provider": "provider", "model": "model",
@@ -132,14 +133,16 @@ class UsagePages:
             totals = await self.ui.api.get(SPEND, where)
             groups = sorted(totals["series"], key=lambda row: (-row["spend"], -row["requests"], row.get("group") or ""))
             order = [row.get("group") or "" for row in groups[:STACKED]]
-            series = await self._stacked_series(where, interval, order, len(groups))
+            # The charts' series and the table's names at once: both follow from the totals alone.
+            series, (names, deleted) = await asyncio.gather(
+                self._stacked_series(where, interval, order, len(groups), self.ui.role(request)),
+                self._names(group_by, [row.get("group") for row in groups[:TABLE_ROWS]]))
         except ApiProblem as error:
             if error.status not in (400, 422):
                 raise
             problem = error
             series = totals = {"series": [], "total": {"spend": 0, "total_tokens": 0, "requests": 0}}
-            groups, order = [], []
-        names, deleted = await self._names(group_by, [row.get("group") for row in groups[:TABLE_ROWS]])
+            groups, order, names, deleted = [], [], {}, set()
         return self.ui.page(
             request, "usage.html", 400 if problem else 200, title="Spend and usage", ranges=list(RANGES),
             range=chosen, span=span, by=group_by, groups=GROUPS, filters=filters, problem=problem, section="filters",
@@ -148,7 +151,7 @@ class UsagePages:
             level=_NAMED.get(str(group_by), (str(group_by), None))[0], stacked=STACKED, table_rows=TABLE_ROWS)
 
     async def _stacked_series(self, where: dict[str, str], interval: str, order: list[str],
-                              groups: int) -> dict[str, Any]:
+                              groups: int, role: str) -> dict[str, Any]:
         """The series the stacked charts draw: every group's when few are; else the top
         groups' own series and the ungrouped total (the rest is "other"), so that a chart
         over thousands of keys does not fetch and draw a row per key and bucket."""
@@ -156,9 +159,11 @@ class UsagePages:
             return await self.ui.api.get(SPEND, {**where, "interval": interval})
         field = _FILTER_OF[where["group_by"]]
         overall = {name: value for name, value in where.items() if name != "group_by"}
-        total, *tops = await asyncio.gather(
-            self.ui.api.get(SPEND, {**overall, "interval": interval}),
-            *(self.ui.api.get(SPEND, {**where, field: group, "interval": interval}) for group in order))
+        asked = [{**overall, "interval": interval}, *({**where, field: group, "interval": interval} for group in order)]
+        if role == MANAGER:  # a manager's reports are narrowed one by one (the batch is not theirs)
+            total, *tops = await asyncio.gather(*(self.ui.api.get(SPEND, query) for query in asked))
+        else:  # one call, one read snapshot
+            total, *tops = (await self.ui.api.post(BATCH, {"reports": asked}))["reports"]
         rows = [row for top in tops for row in top["series"]]
         rest: dict[str, dict[str, Any]] = {row["bucket"]: dict(row, group=None) for row in total["series"]}
         for row in rows:
