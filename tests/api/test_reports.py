@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
+from tests.api.admin_token_support import client_of, create_token
 from tests.api.support import MockThread, gateway_config
 from tests.support.gateway import RunningGateway, start_gateway
 from tollway.api.report_cache import ReportCache
@@ -221,3 +222,28 @@ def test_a_bad_report_in_a_batch_is_refused_naming_it(api: httpx2.Client, clock:
         reply = api.post(SPEND + "/batch", json=body)
         assert reply.status_code == 422, (body, reply.text)
         assert "reports" in reply.text, reply.text
+
+
+def test_a_report_names_its_keys_teams_and_customers_for_those_who_read_them(gateway: RunningGateway,
+                                                                             api: httpx2.Client, clock: Clock) -> None:
+    team = api.post("/api/governance/teams", json={"name": "named team"}).json()["team"]
+    kept, gone = (api.post(KEYS, json={"name": name, "team_id": team["id"]}).json()["virtual_key"]
+                  for name in ("kept key", "gone key"))
+    for key in (kept, gone):
+        _chat(gateway, key["value"])
+    assert api.delete(f"{KEYS}/{gone['id']}").status_code in (200, 204)
+    clock.ms += 1000
+    asked = {"team_id": team["id"], "group_by": "key", "names": "true"}
+    named = {row["group"]: row["name"] for row in api.get(SPEND, params=asked).json()["series"]}
+    assert named == {kept["id"]: "kept key", gone["id"]: None}  # deleted: its spend stays, its name is gone
+    [by_team] = api.post(SPEND + "/batch", json={"reports": [{**asked, "group_by": "team", "names": True}]}).json()["reports"]
+    assert [(row["group"], row["name"]) for row in by_team["series"]] == [(team["id"], "named team")]
+    assert "name" not in api.get(SPEND, params={"team_id": team["id"], "group_by": "key"}).json()["series"][0]
+    wrong = api.get(SPEND, params={"group_by": "model", "names": "true"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "names"
+    with client_of(gateway, create_token(gateway, "usage_reader")) as reader:  # reads spend, not the keys
+        refused = reader.get(SPEND, params=asked)
+        assert refused.status_code == 403 and refused.json()["error"]["field"] == "names", refused.text
+        batch = reader.post(SPEND + "/batch", json={"reports": [{"start": "2026-11-01T00:00:00Z"}, {**asked, "names": True}]})
+        assert batch.status_code == 403 and batch.json()["error"]["field"] == "reports[1].names", batch.text
+        assert reader.get(SPEND, params={**asked, "names": "false"}).status_code == 200

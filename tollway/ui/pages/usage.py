@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tollway.api.principal import MANAGER
+from tollway.api.principal import ADMIN, MANAGER, VIEWER
 from tollway.ui import lookup, present
 from tollway.ui.charts import Bar, bar_chart
 from tollway.ui.client import ApiProblem
@@ -130,13 +130,16 @@ class UsagePages:
             where = {**await self._where(filters), "start": iso(starts[0]), "group_by": group_by}
             if end is not None:
                 where["end"] = iso(end)
-            totals = await self.ui.api.get(SPEND, where)
+            role = self.ui.role(request)
+            # Roles that read the entities have the report name its groups, in its own snapshot.
+            named = role in (ADMIN, VIEWER) and group_by in _NAMED
+            totals = await self.ui.api.get(SPEND, {**where, "names": True} if named else where)
             groups = sorted(totals["series"], key=lambda row: (-row["spend"], -row["requests"], row.get("group") or ""))
             order = [row.get("group") or "" for row in groups[:STACKED]]
             # The charts' series and the table's names at once: both follow from the totals alone.
             series, (names, deleted) = await asyncio.gather(
-                self._stacked_series(where, interval, order, len(groups), self.ui.role(request)),
-                self._names(group_by, [row.get("group") for row in groups[:TABLE_ROWS]]))
+                self._stacked_series(where, interval, order, len(groups), role),
+                self._names(group_by, groups[:TABLE_ROWS], named))
         except ApiProblem as error:
             if error.status not in (400, 422):
                 raise
@@ -173,11 +176,18 @@ class UsagePages:
                     other[name] = max(0, other[name] - row[name])  # spend in floats: never below zero
         return {"series": rows + [row for row in rest.values() if row["requests"] or row["spend"]]}
 
-    async def _names(self, group_by: str, ids: list[str | None]) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]]]:
+    async def _names(self, group_by: str, rows: list[dict[str, Any]],
+                     in_rows: bool) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]]]:
+        """The table's names by level, and the (level, id) of groups naming no entity now:
+        from the rows when the report named them (``in_rows``), else looked up."""
         named = _NAMED.get(group_by)
         if named is None:
             return {}, set()
         level, kind = named
-        found = await lookup.names_of(self.ui.api, kind, [ident for ident in ids if ident], {})
+        ids = [row["group"] for row in rows if row.get("group")]
+        if in_rows:
+            found = {row["group"]: row.get("name") for row in rows if row.get("group")}
+        else:
+            found = await lookup.names_of(self.ui.api, kind, ids, {})
         names = {level: {ident: name for ident, name in found.items() if name is not None}}
         return names, {(level, ident) for ident, name in found.items() if name is None}
