@@ -188,6 +188,11 @@ class UsagePages:
         if in_rows:
             found = {row["group"]: row.get("name") for row in rows if row.get("group")}
         else:
-            found = await lookup.names_of(self.ui.api, kind, ids, {})
+            try:
+                found = await lookup.names_of(self.ui.api, kind, ids, {})
+            except ApiProblem as problem:
+                if problem.status != 403:
+                    raise
+                return {}, set()  # a usage reader reads spend, not the entities: the ids stand
         names = {level: {ident: name for ident, name in found.items() if name is not None}}
         return names, {(level, ident) for ident, name in found.items() if name is None}
