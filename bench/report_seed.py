@@ -8,7 +8,7 @@ COPY. The indexes are dropped first and built once after. The rollups are then c
 set-based (INSERT … SELECT … GROUP BY), to the same rows the request-log writer's
 `tollway.store.spend_rollup.Rollup` would have added batch by batch
 (tests/store/test_report_seed.py checks that on a small set): the log is grouped once by
-hour and every combination column plus the route (a staging table), and every rollup is
+hour and every combination column plus the route and the decision (a staging table), and every rollup is
 grouped from that or from a finer rollup — never from the log again.
 
 Rows are in time order over ``DAYS`` days ending at ``now``: 2,000 keys in 50 teams and 10
@@ -34,7 +34,8 @@ COLUMNS = ("at", "request_id", "virtual_key_id", "team_id", "customer_id", "prov
            "prompt_tokens", "completion_tokens", "cached_tokens", "cost", "latency_ms", "stream", "route")
 COMBO = ("virtual_key_id", "team_id", "customer_id", "provider", "model")
 SUMS = ("spend_nano", "prompt_tokens", "completion_tokens", "cached_tokens", "requests", "denied_requests")
-TOTALS = ("all", *COMBO, "route")  # the `dimension`s of spend_totals (`spend_rollup.TOTAL_DIMENSIONS`)
+TOTALS = ("all", *COMBO, "route", "decision")  # the `dimension`s of spend_totals (`spend_rollup.TOTAL_DIMENSIONS`)
+STAGED = (*COMBO, "route", "decision")  # what the staging table groups the log by, besides the hour
 _SQLITE_BATCH = 500_000
 _COPY_LINES = 50_000
 ROLLUP_TABLES = ("spend_totals", "spend_rollups", "spend_rollup_hours")
@@ -190,7 +191,7 @@ def rollup_statements(dialect: str) -> list[str]:
     # PostgreSQL: an unlogged table, not a temporary one — parallel workers can scan it, and
     # it sits in shared buffers, not in a backend's few megabytes of temp buffers.
     temporary = "CREATE TEMP TABLE seed_hours AS" if dialect == "sqlite" else "CREATE UNLOGGED TABLE seed_hours AS"
-    groups = [f"COALESCE({name}, '') AS {name}" for name in (*COMBO, "route")]
+    groups = [f"COALESCE({name}, '') AS {name}" for name in STAGED]
     hour = _truncate(dialect, "hour", "at")
     sums = ", ".join(f"SUM({name})" for name in SUMS)
     statements = [
@@ -198,7 +199,7 @@ def rollup_statements(dialect: str) -> list[str]:
         f"SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
         f"SUM(cached_tokens) AS cached_tokens, COUNT(*) AS requests, "
         f"SUM(CASE WHEN decision <> 'allow' THEN 1 ELSE 0 END) AS denied_requests "
-        f"FROM request_logs GROUP BY {hour}, {', '.join(f'COALESCE({name}, {chr(39) * 2})' for name in (*COMBO, 'route'))}",
+        f"FROM request_logs GROUP BY {hour}, {', '.join(f'COALESCE({name}, {chr(39) * 2})' for name in STAGED)}",
         _grouped("spend_rollup_hours", "hour", "hour", "seed_hours", COMBO),
         _grouped("spend_rollups", "day", _truncate(dialect, "day", "hour"), "spend_rollup_hours", COMBO),
     ]

@@ -155,7 +155,7 @@ def report_queries(now: datetime, rows: int) -> list[tuple[str, str, dict[str, s
         ("UI overview (30 days)", "/ui/", {}),
         ("UI overview (24 hours)", "/ui/", {"range": "24h"}),
     ]
-    for group in ("key", "team", "customer", "provider", "model"):
+    for group in ("key", "team", "customer", "provider", "model", "decision"):
         queries.append((f"spend API, month by {group}", SPEND, {"start": month.isoformat(), "group_by": group}))
     queries += [
         ("spend API, 30 days by day", SPEND, {"start": d30, "interval": "day"}),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
+from tests.api.admin_token_support import client_of, create_token
 from tests.api.support import MockThread, gateway_config
 from tests.support.gateway import RunningGateway, start_gateway
 from tollway.api.report_cache import ReportCache
@@ -43,8 +44,9 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     running.stop()
 
 
-def _chat(gateway: RunningGateway, value: str) -> None:
-    reply = httpx2.post(f"{gateway.v1}/chat/completions", headers={"Authorization": f"Bearer {value}"},
+def _chat(gateway: RunningGateway, value: str, tags: str | None = None) -> None:
+    headers = {"Authorization": f"Bearer {value}", **({"x-tollway-tags": tags} if tags else {})}
+    reply = httpx2.post(f"{gateway.v1}/chat/completions", headers=headers,
                         json={"model": "openai/gpt-4o-mini", "max_tokens": 3,
                               "messages": [{"role": "user", "content": "hi"}]})
     assert reply.status_code == 200, reply.text
@@ -160,3 +162,88 @@ def test_a_start_after_now_without_an_end_is_refused_naming_start(api: httpx2.Cl
     reply = api.get(SPEND, params={"start": future})
     assert reply.status_code == 400 and reply.json()["error"]["field"] == "start", reply.text
     assert api.get(SPEND, params={"start": future, "end": "3511-07-28T00:00:00Z"}).status_code == 200
+
+
+def _denied(gateway: RunningGateway, value: str) -> None:
+    reply = httpx2.post(f"{gateway.v1}/chat/completions", headers={"Authorization": f"Bearer {value}"},
+                        json={"model": "openai/gpt-4o-mini", "max_tokens": 3,
+                              "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 429, reply.text
+
+
+def test_the_log_count_of_a_decision_comes_from_the_rollups_and_equals_the_rows(gateway: RunningGateway,
+                                                                              api: httpx2.Client, clock: Clock) -> None:
+    key = api.post(KEYS, json={"name": "limited", "rate_limit": {"request_max_limit": 2,
+                                                                 "request_reset_duration": "1h"}}).json()["virtual_key"]
+    for _ in range(2):
+        _chat(gateway, key["value"])
+    for _ in range(3):
+        _denied(gateway, key["value"])
+    mine = api.get("/api/logs", params={"virtual_key_id": key["id"], "limit": 100}).json()
+    decisions = {row["decision"] for row in mine["logs"]} - {"allow"}
+    assert len(mine["logs"]) == 5 and len(decisions) == 1
+    [denial] = decisions
+    for decision, requests in (("allow", 2), (denial, 3)):
+        assert api.get("/api/logs", params={"virtual_key_id": key["id"], "decision": decision}).json()["count"] == requests
+    for decision in ("allow", denial, "no_such_decision"):  # the decision alone: its totals, every key's rows
+        listed = api.get("/api/logs", params={"decision": decision, "limit": 1000}).json()
+        assert listed["count"] == len(listed["logs"]) == sum(row["decision"] == decision
+                                                              for row in api.get("/api/logs", params={"limit": 1000}).json()["logs"])
+    clock.ms += 1000
+    by_decision = api.get(SPEND, params={"virtual_key_id": key["id"], "group_by": "decision"}).json()
+    assert {row["group"]: row["requests"] for row in by_decision["series"]} == {"allow": 2, denial: 3}
+
+
+def test_a_batch_answers_each_report_as_the_spend_api_does(gateway: RunningGateway, api: httpx2.Client,
+                                                           clock: Clock) -> None:
+    key = api.post(KEYS, json={"name": "batched"}).json()["virtual_key"]
+    for _ in range(2):
+        _chat(gateway, key["value"], tags="batch:a")
+    clock.ms += 1000
+    start = "2026-11-01T00:00:00Z"
+    asked = [{}, {"start": start}, {"start": start, "interval": "hour"}, {"start": start, "group_by": "key", "top": 3},
+             {"start": start, "group_by": "tag"}, {"start": start, "virtual_key_id": key["id"], "group_by": "decision"},
+             {"start": start, "tag": "Batch:A", "group_by": "model", "interval": "day"}]
+    answers = api.post(SPEND + "/batch", json={"reports": asked}).json()["reports"]
+    assert [answer["total"]["requests"] for answer in answers][-2:] == [2, 2]
+    for one, answer in zip(asked, answers, strict=True):
+        assert api.get(SPEND, params=one).json() == answer, one
+
+
+def test_a_bad_report_in_a_batch_is_refused_naming_it(api: httpx2.Client, clock: Clock) -> None:
+    good = {"start": "2026-11-01T00:00:00Z"}
+    for wrong, field in (({"top": 2}, "reports[1].top"), ({"start": "3511-07-27T14:03:41Z"}, "reports[1].start"),
+                         ({"start": "2026-11-02T00:00:00Z", "end": "2026-11-01T00:00:00Z"}, "reports[1].start"),
+                         ({"tag": " "}, "reports[1].tag")):
+        reply = api.post(SPEND + "/batch", json={"reports": [good, wrong]})
+        assert reply.status_code == 400 and reply.json()["error"]["field"] == field, (wrong, reply.text)
+    for body in ({"reports": [good, {"group_by": "colour"}]}, {"reports": [good, {"status": 99}]},
+                 {"reports": [good, {"team": "t"}]}, {"reports": []}, {"reports": [good] * 21}, {}):
+        reply = api.post(SPEND + "/batch", json=body)
+        assert reply.status_code == 422, (body, reply.text)
+        assert "reports" in reply.text, reply.text
+
+
+def test_a_report_names_its_keys_teams_and_customers_for_those_who_read_them(gateway: RunningGateway,
+                                                                             api: httpx2.Client, clock: Clock) -> None:
+    team = api.post("/api/governance/teams", json={"name": "named team"}).json()["team"]
+    kept, gone = (api.post(KEYS, json={"name": name, "team_id": team["id"]}).json()["virtual_key"]
+                  for name in ("kept key", "gone key"))
+    for key in (kept, gone):
+        _chat(gateway, key["value"])
+    assert api.delete(f"{KEYS}/{gone['id']}").status_code in (200, 204)
+    clock.ms += 1000
+    asked = {"team_id": team["id"], "group_by": "key", "names": "true"}
+    named = {row["group"]: row["name"] for row in api.get(SPEND, params=asked).json()["series"]}
+    assert named == {kept["id"]: "kept key", gone["id"]: None}  # deleted: its spend stays, its name is gone
+    [by_team] = api.post(SPEND + "/batch", json={"reports": [{**asked, "group_by": "team", "names": True}]}).json()["reports"]
+    assert [(row["group"], row["name"]) for row in by_team["series"]] == [(team["id"], "named team")]
+    assert "name" not in api.get(SPEND, params={"team_id": team["id"], "group_by": "key"}).json()["series"][0]
+    wrong = api.get(SPEND, params={"group_by": "model", "names": "true"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "names"
+    with client_of(gateway, create_token(gateway, "usage_reader")) as reader:  # reads spend, not the keys
+        refused = reader.get(SPEND, params=asked)
+        assert refused.status_code == 403 and refused.json()["error"]["field"] == "names", refused.text
+        batch = reader.post(SPEND + "/batch", json={"reports": [{"start": "2026-11-01T00:00:00Z"}, {**asked, "names": True}]})
+        assert batch.status_code == 403 and batch.json()["error"]["field"] == "reports[1].names", batch.text
+        assert reader.get(SPEND, params={**asked, "names": "false"}).status_code == 200

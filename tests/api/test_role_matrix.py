@@ -67,6 +67,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", _LIMITS + "/{rule}/budget/reset"): A, ("POST", _LIMITS + "/{rule}/rate-limit/reset"): A,
     # Managers read spend and logs only when narrowed to their scope (test_admin_tokens).
     ("GET", "/api/governance/usage"): U, ("GET", "/api/usage/spend"): U | M,
+    ("POST", "/api/usage/spend/batch"): U,  # managers: one narrowed report at a time (GET)
     ("GET", "/api/logs"): U | M, ("GET", "/api/logs/{log_id}"): U,
     ("GET", "/api/audit"): R,
     ("GET", "/api/governance/explain"): R, ("POST", "/api/governance/explain"): R,

@@ -44,7 +44,7 @@ async def _differences(url: str, metadata: sa.MetaData) -> list:
 async def test_upgrade_downgrade_upgrade_round_trip(database_url: str) -> None:
     assert await migrate.current(database_url) is None
     await migrate.upgrade(database_url)
-    assert await migrate.current(database_url) == migrate.head() == "0018_limit_rules"
+    assert await migrate.current(database_url) == migrate.head() == "0019_decision_rollup"
     assert await _tables(database_url) == TABLES
     await migrate.downgrade(database_url, "base")
     assert await migrate.current(database_url) is None

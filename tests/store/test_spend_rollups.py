@@ -37,9 +37,10 @@ def _records(count: int, seed: int) -> list[RequestLogRecord]:
     records = []
     for i in range(count):
         allowed = rng.random() < 0.85
+        denial = rng.choice(["request_limited", "budget_exceeded"])
         records.append(RequestLogRecord(
             at=START + timedelta(seconds=rng.randrange(DAYS * 86_400), microseconds=rng.randrange(10**6)),
-            request_id=f"r{i}", status=200 if allowed else 429, decision="allow" if allowed else "request_limited",
+            request_id=f"r{i}", status=200 if allowed else 429, decision="allow" if allowed else denial,
             virtual_key_id=rng.choice(["vk-a", "vk-b", None]), team_id=rng.choice(["t1", None]),
             customer_id=rng.choice(["c1", "c2", None]), provider=rng.choice(["openai", "anthropic"]),
             model=rng.choice(["m1", "m2"]), route=rng.choice(["chat", "audio.speech", None]),
@@ -125,10 +126,11 @@ async def test_reports_equal_a_direct_aggregate_of_the_request_log(db) -> None:
             assert _got(await _report(db, top)) == ranked[:2], top
     filters = [{"customer_id": "c2"}, {"virtual_key_id": "vk-a"}, {"provider": "openai", "team_id": "t1"},
                {"model": "m2"}, {"route": "chat"}, {"customer_id": "c1", "route": "audio.speech"},
-               {"decision": "request_limited"}, {"team_id": "t1", "status": 200}]
+               {"decision": "request_limited"}, {"decision": "allow"}, {"decision": "budget_exceeded", "model": "m1"},
+               {"team_id": "t1", "status": 200}]
     for start, end in ranges[:3] + ranges[-2:]:
         for equals in filters:
-            for group_by in (None, "key", "model", "route"):
+            for group_by in (None, "key", "model", "route", "decision"):
                 for interval in (None, "hour", "day"):
                     query = ReportQuery(start, end, equals, group_by, interval)
                     assert _got(await _report(db, query)) == _direct(rows, query), query
@@ -148,6 +150,9 @@ async def test_reports_read_rollups_not_the_log_for_whole_buckets(db) -> None:
     assert month["requests"] == sum(r.at.month == 11 for r in records) > 0
     [key_total] = await _report(db, ReportQuery(*everything, {"virtual_key_id": "vk-b"}))
     assert key_total["requests"] == sum(r.virtual_key_id == "vk-b" for r in records)
+    for decision in ("allow", "request_limited"):  # the log page's count of one decision: its totals
+        [decided] = await _report(db, ReportQuery(*everything, {"decision": decision}))
+        assert decided["requests"] == sum(r.decision == decision for r in records) > 0
     for interval in ("hour", "day"):  # filtered and grouped by another dimension: the combinations
         query = ReportQuery(*everything, {"team_id": "t1"}, "key", interval)
         assert source_of(query).kind == "combos"
@@ -179,6 +184,32 @@ async def test_migrations_backfill_the_rollups_the_writer_keeps(database_url: st
     finally:
         await db.close()
     await migrate.downgrade(database_url, "0012")
+    await migrate.upgrade(database_url)
+    db = Database(database_url)
+    try:
+        assert await _rollup_rows(db) == written
+    finally:
+        await db.close()
+
+
+async def test_the_decision_totals_are_backfilled_from_rows_logged_before_them(database_url: str) -> None:
+    """Rows logged at head, the decision totals dropped (down to 0018) and backfilled (up
+    again): the same totals as the writer's, and the counts the log page shows per decision."""
+    await migrate.upgrade(database_url)
+    db = Database(database_url)
+    records = _records(500, seed=7)
+    try:
+        await _write(db, records)
+        written = await _rollup_rows(db)
+        assert {row[2] for row in written["totals"] if row[2] == "decision"}
+    finally:
+        await db.close()
+    await migrate.downgrade(database_url, "0018_limit_rules")
+    db = Database(database_url)
+    try:
+        assert not [row for row in (await _rollup_rows(db))["totals"] if row[2] == "decision"]
+    finally:
+        await db.close()
     await migrate.upgrade(database_url)
     db = Database(database_url)
     try:
@@ -268,6 +299,8 @@ def test_every_grouping_is_kept_by_a_rollup() -> None:
     for column in ("team_id", "customer_id", "provider", "model"):
         assert source_of(ReportQuery(now, now, {column: "x"}, "key", "hour")).kind == "combos"
     assert source_of(ReportQuery(now, now, {"status": 200})).kind == "log"  # no rollup keeps statuses
+    decided = source_of(ReportQuery(now, now, {"decision": "request_limited"}))  # the log page's "denied" count
+    assert (decided.kind, decided.dimension, decided.value) == ("totals", "decision", "request_limited")
 
 
 async def test_a_report_reads_one_snapshot_off_the_event_loop(db) -> None:

@@ -77,7 +77,7 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def _log_filter(
+def log_filter(
     virtual_key_id: str | None = None, team_id: str | None = None, customer_id: str | None = None,
     provider: str | None = None, model: str | None = None,
     status: Annotated[int | None, Query(ge=100, le=599, description="An HTTP status.")] = None,
@@ -104,7 +104,7 @@ def _log_filter(
                      end_user)
 
 
-LogFilterDep = Annotated[LogFilter, Depends(_log_filter)]
+LogFilterDep = Annotated[LogFilter, Depends(log_filter)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,7 @@ BEFORE_ID = Query(ge=1, le=2**63 - 1, description="Keyset pagination: the entrie
 async def logs(runtime: RuntimeDep, page: PageDep, where: LogFilterDep, shadow: WouldDenyDep,
                before_id: Annotated[int | None, BEFORE_ID] = None) -> dict[str, Any]:
     """``count`` is every entry matching the filters (from the spend rollups, unless a
-    status, decision or would-deny filter needs the log itself)."""
+    status, a decision with another filter or a would-deny filter needs the log itself)."""
     await flush_request_log(runtime)
 
     def query(session: Session) -> list[dict[str, Any]]:

@@ -100,6 +100,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", _CUSTOMER + "/rate-limit/reset"): ADMIN_ONLY,
     ("GET", "/api/governance/usage"): USAGE,
     ("GET", "/api/usage/spend"): _USAGE_M,
+    ("POST", "/api/usage/spend/batch"): USAGE,  # a read; managers narrow each report: GET, one at a time
     ("GET", "/api/logs"): _USAGE_M,
     ("GET", "/api/logs/{log_id}"): USAGE,
     ("GET", "/api/audit"): READ,

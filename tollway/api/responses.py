@@ -269,6 +269,7 @@ class UsageList(_Page):
 class SpendRow(BaseModel):
     group: str | None = Field(None, description="The group's value (absent without group_by).")
     bucket: str | None = Field(None, description="The interval's start (absent without interval).")
+    name: str | None = Field(None, description="The group's name (only with names=true; null: no such entity now).")
     spend: float
     prompt_tokens: int
     completion_tokens: int

@@ -3,7 +3,8 @@
 The rollups count every request they were written with: between the first and the last
 logged request (rows pruned by the log's retention are before the first), a filter that
 a rollup keeps is answered by a spend report's request total — from a handful of rollup
-rows, however long the log. Other filters (status, decision) count the log's rows.
+rows, however long the log (the decision too: a totals dimension). Other filters (status,
+or a decision with another filter) count the log's rows.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ range and the first after it (two index look-ups, which let `report_plan` use wh
 buckets where the range's ends hold no request), then one UNION ALL over the segments of
 the plan, summed in the database. The rows read grow with the groups and buckets asked
 for, not with the request log: the log itself is read only for partial hours at a range's
-ends (at most two hours' worth), and for filters no rollup keeps (status, decision, and
-request tags: a report by tag reads the log joined to `request_log_tags`, its tag index).
+ends (at most two hours' worth), and for filters no rollup keeps (status; a decision
+with another filter — the decision is a totals dimension, not a combination one; request
+tags: a report by tag reads the log joined to `request_log_tags`, its tag index).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def source_of(query: ReportQuery) -> Source:
         return Source(LOG)  # only the log knows a request's tags and end user
     grouped = TOTAL_DIMENSIONS[query.group_by] if query.group_by else None
     keyed = {name for name in query.equals if name in _TOTAL_COLUMNS} | ({grouped} if grouped else set())
-    if set(query.equals) - _TOTAL_COLUMNS:  # status, decision: only the log has them
+    if set(query.equals) - _TOTAL_COLUMNS:  # status: only the log has it
         return Source(LOG)
     finest = {"hour": ("hour",), "day": ("hour", "day"), None: ("hour", "day", "month")}[query.interval]
     if len(keyed) <= 1:

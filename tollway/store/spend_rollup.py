@@ -3,7 +3,8 @@ read, written in the same transaction as the log rows.
 
 - `spend_totals`: per UTC hour, day and calendar month, overall and per value of one
   dimension (`TOTAL_DIMENSIONS`). An unfiltered report — the UI's overview, a spend
-  ranking — reads one row per group and bucket however many requests there were.
+  ranking — reads one row per group and bucket however many requests there were; the
+  request log's count filtered by one of them (the decision: its "denied" filter) too.
 - `spend_rollups` (per UTC day) and `spend_rollup_hours` (per UTC hour): per combination
   of `COMBO_DIMENSIONS`, for reports filtered by one of those and grouped by another (a
   team's keys, a model's keys hour by hour).
@@ -30,7 +31,7 @@ from tollway.store.tables import SpendRollup, SpendRollupHour, SpendTotal
 
 # API group name → request-log column, for every dimension the totals keep.
 TOTAL_DIMENSIONS = {"key": "virtual_key_id", "team": "team_id", "customer": "customer_id", "provider": "provider",
-                    "model": "model", "route": "route"}
+                    "model": "model", "route": "route", "decision": "decision"}
 # The columns of the combination rollups (a key belongs to one team and customer, a model to
 # a provider: these combinations stay few). The route is a totals dimension only.
 COMBO_DIMENSIONS = ("virtual_key_id", "team_id", "customer_id", "provider", "model")

@@ -7,12 +7,13 @@ stays on the server (the browser only holds an opaque session cookie).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote, urlencode
+
+import orjson
 
 from tollway.api.principal import ACTING_TOKEN_SCOPE_KEY
 from tollway.asgi import Message, Scope
@@ -87,7 +88,7 @@ class ManagementClient:
         """The JSON answer of ``method route``; raises `ApiProblem` for any error status.
         ``token`` overrides the configured admin token (the login check uses it)."""
         token = self._token if token is None else token
-        payload = b"" if body is None else json.dumps(body).encode()
+        payload = b"" if body is None else orjson.dumps(body)
         headers = [(b"host", b"tollway-ui"), (b"accept", b"application/json"),
                    (b"content-length", str(len(payload)).encode())]
         if body is not None:
@@ -137,8 +138,8 @@ async def _call(app: Any, scope: Scope, payload: bytes) -> tuple[int, bytes]:
 
 def _decode(method: str, route: str, status: int, data: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(data) if data else {}
-    except ValueError:
+        body = orjson.loads(data) if data else {}  # reports run to thousands of rows: the fast decoder
+    except ValueError:  # orjson's decode error is one
         body = None
     if 200 <= status < 300 and isinstance(body, dict):
         return body

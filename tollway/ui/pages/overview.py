@@ -12,11 +12,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.api.report_cache import ReportCache
-from tollway.ui import lookup, present
+from tollway.ui import present
 from tollway.ui.charts import Bar, bar_chart
 from tollway.ui.web import HOME_OF_ROLE, LIST_LIMIT, Ui
 
 SPEND = "/api/usage/spend"
+BATCH = SPEND + "/batch"
 USAGE = "/api/governance/usage"
 TOP = 5
 _MAX_USAGE_PAGES = 20
@@ -28,12 +29,15 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def top(report: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
-    """The biggest spenders of a grouped report, with their share of the biggest one."""
+def top(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The biggest spenders of a grouped report, with their share of the biggest one; named
+    where the report named its groups (``deleted``: a group naming no entity now — its
+    spend stays in the report, its page is gone)."""
     rows = sorted((row for row in report["series"] if row.get("group")), key=lambda row: -row["spend"])[:TOP]
     peak = max((row["spend"] for row in rows), default=0) or 1
-    return [{"id": row["group"], "name": names.get(row["group"], row["group"]), "spend": row["spend"],
-             "requests": row["requests"], "percent": round(100 * row["spend"] / peak, 1)} for row in rows]
+    return [{"id": row["group"], "name": row.get("name") or row["group"], "deleted": "name" in row and not row["name"],
+             "spend": row["spend"], "requests": row["requests"], "percent": round(100 * row["spend"] / peak, 1)}
+            for row in rows]
 
 
 def charts(report: dict[str, Any], starts: list[datetime], label: str, every: int) -> tuple[str, str]:
@@ -71,15 +75,6 @@ class OverviewPages:
                 break
         return entries
 
-    async def _mark_deleted(self, rows: list[dict[str, Any]], kind: lookup.Named, known: dict[str, str]) -> None:
-        """Name the top spenders a full list did not hold, and mark those deleted since
-        (their spend stays in the report; their page is gone)."""
-        found = await lookup.names_of(self.ui.api, kind, [row["id"] for row in rows], known)
-        for row in rows:
-            name = found.get(row["id"])
-            row["deleted"] = name is None
-            row["name"] = row["id"] if name is None else name
-
     async def overview(self, request: Request) -> Response:
         home = HOME_OF_ROLE.get(self.ui.role(request))
         if home is not None:  # the overview reads everything; these roles may not
@@ -99,23 +94,19 @@ class OverviewPages:
         step = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
         last = now.replace(minute=0, second=0, microsecond=0) if interval == "hour" else today
         starts = [last - step * n for n in reversed(range(count))]
-        api = self.ui.api
-        day, this_month, series, by_key, by_team, by_model, usage, keys, teams = await asyncio.gather(
-            api.get(SPEND, {"start": iso(today)}), api.get(SPEND, {"start": iso(month)}),
-            api.get(SPEND, {"start": iso(starts[0]), "interval": interval}),
-            *(api.get(SPEND, {"start": iso(month), "group_by": group, "top": TOP + 1})  # +1: requests of no key
-              for group in ("key", "team", "model")),
-            self._usage(), api.get("/api/governance/virtual-keys", {"limit": LIST_LIMIT}),
-            api.get("/api/governance/teams", {"limit": LIST_LIMIT}))
-        key_names = {key["id"]: key["name"] for key in keys["virtual_keys"]}
-        team_names = {team["id"]: team["name"] for team in teams["teams"]}
+        month_start = iso(month)
+        reports = [{"start": iso(today)}, {"start": month_start}, {"start": iso(starts[0]), "interval": interval},
+                   *({"start": month_start, "group_by": group, "top": TOP + 1,  # +1: requests of no key
+                      "names": group != "model"} for group in ("key", "team", "model"))]
+        # One call for every figure, the top spenders' names included: one read snapshot, one
+        # trip to the reports' thread, no look-up per key or team.
+        answer, usage = await asyncio.gather(self.ui.api.post(BATCH, {"reports": reports}), self._usage())
+        day, this_month, series, by_key, by_team, by_model = answer["reports"]
         near = [(entry, present.usage_meter(entry, now_ms)) for entry in usage]
         near = sorted((pair for pair in near if pair[1].share >= present.WARN_AT), key=lambda pair: -pair[1].share)
         spend_chart, request_chart = charts(series, starts, label, every)
-        top_keys, top_teams = top(by_key, key_names), top(by_team, team_names)
-        await asyncio.gather(self._mark_deleted(top_keys, lookup.KEY, key_names),
-                             self._mark_deleted(top_teams, lookup.TEAM, team_names))
+        top_keys, top_teams = top(by_key), top(by_team)
         return {"today": day["total"], "month": this_month["total"], "month_name": month.strftime("%B %Y"),
                 "spend_chart": spend_chart, "request_chart": request_chart, "chart_total": series["total"],
-                "top_keys": top_keys, "top_teams": top_teams, "top_models": top(by_model, {}),
+                "top_keys": top_keys, "top_teams": top_teams, "top_models": top(by_model),
                 "near": near, "limits_total": len(usage)}

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.api.principal import ADMIN, MANAGER, VIEWER
 from tollway.ui import lookup, present
 from tollway.ui.charts import Bar, bar_chart
 from tollway.ui.client import ApiProblem
-from tollway.ui.pages.overview import RANGES, SPEND, iso
+from tollway.ui.pages.overview import BATCH, RANGES, SPEND, iso
 from tollway.ui.web import Ui
 
 GROUPS = {"key": "key", "team": "team", "customer": "customer", "provider": "provider", "model": "model",
@@ -129,17 +130,22 @@ class UsagePages:
             where = {**await self._where(filters), "start": iso(starts[0]), "group_by": group_by}
             if end is not None:
                 where["end"] = iso(end)
-            totals = await self.ui.api.get(SPEND, where)
+            role = self.ui.role(request)
+            # Roles that read the entities have the report name its groups, in its own snapshot.
+            named = role in (ADMIN, VIEWER) and group_by in _NAMED
+            totals = await self.ui.api.get(SPEND, {**where, "names": True} if named else where)
             groups = sorted(totals["series"], key=lambda row: (-row["spend"], -row["requests"], row.get("group") or ""))
             order = [row.get("group") or "" for row in groups[:STACKED]]
-            series = await self._stacked_series(where, interval, order, len(groups))
+            # The charts' series and the table's names at once: both follow from the totals alone.
+            series, (names, deleted) = await asyncio.gather(
+                self._stacked_series(where, interval, order, len(groups), role),
+                self._names(group_by, groups[:TABLE_ROWS], named))
         except ApiProblem as error:
             if error.status not in (400, 422):
                 raise
             problem = error
             series = totals = {"series": [], "total": {"spend": 0, "total_tokens": 0, "requests": 0}}
-            groups, order = [], []
-        names, deleted = await self._names(group_by, [row.get("group") for row in groups[:TABLE_ROWS]])
+            groups, order, names, deleted = [], [], {}, set()
         return self.ui.page(
             request, "usage.html", 400 if problem else 200, title="Spend and usage", ranges=list(RANGES),
             range=chosen, span=span, by=group_by, groups=GROUPS, filters=filters, problem=problem, section="filters",
@@ -148,7 +154,7 @@ class UsagePages:
             level=_NAMED.get(str(group_by), (str(group_by), None))[0], stacked=STACKED, table_rows=TABLE_ROWS)
 
     async def _stacked_series(self, where: dict[str, str], interval: str, order: list[str],
-                              groups: int) -> dict[str, Any]:
+                              groups: int, role: str) -> dict[str, Any]:
         """The series the stacked charts draw: every group's when few are; else the top
         groups' own series and the ungrouped total (the rest is "other"), so that a chart
         over thousands of keys does not fetch and draw a row per key and bucket."""
@@ -156,9 +162,11 @@ class UsagePages:
             return await self.ui.api.get(SPEND, {**where, "interval": interval})
         field = _FILTER_OF[where["group_by"]]
         overall = {name: value for name, value in where.items() if name != "group_by"}
-        total, *tops = await asyncio.gather(
-            self.ui.api.get(SPEND, {**overall, "interval": interval}),
-            *(self.ui.api.get(SPEND, {**where, field: group, "interval": interval}) for group in order))
+        asked = [{**overall, "interval": interval}, *({**where, field: group, "interval": interval} for group in order)]
+        if role == MANAGER:  # a manager's reports are narrowed one by one (the batch is not theirs)
+            total, *tops = await asyncio.gather(*(self.ui.api.get(SPEND, query) for query in asked))
+        else:  # one call, one read snapshot
+            total, *tops = (await self.ui.api.post(BATCH, {"reports": asked}))["reports"]
         rows = [row for top in tops for row in top["series"]]
         rest: dict[str, dict[str, Any]] = {row["bucket"]: dict(row, group=None) for row in total["series"]}
         for row in rows:
@@ -168,11 +176,23 @@ class UsagePages:
                     other[name] = max(0, other[name] - row[name])  # spend in floats: never below zero
         return {"series": rows + [row for row in rest.values() if row["requests"] or row["spend"]]}
 
-    async def _names(self, group_by: str, ids: list[str | None]) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]]]:
+    async def _names(self, group_by: str, rows: list[dict[str, Any]],
+                     in_rows: bool) -> tuple[dict[str, dict[str, str]], set[tuple[str, str]]]:
+        """The table's names by level, and the (level, id) of groups naming no entity now:
+        from the rows when the report named them (``in_rows``), else looked up."""
         named = _NAMED.get(group_by)
         if named is None:
             return {}, set()
         level, kind = named
-        found = await lookup.names_of(self.ui.api, kind, [ident for ident in ids if ident], {})
+        ids = [row["group"] for row in rows if row.get("group")]
+        if in_rows:
+            found = {row["group"]: row.get("name") for row in rows if row.get("group")}
+        else:
+            try:
+                found = await lookup.names_of(self.ui.api, kind, ids, {})
+            except ApiProblem as problem:
+                if problem.status != 403:
+                    raise
+                return {}, set()  # a usage reader reads spend, not the entities: the ids stand
         names = {level: {ident: name for ident, name in found.items() if name is not None}}
         return names, {(level, ident) for ident, name in found.items() if name is None}
