@@ -158,3 +158,40 @@ async def test_touched_counters_a_failed_write_lost_are_written_at_the_next_flus
     assert stored[first].used == loaded[first].used + 7  # the newer state, not the one the failed write held
     assert stored[second].used == loaded[second].used + 3
     assert await flusher.flush_from(store) == 0
+
+
+async def test_a_flush_that_overlaps_another_waits_for_it_and_the_newer_state_is_written_last(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The periodic flush, an API call's and shutdown's can overlap: the second returns only
+    once the first has written what it took, and writes after it (never older over newer)."""
+    await apply_config(db, settings())
+    loaded = await load_counters(db)
+    store = MemoryCounterStore()
+    await store.load(loaded)
+    flusher = UsageFlusher(db, loaded)
+    budget = next(name for name in sorted(loaded) if name.startswith("b:"))
+    real_save = usage_flush.save_counters
+    first_may_write = asyncio.Event()
+    writes: list[int] = []
+    calls = 0
+
+    async def gated(database: Database, states) -> None:  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await first_may_write.wait()  # the first flush's write is slow
+        writes.append(states[budget].used)
+        await real_save(database, states)
+
+    monkeypatch.setattr(usage_flush, "save_counters", gated)
+    await store.settle([SettleOp(budget, 0, 5, 0, loaded[budget].last_reset_ms)])
+    first = asyncio.create_task(flusher.flush_from(store))
+    await asyncio.sleep(0.05)  # the first has taken the touched counters and waits in its write
+    await store.settle([SettleOp(budget, 0, 2, 0, loaded[budget].last_reset_ms)])
+    second = asyncio.create_task(flusher.flush_from(store))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # it waits for the first: what the caller asked for is not written yet
+    first_may_write.set()
+    assert (await first, await second) == (1, 1)
+    assert writes == [loaded[budget].used + 5, loaded[budget].used + 7]
+    assert (await load_counters(db))[budget].used == loaded[budget].used + 7

@@ -35,13 +35,22 @@ class UsageFlusher:
         self.db = db
         self._stored: dict[str, CounterState] = dict(loaded or {})  # what the store holds, as far as we know
         self._unwritten: dict[str, CounterState] = {}  # touched states a failed write did not store
+        # One flush at a time (the periodic one, an API call's, shutdown's): two at once wrote
+        # in either order, so an older state could land over a newer one, and the second
+        # returned, finding nothing touched, before the first had written what it took.
+        self._lock = asyncio.Lock()
 
     async def flush_from(self, store: CounterStore) -> int:
         """Write what changed in ``store``: only the counters it says were touched since
         the last flush when it can say (the in-process store), else every counter's state
-        compared with what was last written (`flush`)."""
+        compared with what was last written (`flush`). When it returns, everything the store
+        held when it was called is written (after any flush already under way)."""
+        async with self._lock:
+            return await self._flush_from(store)
+
+    async def _flush_from(self, store: CounterStore) -> int:
         if not isinstance(store, TracksTouched):
-            return await self.flush(await store.export())
+            return await self._flush(await store.export())
         touched, dropped = await store.export_touched()
         stored, unwritten = self._stored, self._unwritten
         for name in dropped:  # forgotten or evicted: whoever loads it back brings its state
@@ -62,6 +71,10 @@ class UsageFlusher:
     async def flush(self, states: Mapping[str, CounterState]) -> int:
         """Write the states that changed; returns how many. A failed write is retried
         whole at the next flush (nothing is marked written)."""
+        async with self._lock:
+            return await self._flush(states)
+
+    async def _flush(self, states: Mapping[str, CounterState]) -> int:
         stored = self._stored
         changed = await _changed(states, stored)
         if changed:
