@@ -62,8 +62,10 @@ async def test_concurrent_requests_are_clamped_and_never_pass_the_budget(gateway
     used, limit = _spent(running)
     assert 0 < used <= limit
     assert {status for status, _ in results} <= {200, 402}
-    clamped = [cap for _, cap in results[:40] if cap is not None]
-    assert clamped and all(0 < cap < 100 for cap in clamped)  # those that came late got what was left
+    # Whoever came late got what was left: one of the capped requests, or the uncapped one when
+    # a busy machine let it in first (clamped to everything left, it leaves the others nothing).
+    assert any(cap is not None for _, cap in results)
+    assert all(0 < cap < 100 for _, cap in results[:40] if cap is not None)
     sent = await mock_control(mock, "GET", "/_mock/requests")
     caps = [r["body"].get("max_completion_tokens") for r in sent if r["path"].endswith("/chat/completions")]
     assert len(caps) == sum(status == 200 for status, _ in results)

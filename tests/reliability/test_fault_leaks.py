@@ -153,7 +153,7 @@ async def test_a_thousand_faults_leak_no_connection_task_fd_or_reservation(gatew
     assert sum(outcomes.values()) == sent  # every request got an answer or a clean error
     assert outcomes["client hung up"] > 0 and outcomes["200 cut mid-stream"] > 0 and outcomes["504"] > 0
     assert after["reservations"] == 0
-    assert after["tasks"] == baseline["tasks"]
+    assert after["tasks"] <= baseline["tasks"]  # a leak adds tasks; one the baseline caught mid-run may have ended
     assert after["mock_in_flight"] == 0
     assert after["pool_open"] == after["pool_idle"]  # no connection is held by a finished request
     assert after["mock_open_connections"] == after["pool_open"] <= 3 * CONCURRENCY
