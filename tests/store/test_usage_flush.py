@@ -27,6 +27,15 @@ async def _tamper_every_budget(db: Database) -> None:
         await session.execute(update(Budget).values(current_usage=7))
 
 
+async def _in_process_store(db: Database) -> tuple[dict[str, CounterState], MemoryCounterStore, UsageFlusher]:
+    """The example configuration applied, its counters loaded into an in-process store and a flusher."""
+    await apply_config(db, settings())
+    loaded = dict(await load_counters(db))
+    store = MemoryCounterStore()
+    await store.load(loaded)
+    return loaded, store, UsageFlusher(db, loaded)
+
+
 async def test_unchanged_counters_are_not_written_and_changed_ones_are(db: Database) -> None:
     await apply_config(db, settings())
     loaded = await load_counters(db)
@@ -105,11 +114,7 @@ async def test_many_counters_are_compared_in_slices_with_the_loop_running_betwee
 async def test_from_the_in_process_store_only_touched_counters_are_compared(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """A flush costs what changed since the last one, not what the store holds."""
-    await apply_config(db, settings())
-    loaded = await load_counters(db)
-    store = MemoryCounterStore()
-    await store.load(loaded)
-    flusher = UsageFlusher(db, loaded)
+    loaded, store, flusher = await _in_process_store(db)
     budget = next(name for name in sorted(loaded) if name.startswith("b:"))
     await _tamper_every_budget(db)
     compared: list[int] = []
@@ -134,11 +139,7 @@ async def test_from_the_in_process_store_only_touched_counters_are_compared(
 async def test_touched_counters_a_failed_write_lost_are_written_at_the_next_flush(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store forgets its marks when asked: the flusher keeps what it could not write."""
-    await apply_config(db, settings())
-    loaded = await load_counters(db)
-    store = MemoryCounterStore()
-    await store.load(loaded)
-    flusher = UsageFlusher(db, loaded)
+    loaded, store, flusher = await _in_process_store(db)
     first, second = sorted(name for name in loaded if name.startswith("b:"))[:2]
     real_save = usage_flush.save_counters
 
@@ -164,11 +165,7 @@ async def test_a_flush_that_overlaps_another_waits_for_it_and_the_newer_state_is
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """The periodic flush, an API call's and shutdown's can overlap: the second returns only
     once the first has written what it took, and writes after it (never older over newer)."""
-    await apply_config(db, settings())
-    loaded = await load_counters(db)
-    store = MemoryCounterStore()
-    await store.load(loaded)
-    flusher = UsageFlusher(db, loaded)
+    loaded, store, flusher = await _in_process_store(db)
     budget = next(name for name in sorted(loaded) if name.startswith("b:"))
     real_save = usage_flush.save_counters
     first_may_write = asyncio.Event()
