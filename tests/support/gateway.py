@@ -102,10 +102,21 @@ def start_gateway(config: dict[str, Any], services: Services | None = None, *,
     serve HTTPS (clients that send a bearer token only over TLS: boto3)."""
     if clock_ms is not None:
         services = Services(clock_ms=clock_ms)
-    app = create_app(settings_from_dict(config), services)
+    app = create_app(settings_from_dict(with_patient_redis(config)), services)
     server = ThreadedServer(app, tls=tls)
     server.start()
     return RunningGateway(f"{'https' if tls else 'http'}://127.0.0.1:{server.port}", app, server)
+
+
+def with_patient_redis(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with Redis counters given 1 s to answer unless it says otherwise. The default
+    50 ms suits a Redis on the gateway's network; here Redis shares two cores with four test
+    workers and waits for one longer than that, and a request that should be decided gets the
+    503 of an unavailable store (tests of that failure stop Redis or set their own timeout)."""
+    counters = config.get("counters")
+    if not isinstance(counters, dict) or counters.get("backend") != "redis" or "timeout_ms" in counters:
+        return config
+    return {**config, "counters": {**counters, "timeout_ms": 1000}}
 
 
 def mock_providers(mock_url: str, **extra: Any) -> dict[str, Any]:
