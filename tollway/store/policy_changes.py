@@ -40,7 +40,7 @@ from tollway.store.tables import Customer, ModelConfig, Provider, Tag, Team, Vir
 
 ModelKey = tuple[str, str | None]
 _INDEX_BATCH = 20_000
-_APPLY_BATCH = 500  # changed keys rebuilt per turn of the event loop (a millisecond or two)
+_APPLY_BATCH = 200  # changed keys rebuilt per turn of the event loop (under a millisecond)
 
 
 class UnknownChange(Exception):
@@ -141,7 +141,9 @@ async def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes
     # Every old hash goes first (with the value a rotation replaced, if any): two keys that
     # swapped values in one change keep both.
     held = set()
-    for key_id in changed:
+    for count, key_id in enumerate(changed, 1):
+        if count % _APPLY_BATCH == 0:
+            await asyncio.sleep(0)
         old = hashes.pop(key_id, None)
         if old is not None:
             policy = keys.pop(old, None)
