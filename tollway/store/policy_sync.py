@@ -3,7 +3,9 @@
 At start (and when the change log cannot bring it up to date) the node loads the whole
 policy; otherwise it applies the logged changes since the version it holds
 (`tollway.store.policy_changes`), which costs in proportion to what changed, not to the
-number of keys. Either way readers keep the snapshot they hold: a new one is swapped in
+number of keys. The node that commits a change (the management API's) applies it inside
+the change's own transaction instead (`PolicyFollower.prepare`) and swaps it in after the
+commit (`install`). Either way readers keep the snapshot they hold: a new one is swapped in
 whole, and only ever a newer one.
 """
 
@@ -183,6 +185,7 @@ class PolicyFollower:
 
 
 _KEY_KINDS = frozenset({"virtual_key", "provider_config"})
+FREEZE_FROM_KEYS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +201,6 @@ class PreparedChange:
 
 def _touches_keys(changes: Sequence[Change]) -> bool:
     return any(change.kind in _KEY_KINDS for change in changes)
-FREEZE_FROM_KEYS = 10_000
 
 
 def _retrieve(task: asyncio.Task[PolicySnapshot]) -> None:
