@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from control_plane import ADMIN, ROOT, churn, gateway_config, key_value, proxy_load, seed
+from control_plane import ADMIN, KEYS_API, ROOT, churn, gateway_config, key_value, proxy_load, seed
 from loadgen import free_port, wait_http
 
 sys.path.insert(0, str(ROOT))
@@ -171,6 +171,53 @@ async def measure(nodes: dict[str, RunningGateway], args: argparse.Namespace) ->
     return {"runs": runs}
 
 
+async def sequential_api(gateway: RunningGateway, rounds: int, calls: int) -> dict:
+    """CPU of the gateway's loop thread per API change, one call at a time (keys created
+    and deleted; no proxy load): a median of ``rounds`` rounds of ``calls`` changes."""
+    per_change = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as session:
+        async def changes(count: int) -> None:
+            for _ in range(count // 2):
+                async with session.post(gateway.url + KEYS_API, json={"name": "sequential"}) as response:
+                    key_id = (await response.json())["virtual_key"]["id"]
+                async with session.delete(f"{gateway.url}{KEYS_API}/{key_id}") as response:
+                    await response.read()
+
+        await changes(50)  # warm-up
+        for _ in range(rounds):
+            before = await _on(gateway, _thread_cpu())
+            await changes(calls)
+            per_change.append(round((await _on(gateway, _thread_cpu()) - before) * 1000 / calls, 2))
+    return {"cpu_ms_per_change": per_change, "median": sorted(per_change)[len(per_change) // 2],
+            "load_1m": os.getloadavg()[0]}
+
+
+async def bulk_change(nodes: dict[str, RunningGateway], count: int) -> dict:
+    """The longest holds of node B's loop while it applies one bulk call of ``count``
+    keys made on node A (until it holds the version the call made)."""
+    meter = LoopMeter()
+    await _on(nodes["b"], meter.start())
+    keys = [{"name": f"bulk {index}"} for index in range(count)]
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as session:
+        await _on(nodes["b"], meter.take())
+        async with session.post(nodes["a"].url + KEYS_API + "/bulk", json={"virtual_keys": keys}) as response:
+            assert response.status == 201, await response.text()
+    version = nodes["a"].runtime.snapshot.version
+    started = time.perf_counter()
+    # Another thread's gateway: nothing to wait on but its version.
+    while nodes["b"].runtime.snapshot.version < version and time.perf_counter() - started < 60:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    gaps, _ = await _on(nodes["b"], meter.take())
+    await _on(nodes["b"], meter.stop())
+    ordered = sorted(gaps, reverse=True)
+    return {"keys": count, "applied_s": round(time.perf_counter() - started, 2), "hold_max_ms": round(ordered[0], 2),
+            "holds_top5_ms": [round(gap, 2) for gap in ordered[:5]], "load_1m": os.getloadavg()[0]}
+
+
+async def _thread_cpu() -> float:
+    return time.thread_time()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=10_000)
@@ -178,7 +225,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="proxy load per phase")
     parser.add_argument("--rate", type=float, default=50.0, help="proxy requests per second on each node")
     parser.add_argument("--churn", type=float, default=100.0, help="changes per second during the churn phase")
-    parser.add_argument("--repeat", type=int, default=2, help="idle/churn phase pairs")
+    parser.add_argument("--repeat", type=int, default=2, help="idle/churn phase pairs (0: none)")
+    parser.add_argument("--sequential", type=int, default=0, metavar="CALLS",
+                        help="also: CPU per API change made one at a time on node A (5 rounds of CALLS)")
+    parser.add_argument("--bulk", type=int, default=0, metavar="KEYS",
+                        help="also: node B's longest holds while it applies one bulk call of KEYS keys")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tollway-steps-"))
@@ -195,7 +246,14 @@ def main() -> None:
         config = gateway_config(url, mock_port) | {"log_level": "error"}
         nodes = {"a": start_gateway(config), "b": start_gateway(config)}
         result = {"args": {k: str(v) for k, v in vars(args).items()}, "seed_s": round(seeded_s, 1)}
-        result |= asyncio.run(measure(nodes, args))
+        if args.repeat:
+            result |= asyncio.run(measure(nodes, args))
+        if args.sequential:
+            result["sequential_api"] = asyncio.run(sequential_api(nodes["a"], 5, args.sequential))
+            print(json.dumps(result["sequential_api"]), flush=True)
+        if args.bulk:
+            result["bulk_change"] = asyncio.run(bulk_change(nodes, args.bulk))
+            print(json.dumps(result["bulk_change"]), flush=True)
     finally:
         for gw in nodes.values():
             gw.stop()
