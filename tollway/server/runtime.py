@@ -285,10 +285,14 @@ class Runtime:
         held, applied incrementally; everything when ``force`` (or the log has a gap).
         ``prepared``: a change this node just committed, already applied inside its
         transaction (`PolicyFollower.prepare`): swapped in without reading anything."""
-        if prepared is not None and not force and await self.policy.install(prepared):
-            self.snapshot = self.policy.snapshot
-            return
-        self.snapshot = await (self.policy.reload() if force else self.policy.refresh())
+        if force:
+            await self.policy.reload()
+        elif prepared is None or not await self.policy.install(prepared):
+            await self.policy.refresh()
+        # The follower's policy now, not what this call's refresh returned: the poller's
+        # call and an API change's overlap, and one resuming after the other must not
+        # put back the older snapshot it was handed.
+        self.snapshot = self.policy.snapshot
 
     async def health(self) -> dict[str, Any]:
         try:
