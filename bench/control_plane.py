@@ -52,6 +52,7 @@ from loadgen import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests.support.postgres import start_postgres  # noqa: E402
 from tollway.config.schema import VirtualKeyCacheConfig  # noqa: E402
 from tollway.governance.counters.memory import MemoryCounterStore  # noqa: E402
 from tollway.governance.engine import hash_key  # noqa: E402
@@ -483,7 +484,8 @@ def database_url(kind: str, args: argparse.Namespace, work: Path, count: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, nargs="+", default=[1_000, 10_000, 100_000])
-    parser.add_argument("--postgres", help="a PostgreSQL URL to measure too (its public schema is dropped!)")
+    parser.add_argument("--postgres", help="a PostgreSQL URL to measure too (its public schema is dropped!); with "
+                        "--databases postgresql and no URL, a throw-away server is started and stopped")
     parser.add_argument("--seconds", type=float, default=10.0, help="proxy load per phase")
     parser.add_argument("--rate", type=float, default=200.0, help="proxy requests per second (open loop)")
     parser.add_argument("--churn", type=float, default=100.0, help="changes per second during the churn phase")
@@ -510,8 +512,12 @@ def main() -> None:
     mock = subprocess.Popen([sys.executable, "-m", "tollway", "mock-upstream", "--port", str(mock_port)],
                             stdout=logs, stderr=logs, env={**os.environ, "PYTHONPATH": str(ROOT)})
     results: dict = {"args": vars(args), "points": []}
+    server = None
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/_mock/stats", process=mock)
+        if "postgresql" in (args.databases or []) and not args.postgres:
+            server = start_postgres()  # a throw-away cluster, like the tests'; stopped at the end
+            args.postgres = server.create_database("bench")
         for kind in args.databases or ["sqlite"] + (["postgresql"] if args.postgres else []):
             for count in args.keys:
                 url = database_url(kind, args, work, count)
@@ -523,6 +529,8 @@ def main() -> None:
         mock.send_signal(signal.SIGTERM)
         mock.wait(30)
         logs.close()
+        if server is not None:
+            server.stop()
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"written to {args.results}; logs in {work}")

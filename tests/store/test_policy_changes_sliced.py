@@ -1,6 +1,7 @@
-"""A large change (a bulk call creating thousands of keys in one version) is applied in
-slices with the event loop running between them, and no request ever sees part of it:
-the snapshot a reader gets is the one before the change or the one after it."""
+"""A large change (a bulk call creating thousands of keys in one version) is read from
+the log a page at a time and applied in slices with the event loop running between
+them, and no request ever sees part of it: the snapshot a reader gets is the one before
+the change or the one after it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import asyncio
 import pytest
 
 from tests.store.example import sha256
-from tests.store.test_policy_changes import commit_change, following
+from tests.store.test_policy_changes import commit_change, create_customer, following, full, plain
+from tollway.store import changes as change_log
 from tollway.store import policy_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
@@ -59,3 +61,20 @@ async def test_a_large_change_is_applied_in_slices_and_seen_whole_or_not_at_all(
     assert len(follower.snapshot.keys_by_hash) == before + NEW_KEYS
     assert follower.full_loads == 1
     assert turns_while_applying >= NEW_KEYS // 10 - 1  # the loop ran between slices of ten keys
+
+
+async def test_the_log_is_read_a_page_at_a_time_and_pages_split_a_version_exactly(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    follower = await following(db)
+    held = follower.snapshot.version
+    await commit_change(db, create_many_keys)  # one version of 300 changes: split across pages
+    current = await commit_change(db, create_customer)
+    async with db.session() as session:
+        whole = await change_log.changes_since(session, held, current)
+        monkeypatch.setattr(change_log, "CHANGES_PER_READ", 7)
+        paged = await change_log.changes_since(session, held, current)
+    assert whole is not None and len(whole) == NEW_KEYS + 1
+    assert paged == whole
+    await follower.refresh()
+    assert follower.full_loads == 1
+    assert plain(follower.snapshot) == await full(db)

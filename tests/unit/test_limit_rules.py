@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests import factories as f
 from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.decisions import Decision
 from tollway.governance.enforcer import Enforcer
-from tollway.governance.engine import plan
+from tollway.governance.engine import hash_key, plan
 from tollway.governance.limit_rules import (
     DENY,
     RulePlanner,
@@ -178,17 +180,64 @@ def test_without_rules_the_plan_is_untouched() -> None:
     assert planned.checks is checks and planned.amounts is amounts
 
 
-def test_the_rules_of_a_key_model_and_tags_are_matched_once_per_snapshot() -> None:
+def planned_rule_checks(planner: RulePlanner, snapshot, facts) -> list:
+    planned = planner.apply(snapshot, facts, plan(snapshot, facts, now_ms=NOW))
+    return [c for c in planned.checks if c.scope.level is Level.LIMIT]
+
+
+def changed(snapshot, *, keys=None, teams=None):
+    """``snapshot`` at the next version with some keys (by value) or teams replaced, the
+    rest (the rules' map included) the very same objects, as an applied change leaves it."""
+    keys_by_hash = dict(snapshot.keys_by_hash) | {hash_key(value): key for value, key in (keys or {}).items()}
+    new_teams = dict(snapshot.teams) | {team.limits.scope.id: team for team in teams or ()}
+    return dataclasses.replace(snapshot, keys_by_hash=keys_by_hash, teams=new_teams, version=snapshot.version + 1)
+
+
+def test_the_rules_of_a_key_model_and_tags_are_matched_once_while_the_rules_stay() -> None:
     snap = world(new_rule("r", {"team": ["t1"]}, budget=f.budget(1)))
     planner = RulePlanner()
+    first = planned_rule_checks(planner, snap, f.facts(key=A))
+    assert planned_rule_checks(planner, snap, f.facts(key=A))[0] is first[0]
+    other_rules = world(new_rule("r", {"team": ["t1"]}, budget=f.budget(1)))
+    assert planned_rule_checks(planner, other_rules, f.facts(key=A))[0] is not first[0]
 
-    def rule_checks(snapshot, facts):
-        planned = planner.apply(snapshot, facts, plan(snapshot, facts, now_ms=NOW))
-        return [c for c in planned.checks if c.scope.level is Level.LIMIT]
 
-    first = rule_checks(snap, f.facts(key=A))
-    assert rule_checks(snap, f.facts(key=A))[0] is first[0]
-    assert rule_checks(world(new_rule("r", {"team": ["t1"]}, budget=f.budget(1))), f.facts(key=A))[0] is not first[0]
+def test_a_plan_survives_a_change_to_other_keys_and_teams() -> None:
+    snap = world(new_rule("r", {"team": ["t1"]}, budget=f.budget(1)))
+    planner = RulePlanner()
+    first = planned_rule_checks(planner, snap, f.facts(key=A))
+    later = changed(snap, keys={C: f.virtual_key("c", team_id="t2", active=False)}, teams=[f.team("t2", name="new")])
+    assert planned_rule_checks(planner, later, f.facts(key=A))[0] is first[0]
+
+
+def test_a_key_moved_to_another_team_is_planned_under_its_new_team() -> None:
+    snap = world(new_rule("r", {"team": ["t1"]}, budget=f.budget(1)))
+    planner = RulePlanner()
+    assert planned_rule_checks(planner, snap, f.facts(key=A))
+    moved = changed(snap, keys={A: f.virtual_key("a", team_id="t2")})
+    assert planned_rule_checks(planner, moved, f.facts(key=A)) == []
+    back = changed(moved, keys={A: f.virtual_key("a", team_id="t1")})
+    assert [c.scope.id for c in planned_rule_checks(planner, back, f.facts(key=A))] == ["r"]
+
+
+def test_a_team_moved_to_another_customer_takes_its_keys_with_it() -> None:
+    snap = world(new_rule("r", {"customer": ["c1"]}, budget=f.budget(1)))
+    planner = RulePlanner()
+    assert planned_rule_checks(planner, snap, f.facts(key=C)) == []
+    assert planned_rule_checks(planner, snap, f.facts(key=A))
+    moved = changed(snap, teams=[f.team("t2", customer_id="c1"), f.team("t1")])
+    assert [c.scope.id for c in planned_rule_checks(planner, moved, f.facts(key=C))] == ["r"]
+    assert planned_rule_checks(planner, moved, f.facts(key=A)) == []
+
+
+def test_a_changed_rule_replans_every_key() -> None:
+    snap = world(new_rule("r", {"team": ["t1"]}, budget=f.budget(1)))
+    planner = RulePlanner()
+    assert planned_rule_checks(planner, snap, f.facts(key=A))
+    rule = new_rule("r", {"team": ["t2"]}, budget=f.budget(1))
+    retargeted = dataclasses.replace(changed(snap), limit_rules={"r": rule})
+    assert planned_rule_checks(planner, retargeted, f.facts(key=A)) == []
+    assert [c.scope.id for c in planned_rule_checks(planner, retargeted, f.facts(key=C))] == ["r"]
 
 
 async def test_shadow_rule_counts_and_never_denies() -> None:

@@ -33,6 +33,7 @@ from tollway.store.changes import record_changes
 from tollway.store.database import Database
 from tollway.store.entities import EntityWriter
 from tollway.store.entity_counts import stored_count
+from tollway.store.policy_sync import PolicyFollower, PreparedChange
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.usage import datetime_to_ms, ms_to_datetime
 from tollway.store.version import bump_version, lock_config
@@ -62,7 +63,9 @@ class ManagedRuntime(Protocol):
     log_writer: RequestLogWriter | None
     clock_ms: Callable[[], int]
 
-    async def refresh_policy(self, force: bool = False) -> None: ...
+    policy: PolicyFollower
+
+    async def refresh_policy(self, force: bool = False, prepared: PreparedChange | None = None) -> None: ...
 
 
 # The dependencies are coroutines: FastAPI runs a plain function in its thread pool, and
@@ -156,18 +159,23 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
         session.flush()
         return writer, present(result)
 
+    prepared = None
     async with runtime.db.session() as session:
         await lock_config(session)
         writer, presented = await session.run_sync(run)
         if writer.changed:
-            await record_changes(session, await bump_version(session), writer.touched)
+            version = await bump_version(session)
+            await record_changes(session, version, writer.touched)
+            # This node's policy with the change, read in this transaction; swapped in
+            # after the commit (tollway/store/policy_sync.py).
+            prepared = await runtime.policy.prepare(session, version, writer.touched)
         if writer.resets:  # inside the transaction: a store failure undoes the whole change
             await runtime.store.reset(sorted(writer.resets), datetime_to_ms(now))
     if writer.seeds:
         await runtime.store.load(writer.seeds)  # before the new policy can use them
     if writer.changed:
         try:
-            await runtime.refresh_policy()  # applies just this change (tollway/store/policy_sync.py)
+            await runtime.refresh_policy(prepared=prepared)  # just this change, or the changes since the version held
         except Exception:
             log.exception("management API: the policy could not be reloaded after a change")
     return presented

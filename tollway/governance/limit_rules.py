@@ -22,8 +22,8 @@ nothing of the request beyond its key, provider, model and tags first, then the 
 each by name.
 
 Matching is cheap: `RuleIndex` files each rule under its most selective dimension; the
-rules of one (key, provider, model, tags) are found once per snapshot (`RulePlanner`'s
-bounded memo), and only rules that depend on the end user or are templated are looked at
+rules of one (key, team, customer, provider, model, tags) are found once while the rules
+stay as they are (`RulePlanner`'s bounded memo), and only rules that depend on the end user or are templated are looked at
 per request. With no rules configured a plan is untouched. Pure: no I/O.
 """
 
@@ -235,24 +235,37 @@ class _Matched:
 _NOTHING = _Matched((), (), ())
 
 
-class RulePlanner:
-    """Adds the checks of the limit rules a request matches to its plan (see the module)."""
+_MatchedKey = tuple[str | None, str | None, str | None, str, str, tuple[str, ...]]
 
-    __slots__ = ("_index", "_matched", "_snapshot", "_templated")
+
+class RulePlanner:
+    """Adds the checks of the limit rules a request matches to its plan (see the module).
+
+    Its memos outlive snapshots: what they hold is a function of the rules and of the
+    memo's key alone, and the key names every value matching reads but the end user
+    (key, team, customer, provider, model, tags). So a change to a key, a team or a
+    customer can make no entry wrong — a key moved to another team, or a team to
+    another customer, presents other values and is planned again under them — and only
+    a change to the rules (another ``limit_rules`` map: applied changes keep the map
+    while no rule changed) clears them. Under a control plane changing 100 keys a
+    second, clearing on every snapshot threw every plan away ten times a second."""
+
+    __slots__ = ("_index", "_matched", "_rules", "_templated")
 
     def __init__(self) -> None:
-        self._snapshot: PolicySnapshot | None = None
+        self._rules: Mapping[str, LimitRule] | None = None  # the rules the index and memos were built from
         self._index = RuleIndex({})
-        self._matched: dict[tuple[str | None, str, str, tuple[str, ...]], _Matched] = {}
+        self._matched: dict[_MatchedKey, _Matched] = {}
         self._templated: dict[tuple[str, tuple[str, ...]], tuple[tuple[LimitCheck, ...], tuple[LimitCheck, ...]]] = {}
 
     def apply(self, snapshot: PolicySnapshot, facts: RequestFacts, planned: Plan) -> Plan | Denial:
         """``planned`` with the checks of the rules it matches, or the denial of a rule
         that refuses requests without its ``per`` value."""
-        if not snapshot.limit_rules:
+        rules = snapshot.limit_rules
+        if not rules:
             return planned
-        if snapshot is not self._snapshot:  # rules changed: compile them once for this snapshot
-            self._snapshot, self._index = snapshot, RuleIndex(snapshot.limit_rules)
+        if rules is not self._rules:  # rules changed: compile them once, forget what the old ones planned
+            self._rules, self._index = rules, RuleIndex(rules)
             self._matched, self._templated = {}, {}
         values = request_values(facts, planned)
         matched = self._matched_rules(values)
@@ -274,7 +287,7 @@ class RulePlanner:
         return planned
 
     def _matched_rules(self, values: RequestValues) -> _Matched:
-        memo_key = (values.virtual_key, values.provider, values.model, values.tags)
+        memo_key = (values.virtual_key, values.team, values.customer, values.provider, values.model, values.tags)
         matched = self._matched.get(memo_key)
         if matched is None:
             if len(self._matched) >= _MEMO_SIZE:

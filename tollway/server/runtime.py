@@ -47,7 +47,7 @@ from tollway.store.end_user_counters import load_end_user_counters
 from tollway.store.key_activity import KeyActivity
 from tollway.store.key_cache import KeyCache, count_virtual_keys, held_counters
 from tollway.store.migrate import upgrade
-from tollway.store.policy_sync import PolicyFollower
+from tollway.store.policy_sync import PolicyFollower, PreparedChange
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.request_log_retention import prune_request_log, retention_cutoff
 from tollway.store.usage import load_counters, ms_to_datetime, save_counters
@@ -280,10 +280,19 @@ class Runtime:
         assert self.enforcer.end_users is not None
         return await self.enforcer.end_users.evict_idle(self.clock_ms(), idle_ms)
 
-    async def refresh_policy(self, force: bool = False) -> None:
+    async def refresh_policy(self, force: bool = False, prepared: PreparedChange | None = None) -> None:
         """Bring the policy to the stored configuration: the changes since the version
-        held, applied incrementally; everything when ``force`` (or the log has a gap)."""
-        self.snapshot = await (self.policy.reload() if force else self.policy.refresh())
+        held, applied incrementally; everything when ``force`` (or the log has a gap).
+        ``prepared``: a change this node just committed, already applied inside its
+        transaction (`PolicyFollower.prepare`): swapped in without reading anything."""
+        if force:
+            await self.policy.reload()
+        elif prepared is None or not await self.policy.install(prepared):
+            await self.policy.refresh()
+        # The follower's policy now, not what this call's refresh returned: the poller's
+        # call and an API change's overlap, and one resuming after the other must not
+        # put back the older snapshot it was handed.
+        self.snapshot = self.policy.snapshot
 
     async def health(self) -> dict[str, Any]:
         try:

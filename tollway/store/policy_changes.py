@@ -40,7 +40,7 @@ from tollway.store.tables import Customer, ModelConfig, Provider, Tag, Team, Vir
 
 ModelKey = tuple[str, str | None]
 _INDEX_BATCH = 20_000
-_APPLY_BATCH = 500  # changed keys rebuilt per turn of the event loop (a millisecond or two)
+_APPLY_BATCH = 200  # changed keys rebuilt per turn of the event loop (under a millisecond)
 
 
 class UnknownChange(Exception):
@@ -89,10 +89,8 @@ async def apply_changes(session: AsyncSession, policy: Policy, changes: Sequence
     rules = await reader.rows(LimitRuleRow, ids["limit_rule"])
     await reader.load_limits([*keys, *configs, *teams, *customers, *providers, *models, *tags, *rules])
     snapshot = _persistent(policy.snapshot)
-    if key_hashes_seen is not None:
-        key_hashes_seen.update(row.value_hash for row in keys)
     keys_by_hash, key_hashes = await _apply_keys(reader, snapshot, policy.key_hashes, ids["virtual_key"], keys,
-                                                 configs, held_only)
+                                                 configs, held_only, key_hashes_seen)
     model_configs, model_keys = _apply_models(reader, snapshot, policy.model_config_keys, ids["model_config"], models)
     snapshot = dataclasses.replace(
         snapshot,
@@ -124,8 +122,8 @@ _KINDS = frozenset({"virtual_key", "team", "customer", "provider", "model_config
 
 
 async def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes: Map[str, str], changed: set[str],
-                      rows: Sequence[Any], configs: Sequence[Any],
-                      held_only: bool) -> tuple[Map[str, Any], Map[str, str]]:
+                      rows: Sequence[Any], configs: Sequence[Any], held_only: bool,
+                      key_hashes_seen: set[str] | None) -> tuple[Map[str, Any], Map[str, str]]:
     """The keys and the id index with ``changed`` rebuilt from ``rows``, `_APPLY_BATCH`
     keys per turn of the loop (a bulk call changes 10,000 keys in one version: built in
     one go, they held the requests up for a few hundred milliseconds). Nothing is
@@ -141,7 +139,9 @@ async def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes
     # Every old hash goes first (with the value a rotation replaced, if any): two keys that
     # swapped values in one change keep both.
     held = set()
-    for key_id in changed:
+    for count, key_id in enumerate(changed, 1):
+        if count % _APPLY_BATCH == 0:
+            await asyncio.sleep(0)
         old = hashes.pop(key_id, None)
         if old is not None:
             policy = keys.pop(old, None)
@@ -151,6 +151,8 @@ async def _apply_keys(reader: PolicyReader, snapshot: PolicySnapshot, key_hashes
     for count, row in enumerate(rows, 1):
         if count % _APPLY_BATCH == 0:
             await asyncio.sleep(0)
+        if key_hashes_seen is not None:
+            key_hashes_seen.add(row.value_hash)
         if held_only and row.id not in held:
             continue
         for digest, policy in reader.virtual_key_entries(row, configs_of.get(row.id, ())):

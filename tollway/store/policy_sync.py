@@ -3,7 +3,9 @@
 At start (and when the change log cannot bring it up to date) the node loads the whole
 policy; otherwise it applies the logged changes since the version it holds
 (`tollway.store.policy_changes`), which costs in proportion to what changed, not to the
-number of keys. Either way readers keep the snapshot they hold: a new one is swapped in
+number of keys. The node that commits a change (the management API's) applies it inside
+the change's own transaction instead (`PolicyFollower.prepare`) and swaps it in after the
+commit (`install`). Either way readers keep the snapshot they hold: a new one is swapped in
 whole, and only ever a newer one.
 """
 
@@ -14,12 +16,13 @@ import dataclasses
 import gc
 import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.governance.model import ESTIMATE, Enforcement, PolicySnapshot, VirtualKeyPolicy
-from tollway.store.changes import changes_since
+from tollway.store.changes import Change, changes_since
 from tollway.store.database import Database
 from tollway.store.policy_changes import Policy, UnknownChange, apply_changes, indexed
 from tollway.store.snapshot import PolicyReader
@@ -103,12 +106,51 @@ class PolicyFollower:
                 log.info("config change of kind %s cannot be applied by itself: reloading the policy", kind)
                 await self._load_all(session, current)
             else:
-                self.changes_applied += len(changes)
-                if any(change.kind in _KEY_KINDS for change in changes):
-                    self.key_epoch += 1
-                    if self.on_keys_changed is not None:
-                        self.on_keys_changed(existing)
+                self._applied(len(changes), _touches_keys(changes), existing)
         return self.snapshot
+
+    def _applied(self, changes: int, touches_keys: bool, key_hashes: set[str]) -> None:
+        """Bookkeeping after changes were applied incrementally."""
+        self.changes_applied += changes
+        if touches_keys:
+            self.key_epoch += 1
+            if self.on_keys_changed is not None:
+                self.on_keys_changed(key_hashes)
+
+    async def prepare(self, session: AsyncSession, version: int,
+                      touched: Iterable[tuple[str, str]]) -> PreparedChange | None:
+        """The policy with a change this node is committing applied, read through the
+        change's own ``session`` (inside its transaction, under the config lock: it sees
+        the entities as of ``version``); None when that cannot be done on its own (the
+        node does not hold the version before, or a kind it cannot apply) — the caller
+        then refreshes after the commit.
+
+        The node serving the management API applied its own change in a refresh of its
+        own after the commit: another session (a connection check, BEGIN, COMMIT) and two
+        more queries, re-reading the version and the log it had just written — a quarter
+        of the CPU a change cost it, on the loop its proxied requests wait for."""
+        policy = self.policy
+        changes = [Change(version, kind, ident) for kind, ident in sorted(set(touched))]
+        if policy is None or policy.snapshot.version != version - 1 or not changes:
+            return None
+        existing: set[str] = set()
+        try:
+            applied = await apply_changes(session, policy, changes, version, self.defaults,
+                                          held_only=self.keys_on_demand, key_hashes_seen=existing)
+        except UnknownChange:
+            return None
+        return PreparedChange(policy, applied, len(changes), _touches_keys(changes), existing)
+
+    async def install(self, prepared: PreparedChange) -> bool:
+        """Swap in a `prepare`d policy once its change is committed; False (nothing done)
+        when the policy moved on meanwhile (a refresh, keys loaded on demand): then the
+        caller refreshes."""
+        async with self._lock:  # a refresh running now finishes first, and sees what it may
+            if self.policy is not prepared.base:
+                return False
+            self.policy = prepared.policy
+            self._applied(prepared.changes, prepared.touches_keys, prepared.key_hashes)
+            return True
 
     def hold_keys(self, policies: Mapping[str, VirtualKeyPolicy], epoch: int, max_keys: int) -> bool:
         """Add keys loaded on demand (by value hash), read when `key_epoch` was ``epoch``;
@@ -144,6 +186,21 @@ class PolicyFollower:
 
 _KEY_KINDS = frozenset({"virtual_key", "provider_config"})
 FREEZE_FROM_KEYS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChange:
+    """A policy computed inside a change's transaction (`PolicyFollower.prepare`)."""
+
+    base: Policy  # the policy it was computed from: installed only while that is still held
+    policy: Policy
+    changes: int
+    touches_keys: bool
+    key_hashes: set[str]  # value hashes of the changed keys that exist
+
+
+def _touches_keys(changes: Sequence[Change]) -> bool:
+    return any(change.kind in _KEY_KINDS for change in changes)
 
 
 def _retrieve(task: asyncio.Task[PolicySnapshot]) -> None:
