@@ -101,8 +101,8 @@ class StreamMeter:
     The stream is read in `framing` (a subclass names another).
     """
 
-    __slots__ = ("_covered", "_extend", "_held", "_reserved", "_unparsed", "_unparsed_bytes", "counted", "cut",
-                 "denial", "open_blocks")
+    __slots__ = ("_covered", "_extend", "_held", "_reserved", "_unparsed", "_unparsed_bytes", "_whole_end", "counted",
+                 "cut", "denial", "open_blocks")
 
     framing: ClassVar[Framing] = SSE
 
@@ -110,6 +110,9 @@ class StreamMeter:
         self._reserved = covered if reserved is None else min(reserved, covered)
         self._covered = covered
         self._extend = extend
+        # Read once: looked up through the class and the framing at every chunk, it cost the
+        # usual chunk a sixth more (about 100 ns of 650, bench in the commit message).
+        self._whole_end = self.framing.whole_end
         self._unparsed: list[bytes] = []  # relayed, not yet counted: their length bounds their text
         self._unparsed_bytes = 0
         self._held = b""  # the start of an event whose end has not come
@@ -123,7 +126,7 @@ class StreamMeter:
         the next one may not."""
         if self._held:
             chunk, self._held = self._held + chunk, b""
-        end = self.framing.whole_end(chunk)
+        end = self._whole_end(chunk)
         if end < len(chunk):
             chunk, self._held = chunk[:end], chunk[end:]
         if not chunk:
