@@ -5,12 +5,14 @@ pruned or unknown changes) or a database behind the node reloads everything."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from tests.store.example import SEARCH_VK, settings, sha256
@@ -35,9 +37,12 @@ ROTATED_AGAIN = "tw-rotated-again-0123456789abcdefg"
 Write = Callable[[EntityWriter], None]
 
 
-async def commit_change(db: Database, write: Write, *, log: bool = True) -> int:
-    """Run ``write`` as the management API does: locked, version bumped, changes
-    recorded (unless ``log`` is off: a writer that does not know the log)."""
+@asynccontextmanager
+async def change_transaction(db: Database, write: Write, *, log: bool = True
+                             ) -> AsyncIterator[tuple[AsyncSession, int, EntityWriter]]:
+    """Run ``write`` as the management API does: locked, version bumped, changes recorded
+    (unless ``log`` is off: a writer that does not know the log); (session, version, writer)
+    inside the change's transaction, committed when the block ends."""
     def run(session: Session) -> EntityWriter:
         writer = EntityWriter(session, NOW, "test")
         write(writer)
@@ -50,7 +55,13 @@ async def commit_change(db: Database, write: Write, *, log: bool = True) -> int:
         version = await bump_version(session)
         if log:
             await record_changes(session, version, writer.touched)
-    return version
+        yield session, version, writer
+
+
+async def commit_change(db: Database, write: Write, *, log: bool = True) -> int:
+    """`change_transaction`, committed; the change's version."""
+    async with change_transaction(db, write, log=log) as (_, version, _):
+        return version
 
 
 def plain(snapshot: PolicySnapshot) -> dict[str, Any]:

@@ -5,12 +5,10 @@ is never swapped in over one that moved on, nor prepared by a node that is behin
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from tests.store.test_policy_changes import (
-    NOW,
     STEPS,
     Write,
+    change_transaction,
     commit_change,
     create_customer,
     create_team,
@@ -18,27 +16,14 @@ from tests.store.test_policy_changes import (
     full,
     plain,
 )
-from tollway.store.changes import record_changes
 from tollway.store.database import Database
-from tollway.store.entities import EntityWriter
 from tollway.store.policy_sync import PolicyFollower, PreparedChange
-from tollway.store.version import bump_version, lock_config
 
 
 async def commit_prepared(db: Database, follower: PolicyFollower, write: Write) -> PreparedChange | None:
     """`commit_change` as the management API runs it: the follower prepares the change
     in the change's transaction, before the commit."""
-    def run(session: Session) -> EntityWriter:
-        writer = EntityWriter(session, NOW, "test")
-        write(writer)
-        session.flush()
-        return writer
-
-    async with db.session() as session:
-        await lock_config(session)
-        writer = await session.run_sync(run)
-        version = await bump_version(session)
-        await record_changes(session, version, writer.touched)
+    async with change_transaction(db, write) as (session, version, writer):
         return await follower.prepare(session, version, writer.touched)
 
 

@@ -171,71 +171,59 @@ async def test_an_empty_or_reversed_range_reports_zeros(db) -> None:
         assert await _report(db, ReportQuery(start, end, {}, "key", "hour")) == []
 
 
+async def _rolled_up(database_url: str, records: list[RequestLogRecord]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rollup rows the writer keeps for ``records``, logged at head."""
+    db = Database(database_url)
+    try:
+        await _write(db, records)
+        return await _rollup_rows(db)
+    finally:
+        await db.close()
+
+
+async def _backfilled(database_url: str, down_to: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The rollup rows after a downgrade to ``down_to`` and an upgrade back: what the
+    migrations backfill from the request log."""
+    await migrate.downgrade(database_url, down_to)
+    await migrate.upgrade(database_url)
+    db = Database(database_url)
+    try:
+        return await _rollup_rows(db)
+    finally:
+        await db.close()
+
+
 async def test_migrations_backfill_the_rollups_the_writer_keeps(database_url: str) -> None:
     """Rows logged at head, the report rollups dropped (down to 0012) and backfilled (up
     again): the same month totals and hourly combinations as the writer's, row for row."""
     await migrate.upgrade(database_url)
-    db = Database(database_url)
-    records = _records(600, seed=4)
-    try:
-        await _write(db, records)
-        written = await _rollup_rows(db)
-        assert written["months"] and written["hours"]
-    finally:
-        await db.close()
-    await migrate.downgrade(database_url, "0012")
-    await migrate.upgrade(database_url)
-    db = Database(database_url)
-    try:
-        assert await _rollup_rows(db) == written
-    finally:
-        await db.close()
+    written = await _rolled_up(database_url, _records(600, seed=4))
+    assert written["months"] and written["hours"]
+    assert await _backfilled(database_url, "0012") == written
 
 
 async def test_the_decision_totals_are_backfilled_from_rows_logged_before_them(database_url: str) -> None:
     """Rows logged at head, the decision totals dropped (down to 0018) and backfilled (up
     again): the same totals as the writer's, and the counts the log page shows per decision."""
     await migrate.upgrade(database_url)
-    db = Database(database_url)
-    records = _records(500, seed=7)
-    try:
-        await _write(db, records)
-        written = await _rollup_rows(db)
-        assert {row[2] for row in written["totals"] if row[2] == "decision"}
-    finally:
-        await db.close()
+    written = await _rolled_up(database_url, _records(500, seed=7))
+    assert {row[2] for row in written["totals"] if row[2] == "decision"}
     await migrate.downgrade(database_url, "0018_limit_rules")
     db = Database(database_url)
     try:
         assert not [row for row in (await _rollup_rows(db))["totals"] if row[2] == "decision"]
     finally:
         await db.close()
-    await migrate.upgrade(database_url)
-    db = Database(database_url)
-    try:
-        assert await _rollup_rows(db) == written
-    finally:
-        await db.close()
+    assert await _backfilled(database_url, "0018_limit_rules") == written
 
 
 async def test_the_first_rollups_are_backfilled_from_rows_logged_before_them(database_url: str) -> None:
     await migrate.upgrade(database_url)
-    db = Database(database_url)
     # Without routes: a downgrade below 0011 drops the column (the route totals then hold
     # every request under the route "", which 0016 backfills).
     records = [dataclasses.replace(record, route=None) for record in _records(400, seed=5)]
-    try:
-        await _write(db, records)
-        written = await _rollup_rows(db)
-    finally:
-        await db.close()
-    await migrate.downgrade(database_url, "0004")  # before any rollup
-    await migrate.upgrade(database_url)
-    db = Database(database_url)
-    try:
-        assert await _rollup_rows(db) == written
-    finally:
-        await db.close()
+    written = await _rolled_up(database_url, records)
+    assert await _backfilled(database_url, "0004") == written  # from before any rollup
 
 
 async def _rollup_rows(db: Database) -> dict[str, list[tuple[Any, ...]]]:
