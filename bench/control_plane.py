@@ -17,9 +17,11 @@ Per database and key count:
 5. Proxy latency (p50/p99/max, ms) of chat completions with one of the N keys at a fixed
    rate (open loop): idle, then while a churner makes `--churn` changes per second
    through node A's API; measured on node B (which only applies the changes) and on
-   node A (which also serves the API calls on the same event loop).
-6. Propagation: during the churn, keys created on node A and the time until node B (a
-   second gateway on the same database) accepts them (p50/max, ms).
+   node A (which also serves the API calls on the same event loop). The churner runs
+   in a process of its own (`ChurnProcess`), so its client work does not delay the loop
+   that times the proxy.
+6. Propagation: in a churn phase of its own, keys created on node A and the time until
+   node B (a second gateway on the same database) accepts them (p50/max, ms).
 
 Everything runs on 127.0.0.1 (the mock upstream and the gateways are child processes).
 Results are printed and written to bench/results/control_plane.json.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import signal
@@ -287,10 +290,10 @@ async def proxy_load(session: aiohttp.ClientSession, base: str, value: str, rate
 
 
 async def churn(session: aiohttp.ClientSession, base: str, other: str, per_second: float, stop: asyncio.Event,
-                propagation: list[float], failures: list[str]) -> int:
+                propagation: list[float], failures: list[str], probe_every: int = 20) -> int:
     """Changes on node ``base`` at ``per_second`` (open loop): keys created, and the
-    oldest deleted once twenty exist; for every tenth key created, the time until node
-    ``other`` accepts it."""
+    oldest deleted once twenty exist; for every ``probe_every``-th change (a creation;
+    0: none), the time until node ``other`` accepts the new key."""
     made: list[str] = []
     tasks: list[asyncio.Task] = []
     start = time.perf_counter()
@@ -323,11 +326,52 @@ async def churn(session: aiohttp.ClientSession, base: str, other: str, per_secon
         if index % 2 and len(made) > 20:
             tasks.append(asyncio.create_task(delete(made.pop(0))))
         else:
-            tasks.append(asyncio.create_task(create(probe=index % 20 == 0)))
+            tasks.append(asyncio.create_task(create(probe=bool(probe_every) and index % probe_every == 0)))
         index += 1
         await asyncio.sleep(max(0.0, start + index / per_second - time.perf_counter()))
     await asyncio.gather(*tasks)
     return index
+
+
+class ChurnProcess:
+    """`churn` in a process of its own for ``seconds``. In the measuring process its
+    client work (100 API calls a second: JSON, HTTP, the propagation probes) would share
+    the loop that times the proxy's answers, and show as proxy latency that no gateway
+    caused."""
+
+    def __init__(self, base: str, other: str, per_second: float, seconds: float, probe_every: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(target=_churn_main, args=(child, base, other, per_second, seconds,
+                                                                  probe_every), daemon=True)
+        self._process.start()
+        if self._pipe.recv() != "ready":  # imports and session made before the phase starts
+            raise RuntimeError("the churn process did not start")
+
+    def go(self) -> None:
+        self._pipe.send("go")
+
+    async def result(self) -> tuple[int, list[float], list[str]]:
+        """(changes made, propagation times in s, failures), once its time is up."""
+        answer = await asyncio.get_running_loop().run_in_executor(None, self._pipe.recv)
+        self._process.join(30)
+        return answer
+
+
+def _churn_main(pipe, base: str, other: str, per_second: float, seconds: float, probe_every: int) -> None:
+    async def run() -> tuple[int, list[float], list[str]]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         headers={"Authorization": f"Bearer {ADMIN}"}) as session:
+            pipe.send("ready")
+            pipe.recv()
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(seconds, stop.set)
+            propagation: list[float] = []
+            failures: list[str] = []
+            changes = await churn(session, base, other, per_second, stop, propagation, failures, probe_every)
+            return changes, propagation, failures
+
+    pipe.send(asyncio.run(run()))
 
 
 async def _propagation(session: aiohttp.ClientSession, other: str, value: str, created_at: float,
@@ -362,8 +406,18 @@ async def measure_nodes(a: str, b: str, count: int, args: argparse.Namespace, pi
             for node, url in (("b", b), ("a", a)):
                 await _idle_then_churn(session, node, url, a, b, value, args, result,
                                        pids[node], work / f"py-spy-{count}-{node}.txt")
-    result["propagation"] = percentiles(result["propagation"])
+        result["propagation"] = await propagation(a, b, args)
     return result
+
+
+async def propagation(a: str, b: str, args: argparse.Namespace) -> dict:
+    """Churn on node A at ``--churn`` per second for ``--seconds``, every tenth key
+    created polled on node B until it is accepted (a phase of its own: the probes are
+    extra requests on node B that the latency phases should not carry)."""
+    churner = ChurnProcess(a, b, args.churn, args.seconds, probe_every=20)
+    churner.go()
+    changes, times, failures = await churner.result()
+    return percentiles(times) | {"changes_per_s": round(changes / args.seconds, 1), "failures": len(failures)}
 
 
 async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, a: str, b: str, value: str,
@@ -375,15 +429,13 @@ async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, 
     cpu = cpu_seconds(pid)
     idle = await proxy_load(session, url, value, args.rate, args.seconds)
     idle |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
-    stop = asyncio.Event()
-    propagation: list[float] = []
-    failures: list[str] = []
+    churner = ChurnProcess(a, b, args.churn, args.seconds, probe_every=0)  # propagation: its own phase
     spy = _py_spy(pid, profile, args.seconds) if args.profile else None
     cpu = cpu_seconds(pid)
-    churner = asyncio.create_task(churn(session, a, b, args.churn, stop, propagation, failures))
+    churner.go()
     busy = await proxy_load(session, url, value, args.rate, args.seconds)
     busy |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
-    stop.set()
+    changes, _, failures = await churner.result()
     if spy is not None:
         spy.wait(30)
     # Printed as it comes: on a loaded machine a run may not reach its end.
@@ -392,9 +444,8 @@ async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, 
         result[name] = phase
         result.setdefault(f"{name}_runs", []).append(
             {k: phase.get(k) for k in ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "load_1m")})
-    result[f"churn_changes_per_s_{node}"] = round(await churner / args.seconds, 1)
+    result[f"churn_changes_per_s_{node}"] = round(changes / args.seconds, 1)
     result[f"churn_failures_{node}"] = {"count": len(failures), "first": failures[:3]}
-    result.setdefault("propagation", []).extend(propagation)
 
 
 def cpu_seconds(pid: int) -> float:
