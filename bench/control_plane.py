@@ -426,15 +426,17 @@ async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, 
     results are listed under ``..._runs`` and the last one also stands alone. Each
     phase notes the node's CPU use (``cpu_pct``: percent of one core) and the load average."""
     await proxy_load(session, url, value, args.rate, 1.0)  # warm-up
-    cpu = cpu_seconds(pid)
+    cpu, machine = cpu_seconds(pid), machine_cpu()
     idle = await proxy_load(session, url, value, args.rate, args.seconds)
-    idle |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
+    idle |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0],
+             "machine": machine_use(machine)}
     churner = ChurnProcess(a, b, args.churn, args.seconds, probe_every=0)  # propagation: its own phase
     spy = _py_spy(pid, profile, args.seconds) if args.profile else None
-    cpu = cpu_seconds(pid)
+    cpu, machine = cpu_seconds(pid), machine_cpu()
     churner.go()
     busy = await proxy_load(session, url, value, args.rate, args.seconds)
-    busy |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0]}
+    busy |= {"cpu_pct": round((cpu_seconds(pid) - cpu) / args.seconds * 100, 1), "load_1m": os.getloadavg()[0],
+             "machine": machine_use(machine)}
     changes, _, failures = await churner.result()
     if spy is not None:
         spy.wait(30)
@@ -446,6 +448,22 @@ async def _idle_then_churn(session: aiohttp.ClientSession, node: str, url: str, 
             {k: phase.get(k) for k in ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "load_1m")})
     result[f"churn_changes_per_s_{node}"] = round(changes / args.seconds, 1)
     result[f"churn_failures_{node}"] = {"count": len(failures), "first": failures[:3]}
+
+
+def machine_cpu() -> list[int]:
+    """The machine's CPU ticks so far (/proc/stat): user, nice, system, idle, iowait,
+    irq, softirq, steal."""
+    return [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def machine_use(before: list[int]) -> dict:
+    """Since ``before``: how busy the machine's cores were (100 % = all of them), and the
+    share the hypervisor took (steal): on a small machine a node's latency under churn
+    is mostly its wait for a core, which this shows."""
+    spent = [now - then for now, then in zip(machine_cpu(), before, strict=True)]
+    total = sum(spent) or 1
+    return {"cores": os.cpu_count(), "busy_pct": round((total - spent[3] - spent[4]) * 100 / total, 1),
+            "steal_pct": round(spent[7] * 100 / total, 1)}
 
 
 def cpu_seconds(pid: int) -> float:
