@@ -201,6 +201,17 @@ def _genai_providers(provider_type: str) -> tuple[str | None, ...]:
     return adapter.price_catalog_ids if adapter is not None else (provider_type.lower(), None)
 
 
+def load_genai_catalog() -> None:
+    """Load genai-prices' catalog now. It loads on its first lookup otherwise: 25 ms and
+    some 16,000 objects on the first priced request's path, made after the runtime froze
+    what lives as long as the process out of the collector's scans (`gc.freeze`), so every
+    full collection scanned them again."""
+    try:
+        genai_prices.calc_price(_EMPTY_USAGE, "gpt-4o", provider_id="openai")
+    except (LookupError, ValueError):  # a catalog without the model: loaded all the same
+        pass
+
+
 def _lookup_genai(provider_type: str, model: str) -> ModelPrice | None:
     """The model's current base-tier price in genai-prices, or ``None``. Slow: memoise the result."""
     for provider_id in _genai_providers(provider_type):

@@ -36,7 +36,7 @@ from tollway.store.entity_counts import stored_count
 from tollway.store.policy_sync import PolicyFollower, PreparedChange
 from tollway.store.request_log import RequestLogWriter
 from tollway.store.usage import datetime_to_ms, ms_to_datetime
-from tollway.store.version import bump_version, lock_config
+from tollway.store.version import bump_version, config_change
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -160,8 +160,7 @@ async def change(runtime: ManagedRuntime, write: Callable[[ApiWriter], R], prese
         return writer, present(result)
 
     prepared = None
-    async with runtime.db.session() as session:
-        await lock_config(session)
+    async with config_change(runtime.db) as session:
         writer, presented = await session.run_sync(run)
         if writer.changed:
             version = await bump_version(session)

@@ -37,7 +37,7 @@ from tollway.governance.engine import hash_key
 from tollway.store.changes import record_changes
 from tollway.store.entities import EntityError
 from tollway.store.tables import Customer, Team, VirtualKey, new_id
-from tollway.store.version import bump_version, lock_config
+from tollway.store.version import bump_version, config_change
 
 MAX_KEYS = 10_000
 _CHUNK = 100
@@ -78,8 +78,7 @@ async def create_keys(body: VirtualKeyBulkCreate, runtime: RuntimeDep) -> dict[s
     live = LiveUsage()
     # `context.change`, in steps: the rows are written and shown `_CHUNK` keys per turn of
     # the event loop, so that the requests this node serves meanwhile are not held up.
-    async with runtime.db.session() as session:
-        await lock_config(session)
+    async with config_change(runtime.db) as session:
         writer = ApiWriter(session.sync_session, now_of(runtime), runtime)
         await session.run_sync(lambda _: check_entries(writer.session, runtime.settings, entries))
         views: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ from tollway.governance.counters.memory import MemoryCounterStore
 from tollway.governance.durations import parse_duration
 from tollway.governance.enforcer import Enforcer
 from tollway.governance.model import Enforcement, PolicySnapshot
-from tollway.pricing import ModelPrice, PriceCatalog
+from tollway.pricing import ModelPrice, PriceCatalog, load_genai_catalog
 from tollway.pricing_media import media_price
 from tollway.providers.registry import build_providers
 from tollway.proxy.batch_gate import BatchServices
@@ -184,6 +184,7 @@ class Runtime:
         if settings.management_api:
             self.management = create_management_app(self)
             self.ui = create_ui_app(self.management, settings, self.clock_ms)
+        load_genai_catalog()  # it would load on the first priced request, and not be frozen
         # Everything built so far lives as long as the process: keep it out of the
         # collector's scans so a collection costs what the requests allocate, not more.
         gc.freeze()

@@ -63,7 +63,7 @@ from tollway.store.tables import (
     new_id,
     utcnow,
 )
-from tollway.store.version import bump_version, lock_config
+from tollway.store.version import bump_version, config_change
 
 T = TypeVar("T", bound=Base)
 
@@ -94,8 +94,7 @@ async def apply_config(
     The config version is bumped when anything changed; each changed entity gets an
     audit entry by ``actor``.
     """
-    async with db.session() as session:
-        await lock_config(session)
+    async with config_change(db) as session:
         applier = await session.run_sync(_apply, settings, now or utcnow(), actor)
         if applier.changed:
             await record_changes(session, await bump_version(session), applier.touched)

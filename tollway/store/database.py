@@ -7,6 +7,7 @@ drivers aiosqlite and asyncpg.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -84,6 +85,7 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, foreign_keys=sqlite_foreign_keys)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.change_queue = asyncio.Lock()  # configuration changes, one at a time (`version.config_change`)
 
     @property
     def sqlite_path(self) -> str | None:

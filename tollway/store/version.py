@@ -7,6 +7,8 @@ transaction makes the change and the new number visible together).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
 from sqlalchemy import Table, select, update
@@ -41,6 +43,22 @@ async def lock_config(session: AsyncSession) -> None:
     call) then wait for each other instead of failing on each other's inserts.
     """
     await session.execute(_LOCK)
+
+
+@asynccontextmanager
+async def config_change(db: Database) -> AsyncIterator[AsyncSession]:
+    """A transaction holding the configuration write lock (`lock_config`), committed when
+    the block ends without an error.
+
+    One at a time per node, queued in the process before a connection is taken: changes
+    wait for each other on the lock anyway, and a change waiting there held a pooled
+    connection meanwhile. A burst of API calls then opened overflow connections (on
+    PostgreSQL a new TLS context, a handshake and an authentication each, on the event
+    loop the node's requests share) only to close them again.
+    """
+    async with db.change_queue, db.session() as session:
+        await lock_config(session)
+        yield session
 
 
 async def bump_version(session: AsyncSession) -> int:
