@@ -30,6 +30,7 @@ from typing import Any
 THRESHOLD_S = float(os.environ.get("TOLLWAY_STALL_MS", "3")) / 1000
 REPORT = os.environ.get("TOLLWAY_STALL_REPORT", "stall-report.json")
 SAMPLE_EVERY_S = 0.001
+LONG_S = 0.02  # stalls longer than this are listed one by one
 _INTERESTING = ("tollway", "sqlalchemy", "immutables", "asyncpg", "aiosqlite", "fastapi", "starlette", "pydantic")
 
 
@@ -48,6 +49,11 @@ class Probe:
         self.samples: collections.Counter[str] = collections.Counter()
         self.gc_ms: collections.defaultdict[int, list[float]] = collections.defaultdict(list)
         self._gc_started = 0.0
+        # Stalls over LONG_MS one by one: when (s after the start), how long, and what the
+        # sampler saw during that stall alone (the samples above are all stalls together).
+        self.long: list[dict[str, Any]] = []
+        self._current: collections.Counter[str] = collections.Counter()
+        self._gc_in_stall_ms = 0.0
         self.main = threading.main_thread().ident
 
     def install(self) -> None:
@@ -75,6 +81,13 @@ class Probe:
             # With the main thread's CPU time in the gap: about the gap when the loop was
             # busy; much less when the process waited for a core (a loaded machine) or the GIL.
             self.stall_ms.append((round(late * 1000, 1), round((cpu - self.beat_cpu) * 1000, 1)))
+            if late > LONG_S:
+                self.long.append({"at_s": round(self.beat - self.started, 2), "wall_ms": round(late * 1000, 1),
+                                  "cpu_ms": round((cpu - self.beat_cpu) * 1000, 1),
+                                  "gc_ms": round(self._gc_in_stall_ms, 1),
+                                  "stacks": [f"{n}× {stack}" for stack, n in self._current.most_common(3)]})
+        self._current = collections.Counter()
+        self._gc_in_stall_ms = 0.0
         self.beat, self.beat_cpu = now, cpu
         self.beats += 1
         asyncio.get_running_loop().call_later(SAMPLE_EVERY_S, self._heartbeat)
@@ -83,7 +96,9 @@ class Probe:
         if phase == "start":
             self._gc_started = time.perf_counter()
         elif self._gc_started and self.started:
-            self.gc_ms[info["generation"]].append(round((time.perf_counter() - self._gc_started) * 1000, 2))
+            pause_ms = (time.perf_counter() - self._gc_started) * 1000
+            self.gc_ms[info["generation"]].append(round(pause_ms, 2))
+            self._gc_in_stall_ms += pause_ms
 
     def _sample(self) -> None:
         while True:
@@ -98,6 +113,7 @@ class Probe:
                     stack.append(f"{_short(path)}:{frame.f_code.co_name}:{frame.f_lineno}")
                 frame = frame.f_back
             self.samples[" < ".join(stack) or "?"] += 1
+            self._current[" < ".join(stack) or "?"] += 1
 
     def _dump_every(self) -> None:
         while True:
@@ -114,6 +130,7 @@ class Probe:
                        "cpu_bound_over_5ms": sorted((s for s in self.stall_ms if s[1] > 5), reverse=True)[:40]},
             "samples": [{"stack": stack, "n": n} for stack, n in self.samples.most_common(60)],
             "gc": gc_summary,
+            "long_stalls": self.long[-50:],
         }
         with open(REPORT, "w") as out:
             json.dump(report, out, indent=1)
