@@ -58,6 +58,8 @@ def _schedule(pid: int, policy: int, priority: int) -> None:
             os.sched_setscheduler(tid, policy, os.sched_param(priority))
         except ProcessLookupError:
             pass
+        except PermissionError:
+            raise SystemExit("--isolate needs the right to set real-time scheduling (root, or CAP_SYS_NICE)") from None
 
 
 def machine_cpu() -> list[int]:
