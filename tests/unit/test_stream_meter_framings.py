@@ -6,7 +6,7 @@ to extend into, everything passes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from itertools import pairwise
 
 import orjson
@@ -77,15 +77,28 @@ async def _relay(meter: StreamMeter, chunks: list[bytes]) -> bytes:
     return b"".join(out) + meter.flush()
 
 
+# A stream: the events' texts, which of them end their lines with CRLF, where the upstream
+# cuts it into chunks.
+_STREAMS = {"texts": _texts, "crlf": st.lists(st.booleans(), min_size=1, max_size=4),
+            "cuts": st.lists(st.integers(min_value=0, max_value=10_000), max_size=12)}
+
+
+def _metered(framing: str, texts: list[str], crlf: list[bool], cuts: list[int], covered: int,
+             extend: Callable[[int], Awaitable[Denial | None]]) -> tuple[list[bytes], list[int], StreamMeter, bytes]:
+    """The events built from ``texts``, their outputs, a meter of ``framing`` covering
+    ``covered`` (``extend``: what a request for more room gets), and what it relayed of the
+    events split at ``cuts``."""
+    events, outputs = _build(framing, texts, crlf)
+    meter = FRAMINGS[framing][0](covered, extend)
+    return events, outputs, meter, asyncio.run(_relay(meter, _chunks(b"".join(events), cuts)))
+
+
 @pytest.mark.parametrize("framing", sorted(FRAMINGS))
 @settings(max_examples=150, deadline=None)
-@given(texts=_texts, crlf=st.lists(st.booleans(), min_size=1, max_size=4),
-       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12), covered=st.integers(0, 300))
+@given(**_STREAMS, covered=st.integers(0, 300))
 def test_whole_events_pass_up_to_the_first_the_reservation_cannot_cover(
         framing: str, texts: list[str], crlf: list[bool], cuts: list[int], covered: int) -> None:
-    events, outputs = _build(framing, texts, crlf)
-    meter = FRAMINGS[framing][0](covered, _no_room)
-    relayed = asyncio.run(_relay(meter, _chunks(b"".join(events), cuts)))
+    events, outputs, meter, relayed = _metered(framing, texts, crlf, cuts, covered, _no_room)
     fitting, total = 0, 0
     while fitting < len(events) and total + outputs[fitting] <= covered:
         total += outputs[fitting]
@@ -98,11 +111,9 @@ def test_whole_events_pass_up_to_the_first_the_reservation_cannot_cover(
 
 @pytest.mark.parametrize("framing", sorted(FRAMINGS))
 @settings(max_examples=60, deadline=None)
-@given(texts=_texts, crlf=st.lists(st.booleans(), min_size=1, max_size=4),
-       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12), covered=st.integers(0, 40))
+@given(**_STREAMS, covered=st.integers(0, 40))
 def test_with_room_to_extend_into_the_whole_stream_passes_and_is_counted(
         framing: str, texts: list[str], crlf: list[bool], cuts: list[int], covered: int) -> None:
-    events, outputs = _build(framing, texts, crlf)
-    meter = FRAMINGS[framing][0](covered, _room)
-    assert asyncio.run(_relay(meter, _chunks(b"".join(events), cuts))) == b"".join(events)
+    events, outputs, meter, relayed = _metered(framing, texts, crlf, cuts, covered, _room)
+    assert relayed == b"".join(events)
     assert not meter.cut and meter.settled_count() == sum(outputs)
